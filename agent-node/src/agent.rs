@@ -1,0 +1,677 @@
+//! `AgentActor`: one per logged-in agent, the single authority over the agent's chat slots.
+//!
+//! A slot is taken by a held offer, an active conversation or a wrap-up; the actor accepts a
+//! reservation only while the agent is available, connected and has a free slot, so no
+//! router can ever push an agent past their capacity (DESIGN.md §4, invariant 2).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use centralino_proto::v1::{
+    agent_event, AgentEvent, AgentStatus, ChatMessage, CommandError, ConversationAssigned,
+    ConversationEnded, ConversationOutcome, LoggedIn, Offer, OfferRevoked, StatusChanged,
+};
+use tokio::sync::mpsc;
+use tonic::Status;
+use tracing::{debug, info};
+
+use crate::clock::SharedClock;
+use crate::config::{AgentConfig, DeskConfig};
+use crate::link::{
+    Availability, OfferAnswer, RejectReason, ReserveOutcome, ReserveRequest, RouterLink,
+};
+use crate::metrics as m;
+
+/// How many answered reservation ids an agent remembers for idempotent retries.
+const REMEMBERED_RESERVATIONS: usize = 256;
+
+/// Sender half of an agent desktop stream.
+pub type DesktopTx = mpsc::Sender<Result<AgentEvent, Status>>;
+
+/// Attaches a desktop stream (login or reconnect); returns the login confirmation.
+#[derive(Message)]
+#[rtype(result = "LoggedIn")]
+pub struct Attach {
+    /// Identifies this stream, so a late `Detach` of a replaced stream is ignored.
+    pub session_id: u64,
+    /// Where events for the desktop go.
+    pub tx: DesktopTx,
+}
+
+/// The desktop stream ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Detach {
+    /// Stream that ended.
+    pub session_id: u64,
+}
+
+/// Sets the agent's status (desktop or supervisor).
+#[derive(Message)]
+#[rtype(result = "Result<(), Status>")]
+pub struct SetStatus(pub AgentStatus);
+
+/// Holds a slot for a conversation and offers it.
+#[derive(Message)]
+#[rtype(result = "ReserveOutcome")]
+pub struct Reserve(pub ReserveRequest);
+
+/// Withdraws an open offer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CancelReservation(pub String);
+
+/// The agent accepts an offer.
+#[derive(Message)]
+#[rtype(result = "Result<(), Status>")]
+pub struct Accept(pub String);
+
+/// The agent declines an offer.
+#[derive(Message)]
+#[rtype(result = "Result<(), Status>")]
+pub struct Decline(pub String);
+
+/// A customer message for the agent's desktop.
+#[derive(Message)]
+#[rtype(result = "Result<(), Status>")]
+pub struct Deliver {
+    /// Conversation the message belongs to.
+    pub conversation_id: String,
+    /// The message.
+    pub message: ChatMessage,
+}
+
+/// The conversation ended on the customer's side.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Ended {
+    /// Conversation that ended.
+    pub conversation_id: String,
+    /// How it ended.
+    pub outcome: ConversationOutcome,
+}
+
+/// The agent sends a message into one of their conversations.
+#[derive(Message)]
+#[rtype(result = "Result<u64, Status>")]
+pub struct Send {
+    /// Target conversation.
+    pub conversation_id: String,
+    /// Client-chosen id for dedup.
+    pub message_id: String,
+    /// Text.
+    pub text: String,
+    /// Short status note.
+    pub status_note: bool,
+}
+
+/// The agent closes one of their conversations.
+#[derive(Message)]
+#[rtype(result = "Result<(), Status>")]
+pub struct Close {
+    /// Conversation to close.
+    pub conversation_id: String,
+    /// Wrap-up summary.
+    pub summary: String,
+}
+
+/// Returns the agent's current availability.
+#[derive(Message)]
+#[rtype(result = "Availability")]
+pub struct GetAvailability;
+
+/// Internal: the offer timer ran out.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct OfferExpired(String);
+
+/// An open offer: the slot is held until it is answered.
+struct Held {
+    conversation_id: String,
+    timer: Option<SpawnHandle>,
+    /// Accept sent to the router, awaiting its confirmation.
+    accepting: bool,
+}
+
+/// The actor behind one agent.
+pub struct AgentActor {
+    config: Arc<AgentConfig>,
+    skills: Arc<std::collections::BTreeMap<String, u8>>,
+    desk: DeskConfig,
+    clock: SharedClock,
+    router: Arc<dyn RouterLink>,
+    status: AgentStatus,
+    /// Status to return to after a reconnect.
+    status_before_disconnect: AgentStatus,
+    session: Option<(u64, DesktopTx)>,
+    active: HashSet<String>,
+    held: HashMap<String, Held>,
+    wrap_ups: u32,
+    missed_in_row: u32,
+    idle_since_ms: i64,
+    version: u64,
+    grace_timer: Option<SpawnHandle>,
+    answered: VecDeque<String>,
+}
+
+impl AgentActor {
+    /// Returns a new actor for `config`; it starts offline until a desktop attaches.
+    pub fn new(
+        config: Arc<AgentConfig>,
+        desk: DeskConfig,
+        clock: SharedClock,
+        router: Arc<dyn RouterLink>,
+    ) -> Self {
+        let idle_since_ms = clock.now_ms();
+        Self {
+            skills: Arc::new(config.skills.clone()),
+            config,
+            desk,
+            clock,
+            router,
+            status: AgentStatus::Offline,
+            status_before_disconnect: AgentStatus::Available,
+            session: None,
+            active: HashSet::new(),
+            held: HashMap::new(),
+            wrap_ups: 0,
+            missed_in_row: 0,
+            idle_since_ms,
+            version: 0,
+            grace_timer: None,
+            answered: VecDeque::new(),
+        }
+    }
+
+    fn load(&self) -> u32 {
+        (self.active.len() + self.held.len()) as u32 + self.wrap_ups
+    }
+
+    fn availability(&self) -> Availability {
+        Availability {
+            agent_id: self.config.id.clone(),
+            version: self.version,
+            team: self.config.team.clone(),
+            status: self.status,
+            capacity: self.config.capacity,
+            load: self.load(),
+            skills: self.skills.clone(),
+            idle_since_ms: self.idle_since_ms,
+            display_name: self.config.name.clone(),
+        }
+    }
+
+    fn publish(&mut self) {
+        self.version += 1;
+        self.router.availability(self.availability());
+    }
+
+    fn push(&mut self, kind: agent_event::Kind) {
+        if let Some((_, tx)) = &self.session {
+            if tx.try_send(Ok(AgentEvent { kind: Some(kind) })).is_err() {
+                m::desktop_events_dropped();
+            }
+        }
+    }
+
+    fn remember_answered(&mut self, reservation_id: String) {
+        if self.answered.len() >= REMEMBERED_RESERVATIONS {
+            self.answered.pop_front();
+        }
+        self.answered.push_back(reservation_id);
+    }
+
+    fn set_status(&mut self, status: AgentStatus, reason: &str) {
+        if self.status == status {
+            return;
+        }
+        info!(agent_id = %self.config.id, ?status, reason, "agent status changed");
+        self.status = status;
+        self.push(agent_event::Kind::Status(StatusChanged {
+            status: status as i32,
+            reason: reason.to_string(),
+        }));
+        self.publish();
+    }
+
+    /// Frees a held offer and tells the router how it ended.
+    fn end_offer(&mut self, reservation_id: &str, answer: OfferAnswer, ctx: &mut Context<Self>) {
+        let Some(held) = self.held.remove(reservation_id) else {
+            return;
+        };
+        if let Some(timer) = held.timer {
+            ctx.cancel_future(timer);
+        }
+        self.remember_answered(reservation_id.to_string());
+        m::offer_answered(answer);
+        if answer != OfferAnswer::Accepted {
+            self.push(agent_event::Kind::OfferRevoked(OfferRevoked {
+                reservation_id: reservation_id.to_string(),
+                conversation_id: held.conversation_id.clone(),
+                reason: format!("{answer:?}").to_lowercase(),
+            }));
+        }
+        self.publish();
+        let router = self.router.clone();
+        let (rid, aid, cid) = (
+            reservation_id.to_string(),
+            self.config.id.clone(),
+            held.conversation_id,
+        );
+        actix::spawn(async move {
+            if let Err(status) = router.offer_answered(&cid, &rid, &aid, answer).await {
+                debug!(conversation_id = %cid, %status, "router did not take the offer answer");
+            }
+        });
+    }
+
+    /// Sends the accept to the router; the slot becomes an active chat once it confirms.
+    fn accept(&mut self, reservation_id: String, ctx: &mut Context<Self>) {
+        let Some(held) = self.held.get_mut(&reservation_id) else {
+            return;
+        };
+        if held.accepting {
+            return;
+        }
+        held.accepting = true;
+        if let Some(timer) = held.timer.take() {
+            ctx.cancel_future(timer);
+        }
+        let conversation_id = held.conversation_id.clone();
+        let router = self.router.clone();
+        let agent_id = self.config.id.clone();
+        let rid = reservation_id.clone();
+        let cid = conversation_id.clone();
+        let fut = async move {
+            router
+                .offer_answered(&cid, &rid, &agent_id, OfferAnswer::Accepted)
+                .await
+        };
+        ctx.spawn(fut.into_actor(self).map(move |result, act, _ctx| {
+            if act.held.remove(&reservation_id).is_none() {
+                return;
+            }
+            act.remember_answered(reservation_id.clone());
+            match result {
+                Ok(transcript) => {
+                    m::offer_answered(OfferAnswer::Accepted);
+                    act.active.insert(conversation_id.clone());
+                    act.missed_in_row = 0;
+                    act.push(agent_event::Kind::Assigned(ConversationAssigned {
+                        conversation_id,
+                        transcript,
+                    }));
+                }
+                Err(status) => {
+                    debug!(%conversation_id, %status, "assignment refused by the router");
+                    act.push(agent_event::Kind::OfferRevoked(OfferRevoked {
+                        reservation_id,
+                        conversation_id,
+                        reason: status.message().to_string(),
+                    }));
+                }
+            }
+            act.publish();
+        }));
+    }
+
+    fn start_wrap_up(&mut self, ctx: &mut Context<Self>) {
+        self.wrap_ups += 1;
+        let wait = self.clock.wall(Duration::from_secs(self.desk.wrap_up_secs));
+        ctx.run_later(wait, |act, _ctx| {
+            act.wrap_ups = act.wrap_ups.saturating_sub(1);
+            if act.load() == 0 {
+                act.idle_since_ms = act.clock.now_ms();
+            }
+            act.publish();
+        });
+    }
+
+    fn end_conversation(&mut self, conversation_id: &str, outcome: ConversationOutcome, ctx: &mut Context<Self>) {
+        if self.active.remove(conversation_id) {
+            self.push(agent_event::Kind::Ended(ConversationEnded {
+                conversation_id: conversation_id.to_string(),
+                outcome: outcome as i32,
+            }));
+            self.start_wrap_up(ctx);
+            self.publish();
+        }
+    }
+
+    fn revoke_all_offers(&mut self, answer: OfferAnswer, ctx: &mut Context<Self>) {
+        let open: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(_, h)| !h.accepting)
+            .map(|(rid, _)| rid.clone())
+            .collect();
+        for rid in open {
+            self.end_offer(&rid, answer, ctx);
+        }
+    }
+}
+
+impl Actor for AgentActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(256);
+    }
+}
+
+impl Handler<Attach> for AgentActor {
+    type Result = MessageResult<Attach>;
+
+    fn handle(&mut self, msg: Attach, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(timer) = self.grace_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        if let Some((_, old)) = self.session.take() {
+            let _ = old.try_send(Err(Status::aborted("logged in from another desktop")));
+        }
+        self.session = Some((msg.session_id, msg.tx));
+        let status = match self.status {
+            AgentStatus::Offline | AgentStatus::Unspecified => AgentStatus::Available,
+            AgentStatus::Disconnected => self.status_before_disconnect,
+            other => other,
+        };
+        self.set_status(status, "login");
+        self.publish();
+        m::agent_logged_in(&self.config.team, true);
+        let mut conversation_ids: Vec<String> = self.active.iter().cloned().collect();
+        conversation_ids.sort();
+        MessageResult(LoggedIn {
+            agent_id: self.config.id.clone(),
+            display_name: self.config.name.clone(),
+            capacity: self.config.capacity,
+            conversation_ids,
+            status: self.status as i32,
+        })
+    }
+}
+
+impl Handler<Detach> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Detach, ctx: &mut Context<Self>) {
+        if self.session.as_ref().map(|(id, _)| *id) != Some(msg.session_id) {
+            return;
+        }
+        self.session = None;
+        m::agent_logged_in(&self.config.team, false);
+        self.revoke_all_offers(OfferAnswer::Revoked, ctx);
+        if self.status != AgentStatus::Disconnected {
+            self.status_before_disconnect = self.status;
+        }
+        self.set_status(AgentStatus::Disconnected, "desktop disconnected");
+        let grace = self
+            .clock
+            .wall(Duration::from_secs(self.desk.disconnect_grace_secs));
+        self.grace_timer = Some(ctx.run_later(grace, |act, _ctx| {
+            act.grace_timer = None;
+            let conversations: Vec<String> = act.active.drain().collect();
+            info!(agent_id = %act.config.id, count = conversations.len(), "disconnect grace over, releasing conversations");
+            for conversation_id in conversations {
+                let router = act.router.clone();
+                let agent_id = act.config.id.clone();
+                actix::spawn(async move {
+                    if let Err(status) = router
+                        .release(&conversation_id, &agent_id, "agent disconnected")
+                        .await
+                    {
+                        debug!(%conversation_id, %status, "release failed");
+                    }
+                });
+            }
+            act.set_status(AgentStatus::Offline, "disconnect grace over");
+            act.publish();
+        }));
+    }
+}
+
+impl Handler<SetStatus> for AgentActor {
+    type Result = Result<(), Status>;
+
+    fn handle(&mut self, msg: SetStatus, ctx: &mut Context<Self>) -> Self::Result {
+        match msg.0 {
+            AgentStatus::Available | AgentStatus::Away | AgentStatus::OnCall | AgentStatus::Offline => {}
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "status {} cannot be set",
+                    other.as_str_name()
+                )))
+            }
+        }
+        if self.session.is_none() && msg.0 != AgentStatus::Offline {
+            // A supervisor may set a disconnected agent's status for after the reconnect.
+            self.status_before_disconnect = msg.0;
+            return Ok(());
+        }
+        if msg.0 != AgentStatus::Available {
+            self.revoke_all_offers(OfferAnswer::Revoked, ctx);
+        } else {
+            self.missed_in_row = 0;
+        }
+        self.set_status(msg.0, "set");
+        Ok(())
+    }
+}
+
+impl Handler<Reserve> for AgentActor {
+    type Result = MessageResult<Reserve>;
+
+    fn handle(&mut self, Reserve(req): Reserve, ctx: &mut Context<Self>) -> Self::Result {
+        if self.held.contains_key(&req.reservation_id) {
+            return MessageResult(ReserveOutcome::Held);
+        }
+        if self.answered.contains(&req.reservation_id) {
+            return MessageResult(ReserveOutcome::Rejected(RejectReason::AlreadyHeld));
+        }
+        if self.session.is_none() {
+            return MessageResult(ReserveOutcome::Rejected(RejectReason::NotLoggedIn));
+        }
+        if self.status != AgentStatus::Available {
+            return MessageResult(ReserveOutcome::Rejected(RejectReason::NotAvailable));
+        }
+        if self.active.contains(&req.conversation_id)
+            || self.held.values().any(|h| h.conversation_id == req.conversation_id)
+        {
+            return MessageResult(ReserveOutcome::Rejected(RejectReason::AlreadyHeld));
+        }
+        if self.load() >= self.config.capacity {
+            return MessageResult(ReserveOutcome::Rejected(RejectReason::Full));
+        }
+        let timeout_ms = self.desk.offer_timeout_secs * 1000;
+        let rid = req.reservation_id.clone();
+        let timer = if req.auto_accept {
+            None
+        } else {
+            let wait = self.clock.wall(Duration::from_secs(self.desk.offer_timeout_secs));
+            Some(ctx.notify_later(OfferExpired(rid.clone()), wait))
+        };
+        self.held.insert(
+            rid.clone(),
+            Held {
+                conversation_id: req.conversation_id.clone(),
+                timer,
+                accepting: false,
+            },
+        );
+        m::offer_made(&req.department);
+        self.push(agent_event::Kind::Offer(Offer {
+            reservation_id: rid.clone(),
+            conversation_id: req.conversation_id,
+            department: req.department,
+            language: req.language,
+            customer_display_name: req.customer_display_name,
+            returning_customer: req.returning_customer,
+            visitor: req.visitor,
+            expires_in_ms: timeout_ms.min(u32::MAX as u64) as u32,
+            auto_accepted: req.auto_accept,
+            started_at_unix_ms: req.started_at_ms,
+            last_summary: req.last_summary,
+        }));
+        self.publish();
+        if req.auto_accept {
+            self.accept(rid, ctx);
+        }
+        MessageResult(ReserveOutcome::Held)
+    }
+}
+
+impl Handler<CancelReservation> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: CancelReservation, ctx: &mut Context<Self>) {
+        if self.held.get(&msg.0).is_some_and(|h| !h.accepting) {
+            if let Some(held) = self.held.remove(&msg.0) {
+                if let Some(timer) = held.timer {
+                    ctx.cancel_future(timer);
+                }
+                self.remember_answered(msg.0.clone());
+                self.push(agent_event::Kind::OfferRevoked(OfferRevoked {
+                    reservation_id: msg.0,
+                    conversation_id: held.conversation_id,
+                    reason: "customer left".to_string(),
+                }));
+                self.publish();
+            }
+        }
+    }
+}
+
+impl Handler<OfferExpired> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: OfferExpired, ctx: &mut Context<Self>) {
+        if self.held.get(&msg.0).is_none_or(|h| h.accepting) {
+            return;
+        }
+        self.end_offer(&msg.0, OfferAnswer::TimedOut, ctx);
+        self.missed_in_row += 1;
+        if self.missed_in_row >= self.desk.max_missed_offers.max(1) {
+            self.missed_in_row = 0;
+            self.set_status(AgentStatus::Away, "missed offers");
+        }
+    }
+}
+
+impl Handler<Accept> for AgentActor {
+    type Result = Result<(), Status>;
+
+    fn handle(&mut self, msg: Accept, ctx: &mut Context<Self>) -> Self::Result {
+        if self.held.contains_key(&msg.0) {
+            self.accept(msg.0, ctx);
+            Ok(())
+        } else if self.answered.contains(&msg.0) {
+            Err(Status::failed_precondition("offer already answered or withdrawn"))
+        } else {
+            Err(Status::not_found("no such offer"))
+        }
+    }
+}
+
+impl Handler<Decline> for AgentActor {
+    type Result = Result<(), Status>;
+
+    fn handle(&mut self, msg: Decline, ctx: &mut Context<Self>) -> Self::Result {
+        match self.held.get(&msg.0) {
+            Some(h) if !h.accepting => {
+                self.end_offer(&msg.0, OfferAnswer::Declined, ctx);
+                Ok(())
+            }
+            Some(_) => Err(Status::failed_precondition("offer is being accepted")),
+            None if self.answered.contains(&msg.0) => {
+                Err(Status::failed_precondition("offer already answered or withdrawn"))
+            }
+            None => Err(Status::not_found("no such offer")),
+        }
+    }
+}
+
+impl Handler<Deliver> for AgentActor {
+    type Result = Result<(), Status>;
+
+    fn handle(&mut self, msg: Deliver, _ctx: &mut Context<Self>) -> Self::Result {
+        if !self.active.contains(&msg.conversation_id) {
+            return Err(Status::failed_precondition("agent does not hold this conversation"));
+        }
+        self.push(agent_event::Kind::Message(centralino_proto::v1::AgentMessage {
+            conversation_id: msg.conversation_id,
+            message: Some(msg.message),
+        }));
+        Ok(())
+    }
+}
+
+impl Handler<Ended> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Ended, ctx: &mut Context<Self>) {
+        self.end_conversation(&msg.conversation_id, msg.outcome, ctx);
+    }
+}
+
+impl Handler<Send> for AgentActor {
+    type Result = ResponseFuture<Result<u64, Status>>;
+
+    fn handle(&mut self, msg: Send, _ctx: &mut Context<Self>) -> Self::Result {
+        if !self.active.contains(&msg.conversation_id) {
+            return Box::pin(async {
+                Err(Status::permission_denied("conversation is not assigned to this agent"))
+            });
+        }
+        let router = self.router.clone();
+        let agent_id = self.config.id.clone();
+        Box::pin(async move {
+            router
+                .agent_message(&msg.conversation_id, &agent_id, &msg.message_id, &msg.text, msg.status_note)
+                .await
+        })
+    }
+}
+
+impl Handler<Close> for AgentActor {
+    type Result = ResponseActFuture<Self, Result<(), Status>>;
+
+    fn handle(&mut self, msg: Close, _ctx: &mut Context<Self>) -> Self::Result {
+        if !self.active.contains(&msg.conversation_id) {
+            return Box::pin(actix::fut::ready(Err(Status::permission_denied(
+                "conversation is not assigned to this agent",
+            ))));
+        }
+        let router = self.router.clone();
+        let agent_id = self.config.id.clone();
+        let cid = msg.conversation_id.clone();
+        Box::pin(
+            async move { router.agent_close(&cid, &agent_id, &msg.summary).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    if result.is_ok() || result.as_ref().is_err_and(|s| s.code() == tonic::Code::NotFound) {
+                        act.end_conversation(&msg.conversation_id, ConversationOutcome::Completed, ctx);
+                    }
+                    result
+                }),
+        )
+    }
+}
+
+impl Handler<GetAvailability> for AgentActor {
+    type Result = MessageResult<GetAvailability>;
+
+    fn handle(&mut self, _msg: GetAvailability, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.availability())
+    }
+}
+
+/// Returns an error event for the desktop.
+pub fn error_event(status: &Status) -> AgentEvent {
+    AgentEvent {
+        kind: Some(agent_event::Kind::Error(CommandError {
+            code: format!("{:?}", status.code()),
+            message: status.message().to_string(),
+        })),
+    }
+}

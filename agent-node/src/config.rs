@@ -1,0 +1,272 @@
+//! The agent-node's part of the configuration file: teams, agents, credentials, desk timers
+//! and the clock. The router's configuration embeds it (one TOML file for the whole node).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Agent-node configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentNodeConfig {
+    /// Simulation or system time.
+    pub clock: ClockConfig,
+    /// Offer, wrap-up and disconnect timers.
+    pub desk: DeskConfig,
+    /// Teams agents belong to.
+    pub teams: Vec<TeamConfig>,
+    /// Agents allowed to log in.
+    pub agents: Vec<AgentConfig>,
+}
+
+/// Which clock the node reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClockConfig {
+    /// `system` (production) or `simulated`.
+    pub mode: ClockMode,
+    /// Simulated start instant (RFC 3339); now when absent.
+    pub start: Option<String>,
+    /// Simulated seconds per wall second.
+    pub speed: f64,
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        Self {
+            mode: ClockMode::System,
+            start: None,
+            speed: 1.0,
+        }
+    }
+}
+
+/// Clock kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockMode {
+    /// The operating system's clock.
+    System,
+    /// A simulation clock (start instant + speed factor).
+    Simulated,
+}
+
+/// Timers of the agent desk, in simulated seconds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeskConfig {
+    /// How long an offer waits for accept or decline.
+    pub offer_timeout_secs: u64,
+    /// Missed offers in a row after which the agent is set away.
+    pub max_missed_offers: u32,
+    /// How long a disconnected agent keeps their conversations.
+    pub disconnect_grace_secs: u64,
+    /// After-chat work time during which the slot stays taken.
+    pub wrap_up_secs: u64,
+}
+
+impl Default for DeskConfig {
+    fn default() -> Self {
+        Self {
+            offer_timeout_secs: 30,
+            max_missed_offers: 3,
+            disconnect_grace_secs: 60,
+            wrap_up_secs: 20,
+        }
+    }
+}
+
+/// A team of agents.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TeamConfig {
+    /// Team name, e.g. `italian`.
+    pub name: String,
+    /// The language the team serves, e.g. `it`.
+    pub language: String,
+}
+
+/// An agent allowed to log in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Login id.
+    pub id: String,
+    /// Name shown to customers.
+    pub name: String,
+    /// Login secret.
+    pub password: String,
+    /// Team name.
+    pub team: String,
+    /// Maximum concurrent chats.
+    pub capacity: u32,
+    /// Skills with proficiency 1–5, e.g. `{ "lang:it" = 5, sales = 3 }`.
+    pub skills: BTreeMap<String, u8>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            name: String::new(),
+            password: String::new(),
+            team: String::new(),
+            capacity: 3,
+            skills: BTreeMap::new(),
+        }
+    }
+}
+
+impl AgentNodeConfig {
+    /// Returns a list of problems with the configuration (empty when it is valid).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for agent in &self.agents {
+            if agent.id.trim().is_empty() {
+                problems.push("an agent has an empty id".to_string());
+            }
+            if !seen.insert(agent.id.as_str()) {
+                problems.push(format!("agent {:?} is configured twice", agent.id));
+            }
+            if agent.capacity == 0 || agent.capacity > 64 {
+                problems.push(format!("agent {:?}: capacity must be 1..=64", agent.id));
+            }
+            if !agent.team.is_empty() && !self.teams.iter().any(|t| t.name == agent.team) {
+                problems.push(format!("agent {:?}: unknown team {:?}", agent.id, agent.team));
+            }
+            for (skill, level) in &agent.skills {
+                if !(1..=5).contains(level) {
+                    problems.push(format!(
+                        "agent {:?}: skill {skill:?} proficiency must be 1..=5",
+                        agent.id
+                    ));
+                }
+            }
+        }
+        if self.clock.speed <= 0.0 || !self.clock.speed.is_finite() {
+            problems.push("clock.speed must be a positive number".to_string());
+        }
+        problems
+    }
+}
+
+/// Prefix of environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "CENTRALINO_";
+
+/// Reads a TOML file (or an empty document when `path` is `None`), applies `CENTRALINO_*`
+/// environment overrides, and returns the merged document.
+///
+/// `CENTRALINO_NODE__GRPC_ADDR=0.0.0.0:50051` sets `node.grpc_addr`; a numeric segment
+/// indexes an array (`CENTRALINO_AGENTS__0__CAPACITY=5`). Values parse as TOML literals
+/// (numbers, booleans, arrays) and fall back to strings.
+pub fn load_document(
+    text: Option<&str>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<toml::Table, String> {
+    let mut doc: toml::Table = match text {
+        Some(text) => toml::from_str(text).map_err(|e| format!("invalid TOML: {e}"))?,
+        None => toml::Table::new(),
+    };
+    let mut overrides: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.len() > ENV_PREFIX.len())
+        .collect();
+    overrides.sort();
+    for (key, value) in overrides {
+        let path: Vec<String> = key[ENV_PREFIX.len()..]
+            .split("__")
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        if path.iter().any(String::is_empty) {
+            return Err(format!("{key}: empty path segment"));
+        }
+        set_path(&mut doc, &path, parse_literal(&value)).map_err(|e| format!("{key}: {e}"))?;
+    }
+    Ok(doc)
+}
+
+fn parse_literal(value: &str) -> toml::Value {
+    let wrapped = format!("v = {value}");
+    match toml::from_str::<toml::Table>(&wrapped) {
+        Ok(mut table) => table
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(value.to_string())),
+        Err(_) => toml::Value::String(value.to_string()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (head, rest) = path.split_first().ok_or("empty key")?;
+    if rest.is_empty() {
+        table.insert(head.clone(), value);
+        return Ok(());
+    }
+    let entry = table
+        .entry(head.clone())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    set_value_path(entry, rest, value)
+}
+
+fn set_value_path(node: &mut toml::Value, path: &[String], value: toml::Value) -> Result<(), String> {
+    match node {
+        toml::Value::Table(table) => set_path(table, path, value),
+        toml::Value::Array(items) => {
+            let (head, rest) = path.split_first().ok_or("empty key")?;
+            let index: usize = head
+                .parse()
+                .map_err(|_| format!("{head:?} is not an array index"))?;
+            let item = items
+                .get_mut(index)
+                .ok_or_else(|| format!("index {index} is past the end of the array"))?;
+            if rest.is_empty() {
+                *item = value;
+                Ok(())
+            } else {
+                set_value_path(item, rest, value)
+            }
+        }
+        _ => Err("cannot set a key inside a scalar value".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_nested_keys_and_array_items() {
+        let text = "[desk]\noffer_timeout_secs = 30\n[[agents]]\nid = \"a\"\ncapacity = 2\n";
+        let env = vec![
+            ("CENTRALINO_DESK__OFFER_TIMEOUT_SECS".to_string(), "12".to_string()),
+            ("CENTRALINO_AGENTS__0__CAPACITY".to_string(), "5".to_string()),
+            ("CENTRALINO_NODE__GRPC_ADDR".to_string(), "0.0.0.0:1".to_string()),
+            ("OTHER".to_string(), "x".to_string()),
+        ];
+        let doc = load_document(Some(text), env).unwrap();
+        let config: AgentNodeConfig = toml::Value::Table(doc.clone()).try_into().unwrap();
+        assert_eq!(config.desk.offer_timeout_secs, 12);
+        assert_eq!(config.agents[0].capacity, 5);
+        assert_eq!(doc["node"]["grpc_addr"].as_str(), Some("0.0.0.0:1"));
+    }
+
+    #[test]
+    fn env_override_past_array_end_is_an_error() {
+        let env = vec![("CENTRALINO_AGENTS__3__CAPACITY".to_string(), "5".to_string())];
+        let err = load_document(Some("[[agents]]\nid = \"a\"\n"), env).unwrap_err();
+        assert!(err.contains("past the end"), "{err}");
+    }
+
+    #[test]
+    fn problems_reports_bad_capacity_and_unknown_team() {
+        let mut config = AgentNodeConfig::default();
+        config.agents.push(AgentConfig {
+            id: "a".into(),
+            capacity: 0,
+            team: "nope".into(),
+            ..AgentConfig::default()
+        });
+        let problems = config.problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+}

@@ -1,0 +1,60 @@
+//! Metrics of the agent-node, declared in one place (names `centralino_agent_*`).
+
+use metrics::{counter, describe_counter, describe_gauge, gauge};
+
+use crate::link::OfferAnswer;
+
+/// Describes every agent-node metric once per process.
+pub fn describe() {
+    describe_gauge!(
+        "centralino_agent_sessions_connected",
+        "Agent desktop streams connected, by team"
+    );
+    describe_counter!(
+        "centralino_agent_offers_total",
+        "Offers pushed to agents, by department"
+    );
+    describe_counter!(
+        "centralino_agent_offer_answers_total",
+        "Offers ended, by answer (accepted, declined, timed_out, revoked)"
+    );
+    describe_counter!(
+        "centralino_agent_desktop_events_dropped_total",
+        "Events not delivered because a desktop stream was full"
+    );
+    describe_counter!(
+        "centralino_agent_logins_total",
+        "Agent logins, by result (ok, denied)"
+    );
+}
+
+pub(crate) fn agent_logged_in(team: &str, connected: bool) {
+    let g = gauge!("centralino_agent_sessions_connected", "team" => team.to_string());
+    if connected {
+        g.increment(1.0)
+    } else {
+        g.decrement(1.0)
+    }
+}
+
+pub(crate) fn login(ok: bool) {
+    counter!("centralino_agent_logins_total", "result" => if ok { "ok" } else { "denied" }).increment(1);
+}
+
+pub(crate) fn offer_made(department: &str) {
+    counter!("centralino_agent_offers_total", "department" => department.to_string()).increment(1);
+}
+
+pub(crate) fn offer_answered(answer: OfferAnswer) {
+    let label = match answer {
+        OfferAnswer::Accepted => "accepted",
+        OfferAnswer::Declined => "declined",
+        OfferAnswer::TimedOut => "timed_out",
+        OfferAnswer::Revoked => "revoked",
+    };
+    counter!("centralino_agent_offer_answers_total", "answer" => label).increment(1);
+}
+
+pub(crate) fn desktop_events_dropped() {
+    counter!("centralino_agent_desktop_events_dropped_total").increment(1);
+}

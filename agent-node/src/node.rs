@@ -1,0 +1,192 @@
+//! `AgentNode`: the registry of agent actors on this node and the in-process
+//! [`AgentNodeLink`] that routers use to reach them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use actix::prelude::*;
+use async_trait::async_trait;
+use centralino_proto::v1::{AgentStatus, ChatMessage, ConversationOutcome};
+use parking_lot::Mutex;
+use tonic::Status;
+
+use crate::agent::{self, AgentActor};
+use crate::clock::SharedClock;
+use crate::config::{AgentConfig, AgentNodeConfig};
+use crate::link::{AgentNodeLink, Availability, RejectReason, ReserveOutcome, ReserveRequest, RouterLink};
+
+/// The agents of one node.
+pub struct AgentNode {
+    config: AgentNodeConfig,
+    accounts: HashMap<String, Arc<AgentConfig>>,
+    clock: SharedClock,
+    router: OnceLock<Arc<dyn RouterLink>>,
+    agents: Mutex<HashMap<String, Addr<AgentActor>>>,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: AtomicUsize,
+}
+
+impl AgentNode {
+    /// Returns a node for the configured agents whose actors run on `arbiters`.
+    ///
+    /// The router link is set afterwards with [`AgentNode::set_router`], since routers and
+    /// agent-nodes refer to each other.
+    pub fn new(config: AgentNodeConfig, clock: SharedClock, arbiters: Vec<ArbiterHandle>) -> Arc<Self> {
+        let accounts = config
+            .agents
+            .iter()
+            .map(|a| (a.id.clone(), Arc::new(a.clone())))
+            .collect();
+        Arc::new(Self {
+            config,
+            accounts,
+            clock,
+            router: OnceLock::new(),
+            agents: Mutex::new(HashMap::new()),
+            arbiters,
+            next_arbiter: AtomicUsize::new(0),
+        })
+    }
+
+    /// Sets where offer answers, agent messages and availability go.
+    pub fn set_router(&self, router: Arc<dyn RouterLink>) {
+        let _ = self.router.set(router);
+    }
+
+    /// Returns the clock of this node.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// Checks an agent's credentials; returns the agent's actor (started on first login).
+    pub fn authenticate(&self, agent_id: &str, password: &str) -> Result<Addr<AgentActor>, Status> {
+        let account = self
+            .accounts
+            .get(agent_id)
+            .filter(|a| constant_time_eq(a.password.as_bytes(), password.as_bytes()))
+            .ok_or_else(|| {
+                crate::metrics::login(false);
+                Status::unauthenticated("unknown agent or wrong password")
+            })?;
+        crate::metrics::login(true);
+        let router = self
+            .router
+            .get()
+            .cloned()
+            .ok_or_else(|| Status::unavailable("node is starting"))?;
+        let mut agents = self.agents.lock();
+        if let Some(addr) = agents.get(agent_id) {
+            return Ok(addr.clone());
+        }
+        let account = account.clone();
+        let desk = self.config.desk.clone();
+        let clock = self.clock.clone();
+        let make = move |_ctx: &mut Context<AgentActor>| AgentActor::new(account, desk, clock, router);
+        let addr = match self.arbiter() {
+            Some(arbiter) => AgentActor::start_in_arbiter(&arbiter, make),
+            None => AgentActor::create(make),
+        };
+        agents.insert(agent_id.to_string(), addr.clone());
+        Ok(addr)
+    }
+
+    fn arbiter(&self) -> Option<ArbiterHandle> {
+        if self.arbiters.is_empty() {
+            return None;
+        }
+        let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
+        Some(self.arbiters[i].clone())
+    }
+
+    fn agent(&self, agent_id: &str) -> Option<Addr<AgentActor>> {
+        self.agents.lock().get(agent_id).cloned()
+    }
+
+    /// Returns whether `agent_id` is a configured agent.
+    pub fn is_configured(&self, agent_id: &str) -> bool {
+        self.accounts.contains_key(agent_id)
+    }
+
+    /// Sets an agent's status on behalf of a supervisor or a telephony integration.
+    pub async fn set_status(&self, agent_id: &str, status: AgentStatus) -> Result<(), Status> {
+        if !self.is_configured(agent_id) {
+            return Err(Status::not_found(format!("unknown agent {agent_id:?}")));
+        }
+        let addr = self
+            .agent(agent_id)
+            .ok_or_else(|| Status::failed_precondition("agent has not logged in"))?;
+        addr.send(agent::SetStatus(status)).await.map_err(mailbox_error)?
+    }
+
+    /// Returns the availability of every agent that has logged in since start.
+    pub async fn availability(&self) -> Vec<Availability> {
+        let addrs: Vec<Addr<AgentActor>> = self.agents.lock().values().cloned().collect();
+        let mut out = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            if let Ok(a) = addr.send(agent::GetAvailability).await {
+                out.push(a);
+            }
+        }
+        out.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+        out
+    }
+
+    /// Returns the configured agents (for snapshots of agents never logged in).
+    pub fn accounts(&self) -> impl Iterator<Item = &AgentConfig> {
+        self.config.agents.iter()
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Maps an actor mailbox failure to a gRPC status.
+pub fn mailbox_error(e: MailboxError) -> Status {
+    Status::unavailable(format!("agent actor unavailable: {e}"))
+}
+
+#[async_trait]
+impl AgentNodeLink for AgentNode {
+    async fn reserve(&self, request: ReserveRequest) -> Result<ReserveOutcome, Status> {
+        match self.agent(&request.agent_id) {
+            None => Ok(ReserveOutcome::Rejected(RejectReason::NotLoggedIn)),
+            Some(addr) => addr.send(agent::Reserve(request)).await.map_err(mailbox_error),
+        }
+    }
+
+    async fn cancel_reservation(&self, agent_id: &str, reservation_id: &str) -> Result<(), Status> {
+        if let Some(addr) = self.agent(agent_id) {
+            addr.do_send(agent::CancelReservation(reservation_id.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn deliver(&self, agent_id: &str, conversation_id: &str, message: ChatMessage) -> Result<(), Status> {
+        let addr = self
+            .agent(agent_id)
+            .ok_or_else(|| Status::not_found("agent is not on this node"))?;
+        addr.send(agent::Deliver {
+            conversation_id: conversation_id.to_string(),
+            message,
+        })
+        .await
+        .map_err(mailbox_error)?
+    }
+
+    async fn conversation_ended(
+        &self,
+        agent_id: &str,
+        conversation_id: &str,
+        outcome: ConversationOutcome,
+    ) -> Result<(), Status> {
+        if let Some(addr) = self.agent(agent_id) {
+            addr.do_send(agent::Ended {
+                conversation_id: conversation_id.to_string(),
+                outcome,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,14 @@
+//! The gRPC interface of centralino, package `centralino.v1`: the customer
+//! `ConversationService`, the `AgentDesk` stream and the operator `Admin` service, generated
+//! from `proto/centralino/v1/*.proto` at build time.
+
+#![forbid(unsafe_code)]
+
+/// Generated messages, clients and servers of `centralino.v1`.
+pub mod v1 {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("centralino.v1");
+}
+
+/// Encoded file descriptor set of every centralino proto, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("centralino_descriptor");
