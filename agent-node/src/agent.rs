@@ -117,6 +117,12 @@ pub struct Close {
     pub summary: String,
 }
 
+/// Gives the agent conversations they held before a router restart or failover; the agent
+/// gets the disconnect grace to come back for them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Restore(pub Vec<String>);
+
 /// Returns the agent's current availability.
 #[derive(Message)]
 #[rtype(result = "Availability")]
@@ -406,6 +412,28 @@ impl Handler<Detach> for AgentActor {
             self.status_before_disconnect = self.status;
         }
         self.set_status(AgentStatus::Disconnected, "desktop disconnected");
+        self.start_grace(ctx);
+    }
+}
+
+impl Handler<Restore> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Restore, ctx: &mut Context<Self>) {
+        self.active.extend(msg.0);
+        if self.session.is_none() && self.grace_timer.is_none() {
+            self.status_before_disconnect = AgentStatus::Available;
+            self.set_status(AgentStatus::Disconnected, "restored after restart");
+            self.start_grace(ctx);
+        }
+        self.publish();
+    }
+}
+
+impl AgentActor {
+    /// Starts the disconnect grace: when it runs out, the agent's conversations go back to
+    /// their queues with their original age.
+    fn start_grace(&mut self, ctx: &mut Context<Self>) {
         let grace = self
             .clock
             .wall(Duration::from_secs(self.desk.disconnect_grace_secs));
@@ -525,6 +553,11 @@ impl Handler<CancelReservation> for AgentActor {
     type Result = ();
 
     fn handle(&mut self, msg: CancelReservation, ctx: &mut Context<Self>) {
+        if !self.held.contains_key(&msg.0) {
+            // The cancel overtook its reservation: refuse the reservation when it comes.
+            self.remember_answered(msg.0);
+            return;
+        }
         if self.held.get(&msg.0).is_some_and(|h| !h.accepting) {
             if let Some(held) = self.held.remove(&msg.0) {
                 if let Some(timer) = held.timer {

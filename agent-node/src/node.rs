@@ -70,16 +70,21 @@ impl AgentNode {
                 Status::unauthenticated("unknown agent or wrong password")
             })?;
         crate::metrics::login(true);
+        self.actor_for(account.clone())
+    }
+
+    /// Returns the actor of a configured agent, starting it when needed.
+    fn actor_for(&self, account: Arc<AgentConfig>) -> Result<Addr<AgentActor>, Status> {
         let router = self
             .router
             .get()
             .cloned()
             .ok_or_else(|| Status::unavailable("node is starting"))?;
         let mut agents = self.agents.lock();
-        if let Some(addr) = agents.get(agent_id) {
+        if let Some(addr) = agents.get(&account.id) {
             return Ok(addr.clone());
         }
-        let account = account.clone();
+        let agent_id = account.id.clone();
         let desk = self.config.desk.clone();
         let clock = self.clock.clone();
         let make = move |_ctx: &mut Context<AgentActor>| AgentActor::new(account, desk, clock, router);
@@ -87,8 +92,20 @@ impl AgentNode {
             Some(arbiter) => AgentActor::start_in_arbiter(&arbiter, make),
             None => AgentActor::create(make),
         };
-        agents.insert(agent_id.to_string(), addr.clone());
+        agents.insert(agent_id, addr.clone());
         Ok(addr)
+    }
+
+    /// Hands an agent the conversations they held before a restart; they have the
+    /// disconnect grace to log in again before the conversations are requeued.
+    pub fn restore(&self, agent_id: &str, conversation_ids: Vec<String>) -> Result<(), Status> {
+        let account = self
+            .accounts
+            .get(agent_id)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("unknown agent {agent_id:?}")))?;
+        self.actor_for(account)?.do_send(agent::Restore(conversation_ids));
+        Ok(())
     }
 
     fn arbiter(&self) -> Option<ArbiterHandle> {

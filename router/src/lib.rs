@@ -2,17 +2,28 @@
 //!
 //! Module map, along the path of a conversation:
 //! - [`ingress`]: customer and admin gRPC services → conversation actors.
-//! - [`conversation`]: `ConversationActor` (one per live conversation) and its registry.
-//! - [`queue`]: `DepartmentQueue` actor (one per department): ordering, steps, offers.
+//! - [`conversation`]: `ConversationActor`, one per live conversation.
+//! - [`queue`]: `DepartmentQueue` actor, one per department: ordering, steps, offers.
 //! - [`routing`]: pure decision functions: skills, steps, sticky, agent selection.
-//! - [`dispatch`]: the router side of the agent-node link (availability fan-out).
+//! - [`dispatch`]: the router side of the agent-node link (answers, availability fan-out).
 //! - [`cluster`]: the `Store` trait, the embedded store and group commit.
-//! - [`standalone`]: wiring of one process with router, agent-node and embedded store.
+//! - [`hub`]: state every part of the router shares.
+//! - [`archive`]: transcripts of closed conversations (JSON Lines).
+//! - [`standalone`]: one process with router, agent-node and embedded store.
 //! - [`sim`]: traffic simulator behind `centralino demo|sim`.
 //! - [`config`], [`metrics`]: configuration and metrics.
 
 #![forbid(unsafe_code)]
 
+pub mod archive;
+pub mod cluster;
 pub mod config;
+pub mod conversation;
+pub mod dispatch;
+pub mod hub;
+pub mod ingress;
+pub mod metrics;
+pub mod queue;
+pub mod routing;
 pub mod sim;
 pub mod standalone;

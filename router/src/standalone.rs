@@ -1,17 +1,73 @@
-//! One process with a router, an agent-node and the embedded store (the newcomer's default).
+//! One process with a router, an agent-node and the embedded store (the newcomer's
+//! default). The same actors run in cluster mode; only the store and the links differ.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use centralino_agent_node::clock::SharedClock;
+use actix::prelude::*;
+use centralino_agent_node::clock::{self, SharedClock};
+use centralino_agent_node::gateway::AgentDeskService;
+use centralino_agent_node::link::AgentNodeLink;
+use centralino_agent_node::node::AgentNode;
+use centralino_proto::v1::admin_server::AdminServer;
+use centralino_proto::v1::agent_desk_server::AgentDeskServer;
+use centralino_proto::v1::conversation_service_server::ConversationServiceServer;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::{info, warn};
 
+use crate::archive::{Archive, ArchivedConversation};
+use crate::cluster::embedded::EmbeddedStore;
+use crate::cluster::group_commit::{GroupCommit, DEFAULT_MAX_DELAY, DEFAULT_MAX_OPS};
+use crate::cluster::records::{
+    conversation_key, decode, messages_prefix, ConversationRecord, MessageRecord, State,
+    CONVERSATIONS,
+};
+use crate::cluster::{MemoryStore, Op, Store};
 use crate::config::Config;
+use crate::conversation::ConversationActor;
+use crate::dispatch::Dispatch;
+use crate::hub::Hub;
+use crate::ingress::{AdminApi, CustomerApi};
+use crate::metrics;
+use crate::queue::DepartmentQueue;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// Anything that stopped the start.
-    #[error("{0}")]
-    Other(String),
+    /// Bad configuration value.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The store could not be opened or read.
+    #[error("store: {0}")]
+    Store(#[from] crate::cluster::StoreError),
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The metrics exporter could not start.
+    #[error("metrics exporter: {0}")]
+    Metrics(String),
+    /// Reflection service could not be built.
+    #[error("reflection: {0}")]
+    Reflection(String),
+}
+
+/// Where the node keeps its data.
+#[derive(Debug, Clone)]
+pub enum StoreChoice {
+    /// The embedded store in `node.data_dir` (default).
+    Embedded,
+    /// Memory only (benchmarks, tests that need no restart).
+    Memory,
 }
 
 /// A running standalone node.
@@ -22,16 +78,220 @@ pub struct RunningNode {
     pub metrics_addr: Option<SocketAddr>,
     /// The node's clock.
     pub clock: SharedClock,
+    /// Shared router state (tests and benchmarks look inside).
+    pub hub: Arc<Hub>,
+    /// The agent-node part.
+    pub agents: Arc<AgentNode>,
+    stop: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+    arbiters: Vec<Arbiter>,
 }
 
 impl RunningNode {
-    /// Stops serving and flushes the store.
-    pub async fn shutdown(self) {}
+    /// Stops serving, flushes the store and stops the actor threads.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+        // Let the group-commit batcher flush.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for arbiter in self.arbiters {
+            arbiter.stop();
+        }
+    }
 }
 
-/// Starts a node from `config`. Must run inside an actix `System` on a multi-thread tokio
-/// runtime (`actix::System::with_tokio_rt`).
+static RECORDER: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Installs the Prometheus recorder with its HTTP listener (once per process).
+fn install_metrics(addr: SocketAddr) -> Result<(), StartError> {
+    RECORDER
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .with_http_listener(addr)
+                .set_buckets_for_metric(Matcher::Full("centralino_routing_decision_seconds".into()), metrics::LATENCY_BUCKETS)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("centralino_store_commit_seconds".into()), metrics::LATENCY_BUCKETS))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("centralino_store_batch_ops".into()), metrics::BATCH_BUCKETS))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), metrics::WAIT_BUCKETS))
+                .map_err(|e| e.to_string())?;
+            builder.install().map_err(|e| e.to_string())?;
+            metrics::describe();
+            centralino_agent_node::metrics::describe();
+            Ok(())
+        })
+        .clone()
+        .map_err(StartError::Metrics)
+}
+
+/// Starts a node from `config` with the embedded store. Must run inside an actix `System`
+/// on a multi-thread tokio runtime (`actix::System::with_tokio_rt`).
 pub async fn start(config: Config) -> Result<RunningNode, StartError> {
-    let _ = config;
-    Err(StartError::Other("not yet".into()))
+    start_with(config, StoreChoice::Embedded).await
+}
+
+/// Starts a node from `config` with the chosen store.
+pub async fn start_with(config: Config, store_choice: StoreChoice) -> Result<RunningNode, StartError> {
+    let config = Arc::new(config);
+    let clock = clock::from_config(&config.clock).map_err(StartError::Config)?;
+    let metrics_addr = if config.node.metrics_addr.is_empty() {
+        None
+    } else {
+        let addr: SocketAddr = config
+            .node
+            .metrics_addr
+            .parse()
+            .map_err(|e| StartError::Config(format!("node.metrics_addr: {e}")))?;
+        install_metrics(addr)?;
+        Some(addr)
+    };
+    let (store, archive): (Arc<dyn Store>, Archive) = match store_choice {
+        StoreChoice::Embedded => (
+            Arc::new(EmbeddedStore::open(&config.node.data_dir)?),
+            Archive::new(Some(config.node.data_dir.clone())),
+        ),
+        StoreChoice::Memory => (Arc::new(MemoryStore::default()), Archive::new(None)),
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let commits = GroupCommit::new(store.clone(), DEFAULT_MAX_OPS, DEFAULT_MAX_DELAY, stop_rx.clone());
+
+    let threads = match config.node.actor_threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+    let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
+
+    let agent_node = AgentNode::new(config.agent_node(), clock.clone(), handles.clone());
+    let hub = Hub::new(
+        config.clone(),
+        clock.clone(),
+        store.clone(),
+        commits,
+        archive.clone(),
+        agent_node.clone() as Arc<dyn AgentNodeLink>,
+        handles.clone(),
+    );
+    let mut queues = HashMap::new();
+    let mut depths = HashMap::new();
+    for (i, department) in config.departments.iter().enumerate() {
+        let depth = Arc::new(AtomicUsize::new(0));
+        let (h, d, dep) = (hub.clone(), department.clone(), depth.clone());
+        let addr = DepartmentQueue::start_in_arbiter(&handles[i % handles.len()], move |_| DepartmentQueue::new(h, d, dep));
+        queues.insert(department.name.clone(), addr);
+        depths.insert(department.name.clone(), depth);
+    }
+    hub.set_queues(queues, depths);
+    agent_node.set_router(Dispatch::new(hub.clone()));
+
+    recover(&hub, &agent_node, &archive).await?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<ConversationServiceServer<CustomerApi>>().await;
+    health.set_serving::<AgentDeskServer<AgentDeskService>>().await;
+    health.set_serving::<AdminServer<AdminApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(centralino_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
+
+    let listener = tokio::net::TcpListener::bind(&config.node.grpc_addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.node.grpc_addr.clone(),
+            source,
+        })?;
+    let grpc_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.node.grpc_addr.clone(),
+        source,
+    })?;
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(ConversationServiceServer::new(CustomerApi::new(hub.clone())))
+        .add_service(AgentDeskServer::new(AgentDeskService::new(agent_node.clone())))
+        .add_service(AdminServer::new(AdminApi::new(hub.clone(), agent_node.clone())));
+    let mut stop_server = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop_server.wait_for(|s| *s).await;
+        };
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await
+        {
+            warn!(error = %e, "gRPC server stopped with an error");
+        }
+    });
+    info!(%grpc_addr, metrics = ?metrics_addr, data_dir = %config.node.data_dir.display(), "centralino node listening");
+    Ok(RunningNode {
+        grpc_addr,
+        metrics_addr,
+        clock,
+        hub,
+        agents: agent_node,
+        stop,
+        server,
+        arbiters,
+    })
+}
+
+/// Rebuilds conversation actors and queues from the store after a restart: open
+/// conversations go back to their queues with their original age, assigned ones back to
+/// their agents (who get the disconnect grace to log in again), closed ones are archived.
+async fn recover(hub: &Arc<Hub>, agents: &Arc<AgentNode>, archive: &Archive) -> Result<(), StartError> {
+    let records = hub.store.scan(CONVERSATIONS).await?;
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut by_agent: HashMap<String, Vec<String>> = HashMap::new();
+    let mut restored = 0usize;
+    for (key, bytes) in records {
+        let rec: ConversationRecord = match decode(&key, &bytes) {
+            Ok(rec) => rec,
+            Err(e) => {
+                warn!(error = %e, "skipping unreadable conversation record");
+                continue;
+            }
+        };
+        let mut transcript = Vec::new();
+        for (mkey, mbytes) in hub.store.scan(&messages_prefix(&rec.id)).await? {
+            match decode::<MessageRecord>(&mkey, &mbytes) {
+                Ok(m) => transcript.push(m),
+                Err(e) => warn!(error = %e, "skipping unreadable message"),
+            }
+        }
+        if rec.state == State::Closed {
+            let archive = archive.clone();
+            let (r, t) = (rec.clone(), transcript);
+            let written = tokio::task::spawn_blocking(move || {
+                archive.append(&ArchivedConversation {
+                    conversation: &r,
+                    transcript: &t,
+                })
+            })
+            .await;
+            if matches!(written, Ok(Ok(()))) {
+                hub.commits
+                    .write(vec![Op::Delete(conversation_key(&rec.id)), Op::DeletePrefix(messages_prefix(&rec.id))])
+                    .await?;
+            }
+            continue;
+        }
+        if rec.state == State::Assigned {
+            if let Some(agent) = &rec.agent_id {
+                by_agent.entry(agent.clone()).or_default().push(rec.id.clone());
+            }
+        }
+        let h = hub.clone();
+        hub.spawn_conversation(rec.id.clone(), move || ConversationActor::new(h, rec, transcript));
+        restored += 1;
+    }
+    for (agent, conversations) in by_agent {
+        if let Err(status) = agents.restore(&agent, conversations) {
+            warn!(%agent, %status, "cannot restore conversations of an agent");
+        }
+    }
+    info!(restored, "conversations restored from the store");
+    Ok(())
 }

@@ -1,1 +1,93 @@
-fn main(){}
+//! `router`: a centralino routing node.
+//!
+//! `router --standalone` runs router, agent-node and embedded store in one process with the
+//! example configuration on 127.0.0.1:50051 (gRPC) and 127.0.0.1:9464 (metrics).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use centralino_router::config::Config;
+use centralino_router::standalone;
+use clap::Parser;
+
+/// A centralino routing node.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Run router, agent-node and embedded store in this one process.
+    #[arg(long)]
+    standalone: bool,
+    /// Configuration file (TOML); the built-in example when absent.
+    #[arg(long, env = "CENTRALINO_CONFIG")]
+    config: Option<PathBuf>,
+    /// gRPC listen address (overrides node.grpc_addr).
+    #[arg(long)]
+    grpc_addr: Option<String>,
+    /// Metrics listen address (overrides node.metrics_addr; "" disables).
+    #[arg(long)]
+    metrics_addr: Option<String>,
+    /// Data directory (overrides node.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Log format: text or json (also CENTRALINO_LOG_FORMAT).
+    #[arg(long, env = "CENTRALINO_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(&args.log_format);
+    if !args.standalone {
+        bail!("only --standalone mode is available in this build (cluster mode comes with etcd support)");
+    }
+    let mut config = Config::load(args.config.as_deref()).context("loading the configuration")?;
+    if let Some(addr) = args.grpc_addr {
+        config.node.grpc_addr = addr;
+    }
+    if let Some(addr) = args.metrics_addr {
+        config.node.metrics_addr = addr;
+    }
+    if let Some(dir) = args.data_dir {
+        config.node.data_dir = dir;
+    }
+    actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    })
+    .block_on(async move {
+        let node = standalone::start(config).await.context("starting the node")?;
+        println!("centralino standalone node: gRPC {} metrics {:?}", node.grpc_addr, node.metrics_addr);
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        node.shutdown().await;
+        Ok(())
+    })
+}

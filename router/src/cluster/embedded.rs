@@ -1,0 +1,142 @@
+//! The embedded durable store of standalone mode: one redb database file in the data
+//! directory. Each transaction is committed with fsync, so an acknowledged write survives a
+//! `kill -9`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{Op, Store, StoreError};
+
+const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+
+/// redb-backed [`Store`].
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the database `centralino.redb` in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(backend)?;
+        let db = Database::create(dir.join("centralino.redb")).map_err(backend)?;
+        let tx = db.begin_write().map_err(backend)?;
+        tx.open_table(KV).map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    fn apply_blocking(db: &Database, ops: Vec<Op>) -> Result<(), StoreError> {
+        let tx = db.begin_write().map_err(backend)?;
+        {
+            let mut table = tx.open_table(KV).map_err(backend)?;
+            for op in ops {
+                match op {
+                    Op::Put(k, v) => {
+                        table.insert(k.as_str(), v.as_slice()).map_err(backend)?;
+                    }
+                    Op::Delete(k) => {
+                        table.remove(k.as_str()).map_err(backend)?;
+                    }
+                    Op::DeletePrefix(p) => {
+                        let keys: Vec<String> = table
+                            .range(p.as_str()..)
+                            .map_err(backend)?
+                            .map_while(|item| {
+                                let (k, _) = item.ok()?;
+                                let k = k.value().to_string();
+                                k.starts_with(&p).then_some(k)
+                            })
+                            .collect();
+                        for k in keys {
+                            table.remove(k.as_str()).map_err(backend)?;
+                        }
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || Self::apply_blocking(&db, ops))
+            .await
+            .map_err(backend)?
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let db = self.db.clone();
+        let key = key.to_string();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_read().map_err(backend)?;
+            let table = tx.open_table(KV).map_err(backend)?;
+            Ok(table.get(key.as_str()).map_err(backend)?.map(|v| v.value().to_vec()))
+        })
+        .await
+        .map_err(backend)?
+    }
+
+    async fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let db = self.db.clone();
+        let prefix = prefix.to_string();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_read().map_err(backend)?;
+            let table = tx.open_table(KV).map_err(backend)?;
+            let mut out = Vec::new();
+            for item in table.range(prefix.as_str()..).map_err(backend)? {
+                let (k, v) = item.map_err(backend)?;
+                let k = k.value();
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                out.push((k.to_string(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            store
+                .apply(vec![
+                    Op::Put("conv/a".into(), b"1".to_vec()),
+                    Op::Put("conv/b".into(), b"2".to_vec()),
+                    Op::Put("msg/a/1".into(), b"x".to_vec()),
+                    Op::Put("msg/a/2".into(), b"y".to_vec()),
+                    Op::Put("msg/b/1".into(), b"z".to_vec()),
+                ])
+                .await
+                .unwrap();
+            store
+                .apply(vec![Op::Delete("conv/b".into()), Op::DeletePrefix("msg/a/".into())])
+                .await
+                .unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(store.get("conv/a").await.unwrap(), Some(b"1".to_vec()));
+        assert_eq!(store.get("conv/b").await.unwrap(), None);
+        let msgs = store.scan("msg/").await.unwrap();
+        assert_eq!(msgs, vec![("msg/b/1".to_string(), b"z".to_vec())]);
+    }
+}

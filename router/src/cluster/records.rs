@@ -1,0 +1,231 @@
+//! Durable records and their keys: conversations, transcript messages and customer
+//! profiles, serialized as JSON (readable with `etcdctl get` in cluster mode).
+
+use centralino_proto::v1::{ChatMessage, VisitorContext};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use super::{Op, StoreError};
+
+/// Key prefix of live conversation records.
+pub const CONVERSATIONS: &str = "conv/";
+/// Key prefix of transcript messages.
+pub const MESSAGES: &str = "msg/";
+/// Key prefix of customer profiles.
+pub const PROFILES: &str = "profile/";
+
+/// Returns the key of a conversation record.
+pub fn conversation_key(id: &str) -> String {
+    format!("{CONVERSATIONS}{id}")
+}
+
+/// Returns the key prefix of a conversation's messages.
+pub fn messages_prefix(id: &str) -> String {
+    format!("{MESSAGES}{id}/")
+}
+
+/// Returns the key of one transcript message.
+pub fn message_key(id: &str, seq: u64) -> String {
+    format!("{MESSAGES}{id}/{seq:010}")
+}
+
+/// Returns the key of a customer profile.
+pub fn profile_key(customer_id: &str) -> String {
+    format!("{PROFILES}{customer_id}")
+}
+
+/// Lifecycle state of a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Waiting in a department queue (an offer may be open).
+    Queued,
+    /// Served by an agent.
+    Assigned,
+    /// Ended; see the outcome.
+    Closed,
+}
+
+/// Final outcome of a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Served and closed.
+    Completed,
+    /// The customer left before an agent answered.
+    Abandoned,
+}
+
+/// A customer's rating.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rating {
+    /// Good (true) or bad.
+    pub good: bool,
+    /// Free comment.
+    pub comment: String,
+}
+
+/// Visitor context as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Visitor {
+    /// Page the chat was started from.
+    pub current_page: String,
+    /// Pages visited before.
+    pub pages_visited: Vec<String>,
+    /// Referrer.
+    pub referrer: String,
+    /// Seconds on the site.
+    pub time_on_site_seconds: u32,
+}
+
+impl From<&VisitorContext> for Visitor {
+    fn from(v: &VisitorContext) -> Self {
+        Self {
+            current_page: v.current_page.clone(),
+            pages_visited: v.pages_visited.clone(),
+            referrer: v.referrer.clone(),
+            time_on_site_seconds: v.time_on_site_seconds,
+        }
+    }
+}
+
+impl From<&Visitor> for VisitorContext {
+    fn from(v: &Visitor) -> Self {
+        Self {
+            current_page: v.current_page.clone(),
+            pages_visited: v.pages_visited.clone(),
+            referrer: v.referrer.clone(),
+            time_on_site_seconds: v.time_on_site_seconds,
+        }
+    }
+}
+
+/// The routing record of a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationRecord {
+    /// Conversation id.
+    pub id: String,
+    /// Secret that authorises the customer.
+    pub token: String,
+    /// Customer id.
+    pub customer_id: String,
+    /// Customer name from the pre-chat form.
+    pub display_name: String,
+    /// Current department.
+    pub department: String,
+    /// Customer language.
+    pub language: String,
+    /// Priority class (1 normal, 2 high, 3 VIP).
+    pub priority: u8,
+    /// Visitor context.
+    pub visitor: Visitor,
+    /// Lifecycle state.
+    pub state: State,
+    /// Final outcome once closed.
+    pub outcome: Option<Outcome>,
+    /// Start (Unix ms, node clock).
+    pub started_at_ms: i64,
+    /// Queue age: kept across requeues and overflows.
+    pub enqueued_at_ms: i64,
+    /// When the conversation entered its current department's queue (steps count from it).
+    pub queue_entered_at_ms: i64,
+    /// Serving agent.
+    pub agent_id: Option<String>,
+    /// Serving agent's name.
+    pub agent_name: String,
+    /// First assignment (Unix ms).
+    pub assigned_at_ms: Option<i64>,
+    /// Close (Unix ms).
+    pub closed_at_ms: Option<i64>,
+    /// The customer contacted the shop before.
+    pub returning: bool,
+    /// Last agent of a returning customer, for sticky routing.
+    pub sticky_agent: Option<String>,
+    /// Summary of the previous contact.
+    pub last_summary: String,
+    /// Wrap-up summary written by the agent.
+    pub summary: String,
+    /// Customer rating.
+    pub rating: Option<Rating>,
+}
+
+/// A transcript message as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    /// Event id under which it was streamed.
+    pub event_id: u64,
+    /// Message id (dedup).
+    pub message_id: String,
+    /// Transcript position.
+    pub seq: u64,
+    /// `centralino.v1.Sender` value.
+    pub sender: i32,
+    /// Agent id for agent messages.
+    pub author: String,
+    /// Text.
+    pub text: String,
+    /// Time (Unix ms).
+    pub at_ms: i64,
+    /// Status note.
+    pub status_note: bool,
+}
+
+impl MessageRecord {
+    /// Returns the wire form.
+    pub fn to_proto(&self) -> ChatMessage {
+        ChatMessage {
+            message_id: self.message_id.clone(),
+            seq: self.seq,
+            sender: self.sender,
+            author: self.author.clone(),
+            text: self.text.clone(),
+            at_unix_ms: self.at_ms,
+            status_note: self.status_note,
+        }
+    }
+
+    /// Returns the stored form of `message` streamed as event `event_id`.
+    pub fn from_proto(message: &ChatMessage, event_id: u64) -> Self {
+        Self {
+            event_id,
+            message_id: message.message_id.clone(),
+            seq: message.seq,
+            sender: message.sender,
+            author: message.author.clone(),
+            text: message.text.clone(),
+            at_ms: message.at_unix_ms,
+            status_note: message.status_note,
+        }
+    }
+}
+
+/// What the shop knows about a customer across contacts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileRecord {
+    /// Customer id.
+    pub customer_id: String,
+    /// Last known name.
+    pub display_name: String,
+    /// Last language.
+    pub language: String,
+    /// Agent who served the last completed conversation.
+    pub last_agent: Option<String>,
+    /// End of the last completed conversation (Unix ms).
+    pub last_contact_ms: i64,
+    /// Wrap-up summary of the last contact.
+    pub last_summary: String,
+    /// Number of conversations started.
+    pub contacts: u32,
+}
+
+/// Returns a put of `value` as JSON.
+pub fn put<T: Serialize>(key: String, value: &T) -> Op {
+    Op::Put(key, serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// Decodes a JSON record.
+pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}

@@ -1,0 +1,147 @@
+//! The router's side of the agent-node link: offer answers, agent messages and closes go to
+//! the conversation actors; availability updates fan out to every department queue.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use centralino_agent_node::link::{Availability, OfferAnswer, RouterLink};
+use centralino_proto::v1::{AgentStatus, ChatMessage};
+use parking_lot::RwLock;
+use tonic::Status;
+
+use crate::cluster::StoreError;
+use crate::conversation::{AgentClose, AgentSend, OfferEnded, Release};
+use crate::hub::Hub;
+use crate::metrics as m;
+use crate::queue::AgentUpdate;
+
+/// What the router remembers of each agent from availability updates.
+#[derive(Debug, Clone)]
+struct Known {
+    name: String,
+    team: String,
+    status: AgentStatus,
+    busy: bool,
+}
+
+/// [`RouterLink`] into this router's actors.
+pub struct Dispatch {
+    hub: Arc<Hub>,
+    agents: RwLock<HashMap<String, Known>>,
+}
+
+impl Dispatch {
+    /// Returns the link for `hub`.
+    pub fn new(hub: Arc<Hub>) -> Arc<Self> {
+        Arc::new(Self {
+            hub,
+            agents: RwLock::new(HashMap::new()),
+        })
+    }
+
+    fn conversation(&self, id: &str) -> Result<actix::Addr<crate::conversation::ConversationActor>, Status> {
+        self.hub
+            .conversation(id)
+            .ok_or_else(|| Status::not_found(format!("no live conversation {id:?}")))
+    }
+}
+
+fn mailbox(e: actix::MailboxError) -> Status {
+    Status::unavailable(format!("conversation actor unavailable: {e}"))
+}
+
+async fn durable(d: Option<crate::cluster::group_commit::Durable>) -> Result<(), Status> {
+    match d {
+        Some(d) => d.await.unwrap_or(Err(StoreError::Closed)).map_err(Status::from),
+        None => Ok(()),
+    }
+}
+
+#[async_trait]
+impl RouterLink for Dispatch {
+    async fn offer_answered(
+        &self,
+        conversation_id: &str,
+        reservation_id: &str,
+        agent_id: &str,
+        answer: OfferAnswer,
+    ) -> Result<Vec<ChatMessage>, Status> {
+        let agent_name = self
+            .agents
+            .read()
+            .get(agent_id)
+            .map(|k| k.name.clone())
+            .unwrap_or_else(|| agent_id.to_string());
+        self.conversation(conversation_id)?
+            .send(OfferEnded {
+                reservation_id: reservation_id.to_string(),
+                agent_id: agent_id.to_string(),
+                agent_name,
+                answer,
+            })
+            .await
+            .map_err(mailbox)?
+    }
+
+    async fn agent_message(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        message_id: &str,
+        text: &str,
+        status_note: bool,
+    ) -> Result<u64, Status> {
+        let (seq, d) = self
+            .conversation(conversation_id)?
+            .send(AgentSend {
+                agent_id: agent_id.to_string(),
+                message_id: message_id.to_string(),
+                text: text.to_string(),
+                status_note,
+            })
+            .await
+            .map_err(mailbox)??;
+        durable(d).await?;
+        Ok(seq)
+    }
+
+    async fn agent_close(&self, conversation_id: &str, agent_id: &str, summary: &str) -> Result<(), Status> {
+        let d = self
+            .conversation(conversation_id)?
+            .send(AgentClose {
+                agent_id: agent_id.to_string(),
+                summary: summary.to_string(),
+            })
+            .await
+            .map_err(mailbox)??;
+        durable(Some(d)).await
+    }
+
+    async fn release(&self, conversation_id: &str, agent_id: &str, reason: &str) -> Result<(), Status> {
+        self.conversation(conversation_id)?
+            .send(Release {
+                agent_id: agent_id.to_string(),
+                reason: reason.to_string(),
+            })
+            .await
+            .map_err(mailbox)?
+    }
+
+    fn availability(&self, update: Availability) {
+        let known = Known {
+            name: update.display_name.clone(),
+            team: update.team.clone(),
+            status: update.status,
+            busy: update.load > 0,
+        };
+        let previous = self.agents.write().insert(update.agent_id.clone(), known.clone());
+        m::agent_state_changed(
+            previous.as_ref().map(|p| (p.team.as_str(), p.status, p.busy)),
+            (known.team.as_str(), known.status, known.busy),
+        );
+        for (_, queue) in self.hub.queues() {
+            queue.do_send(AgentUpdate(update.clone()));
+        }
+    }
+}

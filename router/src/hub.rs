@@ -1,0 +1,175 @@
+//! `Hub`: what every part of a router shares — configuration, clock, store, the registry of
+//! conversation actors, the department queues and the link to the agent-nodes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use actix::prelude::*;
+use centralino_agent_node::clock::SharedClock;
+use centralino_agent_node::link::AgentNodeLink;
+use parking_lot::RwLock;
+
+use crate::archive::Archive;
+use crate::cluster::group_commit::GroupCommit;
+use crate::cluster::Store;
+use crate::config::Config;
+use crate::conversation::ConversationActor;
+use crate::queue::DepartmentQueue;
+
+/// Node-wide counters (the admin snapshot; Prometheus has the labelled versions).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Conversations started.
+    pub started: AtomicU64,
+    /// Conversations completed.
+    pub completed: AtomicU64,
+    /// Conversations abandoned.
+    pub abandoned: AtomicU64,
+    /// Sticky hits.
+    pub sticky_hits: AtomicU64,
+    /// Sticky misses.
+    pub sticky_misses: AtomicU64,
+    /// Sticky waits that ran out.
+    pub sticky_timeouts: AtomicU64,
+    /// Offers sent (reservations held).
+    pub offers: AtomicU64,
+    /// Offers accepted.
+    pub offers_accepted: AtomicU64,
+    /// Offers declined.
+    pub offers_declined: AtomicU64,
+    /// Offers that timed out.
+    pub offers_timed_out: AtomicU64,
+    /// Good ratings.
+    pub csat_good: AtomicU64,
+    /// Bad ratings.
+    pub csat_bad: AtomicU64,
+    /// Messages relayed.
+    pub messages: AtomicU64,
+}
+
+impl Counters {
+    /// Adds one to `counter`.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Shared state of a router.
+pub struct Hub {
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// Clock.
+    pub clock: SharedClock,
+    /// Durable store (reads).
+    pub store: Arc<dyn Store>,
+    /// Durable store (writes, batched).
+    pub commits: GroupCommit,
+    /// Transcript archive.
+    pub archive: Archive,
+    /// The agent-nodes.
+    pub agents: Arc<dyn AgentNodeLink>,
+    /// Counters for snapshots.
+    pub counters: Counters,
+    conversations: RwLock<HashMap<String, Addr<ConversationActor>>>,
+    queues: OnceLock<HashMap<String, Addr<DepartmentQueue>>>,
+    depths: OnceLock<HashMap<String, Arc<std::sync::atomic::AtomicUsize>>>,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: AtomicUsize,
+}
+
+impl Hub {
+    /// Returns a hub; queues are attached with [`Hub::set_queues`].
+    pub fn new(
+        config: Arc<Config>,
+        clock: SharedClock,
+        store: Arc<dyn Store>,
+        commits: GroupCommit,
+        archive: Archive,
+        agents: Arc<dyn AgentNodeLink>,
+        arbiters: Vec<ArbiterHandle>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            clock,
+            store,
+            commits,
+            archive,
+            agents,
+            counters: Counters::default(),
+            conversations: RwLock::new(HashMap::new()),
+            queues: OnceLock::new(),
+            depths: OnceLock::new(),
+            arbiters,
+            next_arbiter: AtomicUsize::new(0),
+        })
+    }
+
+    /// Attaches the department queues and their depth gauges (once).
+    pub fn set_queues(
+        &self,
+        queues: HashMap<String, Addr<DepartmentQueue>>,
+        depths: HashMap<String, Arc<std::sync::atomic::AtomicUsize>>,
+    ) {
+        let _ = self.queues.set(queues);
+        let _ = self.depths.set(depths);
+    }
+
+    /// Returns how many conversations wait in `department`'s queue.
+    pub fn queue_depth(&self, department: &str) -> usize {
+        self.depths
+            .get()
+            .and_then(|d| d.get(department))
+            .map_or(0, |d| d.load(Ordering::Relaxed))
+    }
+
+    /// Returns the queue of `department`.
+    pub fn queue(&self, department: &str) -> Option<Addr<DepartmentQueue>> {
+        self.queues.get().and_then(|q| q.get(department)).cloned()
+    }
+
+    /// Returns every queue.
+    pub fn queues(&self) -> Vec<(String, Addr<DepartmentQueue>)> {
+        let mut out: Vec<_> = self
+            .queues
+            .get()
+            .map(|q| q.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Returns the actor of a live conversation.
+    pub fn conversation(&self, id: &str) -> Option<Addr<ConversationActor>> {
+        self.conversations.read().get(id).cloned()
+    }
+
+    /// Number of live conversations.
+    pub fn live_conversations(&self) -> usize {
+        self.conversations.read().len()
+    }
+
+    /// Starts an actor for a conversation on one of the actor threads and registers it.
+    pub fn spawn_conversation(&self, id: String, make: impl FnOnce() -> ConversationActor + Send + 'static) -> Addr<ConversationActor> {
+        let addr = match self.arbiter() {
+            Some(arbiter) => ConversationActor::start_in_arbiter(&arbiter, move |_| make()),
+            None => ConversationActor::create(move |_| make()),
+        };
+        self.conversations.write().insert(id, addr.clone());
+        addr
+    }
+
+    /// Removes a conversation from the registry (its actor stopped).
+    pub fn forget_conversation(&self, id: &str) {
+        self.conversations.write().remove(id);
+    }
+
+    /// Returns the next actor thread, round robin.
+    pub fn arbiter(&self) -> Option<ArbiterHandle> {
+        if self.arbiters.is_empty() {
+            return None;
+        }
+        let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
+        Some(self.arbiters[i].clone())
+    }
+}

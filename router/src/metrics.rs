@@ -1,0 +1,121 @@
+//! Metrics of the router, declared in one place. Names follow
+//! `centralino_<subsystem>_<name>_<unit>`; labels are bounded (department, language, team,
+//! outcome) and never carry a conversation or customer id.
+
+use std::time::Duration;
+
+use centralino_proto::v1::AgentStatus;
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+
+use crate::cluster::records::ConversationRecord;
+
+/// Histogram buckets for waits and durations (seconds).
+pub const WAIT_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
+/// Histogram buckets for internal latencies (seconds).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+/// Histogram buckets for batch sizes.
+pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+
+/// Describes every router metric once per process.
+pub fn describe() {
+    describe_counter!("centralino_conversations_started_total", "Conversations started, by department and language");
+    describe_counter!("centralino_conversations_completed_total", "Conversations served and closed, by department and language");
+    describe_counter!("centralino_conversations_abandoned_total", "Conversations the customer left before an agent answered, by department and language");
+    describe_histogram!("centralino_conversation_wait_seconds", Unit::Seconds, "Wait from start to first assignment (ASA), by department and language");
+    describe_histogram!("centralino_conversation_duration_seconds", Unit::Seconds, "Time from assignment to close, by department");
+    describe_gauge!("centralino_queue_depth", "Conversations waiting, by department");
+    describe_gauge!("centralino_queue_oldest_wait_seconds", Unit::Seconds, "Age of the oldest waiting conversation, by department");
+    describe_gauge!("centralino_agents", "Agents known to the router, by team, status and whether they hold chats");
+    describe_counter!("centralino_routing_sticky_total", "Sticky routing results for returning customers (hit, miss, timeout)");
+    describe_counter!("centralino_routing_reservations_rejected_total", "Reservations refused by agent-nodes (stale view), by department");
+    describe_counter!("centralino_routing_overflows_total", "Conversations moved to another department by a routing step");
+    describe_histogram!("centralino_routing_decision_seconds", Unit::Seconds, "Time to take one routing decision");
+    describe_counter!("centralino_csat_ratings_total", "Customer ratings, by department and rating (good, bad)");
+    describe_counter!("centralino_messages_total", "Chat messages relayed, by sender");
+    describe_counter!("centralino_stream_overflows_total", "Customer event streams cut because the client did not keep up");
+    describe_counter!("centralino_requests_rejected_total", "Requests rejected with an error, by code");
+    describe_histogram!("centralino_store_commit_seconds", Unit::Seconds, "Duration of one store transaction (group commit)");
+    describe_histogram!("centralino_store_batch_ops", "Operations per group-commit transaction");
+    describe_gauge!("centralino_conversations_live", "Conversations with a live actor on this node");
+}
+
+pub(crate) fn conversation_started(department: &str, language: &str) {
+    counter!("centralino_conversations_started_total", "department" => department.to_string(), "language" => language.to_string()).increment(1);
+}
+
+pub(crate) fn conversation_completed(rec: &ConversationRecord) {
+    counter!("centralino_conversations_completed_total", "department" => rec.department.clone(), "language" => rec.language.clone()).increment(1);
+    if let (Some(assigned), Some(closed)) = (rec.assigned_at_ms, rec.closed_at_ms) {
+        histogram!("centralino_conversation_duration_seconds", "department" => rec.department.clone())
+            .record((closed - assigned).max(0) as f64 / 1000.0);
+    }
+}
+
+pub(crate) fn conversation_abandoned(rec: &ConversationRecord) {
+    counter!("centralino_conversations_abandoned_total", "department" => rec.department.clone(), "language" => rec.language.clone()).increment(1);
+}
+
+pub(crate) fn conversation_assigned(rec: &ConversationRecord, now_ms: i64) {
+    histogram!("centralino_conversation_wait_seconds", "department" => rec.department.clone(), "language" => rec.language.clone())
+        .record((now_ms - rec.started_at_ms).max(0) as f64 / 1000.0);
+}
+
+pub(crate) fn queue_state(department: &str, depth: usize, oldest_wait_secs: f64) {
+    gauge!("centralino_queue_depth", "department" => department.to_string()).set(depth as f64);
+    gauge!("centralino_queue_oldest_wait_seconds", "department" => department.to_string()).set(oldest_wait_secs);
+}
+
+fn status_label(status: AgentStatus) -> &'static str {
+    match status {
+        AgentStatus::Available => "available",
+        AgentStatus::Away => "away",
+        AgentStatus::OnCall => "on_call",
+        AgentStatus::Disconnected => "disconnected",
+        AgentStatus::Offline | AgentStatus::Unspecified => "offline",
+    }
+}
+
+pub(crate) fn agent_state_changed(before: Option<(&str, AgentStatus, bool)>, after: (&str, AgentStatus, bool)) {
+    if before == Some(after) {
+        return;
+    }
+    if let Some((team, status, busy)) = before {
+        gauge!("centralino_agents", "team" => team.to_string(), "status" => status_label(status), "busy" => if busy { "true" } else { "false" }).decrement(1.0);
+    }
+    let (team, status, busy) = after;
+    gauge!("centralino_agents", "team" => team.to_string(), "status" => status_label(status), "busy" => if busy { "true" } else { "false" }).increment(1.0);
+}
+
+pub(crate) fn sticky(result: &'static str) {
+    counter!("centralino_routing_sticky_total", "result" => result).increment(1);
+}
+
+pub(crate) fn reservation_rejected(department: &str) {
+    counter!("centralino_routing_reservations_rejected_total", "department" => department.to_string()).increment(1);
+}
+
+pub(crate) fn overflow(from: &str, to: &str) {
+    counter!("centralino_routing_overflows_total", "from" => from.to_string(), "to" => to.to_string()).increment(1);
+}
+
+pub(crate) fn routing_decision(elapsed: Duration) {
+    histogram!("centralino_routing_decision_seconds").record(elapsed.as_secs_f64());
+}
+
+pub(crate) fn csat(department: &str, good: bool) {
+    counter!("centralino_csat_ratings_total", "department" => department.to_string(), "rating" => if good { "good" } else { "bad" }).increment(1);
+}
+
+pub(crate) fn stream_overflow() {
+    counter!("centralino_stream_overflows_total").increment(1);
+}
+
+pub(crate) fn rejected(code: tonic::Code) {
+    counter!("centralino_requests_rejected_total", "code" => format!("{code:?}")).increment(1);
+}
+
+pub(crate) fn live(count: usize) {
+    gauge!("centralino_conversations_live").set(count as f64);
+}

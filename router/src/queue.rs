@@ -1,0 +1,524 @@
+//! `DepartmentQueue`: one actor per department. It keeps the waiting conversations in
+//! order (priority, then age), its view of the agents that can serve the department, and
+//! runs the routing decisions of [`crate::routing`]: routing steps, sticky same-agent
+//! routing, overflow, and reservations at the agent-nodes (DESIGN.md §4).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use centralino_agent_node::link::{Availability, OfferAnswer, ReserveOutcome, ReserveRequest};
+use centralino_proto::v1::{QueueSnapshot, VisitorContext};
+use tracing::debug;
+
+use crate::cluster::records::ConversationRecord;
+use crate::config::{Config, DepartmentConfig};
+use crate::conversation::{Moved, OfferWithdrawn, Offering, Position};
+use crate::hub::{Counters, Hub};
+use crate::metrics as m;
+use crate::routing::{self, AgentPool, QueueKey, Requirement, StickyState};
+
+/// Shortest and longest wall time between two queue ticks (steps, sticky waits, positions).
+const MIN_TICK: Duration = Duration::from_millis(10);
+const MAX_TICK: Duration = Duration::from_millis(250);
+/// Shortest wall time between two rounds of position updates to customers.
+const POSITION_INTERVAL: Duration = Duration::from_millis(200);
+/// Handling time assumed before any conversation of the department has ended (seconds).
+const DEFAULT_HANDLE_SECS: f64 = 180.0;
+/// Customers told their position individually; the rest get updates less often.
+const POSITIONS_TOLD: usize = 200;
+
+/// What an agent's offer shows about the customer.
+#[derive(Debug)]
+pub struct OfferInfo {
+    /// Customer name.
+    pub customer_display_name: String,
+    /// Returning customer.
+    pub returning: bool,
+    /// Visitor context.
+    pub visitor: VisitorContext,
+    /// Conversation start (Unix ms).
+    pub started_at_ms: i64,
+    /// Summary of the last contact.
+    pub last_summary: String,
+}
+
+/// A conversation waiting in a queue.
+#[derive(Debug, Clone)]
+pub struct QueueEntry {
+    /// Conversation id.
+    pub conversation_id: String,
+    /// Priority class.
+    pub priority: u8,
+    /// Age (kept across requeues, overflows and restarts).
+    pub enqueued_at_ms: i64,
+    /// Steps count from here.
+    pub queue_entered_at_ms: i64,
+    /// Customer language.
+    pub language: String,
+    /// Last agent of a returning customer.
+    pub sticky_agent: Option<String>,
+    /// Until when to wait for the sticky agent.
+    pub sticky_until_ms: i64,
+    /// Shown in offers.
+    pub info: Arc<OfferInfo>,
+}
+
+impl QueueEntry {
+    /// Returns the queue entry of a conversation record.
+    pub fn from_record(rec: &ConversationRecord, now_ms: i64, config: &Config) -> Self {
+        let _ = now_ms;
+        Self {
+            conversation_id: rec.id.clone(),
+            priority: rec.priority,
+            enqueued_at_ms: rec.enqueued_at_ms,
+            queue_entered_at_ms: rec.queue_entered_at_ms,
+            language: rec.language.clone(),
+            sticky_agent: rec.sticky_agent.clone(),
+            sticky_until_ms: rec.queue_entered_at_ms + config.routing.sticky_wait_secs as i64 * 1000,
+            info: Arc::new(OfferInfo {
+                customer_display_name: rec.display_name.clone(),
+                returning: rec.returning,
+                visitor: (&rec.visitor).into(),
+                started_at_ms: rec.started_at_ms,
+                last_summary: rec.last_summary.clone(),
+            }),
+        }
+    }
+}
+
+/// Adds a conversation to the queue.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Enqueue(pub QueueEntry);
+
+/// Removes a conversation (the customer left); withdraws an open offer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Dequeue(pub String);
+
+/// An offer ended (from the conversation actor).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OfferClosed {
+    /// Conversation.
+    pub conversation_id: String,
+    /// Reservation.
+    pub reservation_id: String,
+    /// Agent.
+    pub agent_id: String,
+    /// Answer.
+    pub answer: OfferAnswer,
+}
+
+/// An agent's availability changed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AgentUpdate(pub Availability);
+
+/// A conversation of this department ended after `handle_secs` with an agent.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Handled(pub f64);
+
+/// Returns the queue's snapshot.
+#[derive(Message)]
+#[rtype(result = "QueueSnapshot")]
+pub struct GetStats;
+
+/// Returns the waiting conversation ids in offer order (tests, admin).
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct GetOrder;
+
+struct Waiting {
+    entry: QueueEntry,
+    key: QueueKey,
+    offer: Option<(String, Arc<str>)>,
+    excluded: Vec<Arc<str>>,
+}
+
+/// The actor behind one department queue.
+pub struct DepartmentQueue {
+    hub: Arc<Hub>,
+    department: DepartmentConfig,
+    pool: AgentPool,
+    entries: HashMap<String, Waiting>,
+    order: BTreeMap<QueueKey, String>,
+    next_seq: u64,
+    depth: Arc<AtomicUsize>,
+    dirty: bool,
+    positions_dirty: bool,
+    last_positions: Instant,
+    handle_secs: f64,
+}
+
+impl DepartmentQueue {
+    /// Returns a queue for `department`; `depth` mirrors its length for admission checks.
+    pub fn new(hub: Arc<Hub>, department: DepartmentConfig, depth: Arc<AtomicUsize>) -> Self {
+        Self {
+            pool: AgentPool::new(department.strategy, department.skill()),
+            hub,
+            department,
+            entries: HashMap::new(),
+            order: BTreeMap::new(),
+            next_seq: 0,
+            depth,
+            dirty: false,
+            positions_dirty: false,
+            last_positions: Instant::now(),
+            handle_secs: DEFAULT_HANDLE_SECS,
+        }
+    }
+
+    fn remove(&mut self, conversation_id: &str) -> Option<Waiting> {
+        let waiting = self.entries.remove(conversation_id)?;
+        self.order.remove(&waiting.key);
+        self.depth.store(self.entries.len(), Ordering::Relaxed);
+        self.positions_dirty = true;
+        Some(waiting)
+    }
+
+    /// Runs routing decisions for waiting conversations, oldest first within priority.
+    fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        self.dirty = false;
+        let now = self.hub.clock.now_ms();
+        let mut overflow = Vec::new();
+        let mut reservations = Vec::new();
+        let ids: Vec<String> = self.order.values().cloned().collect();
+        for id in ids {
+            let Some(waiting) = self.entries.get_mut(&id) else {
+                continue;
+            };
+            if waiting.offer.is_some() {
+                continue;
+            }
+            let decision_started = Instant::now();
+            let waited = ((now - waiting.entry.queue_entered_at_ms).max(0) / 1000) as u64;
+            let steps = &self.department.steps;
+            let step = routing::current_step(steps, waited);
+            if let Some(target) = steps.get(step).and_then(|s| s.overflow_to.clone()) {
+                overflow.push((id.clone(), target));
+                continue;
+            }
+            let mut candidate = None;
+            if let Some(sticky) = waiting.entry.sticky_agent.clone() {
+                if now >= waiting.entry.sticky_until_ms {
+                    waiting.entry.sticky_agent = None;
+                    Counters::inc(&self.hub.counters.sticky_timeouts);
+                    Counters::inc(&self.hub.counters.sticky_misses);
+                    m::sticky("timeout");
+                } else {
+                    match self.pool.sticky_state(&sticky, &waiting.entry.language) {
+                        StickyState::Free => candidate = self.pool.agent_id(&sticky),
+                        StickyState::Busy => continue,
+                        StickyState::Unavailable => {
+                            waiting.entry.sticky_agent = None;
+                            Counters::inc(&self.hub.counters.sticky_misses);
+                            m::sticky("miss");
+                        }
+                    }
+                }
+            }
+            if candidate.is_none() {
+                if !self.pool.any_free() {
+                    break;
+                }
+                let requirement = Requirement {
+                    language: &waiting.entry.language,
+                    min_proficiency: routing::step_min_proficiency(steps, step),
+                };
+                candidate = self.pool.select(&requirement, &waiting.excluded);
+            }
+            m::routing_decision(decision_started.elapsed());
+            let Some(agent) = candidate else {
+                continue;
+            };
+            let reservation_id = uuid::Uuid::new_v4().simple().to_string();
+            waiting.offer = Some((reservation_id.clone(), agent.clone()));
+            self.pool.begin_reservation(&agent, now);
+            reservations.push((id.clone(), reservation_id, agent));
+        }
+        for (id, reservation_id, agent) in reservations {
+            self.reserve(id, reservation_id, agent, ctx);
+        }
+        for (id, target) in overflow {
+            self.overflow(&id, &target, now);
+        }
+    }
+
+    fn reserve(&mut self, id: String, reservation_id: String, agent: Arc<str>, ctx: &mut Context<Self>) {
+        let Some(waiting) = self.entries.get(&id) else {
+            return;
+        };
+        if let Some(conversation) = self.hub.conversation(&id) {
+            conversation.do_send(Offering {
+                reservation_id: reservation_id.clone(),
+                agent_id: agent.to_string(),
+            });
+        }
+        let info = &waiting.entry.info;
+        let request = ReserveRequest {
+            reservation_id: reservation_id.clone(),
+            conversation_id: id.clone(),
+            agent_id: agent.to_string(),
+            department: self.department.name.clone(),
+            language: waiting.entry.language.clone(),
+            customer_display_name: info.customer_display_name.clone(),
+            returning_customer: info.returning,
+            visitor: Some(info.visitor.clone()),
+            auto_accept: self.department.auto_accept,
+            started_at_ms: info.started_at_ms,
+            last_summary: info.last_summary.clone(),
+        };
+        let link = self.hub.agents.clone();
+        ctx.spawn(
+            async move { link.reserve(request).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    let outcome = result.unwrap_or_else(|status| {
+                        debug!(%status, "reserve failed");
+                        ReserveOutcome::Rejected(centralino_agent_node::link::RejectReason::NotAvailable)
+                    });
+                    let rejected = outcome != ReserveOutcome::Held;
+                    act.pool.end_reservation(&agent, rejected);
+                    if !rejected {
+                        Counters::inc(&act.hub.counters.offers);
+                        return;
+                    }
+                    m::reservation_rejected(&act.department.name);
+                    if let Some(waiting) = act.entries.get_mut(&id) {
+                        if waiting.offer.as_ref().is_some_and(|(rid, _)| *rid == reservation_id) {
+                            waiting.offer = None;
+                            if let Some(conversation) = act.hub.conversation(&id) {
+                                conversation.do_send(OfferWithdrawn { reservation_id });
+                            }
+                        }
+                    }
+                    act.dispatch(ctx);
+                }),
+        );
+    }
+
+    fn overflow(&mut self, id: &str, target: &str, now: i64) {
+        let Some(queue) = self.hub.queue(target) else {
+            return;
+        };
+        let Some(waiting) = self.remove(id) else {
+            return;
+        };
+        m::overflow(&self.department.name, target);
+        let mut entry = waiting.entry;
+        entry.queue_entered_at_ms = now;
+        if let Some(conversation) = self.hub.conversation(id) {
+            // The conversation re-enqueues itself at the target with its original age.
+            conversation.do_send(Moved {
+                department: target.to_string(),
+                at_ms: now,
+            });
+        } else {
+            queue.do_send(Enqueue(entry));
+        }
+    }
+
+    fn tell_positions(&mut self) {
+        self.positions_dirty = false;
+        self.last_positions = Instant::now();
+        let mut per_language: HashMap<&str, (u32, u32)> = HashMap::new();
+        for (rank, id) in self.order.values().enumerate().take(POSITIONS_TOLD) {
+            let Some(waiting) = self.entries.get(id) else {
+                continue;
+            };
+            let language = waiting.entry.language.as_str();
+            let pos = per_language.entry(language).or_insert((0, 0));
+            pos.0 += 1;
+            if pos.1 == 0 {
+                pos.1 = self.pool.serving_capacity(language).max(1);
+            }
+            let ewt = (pos.0 as f64 * self.handle_secs / pos.1 as f64).round() as u32;
+            let _ = rank;
+            if let Some(conversation) = self.hub.conversation(id) {
+                conversation.do_send(Position {
+                    position: pos.0,
+                    estimated_wait_secs: ewt,
+                });
+            }
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if !self.entries.is_empty() {
+            self.dispatch(ctx);
+        }
+        if self.positions_dirty && self.last_positions.elapsed() >= POSITION_INTERVAL {
+            self.tell_positions();
+        }
+        let now = self.hub.clock.now_ms();
+        let oldest = self
+            .order
+            .keys()
+            .map(|(_, enqueued, _)| *enqueued)
+            .min()
+            .map_or(0.0, |e| (now - e).max(0) as f64 / 1000.0);
+        m::queue_state(&self.department.name, self.entries.len(), oldest);
+    }
+}
+
+impl Actor for DepartmentQueue {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+        let tick = self.hub.clock.wall(Duration::from_secs(1)).clamp(MIN_TICK, MAX_TICK);
+        ctx.run_interval(tick, |act, ctx| act.tick(ctx));
+    }
+}
+
+impl Handler<Enqueue> for DepartmentQueue {
+    type Result = ();
+
+    fn handle(&mut self, Enqueue(entry): Enqueue, ctx: &mut Context<Self>) {
+        if self.entries.contains_key(&entry.conversation_id) {
+            return;
+        }
+        let key = routing::queue_key(entry.priority, entry.enqueued_at_ms, self.next_seq);
+        self.next_seq += 1;
+        let id = entry.conversation_id.clone();
+        self.order.insert(key, id.clone());
+        self.entries.insert(
+            id.clone(),
+            Waiting {
+                entry,
+                key,
+                offer: None,
+                excluded: Vec::new(),
+            },
+        );
+        self.depth.store(self.entries.len(), Ordering::Relaxed);
+        self.positions_dirty = true;
+        // Tell the newcomer at once; the others move only when someone ahead leaves.
+        let position = self.order.range(..key).count() as u32 + 1;
+        if let Some(conversation) = self.hub.conversation(&id) {
+            let language = self.entries.get(&id).map(|w| w.entry.language.clone()).unwrap_or_default();
+            let capacity = self.pool.serving_capacity(&language).max(1);
+            conversation.do_send(Position {
+                position,
+                estimated_wait_secs: (position as f64 * self.handle_secs / capacity as f64).round() as u32,
+            });
+        }
+        self.dispatch(ctx);
+    }
+}
+
+impl Handler<Dequeue> for DepartmentQueue {
+    type Result = ();
+
+    fn handle(&mut self, Dequeue(id): Dequeue, _ctx: &mut Context<Self>) {
+        if let Some(waiting) = self.remove(&id) {
+            if let Some((reservation_id, agent)) = waiting.offer {
+                let link = self.hub.agents.clone();
+                actix::spawn(async move {
+                    let _ = link.cancel_reservation(&agent, &reservation_id).await;
+                });
+            }
+        }
+    }
+}
+
+impl Handler<OfferClosed> for DepartmentQueue {
+    type Result = ();
+
+    fn handle(&mut self, msg: OfferClosed, ctx: &mut Context<Self>) {
+        let matches = self.entries.get(&msg.conversation_id).is_some_and(|w| {
+            w.offer.as_ref().is_some_and(|(rid, _)| *rid == msg.reservation_id)
+        });
+        if !matches {
+            return;
+        }
+        if msg.answer == OfferAnswer::Accepted {
+            self.remove(&msg.conversation_id);
+            return;
+        }
+        if let Some(waiting) = self.entries.get_mut(&msg.conversation_id) {
+            waiting.offer = None;
+            if let Some(agent) = self.pool.agent_id(&msg.agent_id) {
+                if !waiting.excluded.contains(&agent) {
+                    waiting.excluded.push(agent);
+                }
+            }
+            if waiting.entry.sticky_agent.as_deref() == Some(msg.agent_id.as_str()) {
+                waiting.entry.sticky_agent = None;
+            }
+        }
+        self.positions_dirty = true;
+        self.dispatch(ctx);
+    }
+}
+
+impl Handler<AgentUpdate> for DepartmentQueue {
+    type Result = ();
+
+    fn handle(&mut self, msg: AgentUpdate, ctx: &mut Context<Self>) {
+        self.pool.update(msg.0);
+        if !self.entries.is_empty() {
+            self.dirty = true;
+            // Coalesce bursts of updates into one dispatch.
+            ctx.notify(Flush);
+        }
+    }
+}
+
+/// Internal: run a pending dispatch.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Flush;
+
+impl Handler<Flush> for DepartmentQueue {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Flush, ctx: &mut Context<Self>) {
+        if self.dirty {
+            self.dispatch(ctx);
+        }
+    }
+}
+
+impl Handler<Handled> for DepartmentQueue {
+    type Result = ();
+
+    fn handle(&mut self, msg: Handled, _ctx: &mut Context<Self>) {
+        if msg.0.is_finite() && msg.0 > 0.0 {
+            self.handle_secs = 0.9 * self.handle_secs + 0.1 * msg.0;
+        }
+    }
+}
+
+impl Handler<GetStats> for DepartmentQueue {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _msg: GetStats, _ctx: &mut Context<Self>) -> Self::Result {
+        let now = self.hub.clock.now_ms();
+        let oldest = self
+            .order
+            .keys()
+            .map(|(_, enqueued, _)| *enqueued)
+            .min()
+            .map_or(0, |e| ((now - e).max(0) / 1000) as u32);
+        MessageResult(QueueSnapshot {
+            department: self.department.name.clone(),
+            depth: self.entries.len() as u32,
+            oldest_wait_seconds: oldest,
+            offering: self.entries.values().filter(|w| w.offer.is_some()).count() as u32,
+        })
+    }
+}
+
+impl Handler<GetOrder> for DepartmentQueue {
+    type Result = MessageResult<GetOrder>;
+
+    fn handle(&mut self, _msg: GetOrder, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.order.values().cloned().collect())
+    }
+}
