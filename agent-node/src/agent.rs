@@ -383,18 +383,21 @@ impl Handler<Attach> for AgentActor {
             AgentStatus::Disconnected => self.status_before_disconnect,
             other => other,
         };
-        self.set_status(status, "login");
-        self.publish();
-        m::agent_logged_in(&self.config.team, true);
         let mut conversation_ids: Vec<String> = self.active.iter().cloned().collect();
         conversation_ids.sort();
-        MessageResult(LoggedIn {
+        let logged_in = LoggedIn {
             agent_id: self.config.id.clone(),
             display_name: self.config.name.clone(),
             capacity: self.config.capacity,
             conversation_ids,
-            status: self.status as i32,
-        })
+            status: status as i32,
+        };
+        // The confirmation goes first: offers may follow at once.
+        self.push(agent_event::Kind::LoggedIn(logged_in.clone()));
+        m::agent_logged_in(&self.config.team, true);
+        self.set_status(status, "login");
+        self.publish();
+        MessageResult(logged_in)
     }
 }
 

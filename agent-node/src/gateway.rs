@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use centralino_proto::v1::agent_command::Kind;
 use centralino_proto::v1::agent_desk_server::AgentDesk;
-use centralino_proto::v1::{agent_event, AgentCommand, AgentEvent, AgentStatus};
+use centralino_proto::v1::{AgentCommand, AgentEvent, AgentStatus};
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -68,12 +68,7 @@ impl AgentDesk for AgentDeskService {
             })
             .await
             .map_err(mailbox_error)?;
-        info!(agent_id = %login.agent_id, session_id, "agent logged in");
-        let _ = tx
-            .send(Ok(AgentEvent {
-                kind: Some(agent_event::Kind::LoggedIn(logged_in)),
-            }))
-            .await;
+        info!(agent_id = %login.agent_id, session_id, held = logged_in.conversation_ids.len(), "agent logged in");
         let agent_id = login.agent_id;
         tokio::spawn(async move {
             while let Some(item) = commands.next().await {

@@ -91,7 +91,12 @@ impl RunningNode {
     /// Stops serving, flushes the store and stops the actor threads.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+        // Open streams (desktops, customers) would hold a graceful stop: cut them after a
+        // moment.
+        let mut server = self.server;
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {
+            server.abort();
+        }
         // Let the group-commit batcher flush.
         tokio::time::sleep(Duration::from_millis(20)).await;
         for arbiter in self.arbiters {
@@ -99,6 +104,9 @@ impl RunningNode {
         }
     }
 }
+
+/// How long open streams may keep the gRPC server up during a shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
 static RECORDER: OnceLock<Result<(), String>> = OnceLock::new();
 
