@@ -335,7 +335,12 @@ impl AgentActor {
         });
     }
 
-    fn end_conversation(&mut self, conversation_id: &str, outcome: ConversationOutcome, ctx: &mut Context<Self>) {
+    fn end_conversation(
+        &mut self,
+        conversation_id: &str,
+        outcome: ConversationOutcome,
+        ctx: &mut Context<Self>,
+    ) {
         if self.active.remove(conversation_id) {
             self.push(agent_event::Kind::Ended(ConversationEnded {
                 conversation_id: conversation_id.to_string(),
@@ -467,7 +472,10 @@ impl Handler<SetStatus> for AgentActor {
 
     fn handle(&mut self, msg: SetStatus, ctx: &mut Context<Self>) -> Self::Result {
         match msg.0 {
-            AgentStatus::Available | AgentStatus::Away | AgentStatus::OnCall | AgentStatus::Offline => {}
+            AgentStatus::Available
+            | AgentStatus::Away
+            | AgentStatus::OnCall
+            | AgentStatus::Offline => {}
             other => {
                 return Err(Status::invalid_argument(format!(
                     "status {} cannot be set",
@@ -507,7 +515,10 @@ impl Handler<Reserve> for AgentActor {
             return MessageResult(ReserveOutcome::Rejected(RejectReason::NotAvailable));
         }
         if self.active.contains(&req.conversation_id)
-            || self.held.values().any(|h| h.conversation_id == req.conversation_id)
+            || self
+                .held
+                .values()
+                .any(|h| h.conversation_id == req.conversation_id)
         {
             return MessageResult(ReserveOutcome::Rejected(RejectReason::AlreadyHeld));
         }
@@ -519,7 +530,9 @@ impl Handler<Reserve> for AgentActor {
         let timer = if req.auto_accept {
             None
         } else {
-            let wait = self.clock.wall(Duration::from_secs(self.desk.offer_timeout_secs));
+            let wait = self
+                .clock
+                .wall(Duration::from_secs(self.desk.offer_timeout_secs));
             Some(ctx.notify_later(OfferExpired(rid.clone()), wait))
         };
         self.held.insert(
@@ -602,7 +615,9 @@ impl Handler<Accept> for AgentActor {
             self.accept(msg.0, ctx);
             Ok(())
         } else if self.answered.contains(&msg.0) {
-            Err(Status::failed_precondition("offer already answered or withdrawn"))
+            Err(Status::failed_precondition(
+                "offer already answered or withdrawn",
+            ))
         } else {
             Err(Status::not_found("no such offer"))
         }
@@ -619,9 +634,9 @@ impl Handler<Decline> for AgentActor {
                 Ok(())
             }
             Some(_) => Err(Status::failed_precondition("offer is being accepted")),
-            None if self.answered.contains(&msg.0) => {
-                Err(Status::failed_precondition("offer already answered or withdrawn"))
-            }
+            None if self.answered.contains(&msg.0) => Err(Status::failed_precondition(
+                "offer already answered or withdrawn",
+            )),
             None => Err(Status::not_found("no such offer")),
         }
     }
@@ -632,12 +647,16 @@ impl Handler<Deliver> for AgentActor {
 
     fn handle(&mut self, msg: Deliver, _ctx: &mut Context<Self>) -> Self::Result {
         if !self.active.contains(&msg.conversation_id) {
-            return Err(Status::failed_precondition("agent does not hold this conversation"));
+            return Err(Status::failed_precondition(
+                "agent does not hold this conversation",
+            ));
         }
-        self.push(agent_event::Kind::Message(centralino_proto::v1::AgentMessage {
-            conversation_id: msg.conversation_id,
-            message: Some(msg.message),
-        }));
+        self.push(agent_event::Kind::Message(
+            centralino_proto::v1::AgentMessage {
+                conversation_id: msg.conversation_id,
+                message: Some(msg.message),
+            },
+        ));
         Ok(())
     }
 }
@@ -656,14 +675,22 @@ impl Handler<Send> for AgentActor {
     fn handle(&mut self, msg: Send, _ctx: &mut Context<Self>) -> Self::Result {
         if !self.active.contains(&msg.conversation_id) {
             return Box::pin(async {
-                Err(Status::permission_denied("conversation is not assigned to this agent"))
+                Err(Status::permission_denied(
+                    "conversation is not assigned to this agent",
+                ))
             });
         }
         let router = self.router.clone();
         let agent_id = self.config.id.clone();
         Box::pin(async move {
             router
-                .agent_message(&msg.conversation_id, &agent_id, &msg.message_id, &msg.text, msg.status_note)
+                .agent_message(
+                    &msg.conversation_id,
+                    &agent_id,
+                    &msg.message_id,
+                    &msg.text,
+                    msg.status_note,
+                )
                 .await
         })
     }
@@ -685,8 +712,16 @@ impl Handler<Close> for AgentActor {
             async move { router.agent_close(&cid, &agent_id, &msg.summary).await }
                 .into_actor(self)
                 .map(move |result, act, ctx| {
-                    if result.is_ok() || result.as_ref().is_err_and(|s| s.code() == tonic::Code::NotFound) {
-                        act.end_conversation(&msg.conversation_id, ConversationOutcome::Completed, ctx);
+                    if result.is_ok()
+                        || result
+                            .as_ref()
+                            .is_err_and(|s| s.code() == tonic::Code::NotFound)
+                    {
+                        act.end_conversation(
+                            &msg.conversation_id,
+                            ConversationOutcome::Completed,
+                            ctx,
+                        );
                     }
                     result
                 }),

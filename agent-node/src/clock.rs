@@ -53,7 +53,11 @@ impl SimClock {
         Self {
             start_ms,
             started: Instant::now(),
-            speed: if speed.is_finite() && speed > 0.0 { speed } else { 1.0 },
+            speed: if speed.is_finite() && speed > 0.0 {
+                speed
+            } else {
+                1.0
+            },
         }
     }
 }
@@ -94,12 +98,18 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         let advanced = clock.now_ms() - 1_000_000;
         assert!(advanced >= 20_000, "advanced only {advanced} ms");
-        assert_eq!(clock.wall(Duration::from_secs(10)), Duration::from_millis(10));
+        assert_eq!(
+            clock.wall(Duration::from_secs(10)),
+            Duration::from_millis(10)
+        );
     }
 
     #[test]
     fn system_clock_is_real_time() {
-        assert_eq!(SystemClock.wall(Duration::from_secs(3)), Duration::from_secs(3));
+        assert_eq!(
+            SystemClock.wall(Duration::from_secs(3)),
+            Duration::from_secs(3)
+        );
         assert!(SystemClock.now_ms() > 1_700_000_000_000);
     }
 }

@@ -133,7 +133,10 @@ impl AgentNodeConfig {
                 problems.push(format!("agent {:?}: capacity must be 1..=64", agent.id));
             }
             if !agent.team.is_empty() && !self.teams.iter().any(|t| t.name == agent.team) {
-                problems.push(format!("agent {:?}: unknown team {:?}", agent.id, agent.team));
+                problems.push(format!(
+                    "agent {:?}: unknown team {:?}",
+                    agent.id, agent.team
+                ));
             }
             for (skill, level) in &agent.skills {
                 if !(1..=5).contains(level) {
@@ -208,7 +211,11 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
     set_value_path(entry, rest, value)
 }
 
-fn set_value_path(node: &mut toml::Value, path: &[String], value: toml::Value) -> Result<(), String> {
+fn set_value_path(
+    node: &mut toml::Value,
+    path: &[String],
+    value: toml::Value,
+) -> Result<(), String> {
     match node {
         toml::Value::Table(table) => set_path(table, path, value),
         toml::Value::Array(items) => {
@@ -238,9 +245,18 @@ mod tests {
     fn env_overrides_nested_keys_and_array_items() {
         let text = "[desk]\noffer_timeout_secs = 30\n[[agents]]\nid = \"a\"\ncapacity = 2\n";
         let env = vec![
-            ("CENTRALINO_DESK__OFFER_TIMEOUT_SECS".to_string(), "12".to_string()),
-            ("CENTRALINO_AGENTS__0__CAPACITY".to_string(), "5".to_string()),
-            ("CENTRALINO_NODE__GRPC_ADDR".to_string(), "0.0.0.0:1".to_string()),
+            (
+                "CENTRALINO_DESK__OFFER_TIMEOUT_SECS".to_string(),
+                "12".to_string(),
+            ),
+            (
+                "CENTRALINO_AGENTS__0__CAPACITY".to_string(),
+                "5".to_string(),
+            ),
+            (
+                "CENTRALINO_NODE__GRPC_ADDR".to_string(),
+                "0.0.0.0:1".to_string(),
+            ),
             ("OTHER".to_string(), "x".to_string()),
         ];
         let doc = load_document(Some(text), env).unwrap();
@@ -252,7 +268,10 @@ mod tests {
 
     #[test]
     fn env_override_past_array_end_is_an_error() {
-        let env = vec![("CENTRALINO_AGENTS__3__CAPACITY".to_string(), "5".to_string())];
+        let env = vec![(
+            "CENTRALINO_AGENTS__3__CAPACITY".to_string(),
+            "5".to_string(),
+        )];
         let err = load_document(Some("[[agents]]\nid = \"a\"\n"), env).unwrap_err();
         assert!(err.contains("past the end"), "{err}");
     }

@@ -86,22 +86,31 @@ impl AgentDesk for AgentDeskService {
     }
 }
 
-async fn handle_command(addr: &actix::Addr<agent::AgentActor>, command: AgentCommand) -> Result<(), Status> {
+async fn handle_command(
+    addr: &actix::Addr<agent::AgentActor>,
+    command: AgentCommand,
+) -> Result<(), Status> {
     match command.kind {
         None => Err(Status::invalid_argument("empty command")),
         Some(Kind::Login(_)) => Err(Status::failed_precondition("already logged in")),
         Some(Kind::SetStatus(s)) => {
             let status = AgentStatus::try_from(s.status)
                 .map_err(|_| Status::invalid_argument("unknown status"))?;
-            addr.send(agent::SetStatus(status)).await.map_err(mailbox_error)?
+            addr.send(agent::SetStatus(status))
+                .await
+                .map_err(mailbox_error)?
         }
         Some(Kind::Accept(a)) => {
             non_empty(&a.reservation_id, "reservation_id")?;
-            addr.send(agent::Accept(a.reservation_id)).await.map_err(mailbox_error)?
+            addr.send(agent::Accept(a.reservation_id))
+                .await
+                .map_err(mailbox_error)?
         }
         Some(Kind::Decline(d)) => {
             non_empty(&d.reservation_id, "reservation_id")?;
-            addr.send(agent::Decline(d.reservation_id)).await.map_err(mailbox_error)?
+            addr.send(agent::Decline(d.reservation_id))
+                .await
+                .map_err(mailbox_error)?
         }
         Some(Kind::Send(s)) => {
             non_empty(&s.conversation_id, "conversation_id")?;
@@ -136,7 +145,9 @@ async fn handle_command(addr: &actix::Addr<agent::AgentActor>, command: AgentCom
 
 fn non_empty(value: &str, field: &str) -> Result<(), Status> {
     if value.trim().is_empty() {
-        Err(Status::invalid_argument(format!("{field} must not be empty")))
+        Err(Status::invalid_argument(format!(
+            "{field} must not be empty"
+        )))
     } else {
         Ok(())
     }

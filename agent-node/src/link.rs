@@ -112,7 +112,12 @@ pub trait AgentNodeLink: Send + Sync + 'static {
     /// Withdraws an open offer (the customer left meanwhile).
     async fn cancel_reservation(&self, agent_id: &str, reservation_id: &str) -> Result<(), Status>;
     /// Delivers a customer message to the assigned agent.
-    async fn deliver(&self, agent_id: &str, conversation_id: &str, message: ChatMessage) -> Result<(), Status>;
+    async fn deliver(
+        &self,
+        agent_id: &str,
+        conversation_id: &str,
+        message: ChatMessage,
+    ) -> Result<(), Status>;
     /// Tells the assigned agent that the conversation ended on the customer's side.
     async fn conversation_ended(
         &self,
@@ -144,10 +149,20 @@ pub trait RouterLink: Send + Sync + 'static {
         status_note: bool,
     ) -> Result<u64, Status>;
     /// Closes a conversation from the agent's side, with a wrap-up summary.
-    async fn agent_close(&self, conversation_id: &str, agent_id: &str, summary: &str) -> Result<(), Status>;
+    async fn agent_close(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        summary: &str,
+    ) -> Result<(), Status>;
     /// Returns the agent's conversations to their queues with their original age (the
     /// agent's disconnect grace ran out).
-    async fn release(&self, conversation_id: &str, agent_id: &str, reason: &str) -> Result<(), Status>;
+    async fn release(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        reason: &str,
+    ) -> Result<(), Status>;
     /// Publishes an agent's availability to the routing queues (never blocks).
     fn availability(&self, update: Availability);
 }

@@ -38,7 +38,8 @@ pub(crate) fn agent_logged_in(team: &str, connected: bool) {
 }
 
 pub(crate) fn login(ok: bool) {
-    counter!("centralino_agent_logins_total", "result" => if ok { "ok" } else { "denied" }).increment(1);
+    counter!("centralino_agent_logins_total", "result" => if ok { "ok" } else { "denied" })
+        .increment(1);
 }
 
 pub(crate) fn offer_made(department: &str) {

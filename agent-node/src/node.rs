@@ -14,7 +14,9 @@ use tonic::Status;
 use crate::agent::{self, AgentActor};
 use crate::clock::SharedClock;
 use crate::config::{AgentConfig, AgentNodeConfig};
-use crate::link::{AgentNodeLink, Availability, RejectReason, ReserveOutcome, ReserveRequest, RouterLink};
+use crate::link::{
+    AgentNodeLink, Availability, RejectReason, ReserveOutcome, ReserveRequest, RouterLink,
+};
 
 /// The agents of one node.
 pub struct AgentNode {
@@ -32,7 +34,11 @@ impl AgentNode {
     ///
     /// The router link is set afterwards with [`AgentNode::set_router`], since routers and
     /// agent-nodes refer to each other.
-    pub fn new(config: AgentNodeConfig, clock: SharedClock, arbiters: Vec<ArbiterHandle>) -> Arc<Self> {
+    pub fn new(
+        config: AgentNodeConfig,
+        clock: SharedClock,
+        arbiters: Vec<ArbiterHandle>,
+    ) -> Arc<Self> {
         let accounts = config
             .agents
             .iter()
@@ -87,7 +93,8 @@ impl AgentNode {
         let agent_id = account.id.clone();
         let desk = self.config.desk.clone();
         let clock = self.clock.clone();
-        let make = move |_ctx: &mut Context<AgentActor>| AgentActor::new(account, desk, clock, router);
+        let make =
+            move |_ctx: &mut Context<AgentActor>| AgentActor::new(account, desk, clock, router);
         let addr = match self.arbiter() {
             Some(arbiter) => AgentActor::start_in_arbiter(&arbiter, make),
             None => AgentActor::create(make),
@@ -104,7 +111,8 @@ impl AgentNode {
             .get(agent_id)
             .cloned()
             .ok_or_else(|| Status::not_found(format!("unknown agent {agent_id:?}")))?;
-        self.actor_for(account)?.do_send(agent::Restore(conversation_ids));
+        self.actor_for(account)?
+            .do_send(agent::Restore(conversation_ids));
         Ok(())
     }
 
@@ -133,7 +141,9 @@ impl AgentNode {
         let addr = self
             .agent(agent_id)
             .ok_or_else(|| Status::failed_precondition("agent has not logged in"))?;
-        addr.send(agent::SetStatus(status)).await.map_err(mailbox_error)?
+        addr.send(agent::SetStatus(status))
+            .await
+            .map_err(mailbox_error)?
     }
 
     /// Returns the availability of every agent that has logged in since start.
@@ -169,7 +179,10 @@ impl AgentNodeLink for AgentNode {
     async fn reserve(&self, request: ReserveRequest) -> Result<ReserveOutcome, Status> {
         match self.agent(&request.agent_id) {
             None => Ok(ReserveOutcome::Rejected(RejectReason::NotLoggedIn)),
-            Some(addr) => addr.send(agent::Reserve(request)).await.map_err(mailbox_error),
+            Some(addr) => addr
+                .send(agent::Reserve(request))
+                .await
+                .map_err(mailbox_error),
         }
     }
 
@@ -180,7 +193,12 @@ impl AgentNodeLink for AgentNode {
         Ok(())
     }
 
-    async fn deliver(&self, agent_id: &str, conversation_id: &str, message: ChatMessage) -> Result<(), Status> {
+    async fn deliver(
+        &self,
+        agent_id: &str,
+        conversation_id: &str,
+        message: ChatMessage,
+    ) -> Result<(), Status> {
         let addr = self
             .agent(agent_id)
             .ok_or_else(|| Status::not_found("agent is not on this node"))?;

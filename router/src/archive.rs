@@ -40,7 +40,10 @@ impl Archive {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
-        let closed = entry.conversation.closed_at_ms.unwrap_or(entry.conversation.started_at_ms);
+        let closed = entry
+            .conversation
+            .closed_at_ms
+            .unwrap_or(entry.conversation.started_at_ms);
         let day = chrono::DateTime::from_timestamp_millis(closed)
             .map(|d| d.format("%Y-%m-%d").to_string())
             .unwrap_or_else(|| "unknown".to_string());

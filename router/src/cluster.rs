@@ -84,7 +84,11 @@ pub fn apply_to_map(map: &mut BTreeMap<String, Vec<u8>>, ops: Vec<Op>) {
                 map.remove(&k);
             }
             Op::DeletePrefix(p) => {
-                let keys: Vec<String> = map.range(p.clone()..).take_while(|(k, _)| k.starts_with(&p)).map(|(k, _)| k.clone()).collect();
+                let keys: Vec<String> = map
+                    .range(p.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&p))
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 for k in keys {
                     map.remove(&k);
                 }
@@ -96,7 +100,8 @@ pub fn apply_to_map(map: &mut BTreeMap<String, Vec<u8>>, ops: Vec<Op>) {
 #[async_trait]
 impl Store for MemoryStore {
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        self.transactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.transactions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         apply_to_map(&mut self.map.lock(), ops);
         Ok(())
     }

@@ -379,12 +379,18 @@ mod tests {
         assert!(err.to_string().contains("grpc_adr"), "{err}");
         let text = "[[departments]]\nname = \"sales\"\nsteps = [{ after_secs = 0, overflow_to = \"nope\" }]\n";
         let err = Config::from_toml(text, Vec::new()).unwrap_err();
-        assert!(err.to_string().contains("unknown department \"nope\""), "{err}");
+        assert!(
+            err.to_string().contains("unknown department \"nope\""),
+            "{err}"
+        );
     }
 
     #[test]
     fn environment_overrides_apply() {
-        let env = vec![("CENTRALINO_LIMITS__MAX_QUEUE_LENGTH".to_string(), "7".to_string())];
+        let env = vec![(
+            "CENTRALINO_LIMITS__MAX_QUEUE_LENGTH".to_string(),
+            "7".to_string(),
+        )];
         let config = Config::from_toml(EXAMPLE_CONFIG, env).unwrap();
         assert_eq!(config.limits.max_queue_length, 7);
     }

@@ -206,7 +206,11 @@ impl ConversationActor {
         let expected = self.rec.token.as_bytes();
         let given = token.as_bytes();
         let same = expected.len() == given.len()
-            && expected.iter().zip(given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+            && expected
+                .iter()
+                .zip(given)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
         if same {
             Ok(())
         } else {
@@ -221,14 +225,15 @@ impl ConversationActor {
             kind: Some(kind),
         };
         self.next_event_id += 1;
-        self.subscribers.retain(|tx| match tx.try_send(Ok(event.clone())) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                m::stream_overflow();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        });
+        self.subscribers
+            .retain(|tx| match tx.try_send(Ok(event.clone())) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    m::stream_overflow();
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
         let id = event.event_id;
         self.events.push(event);
         id
@@ -247,7 +252,9 @@ impl ConversationActor {
     fn enqueue(&self) {
         match self.hub.queue(&self.rec.department) {
             Some(queue) => queue.do_send(queue::Enqueue(self.queue_entry())),
-            None => warn!(conversation_id = %self.rec.id, department = %self.rec.department, "no queue for department"),
+            None => {
+                warn!(conversation_id = %self.rec.id, department = %self.rec.department, "no queue for department")
+            }
         }
     }
 
@@ -318,7 +325,10 @@ impl ConversationActor {
             Outcome::Completed => {
                 Counters::inc(&self.hub.counters.completed);
                 m::conversation_completed(&self.rec);
-                if let (Some(assigned), Some(queue)) = (self.rec.assigned_at_ms, self.hub.queue(&self.rec.department)) {
+                if let (Some(assigned), Some(queue)) = (
+                    self.rec.assigned_at_ms,
+                    self.hub.queue(&self.rec.department),
+                ) {
                     queue.do_send(queue::Handled((now - assigned).max(0) as f64 / 1000.0));
                 }
                 self.emit(Kind::RatingRequested(RatingRequested {}));
@@ -340,10 +350,9 @@ impl ConversationActor {
         }
         info!(conversation_id = %self.rec.id, ?outcome, "conversation closed");
         let durable = self.hub.commits.submit(ops);
-        let linger = self
-            .hub
-            .clock
-            .wall(Duration::from_secs(self.hub.config.routing.rating_window_secs));
+        let linger = self.hub.clock.wall(Duration::from_secs(
+            self.hub.config.routing.rating_window_secs,
+        ));
         ctx.run_later(linger, |_act, ctx| ctx.stop());
         durable
     }
@@ -378,7 +387,7 @@ impl ConversationActor {
         self.emit(Kind::Requeued(Requeued {
             reason: reason.to_string(),
         }));
-        let _ = self.persist_record();
+        drop(self.persist_record());
         self.enqueue();
     }
 }
@@ -391,7 +400,10 @@ impl Actor for ConversationActor {
         match self.rec.state {
             State::Queued => self.enqueue(),
             State::Assigned => {
-                let (id, name) = (self.rec.agent_id.clone().unwrap_or_default(), self.rec.agent_name.clone());
+                let (id, name) = (
+                    self.rec.agent_id.clone().unwrap_or_default(),
+                    self.rec.agent_name.clone(),
+                );
                 self.emit(Kind::Assigned(Assigned {
                     agent_id: id,
                     agent_display_name: name,
@@ -430,7 +442,9 @@ impl Actor for ConversationActor {
                         warn!(conversation_id = %rec.id, error = %e, "could not remove archived conversation");
                     }
                 }
-                Ok(Err(e)) => warn!(conversation_id = %rec.id, error = %e, "archive write failed; kept in the store"),
+                Ok(Err(e)) => {
+                    warn!(conversation_id = %rec.id, error = %e, "archive write failed; kept in the store")
+                }
                 Err(e) => warn!(conversation_id = %rec.id, error = %e, "archive task failed"),
             }
         });
@@ -469,7 +483,8 @@ impl Handler<CustomerSend> for ConversationActor {
         if self.rec.state == State::Closed {
             return Err(Status::failed_precondition("conversation is closed"));
         }
-        let (seq, durable) = self.add_message(Sender::Customer, "", msg.message_id, msg.text, false)?;
+        let (seq, durable) =
+            self.add_message(Sender::Customer, "", msg.message_id, msg.text, false)?;
         if let (State::Assigned, Some(agent_id)) = (self.rec.state, self.rec.agent_id.clone()) {
             let message = self.transcript.last().map(MessageRecord::to_proto);
             let agents = self.hub.agents.clone();
@@ -492,7 +507,9 @@ impl Handler<CustomerClose> for ConversationActor {
     fn handle(&mut self, msg: CustomerClose, ctx: &mut Context<Self>) -> Self::Result {
         self.check_token(&msg.token)?;
         match self.rec.state {
-            State::Closed => Err(Status::failed_precondition("conversation is already closed")),
+            State::Closed => Err(Status::failed_precondition(
+                "conversation is already closed",
+            )),
             State::Queued => {
                 // The queue withdraws an open offer.
                 self.dequeue();
@@ -522,7 +539,9 @@ impl Handler<Rate> for ConversationActor {
     fn handle(&mut self, msg: Rate, _ctx: &mut Context<Self>) -> Self::Result {
         self.check_token(&msg.token)?;
         if self.rec.state != State::Closed || self.rec.outcome != Some(Outcome::Completed) {
-            return Err(Status::failed_precondition("only a completed conversation can be rated"));
+            return Err(Status::failed_precondition(
+                "only a completed conversation can be rated",
+            ));
         }
         if self.rec.rating.is_some() {
             return Err(Status::already_exists("conversation is already rated"));
@@ -579,7 +598,11 @@ impl Handler<OfferWithdrawn> for ConversationActor {
     type Result = ();
 
     fn handle(&mut self, msg: OfferWithdrawn, _ctx: &mut Context<Self>) {
-        if self.offer.as_ref().is_some_and(|(rid, _)| *rid == msg.reservation_id) {
+        if self
+            .offer
+            .as_ref()
+            .is_some_and(|(rid, _)| *rid == msg.reservation_id)
+        {
             self.offer = None;
         }
     }
@@ -596,7 +619,7 @@ impl Handler<Moved> for ConversationActor {
         self.rec.department = msg.department;
         self.rec.queue_entered_at_ms = msg.at_ms;
         self.last_position = None;
-        let _ = self.persist_record();
+        drop(self.persist_record());
         self.enqueue();
     }
 }
@@ -628,14 +651,22 @@ impl Handler<OfferEnded> for ConversationActor {
                 Counters::inc(&self.hub.counters.offers_accepted);
                 self.assign(msg.agent_id, msg.agent_name);
                 let durable = self.persist_record();
-                let transcript: Vec<ChatMessage> = self.transcript.iter().map(MessageRecord::to_proto).collect();
+                let transcript: Vec<ChatMessage> = self
+                    .transcript
+                    .iter()
+                    .map(MessageRecord::to_proto)
+                    .collect();
                 Box::pin(
-                    async move { durable.await.unwrap_or(Err(crate::cluster::StoreError::Closed)) }
-                        .into_actor(self)
-                        .map(move |durable, _act, _ctx| {
-                            durable.map_err(Status::from)?;
-                            Ok(transcript)
-                        }),
+                    async move {
+                        durable
+                            .await
+                            .unwrap_or(Err(crate::cluster::StoreError::Closed))
+                    }
+                    .into_actor(self)
+                    .map(move |durable, _act, _ctx| {
+                        durable.map_err(Status::from)?;
+                        Ok(transcript)
+                    }),
                 )
             }
             answer => {
@@ -659,7 +690,9 @@ impl ConversationActor {
             return Err(Status::failed_precondition("conversation is closed"));
         }
         if self.rec.state != State::Assigned || self.rec.agent_id.as_deref() != Some(agent_id) {
-            return Err(Status::permission_denied("conversation is not assigned to this agent"));
+            return Err(Status::permission_denied(
+                "conversation is not assigned to this agent",
+            ));
         }
         Ok(())
     }
@@ -673,7 +706,13 @@ impl Handler<AgentSend> for ConversationActor {
         if let Some(seq) = self.duplicate(&msg.message_id) {
             return Ok((seq, None));
         }
-        let (seq, durable) = self.add_message(Sender::Agent, &msg.agent_id, msg.message_id, msg.text, msg.status_note)?;
+        let (seq, durable) = self.add_message(
+            Sender::Agent,
+            &msg.agent_id,
+            msg.message_id,
+            msg.text,
+            msg.status_note,
+        )?;
         Ok((seq, Some(durable)))
     }
 }

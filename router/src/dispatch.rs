@@ -40,7 +40,10 @@ impl Dispatch {
         })
     }
 
-    fn conversation(&self, id: &str) -> Result<actix::Addr<crate::conversation::ConversationActor>, Status> {
+    fn conversation(
+        &self,
+        id: &str,
+    ) -> Result<actix::Addr<crate::conversation::ConversationActor>, Status> {
         self.hub
             .conversation(id)
             .ok_or_else(|| Status::not_found(format!("no live conversation {id:?}")))
@@ -53,7 +56,10 @@ fn mailbox(e: actix::MailboxError) -> Status {
 
 async fn durable(d: Option<crate::cluster::group_commit::Durable>) -> Result<(), Status> {
     match d {
-        Some(d) => d.await.unwrap_or(Err(StoreError::Closed)).map_err(Status::from),
+        Some(d) => d
+            .await
+            .unwrap_or(Err(StoreError::Closed))
+            .map_err(Status::from),
         None => Ok(()),
     }
 }
@@ -106,7 +112,12 @@ impl RouterLink for Dispatch {
         Ok(seq)
     }
 
-    async fn agent_close(&self, conversation_id: &str, agent_id: &str, summary: &str) -> Result<(), Status> {
+    async fn agent_close(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        summary: &str,
+    ) -> Result<(), Status> {
         let d = self
             .conversation(conversation_id)?
             .send(AgentClose {
@@ -118,7 +129,12 @@ impl RouterLink for Dispatch {
         durable(Some(d)).await
     }
 
-    async fn release(&self, conversation_id: &str, agent_id: &str, reason: &str) -> Result<(), Status> {
+    async fn release(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        reason: &str,
+    ) -> Result<(), Status> {
         self.conversation(conversation_id)?
             .send(Release {
                 agent_id: agent_id.to_string(),
@@ -135,9 +151,14 @@ impl RouterLink for Dispatch {
             status: update.status,
             busy: update.load > 0,
         };
-        let previous = self.agents.write().insert(update.agent_id.clone(), known.clone());
+        let previous = self
+            .agents
+            .write()
+            .insert(update.agent_id.clone(), known.clone());
         m::agent_state_changed(
-            previous.as_ref().map(|p| (p.team.as_str(), p.status, p.busy)),
+            previous
+                .as_ref()
+                .map(|p| (p.team.as_str(), p.status, p.busy)),
             (known.team.as_str(), known.status, known.busy),
         );
         for (_, queue) in self.hub.queues() {

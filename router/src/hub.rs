@@ -150,7 +150,11 @@ impl Hub {
     }
 
     /// Starts an actor for a conversation on one of the actor threads and registers it.
-    pub fn spawn_conversation(&self, id: String, make: impl FnOnce() -> ConversationActor + Send + 'static) -> Addr<ConversationActor> {
+    pub fn spawn_conversation(
+        &self,
+        id: String,
+        make: impl FnOnce() -> ConversationActor + Send + 'static,
+    ) -> Addr<ConversationActor> {
         let addr = match self.arbiter() {
             Some(arbiter) => ConversationActor::start_in_arbiter(&arbiter, move |_| make()),
             None => ConversationActor::create(move |_| make()),

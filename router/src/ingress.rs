@@ -48,27 +48,43 @@ fn reject<T>(result: Result<T, Status>) -> Result<T, Status> {
 
 fn check_field(value: &str, field: &str, max: usize, required: bool) -> Result<(), Status> {
     if required && value.trim().is_empty() {
-        return Err(Status::invalid_argument(format!("{field} must not be empty")));
+        return Err(Status::invalid_argument(format!(
+            "{field} must not be empty"
+        )));
     }
     if value.len() > max {
-        return Err(Status::invalid_argument(format!("{field} is longer than {max} bytes")));
+        return Err(Status::invalid_argument(format!(
+            "{field} is longer than {max} bytes"
+        )));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(Status::invalid_argument(format!("{field} contains control characters")));
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(Status::invalid_argument(format!(
+            "{field} contains control characters"
+        )));
     }
     Ok(())
 }
 
 async fn wait_durable(d: Option<crate::cluster::group_commit::Durable>) -> Result<(), Status> {
     match d {
-        Some(d) => d.await.unwrap_or(Err(StoreError::Closed)).map_err(Status::from),
+        Some(d) => d
+            .await
+            .unwrap_or(Err(StoreError::Closed))
+            .map_err(Status::from),
         None => Ok(()),
     }
 }
 
 /// Returns the greeting for a returning customer in their language.
 pub fn welcome_back(language: &str, name: &str) -> String {
-    let name = if name.trim().is_empty() { "" } else { name.trim() };
+    let name = if name.trim().is_empty() {
+        ""
+    } else {
+        name.trim()
+    };
     match (language, name.is_empty()) {
         ("it", false) => format!("Bentornato, {name}! Un operatore sarà subito da te."),
         ("it", true) => "Bentornato! Un operatore sarà subito da te.".to_string(),
@@ -90,17 +106,35 @@ impl CustomerApi {
     }
 
     fn conversation(&self, id: &str) -> Result<actix::Addr<ConversationActor>, Status> {
-        check_field(id, "conversation_id", self.hub.config.limits.max_field_bytes, true)?;
+        check_field(
+            id,
+            "conversation_id",
+            self.hub.config.limits.max_field_bytes,
+            true,
+        )?;
         self.hub
             .conversation(id)
             .ok_or_else(|| Status::not_found("no open conversation with this id"))
     }
 
-    async fn start(&self, req: StartConversationRequest) -> Result<StartConversationResponse, Status> {
+    async fn start(
+        &self,
+        req: StartConversationRequest,
+    ) -> Result<StartConversationResponse, Status> {
         let config = &self.hub.config;
         let limits = &config.limits;
-        check_field(&req.customer_id, "customer_id", limits.max_field_bytes, true)?;
-        check_field(&req.display_name, "display_name", limits.max_field_bytes, false)?;
+        check_field(
+            &req.customer_id,
+            "customer_id",
+            limits.max_field_bytes,
+            true,
+        )?;
+        check_field(
+            &req.display_name,
+            "display_name",
+            limits.max_field_bytes,
+            false,
+        )?;
         check_field(&req.department, "department", limits.max_field_bytes, true)?;
         check_field(&req.language, "language", limits.max_field_bytes, true)?;
         if req.first_message.len() > limits.max_message_bytes {
@@ -112,16 +146,24 @@ impl CustomerApi {
         let visitor = req.visitor.clone().unwrap_or_default();
         check_field(&visitor.current_page, "visitor.current_page", 2048, false)?;
         check_field(&visitor.referrer, "visitor.referrer", 2048, false)?;
-        if visitor.pages_visited.len() > MAX_PAGES_VISITED || visitor.pages_visited.iter().any(|p| p.len() > 2048) {
+        if visitor.pages_visited.len() > MAX_PAGES_VISITED
+            || visitor.pages_visited.iter().any(|p| p.len() > 2048)
+        {
             return Err(Status::invalid_argument(format!(
                 "visitor.pages_visited holds at most {MAX_PAGES_VISITED} pages of 2048 bytes"
             )));
         }
         if config.department(&req.department).is_none() {
-            return Err(Status::invalid_argument(format!("unknown department {:?}", req.department)));
+            return Err(Status::invalid_argument(format!(
+                "unknown department {:?}",
+                req.department
+            )));
         }
         if !config.languages().contains(req.language.as_str()) {
-            return Err(Status::invalid_argument(format!("no team serves language {:?}", req.language)));
+            return Err(Status::invalid_argument(format!(
+                "no team serves language {:?}",
+                req.language
+            )));
         }
         // Visitor-context rules.
         let mut department = req.department.clone();
@@ -141,7 +183,9 @@ impl CustomerApi {
             }
         }
         if self.hub.live_conversations() >= limits.max_live_conversations {
-            return Err(Status::resource_exhausted("the node is at its conversation limit"));
+            return Err(Status::resource_exhausted(
+                "the node is at its conversation limit",
+            ));
         }
         if self.hub.queue_depth(&department) >= limits.max_queue_length {
             return Err(Status::resource_exhausted(format!(
@@ -149,10 +193,11 @@ impl CustomerApi {
             )));
         }
         let now = self.hub.clock.now_ms();
-        let profile: Option<ProfileRecord> = match self.hub.store.get(&profile_key(&req.customer_id)).await? {
-            Some(bytes) => Some(decode(&profile_key(&req.customer_id), &bytes)?),
-            None => None,
-        };
+        let profile: Option<ProfileRecord> =
+            match self.hub.store.get(&profile_key(&req.customer_id)).await? {
+                Some(bytes) => Some(decode(&profile_key(&req.customer_id), &bytes)?),
+                None => None,
+            };
         let returning = profile.as_ref().is_some_and(|p| p.contacts > 0);
         let window_ms = config.routing.sticky_window_secs as i64 * 1000;
         let sticky_agent = profile
@@ -160,7 +205,11 @@ impl CustomerApi {
             .filter(|p| p.last_contact_ms > 0 && now - p.last_contact_ms <= window_ms)
             .and_then(|p| p.last_agent.clone());
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
         let rec = ConversationRecord {
             id: id.clone(),
             token: token.clone(),
@@ -181,7 +230,10 @@ impl CustomerApi {
             closed_at_ms: None,
             returning,
             sticky_agent,
-            last_summary: profile.as_ref().map(|p| p.last_summary.clone()).unwrap_or_default(),
+            last_summary: profile
+                .as_ref()
+                .map(|p| p.last_summary.clone())
+                .unwrap_or_default(),
             summary: String::new(),
             rating: None,
         };
@@ -202,10 +254,18 @@ impl CustomerApi {
             ));
         };
         if returning {
-            push(Sender::System, format!("{id}-welcome"), welcome_back(&req.language, &req.display_name));
+            push(
+                Sender::System,
+                format!("{id}-welcome"),
+                welcome_back(&req.language, &req.display_name),
+            );
         }
         if !req.first_message.trim().is_empty() {
-            push(Sender::Customer, format!("{id}-first"), req.first_message.clone());
+            push(
+                Sender::Customer,
+                format!("{id}-first"),
+                req.first_message.clone(),
+            );
         }
         let mut new_profile = profile.unwrap_or_default();
         new_profile.customer_id = req.customer_id.clone();
@@ -223,8 +283,9 @@ impl CustomerApi {
         }
         self.hub.commits.write(ops).await?;
         let hub = self.hub.clone();
-        self.hub
-            .spawn_conversation(id.clone(), move || ConversationActor::new(hub, rec, transcript));
+        self.hub.spawn_conversation(id.clone(), move || {
+            ConversationActor::new(hub, rec, transcript)
+        });
         Counters::inc(&self.hub.counters.started);
         m::conversation_started(&department, &req.language);
         m::live(self.hub.live_conversations());
@@ -266,7 +327,9 @@ impl ConversationService for CustomerApi {
                 })
                 .await
                 .map_err(mailbox)??;
-            Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as EventStream))
+            Ok(Response::new(
+                Box::pin(ReceiverStream::new(rx)) as EventStream
+            ))
         }
         .await;
         reject(result)
@@ -364,16 +427,24 @@ impl AdminApi {
     fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let expected = &self.hub.config.node.admin_token;
         if expected.is_empty() {
-            return Err(Status::permission_denied("the admin API is disabled (no admin_token configured)"));
+            return Err(Status::permission_denied(
+                "the admin API is disabled (no admin_token configured)",
+            ));
         }
         let given = request
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer <admin token>"))?;
+            .ok_or_else(|| {
+                Status::unauthenticated("missing authorization: Bearer <admin token>")
+            })?;
         let same = given.len() == expected.len()
-            && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+            && given
+                .bytes()
+                .zip(expected.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
         if same {
             Ok(())
         } else {
@@ -384,7 +455,10 @@ impl AdminApi {
 
 #[tonic::async_trait]
 impl Admin for AdminApi {
-    async fn get_snapshot(&self, request: Request<GetSnapshotRequest>) -> Result<Response<Snapshot>, Status> {
+    async fn get_snapshot(
+        &self,
+        request: Request<GetSnapshotRequest>,
+    ) -> Result<Response<Snapshot>, Status> {
         reject(self.authorize(&request))?;
         let mut queues = Vec::new();
         for (_, queue) in self.hub.queues() {
@@ -447,7 +521,8 @@ impl Admin for AdminApi {
     ) -> Result<Response<SetAgentStatusResponse>, Status> {
         reject(self.authorize(&request))?;
         let req = request.into_inner();
-        let status = AgentStatus::try_from(req.status).map_err(|_| Status::invalid_argument("unknown status"));
+        let status = AgentStatus::try_from(req.status)
+            .map_err(|_| Status::invalid_argument("unknown status"));
         let status = reject(status)?;
         reject(self.agents.set_status(&req.agent_id, status).await)?;
         Ok(Response::new(SetAgentStatusResponse {}))

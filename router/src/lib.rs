@@ -11,11 +11,13 @@
 //! - [`archive`]: transcripts of closed conversations (JSON Lines).
 //! - [`standalone`]: one process with router, agent-node and embedded store.
 //! - [`sim`]: traffic simulator behind `centralino demo|sim`.
+//! - [`bench`]: the benchmarks behind `centralino bench`.
 //! - [`config`], [`metrics`]: configuration and metrics.
 
 #![forbid(unsafe_code)]
 
 pub mod archive;
+pub mod bench;
 pub mod cluster;
 pub mod config;
 pub mod conversation;

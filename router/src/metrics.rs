@@ -5,40 +5,107 @@
 use std::time::Duration;
 
 use centralino_proto::v1::AgentStatus;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
 
 use crate::cluster::records::ConversationRecord;
 
 /// Histogram buckets for waits and durations (seconds).
-pub const WAIT_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
+pub const WAIT_BUCKETS: &[f64] = &[
+    1.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
 /// Histogram buckets for internal latencies (seconds).
 pub const LATENCY_BUCKETS: &[f64] = &[
-    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 /// Histogram buckets for batch sizes.
 pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 
 /// Describes every router metric once per process.
 pub fn describe() {
-    describe_counter!("centralino_conversations_started_total", "Conversations started, by department and language");
-    describe_counter!("centralino_conversations_completed_total", "Conversations served and closed, by department and language");
-    describe_counter!("centralino_conversations_abandoned_total", "Conversations the customer left before an agent answered, by department and language");
-    describe_histogram!("centralino_conversation_wait_seconds", Unit::Seconds, "Wait from start to first assignment (ASA), by department and language");
-    describe_histogram!("centralino_conversation_duration_seconds", Unit::Seconds, "Time from assignment to close, by department");
-    describe_gauge!("centralino_queue_depth", "Conversations waiting, by department");
-    describe_gauge!("centralino_queue_oldest_wait_seconds", Unit::Seconds, "Age of the oldest waiting conversation, by department");
-    describe_gauge!("centralino_agents", "Agents known to the router, by team, status and whether they hold chats");
-    describe_counter!("centralino_routing_sticky_total", "Sticky routing results for returning customers (hit, miss, timeout)");
-    describe_counter!("centralino_routing_reservations_rejected_total", "Reservations refused by agent-nodes (stale view), by department");
-    describe_counter!("centralino_routing_overflows_total", "Conversations moved to another department by a routing step");
-    describe_histogram!("centralino_routing_decision_seconds", Unit::Seconds, "Time to take one routing decision");
-    describe_counter!("centralino_csat_ratings_total", "Customer ratings, by department and rating (good, bad)");
-    describe_counter!("centralino_messages_total", "Chat messages relayed, by sender");
-    describe_counter!("centralino_stream_overflows_total", "Customer event streams cut because the client did not keep up");
-    describe_counter!("centralino_requests_rejected_total", "Requests rejected with an error, by code");
-    describe_histogram!("centralino_store_commit_seconds", Unit::Seconds, "Duration of one store transaction (group commit)");
-    describe_histogram!("centralino_store_batch_ops", "Operations per group-commit transaction");
-    describe_gauge!("centralino_conversations_live", "Conversations with a live actor on this node");
+    describe_counter!(
+        "centralino_conversations_started_total",
+        "Conversations started, by department and language"
+    );
+    describe_counter!(
+        "centralino_conversations_completed_total",
+        "Conversations served and closed, by department and language"
+    );
+    describe_counter!(
+        "centralino_conversations_abandoned_total",
+        "Conversations the customer left before an agent answered, by department and language"
+    );
+    describe_histogram!(
+        "centralino_conversation_wait_seconds",
+        Unit::Seconds,
+        "Wait from start to first assignment (ASA), by department and language"
+    );
+    describe_histogram!(
+        "centralino_conversation_duration_seconds",
+        Unit::Seconds,
+        "Time from assignment to close, by department"
+    );
+    describe_gauge!(
+        "centralino_queue_depth",
+        "Conversations waiting, by department"
+    );
+    describe_gauge!(
+        "centralino_queue_oldest_wait_seconds",
+        Unit::Seconds,
+        "Age of the oldest waiting conversation, by department"
+    );
+    describe_gauge!(
+        "centralino_agents",
+        "Agents known to the router, by team, status and whether they hold chats"
+    );
+    describe_counter!(
+        "centralino_routing_sticky_total",
+        "Sticky routing results for returning customers (hit, miss, timeout)"
+    );
+    describe_counter!(
+        "centralino_routing_reservations_rejected_total",
+        "Reservations refused by agent-nodes (stale view), by department"
+    );
+    describe_counter!(
+        "centralino_routing_overflows_total",
+        "Conversations moved to another department by a routing step"
+    );
+    describe_histogram!(
+        "centralino_routing_decision_seconds",
+        Unit::Seconds,
+        "Time to take one routing decision"
+    );
+    describe_counter!(
+        "centralino_csat_ratings_total",
+        "Customer ratings, by department and rating (good, bad)"
+    );
+    describe_counter!(
+        "centralino_messages_total",
+        "Chat messages relayed, by sender"
+    );
+    describe_counter!(
+        "centralino_stream_overflows_total",
+        "Customer event streams cut because the client did not keep up"
+    );
+    describe_counter!(
+        "centralino_requests_rejected_total",
+        "Requests rejected with an error, by code"
+    );
+    describe_histogram!(
+        "centralino_store_commit_seconds",
+        Unit::Seconds,
+        "Duration of one store transaction (group commit)"
+    );
+    describe_histogram!(
+        "centralino_store_batch_ops",
+        "Operations per group-commit transaction"
+    );
+    describe_gauge!(
+        "centralino_conversations_live",
+        "Conversations with a live actor on this node"
+    );
 }
 
 pub(crate) fn conversation_started(department: &str, language: &str) {
@@ -64,7 +131,8 @@ pub(crate) fn conversation_assigned(rec: &ConversationRecord, now_ms: i64) {
 
 pub(crate) fn queue_state(department: &str, depth: usize, oldest_wait_secs: f64) {
     gauge!("centralino_queue_depth", "department" => department.to_string()).set(depth as f64);
-    gauge!("centralino_queue_oldest_wait_seconds", "department" => department.to_string()).set(oldest_wait_secs);
+    gauge!("centralino_queue_oldest_wait_seconds", "department" => department.to_string())
+        .set(oldest_wait_secs);
 }
 
 fn status_label(status: AgentStatus) -> &'static str {
@@ -77,7 +145,10 @@ fn status_label(status: AgentStatus) -> &'static str {
     }
 }
 
-pub(crate) fn agent_state_changed(before: Option<(&str, AgentStatus, bool)>, after: (&str, AgentStatus, bool)) {
+pub(crate) fn agent_state_changed(
+    before: Option<(&str, AgentStatus, bool)>,
+    after: (&str, AgentStatus, bool),
+) {
     if before == Some(after) {
         return;
     }

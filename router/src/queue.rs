@@ -25,6 +25,8 @@ const MIN_TICK: Duration = Duration::from_millis(10);
 const MAX_TICK: Duration = Duration::from_millis(250);
 /// Shortest wall time between two rounds of position updates to customers.
 const POSITION_INTERVAL: Duration = Duration::from_millis(200);
+/// Wall time between two updates of the queue gauges.
+const GAUGE_INTERVAL: Duration = Duration::from_millis(500);
 /// Handling time assumed before any conversation of the department has ended (seconds).
 const DEFAULT_HANDLE_SECS: f64 = 180.0;
 /// Customers told their position individually; the rest get updates less often.
@@ -77,7 +79,8 @@ impl QueueEntry {
             queue_entered_at_ms: rec.queue_entered_at_ms,
             language: rec.language.clone(),
             sticky_agent: rec.sticky_agent.clone(),
-            sticky_until_ms: rec.queue_entered_at_ms + config.routing.sticky_wait_secs as i64 * 1000,
+            sticky_until_ms: rec.queue_entered_at_ms
+                + config.routing.sticky_wait_secs as i64 * 1000,
             info: Arc::new(OfferInfo {
                 customer_display_name: rec.display_name.clone(),
                 returning: rec.returning,
@@ -153,6 +156,10 @@ pub struct DepartmentQueue {
     positions_dirty: bool,
     last_positions: Instant,
     handle_secs: f64,
+    /// Serving capacity per language, refreshed on each round of position updates.
+    capacity_cache: HashMap<String, u32>,
+    oldest_wait_secs: f64,
+    last_gauges: Instant,
 }
 
 impl DepartmentQueue {
@@ -170,6 +177,9 @@ impl DepartmentQueue {
             positions_dirty: false,
             last_positions: Instant::now(),
             handle_secs: DEFAULT_HANDLE_SECS,
+            capacity_cache: HashMap::new(),
+            oldest_wait_secs: 0.0,
+            last_gauges: Instant::now(),
         }
     }
 
@@ -187,6 +197,9 @@ impl DepartmentQueue {
         let now = self.hub.clock.now_ms();
         let mut overflow = Vec::new();
         let mut reservations = Vec::new();
+        // Requirements that found nobody in this pass: later entries with the same ones
+        // (and no exclusions) need not ask again.
+        let mut unmatched: Vec<(String, u8)> = Vec::new();
         let ids: Vec<String> = self.order.values().cloned().collect();
         for id in ids {
             let Some(waiting) = self.entries.get_mut(&id) else {
@@ -226,11 +239,21 @@ impl DepartmentQueue {
                 if !self.pool.any_free() {
                     break;
                 }
-                let requirement = Requirement {
-                    language: &waiting.entry.language,
-                    min_proficiency: routing::step_min_proficiency(steps, step),
-                };
-                candidate = self.pool.select(&requirement, &waiting.excluded);
+                let min_proficiency = routing::step_min_proficiency(steps, step);
+                let known_unmatched = waiting.excluded.is_empty()
+                    && unmatched
+                        .iter()
+                        .any(|(l, m)| *l == waiting.entry.language && *m == min_proficiency);
+                if !known_unmatched {
+                    let requirement = Requirement {
+                        language: &waiting.entry.language,
+                        min_proficiency,
+                    };
+                    candidate = self.pool.select(&requirement, &waiting.excluded);
+                    if candidate.is_none() && waiting.excluded.is_empty() {
+                        unmatched.push((waiting.entry.language.clone(), min_proficiency));
+                    }
+                }
             }
             m::routing_decision(decision_started.elapsed());
             let Some(agent) = candidate else {
@@ -238,6 +261,9 @@ impl DepartmentQueue {
             };
             let reservation_id = uuid::Uuid::new_v4().simple().to_string();
             waiting.offer = Some((reservation_id.clone(), agent.clone()));
+            // An entry with an open offer leaves the order; it returns with its key if
+            // the offer fails.
+            self.order.remove(&waiting.key);
             self.pool.begin_reservation(&agent, now);
             reservations.push((id.clone(), reservation_id, agent));
         }
@@ -249,7 +275,13 @@ impl DepartmentQueue {
         }
     }
 
-    fn reserve(&mut self, id: String, reservation_id: String, agent: Arc<str>, ctx: &mut Context<Self>) {
+    fn reserve(
+        &mut self,
+        id: String,
+        reservation_id: String,
+        agent: Arc<str>,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(waiting) = self.entries.get(&id) else {
             return;
         };
@@ -280,7 +312,9 @@ impl DepartmentQueue {
                 .map(move |result, act, ctx| {
                     let outcome = result.unwrap_or_else(|status| {
                         debug!(%status, "reserve failed");
-                        ReserveOutcome::Rejected(centralino_agent_node::link::RejectReason::NotAvailable)
+                        ReserveOutcome::Rejected(
+                            centralino_agent_node::link::RejectReason::NotAvailable,
+                        )
                     });
                     let rejected = outcome != ReserveOutcome::Held;
                     act.pool.end_reservation(&agent, rejected);
@@ -290,8 +324,13 @@ impl DepartmentQueue {
                     }
                     m::reservation_rejected(&act.department.name);
                     if let Some(waiting) = act.entries.get_mut(&id) {
-                        if waiting.offer.as_ref().is_some_and(|(rid, _)| *rid == reservation_id) {
+                        if waiting
+                            .offer
+                            .as_ref()
+                            .is_some_and(|(rid, _)| *rid == reservation_id)
+                        {
                             waiting.offer = None;
+                            act.order.insert(waiting.key, id.clone());
                             if let Some(conversation) = act.hub.conversation(&id) {
                                 conversation.do_send(OfferWithdrawn { reservation_id });
                             }
@@ -323,8 +362,27 @@ impl DepartmentQueue {
         }
     }
 
+    fn serving_capacity(&mut self, language: &str) -> u32 {
+        if let Some(c) = self.capacity_cache.get(language) {
+            return *c;
+        }
+        let c = self.pool.serving_capacity(language).max(1);
+        self.capacity_cache.insert(language.to_string(), c);
+        c
+    }
+
     fn tell_positions(&mut self) {
         self.positions_dirty = false;
+        self.capacity_cache.clear();
+        let languages: Vec<String> = self
+            .order
+            .values()
+            .take(POSITIONS_TOLD)
+            .filter_map(|id| self.entries.get(id).map(|w| w.entry.language.clone()))
+            .collect();
+        for language in languages {
+            self.serving_capacity(&language);
+        }
         self.last_positions = Instant::now();
         let mut per_language: HashMap<&str, (u32, u32)> = HashMap::new();
         for (rank, id) in self.order.values().enumerate().take(POSITIONS_TOLD) {
@@ -335,7 +393,12 @@ impl DepartmentQueue {
             let pos = per_language.entry(language).or_insert((0, 0));
             pos.0 += 1;
             if pos.1 == 0 {
-                pos.1 = self.pool.serving_capacity(language).max(1);
+                pos.1 = self
+                    .capacity_cache
+                    .get(language)
+                    .copied()
+                    .unwrap_or(1)
+                    .max(1);
             }
             let ewt = (pos.0 as f64 * self.handle_secs / pos.1 as f64).round() as u32;
             let _ = rank;
@@ -355,14 +418,24 @@ impl DepartmentQueue {
         if self.positions_dirty && self.last_positions.elapsed() >= POSITION_INTERVAL {
             self.tell_positions();
         }
+        if self.last_gauges.elapsed() >= GAUGE_INTERVAL {
+            self.last_gauges = Instant::now();
+            self.oldest_wait_secs = self.oldest_wait_ms() as f64 / 1000.0;
+            m::queue_state(
+                &self.department.name,
+                self.entries.len(),
+                self.oldest_wait_secs,
+            );
+        }
+    }
+
+    fn oldest_wait_ms(&self) -> i64 {
         let now = self.hub.clock.now_ms();
-        let oldest = self
-            .order
-            .keys()
-            .map(|(_, enqueued, _)| *enqueued)
+        self.entries
+            .values()
+            .map(|w| w.entry.enqueued_at_ms)
             .min()
-            .map_or(0.0, |e| (now - e).max(0) as f64 / 1000.0);
-        m::queue_state(&self.department.name, self.entries.len(), oldest);
+            .map_or(0, |e| (now - e).max(0))
     }
 }
 
@@ -371,7 +444,11 @@ impl Actor for DepartmentQueue {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
-        let tick = self.hub.clock.wall(Duration::from_secs(1)).clamp(MIN_TICK, MAX_TICK);
+        let tick = self
+            .hub
+            .clock
+            .wall(Duration::from_secs(1))
+            .clamp(MIN_TICK, MAX_TICK);
         ctx.run_interval(tick, |act, ctx| act.tick(ctx));
     }
 }
@@ -399,13 +476,22 @@ impl Handler<Enqueue> for DepartmentQueue {
         self.depth.store(self.entries.len(), Ordering::Relaxed);
         self.positions_dirty = true;
         // Tell the newcomer at once; the others move only when someone ahead leaves.
-        let position = self.order.range(..key).count() as u32 + 1;
+        let position = if self.order.last_key_value().is_some_and(|(k, _)| *k == key) {
+            self.order.len() as u32
+        } else {
+            self.order.range(..key).count() as u32 + 1
+        };
         if let Some(conversation) = self.hub.conversation(&id) {
-            let language = self.entries.get(&id).map(|w| w.entry.language.clone()).unwrap_or_default();
-            let capacity = self.pool.serving_capacity(&language).max(1);
+            let language = self
+                .entries
+                .get(&id)
+                .map(|w| w.entry.language.clone())
+                .unwrap_or_default();
+            let capacity = self.serving_capacity(&language);
             conversation.do_send(Position {
                 position,
-                estimated_wait_secs: (position as f64 * self.handle_secs / capacity as f64).round() as u32,
+                estimated_wait_secs: (position as f64 * self.handle_secs / capacity as f64).round()
+                    as u32,
             });
         }
         self.dispatch(ctx);
@@ -432,7 +518,9 @@ impl Handler<OfferClosed> for DepartmentQueue {
 
     fn handle(&mut self, msg: OfferClosed, ctx: &mut Context<Self>) {
         let matches = self.entries.get(&msg.conversation_id).is_some_and(|w| {
-            w.offer.as_ref().is_some_and(|(rid, _)| *rid == msg.reservation_id)
+            w.offer
+                .as_ref()
+                .is_some_and(|(rid, _)| *rid == msg.reservation_id)
         });
         if !matches {
             return;
@@ -443,6 +531,7 @@ impl Handler<OfferClosed> for DepartmentQueue {
         }
         if let Some(waiting) = self.entries.get_mut(&msg.conversation_id) {
             waiting.offer = None;
+            self.order.insert(waiting.key, msg.conversation_id.clone());
             if let Some(agent) = self.pool.agent_id(&msg.agent_id) {
                 if !waiting.excluded.contains(&agent) {
                     waiting.excluded.push(agent);
@@ -499,17 +588,10 @@ impl Handler<GetStats> for DepartmentQueue {
     type Result = MessageResult<GetStats>;
 
     fn handle(&mut self, _msg: GetStats, _ctx: &mut Context<Self>) -> Self::Result {
-        let now = self.hub.clock.now_ms();
-        let oldest = self
-            .order
-            .keys()
-            .map(|(_, enqueued, _)| *enqueued)
-            .min()
-            .map_or(0, |e| ((now - e).max(0) / 1000) as u32);
         MessageResult(QueueSnapshot {
             department: self.department.name.clone(),
             depth: self.entries.len() as u32,
-            oldest_wait_seconds: oldest,
+            oldest_wait_seconds: (self.oldest_wait_ms() / 1000) as u32,
             offering: self.entries.values().filter(|w| w.offer.is_some()).count() as u32,
         })
     }
@@ -519,6 +601,9 @@ impl Handler<GetOrder> for DepartmentQueue {
     type Result = MessageResult<GetOrder>;
 
     fn handle(&mut self, _msg: GetOrder, _ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.order.values().cloned().collect())
+        let mut all: Vec<(&QueueKey, &String)> =
+            self.entries.iter().map(|(id, w)| (&w.key, id)).collect();
+        all.sort();
+        MessageResult(all.into_iter().map(|(_, id)| id.clone()).collect())
     }
 }

@@ -45,7 +45,11 @@ pub fn current_step(steps: &[StepConfig], waited_secs: u64) -> usize {
 
 /// Minimum proficiency of step `index` (1 when there are no steps).
 pub fn step_min_proficiency(steps: &[StepConfig], index: usize) -> u8 {
-    steps.get(index).map(|s| s.min_proficiency).unwrap_or(1).max(1)
+    steps
+        .get(index)
+        .map(|s| s.min_proficiency)
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// Simulated seconds until the next step starts, if any.
@@ -158,8 +162,7 @@ impl AgentPool {
         self.agents
             .values()
             .filter(|a| {
-                a.proficiency(&skill) > 0
-                    && matches!(a.availability.status, AgentStatus::Available)
+                a.proficiency(&skill) > 0 && matches!(a.availability.status, AgentStatus::Available)
             })
             .map(|a| a.availability.capacity)
             .sum()
@@ -173,10 +176,7 @@ impl AgentPool {
                 let cap = agent.availability.capacity.max(1) as i64;
                 ((agent.load() as i64 * 1000) / cap, idle)
             }
-            Strategy::MostSkilled => (
-                -(agent.proficiency(&self.department_skill) as i64),
-                idle,
-            ),
+            Strategy::MostSkilled => (-(agent.proficiency(&self.department_skill) as i64), idle),
         }
     }
 
@@ -212,7 +212,10 @@ impl AgentPool {
             .cloned()
             .collect();
         for skill in languages {
-            self.free.entry(skill).or_default().insert((key, id.clone()));
+            self.free
+                .entry(skill)
+                .or_default()
+                .insert((key, id.clone()));
         }
         if let Some(agent) = self.agents.get_mut(id) {
             agent.key = Some(key);
@@ -222,7 +225,13 @@ impl AgentPool {
     /// Applies an availability update; ignores agents without the department skill and
     /// updates older than the one already seen.
     pub fn update(&mut self, availability: Availability) {
-        if availability.skills.get(&self.department_skill).copied().unwrap_or(0) == 0 {
+        if availability
+            .skills
+            .get(&self.department_skill)
+            .copied()
+            .unwrap_or(0)
+            == 0
+        {
             return;
         }
         let id: Arc<str> = Arc::from(availability.agent_id.as_str());
@@ -331,13 +340,16 @@ impl AgentPool {
 
     /// Returns the skills of every agent in the view (for checks and tests).
     pub fn skills_of(&self, agent_id: &str) -> Option<&BTreeMap<String, u8>> {
-        self.agents.get(agent_id).map(|a| a.availability.skills.as_ref())
+        self.agents
+            .get(agent_id)
+            .map(|a| a.availability.skills.as_ref())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Strategy;
     use proptest::prelude::*;
 
     fn agent(id: &str, skills: &[(&str, u8)], capacity: u32, load: u32, idle: i64) -> Availability {
@@ -364,9 +376,21 @@ mod tests {
     #[test]
     fn steps_relax_with_waiting_time() {
         let steps = vec![
-            StepConfig { after_secs: 0, min_proficiency: 4, overflow_to: None },
-            StepConfig { after_secs: 20, min_proficiency: 3, overflow_to: None },
-            StepConfig { after_secs: 60, min_proficiency: 1, overflow_to: None },
+            StepConfig {
+                after_secs: 0,
+                min_proficiency: 4,
+                overflow_to: None,
+            },
+            StepConfig {
+                after_secs: 20,
+                min_proficiency: 3,
+                overflow_to: None,
+            },
+            StepConfig {
+                after_secs: 60,
+                min_proficiency: 1,
+                overflow_to: None,
+            },
         ];
         assert_eq!(current_step(&steps, 0), 0);
         assert_eq!(current_step(&steps, 19), 0);
@@ -384,14 +408,36 @@ mod tests {
         pool.update(agent("it-novice", &[("lang:it", 5), ("sales", 1)], 2, 0, 1));
         pool.update(agent("en-expert", &[("lang:en", 5), ("sales", 5)], 2, 0, 2));
         pool.update(agent("it-expert", &[("lang:it", 4), ("sales", 4)], 2, 0, 3));
-        pool.update(agent("no-sales", &[("lang:it", 5), ("support", 5)], 2, 0, 0));
-        assert_eq!(pool.len(), 3, "agents without the department skill stay out");
-        assert_eq!(pool.select(&req("it", 3), &[]).as_deref(), Some("it-expert"));
-        assert_eq!(pool.select(&req("it", 1), &[]).as_deref(), Some("it-novice"));
-        assert_eq!(pool.select(&req("en", 1), &[]).as_deref(), Some("en-expert"));
+        pool.update(agent(
+            "no-sales",
+            &[("lang:it", 5), ("support", 5)],
+            2,
+            0,
+            0,
+        ));
+        assert_eq!(
+            pool.len(),
+            3,
+            "agents without the department skill stay out"
+        );
+        assert_eq!(
+            pool.select(&req("it", 3), &[]).as_deref(),
+            Some("it-expert")
+        );
+        assert_eq!(
+            pool.select(&req("it", 1), &[]).as_deref(),
+            Some("it-novice")
+        );
+        assert_eq!(
+            pool.select(&req("en", 1), &[]).as_deref(),
+            Some("en-expert")
+        );
         assert_eq!(pool.select(&req("de", 1), &[]), None);
         let novice = pool.agent_id("it-novice").unwrap();
-        assert_eq!(pool.select(&req("it", 1), &[novice]).as_deref(), Some("it-expert"));
+        assert_eq!(
+            pool.select(&req("it", 1), &[novice]).as_deref(),
+            Some("it-expert")
+        );
     }
 
     #[test]
@@ -419,9 +465,17 @@ mod tests {
         pool.update(agent("a", &[("lang:it", 5), ("sales", 5)], 1, 0, 1));
         let a = pool.agent_id("a").unwrap();
         pool.begin_reservation(&a, 5);
-        assert_eq!(pool.select(&req("it", 1), &[]), None, "the in-flight offer takes the slot");
+        assert_eq!(
+            pool.select(&req("it", 1), &[]),
+            None,
+            "the in-flight offer takes the slot"
+        );
         pool.end_reservation(&a, true);
-        assert_eq!(pool.select(&req("it", 1), &[]), None, "rejected: stale until the next update");
+        assert_eq!(
+            pool.select(&req("it", 1), &[]),
+            None,
+            "rejected: stale until the next update"
+        );
         let mut update = agent("a", &[("lang:it", 5), ("sales", 5)], 1, 0, 1);
         update.version = 2;
         pool.update(update);
@@ -429,7 +483,11 @@ mod tests {
         let mut old = agent("a", &[("lang:it", 5), ("sales", 5)], 1, 1, 1);
         old.version = 1;
         pool.update(old);
-        assert_eq!(pool.select(&req("it", 1), &[]).as_deref(), Some("a"), "older update ignored");
+        assert_eq!(
+            pool.select(&req("it", 1), &[]).as_deref(),
+            Some("a"),
+            "older update ignored"
+        );
     }
 
     #[test]
@@ -449,9 +507,20 @@ mod tests {
 
     #[test]
     fn queue_key_orders_priority_then_age() {
-        let mut keys = [queue_key(1, 100, 0), queue_key(2, 300, 1), queue_key(1, 50, 2)];
+        let mut keys = [
+            queue_key(1, 100, 0),
+            queue_key(2, 300, 1),
+            queue_key(1, 50, 2),
+        ];
         keys.sort();
-        assert_eq!(keys, [queue_key(2, 300, 1), queue_key(1, 50, 2), queue_key(1, 100, 0)]);
+        assert_eq!(
+            keys,
+            [
+                queue_key(2, 300, 1),
+                queue_key(1, 50, 2),
+                queue_key(1, 100, 0)
+            ]
+        );
     }
 
     proptest! {

@@ -94,7 +94,10 @@ impl RunningNode {
         // Open streams (desktops, customers) would hold a graceful stop: cut them after a
         // moment.
         let mut server = self.server;
-        if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
+            .await
+            .is_err()
+        {
             server.abort();
         }
         // Let the group-commit batcher flush.
@@ -116,10 +119,28 @@ fn install_metrics(addr: SocketAddr) -> Result<(), StartError> {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .with_http_listener(addr)
-                .set_buckets_for_metric(Matcher::Full("centralino_routing_decision_seconds".into()), metrics::LATENCY_BUCKETS)
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("centralino_store_commit_seconds".into()), metrics::LATENCY_BUCKETS))
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("centralino_store_batch_ops".into()), metrics::BATCH_BUCKETS))
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), metrics::WAIT_BUCKETS))
+                .set_buckets_for_metric(
+                    Matcher::Full("centralino_routing_decision_seconds".into()),
+                    metrics::LATENCY_BUCKETS,
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("centralino_store_commit_seconds".into()),
+                        metrics::LATENCY_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("centralino_store_batch_ops".into()),
+                        metrics::BATCH_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Suffix("_seconds".into()),
+                        metrics::WAIT_BUCKETS,
+                    )
+                })
                 .map_err(|e| e.to_string())?;
             builder.install().map_err(|e| e.to_string())?;
             metrics::describe();
@@ -137,7 +158,10 @@ pub async fn start(config: Config) -> Result<RunningNode, StartError> {
 }
 
 /// Starts a node from `config` with the chosen store.
-pub async fn start_with(config: Config, store_choice: StoreChoice) -> Result<RunningNode, StartError> {
+pub async fn start_with(
+    config: Config,
+    store_choice: StoreChoice,
+) -> Result<RunningNode, StartError> {
     let config = Arc::new(config);
     let clock = clock::from_config(&config.clock).map_err(StartError::Config)?;
     let metrics_addr = if config.node.metrics_addr.is_empty() {
@@ -159,7 +183,12 @@ pub async fn start_with(config: Config, store_choice: StoreChoice) -> Result<Run
         StoreChoice::Memory => (Arc::new(MemoryStore::default()), Archive::new(None)),
     };
     let (stop, stop_rx) = watch::channel(false);
-    let commits = GroupCommit::new(store.clone(), DEFAULT_MAX_OPS, DEFAULT_MAX_DELAY, stop_rx.clone());
+    let commits = GroupCommit::new(
+        store.clone(),
+        DEFAULT_MAX_OPS,
+        DEFAULT_MAX_DELAY,
+        stop_rx.clone(),
+    );
 
     let threads = match config.node.actor_threads {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -183,7 +212,9 @@ pub async fn start_with(config: Config, store_choice: StoreChoice) -> Result<Run
     for (i, department) in config.departments.iter().enumerate() {
         let depth = Arc::new(AtomicUsize::new(0));
         let (h, d, dep) = (hub.clone(), department.clone(), depth.clone());
-        let addr = DepartmentQueue::start_in_arbiter(&handles[i % handles.len()], move |_| DepartmentQueue::new(h, d, dep));
+        let addr = DepartmentQueue::start_in_arbiter(&handles[i % handles.len()], move |_| {
+            DepartmentQueue::new(h, d, dep)
+        });
         queues.insert(department.name.clone(), addr);
         depths.insert(department.name.clone(), depth);
     }
@@ -193,8 +224,12 @@ pub async fn start_with(config: Config, store_choice: StoreChoice) -> Result<Run
     recover(&hub, &agent_node, &archive).await?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<ConversationServiceServer<CustomerApi>>().await;
-    health.set_serving::<AgentDeskServer<AgentDeskService>>().await;
+    health
+        .set_serving::<ConversationServiceServer<CustomerApi>>()
+        .await;
+    health
+        .set_serving::<AgentDeskServer<AgentDeskService>>()
+        .await;
     health.set_serving::<AdminServer<AdminApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(centralino_proto::FILE_DESCRIPTOR_SET)
@@ -216,9 +251,16 @@ pub async fn start_with(config: Config, store_choice: StoreChoice) -> Result<Run
         .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(ConversationServiceServer::new(CustomerApi::new(hub.clone())))
-        .add_service(AgentDeskServer::new(AgentDeskService::new(agent_node.clone())))
-        .add_service(AdminServer::new(AdminApi::new(hub.clone(), agent_node.clone())));
+        .add_service(ConversationServiceServer::new(CustomerApi::new(
+            hub.clone(),
+        )))
+        .add_service(AgentDeskServer::new(AgentDeskService::new(
+            agent_node.clone(),
+        )))
+        .add_service(AdminServer::new(AdminApi::new(
+            hub.clone(),
+            agent_node.clone(),
+        )));
     let mut stop_server = stop_rx.clone();
     let server = tokio::spawn(async move {
         let shutdown = async move {
@@ -247,7 +289,11 @@ pub async fn start_with(config: Config, store_choice: StoreChoice) -> Result<Run
 /// Rebuilds conversation actors and queues from the store after a restart: open
 /// conversations go back to their queues with their original age, assigned ones back to
 /// their agents (who get the disconnect grace to log in again), closed ones are archived.
-async fn recover(hub: &Arc<Hub>, agents: &Arc<AgentNode>, archive: &Archive) -> Result<(), StartError> {
+async fn recover(
+    hub: &Arc<Hub>,
+    agents: &Arc<AgentNode>,
+    archive: &Archive,
+) -> Result<(), StartError> {
     let records = hub.store.scan(CONVERSATIONS).await?;
     if records.is_empty() {
         return Ok(());
@@ -281,18 +327,26 @@ async fn recover(hub: &Arc<Hub>, agents: &Arc<AgentNode>, archive: &Archive) -> 
             .await;
             if matches!(written, Ok(Ok(()))) {
                 hub.commits
-                    .write(vec![Op::Delete(conversation_key(&rec.id)), Op::DeletePrefix(messages_prefix(&rec.id))])
+                    .write(vec![
+                        Op::Delete(conversation_key(&rec.id)),
+                        Op::DeletePrefix(messages_prefix(&rec.id)),
+                    ])
                     .await?;
             }
             continue;
         }
         if rec.state == State::Assigned {
             if let Some(agent) = &rec.agent_id {
-                by_agent.entry(agent.clone()).or_default().push(rec.id.clone());
+                by_agent
+                    .entry(agent.clone())
+                    .or_default()
+                    .push(rec.id.clone());
             }
         }
         let h = hub.clone();
-        hub.spawn_conversation(rec.id.clone(), move || ConversationActor::new(h, rec, transcript));
+        hub.spawn_conversation(rec.id.clone(), move || {
+            ConversationActor::new(h, rec, transcript)
+        });
         restored += 1;
     }
     for (agent, conversations) in by_agent {

@@ -29,21 +29,44 @@ impl Drop for Node {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn spawn_node(dir: &std::path::Path, port: u16) -> Node {
+    #[allow(clippy::zombie_processes)] // waited for in Node::drop
     let child = Command::new(env!("CARGO_BIN_EXE_router"))
-        .args(["--standalone", "--grpc-addr", &format!("127.0.0.1:{port}"), "--metrics-addr", ""])
+        .args([
+            "--standalone",
+            "--grpc-addr",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-addr",
+            "",
+        ])
         .arg("--data-dir")
         .arg(dir)
-        .env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()))
-        .stdout(if std::env::var("NODE_LOG").is_ok() { Stdio::inherit() } else { Stdio::null() })
+        .env(
+            "RUST_LOG",
+            std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(if std::env::var("NODE_LOG").is_ok() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .expect("router binary starts");
     let addr = format!("http://127.0.0.1:{port}");
     for _ in 0..100 {
-        if Channel::from_shared(addr.clone()).unwrap().connect().await.is_ok() {
+        if Channel::from_shared(addr.clone())
+            .unwrap()
+            .connect()
+            .await
+            .is_ok()
+        {
             return Node { child, addr };
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -51,15 +74,25 @@ async fn spawn_node(dir: &std::path::Path, port: u16) -> Node {
     panic!("router did not start listening on {addr}");
 }
 
-async fn desk(addr: &str, agent: &str) -> (mpsc::Sender<AgentCommand>, tonic::Streaming<AgentEvent>) {
+async fn desk(
+    addr: &str,
+    agent: &str,
+) -> (mpsc::Sender<AgentCommand>, tonic::Streaming<AgentEvent>) {
     let mut client = AgentDeskClient::connect(addr.to_string()).await.unwrap();
     let (tx, rx) = mpsc::channel(16);
     tx.send(AgentCommand {
-        kind: Some(agent_command::Kind::Login(Login { agent_id: agent.into(), password: format!("{agent}-pw") })),
+        kind: Some(agent_command::Kind::Login(Login {
+            agent_id: agent.into(),
+            password: format!("{agent}-pw"),
+        })),
     })
     .await
     .unwrap();
-    let events = client.session(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let events = client
+        .session(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
     (tx, events)
 }
 
@@ -78,7 +111,9 @@ async fn queued_and_assigned_conversations_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let node = spawn_node(dir.path(), port).await;
-    let mut customers = ConversationServiceClient::connect(node.addr.clone()).await.unwrap();
+    let mut customers = ConversationServiceClient::connect(node.addr.clone())
+        .await
+        .unwrap();
     let start = |customer: &str| StartConversationRequest {
         department: "sales".into(),
         language: "it".into(),
@@ -86,7 +121,11 @@ async fn queued_and_assigned_conversations_survive_kill_9() {
         display_name: "Anna".into(),
         ..Default::default()
     };
-    let a = customers.start_conversation(start("anna")).await.unwrap().into_inner();
+    let a = customers
+        .start_conversation(start("anna"))
+        .await
+        .unwrap()
+        .into_inner();
     let (tx, mut events) = desk(&node.addr, "giulia").await;
     let offer = loop {
         if let agent_event::Kind::Offer(o) = next_agent_event(&mut events).await {
@@ -94,9 +133,13 @@ async fn queued_and_assigned_conversations_survive_kill_9() {
         }
     };
     assert_eq!(offer.conversation_id, a.conversation_id);
-    tx.send(AgentCommand { kind: Some(agent_command::Kind::Accept(AcceptOffer { reservation_id: offer.reservation_id })) })
-        .await
-        .unwrap();
+    tx.send(AgentCommand {
+        kind: Some(agent_command::Kind::Accept(AcceptOffer {
+            reservation_id: offer.reservation_id,
+        })),
+    })
+    .await
+    .unwrap();
     loop {
         if let agent_event::Kind::Assigned(_) = next_agent_event(&mut events).await {
             break;
@@ -114,7 +157,11 @@ async fn queued_and_assigned_conversations_survive_kill_9() {
     // A second conversation stays queued: giulia logs out first.
     drop(tx);
     drop(events);
-    let b = customers.start_conversation(start("bruno")).await.unwrap().into_inner();
+    let b = customers
+        .start_conversation(start("bruno"))
+        .await
+        .unwrap()
+        .into_inner();
 
     // kill -9
     drop(customers);
@@ -124,18 +171,30 @@ async fn queued_and_assigned_conversations_survive_kill_9() {
     drop(node);
 
     let node = spawn_node(dir.path(), port).await;
-    let mut customers = ConversationServiceClient::connect(node.addr.clone()).await.unwrap();
+    let mut customers = ConversationServiceClient::connect(node.addr.clone())
+        .await
+        .unwrap();
     let mut stream = customers
-        .stream_events(StreamEventsRequest { conversation_id: a.conversation_id.clone(), token: a.token.clone(), after_event_id: 0 })
+        .stream_events(StreamEventsRequest {
+            conversation_id: a.conversation_id.clone(),
+            token: a.token.clone(),
+            after_event_id: 0,
+        })
         .await
         .expect("assigned conversation is live again")
         .into_inner();
     let mut saw_message = false;
     let mut saw_assigned = false;
-    while let Ok(Some(Ok(event))) = tokio::time::timeout(Duration::from_secs(2), stream.next()).await {
+    while let Ok(Some(Ok(event))) =
+        tokio::time::timeout(Duration::from_secs(2), stream.next()).await
+    {
         match event.kind {
-            Some(conversation_event::Kind::Message(m)) if m.text == "il pacco non è arrivato" => saw_message = true,
-            Some(conversation_event::Kind::Assigned(x)) if x.agent_id == "giulia" => saw_assigned = true,
+            Some(conversation_event::Kind::Message(m)) if m.text == "il pacco non è arrivato" => {
+                saw_message = true
+            }
+            Some(conversation_event::Kind::Assigned(x)) if x.agent_id == "giulia" => {
+                saw_assigned = true
+            }
             _ => {}
         }
         if saw_message && saw_assigned {
@@ -151,14 +210,25 @@ async fn queued_and_assigned_conversations_survive_kill_9() {
             break l;
         }
     };
-    assert_eq!(logged_in.conversation_ids, vec![a.conversation_id.clone()], "giulia gets her conversation back");
+    assert_eq!(
+        logged_in.conversation_ids,
+        vec![a.conversation_id.clone()],
+        "giulia gets her conversation back"
+    );
     let offer = loop {
         if let agent_event::Kind::Offer(o) = next_agent_event(&mut events).await {
             break o;
         }
     };
-    assert_eq!(offer.conversation_id, b.conversation_id, "the queued conversation is offered after the restart");
+    assert_eq!(
+        offer.conversation_id, b.conversation_id,
+        "the queued conversation is offered after the restart"
+    );
 
-    let again = customers.start_conversation(start("anna")).await.unwrap().into_inner();
+    let again = customers
+        .start_conversation(start("anna"))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(again.returning_customer, "the customer profile survived");
 }

@@ -2,7 +2,10 @@
 
 mod common;
 
-use centralino_proto::v1::{agent_command, agent_event, conversation_event, AcceptOffer, AgentClose, AgentSend, SendMessageRequest, Sender};
+use centralino_proto::v1::{
+    agent_command, agent_event, conversation_event, AcceptOffer, AgentClose, AgentSend,
+    SendMessageRequest, Sender,
+};
 use common::*;
 
 #[test]
@@ -11,7 +14,9 @@ fn a_conversation_is_offered_accepted_relayed_and_closed() {
         let node = start(config("")).await;
         let mut giulia = login(&node, "giulia", "pw").await.unwrap();
         let mut client = customer(&node).await;
-        let started = start_conversation(&mut client, "sales", "it", "c1").await.unwrap();
+        let started = start_conversation(&mut client, "sales", "it", "c1")
+            .await
+            .unwrap();
         let mut stream = events(&mut client, &started, 0).await;
         client
             .send_message(SendMessageRequest {
@@ -31,7 +36,9 @@ fn a_conversation_is_offered_accepted_relayed_and_closed() {
             .expect("offer");
         assert_eq!(offer.conversation_id, started.conversation_id);
         giulia
-            .send(agent_command::Kind::Accept(AcceptOffer { reservation_id: offer.reservation_id }))
+            .send(agent_command::Kind::Accept(AcceptOffer {
+                reservation_id: offer.reservation_id,
+            }))
             .await;
         let assigned = giulia
             .next(5, |k| match k {
@@ -40,7 +47,11 @@ fn a_conversation_is_offered_accepted_relayed_and_closed() {
             })
             .await
             .expect("assigned");
-        assert_eq!(assigned.transcript.len(), 1, "the customer's first message travels with the assignment");
+        assert_eq!(
+            assigned.transcript.len(),
+            1,
+            "the customer's first message travels with the assignment"
+        );
         let agent = next_event(&mut stream, 5, |e| match &e.kind {
             Some(conversation_event::Kind::Assigned(a)) => Some(a.agent_id.clone()),
             _ => None,
@@ -56,7 +67,9 @@ fn a_conversation_is_offered_accepted_relayed_and_closed() {
             }))
             .await;
         let reply = next_event(&mut stream, 5, |e| match &e.kind {
-            Some(conversation_event::Kind::Message(m)) if m.sender == Sender::Agent as i32 => Some(m.clone()),
+            Some(conversation_event::Kind::Message(m)) if m.sender == Sender::Agent as i32 => {
+                Some(m.clone())
+            }
             _ => None,
         })
         .await
@@ -74,7 +87,10 @@ fn a_conversation_is_offered_accepted_relayed_and_closed() {
             _ => None,
         })
         .await;
-        assert_eq!(closed, Some(centralino_proto::v1::ConversationOutcome::Completed as i32));
+        assert_eq!(
+            closed,
+            Some(centralino_proto::v1::ConversationOutcome::Completed as i32)
+        );
         node.shutdown().await;
     });
 }

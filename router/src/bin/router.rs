@@ -83,8 +83,13 @@ fn main() -> anyhow::Result<()> {
             .expect("tokio runtime")
     })
     .block_on(async move {
-        let node = standalone::start(config).await.context("starting the node")?;
-        println!("centralino standalone node: gRPC {} metrics {:?}", node.grpc_addr, node.metrics_addr);
+        let node = standalone::start(config)
+            .await
+            .context("starting the node")?;
+        println!(
+            "centralino standalone node: gRPC {} metrics {:?}",
+            node.grpc_addr, node.metrics_addr
+        );
         shutdown_signal().await;
         tracing::info!("shutting down");
         node.shutdown().await;

@@ -81,7 +81,10 @@ impl Store for EmbeddedStore {
         tokio::task::spawn_blocking(move || {
             let tx = db.begin_read().map_err(backend)?;
             let table = tx.open_table(KV).map_err(backend)?;
-            Ok(table.get(key.as_str()).map_err(backend)?.map(|v| v.value().to_vec()))
+            Ok(table
+                .get(key.as_str())
+                .map_err(backend)?
+                .map(|v| v.value().to_vec()))
         })
         .await
         .map_err(backend)?
@@ -129,7 +132,10 @@ mod tests {
                 .await
                 .unwrap();
             store
-                .apply(vec![Op::Delete("conv/b".into()), Op::DeletePrefix("msg/a/".into())])
+                .apply(vec![
+                    Op::Delete("conv/b".into()),
+                    Op::DeletePrefix("msg/a/".into()),
+                ])
                 .await
                 .unwrap();
         }

@@ -33,7 +33,12 @@ pub type Durable = oneshot::Receiver<Result<(), StoreError>>;
 impl GroupCommit {
     /// Starts a batcher in front of `store`; it stops when `stop` turns true or every
     /// handle is dropped, after flushing what it has.
-    pub fn new(store: Arc<dyn Store>, max_ops: usize, max_delay: Duration, mut stop: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        max_ops: usize,
+        max_delay: Duration,
+        mut stop: watch::Receiver<bool>,
+    ) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<(Vec<Op>, Reply)>();
         let max_ops = max_ops.max(1);
         tokio::spawn(async move {
@@ -52,7 +57,12 @@ impl GroupCommit {
                             if !ops.is_empty() && ops.len() + more.len() > max_ops {
                                 // Too large for this batch: commit it now, start the next
                                 // batch with this write.
-                                commit(&store, std::mem::take(&mut ops), std::mem::take(&mut replies)).await;
+                                commit(
+                                    &store,
+                                    std::mem::take(&mut ops),
+                                    std::mem::take(&mut replies),
+                                )
+                                .await;
                             }
                             ops.extend(more);
                             replies.push(reply);
@@ -92,7 +102,11 @@ async fn commit(store: &Arc<dyn Store>, ops: Vec<Op>, replies: Vec<Reply>) {
     }
     let started = Instant::now();
     let count = ops.len();
-    let result = if ops.is_empty() { Ok(()) } else { store.apply(ops).await };
+    let result = if ops.is_empty() {
+        Ok(())
+    } else {
+        store.apply(ops).await
+    };
     histogram!("centralino_store_commit_seconds").record(started.elapsed().as_secs_f64());
     histogram!("centralino_store_batch_ops").record(count as f64);
     if let Err(e) = &result {
@@ -123,7 +137,10 @@ mod tests {
         assert_eq!(store.scan("k/").await.unwrap().len(), 200);
         let txns = store.transactions();
         assert!(txns >= 2, "200 ops must not fit one 120-op transaction");
-        assert!(txns <= 20, "expected batching, got {txns} transactions for 200 writes");
+        assert!(
+            txns <= 20,
+            "expected batching, got {txns} transactions for 200 writes"
+        );
     }
 
     #[tokio::test]
@@ -132,7 +149,10 @@ mod tests {
         let (_stop_tx, stop) = watch::channel(false);
         let gc = GroupCommit::new(store.clone(), 3, Duration::from_millis(1), stop);
         let a = gc.submit(vec![Op::Put("x".into(), b"1".to_vec())]);
-        let b = gc.submit(vec![Op::Put("x".into(), b"2".to_vec()), Op::Put("y".into(), b"1".to_vec())]);
+        let b = gc.submit(vec![
+            Op::Put("x".into(), b"2".to_vec()),
+            Op::Put("y".into(), b"1".to_vec()),
+        ]);
         let c = gc.submit(vec![Op::Delete("y".into())]);
         for w in [a, b, c] {
             w.await.unwrap().unwrap();

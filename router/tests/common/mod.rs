@@ -109,7 +109,9 @@ where
 
 /// Starts a node with the memory store.
 pub async fn start(config: Config) -> RunningNode {
-    standalone::start_with(config, StoreChoice::Memory).await.expect("node starts")
+    standalone::start_with(config, StoreChoice::Memory)
+        .await
+        .expect("node starts")
 }
 
 /// Starts a node with the embedded store in `dir`.
@@ -140,9 +142,10 @@ pub async fn admin(node: &RunningNode) -> AdminClient<Channel> {
 /// Adds the admin token to a request.
 pub fn authed<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {ADMIN}").parse().expect("header"));
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {ADMIN}").parse().expect("header"),
+    );
     request
 }
 
@@ -155,14 +158,24 @@ pub struct Desk {
 impl Desk {
     /// Sends a command.
     pub async fn send(&self, kind: agent_command::Kind) {
-        self.tx.send(AgentCommand { kind: Some(kind) }).await.expect("desk command");
+        self.tx
+            .send(AgentCommand { kind: Some(kind) })
+            .await
+            .expect("desk command");
     }
 
     /// Returns the next event matching `pick` within `secs` seconds, skipping others.
-    pub async fn next<T>(&mut self, secs: u64, mut pick: impl FnMut(agent_event::Kind) -> Option<T>) -> Option<T> {
+    pub async fn next<T>(
+        &mut self,
+        secs: u64,
+        mut pick: impl FnMut(agent_event::Kind) -> Option<T>,
+    ) -> Option<T> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         loop {
-            let event = tokio::time::timeout_at(deadline, self.events.next()).await.ok()??.ok()?;
+            let event = tokio::time::timeout_at(deadline, self.events.next())
+                .await
+                .ok()??
+                .ok()?;
             if let Some(kind) = event.kind {
                 if let Some(t) = pick(kind) {
                     return Some(t);
@@ -173,7 +186,11 @@ impl Desk {
 }
 
 /// Logs an agent in and waits for `logged_in`.
-pub async fn login(node: &RunningNode, agent_id: &str, password: &str) -> Result<Desk, tonic::Status> {
+pub async fn login(
+    node: &RunningNode,
+    agent_id: &str,
+    password: &str,
+) -> Result<Desk, tonic::Status> {
     let mut client = AgentDeskClient::new(channel(node).await);
     let (tx, rx) = mpsc::channel(64);
     tx.send(AgentCommand {
@@ -186,9 +203,11 @@ pub async fn login(node: &RunningNode, agent_id: &str, password: &str) -> Result
     .expect("queue login");
     let events = client.session(ReceiverStream::new(rx)).await?.into_inner();
     let mut desk = Desk { tx, events };
-    desk.next(5, |k| matches!(k, agent_event::Kind::LoggedIn(_)).then_some(()))
-        .await
-        .ok_or_else(|| tonic::Status::internal("no logged_in event"))?;
+    desk.next(5, |k| {
+        matches!(k, agent_event::Kind::LoggedIn(_)).then_some(())
+    })
+    .await
+    .ok_or_else(|| tonic::Status::internal("no logged_in event"))?;
     Ok(desk)
 }
 
@@ -236,7 +255,10 @@ pub async fn next_event<T>(
 ) -> Option<T> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {
-        let event = tokio::time::timeout_at(deadline, stream.next()).await.ok()??.ok()?;
+        let event = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .ok()??
+            .ok()?;
         if let Some(t) = pick(&event) {
             return Some(t);
         }
