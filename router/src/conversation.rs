@@ -27,6 +27,9 @@ use crate::hub::{Counters, Hub};
 use crate::metrics as m;
 use crate::queue::{self, QueueEntry};
 
+/// Event ids skipped after a restore (more than a conversation emits between two writes of
+/// its record).
+const RESTORE_EVENT_GAP: u64 = 1 << 20;
 /// Events buffered per subscriber before the stream is cut (the client resumes).
 const SUBSCRIBER_BUFFER: usize = 256;
 
@@ -176,11 +179,17 @@ pub struct ConversationActor {
     subscribers: Vec<EventTx>,
     offer: Option<(String, String)>,
     last_position: Option<(u32, u32)>,
+    profile: ProfileRecord,
 }
 
 impl ConversationActor {
     /// Returns an actor for `rec` with its stored transcript (new or restored).
-    pub fn new(hub: Arc<Hub>, rec: ConversationRecord, transcript: Vec<MessageRecord>) -> Self {
+    pub fn new(
+        hub: Arc<Hub>,
+        rec: ConversationRecord,
+        transcript: Vec<MessageRecord>,
+        profile: ProfileRecord,
+    ) -> Self {
         let mut events = Vec::with_capacity(transcript.len() + 2);
         for m in &transcript {
             events.push(ConversationEvent {
@@ -189,7 +198,14 @@ impl ConversationActor {
                 kind: Some(Kind::Message(m.to_proto())),
             });
         }
-        let next_event_id = transcript.iter().map(|m| m.event_id).max().unwrap_or(0) + 1;
+        // Events other than messages are not stored: after a restore, continue well above
+        // every id that may have been handed out, so a resumed stream never sees one twice.
+        let last_message = transcript.iter().map(|m| m.event_id).max().unwrap_or(0);
+        let next_event_id = if rec.next_event_id == 0 && last_message == 0 {
+            1
+        } else {
+            rec.next_event_id.max(last_message + 1) + RESTORE_EVENT_GAP
+        };
         Self {
             hub,
             rec,
@@ -199,6 +215,7 @@ impl ConversationActor {
             subscribers: Vec::new(),
             offer: None,
             last_position: None,
+            profile,
         }
     }
 
@@ -239,7 +256,8 @@ impl ConversationActor {
         id
     }
 
-    fn persist_record(&self) -> Durable {
+    fn persist_record(&mut self) -> Durable {
+        self.rec.next_event_id = self.next_event_id;
         self.hub
             .commits
             .submit(vec![put(conversation_key(&self.rec.id), &self.rec)])
@@ -320,6 +338,7 @@ impl ConversationActor {
             outcome: proto_outcome as i32,
             reason: reason.to_string(),
         }));
+        self.rec.next_event_id = self.next_event_id;
         let mut ops = vec![put(conversation_key(&self.rec.id), &self.rec)];
         match outcome {
             Outcome::Completed => {
@@ -332,16 +351,15 @@ impl ConversationActor {
                     queue.do_send(queue::Handled((now - assigned).max(0) as f64 / 1000.0));
                 }
                 self.emit(Kind::RatingRequested(RatingRequested {}));
-                let profile = ProfileRecord {
-                    customer_id: self.rec.customer_id.clone(),
-                    display_name: self.rec.display_name.clone(),
-                    language: self.rec.language.clone(),
-                    last_agent: self.rec.agent_id.clone(),
-                    last_contact_ms: now,
-                    last_summary: self.rec.summary.clone(),
-                    contacts: 0,
-                };
-                ops.push(put(profile_key(&self.rec.customer_id), &profile));
+                let profile = &mut self.profile;
+                profile.customer_id = self.rec.customer_id.clone();
+                profile.display_name = self.rec.display_name.clone();
+                profile.language = self.rec.language.clone();
+                profile.last_agent = self.rec.agent_id.clone();
+                profile.last_contact_ms = now;
+                profile.last_summary = self.rec.summary.clone();
+                profile.contacts = profile.contacts.max(1);
+                ops.push(put(profile_key(&self.rec.customer_id), &*profile));
             }
             Outcome::Abandoned => {
                 Counters::inc(&self.hub.counters.abandoned);
@@ -421,8 +439,12 @@ impl Actor for ConversationActor {
         let hub = self.hub.clone();
         let rec = self.rec.clone();
         let transcript = std::mem::take(&mut self.transcript);
-        // Archive, then remove the live keys.
-        tokio::spawn(async move {
+        // Archive, then remove the live keys. Without a runtime (the node is stopping) the
+        // record stays in the store and the next start archives it.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
             let archive = hub.archive.clone();
             let rec2 = rec.clone();
             let archived = tokio::task::spawn_blocking(move || {

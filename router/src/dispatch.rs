@@ -2,7 +2,7 @@
 //! the conversation actors; availability updates fan out to every department queue.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use centralino_agent_node::link::{Availability, OfferAnswer, RouterLink};
@@ -27,7 +27,8 @@ struct Known {
 
 /// [`RouterLink`] into this router's actors.
 pub struct Dispatch {
-    hub: Arc<Hub>,
+    /// Weak: the hub owns the agent-node link that owns this dispatch.
+    hub: Weak<Hub>,
     agents: RwLock<HashMap<String, Known>>,
 }
 
@@ -35,16 +36,22 @@ impl Dispatch {
     /// Returns the link for `hub`.
     pub fn new(hub: Arc<Hub>) -> Arc<Self> {
         Arc::new(Self {
-            hub,
+            hub: Arc::downgrade(&hub),
             agents: RwLock::new(HashMap::new()),
         })
+    }
+
+    fn hub(&self) -> Result<Arc<Hub>, Status> {
+        self.hub
+            .upgrade()
+            .ok_or_else(|| Status::unavailable("router is shutting down"))
     }
 
     fn conversation(
         &self,
         id: &str,
     ) -> Result<actix::Addr<crate::conversation::ConversationActor>, Status> {
-        self.hub
+        self.hub()?
             .conversation(id)
             .ok_or_else(|| Status::not_found(format!("no live conversation {id:?}")))
     }
@@ -161,8 +168,10 @@ impl RouterLink for Dispatch {
                 .map(|p| (p.team.as_str(), p.status, p.busy)),
             (known.team.as_str(), known.status, known.busy),
         );
-        for (_, queue) in self.hub.queues() {
-            queue.do_send(AgentUpdate(update.clone()));
+        if let Some(hub) = self.hub.upgrade() {
+            for (_, queue) in hub.queues() {
+                queue.do_send(AgentUpdate(update.clone()));
+            }
         }
     }
 }

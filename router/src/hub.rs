@@ -149,17 +149,27 @@ impl Hub {
         self.conversations.read().len()
     }
 
-    /// Starts an actor for a conversation on one of the actor threads and registers it.
+    /// Registers a conversation's actor, then starts it on one of the actor threads.
+    ///
+    /// The address exists before the actor runs, so the registry already knows it when the
+    /// actor's `started` enqueues it (a queue's offer must find it).
     pub fn spawn_conversation(
         &self,
         id: String,
         make: impl FnOnce() -> ConversationActor + Send + 'static,
     ) -> Addr<ConversationActor> {
-        let addr = match self.arbiter() {
-            Some(arbiter) => ConversationActor::start_in_arbiter(&arbiter, move |_| make()),
-            None => ConversationActor::create(move |_| make()),
-        };
+        let (tx, rx) = actix::dev::channel::channel::<ConversationActor>(16);
+        let addr = Addr::new(tx);
         self.conversations.write().insert(id, addr.clone());
+        let run = move || {
+            Context::with_receiver(rx).run(make());
+        };
+        match self.arbiter() {
+            Some(arbiter) => {
+                arbiter.spawn_fn(run);
+            }
+            None => run(),
+        }
         addr
     }
 

@@ -236,6 +236,7 @@ impl CustomerApi {
                 .unwrap_or_default(),
             summary: String::new(),
             rating: None,
+            next_event_id: 0,
         };
         let mut transcript = Vec::new();
         let mut push = |sender: Sender, message_id: String, text: String| {
@@ -284,7 +285,7 @@ impl CustomerApi {
         self.hub.commits.write(ops).await?;
         let hub = self.hub.clone();
         self.hub.spawn_conversation(id.clone(), move || {
-            ConversationActor::new(hub, rec, transcript)
+            ConversationActor::new(hub, rec, transcript, new_profile)
         });
         Counters::inc(&self.hub.counters.started);
         m::conversation_started(&department, &req.language);

@@ -24,8 +24,8 @@ use crate::archive::{Archive, ArchivedConversation};
 use crate::cluster::embedded::EmbeddedStore;
 use crate::cluster::group_commit::{GroupCommit, DEFAULT_MAX_DELAY, DEFAULT_MAX_OPS};
 use crate::cluster::records::{
-    conversation_key, decode, messages_prefix, ConversationRecord, MessageRecord, State,
-    CONVERSATIONS,
+    conversation_key, decode, messages_prefix, profile_key, ConversationRecord, MessageRecord,
+    ProfileRecord, State, CONVERSATIONS,
 };
 use crate::cluster::{MemoryStore, Op, Store};
 use crate::config::Config;
@@ -100,16 +100,29 @@ impl RunningNode {
         {
             server.abort();
         }
-        // Let the group-commit batcher flush.
-        tokio::time::sleep(Duration::from_millis(20)).await;
         for arbiter in self.arbiters {
             arbiter.stop();
+        }
+        // The store closes when the last holder lets go: the batcher after its final flush,
+        // the actors as their threads stop.
+        let store = Arc::downgrade(&self.hub.store);
+        drop(self.hub);
+        drop(self.agents);
+        let deadline = tokio::time::Instant::now() + STORE_RELEASE;
+        while store.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if store.strong_count() > 0 {
+            warn!("the store is still held after shutdown");
         }
     }
 }
 
 /// How long open streams may keep the gRPC server up during a shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+
+/// How long a shutdown waits for the store to be released.
+const STORE_RELEASE: Duration = Duration::from_secs(5);
 
 static RECORDER: OnceLock<Result<(), String>> = OnceLock::new();
 
@@ -343,9 +356,13 @@ async fn recover(
                     .push(rec.id.clone());
             }
         }
+        let profile = match hub.store.get(&profile_key(&rec.customer_id)).await? {
+            Some(bytes) => decode(&profile_key(&rec.customer_id), &bytes).unwrap_or_default(),
+            None => ProfileRecord::default(),
+        };
         let h = hub.clone();
         hub.spawn_conversation(rec.id.clone(), move || {
-            ConversationActor::new(h, rec, transcript)
+            ConversationActor::new(h, rec, transcript, profile)
         });
         restored += 1;
     }

@@ -146,6 +146,9 @@ pub struct ConversationRecord {
     pub summary: String,
     /// Customer rating.
     pub rating: Option<Rating>,
+    /// Next event id of the conversation's stream when the record was written.
+    #[serde(default)]
+    pub next_event_id: u64,
 }
 
 /// A transcript message as stored.

@@ -10,8 +10,10 @@ use centralino_proto::v1::admin_client::AdminClient;
 use centralino_proto::v1::agent_desk_client::AgentDeskClient;
 use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
 use centralino_proto::v1::{
-    agent_command, agent_event, AgentCommand, AgentEvent, ConversationEvent, Login,
-    StartConversationRequest, StartConversationResponse, StreamEventsRequest,
+    agent_command, agent_event, AcceptOffer, AgentClose, AgentCommand, AgentEvent, AgentSend,
+    AgentSnapshot, AgentStatus, ConversationAssigned, ConversationEvent, GetSnapshotRequest,
+    LoggedIn, Login, Offer, QueueSnapshot, SendMessageRequest, SendMessageResponse, SetStatus,
+    Snapshot, StartConversationRequest, StartConversationResponse, StreamEventsRequest,
 };
 use centralino_router::config::Config;
 use centralino_router::standalone::{self, RunningNode, StoreChoice};
@@ -261,6 +263,284 @@ pub async fn next_event<T>(
             .ok()?;
         if let Some(t) = pick(&event) {
             return Some(t);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers shared by the integration tests below this line.
+
+/// Parses the test configuration and lets `edit` change it before the node starts.
+pub fn config_with(extra: &str, edit: impl FnOnce(&mut Config)) -> Config {
+    let mut config = config(extra);
+    edit(&mut config);
+    config
+}
+
+/// Sets the chat capacity of `agent_id` in `config`.
+pub fn set_capacity(config: &mut Config, agent_id: &str, capacity: u32) {
+    config
+        .agents
+        .iter_mut()
+        .find(|a| a.id == agent_id)
+        .expect("configured agent")
+        .capacity = capacity;
+}
+
+/// Logs an agent in and returns the desk with its `logged_in` confirmation.
+pub async fn login_full(
+    node: &RunningNode,
+    agent_id: &str,
+    password: &str,
+) -> Result<(Desk, LoggedIn), tonic::Status> {
+    let mut client = AgentDeskClient::new(channel(node).await);
+    let (tx, rx) = mpsc::channel(64);
+    tx.send(AgentCommand {
+        kind: Some(agent_command::Kind::Login(Login {
+            agent_id: agent_id.to_string(),
+            password: password.to_string(),
+        })),
+    })
+    .await
+    .expect("queue login");
+    let events = client.session(ReceiverStream::new(rx)).await?.into_inner();
+    let mut desk = Desk { tx, events };
+    let logged_in = desk
+        .next(5, |k| match k {
+            agent_event::Kind::LoggedIn(l) => Some(l),
+            _ => None,
+        })
+        .await
+        .ok_or_else(|| tonic::Status::internal("no logged_in event"))?;
+    Ok((desk, logged_in))
+}
+
+impl Desk {
+    /// Returns every event that arrives within `ms` milliseconds.
+    pub async fn collect_for(&mut self, ms: u64) -> Vec<agent_event::Kind> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+        let mut out = Vec::new();
+        while let Ok(Some(Ok(event))) = tokio::time::timeout_at(deadline, self.events.next()).await
+        {
+            if let Some(kind) = event.kind {
+                out.push(kind);
+            }
+        }
+        out
+    }
+
+    /// Returns the next offer within `secs` seconds.
+    pub async fn offer(&mut self, secs: u64) -> Option<Offer> {
+        self.next(secs, |k| match k {
+            agent_event::Kind::Offer(o) => Some(o),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Accepts `offer` and waits for the assignment.
+    pub async fn accept(&mut self, offer: &Offer) -> ConversationAssigned {
+        self.send(agent_command::Kind::Accept(AcceptOffer {
+            reservation_id: offer.reservation_id.clone(),
+        }))
+        .await;
+        let wanted = offer.conversation_id.clone();
+        self.next(5, |k| match k {
+            agent_event::Kind::Assigned(a) if a.conversation_id == wanted => Some(a),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| panic!("no assignment after accepting conversation {wanted}"))
+    }
+
+    /// Waits for the next offer and accepts it; returns the conversation id.
+    pub async fn take(&mut self) -> String {
+        let offer = self.offer(5).await.expect("an offer");
+        self.accept(&offer).await;
+        offer.conversation_id
+    }
+
+    /// Sends a message into a conversation.
+    pub async fn say(&self, conversation_id: &str, message_id: &str, text: &str) {
+        self.send(agent_command::Kind::Send(AgentSend {
+            conversation_id: conversation_id.to_string(),
+            message_id: message_id.to_string(),
+            text: text.to_string(),
+            status_note: false,
+        }))
+        .await;
+    }
+
+    /// Closes a conversation with a summary.
+    pub async fn close(&self, conversation_id: &str, summary: &str) {
+        self.send(agent_command::Kind::Close(AgentClose {
+            conversation_id: conversation_id.to_string(),
+            summary: summary.to_string(),
+        }))
+        .await;
+    }
+
+    /// Closes a conversation and waits for its `ended` event.
+    pub async fn close_and_wait(&mut self, conversation_id: &str) {
+        self.close(conversation_id, "done").await;
+        let wanted = conversation_id.to_string();
+        self.next(5, |k| match k {
+            agent_event::Kind::Ended(e) if e.conversation_id == wanted => Some(()),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| panic!("conversation {wanted} did not end"));
+    }
+
+    /// Sets the agent's status.
+    pub async fn set_status(&self, status: AgentStatus) {
+        self.send(agent_command::Kind::SetStatus(SetStatus {
+            status: status as i32,
+        }))
+        .await;
+    }
+
+    /// Sets the agent's status and waits for the `status` event confirming it.
+    pub async fn set_status_and_wait(&mut self, status: AgentStatus) {
+        self.set_status(status).await;
+        self.next(5, |k| match k {
+            agent_event::Kind::Status(s) if s.status == status as i32 => Some(()),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| panic!("status {status:?} not confirmed"));
+    }
+}
+
+/// Sends a customer message.
+pub async fn send_text(
+    client: &mut ConversationServiceClient<Channel>,
+    started: &StartConversationResponse,
+    message_id: &str,
+    text: &str,
+) -> Result<SendMessageResponse, tonic::Status> {
+    client
+        .send_message(SendMessageRequest {
+            conversation_id: started.conversation_id.clone(),
+            token: started.token.clone(),
+            message_id: message_id.to_string(),
+            text: text.to_string(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Returns the admin snapshot.
+pub async fn snapshot(node: &RunningNode) -> Snapshot {
+    admin(node)
+        .await
+        .get_snapshot(authed(GetSnapshotRequest {}))
+        .await
+        .expect("snapshot")
+        .into_inner()
+}
+
+/// Returns one agent of a snapshot.
+pub fn agent_in<'a>(snapshot: &'a Snapshot, agent_id: &str) -> &'a AgentSnapshot {
+    snapshot
+        .agents
+        .iter()
+        .find(|a| a.agent_id == agent_id)
+        .unwrap_or_else(|| panic!("agent {agent_id} in snapshot"))
+}
+
+/// Returns one queue of a snapshot.
+pub fn queue_in<'a>(snapshot: &'a Snapshot, department: &str) -> &'a QueueSnapshot {
+    snapshot
+        .queues
+        .iter()
+        .find(|q| q.department == department)
+        .unwrap_or_else(|| panic!("queue {department} in snapshot"))
+}
+
+/// Polls the admin snapshot until `ok` holds (or `secs` pass); returns the last snapshot.
+pub async fn snapshot_until(
+    node: &RunningNode,
+    secs: u64,
+    mut ok: impl FnMut(&Snapshot) -> bool,
+) -> Snapshot {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let snap = snapshot(node).await;
+        if ok(&snap) || tokio::time::Instant::now() >= deadline {
+            return snap;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Returns every customer event that arrives within `ms` milliseconds.
+pub async fn collect_events(
+    stream: &mut tonic::Streaming<ConversationEvent>,
+    ms: u64,
+) -> Vec<ConversationEvent> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+    let mut out = Vec::new();
+    while let Ok(Some(Ok(event))) = tokio::time::timeout_at(deadline, stream.next()).await {
+        out.push(event);
+    }
+    out
+}
+
+/// Text of a customer event if it is a chat message.
+pub fn message_text(event: &ConversationEvent) -> Option<String> {
+    match &event.kind {
+        Some(centralino_proto::v1::conversation_event::Kind::Message(m)) => Some(m.text.clone()),
+        _ => None,
+    }
+}
+
+/// How [`restart_durable`] got the node up again.
+pub struct Restarted {
+    /// The new node.
+    pub node: RunningNode,
+    /// Set when the old node still held the store's lock and the new node had to start on a
+    /// copy of the data directory (a clean shutdown should release the lock).
+    pub copy: Option<tempfile::TempDir>,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy");
+    for entry in std::fs::read_dir(from).expect("read data dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy data file");
+        }
+    }
+}
+
+/// Starts a node on the embedded store in `dir` after another node on it was shut down.
+/// When the old node still holds the store's lock, waits up to one second, then starts on a
+/// copy of the directory (its committed content) so the recovery can still be tested.
+pub async fn restart_durable(config: Config, dir: &Path) -> Restarted {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        let mut attempt = config.clone();
+        attempt.node.data_dir = dir.to_path_buf();
+        match standalone::start(attempt).await {
+            Ok(node) => return Restarted { node, copy: None },
+            Err(e) if e.to_string().contains("already open") => {
+                if tokio::time::Instant::now() >= deadline {
+                    eprintln!("restart: {e}; starting on a copy of {}", dir.display());
+                    let copy = tempfile::tempdir().expect("tempdir");
+                    copy_dir(dir, copy.path());
+                    let node = start_durable(config, copy.path()).await;
+                    return Restarted {
+                        node,
+                        copy: Some(copy),
+                    };
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("node does not restart on {}: {e}", dir.display()),
         }
     }
 }
