@@ -18,14 +18,20 @@ use tonic::Status;
 use tracing::{debug, info};
 
 use crate::clock::SharedClock;
-use crate::config::{AgentConfig, DeskConfig};
+use crate::config::{ActivePolicy, AgentConfig, DeskConfig, HandoverConfig};
 use crate::link::{
-    Availability, OfferAnswer, RejectReason, ReserveOutcome, ReserveRequest, RouterLink,
+    Availability, Escalation, OfferAnswer, RejectReason, ReserveOutcome, ReserveRequest,
+    RouterLink, TransferTarget,
 };
 use crate::metrics as m;
+use crate::shifts::Shifts;
 
 /// How many answered reservation ids an agent remembers for idempotent retries.
 const REMEMBERED_RESERVATIONS: usize = 256;
+/// Simulated time between two checks of the agent's shift.
+const SHIFT_CHECK: Duration = Duration::from_secs(30);
+/// Bounds of the wall time between two shift checks.
+const SHIFT_CHECK_WALL: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(5));
 
 /// Sender half of an agent desktop stream.
 pub type DesktopTx = mpsc::Sender<Result<AgentEvent, Status>>;
@@ -123,6 +129,36 @@ pub struct Close {
 #[rtype(result = "()")]
 pub struct Restore(pub Vec<String>);
 
+/// Something the agent does to one of their conversations through the router.
+#[derive(Message)]
+#[rtype(result = "Result<(), Status>")]
+pub struct Act {
+    /// Conversation.
+    pub conversation_id: String,
+    /// What to do.
+    pub action: Action,
+}
+
+/// Router actions an agent can take on a conversation they hold.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Transfer.
+    Transfer {
+        /// Where to.
+        target: TransferTarget,
+        /// Why.
+        reason: String,
+        /// Stay until the next agent accepts.
+        warm: bool,
+    },
+    /// Escalate out of chat.
+    Escalate(Escalation),
+    /// Add an internal note.
+    Note(String),
+    /// Warn the customer about sensitive data.
+    MarkSensitive,
+}
+
 /// Returns the agent's current availability.
 #[derive(Message)]
 #[rtype(result = "Availability")]
@@ -160,6 +196,10 @@ pub struct AgentActor {
     version: u64,
     grace_timer: Option<SpawnHandle>,
     answered: VecDeque<String>,
+    shifts: Arc<Shifts>,
+    handover: HandoverConfig,
+    on_shift: bool,
+    off_shift_since_ms: Option<i64>,
 }
 
 impl AgentActor {
@@ -169,8 +209,11 @@ impl AgentActor {
         desk: DeskConfig,
         clock: SharedClock,
         router: Arc<dyn RouterLink>,
+        shifts: Arc<Shifts>,
+        handover: HandoverConfig,
     ) -> Self {
         let idle_since_ms = clock.now_ms();
+        let on_shift = shifts.team_open(&config.team, idle_since_ms);
         Self {
             skills: Arc::new(config.skills.clone()),
             config,
@@ -188,6 +231,50 @@ impl AgentActor {
             version: 0,
             grace_timer: None,
             answered: VecDeque::new(),
+            shifts,
+            handover,
+            on_shift,
+            off_shift_since_ms: (!on_shift).then_some(idle_since_ms),
+        }
+    }
+
+    /// Follows the team's schedule: publishes shift changes and, with the `transfer_after`
+    /// policy, hands active conversations on once the grace after the shift end is over.
+    fn check_shift(&mut self) {
+        let now = self.clock.now_ms();
+        let on_shift = self.shifts.team_open(&self.config.team, now);
+        if on_shift != self.on_shift {
+            self.on_shift = on_shift;
+            self.off_shift_since_ms = (!on_shift).then_some(now);
+            info!(agent_id = %self.config.id, on_shift, "agent shift changed");
+            self.publish();
+        }
+        let grace_over = self
+            .off_shift_since_ms
+            .is_some_and(|since| now - since >= self.handover.grace_secs as i64 * 1000);
+        if self.handover.active == ActivePolicy::TransferAfter
+            && grace_over
+            && !self.active.is_empty()
+        {
+            let conversations: Vec<String> = self.active.drain().collect();
+            info!(agent_id = %self.config.id, count = conversations.len(), "shift over, handing conversations on");
+            for conversation_id in conversations {
+                self.push(agent_event::Kind::Ended(ConversationEnded {
+                    conversation_id: conversation_id.clone(),
+                    outcome: ConversationOutcome::Transferred as i32,
+                }));
+                let router = self.router.clone();
+                let agent_id = self.config.id.clone();
+                actix::spawn(async move {
+                    if let Err(status) = router
+                        .release(&conversation_id, &agent_id, "handover")
+                        .await
+                    {
+                        debug!(%conversation_id, %status, "handover release failed");
+                    }
+                });
+            }
+            self.publish();
         }
     }
 
@@ -206,6 +293,7 @@ impl AgentActor {
             skills: self.skills.clone(),
             idle_since_ms: self.idle_since_ms,
             display_name: self.config.name.clone(),
+            on_shift: self.on_shift,
         }
     }
 
@@ -369,6 +457,11 @@ impl Actor for AgentActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(256);
+        let every = self
+            .clock
+            .wall(SHIFT_CHECK)
+            .clamp(SHIFT_CHECK_WALL.0, SHIFT_CHECK_WALL.1);
+        ctx.run_interval(every, |act, _ctx| act.check_shift());
     }
 }
 
@@ -514,6 +607,9 @@ impl Handler<Reserve> for AgentActor {
         if self.status != AgentStatus::Available {
             return MessageResult(ReserveOutcome::Rejected(RejectReason::NotAvailable));
         }
+        if !self.on_shift {
+            return MessageResult(ReserveOutcome::Rejected(RejectReason::OffShift));
+        }
         if self.active.contains(&req.conversation_id)
             || self
                 .held
@@ -556,6 +652,9 @@ impl Handler<Reserve> for AgentActor {
             auto_accepted: req.auto_accept,
             started_at_unix_ms: req.started_at_ms,
             last_summary: req.last_summary,
+            history: req.history,
+            transfer: req.transfer,
+            serving_language: req.serving_language,
         }));
         self.publish();
         if req.auto_accept {
@@ -729,6 +828,39 @@ impl Handler<Close> for AgentActor {
     }
 }
 
+impl Handler<Act> for AgentActor {
+    type Result = ResponseFuture<Result<(), Status>>;
+
+    fn handle(&mut self, msg: Act, _ctx: &mut Context<Self>) -> Self::Result {
+        if !self.active.contains(&msg.conversation_id) {
+            return Box::pin(async {
+                Err(Status::permission_denied(
+                    "conversation is not assigned to this agent",
+                ))
+            });
+        }
+        let router = self.router.clone();
+        let agent_id = self.config.id.clone();
+        let cid = msg.conversation_id;
+        Box::pin(async move {
+            match msg.action {
+                Action::Transfer {
+                    target,
+                    reason,
+                    warm,
+                } => {
+                    router
+                        .transfer(&cid, &agent_id, target, &reason, warm)
+                        .await
+                }
+                Action::Escalate(escalation) => router.escalate(&cid, &agent_id, escalation).await,
+                Action::Note(text) => router.add_note(&cid, &agent_id, &text).await,
+                Action::MarkSensitive => router.mark_sensitive(&cid, &agent_id).await,
+            }
+        })
+    }
+}
+
 impl Handler<GetAvailability> for AgentActor {
     type Result = MessageResult<GetAvailability>;
 
@@ -743,6 +875,7 @@ pub fn error_event(status: &Status) -> AgentEvent {
         kind: Some(agent_event::Kind::Error(CommandError {
             code: format!("{:?}", status.code()),
             message: status.message().to_string(),
+            request_id: String::new(),
         })),
     }
 }

@@ -17,6 +17,67 @@ pub struct AgentNodeConfig {
     pub teams: Vec<TeamConfig>,
     /// Agents allowed to log in.
     pub agents: Vec<AgentConfig>,
+    /// Language fallback chains.
+    pub languages: LanguagesConfig,
+    /// What happens to active conversations when their team's shift ends.
+    pub handover: HandoverConfig,
+    /// Canned responses agents find by shortcut.
+    pub canned: Vec<CannedConfig>,
+}
+
+/// Language fallback chains, e.g. `fallback = { it = ["en"] }`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LanguagesConfig {
+    /// Per customer language, the languages to serve in when its teams are closed.
+    pub fallback: BTreeMap<String, Vec<String>>,
+}
+
+/// Policy for conversations still active when their agent's team closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivePolicy {
+    /// The conversation stays with its agent until closed (default).
+    #[default]
+    Finish,
+    /// After `grace_secs`, the conversation moves to the fallback team with its transcript.
+    TransferAfter,
+}
+
+/// Shift-end handover settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HandoverConfig {
+    /// `finish` or `transfer_after`.
+    pub active: ActivePolicy,
+    /// Grace period before active conversations move (with `transfer_after`).
+    pub grace_secs: u64,
+    /// At opening time, pull conversations still waiting in the fallback language back.
+    pub pull_back: bool,
+}
+
+impl Default for HandoverConfig {
+    fn default() -> Self {
+        Self {
+            active: ActivePolicy::Finish,
+            grace_secs: 300,
+            pull_back: false,
+        }
+    }
+}
+
+/// A canned response.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CannedConfig {
+    /// Shortcut, e.g. `/spedizione`.
+    pub shortcut: String,
+    /// Department it belongs to (empty: all).
+    pub department: String,
+    /// Language of the text.
+    pub language: String,
+    /// The text.
+    pub text: String,
 }
 
 /// Which clock the node reads.
@@ -84,6 +145,8 @@ pub struct TeamConfig {
     pub name: String,
     /// The language the team serves, e.g. `it`.
     pub language: String,
+    /// Working hours; always open when absent.
+    pub schedule: Option<crate::schedule::ScheduleConfig>,
 }
 
 /// An agent allowed to log in.
@@ -145,6 +208,30 @@ impl AgentNodeConfig {
                         agent.id
                     ));
                 }
+            }
+        }
+        for team in &self.teams {
+            if let Some(schedule) = &team.schedule {
+                if let Err(e) = crate::schedule::Schedule::parse(schedule) {
+                    problems.push(format!("team {:?}: {e}", team.name));
+                }
+            }
+        }
+        let languages: std::collections::BTreeSet<&str> =
+            self.teams.iter().map(|t| t.language.as_str()).collect();
+        for (from, chain) in &self.languages.fallback {
+            for to in chain {
+                if !languages.contains(to.as_str()) {
+                    problems.push(format!("languages.fallback.{from}: no team serves {to:?}"));
+                }
+            }
+        }
+        for canned in &self.canned {
+            if !canned.shortcut.starts_with('/') || canned.text.is_empty() {
+                problems.push(format!(
+                    "canned response {:?}: the shortcut starts with / and the text is not empty",
+                    canned.shortcut
+                ));
             }
         }
         if self.clock.speed <= 0.0 || !self.clock.speed.is_finite() {

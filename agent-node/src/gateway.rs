@@ -10,14 +10,18 @@ use std::sync::Arc;
 
 use centralino_proto::v1::agent_command::Kind;
 use centralino_proto::v1::agent_desk_server::AgentDesk;
-use centralino_proto::v1::{AgentCommand, AgentEvent, AgentStatus};
+use centralino_proto::v1::{
+    agent_event, transfer, Ack, AgentCommand, AgentEvent, AgentStatus, CannedResponse,
+    CannedResponses, EscalationKind,
+};
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::info;
 
-use crate::agent::{self, error_event};
+use crate::agent::{self, error_event, Action};
+use crate::link::{Escalation, TransferTarget};
 use crate::node::{mailbox_error, AgentNode};
 
 /// Events buffered per desktop before new ones are dropped (and counted).
@@ -70,13 +74,38 @@ impl AgentDesk for AgentDeskService {
             .map_err(mailbox_error)?;
         info!(agent_id = %login.agent_id, session_id, held = logged_in.conversation_ids.len(), "agent logged in");
         let agent_id = login.agent_id;
+        let node = self.node.clone();
         tokio::spawn(async move {
             while let Some(item) = commands.next().await {
                 let Ok(command) = item else { break };
-                if let Err(status) = handle_command(&addr, command).await {
-                    if tx.send(Ok(error_event(&status))).await.is_err() {
-                        break;
+                let request_id = command.request_id.clone();
+                let reply = match command.kind {
+                    Some(Kind::FindCanned(find)) => {
+                        let items = node
+                            .find_canned(&find.query, &find.department, &find.language)
+                            .into_iter()
+                            .map(|c| CannedResponse {
+                                shortcut: c.shortcut.clone(),
+                                department: c.department.clone(),
+                                language: c.language.clone(),
+                                text: c.text.clone(),
+                            })
+                            .collect();
+                        agent_event::Kind::Canned(CannedResponses { request_id, items })
                     }
+                    kind => match handle_command(&addr, kind).await {
+                        Ok(()) => agent_event::Kind::Ack(Ack { request_id }),
+                        Err(status) => match error_event(&status).kind {
+                            Some(agent_event::Kind::Error(mut e)) => {
+                                e.request_id = request_id;
+                                agent_event::Kind::Error(e)
+                            }
+                            _ => continue,
+                        },
+                    },
+                };
+                if tx.send(Ok(AgentEvent { kind: Some(reply) })).await.is_err() {
+                    break;
                 }
             }
             info!(%agent_id, session_id, "agent desktop stream ended");
@@ -86,11 +115,110 @@ impl AgentDesk for AgentDeskService {
     }
 }
 
+async fn act(
+    addr: &actix::Addr<agent::AgentActor>,
+    conversation_id: String,
+    action: Action,
+) -> Result<(), Status> {
+    non_empty(&conversation_id, "conversation_id")?;
+    addr.send(agent::Act {
+        conversation_id,
+        action,
+    })
+    .await
+    .map_err(mailbox_error)?
+}
+
+fn transfer_target(target: Option<transfer::Target>) -> Result<TransferTarget, Status> {
+    let target = match target {
+        Some(transfer::Target::AgentId(a)) => TransferTarget::Agent(a),
+        Some(transfer::Target::Department(d)) => TransferTarget::Department(d),
+        Some(transfer::Target::Language(l)) => TransferTarget::Language(l),
+        Some(transfer::Target::Skill(s)) => TransferTarget::Skill(s),
+        Some(transfer::Target::Supervisor(true)) => TransferTarget::Supervisor,
+        Some(transfer::Target::Supervisor(false)) | None => {
+            return Err(Status::invalid_argument("transfer needs a target"))
+        }
+    };
+    if let TransferTarget::Agent(v)
+    | TransferTarget::Department(v)
+    | TransferTarget::Language(v)
+    | TransferTarget::Skill(v) = &target
+    {
+        non_empty(v, "transfer target")?;
+    }
+    Ok(target)
+}
+
+fn escalation(e: centralino_proto::v1::Escalate) -> Result<(String, Escalation), Status> {
+    let kind = EscalationKind::try_from(e.kind).unwrap_or(EscalationKind::Unspecified);
+    match kind {
+        EscalationKind::Callback if e.phone.trim().is_empty() => {
+            return Err(Status::invalid_argument(
+                "a callback needs the customer's phone number",
+            ))
+        }
+        EscalationKind::Email if !e.email.contains('@') => {
+            return Err(Status::invalid_argument(
+                "an email follow-up needs the customer's email address",
+            ))
+        }
+        EscalationKind::Unspecified => {
+            return Err(Status::invalid_argument(
+                "escalation kind must be CALLBACK or EMAIL",
+            ))
+        }
+        _ => {}
+    }
+    if [&e.phone, &e.email, &e.preferred_time]
+        .iter()
+        .any(|f| f.len() > 256)
+        || e.note.len() > MAX_AGENT_TEXT_BYTES
+    {
+        return Err(Status::invalid_argument("escalation field is too long"));
+    }
+    Ok((
+        e.conversation_id,
+        Escalation {
+            kind,
+            phone: e.phone,
+            email: e.email,
+            preferred_time: e.preferred_time,
+            note: e.note,
+        },
+    ))
+}
+
 async fn handle_command(
     addr: &actix::Addr<agent::AgentActor>,
-    command: AgentCommand,
+    kind: Option<Kind>,
 ) -> Result<(), Status> {
-    match command.kind {
+    match kind {
+        Some(Kind::FindCanned(_)) => Ok(()),
+        Some(Kind::Transfer(t)) => {
+            let target = transfer_target(t.target)?;
+            if t.reason.len() > MAX_AGENT_TEXT_BYTES {
+                return Err(Status::invalid_argument("reason is too long"));
+            }
+            let action = Action::Transfer {
+                target,
+                reason: t.reason,
+                warm: t.warm,
+            };
+            act(addr, t.conversation_id, action).await
+        }
+        Some(Kind::Escalate(e)) => {
+            let (conversation_id, escalation) = escalation(e)?;
+            act(addr, conversation_id, Action::Escalate(escalation)).await
+        }
+        Some(Kind::Note(n)) => {
+            non_empty(&n.text, "text")?;
+            if n.text.len() > MAX_AGENT_TEXT_BYTES {
+                return Err(Status::invalid_argument("note is too long"));
+            }
+            act(addr, n.conversation_id, Action::Note(n.text)).await
+        }
+        Some(Kind::MarkSensitive(m)) => act(addr, m.conversation_id, Action::MarkSensitive).await,
         None => Err(Status::invalid_argument("empty command")),
         Some(Kind::Login(_)) => Err(Status::failed_precondition("already logged in")),
         Some(Kind::SetStatus(s)) => {

@@ -5,6 +5,7 @@
 //! - [`agent`]: `AgentActor`, one per logged-in agent: status, slots, reservations, wrap-up.
 //! - [`node`]: the registry of agent actors and the in-process [`link::AgentNodeLink`].
 //! - [`link`]: the router ↔ agent-node traits (in process or over gRPC).
+//! - [`schedule`], [`shifts`]: team working hours, time zones, language fallback.
 //! - [`config`], [`clock`], [`metrics`]: configuration, controllable time, metrics.
 
 #![forbid(unsafe_code)]
@@ -16,3 +17,5 @@ pub mod gateway;
 pub mod link;
 pub mod metrics;
 pub mod node;
+pub mod schedule;
+pub mod shifts;

@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use centralino_proto::v1::{AgentStatus, ChatMessage, ConversationOutcome, VisitorContext};
+use centralino_proto::v1::{
+    AgentStatus, ChatMessage, ConversationOutcome, CustomerHistory, EscalationKind, TransferInfo,
+    VisitorContext,
+};
 use tonic::Status;
 
 /// A router's request to hold one chat slot of an agent for a conversation (DESIGN.md §4).
@@ -37,6 +40,42 @@ pub struct ReserveRequest {
     pub started_at_ms: i64,
     /// Summary of the customer's previous contact.
     pub last_summary: String,
+    /// Language the agent answers in (differs from `language` after a handover).
+    pub serving_language: String,
+    /// What the shop knows about the customer.
+    pub history: Option<CustomerHistory>,
+    /// Where the conversation comes from, when transferred.
+    pub transfer: Option<TransferInfo>,
+}
+
+/// Where an agent transfers a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferTarget {
+    /// A named agent (reserved before anything changes).
+    Agent(String),
+    /// A department's queue.
+    Department(String),
+    /// Agents speaking a language.
+    Language(String),
+    /// Agents with a skill.
+    Skill(String),
+    /// A supervisor.
+    Supervisor,
+}
+
+/// An escalation out of chat.
+#[derive(Debug, Clone)]
+pub struct Escalation {
+    /// Callback or email.
+    pub kind: EscalationKind,
+    /// Phone number for a callback.
+    pub phone: String,
+    /// Address for an email follow-up.
+    pub email: String,
+    /// When the customer prefers to be called.
+    pub preferred_time: String,
+    /// Agent's note for whoever follows up.
+    pub note: String,
 }
 
 /// The answer to a [`ReserveRequest`].
@@ -59,6 +98,8 @@ pub enum RejectReason {
     Full,
     /// The agent already holds this conversation.
     AlreadyHeld,
+    /// The agent's team is not working now.
+    OffShift,
 }
 
 /// How an offer ended at the agent.
@@ -95,12 +136,14 @@ pub struct Availability {
     pub idle_since_ms: i64,
     /// Name shown to customers.
     pub display_name: String,
+    /// Whether the agent's team is working now.
+    pub on_shift: bool,
 }
 
 impl Availability {
     /// Returns whether the agent can take one more chat right now.
     pub fn has_free_slot(&self) -> bool {
-        self.status == AgentStatus::Available && self.load < self.capacity
+        self.on_shift && self.status == AgentStatus::Available && self.load < self.capacity
     }
 }
 
@@ -163,6 +206,32 @@ pub trait RouterLink: Send + Sync + 'static {
         agent_id: &str,
         reason: &str,
     ) -> Result<(), Status>;
+    /// Moves a conversation on to another agent, department, language, skill or a
+    /// supervisor, keeping its age, transcript and notes.
+    async fn transfer(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        target: TransferTarget,
+        reason: &str,
+        warm: bool,
+    ) -> Result<(), Status>;
+    /// Ends a conversation with a callback or email follow-up.
+    async fn escalate(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        escalation: Escalation,
+    ) -> Result<(), Status>;
+    /// Adds an internal note to a conversation.
+    async fn add_note(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        text: &str,
+    ) -> Result<(), Status>;
+    /// Tells the customer not to type sensitive data into the chat.
+    async fn mark_sensitive(&self, conversation_id: &str, agent_id: &str) -> Result<(), Status>;
     /// Publishes an agent's availability to the routing queues (never blocks).
     fn availability(&self, update: Availability);
 }

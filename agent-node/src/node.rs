@@ -13,10 +13,11 @@ use tonic::Status;
 
 use crate::agent::{self, AgentActor};
 use crate::clock::SharedClock;
-use crate::config::{AgentConfig, AgentNodeConfig};
+use crate::config::{AgentConfig, AgentNodeConfig, CannedConfig};
 use crate::link::{
     AgentNodeLink, Availability, RejectReason, ReserveOutcome, ReserveRequest, RouterLink,
 };
+use crate::shifts::Shifts;
 
 /// The agents of one node.
 pub struct AgentNode {
@@ -27,6 +28,7 @@ pub struct AgentNode {
     agents: Mutex<HashMap<String, Addr<AgentActor>>>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
+    shifts: Arc<Shifts>,
 }
 
 impl AgentNode {
@@ -39,6 +41,7 @@ impl AgentNode {
         clock: SharedClock,
         arbiters: Vec<ArbiterHandle>,
     ) -> Arc<Self> {
+        let config_for_shifts = config.clone();
         let accounts = config
             .agents
             .iter()
@@ -52,6 +55,7 @@ impl AgentNode {
             agents: Mutex::new(HashMap::new()),
             arbiters,
             next_arbiter: AtomicUsize::new(0),
+            shifts: Arc::new(Shifts::new(&config_for_shifts)),
         })
     }
 
@@ -93,8 +97,11 @@ impl AgentNode {
         let agent_id = account.id.clone();
         let desk = self.config.desk.clone();
         let clock = self.clock.clone();
-        let make =
-            move |_ctx: &mut Context<AgentActor>| AgentActor::new(account, desk, clock, router);
+        let shifts = self.shifts.clone();
+        let handover = self.config.handover.clone();
+        let make = move |_ctx: &mut Context<AgentActor>| {
+            AgentActor::new(account, desk, clock, router, shifts, handover)
+        };
         let addr = match self.arbiter() {
             Some(arbiter) => AgentActor::start_in_arbiter(&arbiter, make),
             None => AgentActor::create(make),
@@ -157,6 +164,30 @@ impl AgentNode {
         }
         out.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
         out
+    }
+
+    /// Returns the shift schedules.
+    pub fn shifts(&self) -> &Arc<Shifts> {
+        &self.shifts
+    }
+
+    /// Returns the canned responses matching `query` (a shortcut prefix such as `/sped`, or
+    /// words of the text), for `department` and `language` when they are not empty.
+    pub fn find_canned(&self, query: &str, department: &str, language: &str) -> Vec<&CannedConfig> {
+        let query = query.trim().to_lowercase();
+        self.config
+            .canned
+            .iter()
+            .filter(|c| {
+                department.is_empty() || c.department.is_empty() || c.department == department
+            })
+            .filter(|c| language.is_empty() || c.language == language)
+            .filter(|c| {
+                query.is_empty()
+                    || c.shortcut.to_lowercase().starts_with(&query)
+                    || (!query.starts_with('/') && c.text.to_lowercase().contains(&query))
+            })
+            .collect()
     }
 
     /// Returns the configured agents (for snapshots of agents never logged in).

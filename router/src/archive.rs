@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cluster::records::{ConversationRecord, MessageRecord};
 
@@ -17,6 +17,51 @@ pub struct ArchivedConversation<'a> {
     pub conversation: &'a ConversationRecord,
     /// The transcript.
     pub transcript: &'a [MessageRecord],
+}
+
+/// An archived conversation as read back.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Archived {
+    /// The routing record.
+    pub conversation: ConversationRecord,
+    /// The transcript.
+    pub transcript: Vec<MessageRecord>,
+}
+
+/// Which archived conversations to list.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Served by this agent.
+    pub agent_id: Option<String>,
+    /// In this department.
+    pub department: Option<String>,
+    /// Closed at or after (Unix ms).
+    pub from_ms: Option<i64>,
+    /// Closed before (Unix ms).
+    pub to_ms: Option<i64>,
+    /// `Some(true)` good, `Some(false)` bad; `rated_only` with `None` = any rating.
+    pub rating: Option<Option<bool>>,
+}
+
+impl Filter {
+    /// Returns whether `rec` passes the filter.
+    pub fn matches(&self, rec: &ConversationRecord) -> bool {
+        let closed = rec.closed_at_ms.unwrap_or(rec.started_at_ms);
+        self.agent_id
+            .as_ref()
+            .is_none_or(|a| rec.agent_id.as_ref() == Some(a))
+            && self
+                .department
+                .as_ref()
+                .is_none_or(|d| &rec.department == d)
+            && self.from_ms.is_none_or(|f| closed >= f)
+            && self.to_ms.is_none_or(|t| closed < t)
+            && self.rating.is_none_or(|want| match (want, &rec.rating) {
+                (None, None) => true,
+                (Some(good), Some(r)) => r.good == good,
+                _ => false,
+            })
+    }
 }
 
 /// Appends closed conversations to JSON Lines files.
@@ -56,5 +101,65 @@ impl Archive {
             .append(true)
             .open(dir.join(format!("{day}.jsonl")))?;
         file.write_all(&line)
+    }
+}
+
+impl Archive {
+    /// Returns archived conversations passing `filter`, newest first, at most `limit`
+    /// (blocking file I/O: call from a blocking task).
+    pub fn list(&self, filter: &Filter, limit: usize) -> std::io::Result<Vec<Archived>> {
+        let mut out = Vec::new();
+        self.scan(|a| {
+            if filter.matches(&a.conversation) {
+                out.push(a);
+            }
+            true
+        })?;
+        out.sort_by_key(|a| std::cmp::Reverse(a.conversation.closed_at_ms));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Returns the archived conversation `id` (blocking file I/O).
+    pub fn find(&self, id: &str) -> std::io::Result<Option<Archived>> {
+        let mut found = None;
+        self.scan(|a| {
+            if a.conversation.id == id {
+                found = Some(a);
+                false
+            } else {
+                true
+            }
+        })?;
+        Ok(found)
+    }
+
+    fn scan(&self, mut visit: impl FnMut(Archived) -> bool) -> std::io::Result<()> {
+        use std::io::BufRead;
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        files.sort();
+        files.reverse();
+        for path in files {
+            let file = std::io::BufReader::new(std::fs::File::open(&path)?);
+            for line in file.lines() {
+                let line = line?;
+                if let Ok(archived) = serde_json::from_str::<Archived>(&line) {
+                    if !visit(archived) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }

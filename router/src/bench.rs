@@ -85,6 +85,7 @@ fn random_agents(rng: &mut StdRng, agents: usize, product_skills: usize) -> Vec<
                 skills: Arc::new(skills),
                 idle_since_ms: rng.random_range(0..1_000_000),
                 display_name: String::new(),
+                on_shift: true,
             }
         })
         .collect()
@@ -127,6 +128,7 @@ pub fn routing(
                 &Requirement {
                     language: c.language,
                     min_proficiency: c.min,
+                    extra_skill: None,
                 },
                 &[],
             );
@@ -264,6 +266,7 @@ pub async fn end_to_end(
         let mut client = AgentDeskClient::new(channel);
         let (tx, rx) = mpsc::channel(4);
         tx.send(AgentCommand {
+            request_id: String::new(),
             kind: Some(agent_command::Kind::Login(Login {
                 agent_id: format!("a{i}"),
                 password: "pw".into(),

@@ -8,8 +8,11 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use centralino_agent_node::config::{
-    load_document, AgentConfig, AgentNodeConfig, ClockConfig, DeskConfig, TeamConfig,
+    load_document, AgentConfig, AgentNodeConfig, CannedConfig, ClockConfig, DeskConfig,
+    HandoverConfig, LanguagesConfig, TeamConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +41,33 @@ pub struct Config {
     pub teams: Vec<TeamConfig>,
     /// Agents and their credentials.
     pub agents: Vec<AgentConfig>,
+    /// Language fallback chains.
+    pub languages: LanguagesConfig,
+    /// Shift-end handover of active conversations.
+    pub handover: HandoverConfig,
+    /// Canned responses.
+    pub canned: Vec<CannedConfig>,
+    /// Customer-facing message templates per language (built-in it and en by default).
+    pub templates: BTreeMap<String, Templates>,
+}
+
+/// Customer-facing texts of one language. `{name}`, `{reopens}`, `{language}`, `{wait}`
+/// and `{to}` are replaced.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Templates {
+    /// Greeting for returning customers.
+    pub welcome_back: Option<String>,
+    /// The customer's language team closed; the conversation continues in `{language}`.
+    pub handover: Option<String>,
+    /// Nobody can answer now.
+    pub offline: Option<String>,
+    /// Everybody is busy or the queue is long.
+    pub busy: Option<String>,
+    /// The conversation moves on to `{to}`.
+    pub transferred: Option<String>,
+    /// Do not type sensitive data.
+    pub sensitive: Option<String>,
 }
 
 /// Where the node listens and keeps its data.
@@ -108,6 +138,17 @@ pub struct RoutingConfig {
     pub rating_window_secs: u64,
     /// Service-level threshold for metrics and reports (seconds).
     pub service_level_secs: u64,
+    /// Most transfers of one conversation (stops ping-pong).
+    pub max_transfers: u32,
+    /// Skill that marks supervisors (transfer target "supervisor").
+    pub supervisor_skill: String,
+    /// From this queue position on, the customer is offered alternatives to waiting.
+    pub busy_queue_length: u32,
+    /// From this estimated wait (seconds) on, the customer is offered alternatives.
+    pub busy_wait_secs: u64,
+    /// A customer coming back within this time after a completed conversation counts as a
+    /// re-contact (seconds; default 7 days).
+    pub recontact_window_secs: u64,
 }
 
 impl Default for RoutingConfig {
@@ -117,6 +158,11 @@ impl Default for RoutingConfig {
             sticky_wait_secs: 60,
             rating_window_secs: 600,
             service_level_secs: 20,
+            max_transfers: 3,
+            supervisor_skill: "supervisor".to_string(),
+            busy_queue_length: 20,
+            busy_wait_secs: 600,
+            recontact_window_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -279,6 +325,9 @@ impl Config {
             desk: self.desk.clone(),
             teams: self.teams.clone(),
             agents: self.agents.clone(),
+            languages: self.languages.clone(),
+            handover: self.handover.clone(),
+            canned: self.canned.clone(),
         }
     }
 

@@ -7,10 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use centralino_agent_node::link::OfferAnswer;
+use std::collections::BTreeMap;
+
+use centralino_agent_node::link::{
+    Escalation, OfferAnswer, ReserveOutcome, ReserveRequest, TransferTarget,
+};
 use centralino_proto::v1::{
-    conversation_event::Kind, Assigned, ChatMessage, Closed, ConversationEvent,
-    ConversationOutcome, Offered, Queued, RatingRequested, Requeued, Sender,
+    conversation_event::Kind, Assigned, BusyNotice, ChatMessage, Closed, ConversationEvent,
+    ConversationOutcome, EscalationKind, HandedOver, Offered, OfflineNotice, Queued,
+    RatingRequested, Requeued, Sender, TransferInfo, Transferred,
 };
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -24,6 +29,7 @@ use crate::cluster::records::{
 };
 use crate::cluster::Op;
 use crate::hub::{Counters, Hub};
+use crate::messages::{self, Text};
 use crate::metrics as m;
 use crate::queue::{self, QueueEntry};
 
@@ -36,12 +42,12 @@ const SUBSCRIBER_BUFFER: usize = 256;
 /// Sender half of a customer's event stream.
 pub type EventTx = mpsc::Sender<Result<ConversationEvent, Status>>;
 
-/// A customer subscribes to events after `after_event_id`.
+/// A customer (or a supervisor, read-only) subscribes to events after `after_event_id`.
 #[derive(Message)]
 #[rtype(result = "Result<mpsc::Receiver<Result<ConversationEvent, Status>>, Status>")]
 pub struct Subscribe {
-    /// Customer token.
-    pub token: String,
+    /// Customer token; `None` for a supervisor already authorised by the admin API.
+    pub token: Option<String>,
     /// Last event id the customer has seen.
     pub after_event_id: u64,
 }
@@ -86,7 +92,87 @@ pub struct Position {
     pub position: u32,
     /// Estimated wait in seconds.
     pub estimated_wait_secs: u32,
+    /// The queue is long: offer the customer alternatives.
+    pub busy: bool,
 }
+
+/// From the queue: the customer's language team closed (or opened again); the conversation
+/// is now served in `to`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HandOver {
+    /// Previous serving language.
+    pub from: String,
+    /// New serving language.
+    pub to: String,
+}
+
+/// A transfer by the assigned agent (or by a supervisor when `agent_id` is `None`).
+#[derive(Message)]
+#[rtype(result = "Result<(), Status>")]
+pub struct Transfer {
+    /// Agent asking; `None` for a supervisor's forced transfer.
+    pub agent_id: Option<String>,
+    /// Where to.
+    pub target: TransferTarget,
+    /// Why.
+    pub reason: String,
+    /// Stay until the next agent accepts.
+    pub warm: bool,
+}
+
+/// The assigned agent escalates out of chat.
+#[derive(Message)]
+#[rtype(result = "Result<Durable, Status>")]
+pub struct Escalate {
+    /// Agent.
+    pub agent_id: String,
+    /// Details.
+    pub escalation: Escalation,
+}
+
+/// The assigned agent adds an internal note.
+#[derive(Message)]
+#[rtype(result = "Result<Durable, Status>")]
+pub struct AddNote {
+    /// Agent.
+    pub agent_id: String,
+    /// Note.
+    pub text: String,
+}
+
+/// The assigned agent warns the customer about sensitive data.
+#[derive(Message)]
+#[rtype(result = "Result<Durable, Status>")]
+pub struct MarkSensitive {
+    /// Agent.
+    pub agent_id: String,
+}
+
+/// The customer leaves a message instead of waiting.
+#[derive(Message)]
+#[rtype(result = "Result<Durable, Status>")]
+pub struct LeaveOffline {
+    /// Customer token.
+    pub token: String,
+    /// Name, email, phone and text.
+    pub details: BTreeMap<String, String>,
+}
+
+/// The customer asks for a callback instead of waiting.
+#[derive(Message)]
+#[rtype(result = "Result<Durable, Status>")]
+pub struct Callback {
+    /// Customer token.
+    pub token: String,
+    /// Phone and preferred time.
+    pub details: BTreeMap<String, String>,
+}
+
+/// Returns the record and the transcript (admin).
+#[derive(Message)]
+#[rtype(result = "(ConversationRecord, Vec<MessageRecord>)")]
+pub struct GetTranscript;
 
 /// From the queue: an offer to `agent_id` is open.
 #[derive(Message)]
@@ -180,6 +266,13 @@ pub struct ConversationActor {
     offer: Option<(String, String)>,
     last_position: Option<(u32, u32)>,
     profile: ProfileRecord,
+    /// During a warm transfer: the agent who stays until the next one accepts.
+    warm_from: Option<String>,
+    /// The open offer was reserved directly by a transfer to an agent (not by the queue).
+    direct_offer: bool,
+    /// Shown with the next offers while a transfer is under way.
+    transfer_info: Option<TransferInfo>,
+    busy_told: bool,
 }
 
 impl ConversationActor {
@@ -216,6 +309,65 @@ impl ConversationActor {
             offer: None,
             last_position: None,
             profile,
+            warm_from: None,
+            direct_offer: false,
+            transfer_info: None,
+            busy_told: false,
+        }
+    }
+
+    fn text(&self, text: Text, values: &[(&str, &str)]) -> String {
+        messages::render(&self.hub.config, &self.rec.language, text, values)
+    }
+
+    /// Adds a system message in the customer's language (not relayed to the agent).
+    fn system_message(&mut self, text: String) {
+        let id = format!("sys-{}", self.next_event_id);
+        if let Ok((_, durable)) = self.add_message(Sender::System, "", id, text, false) {
+            drop(durable);
+        }
+    }
+
+    fn integration(&self, kind: &str, details: BTreeMap<String, String>) {
+        self.hub.events.record(
+            &self.hub.commits,
+            kind,
+            &self.rec,
+            self.hub.clock.now_ms(),
+            details,
+        );
+    }
+
+    fn tell_agent_ended(&self, agent_id: String, outcome: ConversationOutcome) {
+        let agents = self.hub.agents.clone();
+        let cid = self.rec.id.clone();
+        actix::spawn(async move {
+            let _ = agents.conversation_ended(&agent_id, &cid, outcome).await;
+        });
+    }
+
+    /// Returns the offer request of a direct reservation of `agent_id`.
+    fn reserve_request(&self, reservation_id: &str, agent_id: &str) -> ReserveRequest {
+        let serving = if self.rec.serving_language.is_empty() {
+            self.rec.language.clone()
+        } else {
+            self.rec.serving_language.clone()
+        };
+        ReserveRequest {
+            reservation_id: reservation_id.to_string(),
+            conversation_id: self.rec.id.clone(),
+            agent_id: agent_id.to_string(),
+            department: self.rec.department.clone(),
+            language: self.rec.language.clone(),
+            customer_display_name: self.rec.display_name.clone(),
+            returning_customer: self.rec.returning,
+            visitor: Some((&self.rec.visitor).into()),
+            auto_accept: false,
+            started_at_ms: self.rec.started_at_ms,
+            last_summary: self.rec.last_summary.clone(),
+            serving_language: serving,
+            history: Some(self.profile.history(self.rec.recontact)),
+            transfer: self.transfer_info.clone(),
         }
     }
 
@@ -264,7 +416,12 @@ impl ConversationActor {
     }
 
     fn queue_entry(&self) -> QueueEntry {
-        QueueEntry::from_record(&self.rec, self.hub.clock.now_ms(), &self.hub.config)
+        QueueEntry::from_record(
+            &self.rec,
+            &self.hub.config,
+            Some(self.profile.history(self.rec.recontact)),
+            self.transfer_info.clone(),
+        )
     }
 
     fn enqueue(&self) {
@@ -330,9 +487,12 @@ impl ConversationActor {
         self.rec.outcome = Some(outcome);
         self.rec.closed_at_ms = Some(now);
         self.offer = None;
+        self.warm_from = None;
         let proto_outcome = match outcome {
             Outcome::Completed => ConversationOutcome::Completed,
             Outcome::Abandoned => ConversationOutcome::Abandoned,
+            Outcome::Offline => ConversationOutcome::Offline,
+            Outcome::Escalated => ConversationOutcome::Escalated,
         };
         self.emit(Kind::Closed(Closed {
             outcome: proto_outcome as i32,
@@ -351,19 +511,32 @@ impl ConversationActor {
                     queue.do_send(queue::Handled((now - assigned).max(0) as f64 / 1000.0));
                 }
                 self.emit(Kind::RatingRequested(RatingRequested {}));
-                let profile = &mut self.profile;
-                profile.customer_id = self.rec.customer_id.clone();
-                profile.display_name = self.rec.display_name.clone();
-                profile.language = self.rec.language.clone();
-                profile.last_agent = self.rec.agent_id.clone();
-                profile.last_contact_ms = now;
-                profile.last_summary = self.rec.summary.clone();
-                profile.contacts = profile.contacts.max(1);
-                ops.push(put(profile_key(&self.rec.customer_id), &*profile));
+                self.update_profile(now);
+                ops.push(put(profile_key(&self.rec.customer_id), &self.profile));
+                self.integration("closed", BTreeMap::new());
             }
             Outcome::Abandoned => {
                 Counters::inc(&self.hub.counters.abandoned);
                 m::conversation_abandoned(&self.rec);
+                self.integration("abandoned", BTreeMap::new());
+            }
+            Outcome::Offline => {
+                Counters::inc(&self.hub.counters.offline);
+                m::conversation_ended(&self.rec, "offline");
+                self.integration("offline_message", self.rec.follow_up.clone());
+            }
+            Outcome::Escalated => {
+                Counters::inc(&self.hub.counters.escalated);
+                m::conversation_ended(&self.rec, "escalated");
+                if self.rec.agent_id.is_some() {
+                    self.update_profile(now);
+                    ops.push(put(profile_key(&self.rec.customer_id), &self.profile));
+                }
+                let kind = match self.rec.follow_up.get("kind").map(String::as_str) {
+                    Some("email") => "email_request",
+                    _ => "callback_request",
+                };
+                self.integration(kind, self.rec.follow_up.clone());
             }
         }
         info!(conversation_id = %self.rec.id, ?outcome, "conversation closed");
@@ -375,8 +548,27 @@ impl ConversationActor {
         durable
     }
 
+    fn update_profile(&mut self, now: i64) {
+        let profile = &mut self.profile;
+        profile.customer_id = self.rec.customer_id.clone();
+        profile.display_name = self.rec.display_name.clone();
+        profile.language = self.rec.language.clone();
+        profile.record_completed(
+            self.rec.agent_id.as_deref(),
+            &self.rec.summary,
+            &self.rec.notes,
+            now,
+        );
+    }
+
     fn assign(&mut self, agent_id: String, agent_name: String) {
         let now = self.hub.clock.now_ms();
+        if let Some(previous) = self.warm_from.take() {
+            if previous != agent_id {
+                self.tell_agent_ended(previous, ConversationOutcome::Transferred);
+            }
+        }
+        let transferred = self.transfer_info.take().is_some();
         if self.rec.assigned_at_ms.is_none() {
             self.rec.assigned_at_ms = Some(now);
             m::conversation_assigned(&self.rec, now);
@@ -393,6 +585,10 @@ impl ConversationActor {
             agent_id,
             agent_display_name: agent_name,
         }));
+        self.integration(
+            "assigned",
+            BTreeMap::from([("after_transfer".to_string(), transferred.to_string())]),
+        );
     }
 
     fn requeue(&mut self, reason: &str) {
@@ -425,6 +621,18 @@ impl Actor for ConversationActor {
                 self.emit(Kind::Assigned(Assigned {
                     agent_id: id,
                     agent_display_name: name,
+                }));
+            }
+            State::Offline => {
+                let now = self.hub.clock.now_ms();
+                let reopens = self.hub.shifts.reopens_at(&self.rec.language, now);
+                let when = reopens
+                    .map(|r| self.hub.shifts.describe(&self.rec.language, r))
+                    .unwrap_or_default();
+                let message = self.text(Text::Offline, &[("reopens", when.as_str())]);
+                self.emit(Kind::Offline(OfflineNotice {
+                    message,
+                    reopens_at_unix_ms: reopens.unwrap_or_default(),
                 }));
             }
             State::Closed => ctx.stop(),
@@ -477,7 +685,9 @@ impl Handler<Subscribe> for ConversationActor {
     type Result = Result<mpsc::Receiver<Result<ConversationEvent, Status>>, Status>;
 
     fn handle(&mut self, msg: Subscribe, _ctx: &mut Context<Self>) -> Self::Result {
-        self.check_token(&msg.token)?;
+        if let Some(token) = &msg.token {
+            self.check_token(token)?;
+        }
         let backlog: Vec<&ConversationEvent> = self
             .events
             .iter()
@@ -532,13 +742,18 @@ impl Handler<CustomerClose> for ConversationActor {
             State::Closed => Err(Status::failed_precondition(
                 "conversation is already closed",
             )),
-            State::Queued => {
+            State::Queued | State::Offline => {
                 // The queue withdraws an open offer.
                 self.dequeue();
+                self.cancel_direct_offer();
                 let durable = self.close(Outcome::Abandoned, "customer left", ctx);
                 Ok((ConversationOutcome::Abandoned, Some(durable)))
             }
             State::Assigned => {
+                if self.warm_from.is_some() {
+                    self.dequeue();
+                    self.cancel_direct_offer();
+                }
                 if let Some(agent_id) = self.rec.agent_id.clone() {
                     let agents = self.hub.agents.clone();
                     let cid = self.rec.id.clone();
@@ -579,9 +794,23 @@ impl Handler<Rate> for ConversationActor {
         m::csat(&self.rec.department, msg.good);
         self.rec.rating = Some(Rating {
             good: msg.good,
-            comment: msg.comment,
+            comment: msg.comment.clone(),
         });
-        Ok(self.persist_record())
+        self.profile.last_rating = if msg.good { "good" } else { "bad" }.to_string();
+        self.integration(
+            "rated",
+            BTreeMap::from([
+                ("rating".to_string(), self.profile.last_rating.clone()),
+                ("comment".to_string(), msg.comment),
+            ]),
+        );
+        let durable = self.persist_record();
+        drop(
+            self.hub
+                .commits
+                .submit(vec![put(profile_key(&self.rec.customer_id), &self.profile)]),
+        );
+        Ok(durable)
     }
 }
 
@@ -591,6 +820,17 @@ impl Handler<Position> for ConversationActor {
     fn handle(&mut self, msg: Position, _ctx: &mut Context<Self>) {
         if self.rec.state != State::Queued {
             return;
+        }
+        if msg.busy && !self.busy_told {
+            self.busy_told = true;
+            m::busy_notice(&self.rec.department);
+            let wait = messages::minutes(msg.estimated_wait_secs);
+            let message = self.text(Text::Busy, &[("wait", wait.as_str())]);
+            self.emit(Kind::Busy(BusyNotice {
+                message,
+                estimated_wait_seconds: msg.estimated_wait_secs,
+                options: vec!["wait".into(), "callback".into(), "message".into()],
+            }));
         }
         let now = (msg.position, msg.estimated_wait_secs);
         if self.last_position != Some(now) {
@@ -608,9 +848,10 @@ impl Handler<Offering> for ConversationActor {
     type Result = ();
 
     fn handle(&mut self, msg: Offering, _ctx: &mut Context<Self>) {
-        if self.rec.state != State::Queued {
+        if self.rec.state != State::Queued && self.warm_from.is_none() {
             return;
         }
+        self.direct_offer = false;
         self.offer = Some((msg.reservation_id, msg.agent_id));
         self.emit(Kind::Offered(Offered {}));
     }
@@ -654,12 +895,14 @@ impl Handler<OfferEnded> for ConversationActor {
             .offer
             .as_ref()
             .is_some_and(|(rid, agent)| *rid == msg.reservation_id && *agent == msg.agent_id);
-        if !current || self.rec.state != State::Queued {
+        let open = self.rec.state == State::Queued || self.warm_from.is_some();
+        if !current || !open {
             return Box::pin(actix::fut::ready(Err(Status::failed_precondition(
                 "offer is no longer valid",
             ))));
         }
         self.offer = None;
+        let direct = std::mem::take(&mut self.direct_offer);
         if let Some(queue) = self.hub.queue(&self.rec.department) {
             queue.do_send(queue::OfferClosed {
                 conversation_id: self.rec.id.clone(),
@@ -696,10 +939,24 @@ impl Handler<OfferEnded> for ConversationActor {
                     OfferAnswer::Declined => &self.hub.counters.offers_declined,
                     _ => &self.hub.counters.offers_timed_out,
                 });
-                self.emit(Kind::Requeued(Requeued {
-                    reason: "offer not accepted".to_string(),
-                }));
                 self.last_position = None;
+                if direct && self.warm_from.is_some() {
+                    // A warm transfer to a named agent failed: the first agent keeps it.
+                    self.warm_from = None;
+                    self.transfer_info = None;
+                    self.system_message(format!("transfer to {} not accepted", msg.agent_id));
+                } else if direct {
+                    // A cold transfer to a named agent failed: into the department queue,
+                    // with the conversation's age.
+                    self.emit(Kind::Requeued(Requeued {
+                        reason: "transfer not accepted".to_string(),
+                    }));
+                    self.enqueue();
+                } else if self.rec.state == State::Queued {
+                    self.emit(Kind::Requeued(Requeued {
+                        reason: "offer not accepted".to_string(),
+                    }));
+                }
                 Box::pin(actix::fut::ready(Ok(Vec::new())))
             }
         }
@@ -757,6 +1014,404 @@ impl Handler<Release> for ConversationActor {
         info!(conversation_id = %self.rec.id, agent_id = %msg.agent_id, "conversation requeued");
         self.requeue(&msg.reason);
         Ok(())
+    }
+}
+
+impl ConversationActor {
+    fn cancel_direct_offer(&mut self) {
+        if !self.direct_offer {
+            return;
+        }
+        self.direct_offer = false;
+        if let Some((rid, agent)) = self.offer.take() {
+            let agents = self.hub.agents.clone();
+            actix::spawn(async move {
+                let _ = agents.cancel_reservation(&agent, &rid).await;
+            });
+        }
+    }
+
+    /// Checks who may transfer and whether the limit allows one more.
+    fn check_transfer(&self, agent_id: Option<&str>) -> Result<(), Status> {
+        match agent_id {
+            Some(agent) => self.check_agent(agent)?,
+            None if self.rec.state == State::Closed || self.rec.state == State::Offline => {
+                return Err(Status::failed_precondition(
+                    "only an open conversation can be transferred",
+                ))
+            }
+            None => {}
+        }
+        if self.warm_from.is_some() || self.direct_offer {
+            return Err(Status::failed_precondition(
+                "a transfer is already under way",
+            ));
+        }
+        let max = self.hub.config.routing.max_transfers;
+        if self.rec.transfers >= max {
+            return Err(Status::failed_precondition(format!(
+                "the conversation reached its limit of {max} transfers"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Applies a transfer to a queue target (department, language, skill, supervisor).
+    fn transfer_to_queue(
+        &mut self,
+        from: Option<String>,
+        target: &TransferTarget,
+        reason: &str,
+        warm: bool,
+    ) -> Result<String, Status> {
+        let config = &self.hub.config;
+        let (department, language, skill, label) = match target {
+            TransferTarget::Department(d) => {
+                if config.department(d).is_none() {
+                    return Err(Status::not_found(format!("unknown department {d:?}")));
+                }
+                (d.clone(), None, None, d.clone())
+            }
+            TransferTarget::Language(l) => {
+                if !config.languages().contains(l.as_str()) {
+                    return Err(Status::invalid_argument(format!(
+                        "no team serves language {l:?}"
+                    )));
+                }
+                (
+                    self.rec.department.clone(),
+                    Some(l.clone()),
+                    None,
+                    messages::language_name(l, &self.rec.language),
+                )
+            }
+            TransferTarget::Skill(k) => {
+                if !config.agents.iter().any(|a| a.skills.contains_key(k)) {
+                    return Err(Status::not_found(format!("no agent has the skill {k:?}")));
+                }
+                (
+                    self.rec.department.clone(),
+                    None,
+                    Some(k.clone()),
+                    k.clone(),
+                )
+            }
+            TransferTarget::Supervisor => {
+                let skill = config.routing.supervisor_skill.clone();
+                if !config.agents.iter().any(|a| a.skills.contains_key(&skill)) {
+                    return Err(Status::not_found("no supervisor is configured"));
+                }
+                (
+                    self.rec.department.clone(),
+                    None,
+                    Some(skill),
+                    "supervisor".to_string(),
+                )
+            }
+            TransferTarget::Agent(_) => {
+                return Err(Status::internal("agent transfers reserve first"))
+            }
+        };
+        let now = self.hub.clock.now_ms();
+        self.dequeue();
+        self.rec.department = department;
+        if let Some(language) = language {
+            self.rec.serving_language = language;
+        }
+        self.rec.extra_skill = skill;
+        self.rec.sticky_agent = None;
+        self.rec.queue_entered_at_ms = now;
+        self.transfer_info = Some(TransferInfo {
+            from_agent_id: from.clone().unwrap_or_default(),
+            reason: reason.to_string(),
+            transfers: self.rec.transfers + 1,
+            warm,
+        });
+        match (warm, from) {
+            (true, Some(agent)) if self.rec.state == State::Assigned => {
+                self.warm_from = Some(agent)
+            }
+            (_, from) => {
+                if let Some(agent) = from.or_else(|| self.rec.agent_id.clone()) {
+                    if self.rec.state == State::Assigned {
+                        self.tell_agent_ended(agent, ConversationOutcome::Transferred);
+                    }
+                }
+                self.rec.state = State::Queued;
+                self.rec.agent_id = None;
+                self.rec.agent_name.clear();
+            }
+        }
+        self.offer = None;
+        self.last_position = None;
+        self.enqueue();
+        Ok(label)
+    }
+
+    fn announce_transfer(&mut self, kind: &'static str, to: &str, reason: &str, warm: bool) {
+        self.rec.transfers += 1;
+        Counters::inc(&self.hub.counters.transfers);
+        m::transfer(kind);
+        let text = self.text(Text::Transferred, &[("to", to)]);
+        self.emit(Kind::Transferred(Transferred {
+            to: to.to_string(),
+            reason: reason.to_string(),
+            warm,
+        }));
+        self.system_message(text);
+        self.integration(
+            "transferred",
+            BTreeMap::from([
+                ("to".to_string(), to.to_string()),
+                ("kind".to_string(), kind.to_string()),
+                ("reason".to_string(), reason.to_string()),
+                ("warm".to_string(), warm.to_string()),
+            ]),
+        );
+        drop(self.persist_record());
+    }
+}
+
+impl Handler<Transfer> for ConversationActor {
+    type Result = ResponseActFuture<Self, Result<(), Status>>;
+
+    fn handle(&mut self, msg: Transfer, _ctx: &mut Context<Self>) -> Self::Result {
+        if let Err(status) = self.check_transfer(msg.agent_id.as_deref()) {
+            return Box::pin(actix::fut::ready(Err(status)));
+        }
+        let TransferTarget::Agent(target) = msg.target.clone() else {
+            let kind = match &msg.target {
+                TransferTarget::Department(_) => "department",
+                TransferTarget::Language(_) => "language",
+                TransferTarget::Skill(_) => "skill",
+                _ => "supervisor",
+            };
+            let result = self
+                .transfer_to_queue(msg.agent_id.clone(), &msg.target, &msg.reason, msg.warm)
+                .map(|label| self.announce_transfer(kind, &label, &msg.reason, msg.warm));
+            return Box::pin(actix::fut::ready(result));
+        };
+        let Some(account) = self.hub.config.agents.iter().find(|a| a.id == target) else {
+            return Box::pin(actix::fut::ready(Err(Status::not_found(format!(
+                "unknown agent {target:?}"
+            )))));
+        };
+        if self.rec.agent_id.as_deref() == Some(target.as_str()) {
+            return Box::pin(actix::fut::ready(Err(Status::invalid_argument(
+                "the conversation is already with this agent",
+            ))));
+        }
+        let target_name = account.name.clone();
+        let reservation_id = uuid::Uuid::new_v4().simple().to_string();
+        self.transfer_info = Some(TransferInfo {
+            from_agent_id: msg.agent_id.clone().unwrap_or_default(),
+            reason: msg.reason.clone(),
+            transfers: self.rec.transfers + 1,
+            warm: msg.warm,
+        });
+        let request = self.reserve_request(&reservation_id, &target);
+        let agents = self.hub.agents.clone();
+        Box::pin(
+            async move { agents.reserve(request).await }
+                .into_actor(self)
+                .map(move |outcome, act, _ctx| {
+                    match outcome {
+                        Ok(ReserveOutcome::Held) => {}
+                        Ok(ReserveOutcome::Rejected(reason)) => {
+                            act.transfer_info = None;
+                            return Err(Status::failed_precondition(format!(
+                                "agent {target:?} cannot take the conversation now ({reason:?})"
+                            )));
+                        }
+                        Err(status) => {
+                            act.transfer_info = None;
+                            return Err(status);
+                        }
+                    }
+                    let still_valid = match &msg.agent_id {
+                        Some(agent) => act.check_agent(agent).is_ok(),
+                        None => matches!(act.rec.state, State::Queued | State::Assigned),
+                    };
+                    if !still_valid {
+                        let agents = act.hub.agents.clone();
+                        let (t, rid) = (target.clone(), reservation_id.clone());
+                        actix::spawn(async move {
+                            let _ = agents.cancel_reservation(&t, &rid).await;
+                        });
+                        act.transfer_info = None;
+                        return Err(Status::failed_precondition(
+                            "conversation changed meanwhile",
+                        ));
+                    }
+                    act.dequeue();
+                    let from = msg.agent_id.clone().or_else(|| act.rec.agent_id.clone());
+                    if msg.warm && act.rec.state == State::Assigned {
+                        act.warm_from = from;
+                    } else {
+                        if let (Some(agent), State::Assigned) = (from, act.rec.state) {
+                            act.tell_agent_ended(agent, ConversationOutcome::Transferred);
+                        }
+                        act.rec.state = State::Queued;
+                        act.rec.agent_id = None;
+                        act.rec.agent_name.clear();
+                    }
+                    act.offer = Some((reservation_id, target));
+                    act.direct_offer = true;
+                    act.announce_transfer("agent", &target_name, &msg.reason, msg.warm);
+                    Ok(())
+                }),
+        )
+    }
+}
+
+impl Handler<HandOver> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: HandOver, _ctx: &mut Context<Self>) {
+        if self.rec.state != State::Queued {
+            return;
+        }
+        let now = self.hub.clock.now_ms();
+        self.rec.serving_language = msg.to.clone();
+        if msg.to == self.rec.language {
+            // Pulled back to the customer's own team.
+            drop(self.persist_record());
+            return;
+        }
+        Counters::inc(&self.hub.counters.handovers);
+        m::handover(&msg.from, &msg.to);
+        let reopens = self.hub.shifts.reopens_at(&self.rec.language, now);
+        let when = reopens
+            .map(|r| self.hub.shifts.describe(&self.rec.language, r))
+            .unwrap_or_default();
+        let language = messages::language_name(&msg.to, &self.rec.language);
+        let from = messages::language_name(&msg.from, &self.rec.language);
+        let text = self.text(
+            Text::Handover,
+            &[
+                ("language", language.as_str()),
+                ("from", from.as_str()),
+                ("reopens", when.as_str()),
+            ],
+        );
+        self.emit(Kind::HandedOver(HandedOver {
+            from_language: msg.from.clone(),
+            to_language: msg.to.clone(),
+            reopens_at_unix_ms: reopens.unwrap_or_default(),
+        }));
+        self.system_message(text);
+        self.integration(
+            "handed_over",
+            BTreeMap::from([("from".to_string(), msg.from), ("to".to_string(), msg.to)]),
+        );
+        drop(self.persist_record());
+    }
+}
+
+impl Handler<Escalate> for ConversationActor {
+    type Result = Result<Durable, Status>;
+
+    fn handle(&mut self, msg: Escalate, ctx: &mut Context<Self>) -> Self::Result {
+        self.check_agent(&msg.agent_id)?;
+        let e = msg.escalation;
+        let kind = match e.kind {
+            EscalationKind::Email => "email",
+            _ => "callback",
+        };
+        self.rec.follow_up = BTreeMap::from([
+            ("kind".to_string(), kind.to_string()),
+            ("phone".to_string(), e.phone),
+            ("email".to_string(), e.email),
+            ("preferred_time".to_string(), e.preferred_time),
+            ("note".to_string(), e.note),
+        ]);
+        self.tell_agent_ended(msg.agent_id, ConversationOutcome::Escalated);
+        Ok(self.close(Outcome::Escalated, kind, ctx))
+    }
+}
+
+impl Handler<AddNote> for ConversationActor {
+    type Result = Result<Durable, Status>;
+
+    fn handle(&mut self, msg: AddNote, _ctx: &mut Context<Self>) -> Self::Result {
+        self.check_agent(&msg.agent_id)?;
+        if self.rec.notes.len() >= 50 {
+            return Err(Status::resource_exhausted(
+                "a conversation holds at most 50 notes",
+            ));
+        }
+        self.rec
+            .notes
+            .push(format!("{}: {}", msg.agent_id, msg.text));
+        Ok(self.persist_record())
+    }
+}
+
+impl Handler<MarkSensitive> for ConversationActor {
+    type Result = Result<Durable, Status>;
+
+    fn handle(&mut self, msg: MarkSensitive, _ctx: &mut Context<Self>) -> Self::Result {
+        self.check_agent(&msg.agent_id)?;
+        self.rec.sensitive = true;
+        let text = self.text(Text::Sensitive, &[]);
+        self.system_message(text);
+        Ok(self.persist_record())
+    }
+}
+
+impl ConversationActor {
+    /// Ends a waiting conversation with a follow-up instead of a chat.
+    fn follow_up(
+        &mut self,
+        token: &str,
+        outcome: Outcome,
+        details: BTreeMap<String, String>,
+        ctx: &mut Context<Self>,
+    ) -> Result<Durable, Status> {
+        self.check_token(token)?;
+        match self.rec.state {
+            State::Queued | State::Offline => {}
+            State::Assigned => {
+                return Err(Status::failed_precondition(
+                    "an agent is already serving this conversation",
+                ))
+            }
+            State::Closed => return Err(Status::failed_precondition("conversation is closed")),
+        }
+        self.dequeue();
+        self.cancel_direct_offer();
+        self.rec.follow_up = details;
+        let reason = match outcome {
+            Outcome::Offline => "offline message",
+            _ => "callback requested",
+        };
+        Ok(self.close(outcome, reason, ctx))
+    }
+}
+
+impl Handler<LeaveOffline> for ConversationActor {
+    type Result = Result<Durable, Status>;
+
+    fn handle(&mut self, msg: LeaveOffline, ctx: &mut Context<Self>) -> Self::Result {
+        self.follow_up(&msg.token, Outcome::Offline, msg.details, ctx)
+    }
+}
+
+impl Handler<Callback> for ConversationActor {
+    type Result = Result<Durable, Status>;
+
+    fn handle(&mut self, msg: Callback, ctx: &mut Context<Self>) -> Self::Result {
+        let mut details = msg.details;
+        details.insert("kind".to_string(), "callback".to_string());
+        self.follow_up(&msg.token, Outcome::Escalated, details, ctx)
+    }
+}
+
+impl Handler<GetTranscript> for ConversationActor {
+    type Result = MessageResult<GetTranscript>;
+
+    fn handle(&mut self, _msg: GetTranscript, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult((self.rec.clone(), self.transcript.clone()))
     }
 }
 

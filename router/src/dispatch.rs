@@ -5,13 +5,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
-use centralino_agent_node::link::{Availability, OfferAnswer, RouterLink};
+use centralino_agent_node::link::{
+    Availability, Escalation, OfferAnswer, RouterLink, TransferTarget,
+};
 use centralino_proto::v1::{AgentStatus, ChatMessage};
 use parking_lot::RwLock;
 use tonic::Status;
 
 use crate::cluster::StoreError;
-use crate::conversation::{AgentClose, AgentSend, OfferEnded, Release};
+use crate::conversation::{
+    AddNote, AgentClose, AgentSend, Escalate, MarkSensitive, OfferEnded, Release, Transfer,
+};
 use crate::hub::Hub;
 use crate::metrics as m;
 use crate::queue::AgentUpdate;
@@ -149,6 +153,70 @@ impl RouterLink for Dispatch {
             })
             .await
             .map_err(mailbox)?
+    }
+
+    async fn transfer(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        target: TransferTarget,
+        reason: &str,
+        warm: bool,
+    ) -> Result<(), Status> {
+        self.conversation(conversation_id)?
+            .send(Transfer {
+                agent_id: Some(agent_id.to_string()),
+                target,
+                reason: reason.to_string(),
+                warm,
+            })
+            .await
+            .map_err(mailbox)?
+    }
+
+    async fn escalate(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        escalation: Escalation,
+    ) -> Result<(), Status> {
+        let d = self
+            .conversation(conversation_id)?
+            .send(Escalate {
+                agent_id: agent_id.to_string(),
+                escalation,
+            })
+            .await
+            .map_err(mailbox)??;
+        durable(Some(d)).await
+    }
+
+    async fn add_note(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        text: &str,
+    ) -> Result<(), Status> {
+        let d = self
+            .conversation(conversation_id)?
+            .send(AddNote {
+                agent_id: agent_id.to_string(),
+                text: text.to_string(),
+            })
+            .await
+            .map_err(mailbox)??;
+        durable(Some(d)).await
+    }
+
+    async fn mark_sensitive(&self, conversation_id: &str, agent_id: &str) -> Result<(), Status> {
+        let d = self
+            .conversation(conversation_id)?
+            .send(MarkSensitive {
+                agent_id: agent_id.to_string(),
+            })
+            .await
+            .map_err(mailbox)??;
+        durable(Some(d)).await
     }
 
     fn availability(&self, update: Availability) {

@@ -10,11 +10,14 @@ use centralino_agent_node::clock::SharedClock;
 use centralino_agent_node::link::AgentNodeLink;
 use parking_lot::RwLock;
 
+use centralino_agent_node::shifts::Shifts;
+
 use crate::archive::Archive;
 use crate::cluster::group_commit::GroupCommit;
 use crate::cluster::Store;
 use crate::config::Config;
 use crate::conversation::ConversationActor;
+use crate::events::IntegrationLog;
 use crate::queue::DepartmentQueue;
 
 /// Node-wide counters (the admin snapshot; Prometheus has the labelled versions).
@@ -46,6 +49,16 @@ pub struct Counters {
     pub csat_bad: AtomicU64,
     /// Messages relayed.
     pub messages: AtomicU64,
+    /// Conversations ended with an offline message.
+    pub offline: AtomicU64,
+    /// Conversations escalated out of chat.
+    pub escalated: AtomicU64,
+    /// Transfers.
+    pub transfers: AtomicU64,
+    /// Language handovers.
+    pub handovers: AtomicU64,
+    /// Re-contacts within the window.
+    pub recontacts: AtomicU64,
 }
 
 impl Counters {
@@ -53,6 +66,28 @@ impl Counters {
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// What a hub is made of.
+pub struct HubParts {
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// Clock.
+    pub clock: SharedClock,
+    /// Durable store.
+    pub store: Arc<dyn Store>,
+    /// Batched writes to the store.
+    pub commits: GroupCommit,
+    /// Transcript archive.
+    pub archive: Archive,
+    /// The agent-nodes.
+    pub agents: Arc<dyn AgentNodeLink>,
+    /// Team schedules.
+    pub shifts: Arc<Shifts>,
+    /// Integration events.
+    pub events: Arc<IntegrationLog>,
+    /// Actor threads.
+    pub arbiters: Vec<ArbiterHandle>,
 }
 
 /// Shared state of a router.
@@ -69,6 +104,10 @@ pub struct Hub {
     pub archive: Archive,
     /// The agent-nodes.
     pub agents: Arc<dyn AgentNodeLink>,
+    /// Team schedules and language fallback.
+    pub shifts: Arc<Shifts>,
+    /// Integration events.
+    pub events: Arc<IntegrationLog>,
     /// Counters for snapshots.
     pub counters: Counters,
     conversations: RwLock<HashMap<String, Addr<ConversationActor>>>,
@@ -80,27 +119,21 @@ pub struct Hub {
 
 impl Hub {
     /// Returns a hub; queues are attached with [`Hub::set_queues`].
-    pub fn new(
-        config: Arc<Config>,
-        clock: SharedClock,
-        store: Arc<dyn Store>,
-        commits: GroupCommit,
-        archive: Archive,
-        agents: Arc<dyn AgentNodeLink>,
-        arbiters: Vec<ArbiterHandle>,
-    ) -> Arc<Self> {
+    pub fn new(parts: HubParts) -> Arc<Self> {
         Arc::new(Self {
-            config,
-            clock,
-            store,
-            commits,
-            archive,
-            agents,
+            config: parts.config,
+            clock: parts.clock,
+            store: parts.store,
+            commits: parts.commits,
+            archive: parts.archive,
+            agents: parts.agents,
+            shifts: parts.shifts,
+            events: parts.events,
             counters: Counters::default(),
             conversations: RwLock::new(HashMap::new()),
             queues: OnceLock::new(),
             depths: OnceLock::new(),
-            arbiters,
+            arbiters: parts.arbiters,
             next_arbiter: AtomicUsize::new(0),
         })
     }

@@ -2,18 +2,25 @@
 //! Requests are validated here (bad input gets a clear status and changes nothing), then
 //! handed to the conversation actors.
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use centralino_agent_node::link::TransferTarget;
 use centralino_agent_node::node::AgentNode;
 use centralino_proto::v1::admin_server::Admin;
 use centralino_proto::v1::conversation_service_server::ConversationService;
 use centralino_proto::v1::{
     AgentSnapshot, AgentStatus, ChatMessage, CloseConversationRequest, CloseConversationResponse,
-    ConversationEvent, Counters as CountersProto, GetSnapshotRequest, Priority,
-    RateConversationRequest, RateConversationResponse, SendMessageRequest, SendMessageResponse,
-    Sender, SetAgentStatusRequest, SetAgentStatusResponse, Snapshot, StartConversationRequest,
-    StartConversationResponse, StreamEventsRequest,
+    ConversationEvent, ConversationOutcome, ConversationSummary, Counters as CountersProto,
+    ForceTransferRequest, ForceTransferResponse, GetSnapshotRequest, GetTranscriptRequest,
+    IntegrationEvent, LeaveOfflineMessageRequest, LeaveOfflineMessageResponse,
+    ListConversationsRequest, ListConversationsResponse, Priority, RateConversationRequest,
+    RateConversationResponse, RequestCallbackRequest, RequestCallbackResponse, SendMessageRequest,
+    SendMessageResponse, Sender, SetAgentStatusRequest, SetAgentStatusResponse,
+    SetCustomerTierRequest, SetCustomerTierResponse, Snapshot, StartConversationRequest,
+    StartConversationResponse, StreamEventsRequest, StreamIntegrationEventsRequest, Transcript,
+    WatchConversationRequest,
 };
 use futures::Stream;
 use std::sync::atomic::Ordering;
@@ -21,14 +28,19 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
+use crate::archive::{Archived, Filter};
 use crate::cluster::records::{
     conversation_key, decode, message_key, profile_key, put, ConversationRecord, MessageRecord,
-    ProfileRecord, State, Visitor,
+    Outcome, ProfileRecord, State, Visitor,
 };
 use crate::cluster::StoreError;
 use crate::config::PriorityName;
-use crate::conversation::{ConversationActor, CustomerClose, CustomerSend, Rate, Subscribe};
+use crate::conversation::{
+    Callback, ConversationActor, CustomerClose, CustomerSend, GetTranscript, LeaveOffline, Rate,
+    Subscribe, Transfer,
+};
 use crate::hub::{Counters, Hub};
+use crate::messages::{self, Text};
 use crate::metrics as m;
 use crate::queue::GetStats;
 
@@ -75,21 +87,6 @@ async fn wait_durable(d: Option<crate::cluster::group_commit::Durable>) -> Resul
             .unwrap_or(Err(StoreError::Closed))
             .map_err(Status::from),
         None => Ok(()),
-    }
-}
-
-/// Returns the greeting for a returning customer in their language.
-pub fn welcome_back(language: &str, name: &str) -> String {
-    let name = if name.trim().is_empty() {
-        ""
-    } else {
-        name.trim()
-    };
-    match (language, name.is_empty()) {
-        ("it", false) => format!("Bentornato, {name}! Un operatore sarà subito da te."),
-        ("it", true) => "Bentornato! Un operatore sarà subito da te.".to_string(),
-        (_, false) => format!("Welcome back, {name}! An agent will be with you shortly."),
-        (_, true) => "Welcome back! An agent will be with you shortly.".to_string(),
     }
 }
 
@@ -199,6 +196,22 @@ impl CustomerApi {
                 None => None,
             };
         let returning = profile.as_ref().is_some_and(|p| p.contacts > 0);
+        if profile.as_ref().is_some_and(|p| p.tier == "vip") {
+            priority = Priority::Vip;
+        }
+        let recontact_ms = config.routing.recontact_window_secs as i64 * 1000;
+        let recontact = profile
+            .as_ref()
+            .is_some_and(|p| p.last_contact_ms > 0 && now - p.last_contact_ms <= recontact_ms);
+        let serving = self
+            .hub
+            .shifts
+            .serving_language(&req.language, now)
+            .map(str::to_string);
+        let reopens = match serving {
+            Some(_) => None,
+            None => self.hub.shifts.reopens_at(&req.language, now),
+        };
         let window_ms = config.routing.sticky_window_secs as i64 * 1000;
         let sticky_agent = profile
             .as_ref()
@@ -219,7 +232,11 @@ impl CustomerApi {
             language: req.language.clone(),
             priority: priority as i32 as u8,
             visitor: Visitor::from(&visitor),
-            state: State::Queued,
+            state: if serving.is_some() {
+                State::Queued
+            } else {
+                State::Offline
+            },
             outcome: None,
             started_at_ms: now,
             enqueued_at_ms: now,
@@ -237,6 +254,13 @@ impl CustomerApi {
             summary: String::new(),
             rating: None,
             next_event_id: 0,
+            serving_language: serving.clone().unwrap_or_else(|| req.language.clone()),
+            transfers: 0,
+            notes: Vec::new(),
+            extra_skill: None,
+            recontact,
+            sensitive: false,
+            follow_up: Default::default(),
         };
         let mut transcript = Vec::new();
         let mut push = |sender: Sender, message_id: String, text: String| {
@@ -258,7 +282,12 @@ impl CustomerApi {
             push(
                 Sender::System,
                 format!("{id}-welcome"),
-                welcome_back(&req.language, &req.display_name),
+                messages::render(
+                    config,
+                    &req.language,
+                    Text::WelcomeBack,
+                    &[("name", req.display_name.trim())],
+                ),
             );
         }
         if !req.first_message.trim().is_empty() {
@@ -284,10 +313,24 @@ impl CustomerApi {
         }
         self.hub.commits.write(ops).await?;
         let hub = self.hub.clone();
+        self.hub.events.record(
+            &self.hub.commits,
+            "started",
+            &rec,
+            now,
+            BTreeMap::from([
+                ("recontact".to_string(), recontact.to_string()),
+                ("offline".to_string(), serving.is_none().to_string()),
+            ]),
+        );
         self.hub.spawn_conversation(id.clone(), move || {
             ConversationActor::new(hub, rec, transcript, new_profile)
         });
         Counters::inc(&self.hub.counters.started);
+        if recontact {
+            Counters::inc(&self.hub.counters.recontacts);
+            m::recontact(&department);
+        }
         m::conversation_started(&department, &req.language);
         m::live(self.hub.live_conversations());
         info!(conversation_id = %id, %department, language = %req.language, returning, "conversation started");
@@ -297,6 +340,9 @@ impl CustomerApi {
             department,
             priority: priority as i32,
             returning_customer: returning,
+            offline: serving.is_none(),
+            reopens_at_unix_ms: reopens.unwrap_or_default(),
+            recontact,
         })
     }
 }
@@ -323,7 +369,7 @@ impl ConversationService for CustomerApi {
             let rx = self
                 .conversation(&req.conversation_id)?
                 .send(Subscribe {
-                    token: req.token,
+                    token: Some(req.token),
                     after_event_id: req.after_event_id,
                 })
                 .await
@@ -386,6 +432,86 @@ impl ConversationService for CustomerApi {
                 .map_err(mailbox)??;
             wait_durable(Some(durable)).await?;
             Ok(Response::new(RateConversationResponse {}))
+        }
+        .await;
+        reject(result)
+    }
+
+    async fn leave_offline_message(
+        &self,
+        request: Request<LeaveOfflineMessageRequest>,
+    ) -> Result<Response<LeaveOfflineMessageResponse>, Status> {
+        let req = request.into_inner();
+        let result = async {
+            let max = self.hub.config.limits.max_field_bytes;
+            check_field(&req.name, "name", max, false)?;
+            check_field(&req.email, "email", max, false)?;
+            check_field(&req.phone, "phone", max, false)?;
+            if req.text.trim().is_empty() {
+                return Err(Status::invalid_argument("text must not be empty"));
+            }
+            if req.text.len() > self.hub.config.limits.max_message_bytes {
+                return Err(Status::invalid_argument("text is too long"));
+            }
+            if req.email.trim().is_empty() && req.phone.trim().is_empty() {
+                return Err(Status::invalid_argument(
+                    "leave an email address or a phone number so we can answer",
+                ));
+            }
+            if !req.email.is_empty() && !req.email.contains('@') {
+                return Err(Status::invalid_argument("email is not an email address"));
+            }
+            let details = BTreeMap::from([
+                ("name".to_string(), req.name),
+                ("email".to_string(), req.email),
+                ("phone".to_string(), req.phone),
+                ("text".to_string(), req.text),
+            ]);
+            let durable = self
+                .conversation(&req.conversation_id)?
+                .send(LeaveOffline {
+                    token: req.token,
+                    details,
+                })
+                .await
+                .map_err(mailbox)??;
+            wait_durable(Some(durable)).await?;
+            Ok(Response::new(LeaveOfflineMessageResponse {}))
+        }
+        .await;
+        reject(result)
+    }
+
+    async fn request_callback(
+        &self,
+        request: Request<RequestCallbackRequest>,
+    ) -> Result<Response<RequestCallbackResponse>, Status> {
+        let req = request.into_inner();
+        let result = async {
+            let max = self.hub.config.limits.max_field_bytes;
+            check_field(&req.phone, "phone", max, true)?;
+            check_field(&req.preferred_time, "preferred_time", max, false)?;
+            if !req
+                .phone
+                .chars()
+                .all(|c| c.is_ascii_digit() || " +-()/.".contains(c))
+            {
+                return Err(Status::invalid_argument("phone is not a phone number"));
+            }
+            let details = BTreeMap::from([
+                ("phone".to_string(), req.phone),
+                ("preferred_time".to_string(), req.preferred_time),
+            ]);
+            let durable = self
+                .conversation(&req.conversation_id)?
+                .send(Callback {
+                    token: req.token,
+                    details,
+                })
+                .await
+                .map_err(mailbox)??;
+            wait_durable(Some(durable)).await?;
+            Ok(Response::new(RequestCallbackResponse {}))
         }
         .await;
         reject(result)
@@ -516,6 +642,218 @@ impl Admin for AdminApi {
         }))
     }
 
+    async fn list_conversations(
+        &self,
+        request: Request<ListConversationsRequest>,
+    ) -> Result<Response<ListConversationsResponse>, Status> {
+        reject(self.authorize(&request))?;
+        let req = request.into_inner();
+        let rating = match req.rating.as_str() {
+            "" => None,
+            "good" => Some(Some(true)),
+            "bad" => Some(Some(false)),
+            "unrated" => Some(None),
+            other => {
+                return reject(Err(Status::invalid_argument(format!(
+                    "rating must be good, bad, unrated or empty, not {other:?}"
+                ))))
+            }
+        };
+        let filter = Filter {
+            agent_id: (!req.agent_id.is_empty()).then_some(req.agent_id),
+            department: (!req.department.is_empty()).then_some(req.department),
+            from_ms: (req.from_unix_ms > 0).then_some(req.from_unix_ms),
+            to_ms: (req.to_unix_ms > 0).then_some(req.to_unix_ms),
+            rating,
+        };
+        let limit = match req.limit {
+            0 => 100,
+            n => n.min(1000) as usize,
+        };
+        let archive = self.hub.archive.clone();
+        let found = tokio::task::spawn_blocking(move || archive.list(&filter, limit))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::unavailable(format!("archive: {e}")))?;
+        Ok(Response::new(ListConversationsResponse {
+            conversations: found.iter().map(summary).collect(),
+        }))
+    }
+
+    async fn get_transcript(
+        &self,
+        request: Request<GetTranscriptRequest>,
+    ) -> Result<Response<Transcript>, Status> {
+        reject(self.authorize(&request))?;
+        let id = request.into_inner().conversation_id;
+        reject(check_field(&id, "conversation_id", 256, true))?;
+        let archived = match self.hub.conversation(&id) {
+            Some(actor) => {
+                let (conversation, transcript) =
+                    actor.send(GetTranscript).await.map_err(mailbox)?;
+                Some(Archived {
+                    conversation,
+                    transcript,
+                })
+            }
+            None => {
+                let archive = self.hub.archive.clone();
+                let key = id.clone();
+                tokio::task::spawn_blocking(move || archive.find(&key))
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?
+                    .map_err(|e| Status::unavailable(format!("archive: {e}")))?
+            }
+        };
+        let archived = reject(archived.ok_or_else(|| Status::not_found("no such conversation")))?;
+        Ok(Response::new(Transcript {
+            conversation: Some(summary(&archived)),
+            messages: archived.transcript.iter().map(|m| m.to_proto()).collect(),
+            notes: archived.conversation.notes.clone(),
+            summary: archived.conversation.summary.clone(),
+        }))
+    }
+
+    type WatchConversationStream = EventStream;
+
+    async fn watch_conversation(
+        &self,
+        request: Request<WatchConversationRequest>,
+    ) -> Result<Response<Self::WatchConversationStream>, Status> {
+        reject(self.authorize(&request))?;
+        let req = request.into_inner();
+        let actor = reject(
+            self.hub
+                .conversation(&req.conversation_id)
+                .ok_or_else(|| Status::not_found("no open conversation with this id")),
+        )?;
+        let rx = actor
+            .send(Subscribe {
+                token: None,
+                after_event_id: req.after_event_id,
+            })
+            .await
+            .map_err(mailbox)??;
+        Ok(Response::new(
+            Box::pin(ReceiverStream::new(rx)) as EventStream
+        ))
+    }
+
+    async fn force_transfer(
+        &self,
+        request: Request<ForceTransferRequest>,
+    ) -> Result<Response<ForceTransferResponse>, Status> {
+        reject(self.authorize(&request))?;
+        let req = request.into_inner();
+        let target = match (
+            req.agent_id.is_empty(),
+            req.department.is_empty(),
+            req.language.is_empty(),
+        ) {
+            (false, true, true) => TransferTarget::Agent(req.agent_id),
+            (true, false, true) => TransferTarget::Department(req.department),
+            (true, true, false) => TransferTarget::Language(req.language),
+            _ => {
+                return reject(Err(Status::invalid_argument(
+                    "give exactly one of agent_id, department, language",
+                )))
+            }
+        };
+        let actor = reject(
+            self.hub
+                .conversation(&req.conversation_id)
+                .ok_or_else(|| Status::not_found("no open conversation with this id")),
+        )?;
+        reject(
+            actor
+                .send(Transfer {
+                    agent_id: None,
+                    target,
+                    reason: req.reason,
+                    warm: false,
+                })
+                .await
+                .map_err(mailbox)?,
+        )?;
+        Ok(Response::new(ForceTransferResponse {}))
+    }
+
+    type StreamIntegrationEventsStream =
+        Pin<Box<dyn Stream<Item = Result<IntegrationEvent, Status>> + Send>>;
+
+    async fn stream_integration_events(
+        &self,
+        request: Request<StreamIntegrationEventsRequest>,
+    ) -> Result<Response<Self::StreamIntegrationEventsStream>, Status> {
+        reject(self.authorize(&request))?;
+        let after = request.into_inner().after_event_id;
+        // Subscribe first, then read the stored backlog: nothing falls in between.
+        let mut live = self.hub.events.subscribe();
+        let backlog =
+            crate::events::IntegrationLog::stored_after(self.hub.store.as_ref(), after).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(async move {
+            let mut last = after;
+            for event in backlog {
+                last = last.max(event.event_id);
+                if tx.send(Ok(event)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                match live.recv().await {
+                    Ok(event) if event.event_id > last => {
+                        last = event.event_id;
+                        if tx.send(Ok(event)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        let _ = tx
+                            .send(Err(Status::data_loss(format!(
+                                "the stream fell behind; resume after event {last}"
+                            ))))
+                            .await;
+                        return;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn set_customer_tier(
+        &self,
+        request: Request<SetCustomerTierRequest>,
+    ) -> Result<Response<SetCustomerTierResponse>, Status> {
+        reject(self.authorize(&request))?;
+        let req = request.into_inner();
+        reject(check_field(
+            &req.customer_id,
+            "customer_id",
+            self.hub.config.limits.max_field_bytes,
+            true,
+        ))?;
+        if !matches!(req.tier.as_str(), "" | "vip") {
+            return reject(Err(Status::invalid_argument(
+                "tier must be \"vip\" or empty",
+            )));
+        }
+        let key = profile_key(&req.customer_id);
+        let mut profile: ProfileRecord = match self.hub.store.get(&key).await? {
+            Some(bytes) => decode(&key, &bytes)?,
+            None => ProfileRecord {
+                customer_id: req.customer_id.clone(),
+                ..ProfileRecord::default()
+            },
+        };
+        profile.tier = req.tier;
+        self.hub.commits.write(vec![put(key, &profile)]).await?;
+        Ok(Response::new(SetCustomerTierResponse {}))
+    }
+
     async fn set_agent_status(
         &self,
         request: Request<SetAgentStatusRequest>,
@@ -527,5 +865,38 @@ impl Admin for AdminApi {
         let status = reject(status)?;
         reject(self.agents.set_status(&req.agent_id, status).await)?;
         Ok(Response::new(SetAgentStatusResponse {}))
+    }
+}
+
+fn summary(a: &Archived) -> ConversationSummary {
+    let c = &a.conversation;
+    let outcome = match c.outcome {
+        None => ConversationOutcome::Open,
+        Some(Outcome::Completed) => ConversationOutcome::Completed,
+        Some(Outcome::Abandoned) => ConversationOutcome::Abandoned,
+        Some(Outcome::Offline) => ConversationOutcome::Offline,
+        Some(Outcome::Escalated) => ConversationOutcome::Escalated,
+    };
+    ConversationSummary {
+        conversation_id: c.id.clone(),
+        customer_id: c.customer_id.clone(),
+        department: c.department.clone(),
+        language: c.language.clone(),
+        agent_id: c.agent_id.clone().unwrap_or_default(),
+        outcome: outcome as i32,
+        started_at_unix_ms: c.started_at_ms,
+        closed_at_unix_ms: c.closed_at_ms.unwrap_or_default(),
+        rating: match &c.rating {
+            Some(r) if r.good => "good".to_string(),
+            Some(_) => "bad".to_string(),
+            None => String::new(),
+        },
+        rating_comment: c
+            .rating
+            .as_ref()
+            .map(|r| r.comment.clone())
+            .unwrap_or_default(),
+        messages: a.transcript.len() as u32,
+        transfers: c.transfers,
     }
 }

@@ -9,6 +9,8 @@
 //! - [`cluster`]: the `Store` trait, the embedded store and group commit.
 //! - [`hub`]: state every part of the router shares.
 //! - [`archive`]: transcripts of closed conversations (JSON Lines).
+//! - [`events`]: integration events for CRM and e-mail systems.
+//! - [`messages`]: customer-facing texts per language.
 //! - [`standalone`]: one process with router, agent-node and embedded store.
 //! - [`sim`]: traffic simulator behind `centralino demo|sim`.
 //! - [`bench`]: the benchmarks behind `centralino bench`.
@@ -22,8 +24,10 @@ pub mod cluster;
 pub mod config;
 pub mod conversation;
 pub mod dispatch;
+pub mod events;
 pub mod hub;
 pub mod ingress;
+pub mod messages;
 pub mod metrics;
 pub mod queue;
 pub mod routing;

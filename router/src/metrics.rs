@@ -102,6 +102,30 @@ pub fn describe() {
         "centralino_store_batch_ops",
         "Operations per group-commit transaction"
     );
+    describe_counter!(
+        "centralino_conversations_offline_total",
+        "Conversations ended with an offline message, by department and language"
+    );
+    describe_counter!(
+        "centralino_conversations_escalated_total",
+        "Conversations escalated to a callback or email, by department and language"
+    );
+    describe_counter!(
+        "centralino_transfers_total",
+        "Transfers, by kind (agent, department, language, skill, supervisor)"
+    );
+    describe_counter!(
+        "centralino_language_handovers_total",
+        "Queued conversations handed to another language's team at shift end, by from and to"
+    );
+    describe_counter!(
+        "centralino_recontacts_total",
+        "Customers coming back within the re-contact window, by department"
+    );
+    describe_counter!(
+        "centralino_busy_notices_total",
+        "Customers offered alternatives to a long wait, by department"
+    );
     describe_gauge!(
         "centralino_conversations_live",
         "Conversations with a live actor on this node"
@@ -189,4 +213,30 @@ pub(crate) fn rejected(code: tonic::Code) {
 
 pub(crate) fn live(count: usize) {
     gauge!("centralino_conversations_live").set(count as f64);
+}
+
+pub(crate) fn conversation_ended(rec: &ConversationRecord, outcome: &'static str) {
+    let name = match outcome {
+        "offline" => "centralino_conversations_offline_total",
+        _ => "centralino_conversations_escalated_total",
+    };
+    counter!(name, "department" => rec.department.clone(), "language" => rec.language.clone())
+        .increment(1);
+}
+
+pub(crate) fn transfer(kind: &'static str) {
+    counter!("centralino_transfers_total", "kind" => kind).increment(1);
+}
+
+pub(crate) fn handover(from: &str, to: &str) {
+    counter!("centralino_language_handovers_total", "from" => from.to_string(), "to" => to.to_string())
+        .increment(1);
+}
+
+pub(crate) fn recontact(department: &str) {
+    counter!("centralino_recontacts_total", "department" => department.to_string()).increment(1);
+}
+
+pub(crate) fn busy_notice(department: &str) {
+    counter!("centralino_busy_notices_total", "department" => department.to_string()).increment(1);
 }

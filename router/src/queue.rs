@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use centralino_agent_node::link::{Availability, OfferAnswer, ReserveOutcome, ReserveRequest};
-use centralino_proto::v1::{QueueSnapshot, VisitorContext};
+use centralino_proto::v1::{CustomerHistory, QueueSnapshot, TransferInfo, VisitorContext};
 use tracing::debug;
 
 use crate::cluster::records::ConversationRecord;
 use crate::config::{Config, DepartmentConfig};
-use crate::conversation::{Moved, OfferWithdrawn, Offering, Position};
+use crate::conversation::{HandOver, Moved, OfferWithdrawn, Offering, Position};
 use crate::hub::{Counters, Hub};
 use crate::metrics as m;
 use crate::routing::{self, AgentPool, QueueKey, Requirement, StickyState};
@@ -45,6 +45,10 @@ pub struct OfferInfo {
     pub started_at_ms: i64,
     /// Summary of the last contact.
     pub last_summary: String,
+    /// Customer history.
+    pub history: Option<CustomerHistory>,
+    /// Transfer details, when transferred.
+    pub transfer: Option<TransferInfo>,
 }
 
 /// A conversation waiting in a queue.
@@ -60,6 +64,10 @@ pub struct QueueEntry {
     pub queue_entered_at_ms: i64,
     /// Customer language.
     pub language: String,
+    /// Language of the team that serves it now (a fallback after a handover).
+    pub serving_language: String,
+    /// Further skill required (transfer to a skill or a supervisor).
+    pub extra_skill: Option<String>,
     /// Last agent of a returning customer.
     pub sticky_agent: Option<String>,
     /// Until when to wait for the sticky agent.
@@ -70,14 +78,24 @@ pub struct QueueEntry {
 
 impl QueueEntry {
     /// Returns the queue entry of a conversation record.
-    pub fn from_record(rec: &ConversationRecord, now_ms: i64, config: &Config) -> Self {
-        let _ = now_ms;
+    pub fn from_record(
+        rec: &ConversationRecord,
+        config: &Config,
+        history: Option<CustomerHistory>,
+        transfer: Option<TransferInfo>,
+    ) -> Self {
         Self {
             conversation_id: rec.id.clone(),
             priority: rec.priority,
             enqueued_at_ms: rec.enqueued_at_ms,
             queue_entered_at_ms: rec.queue_entered_at_ms,
             language: rec.language.clone(),
+            serving_language: if rec.serving_language.is_empty() {
+                rec.language.clone()
+            } else {
+                rec.serving_language.clone()
+            },
+            extra_skill: rec.extra_skill.clone(),
             sticky_agent: rec.sticky_agent.clone(),
             sticky_until_ms: rec.queue_entered_at_ms
                 + config.routing.sticky_wait_secs as i64 * 1000,
@@ -87,6 +105,8 @@ impl QueueEntry {
                 visitor: (&rec.visitor).into(),
                 started_at_ms: rec.started_at_ms,
                 last_summary: rec.last_summary.clone(),
+                history,
+                transfer,
             }),
         }
     }
@@ -224,7 +244,10 @@ impl DepartmentQueue {
                     Counters::inc(&self.hub.counters.sticky_misses);
                     m::sticky("timeout");
                 } else {
-                    match self.pool.sticky_state(&sticky, &waiting.entry.language) {
+                    match self
+                        .pool
+                        .sticky_state(&sticky, &waiting.entry.serving_language)
+                    {
                         StickyState::Free => candidate = self.pool.agent_id(&sticky),
                         StickyState::Busy => continue,
                         StickyState::Unavailable => {
@@ -240,18 +263,20 @@ impl DepartmentQueue {
                     break;
                 }
                 let min_proficiency = routing::step_min_proficiency(steps, step);
-                let known_unmatched = waiting.excluded.is_empty()
-                    && unmatched
-                        .iter()
-                        .any(|(l, m)| *l == waiting.entry.language && *m == min_proficiency);
+                let simple = waiting.excluded.is_empty() && waiting.entry.extra_skill.is_none();
+                let known_unmatched = simple
+                    && unmatched.iter().any(|(l, m)| {
+                        *l == waiting.entry.serving_language && *m == min_proficiency
+                    });
                 if !known_unmatched {
                     let requirement = Requirement {
-                        language: &waiting.entry.language,
+                        language: &waiting.entry.serving_language,
                         min_proficiency,
+                        extra_skill: waiting.entry.extra_skill.as_deref(),
                     };
                     candidate = self.pool.select(&requirement, &waiting.excluded);
-                    if candidate.is_none() && waiting.excluded.is_empty() {
-                        unmatched.push((waiting.entry.language.clone(), min_proficiency));
+                    if candidate.is_none() && simple {
+                        unmatched.push((waiting.entry.serving_language.clone(), min_proficiency));
                     }
                 }
             }
@@ -304,6 +329,9 @@ impl DepartmentQueue {
             auto_accept: self.department.auto_accept,
             started_at_ms: info.started_at_ms,
             last_summary: info.last_summary.clone(),
+            serving_language: waiting.entry.serving_language.clone(),
+            history: info.history.clone(),
+            transfer: info.transfer.clone(),
         };
         let link = self.hub.agents.clone();
         ctx.spawn(
@@ -374,45 +402,99 @@ impl DepartmentQueue {
     fn tell_positions(&mut self) {
         self.positions_dirty = false;
         self.capacity_cache.clear();
-        let languages: Vec<String> = self
-            .order
-            .values()
-            .take(POSITIONS_TOLD)
-            .filter_map(|id| self.entries.get(id).map(|w| w.entry.language.clone()))
-            .collect();
-        for language in languages {
-            self.serving_capacity(&language);
-        }
         self.last_positions = Instant::now();
-        let mut per_language: HashMap<&str, (u32, u32)> = HashMap::new();
-        for (rank, id) in self.order.values().enumerate().take(POSITIONS_TOLD) {
+        let ids: Vec<String> = self.order.values().take(POSITIONS_TOLD).cloned().collect();
+        let mut per_language: HashMap<String, u32> = HashMap::new();
+        for id in ids {
+            let Some(language) = self
+                .entries
+                .get(&id)
+                .map(|w| w.entry.serving_language.clone())
+            else {
+                continue;
+            };
+            let position = {
+                let p = per_language.entry(language.clone()).or_insert(0);
+                *p += 1;
+                *p
+            };
+            let ewt = self.estimate(&language, position);
+            if let Some(conversation) = self.hub.conversation(&id) {
+                conversation.do_send(self.position(position, ewt));
+            }
+        }
+    }
+
+    /// Estimated wait of the `position`-th conversation served in `language`: the agents
+    /// who can serve it now (skills, language, shift), their free slots and the recent
+    /// handling time of the department.
+    fn estimate(&mut self, language: &str, position: u32) -> u32 {
+        let capacity = self.serving_capacity(language);
+        let free = self.pool.free_slots(language);
+        routing::estimated_wait_secs(position, free, capacity, self.handle_secs)
+    }
+
+    fn position(&self, position: u32, estimated_wait_secs: u32) -> Position {
+        let routing = &self.hub.config.routing;
+        Position {
+            position,
+            estimated_wait_secs,
+            busy: position > routing.busy_queue_length
+                || estimated_wait_secs as u64 > routing.busy_wait_secs,
+        }
+    }
+
+    /// Moves waiting conversations to the team that serves their language now: when the
+    /// customer's language team closes, to the first open fallback (keeping their place by
+    /// age); with `pull_back`, back to their own team when it opens again.
+    fn follow_shifts(&mut self) {
+        let now = self.hub.clock.now_ms();
+        let shifts = self.hub.shifts.clone();
+        let pull_back = self.hub.config.handover.pull_back;
+        let mut open: HashMap<String, bool> = HashMap::new();
+        let mut is_open = |language: &str| {
+            *open
+                .entry(language.to_string())
+                .or_insert_with(|| shifts.language_open(language, now))
+        };
+        let mut moves = Vec::new();
+        for id in self.order.values() {
             let Some(waiting) = self.entries.get(id) else {
                 continue;
             };
-            let language = waiting.entry.language.as_str();
-            let pos = per_language.entry(language).or_insert((0, 0));
-            pos.0 += 1;
-            if pos.1 == 0 {
-                pos.1 = self
-                    .capacity_cache
-                    .get(language)
-                    .copied()
-                    .unwrap_or(1)
-                    .max(1);
+            let (customer, current) = (&waiting.entry.language, &waiting.entry.serving_language);
+            let want = if current == customer {
+                if is_open(customer) {
+                    None
+                } else {
+                    shifts.serving_language(customer, now).map(str::to_string)
+                }
+            } else if pull_back && is_open(customer) {
+                Some(customer.clone())
+            } else if !is_open(current) {
+                shifts.serving_language(customer, now).map(str::to_string)
+            } else {
+                None
+            };
+            if let Some(want) = want.filter(|w| w != current) {
+                moves.push((id.clone(), want));
             }
-            let ewt = (pos.0 as f64 * self.handle_secs / pos.1 as f64).round() as u32;
-            let _ = rank;
-            if let Some(conversation) = self.hub.conversation(id) {
-                conversation.do_send(Position {
-                    position: pos.0,
-                    estimated_wait_secs: ewt,
-                });
+        }
+        for (id, language) in moves {
+            if let Some(waiting) = self.entries.get_mut(&id) {
+                let from = std::mem::replace(&mut waiting.entry.serving_language, language.clone());
+                waiting.excluded.clear();
+                self.positions_dirty = true;
+                if let Some(conversation) = self.hub.conversation(&id) {
+                    conversation.do_send(HandOver { from, to: language });
+                }
             }
         }
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         if !self.entries.is_empty() {
+            self.follow_shifts();
             self.dispatch(ctx);
         }
         if self.positions_dirty && self.last_positions.elapsed() >= POSITION_INTERVAL {
@@ -481,18 +563,14 @@ impl Handler<Enqueue> for DepartmentQueue {
         } else {
             self.order.range(..key).count() as u32 + 1
         };
+        let language = self
+            .entries
+            .get(&id)
+            .map(|w| w.entry.serving_language.clone())
+            .unwrap_or_default();
+        let ewt = self.estimate(&language, position);
         if let Some(conversation) = self.hub.conversation(&id) {
-            let language = self
-                .entries
-                .get(&id)
-                .map(|w| w.entry.language.clone())
-                .unwrap_or_default();
-            let capacity = self.serving_capacity(&language);
-            conversation.do_send(Position {
-                position,
-                estimated_wait_secs: (position as f64 * self.handle_secs / capacity as f64).round()
-                    as u32,
-            });
+            conversation.do_send(self.position(position, ewt));
         }
         self.dispatch(ctx);
     }
@@ -551,6 +629,7 @@ impl Handler<AgentUpdate> for DepartmentQueue {
 
     fn handle(&mut self, msg: AgentUpdate, ctx: &mut Context<Self>) {
         self.pool.update(msg.0);
+        self.positions_dirty = true;
         if !self.entries.is_empty() {
             self.dirty = true;
             // Coalesce bursts of updates into one dispatch.

@@ -30,6 +30,8 @@ pub struct Requirement<'a> {
     pub language: &'a str,
     /// Minimum proficiency in the department skill and in the language skill.
     pub min_proficiency: u8,
+    /// A further skill the agent needs (after a transfer to a skill or a supervisor).
+    pub extra_skill: Option<&'a str>,
 }
 
 /// The routing step a conversation is in after waiting `waited_secs` in its queue.
@@ -58,6 +60,16 @@ pub fn secs_to_next_step(steps: &[StepConfig], waited_secs: u64) -> Option<u64> 
         .iter()
         .find(|s| s.after_secs > waited_secs)
         .map(|s| s.after_secs - waited_secs)
+}
+
+/// Estimated wait (seconds) of the `position`-th waiting conversation when `free` slots
+/// are open now, `capacity` slots serve its language and a chat takes `handle_secs`.
+pub fn estimated_wait_secs(position: u32, free: u32, capacity: u32, handle_secs: f64) -> u32 {
+    if position <= free {
+        return 0;
+    }
+    let ahead = (position - free) as f64;
+    (ahead * handle_secs / capacity.max(1) as f64).round() as u32
 }
 
 /// Order of a queue: higher priority first, then older first, then arrival sequence.
@@ -100,6 +112,7 @@ impl PoolAgent {
 
     fn has_free_slot(&self) -> bool {
         !self.stale
+            && self.availability.on_shift
             && self.availability.status == AgentStatus::Available
             && self.load() < self.availability.capacity
     }
@@ -285,6 +298,9 @@ impl AgentPool {
                 };
                 agent.proficiency(&skill) >= requirement.min_proficiency
                     && agent.proficiency(&self.department_skill) >= requirement.min_proficiency
+                    && requirement
+                        .extra_skill
+                        .is_none_or(|extra| agent.proficiency(extra) > 0)
                     && !excluded.contains(id)
             })
             .cloned()
@@ -296,6 +312,9 @@ impl AgentPool {
             return StickyState::Unavailable;
         };
         if agent.proficiency(&language_skill(language)) == 0 {
+            return StickyState::Unavailable;
+        }
+        if !agent.availability.on_shift {
             return StickyState::Unavailable;
         }
         match agent.availability.status {
@@ -363,6 +382,7 @@ mod tests {
             skills: Arc::new(skills.iter().map(|(s, p)| (s.to_string(), *p)).collect()),
             idle_since_ms: idle,
             display_name: id.to_uppercase(),
+            on_shift: true,
         }
     }
 
@@ -370,6 +390,7 @@ mod tests {
         Requirement {
             language,
             min_proficiency: min,
+            extra_skill: None,
         }
     }
 
@@ -491,6 +512,29 @@ mod tests {
     }
 
     #[test]
+    fn off_shift_agents_and_missing_extra_skills_are_not_selected() {
+        let mut pool = AgentPool::new(Strategy::LongestIdle, "sales");
+        let mut night = agent("night", &[("lang:it", 5), ("sales", 5)], 2, 0, 1);
+        night.on_shift = false;
+        pool.update(night);
+        pool.update(agent("day", &[("lang:it", 3), ("sales", 3)], 2, 0, 2));
+        pool.update(agent(
+            "boss",
+            &[("lang:it", 3), ("sales", 3), ("supervisor", 1)],
+            2,
+            0,
+            3,
+        ));
+        assert_eq!(pool.select(&req("it", 1), &[]).as_deref(), Some("day"));
+        let supervisor = Requirement {
+            extra_skill: Some("supervisor"),
+            ..req("it", 1)
+        };
+        assert_eq!(pool.select(&supervisor, &[]).as_deref(), Some("boss"));
+        assert_eq!(pool.sticky_state("night", "it"), StickyState::Unavailable);
+    }
+
+    #[test]
     fn sticky_states() {
         let mut pool = AgentPool::new(Strategy::LongestIdle, "sales");
         pool.update(agent("free", &[("lang:it", 5), ("sales", 5)], 2, 1, 1));
@@ -503,6 +547,16 @@ mod tests {
         assert_eq!(pool.sticky_state("gone", "it"), StickyState::Unavailable);
         assert_eq!(pool.sticky_state("free", "en"), StickyState::Unavailable);
         assert_eq!(pool.sticky_state("unknown", "it"), StickyState::Unavailable);
+    }
+
+    #[test]
+    fn wait_estimate_falls_as_agents_free_up() {
+        assert_eq!(estimated_wait_secs(1, 1, 4, 120.0), 0);
+        let busy = estimated_wait_secs(5, 0, 4, 120.0);
+        let one_free = estimated_wait_secs(5, 1, 4, 120.0);
+        let more_agents = estimated_wait_secs(5, 0, 8, 120.0);
+        assert_eq!(busy, 150);
+        assert!(one_free < busy && more_agents < busy);
     }
 
     #[test]

@@ -31,7 +31,8 @@ use crate::cluster::{MemoryStore, Op, Store};
 use crate::config::Config;
 use crate::conversation::ConversationActor;
 use crate::dispatch::Dispatch;
-use crate::hub::Hub;
+use crate::events::IntegrationLog;
+use crate::hub::{Hub, HubParts};
 use crate::ingress::{AdminApi, CustomerApi};
 use crate::metrics;
 use crate::queue::DepartmentQueue;
@@ -211,15 +212,18 @@ pub async fn start_with(
     let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
 
     let agent_node = AgentNode::new(config.agent_node(), clock.clone(), handles.clone());
-    let hub = Hub::new(
-        config.clone(),
-        clock.clone(),
-        store.clone(),
+    let events = Arc::new(IntegrationLog::open(store.as_ref()).await?);
+    let hub = Hub::new(HubParts {
+        config: config.clone(),
+        clock: clock.clone(),
+        store: store.clone(),
         commits,
-        archive.clone(),
-        agent_node.clone() as Arc<dyn AgentNodeLink>,
-        handles.clone(),
-    );
+        archive: archive.clone(),
+        agents: agent_node.clone() as Arc<dyn AgentNodeLink>,
+        shifts: agent_node.shifts().clone(),
+        events,
+        arbiters: handles.clone(),
+    });
     let mut queues = HashMap::new();
     let mut depths = HashMap::new();
     for (i, department) in config.departments.iter().enumerate() {

@@ -81,6 +81,7 @@ async fn desk(
     let mut client = AgentDeskClient::connect(addr.to_string()).await.unwrap();
     let (tx, rx) = mpsc::channel(16);
     tx.send(AgentCommand {
+        request_id: String::new(),
         kind: Some(agent_command::Kind::Login(Login {
             agent_id: agent.into(),
             password: format!("{agent}-pw"),
@@ -134,6 +135,7 @@ async fn queued_and_assigned_conversations_survive_kill_9() {
     };
     assert_eq!(offer.conversation_id, a.conversation_id);
     tx.send(AgentCommand {
+        request_id: String::new(),
         kind: Some(agent_command::Kind::Accept(AcceptOffer {
             reservation_id: offer.reservation_id,
         })),

@@ -2,6 +2,8 @@
 //! profiles, serialized as JSON (readable with `etcdctl get` in cluster mode).
 
 use centralino_proto::v1::{ChatMessage, VisitorContext};
+use std::collections::BTreeMap;
+
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::{Op, StoreError};
@@ -43,6 +45,8 @@ pub enum State {
     Assigned,
     /// Ended; see the outcome.
     Closed,
+    /// Nobody serves now: waiting for the customer's offline message or callback request.
+    Offline,
 }
 
 /// Final outcome of a conversation.
@@ -53,6 +57,10 @@ pub enum Outcome {
     Completed,
     /// The customer left before an agent answered.
     Abandoned,
+    /// Ended with an offline message.
+    Offline,
+    /// Ended with a callback or email follow-up.
+    Escalated,
 }
 
 /// A customer's rating.
@@ -149,6 +157,28 @@ pub struct ConversationRecord {
     /// Next event id of the conversation's stream when the record was written.
     #[serde(default)]
     pub next_event_id: u64,
+    /// Language of the team serving the conversation (the customer's, or a fallback after a
+    /// handover).
+    #[serde(default)]
+    pub serving_language: String,
+    /// Transfers so far.
+    #[serde(default)]
+    pub transfers: u32,
+    /// Internal notes of agents.
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Extra skill required after a transfer to a skill or a supervisor.
+    #[serde(default)]
+    pub extra_skill: Option<String>,
+    /// The customer came back within the re-contact window.
+    #[serde(default)]
+    pub recontact: bool,
+    /// The customer was warned not to type sensitive data.
+    #[serde(default)]
+    pub sensitive: bool,
+    /// Callback, email or offline-message details for integrations.
+    #[serde(default)]
+    pub follow_up: BTreeMap<String, String>,
 }
 
 /// A transcript message as stored.
@@ -218,6 +248,66 @@ pub struct ProfileRecord {
     pub last_summary: String,
     /// Number of conversations started.
     pub contacts: u32,
+    /// Agents of the last completed conversations, newest first.
+    #[serde(default)]
+    pub last_agents: Vec<String>,
+    /// Wrap-up summaries of the last contacts, newest first.
+    #[serde(default)]
+    pub summaries: Vec<String>,
+    /// Agents' notes, newest first.
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Last rating: "good", "bad" or empty.
+    #[serde(default)]
+    pub last_rating: String,
+    /// Priority tier ("vip" or empty).
+    #[serde(default)]
+    pub tier: String,
+}
+
+/// How many entries of each history list a profile keeps.
+pub const HISTORY_LEN: usize = 5;
+
+impl ProfileRecord {
+    /// Records a completed contact with `agent` and its summary and notes.
+    pub fn record_completed(
+        &mut self,
+        agent: Option<&str>,
+        summary: &str,
+        notes: &[String],
+        at_ms: i64,
+    ) {
+        if let Some(agent) = agent {
+            self.last_agent = Some(agent.to_string());
+            self.last_agents.retain(|a| a != agent);
+            self.last_agents.insert(0, agent.to_string());
+            self.last_agents.truncate(HISTORY_LEN);
+        }
+        if !summary.is_empty() {
+            self.summaries.insert(0, summary.to_string());
+            self.summaries.truncate(HISTORY_LEN);
+        }
+        for note in notes.iter().rev() {
+            self.notes.insert(0, note.clone());
+        }
+        self.notes.truncate(2 * HISTORY_LEN);
+        self.last_summary = summary.to_string();
+        self.last_contact_ms = at_ms;
+        self.contacts = self.contacts.max(1);
+    }
+
+    /// Returns the history shown to agents with an offer.
+    pub fn history(&self, recontact: bool) -> centralino_proto::v1::CustomerHistory {
+        centralino_proto::v1::CustomerHistory {
+            contacts: self.contacts,
+            last_agents: self.last_agents.clone(),
+            summaries: self.summaries.clone(),
+            notes: self.notes.clone(),
+            last_rating: self.last_rating.clone(),
+            recontact,
+            tier: self.tier.clone(),
+        }
+    }
 }
 
 /// Returns a put of `value` as JSON.

@@ -161,7 +161,10 @@ impl Desk {
     /// Sends a command.
     pub async fn send(&self, kind: agent_command::Kind) {
         self.tx
-            .send(AgentCommand { kind: Some(kind) })
+            .send(AgentCommand {
+                request_id: String::new(),
+                kind: Some(kind),
+            })
             .await
             .expect("desk command");
     }
@@ -196,6 +199,7 @@ pub async fn login(
     let mut client = AgentDeskClient::new(channel(node).await);
     let (tx, rx) = mpsc::channel(64);
     tx.send(AgentCommand {
+        request_id: String::new(),
         kind: Some(agent_command::Kind::Login(Login {
             agent_id: agent_id.to_string(),
             password: password.to_string(),
@@ -296,6 +300,7 @@ pub async fn login_full(
     let mut client = AgentDeskClient::new(channel(node).await);
     let (tx, rx) = mpsc::channel(64);
     tx.send(AgentCommand {
+        request_id: String::new(),
         kind: Some(agent_command::Kind::Login(Login {
             agent_id: agent_id.to_string(),
             password: password.to_string(),

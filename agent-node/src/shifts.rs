@@ -1,0 +1,76 @@
+//! Who is on shift: team schedules, and which language's team serves a customer now
+//! (the customer's own, else the first open language of its fallback chain).
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::config::AgentNodeConfig;
+use crate::schedule::{self, Schedule};
+
+/// Compiled team schedules and language fallback chains.
+#[derive(Debug, Clone, Default)]
+pub struct Shifts {
+    /// Team name → (language, schedule); `None` = always open.
+    teams: HashMap<String, (String, Option<Schedule>)>,
+    fallback: BTreeMap<String, Vec<String>>,
+}
+
+impl Shifts {
+    /// Compiles the teams of `config` (invalid schedules count as always open; the
+    /// configuration check reports them before start).
+    pub fn new(config: &AgentNodeConfig) -> Self {
+        let teams = config
+            .teams
+            .iter()
+            .map(|t| {
+                let schedule = t.schedule.as_ref().and_then(|s| Schedule::parse(s).ok());
+                (t.name.clone(), (t.language.clone(), schedule))
+            })
+            .collect();
+        Self {
+            teams,
+            fallback: config.languages.fallback.clone(),
+        }
+    }
+
+    /// Returns whether `team` works at `at_ms` (unknown teams and teams without a schedule
+    /// always do).
+    pub fn team_open(&self, team: &str, at_ms: i64) -> bool {
+        match self.teams.get(team) {
+            Some((_, Some(schedule))) => schedule.is_open(at_ms),
+            _ => true,
+        }
+    }
+
+    /// Returns whether some team serving `language` works at `at_ms`.
+    pub fn language_open(&self, language: &str, at_ms: i64) -> bool {
+        self.teams
+            .values()
+            .any(|(l, s)| l == language && s.as_ref().is_none_or(|s| s.is_open(at_ms)))
+    }
+
+    /// Returns the language that serves a customer speaking `language` at `at_ms`.
+    pub fn serving_language<'a>(&'a self, language: &'a str, at_ms: i64) -> Option<&'a str> {
+        schedule::serving_language(language, &self.fallback, |l| self.language_open(l, at_ms))
+    }
+
+    /// Returns when a team serving `language` opens next (at or after `at_ms`).
+    pub fn reopens_at(&self, language: &str, at_ms: i64) -> Option<i64> {
+        self.teams
+            .values()
+            .filter(|(l, _)| l == language)
+            .filter_map(|(_, s)| match s {
+                Some(s) => s.next_open(at_ms),
+                None => Some(at_ms),
+            })
+            .min()
+    }
+
+    /// Returns a human-readable local time of `at_ms` for a team serving `language`.
+    pub fn describe(&self, language: &str, at_ms: i64) -> String {
+        self.teams
+            .values()
+            .find_map(|(l, s)| (l == language).then_some(s.as_ref()).flatten())
+            .map(|s| s.describe_local(at_ms))
+            .unwrap_or_default()
+    }
+}
