@@ -175,6 +175,8 @@ struct Held {
     timer: Option<SpawnHandle>,
     /// Accept sent to the router, awaiting its confirmation.
     accepting: bool,
+    /// Customer messages that arrived while the accept was being confirmed.
+    pending: Vec<ChatMessage>,
 }
 
 /// The actor behind one agent.
@@ -384,9 +386,9 @@ impl AgentActor {
                 .await
         };
         ctx.spawn(fut.into_actor(self).map(move |result, act, _ctx| {
-            if act.held.remove(&reservation_id).is_none() {
+            let Some(held) = act.held.remove(&reservation_id) else {
                 return;
-            }
+            };
             act.remember_answered(reservation_id.clone());
             match result {
                 Ok(transcript) => {
@@ -394,9 +396,17 @@ impl AgentActor {
                     act.active.insert(conversation_id.clone());
                     act.missed_in_row = 0;
                     act.push(agent_event::Kind::Assigned(ConversationAssigned {
-                        conversation_id,
+                        conversation_id: conversation_id.clone(),
                         transcript,
                     }));
+                    for message in held.pending {
+                        act.push(agent_event::Kind::Message(
+                            centralino_proto::v1::AgentMessage {
+                                conversation_id: conversation_id.clone(),
+                                message: Some(message),
+                            },
+                        ));
+                    }
                 }
                 Err(status) => {
                     debug!(%conversation_id, %status, "assignment refused by the router");
@@ -637,6 +647,7 @@ impl Handler<Reserve> for AgentActor {
                 conversation_id: req.conversation_id.clone(),
                 timer,
                 accepting: false,
+                pending: Vec::new(),
             },
         );
         m::offer_made(&req.department);
@@ -745,6 +756,15 @@ impl Handler<Deliver> for AgentActor {
     type Result = Result<(), Status>;
 
     fn handle(&mut self, msg: Deliver, _ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(held) = self
+            .held
+            .values_mut()
+            .find(|h| h.accepting && h.conversation_id == msg.conversation_id)
+        {
+            // Assigned at the router, not yet confirmed here: deliver after the assignment.
+            held.pending.push(msg.message);
+            return Ok(());
+        }
         if !self.active.contains(&msg.conversation_id) {
             return Err(Status::failed_precondition(
                 "agent does not hold this conversation",

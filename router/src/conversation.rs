@@ -3,6 +3,7 @@
 //! log for resumable streams, and the customer's token; it persists every change before
 //! acknowledging it.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +25,8 @@ use tracing::{debug, info, warn};
 use crate::archive::ArchivedConversation;
 use crate::cluster::group_commit::Durable;
 use crate::cluster::records::{
-    conversation_key, message_key, messages_prefix, profile_key, put, ConversationRecord,
-    MessageRecord, Outcome, ProfileRecord, Rating, State,
+    conversation_key, message_key, messages_prefix, put, ConversationRecord, MessageRecord,
+    Outcome, ProfileRecord, Rating, State,
 };
 use crate::cluster::Op;
 use crate::hub::{Counters, Hub};
@@ -273,7 +274,13 @@ pub struct ConversationActor {
     /// Shown with the next offers while a transfer is under way.
     transfer_info: Option<TransferInfo>,
     busy_told: bool,
+    /// A profile update to make durable with the next acknowledged change.
+    profile_write: Option<ProfileWrite>,
 }
+
+type ProfileWrite = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), crate::cluster::StoreError>> + Send>,
+>;
 
 impl ConversationActor {
     /// Returns an actor for `rec` with its stored transcript (new or restored).
@@ -313,6 +320,7 @@ impl ConversationActor {
             direct_offer: false,
             transfer_info: None,
             busy_told: false,
+            profile_write: None,
         }
     }
 
@@ -336,6 +344,24 @@ impl ConversationActor {
             self.hub.clock.now_ms(),
             details,
         );
+    }
+
+    /// Sends a system note to an agent's desktop (not part of the customer's transcript).
+    fn tell_agent(&self, agent_id: String, text: String) {
+        let agents = self.hub.agents.clone();
+        let cid = self.rec.id.clone();
+        let message = ChatMessage {
+            message_id: format!("note-{}", uuid::Uuid::new_v4().simple()),
+            seq: 0,
+            sender: Sender::System as i32,
+            author: String::new(),
+            text,
+            at_unix_ms: self.hub.clock.now_ms(),
+            status_note: true,
+        };
+        actix::spawn(async move {
+            let _ = agents.deliver(&agent_id, &cid, message).await;
+        });
     }
 
     fn tell_agent_ended(&self, agent_id: String, outcome: ConversationOutcome) {
@@ -483,6 +509,9 @@ impl ConversationActor {
     /// schedules archiving after the rating window.
     fn close(&mut self, outcome: Outcome, reason: &str, ctx: &mut Context<Self>) -> Durable {
         let now = self.hub.clock.now_ms();
+        if self.rec.state != State::Closed {
+            self.hub.counters.open.fetch_sub(1, Ordering::Relaxed);
+        }
         self.rec.state = State::Closed;
         self.rec.outcome = Some(outcome);
         self.rec.closed_at_ms = Some(now);
@@ -499,7 +528,7 @@ impl ConversationActor {
             reason: reason.to_string(),
         }));
         self.rec.next_event_id = self.next_event_id;
-        let mut ops = vec![put(conversation_key(&self.rec.id), &self.rec)];
+        let ops = vec![put(conversation_key(&self.rec.id), &self.rec)];
         match outcome {
             Outcome::Completed => {
                 Counters::inc(&self.hub.counters.completed);
@@ -512,7 +541,6 @@ impl ConversationActor {
                 }
                 self.emit(Kind::RatingRequested(RatingRequested {}));
                 self.update_profile(now);
-                ops.push(put(profile_key(&self.rec.customer_id), &self.profile));
                 self.integration("closed", BTreeMap::new());
             }
             Outcome::Abandoned => {
@@ -530,7 +558,6 @@ impl ConversationActor {
                 m::conversation_ended(&self.rec, "escalated");
                 if self.rec.agent_id.is_some() {
                     self.update_profile(now);
-                    ops.push(put(profile_key(&self.rec.customer_id), &self.profile));
                 }
                 let kind = match self.rec.follow_up.get("kind").map(String::as_str) {
                     Some("email") => "email_request",
@@ -541,6 +568,7 @@ impl ConversationActor {
         }
         info!(conversation_id = %self.rec.id, ?outcome, "conversation closed");
         let durable = self.hub.commits.submit(ops);
+        let durable = self.with_profile_write(durable);
         let linger = self.hub.clock.wall(Duration::from_secs(
             self.hub.config.routing.rating_window_secs,
         ));
@@ -548,17 +576,45 @@ impl ConversationActor {
         durable
     }
 
+    /// Records the finished contact in the customer's profile (read, changed and written
+    /// back by the hub, so concurrent conversations of one customer do not overwrite each
+    /// other); the update joins the pending profile writes awaited by `close`.
     fn update_profile(&mut self, now: i64) {
-        let profile = &mut self.profile;
-        profile.customer_id = self.rec.customer_id.clone();
-        profile.display_name = self.rec.display_name.clone();
-        profile.language = self.rec.language.clone();
-        profile.record_completed(
-            self.rec.agent_id.as_deref(),
-            &self.rec.summary,
-            &self.rec.notes,
-            now,
-        );
+        let (name, language) = (self.rec.display_name.clone(), self.rec.language.clone());
+        let agent = self.rec.agent_id.clone();
+        let (summary, notes) = (self.rec.summary.clone(), self.rec.notes.clone());
+        self.profile
+            .record_completed(agent.as_deref(), &summary, &notes, now);
+        let hub = self.hub.clone();
+        let customer = self.rec.customer_id.clone();
+        self.profile_write = Some(Box::pin(async move {
+            hub.update_profile(&customer, Vec::new(), move |p| {
+                if !name.is_empty() {
+                    p.display_name = name;
+                }
+                p.language = language;
+                p.record_completed(agent.as_deref(), &summary, &notes, now);
+            })
+            .await
+            .map(|_| ())
+        }));
+    }
+
+    /// Returns a durable handle that resolves when `first` and the pending profile write
+    /// (if any) are both durable.
+    fn with_profile_write(&mut self, first: Durable) -> Durable {
+        let Some(profile) = self.profile_write.take() else {
+            return first;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        actix::spawn(async move {
+            let a = first
+                .await
+                .unwrap_or(Err(crate::cluster::StoreError::Closed));
+            let b = profile.await;
+            let _ = tx.send(a.and(b));
+        });
+        rx
     }
 
     fn assign(&mut self, agent_id: String, agent_name: String) {
@@ -611,6 +667,9 @@ impl Actor for ConversationActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(64);
+        if self.rec.state != State::Closed {
+            self.hub.counters.open.fetch_add(1, Ordering::Relaxed);
+        }
         match self.rec.state {
             State::Queued => self.enqueue(),
             State::Assigned => {
@@ -805,12 +864,15 @@ impl Handler<Rate> for ConversationActor {
             ]),
         );
         let durable = self.persist_record();
-        drop(
-            self.hub
-                .commits
-                .submit(vec![put(profile_key(&self.rec.customer_id), &self.profile)]),
-        );
-        Ok(durable)
+        let hub = self.hub.clone();
+        let customer = self.rec.customer_id.clone();
+        let rating = self.profile.last_rating.clone();
+        self.profile_write = Some(Box::pin(async move {
+            hub.update_profile(&customer, Vec::new(), move |p| p.last_rating = rating)
+                .await
+                .map(|_| ())
+        }));
+        Ok(self.with_profile_write(durable))
     }
 }
 
@@ -942,9 +1004,17 @@ impl Handler<OfferEnded> for ConversationActor {
                 self.last_position = None;
                 if direct && self.warm_from.is_some() {
                     // A warm transfer to a named agent failed: the first agent keeps it.
-                    self.warm_from = None;
+                    if let Some(first) = self.warm_from.take() {
+                        self.tell_agent(
+                            first,
+                            format!(
+                                "transfer to {} was not accepted: the conversation stays with you",
+                                msg.agent_id
+                            ),
+                        );
+                    }
                     self.transfer_info = None;
-                    self.system_message(format!("transfer to {} not accepted", msg.agent_id));
+                    self.rec.transfers = self.rec.transfers.saturating_sub(1);
                 } else if direct {
                     // A cold transfer to a named agent failed: into the department queue,
                     // with the conversation's age.

@@ -14,7 +14,8 @@ use centralino_agent_node::shifts::Shifts;
 
 use crate::archive::Archive;
 use crate::cluster::group_commit::GroupCommit;
-use crate::cluster::Store;
+use crate::cluster::records::{decode, profile_key, put, ProfileRecord};
+use crate::cluster::{Op, Store, StoreError};
 use crate::config::Config;
 use crate::conversation::ConversationActor;
 use crate::events::IntegrationLog;
@@ -59,6 +60,8 @@ pub struct Counters {
     pub handovers: AtomicU64,
     /// Re-contacts within the window.
     pub recontacts: AtomicU64,
+    /// Conversations not closed yet (started or restored, minus closed).
+    pub open: std::sync::atomic::AtomicI64,
 }
 
 impl Counters {
@@ -67,6 +70,9 @@ impl Counters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 }
+
+/// Lock stripes for profile updates.
+const PROFILE_STRIPES: usize = 256;
 
 /// What a hub is made of.
 pub struct HubParts {
@@ -115,6 +121,8 @@ pub struct Hub {
     depths: OnceLock<HashMap<String, Arc<std::sync::atomic::AtomicUsize>>>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
+    /// Serialise read-modify-write of one customer's profile (striped by customer id).
+    profiles: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl Hub {
@@ -135,6 +143,9 @@ impl Hub {
             depths: OnceLock::new(),
             arbiters: parts.arbiters,
             next_arbiter: AtomicUsize::new(0),
+            profiles: (0..PROFILE_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         })
     }
 
@@ -209,6 +220,39 @@ impl Hub {
     /// Removes a conversation from the registry (its actor stopped).
     pub fn forget_conversation(&self, id: &str) {
         self.conversations.write().remove(id);
+    }
+
+    /// Holds off other updates of `customer_id`'s profile while the guard lives.
+    pub async fn profile_guard(&self, customer_id: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        customer_id.hash(&mut hasher);
+        let stripe = (hasher.finish() % PROFILE_STRIPES as u64) as usize;
+        self.profiles[stripe].lock().await
+    }
+
+    /// Reads a customer's profile, changes it with `change` and writes it back durably, with
+    /// `extra` ops in the same transaction; profile updates never overwrite each other.
+    pub async fn update_profile(
+        &self,
+        customer_id: &str,
+        extra: Vec<Op>,
+        change: impl FnOnce(&mut ProfileRecord),
+    ) -> Result<ProfileRecord, StoreError> {
+        let _guard = self.profile_guard(customer_id).await;
+        let key = profile_key(customer_id);
+        let mut profile: ProfileRecord = match self.store.get(&key).await? {
+            Some(bytes) => decode(&key, &bytes)?,
+            None => ProfileRecord {
+                customer_id: customer_id.to_string(),
+                ..ProfileRecord::default()
+            },
+        };
+        change(&mut profile);
+        let mut ops = extra;
+        ops.push(put(key, &profile));
+        self.commits.write(ops).await?;
+        Ok(profile)
     }
 
     /// Returns the next actor thread, round robin.

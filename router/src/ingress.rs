@@ -190,6 +190,8 @@ impl CustomerApi {
             )));
         }
         let now = self.hub.clock.now_ms();
+        // Profile read-modify-write is serialised with the other profile updates.
+        let _profile_guard = self.hub.profile_guard(&req.customer_id).await;
         let profile: Option<ProfileRecord> =
             match self.hub.store.get(&profile_key(&req.customer_id)).await? {
                 Some(bytes) => Some(decode(&profile_key(&req.customer_id), &bytes)?),
@@ -622,7 +624,7 @@ impl Admin for AdminApi {
             conversations_started: get(&c.started),
             conversations_completed: get(&c.completed),
             conversations_abandoned: get(&c.abandoned),
-            conversations_open: self.hub.live_conversations() as u64,
+            conversations_open: c.open.load(Ordering::Relaxed).max(0) as u64,
             sticky_hits: get(&c.sticky_hits),
             sticky_misses: get(&c.sticky_misses),
             sticky_timeouts: get(&c.sticky_timeouts),
@@ -633,6 +635,11 @@ impl Admin for AdminApi {
             csat_good: get(&c.csat_good),
             csat_bad: get(&c.csat_bad),
             messages: get(&c.messages),
+            conversations_offline: get(&c.offline),
+            conversations_escalated: get(&c.escalated),
+            transfers: get(&c.transfers),
+            language_handovers: get(&c.handovers),
+            recontacts: get(&c.recontacts),
         };
         Ok(Response::new(Snapshot {
             queues,
@@ -841,16 +848,10 @@ impl Admin for AdminApi {
                 "tier must be \"vip\" or empty",
             )));
         }
-        let key = profile_key(&req.customer_id);
-        let mut profile: ProfileRecord = match self.hub.store.get(&key).await? {
-            Some(bytes) => decode(&key, &bytes)?,
-            None => ProfileRecord {
-                customer_id: req.customer_id.clone(),
-                ..ProfileRecord::default()
-            },
-        };
-        profile.tier = req.tier;
-        self.hub.commits.write(vec![put(key, &profile)]).await?;
+        let tier = req.tier;
+        self.hub
+            .update_profile(&req.customer_id, Vec::new(), move |p| p.tier = tier)
+            .await?;
         Ok(Response::new(SetCustomerTierResponse {}))
     }
 

@@ -157,6 +157,10 @@ pub struct GetStats;
 pub struct GetOrder;
 
 struct Waiting {
+    /// Whether the customer has been told a position since entering this queue.
+    told: bool,
+    /// Moved to a fallback language by a shift end (and so eligible for pull-back).
+    handed_over: bool,
     entry: QueueEntry,
     key: QueueKey,
     offer: Option<(String, Arc<str>)>,
@@ -399,26 +403,35 @@ impl DepartmentQueue {
         c
     }
 
+    /// Tells waiting customers their position and estimated wait among the conversations of
+    /// their serving language: the first [`POSITIONS_TOLD`] on every round, the rest once
+    /// when they arrive (their place only changes slowly).
     fn tell_positions(&mut self) {
         self.positions_dirty = false;
         self.capacity_cache.clear();
         self.last_positions = Instant::now();
-        let ids: Vec<String> = self.order.values().take(POSITIONS_TOLD).cloned().collect();
         let mut per_language: HashMap<String, u32> = HashMap::new();
-        for id in ids {
-            let Some(language) = self
-                .entries
-                .get(&id)
-                .map(|w| w.entry.serving_language.clone())
-            else {
+        let mut updates = Vec::new();
+        for (rank, id) in self.order.values().enumerate() {
+            let Some(waiting) = self.entries.get(id) else {
                 continue;
             };
             let position = {
-                let p = per_language.entry(language.clone()).or_insert(0);
+                let p = per_language
+                    .entry(waiting.entry.serving_language.clone())
+                    .or_insert(0);
                 *p += 1;
                 *p
             };
+            if rank < POSITIONS_TOLD || !waiting.told {
+                updates.push((id.clone(), waiting.entry.serving_language.clone(), position));
+            }
+        }
+        for (id, language, position) in updates {
             let ewt = self.estimate(&language, position);
+            if let Some(waiting) = self.entries.get_mut(&id) {
+                waiting.told = true;
+            }
             if let Some(conversation) = self.hub.conversation(&id) {
                 conversation.do_send(self.position(position, ewt));
             }
@@ -469,7 +482,7 @@ impl DepartmentQueue {
                 } else {
                     shifts.serving_language(customer, now).map(str::to_string)
                 }
-            } else if pull_back && is_open(customer) {
+            } else if pull_back && waiting.handed_over && is_open(customer) {
                 Some(customer.clone())
             } else if !is_open(current) {
                 shifts.serving_language(customer, now).map(str::to_string)
@@ -483,6 +496,7 @@ impl DepartmentQueue {
         for (id, language) in moves {
             if let Some(waiting) = self.entries.get_mut(&id) {
                 let from = std::mem::replace(&mut waiting.entry.serving_language, language.clone());
+                waiting.handed_over = language != waiting.entry.language;
                 waiting.excluded.clear();
                 self.positions_dirty = true;
                 if let Some(conversation) = self.hub.conversation(&id) {
@@ -553,26 +567,18 @@ impl Handler<Enqueue> for DepartmentQueue {
                 key,
                 offer: None,
                 excluded: Vec::new(),
+                told: false,
+                handed_over: false,
             },
         );
         self.depth.store(self.entries.len(), Ordering::Relaxed);
         self.positions_dirty = true;
-        // Tell the newcomer at once; the others move only when someone ahead leaves.
-        let position = if self.order.last_key_value().is_some_and(|(k, _)| *k == key) {
-            self.order.len() as u32
-        } else {
-            self.order.range(..key).count() as u32 + 1
-        };
-        let language = self
-            .entries
-            .get(&id)
-            .map(|w| w.entry.serving_language.clone())
-            .unwrap_or_default();
-        let ewt = self.estimate(&language, position);
-        if let Some(conversation) = self.hub.conversation(&id) {
-            conversation.do_send(self.position(position, ewt));
-        }
         self.dispatch(ctx);
+        // The newcomer learns its place with the next round of positions (at most
+        // POSITION_INTERVAL away), counted among the conversations of its serving language.
+        if self.last_positions.elapsed() >= POSITION_INTERVAL {
+            self.tell_positions();
+        }
     }
 }
 
@@ -616,7 +622,10 @@ impl Handler<OfferClosed> for DepartmentQueue {
                 }
             }
             if waiting.entry.sticky_agent.as_deref() == Some(msg.agent_id.as_str()) {
+                // The last agent did not take it: the customer goes to someone else.
                 waiting.entry.sticky_agent = None;
+                Counters::inc(&self.hub.counters.sticky_misses);
+                m::sticky("miss");
             }
         }
         self.positions_dirty = true;

@@ -127,7 +127,7 @@ async fn queued_and_assigned_conversations_survive_kill_9() {
         .await
         .unwrap()
         .into_inner();
-    let (tx, mut events) = desk(&node.addr, "giulia").await;
+    let (tx, mut events) = desk(&node.addr, "ava").await;
     let offer = loop {
         if let agent_event::Kind::Offer(o) = next_agent_event(&mut events).await {
             break o;
@@ -194,7 +194,7 @@ async fn queued_and_assigned_conversations_survive_kill_9() {
             Some(conversation_event::Kind::Message(m)) if m.text == "il pacco non è arrivato" => {
                 saw_message = true
             }
-            Some(conversation_event::Kind::Assigned(x)) if x.agent_id == "giulia" => {
+            Some(conversation_event::Kind::Assigned(x)) if x.agent_id == "ava" => {
                 saw_assigned = true
             }
             _ => {}
@@ -204,9 +204,9 @@ async fn queued_and_assigned_conversations_survive_kill_9() {
         }
     }
     assert!(saw_message, "the acknowledged message survived");
-    assert!(saw_assigned, "the conversation is still assigned to giulia");
+    assert!(saw_assigned, "the conversation is still assigned to ava");
 
-    let (_tx, mut events) = desk(&node.addr, "giulia").await;
+    let (_tx, mut events) = desk(&node.addr, "ava").await;
     let logged_in = loop {
         if let agent_event::Kind::LoggedIn(l) = next_agent_event(&mut events).await {
             break l;
@@ -215,7 +215,7 @@ async fn queued_and_assigned_conversations_survive_kill_9() {
     assert_eq!(
         logged_in.conversation_ids,
         vec![a.conversation_id.clone()],
-        "giulia gets her conversation back"
+        "ava gets her conversation back"
     );
     let offer = loop {
         if let agent_event::Kind::Offer(o) = next_agent_event(&mut events).await {

@@ -549,3 +549,282 @@ pub async fn restart_durable(config: Config, dir: &Path) -> Restarted {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Helpers for schedules, simulated time, desk commands with request ids and integration
+// events (handover, transfers, offline/busy, customer care, admin tests).
+
+/// Unix milliseconds of an RFC 3339 instant, e.g. `"2026-11-23T22:00:00+01:00"`.
+pub fn instant_ms(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap_or_else(|e| panic!("{rfc3339:?}: {e}"))
+        .timestamp_millis()
+}
+
+/// Runs the node on a simulated clock starting at `start` (RFC 3339), `speed` simulated
+/// seconds per wall second. Desk and rating timers are in simulated seconds, so they are
+/// scaled up to stay a few wall seconds long.
+pub fn simulated(config: &mut Config, start: &str, speed: f64) {
+    config.clock.mode = centralino_agent_node::config::ClockMode::Simulated;
+    config.clock.start = Some(start.to_string());
+    config.clock.speed = speed;
+    let wall = |secs: f64| (secs * speed).round().max(1.0) as u64;
+    config.desk.offer_timeout_secs = wall(8.0);
+    config.desk.disconnect_grace_secs = wall(30.0);
+    config.desk.wrap_up_secs = 0;
+    config.routing.sticky_wait_secs = wall(1.0);
+    config.routing.rating_window_secs = wall(5.0);
+}
+
+/// A schedule in Europe/Rome with the same `hours` every day.
+pub fn rome_daily(hours: &[&str]) -> centralino_agent_node::schedule::ScheduleConfig {
+    centralino_agent_node::schedule::ScheduleConfig {
+        timezone: "Europe/Rome".to_string(),
+        weekly: std::collections::BTreeMap::from([(
+            "daily".to_string(),
+            hours.iter().map(|h| h.to_string()).collect(),
+        )]),
+        ..Default::default()
+    }
+}
+
+/// Gives team `team` the schedule `schedule`.
+pub fn set_schedule(
+    config: &mut Config,
+    team: &str,
+    schedule: centralino_agent_node::schedule::ScheduleConfig,
+) {
+    config
+        .teams
+        .iter_mut()
+        .find(|t| t.name == team)
+        .unwrap_or_else(|| panic!("configured team {team}"))
+        .schedule = Some(schedule);
+}
+
+/// The Italian team works 10:00–22:00 Europe/Rome, the English team 24 h, and Italian
+/// customers fall back to English.
+pub fn italian_day_shift(config: &mut Config) {
+    set_schedule(config, "italian", rome_daily(&["10:00-22:00"]));
+    config
+        .languages
+        .fallback
+        .insert("it".to_string(), vec!["en".to_string()]);
+}
+
+/// Waits (polling the node's clock) until the node's clock reads at least `at_ms`.
+pub async fn wait_for_clock(node: &RunningNode, at_ms: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while node.clock.now_ms() < at_ms {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node clock did not reach {at_ms}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// What answered a desk command carrying a request id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// `ack`.
+    Ack,
+    /// `error` with its code name and message.
+    Error { code: String, message: String },
+}
+
+impl Reply {
+    /// Returns the error code name, panicking on an ack.
+    pub fn code(&self) -> &str {
+        match self {
+            Reply::Ack => panic!("expected an error, got an ack"),
+            Reply::Error { code, .. } => code,
+        }
+    }
+}
+
+impl Desk {
+    /// Sends a command with a request id.
+    pub async fn request(&self, request_id: &str, kind: agent_command::Kind) {
+        self.tx
+            .send(AgentCommand {
+                request_id: request_id.to_string(),
+                kind: Some(kind),
+            })
+            .await
+            .expect("desk command");
+    }
+
+    /// Waits for the `ack` or `error` answering `request_id` (other events are skipped and
+    /// returned in `skipped`).
+    pub async fn reply_to(
+        &mut self,
+        request_id: &str,
+        secs: u64,
+        skipped: &mut Vec<agent_event::Kind>,
+    ) -> Reply {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.next())
+                .await
+                .unwrap_or_else(|_| panic!("no reply to request {request_id:?}"))
+                .unwrap_or_else(|| panic!("desk stream ended before reply to {request_id:?}"))
+                .expect("desk stream error");
+            match event.kind {
+                Some(agent_event::Kind::Ack(a)) if a.request_id == request_id => return Reply::Ack,
+                Some(agent_event::Kind::Error(e)) if e.request_id == request_id => {
+                    return Reply::Error {
+                        code: e.code,
+                        message: e.message,
+                    }
+                }
+                Some(other) => skipped.push(other),
+                None => {}
+            }
+        }
+    }
+
+    /// Sends a command with a request id and waits for its answer (events arriving before
+    /// the answer are dropped; see [`Desk::call_keep`]).
+    pub async fn call(&mut self, request_id: &str, kind: agent_command::Kind) -> Reply {
+        self.call_keep(request_id, kind).await.0
+    }
+
+    /// Sends a command with a request id and waits for its answer; also returns the events
+    /// that arrived before it.
+    pub async fn call_keep(
+        &mut self,
+        request_id: &str,
+        kind: agent_command::Kind,
+    ) -> (Reply, Vec<agent_event::Kind>) {
+        self.request(request_id, kind).await;
+        let mut skipped = Vec::new();
+        let reply = self.reply_to(request_id, 5, &mut skipped).await;
+        (reply, skipped)
+    }
+
+    /// Returns the outcome of `ended` for `conversation_id`, looking first in `earlier`
+    /// (events already read) and then on the stream for up to `secs` seconds.
+    pub async fn ended_after(
+        &mut self,
+        earlier: &[agent_event::Kind],
+        conversation_id: &str,
+        secs: u64,
+    ) -> Option<i32> {
+        let found = earlier.iter().find_map(|k| match k {
+            agent_event::Kind::Ended(e) if e.conversation_id == conversation_id => Some(e.outcome),
+            _ => None,
+        });
+        match found {
+            Some(outcome) => Some(outcome),
+            None => self.ended(conversation_id, secs).await,
+        }
+    }
+
+    /// Waits for `ended` of `conversation_id` and returns its outcome.
+    pub async fn ended(&mut self, conversation_id: &str, secs: u64) -> Option<i32> {
+        let wanted = conversation_id.to_string();
+        self.next(secs, |k| match k {
+            agent_event::Kind::Ended(e) if e.conversation_id == wanted => Some(e.outcome),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Waits for a customer message of `conversation_id` with `text`.
+    pub async fn hears(&mut self, conversation_id: &str, text: &str, secs: u64) -> bool {
+        let (cid, text) = (conversation_id.to_string(), text.to_string());
+        self.next(secs, |k| match k {
+            agent_event::Kind::Message(m)
+                if m.conversation_id == cid
+                    && m.message.as_ref().is_some_and(|m| m.text == text) =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await
+        .is_some()
+    }
+}
+
+/// Opens the admin integration event stream after `after`.
+pub async fn integration_stream(
+    node: &RunningNode,
+    after: u64,
+) -> tonic::Streaming<centralino_proto::v1::IntegrationEvent> {
+    admin(node)
+        .await
+        .stream_integration_events(authed(
+            centralino_proto::v1::StreamIntegrationEventsRequest {
+                after_event_id: after,
+            },
+        ))
+        .await
+        .expect("integration stream")
+        .into_inner()
+}
+
+/// Returns the first integration event (after event 0) matching `pick` within `secs`.
+pub async fn integration_event(
+    node: &RunningNode,
+    secs: u64,
+    mut pick: impl FnMut(&centralino_proto::v1::IntegrationEvent) -> bool,
+) -> Option<centralino_proto::v1::IntegrationEvent> {
+    let mut stream = integration_stream(node, 0).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let event = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .ok()??
+            .ok()?;
+        if pick(&event) {
+            return Some(event);
+        }
+    }
+}
+
+/// Kind of a customer event, for messages in assertions.
+pub fn event_name(event: &ConversationEvent) -> &'static str {
+    use centralino_proto::v1::conversation_event::Kind;
+    match &event.kind {
+        Some(Kind::Queued(_)) => "queued",
+        Some(Kind::Offered(_)) => "offered",
+        Some(Kind::Assigned(_)) => "assigned",
+        Some(Kind::Message(_)) => "message",
+        Some(Kind::Closed(_)) => "closed",
+        Some(Kind::RatingRequested(_)) => "rating_requested",
+        Some(Kind::Requeued(_)) => "requeued",
+        Some(Kind::Offline(_)) => "offline",
+        Some(Kind::Busy(_)) => "busy",
+        Some(Kind::Transferred(_)) => "transferred",
+        Some(Kind::HandedOver(_)) => "handed_over",
+        None => "none",
+    }
+}
+
+/// Waits for the customer's `closed` event and returns its outcome.
+pub async fn closed_outcome(
+    stream: &mut tonic::Streaming<ConversationEvent>,
+    secs: u64,
+) -> Option<i32> {
+    next_event(stream, secs, |e| match &e.kind {
+        Some(centralino_proto::v1::conversation_event::Kind::Closed(c)) => Some(c.outcome),
+        _ => None,
+    })
+    .await
+}
+
+/// Waits for the customer's `assigned` event and returns the agent id.
+pub async fn assigned_agent(
+    stream: &mut tonic::Streaming<ConversationEvent>,
+    secs: u64,
+) -> Option<String> {
+    next_event(stream, secs, |e| match &e.kind {
+        Some(centralino_proto::v1::conversation_event::Kind::Assigned(a)) => {
+            Some(a.agent_id.clone())
+        }
+        _ => None,
+    })
+    .await
+}
