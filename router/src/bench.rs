@@ -518,3 +518,80 @@ pub async fn memory(conversations: usize, concurrency: usize) -> Result<MemoryRe
         bytes_per_conversation: after.saturating_sub(before) as f64 / live.max(1) as f64,
     })
 }
+
+/// Which benchmarks `centralino bench` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// Routing decisions.
+    Routing,
+    /// End to end over gRPC (and the unary ceiling).
+    EndToEnd,
+    /// Memory per live conversation.
+    Memory,
+    /// All of them.
+    All,
+}
+
+/// Every result of one `centralino bench` run.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    /// Routing decisions.
+    pub routing: Option<RoutingResult>,
+    /// Plain tonic unary calls (the transport's ceiling).
+    pub unary_ceiling: Option<ThroughputResult>,
+    /// End to end with the embedded store.
+    pub end_to_end_embedded: Option<ThroughputResult>,
+    /// End to end with the memory store.
+    pub end_to_end_memory: Option<ThroughputResult>,
+    /// Memory per live conversation.
+    pub memory: Option<MemoryResult>,
+}
+
+/// Runs the chosen benchmarks and prints each result as it comes. Must run inside an
+/// actix system.
+pub async fn run(which: Which, conversations: usize, concurrency: usize) -> Result<Report, String> {
+    let mut report = Report::default();
+    let all = which == Which::All;
+    if all || which == Which::Routing {
+        let r =
+            tokio::task::spawn_blocking(|| routing(10_000, 50, 1_000, Duration::from_secs(3), 7))
+                .await
+                .map_err(|e| e.to_string())?;
+        println!(
+            "routing: {} agents, {} skills, {} queued: {:.0} decisions/s indexed, {:.0}/s linear scan ({:.0}x)",
+            r.agents,
+            r.skills,
+            r.queued,
+            r.indexed_per_sec,
+            r.linear_per_sec,
+            r.indexed_per_sec / r.linear_per_sec.max(1.0)
+        );
+        report.routing = Some(r);
+    }
+    if all || which == Which::EndToEnd {
+        let print = |r: &ThroughputResult| {
+            println!(
+                "{}: {} ops, {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+                r.workload, r.operations, r.per_sec, r.p50_ms, r.p99_ms
+            )
+        };
+        let ceiling = unary_echo(conversations * 2, concurrency).await?;
+        print(&ceiling);
+        report.unary_ceiling = Some(ceiling);
+        let embedded = end_to_end(conversations, concurrency, StoreChoice::Embedded).await?;
+        print(&embedded);
+        report.end_to_end_embedded = Some(embedded);
+        let memory = end_to_end(conversations, concurrency, StoreChoice::Memory).await?;
+        print(&memory);
+        report.end_to_end_memory = Some(memory);
+    }
+    if all || which == Which::Memory {
+        let r = memory(100_000, concurrency).await?;
+        println!(
+            "memory: {} live conversations, RSS {:.1} -> {:.1} MiB, {:.0} bytes per conversation",
+            r.conversations, r.rss_before_mib, r.rss_after_mib, r.bytes_per_conversation
+        );
+        report.memory = Some(r);
+    }
+    Ok(report)
+}
