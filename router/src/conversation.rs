@@ -1187,6 +1187,7 @@ impl ConversationActor {
         self.rec.department = department;
         if let Some(language) = language {
             self.rec.serving_language = language;
+            self.rec.pinned_language = true;
         }
         self.rec.extra_skill = skill;
         self.rec.sticky_agent = None;

@@ -261,6 +261,7 @@ impl CustomerApi {
             notes: Vec::new(),
             extra_skill: None,
             recontact,
+            pinned_language: false,
             sensitive: false,
             follow_up: Default::default(),
         };

@@ -68,6 +68,8 @@ pub struct QueueEntry {
     pub serving_language: String,
     /// Further skill required (transfer to a skill or a supervisor).
     pub extra_skill: Option<String>,
+    /// The serving language was chosen by a transfer, not by the shifts.
+    pub pinned_language: bool,
     /// Last agent of a returning customer.
     pub sticky_agent: Option<String>,
     /// Until when to wait for the sticky agent.
@@ -96,6 +98,7 @@ impl QueueEntry {
                 rec.serving_language.clone()
             },
             extra_skill: rec.extra_skill.clone(),
+            pinned_language: rec.pinned_language,
             sticky_agent: rec.sticky_agent.clone(),
             sticky_until_ms: rec.queue_entered_at_ms
                 + config.routing.sticky_wait_secs as i64 * 1000,
@@ -159,8 +162,6 @@ pub struct GetOrder;
 struct Waiting {
     /// Whether the customer has been told a position since entering this queue.
     told: bool,
-    /// Moved to a fallback language by a shift end (and so eligible for pull-back).
-    handed_over: bool,
     entry: QueueEntry,
     key: QueueKey,
     offer: Option<(String, Arc<str>)>,
@@ -482,7 +483,7 @@ impl DepartmentQueue {
                 } else {
                     shifts.serving_language(customer, now).map(str::to_string)
                 }
-            } else if pull_back && waiting.handed_over && is_open(customer) {
+            } else if pull_back && !waiting.entry.pinned_language && is_open(customer) {
                 Some(customer.clone())
             } else if !is_open(current) {
                 shifts.serving_language(customer, now).map(str::to_string)
@@ -496,7 +497,6 @@ impl DepartmentQueue {
         for (id, language) in moves {
             if let Some(waiting) = self.entries.get_mut(&id) {
                 let from = std::mem::replace(&mut waiting.entry.serving_language, language.clone());
-                waiting.handed_over = language != waiting.entry.language;
                 waiting.excluded.clear();
                 self.positions_dirty = true;
                 if let Some(conversation) = self.hub.conversation(&id) {
@@ -568,7 +568,6 @@ impl Handler<Enqueue> for DepartmentQueue {
                 offer: None,
                 excluded: Vec::new(),
                 told: false,
-                handed_over: false,
             },
         );
         self.depth.store(self.entries.len(), Ordering::Relaxed);

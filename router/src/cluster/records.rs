@@ -173,6 +173,9 @@ pub struct ConversationRecord {
     /// The customer came back within the re-contact window.
     #[serde(default)]
     pub recontact: bool,
+    /// The serving language was set by a transfer (shift changes do not move it back).
+    #[serde(default)]
+    pub pinned_language: bool,
     /// The customer was warned not to type sensitive data.
     #[serde(default)]
     pub sensitive: bool,
