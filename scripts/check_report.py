@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks a simulator report (JSON) against the product's invariants.
 
-Usage: check_report.py REPORT.json [--min-conversations N]
+Usage: check_report.py REPORT.json [--min-conversations N] [--no-sticky] [--issue3]
 Exits 1 with one line per failed check.
 """
 import json
@@ -51,8 +51,13 @@ def main() -> int:
         failures.append(f"outcomes add up to {outcomes}, not conversations_started = {report['conversations_started']}")
     if report["conversations_started"] < min_conversations:
         failures.append(f"conversations_started = {report['conversations_started']} < {min_conversations}")
-    if report["sticky_hits"] <= 0:
+    if "--no-sticky" not in args and report["sticky_hits"] <= 0:
         failures.append("sticky_hits must be > 0")
+    if "--issue3" in args:
+        for key in ["language_handovers", "transfers", "conversations_offline",
+                    "conversations_escalated", "recontacts_7d"]:
+            if report[key] <= 0:
+                failures.append(f"{key} must be > 0 in the default demo")
     if not 0.0 <= report["service_level_20s"] <= 1.0:
         failures.append("service_level_20s must be within 0..1")
     if report["messages_delivered"] > report["messages_sent"]:

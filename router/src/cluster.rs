@@ -119,3 +119,39 @@ impl Store for MemoryStore {
             .collect())
     }
 }
+
+/// A [`Store`] that records each request's duration and failures as metrics.
+pub struct Instrumented<S> {
+    inner: S,
+}
+
+impl<S> Instrumented<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Self { inner }
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for Instrumented<S> {
+    async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let result = self.inner.apply(ops).await;
+        crate::metrics::store_request("apply", started.elapsed().as_secs_f64(), result.is_ok());
+        result
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let started = std::time::Instant::now();
+        let result = self.inner.get(key).await;
+        crate::metrics::store_request("get", started.elapsed().as_secs_f64(), result.is_ok());
+        result
+    }
+
+    async fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let started = std::time::Instant::now();
+        let result = self.inner.scan(prefix).await;
+        crate::metrics::store_request("scan", started.elapsed().as_secs_f64(), result.is_ok());
+        result
+    }
+}

@@ -276,6 +276,8 @@ pub struct ConversationActor {
     busy_told: bool,
     /// A profile update to make durable with the next acknowledged change.
     profile_write: Option<ProfileWrite>,
+    /// The agent has answered since the first assignment.
+    responded: bool,
 }
 
 type ProfileWrite = std::pin::Pin<
@@ -321,6 +323,7 @@ impl ConversationActor {
             transfer_info: None,
             busy_told: false,
             profile_write: None,
+            responded: false,
         }
     }
 
@@ -1054,6 +1057,13 @@ impl Handler<AgentSend> for ConversationActor {
         self.check_agent(&msg.agent_id)?;
         if let Some(seq) = self.duplicate(&msg.message_id) {
             return Ok((seq, None));
+        }
+        if !self.responded {
+            self.responded = true;
+            if let Some(assigned) = self.rec.assigned_at_ms {
+                let secs = (self.hub.clock.now_ms() - assigned).max(0) as f64 / 1000.0;
+                m::first_response(&self.rec, secs);
+            }
         }
         let (seq, durable) = self.add_message(
             Sender::Agent,

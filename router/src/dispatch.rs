@@ -27,6 +27,38 @@ struct Known {
     team: String,
     status: AgentStatus,
     busy: bool,
+    on_shift: bool,
+    load: u32,
+    capacity: u32,
+}
+
+impl Known {
+    fn logged_in(&self) -> bool {
+        !matches!(
+            self.status,
+            AgentStatus::Offline | AgentStatus::Disconnected | AgentStatus::Unspecified
+        )
+    }
+
+    /// (on duty, slots in use, capacity) this agent adds to its team's figures.
+    fn contribution(&self) -> (i64, i64, i64) {
+        if !self.logged_in() {
+            return (0, 0, 0);
+        }
+        (
+            i64::from(self.on_shift),
+            i64::from(self.load),
+            i64::from(self.capacity),
+        )
+    }
+}
+
+/// Per-team sums of on-duty agents, slots in use and capacity.
+#[derive(Debug, Default, Clone, Copy)]
+struct TeamSums {
+    on_duty: i64,
+    load: i64,
+    capacity: i64,
 }
 
 /// [`RouterLink`] into this router's actors.
@@ -34,6 +66,8 @@ pub struct Dispatch {
     /// Weak: the hub owns the agent-node link that owns this dispatch.
     hub: Weak<Hub>,
     agents: RwLock<HashMap<String, Known>>,
+    teams: parking_lot::Mutex<HashMap<String, TeamSums>>,
+    last_tick_ms: parking_lot::Mutex<Option<i64>>,
 }
 
 impl Dispatch {
@@ -42,7 +76,32 @@ impl Dispatch {
         Arc::new(Self {
             hub: Arc::downgrade(&hub),
             agents: RwLock::new(HashMap::new()),
+            teams: parking_lot::Mutex::new(HashMap::new()),
+            last_tick_ms: parking_lot::Mutex::new(None),
         })
+    }
+
+    /// Publishes per-team shift and duty metrics; call it periodically.
+    pub fn tick(&self) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        let now = hub.clock.now_ms();
+        let elapsed_secs = {
+            let mut last = self.last_tick_ms.lock();
+            let elapsed = last.map_or(0, |l| (now - l).max(0));
+            *last = Some(now);
+            elapsed as f64 / 1000.0
+        };
+        let teams = self.teams.lock().clone();
+        for team in &hub.config.teams {
+            let on_duty = teams.get(&team.name).map_or(0, |t| t.on_duty);
+            m::team_open(
+                &team.name,
+                hub.shifts.team_open(&team.name, now),
+                on_duty as f64 * elapsed_secs,
+            );
+        }
     }
 
     fn hub(&self) -> Result<Arc<Hub>, Status> {
@@ -225,11 +284,39 @@ impl RouterLink for Dispatch {
             team: update.team.clone(),
             status: update.status,
             busy: update.load > 0,
+            on_shift: update.on_shift,
+            load: update.load,
+            capacity: update.capacity,
         };
         let previous = self
             .agents
             .write()
             .insert(update.agent_id.clone(), known.clone());
+        {
+            let mut teams = self.teams.lock();
+            if let Some(p) = &previous {
+                let (d, l, c) = p.contribution();
+                let t = teams.entry(p.team.clone()).or_default();
+                t.on_duty -= d;
+                t.load -= l;
+                t.capacity -= c;
+            }
+            let (d, l, c) = known.contribution();
+            let t = teams.entry(known.team.clone()).or_default();
+            t.on_duty += d;
+            t.load += l;
+            t.capacity += c;
+            for name in previous
+                .as_ref()
+                .map(|p| p.team.clone())
+                .into_iter()
+                .chain([known.team.clone()])
+            {
+                if let Some(t) = teams.get(&name) {
+                    m::team_agents(&name, t.on_duty, t.load, t.capacity);
+                }
+            }
+        }
         m::agent_state_changed(
             previous
                 .as_ref()

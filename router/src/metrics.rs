@@ -49,12 +49,12 @@ pub fn describe() {
     );
     describe_gauge!(
         "centralino_queue_depth",
-        "Conversations waiting, by department"
+        "Conversations waiting, by department and language"
     );
     describe_gauge!(
         "centralino_queue_oldest_wait_seconds",
         Unit::Seconds,
-        "Age of the oldest waiting conversation, by department"
+        "Age of the oldest waiting conversation, by department and language"
     );
     describe_gauge!(
         "centralino_agents",
@@ -126,6 +126,64 @@ pub fn describe() {
         "centralino_busy_notices_total",
         "Customers offered alternatives to a long wait, by department"
     );
+    describe_histogram!(
+        "centralino_conversation_first_response_seconds",
+        Unit::Seconds,
+        "Time from assignment to the agent's first message, by department and language"
+    );
+    describe_gauge!(
+        "centralino_agents_on_duty",
+        "Agents logged in and on shift, by team"
+    );
+    describe_gauge!(
+        "centralino_agent_occupancy_ratio",
+        "Chat slots in use over the capacity of logged-in agents, by team"
+    );
+    describe_counter!(
+        "centralino_agent_duty_seconds_total",
+        "Agent time on duty (logged in and on shift), by team, in seconds of the node's clock"
+    );
+    describe_gauge!(
+        "centralino_team_open",
+        "1 while the team's schedule says it works, by team"
+    );
+    describe_gauge!(
+        "centralino_cluster_members",
+        "Live members of the cluster seen by this node, by role"
+    );
+    describe_gauge!(
+        "centralino_cluster_partitions_owned",
+        "Conversation partitions owned by this router"
+    );
+    describe_gauge!(
+        "centralino_cluster_partitions_unowned",
+        "Partitions without an owner, as seen by this node"
+    );
+    describe_counter!(
+        "centralino_cluster_claims_total",
+        "Partitions claimed by this router"
+    );
+    describe_counter!(
+        "centralino_cluster_handoffs_total",
+        "Partitions handed to another router (drain)"
+    );
+    describe_counter!(
+        "centralino_cluster_forwarded_requests_total",
+        "Requests forwarded to the router owning the conversation"
+    );
+    describe_counter!(
+        "centralino_cluster_fenced_writes_total",
+        "Writes refused because this router no longer owns the partition"
+    );
+    describe_histogram!(
+        "centralino_store_request_seconds",
+        Unit::Seconds,
+        "Duration of store requests, by operation"
+    );
+    describe_counter!(
+        "centralino_store_errors_total",
+        "Failed store requests, by operation"
+    );
     describe_gauge!(
         "centralino_conversations_live",
         "Conversations with a live actor on this node"
@@ -153,10 +211,112 @@ pub(crate) fn conversation_assigned(rec: &ConversationRecord, now_ms: i64) {
         .record((now_ms - rec.started_at_ms).max(0) as f64 / 1000.0);
 }
 
-pub(crate) fn queue_state(department: &str, depth: usize, oldest_wait_secs: f64) {
-    gauge!("centralino_queue_depth", "department" => department.to_string()).set(depth as f64);
-    gauge!("centralino_queue_oldest_wait_seconds", "department" => department.to_string())
+pub(crate) fn queue_state(department: &str, language: &str, depth: usize, oldest_wait_secs: f64) {
+    gauge!("centralino_queue_depth", "department" => department.to_string(), "language" => language.to_string())
+        .set(depth as f64);
+    gauge!("centralino_queue_oldest_wait_seconds", "department" => department.to_string(), "language" => language.to_string())
         .set(oldest_wait_secs);
+}
+
+pub(crate) fn first_response(rec: &ConversationRecord, secs: f64) {
+    histogram!("centralino_conversation_first_response_seconds", "department" => rec.department.clone(), "language" => rec.language.clone())
+        .record(secs);
+}
+
+/// Per-team agent aggregates.
+pub(crate) fn team_agents(team: &str, on_duty: i64, load: i64, capacity: i64) {
+    gauge!("centralino_agents_on_duty", "team" => team.to_string()).set(on_duty.max(0) as f64);
+    let ratio = if capacity > 0 {
+        load.max(0) as f64 / capacity as f64
+    } else {
+        0.0
+    };
+    gauge!("centralino_agent_occupancy_ratio", "team" => team.to_string()).set(ratio);
+}
+
+pub(crate) fn team_open(team: &str, open: bool, duty_secs: f64) {
+    gauge!("centralino_team_open", "team" => team.to_string()).set(if open { 1.0 } else { 0.0 });
+    if duty_secs > 0.0 {
+        counter!("centralino_agent_duty_seconds_total", "team" => team.to_string())
+            .increment(duty_secs.round() as u64);
+    }
+}
+
+/// Cluster view of a standalone node: one router and one agent-node owning every partition.
+pub fn standalone_cluster(partitions: u32) {
+    gauge!("centralino_cluster_members", "role" => "router").set(1.0);
+    gauge!("centralino_cluster_members", "role" => "agent_node").set(1.0);
+    gauge!("centralino_cluster_partitions_owned").set(partitions as f64);
+    gauge!("centralino_cluster_partitions_unowned").set(0.0);
+    for name in [
+        "centralino_cluster_claims_total",
+        "centralino_cluster_handoffs_total",
+        "centralino_cluster_forwarded_requests_total",
+        "centralino_cluster_fenced_writes_total",
+    ] {
+        counter!(name).increment(0);
+    }
+}
+
+pub(crate) fn store_request(op: &'static str, secs: f64, ok: bool) {
+    histogram!("centralino_store_request_seconds", "op" => op).record(secs);
+    let errors = counter!("centralino_store_errors_total", "op" => op);
+    errors.increment(if ok { 0 } else { 1 });
+}
+
+/// Makes the labelled series of the configuration visible from the start (at zero), so
+/// dashboards and alerts see them before the first event.
+pub fn zero(config: &crate::config::Config) {
+    let languages = config.languages();
+    for d in &config.departments {
+        let dept = d.name.clone();
+        for l in &languages {
+            let lang = l.to_string();
+            for name in [
+                "centralino_conversations_started_total",
+                "centralino_conversations_completed_total",
+                "centralino_conversations_abandoned_total",
+                "centralino_conversations_offline_total",
+                "centralino_conversations_escalated_total",
+            ] {
+                counter!(name, "department" => dept.clone(), "language" => lang.clone())
+                    .increment(0);
+            }
+            queue_state(&dept, &lang, 0, 0.0);
+        }
+        for rating in ["good", "bad"] {
+            counter!("centralino_csat_ratings_total", "department" => dept.clone(), "rating" => rating).increment(0);
+        }
+        for name in [
+            "centralino_recontacts_total",
+            "centralino_busy_notices_total",
+            "centralino_routing_reservations_rejected_total",
+            "centralino_agent_offers_total",
+        ] {
+            counter!(name, "department" => dept.clone()).increment(0);
+        }
+    }
+    for kind in ["agent", "department", "language", "skill", "supervisor"] {
+        counter!("centralino_transfers_total", "kind" => kind).increment(0);
+    }
+    for (from, chain) in &config.languages.fallback {
+        for to in chain {
+            counter!("centralino_language_handovers_total", "from" => from.clone(), "to" => to.clone()).increment(0);
+        }
+    }
+    for result in ["hit", "miss", "timeout"] {
+        counter!("centralino_routing_sticky_total", "result" => result).increment(0);
+    }
+    for answer in ["accepted", "declined", "timed_out", "revoked"] {
+        counter!("centralino_agent_offer_answers_total", "answer" => answer).increment(0);
+    }
+    for team in &config.teams {
+        team_agents(&team.name, 0, 0, 0);
+        gauge!("centralino_agent_sessions_connected", "team" => team.name.clone()).increment(0.0);
+        counter!("centralino_agent_duty_seconds_total", "team" => team.name.clone()).increment(0);
+    }
+    counter!("centralino_stream_overflows_total").increment(0);
+    gauge!("centralino_conversations_live").set(0.0);
 }
 
 fn status_label(status: AgentStatus) -> &'static str {

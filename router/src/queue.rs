@@ -517,11 +517,29 @@ impl DepartmentQueue {
         if self.last_gauges.elapsed() >= GAUGE_INTERVAL {
             self.last_gauges = Instant::now();
             self.oldest_wait_secs = self.oldest_wait_ms() as f64 / 1000.0;
-            m::queue_state(
-                &self.department.name,
-                self.entries.len(),
-                self.oldest_wait_secs,
-            );
+            let now = self.hub.clock.now_ms();
+            let mut per_language: HashMap<&str, (usize, i64)> = self
+                .hub
+                .config
+                .languages()
+                .into_iter()
+                .map(|l| (l, (0, now)))
+                .collect();
+            for waiting in self.entries.values() {
+                let e = per_language
+                    .entry(waiting.entry.language.as_str())
+                    .or_insert((0, now));
+                e.0 += 1;
+                e.1 = e.1.min(waiting.entry.enqueued_at_ms);
+            }
+            for (language, (depth, oldest)) in per_language {
+                m::queue_state(
+                    &self.department.name,
+                    language,
+                    depth,
+                    (now - oldest).max(0) as f64 / 1000.0,
+                );
+            }
         }
     }
 

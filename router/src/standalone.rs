@@ -27,7 +27,7 @@ use crate::cluster::records::{
     conversation_key, decode, messages_prefix, profile_key, ConversationRecord, MessageRecord,
     ProfileRecord, State, CONVERSATIONS,
 };
-use crate::cluster::{MemoryStore, Op, Store};
+use crate::cluster::{Instrumented, MemoryStore, Op, Store};
 use crate::config::Config;
 use crate::conversation::ConversationActor;
 use crate::dispatch::Dispatch;
@@ -122,6 +122,11 @@ impl RunningNode {
 /// How long open streams may keep the gRPC server up during a shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
+/// Partitions of the conversation space (cluster mode); a standalone node owns them all.
+pub const PARTITIONS: u32 = 256;
+/// Simulated time between two updates of the team metrics (shift, duty time).
+const TEAM_TICK: Duration = Duration::from_secs(10);
+
 /// How long a shutdown waits for the store to be released.
 const STORE_RELEASE: Duration = Duration::from_secs(5);
 
@@ -140,6 +145,12 @@ fn install_metrics(addr: SocketAddr) -> Result<(), StartError> {
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Full("centralino_store_commit_seconds".into()),
+                        metrics::LATENCY_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("centralino_store_request_seconds".into()),
                         metrics::LATENCY_BUCKETS,
                     )
                 })
@@ -191,7 +202,9 @@ pub async fn start_with(
     };
     let (store, archive): (Arc<dyn Store>, Archive) = match store_choice {
         StoreChoice::Embedded => (
-            Arc::new(EmbeddedStore::open(&config.node.data_dir)?),
+            Arc::new(Instrumented::new(EmbeddedStore::open(
+                &config.node.data_dir,
+            )?)),
             Archive::new(Some(config.node.data_dir.clone())),
         ),
         StoreChoice::Memory => (Arc::new(MemoryStore::default()), Archive::new(None)),
@@ -236,7 +249,25 @@ pub async fn start_with(
         depths.insert(department.name.clone(), depth);
     }
     hub.set_queues(queues, depths);
-    agent_node.set_router(Dispatch::new(hub.clone()));
+    let dispatch = Dispatch::new(hub.clone());
+    agent_node.set_router(dispatch.clone());
+    if metrics_addr.is_some() {
+        metrics::zero(&config);
+        metrics::standalone_cluster(PARTITIONS);
+    }
+    let mut stop_ticker = stop_rx.clone();
+    let tick = clock
+        .wall(TEAM_TICK)
+        .clamp(Duration::from_millis(50), TEAM_TICK);
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(tick);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => dispatch.tick(),
+                _ = stop_ticker.wait_for(|s| *s) => break,
+            }
+        }
+    });
 
     recover(&hub, &agent_node, &archive).await?;
 
