@@ -315,6 +315,26 @@ pub fn zero(config: &crate::config::Config) {
         gauge!("centralino_agent_sessions_connected", "team" => team.name.clone()).increment(0.0);
         counter!("centralino_agent_duty_seconds_total", "team" => team.name.clone()).increment(0);
     }
+    for d in &config.departments {
+        for step in &d.steps {
+            if let Some(to) = &step.overflow_to {
+                counter!("centralino_routing_overflows_total", "from" => d.name.clone(), "to" => to.clone())
+                    .increment(0);
+            }
+        }
+    }
+    for code in [
+        tonic::Code::InvalidArgument,
+        tonic::Code::NotFound,
+        tonic::Code::AlreadyExists,
+        tonic::Code::PermissionDenied,
+        tonic::Code::Unauthenticated,
+        tonic::Code::FailedPrecondition,
+        tonic::Code::ResourceExhausted,
+        tonic::Code::Unavailable,
+    ] {
+        counter!("centralino_requests_rejected_total", "code" => format!("{code:?}")).increment(0);
+    }
     counter!("centralino_stream_overflows_total").increment(0);
     gauge!("centralino_conversations_live").set(0.0);
 }
