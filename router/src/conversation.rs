@@ -518,8 +518,12 @@ impl ConversationActor {
         self.rec.state = State::Closed;
         self.rec.outcome = Some(outcome);
         self.rec.closed_at_ms = Some(now);
+        if self.warm_from.take().is_some() {
+            // A warm transfer was still looking for the next agent: withdraw it.
+            self.dequeue();
+        }
+        self.cancel_direct_offer();
         self.offer = None;
-        self.warm_from = None;
         let proto_outcome = match outcome {
             Outcome::Completed => ConversationOutcome::Completed,
             Outcome::Abandoned => ConversationOutcome::Abandoned,

@@ -5,9 +5,13 @@
 //! Module map:
 //! - [`profile`]: the hourly arrival profile (Europe/Rome) and the Poisson arrival schedule.
 //! - [`customer`]: who arrives (language, department, visitor context, returning customers)
-//!   and the customer task: start, stream with resume, messages, patience, close, rating.
+//!   and the customer task: start, stream with resume, messages, patience, close, rating;
+//!   offline messages and callbacks when nobody can answer (offline or busy notice, or
+//!   patience run out), back to a queue after a cold transfer.
 //! - [`agent`]: one task per configured agent on the `AgentDesk` stream: offers, accept or
-//!   decline, replies, close with a summary; checks capacity and skills.
+//!   decline, replies in the serving language (canned responses, notes), transfers and
+//!   escalations, close with a summary, a staggered stop before the team's shift ends;
+//!   checks capacity, skills (serving language, transfers) and shifts.
 //! - [`ledger`]: the shared record of observations and the live checks.
 //! - [`report`]: the final [`Report`] and its aggregation from the ledger.
 //! - [`net`]: channels to the routers and the move to the next one on UNAVAILABLE.
@@ -54,6 +58,13 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 const BUDGET_SLACK: Duration = Duration::from_secs(60);
 /// Share of arrivals that are returning customers (when there are any to return).
 const RETURNING_SHARE: f64 = 0.2;
+/// From this local hour (Europe/Rome) on, Italian customers weigh [`EVENING_ITALIAN_WEIGHT`]
+/// (against 22 for English) instead of 78: the evening peak is mostly Italian, which keeps
+/// the thinning Italian late shift busy until its team closes at 22:00 (queued customers
+/// are then handed over to the English team).
+const EVENING_FROM_HOUR: usize = 20;
+/// Weight of Italian arrivals in the evening.
+const EVENING_ITALIAN_WEIGHT: f64 = 135.0;
 
 /// Where the simulator's clock comes from.
 #[derive(Debug, Clone)]
@@ -206,6 +217,8 @@ pub async fn run(options: SimOptions) -> Result<Report, SimError> {
     let schedule = profile::arrival_schedule(&profile, from, to, &mut rng);
     info!(arrivals = schedule.len(), from = %profile::local_clock(from), to = %profile::local_clock(to), "arrival schedule drawn");
     let mix = Mix::from_config(&shared.config);
+    // After dinner the shop's own country dominates even more.
+    let evening_mix = mix.with_language_weight("it", EVENING_ITALIAN_WEIGHT);
     let mut customers = JoinSet::new();
     for (serial, at) in schedule.iter().enumerate() {
         let now = shared.clock.now_ms();
@@ -224,7 +237,12 @@ pub async fn run(options: SimOptions) -> Result<Report, SimError> {
         } else {
             None
         };
-        let plan = CustomerPlan::draw(&mut rng, &mix, serial as u64, returning);
+        let mix = if profile::local_hour(*at) >= EVENING_FROM_HOUR {
+            &evening_mix
+        } else {
+            &mix
+        };
+        let plan = CustomerPlan::draw(&mut rng, mix, serial as u64, returning);
         customers.spawn(customer::run(shared.clone(), plan));
     }
 

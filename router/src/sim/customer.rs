@@ -6,6 +6,14 @@
 //! The customer expects one agent message per customer message plus a greeting; it sends its
 //! next message only after the previous one was answered, and closes by itself only when
 //! nothing is owed, so that acknowledged messages never race a close on purpose.
+//!
+//! When nobody can answer the customer takes the alternatives the server offers: after an
+//! `offline` notice most leave a message (`LeaveOfflineMessage`); after a `busy` notice some
+//! ask for a callback (`RequestCallback`) or leave a message, the others keep waiting; and
+//! when their patience runs out some leave a message or ask for a callback instead of just
+//! leaving. A cold transfer (`transferred` without `warm`) puts the customer back in a queue
+//! with a fresh patience until the next `assigned`; `handed_over` (the language's team
+//! closed) is counted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +21,9 @@ use std::time::Duration;
 use centralino_proto::v1::conversation_event::Kind;
 use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
 use centralino_proto::v1::{
-    CloseConversationRequest, ConversationEvent, ConversationOutcome, RateConversationRequest,
-    SendMessageRequest, Sender, StartConversationRequest, StreamEventsRequest, VisitorContext,
+    CloseConversationRequest, ConversationEvent, ConversationOutcome, LeaveOfflineMessageRequest,
+    RateConversationRequest, RequestCallbackRequest, SendMessageRequest, Sender,
+    StartConversationRequest, StreamEventsRequest, VisitorContext,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -41,6 +50,18 @@ const MAX_STREAM_OPENS: u32 = 30;
 const MAX_TURNS: u32 = 10_000;
 /// Attempts of a unary call (moving to the next router on UNAVAILABLE).
 const ATTEMPTS: u32 = 3;
+/// Customers whose patience ran out who leave a message instead of just leaving ...
+const IMPATIENT_MESSAGE_SHARE: f64 = 0.2;
+/// ... and who ask for a callback.
+const IMPATIENT_CALLBACK_SHARE: f64 = 0.06;
+/// Customers told the queue is long who ask for a callback ...
+const BUSY_CALLBACK_SHARE: f64 = 0.25;
+/// ... and who leave a message (the others keep waiting).
+const BUSY_MESSAGE_SHARE: f64 = 0.25;
+/// Customers told nobody serves their language now who leave a message (the others leave).
+const OFFLINE_MESSAGE_SHARE: f64 = 0.8;
+/// Patience after a cold transfer, at least (simulated): the customer was already served.
+const PATIENCE_AFTER_TRANSFER: Duration = Duration::from_secs(8 * 60);
 
 /// Who arrives: language and department weights from the configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +117,19 @@ impl Mix {
             checkout_page: rule_page(&|p| p.contains("checkout")),
             tracking_page: rule_page(&|p| !p.contains("checkout")),
         }
+    }
+}
+
+impl Mix {
+    /// Returns the mix with `language` weighing `weight` (unchanged when not in the mix).
+    pub fn with_language_weight(&self, language: &str, weight: f64) -> Self {
+        let mut mix = self.clone();
+        for (l, w) in &mut mix.languages {
+            if l == language {
+                *w = weight;
+            }
+        }
+        mix
     }
 }
 
@@ -268,6 +302,10 @@ enum Action {
     Send,
     /// Close the conversation.
     Close,
+    /// Leave an offline message instead of waiting.
+    LeaveMessage,
+    /// Ask for a callback instead of waiting.
+    Callback,
 }
 
 /// A running customer.
@@ -516,7 +554,14 @@ impl Customer {
         }
         if !self.close_requested {
             if !self.assigned && self.patience_at.is_some_and(|p| now >= p) {
-                self.close().await;
+                let roll: f64 = self.rng.random();
+                if roll < IMPATIENT_MESSAGE_SHARE {
+                    self.follow_up(Action::LeaveMessage).await;
+                } else if roll < IMPATIENT_MESSAGE_SHARE + IMPATIENT_CALLBACK_SHARE {
+                    self.follow_up(Action::Callback).await;
+                } else {
+                    self.close().await;
+                }
                 return;
             }
             if now >= self.lifetime_end {
@@ -536,6 +581,11 @@ impl Customer {
                     }
                     Action::Send if !self.close_requested => self.send(true).await,
                     Action::Close if !self.close_requested => self.close().await,
+                    Action::LeaveMessage | Action::Callback
+                        if !self.assigned && !self.close_requested =>
+                    {
+                        self.follow_up(action).await
+                    }
                     _ => {}
                 }
             }
@@ -609,16 +659,50 @@ impl Customer {
                     self.rate().await;
                 }
             }
-            Some(
-                Kind::Queued(_)
-                | Kind::Offered(_)
-                | Kind::RatingRequested(_)
-                | Kind::Offline(_)
-                | Kind::Busy(_)
-                | Kind::Transferred(_)
-                | Kind::HandedOver(_),
-            )
-            | None => {}
+            Some(Kind::Transferred(t)) => {
+                self.shared
+                    .ledger
+                    .lock()
+                    .customer_transferred(&self.id, t.warm);
+                if !t.warm && !self.close_requested {
+                    // Back in a queue until the next agent takes over.
+                    self.assigned = false;
+                    self.next = None;
+                    let patience = self.plan.patience.max(PATIENCE_AFTER_TRANSFER);
+                    self.patience_at = Some(Instant::now() + self.shared.wall(patience));
+                }
+            }
+            Some(Kind::HandedOver(_)) => self.shared.ledger.lock().customer_handed_over(&self.id),
+            Some(Kind::Busy(_)) => {
+                self.shared.ledger.lock().diag.busy_notices += 1;
+                if !self.assigned && !self.close_requested {
+                    let roll: f64 = self.rng.random();
+                    let action = if roll < BUSY_CALLBACK_SHARE {
+                        Some(Action::Callback)
+                    } else if roll < BUSY_CALLBACK_SHARE + BUSY_MESSAGE_SHARE {
+                        Some(Action::LeaveMessage)
+                    } else {
+                        None
+                    };
+                    if let Some(action) = action {
+                        let think = Duration::from_secs(self.rng.random_range(5..30));
+                        self.next = Some((Instant::now() + self.shared.wall(think), action));
+                    }
+                }
+            }
+            Some(Kind::Offline(_)) => {
+                self.shared.ledger.lock().diag.offline_notices += 1;
+                if !self.assigned && !self.close_requested {
+                    let action = if self.rng.random_bool(OFFLINE_MESSAGE_SHARE) {
+                        Action::LeaveMessage
+                    } else {
+                        Action::Close
+                    };
+                    let think = Duration::from_secs(self.rng.random_range(20..90));
+                    self.next = Some((Instant::now() + self.shared.wall(think), action));
+                }
+            }
+            Some(Kind::Queued(_) | Kind::Offered(_) | Kind::RatingRequested(_)) | None => {}
         }
     }
 
@@ -721,6 +805,94 @@ impl Customer {
         self.close_deadline = Some(Instant::now() + self.close_wait());
     }
 
+    /// Leaves an offline message or asks for a callback instead of waiting; when the server
+    /// refuses (an agent took the conversation meanwhile) the chat goes on.
+    async fn follow_up(&mut self, action: Action) {
+        self.close_requested = true;
+        self.next = None;
+        self.shared.ledger.lock().customer_close_requested(&self.id);
+        let (id, token) = (self.id.clone(), self.token.clone());
+        let phone = format!(
+            "+39 3{:02} {:07}",
+            self.rng.random_range(20..100),
+            self.rng.random_range(0..10_000_000)
+        );
+        let result = if action == Action::Callback {
+            let request = RequestCallbackRequest {
+                conversation_id: id,
+                token,
+                phone,
+                preferred_time: preferred_time(&self.plan.language).to_string(),
+            };
+            self.shared
+                .routers
+                .call(ATTEMPTS, |channel| {
+                    let request = request.clone();
+                    async move {
+                        ConversationServiceClient::new(channel)
+                            .request_callback(request)
+                            .await
+                    }
+                })
+                .await
+                .map(|_| ())
+        } else {
+            let by_phone = self.rng.random_bool(0.3);
+            let request = LeaveOfflineMessageRequest {
+                conversation_id: id,
+                token,
+                name: self.plan.display_name.clone(),
+                email: if by_phone {
+                    String::new()
+                } else {
+                    format!("{}@example.com", self.plan.customer_id)
+                },
+                phone: if by_phone { phone } else { String::new() },
+                text: offline_text(&self.plan.language, &self.plan.department).to_string(),
+            };
+            self.shared
+                .routers
+                .call(ATTEMPTS, |channel| {
+                    let request = request.clone();
+                    async move {
+                        ConversationServiceClient::new(channel)
+                            .leave_offline_message(request)
+                            .await
+                    }
+                })
+                .await
+                .map(|_| ())
+        };
+        let now_ms = self.shared.clock.now_ms();
+        let mut ledger = self.shared.ledger.lock();
+        match result {
+            Ok(()) => {
+                let outcome = if action == Action::Callback {
+                    ledger.diag.callbacks_requested += 1;
+                    ConversationOutcome::Escalated
+                } else {
+                    ledger.diag.offline_messages_left += 1;
+                    ConversationOutcome::Offline
+                };
+                ledger.customer_closed(&self.id, outcome, now_ms, false);
+                drop(ledger);
+                self.close_deadline = Some(Instant::now() + self.close_wait());
+            }
+            Err(status) => {
+                debug!(conversation_id = %self.id, code = ?status.code(), message = status.message(), "follow-up refused");
+                ledger.diag.follow_ups_refused += 1;
+                ledger.customer_close_cancelled(&self.id);
+                drop(ledger);
+                self.close_requested = false;
+                // Assigned meanwhile (the stream will tell), or closed: give it a moment.
+                if !self.assigned {
+                    self.patience_at =
+                        Some(Instant::now() + self.shared.wall(Duration::from_secs(60)));
+                }
+            }
+        }
+    }
+
     async fn rate(&mut self) {
         let good = self.plan.good_rating;
         let comment = match (good, self.plan.language.as_str()) {
@@ -766,6 +938,23 @@ fn opening(language: &str, department: &str) -> &'static str {
         (_, "shipping") => "Hello, my order has not arrived yet",
         (_, "billing") => "Hi, I was charged twice for my order",
         _ => "Hello, I have a problem with my account",
+    }
+}
+
+fn preferred_time(language: &str) -> &'static str {
+    if language == "it" {
+        "domani dopo le 10"
+    } else {
+        "tomorrow after 10 am"
+    }
+}
+
+fn offline_text(language: &str, department: &str) -> &'static str {
+    match (language == "it", department) {
+        (true, "billing") => "Mi è stato addebitato due volte l'ordine, potete ricontattarmi?",
+        (true, _) => "Non sono riuscito a parlare con nessuno, potete ricontattarmi?",
+        (false, "billing") => "I was charged twice for my order, please get back to me.",
+        (false, _) => "I could not reach anyone, please get back to me.",
     }
 }
 

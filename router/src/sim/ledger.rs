@@ -1,8 +1,15 @@
 //! What customers and agents observed, and the black-box checks on it.
 //!
 //! Customer and agent tasks write their observations here (under one short-held lock);
-//! live checks (double assignment, capacity, skills) count violations as they happen, and
-//! [`crate::sim::report::aggregate`] turns the records into the final [`Report`].
+//! live checks (double assignment, capacity, skills, shifts) count violations as they
+//! happen, and [`crate::sim::report::aggregate`] turns the records into the final [`Report`].
+//!
+//! Transfers: an agent records the transfer it asks for ([`Ledger::transfer_requested`])
+//! before sending it, so that the next agent's `assigned` is recognised as the hand-over it
+//! is (the first agent keeps the conversation until its `ended` with outcome TRANSFERRED,
+//! possibly after the next agent's `assigned` for a warm transfer), while a second agent
+//! without a transfer under way is a double assignment. Messages are tracked per agent and
+//! assignment, so the transcript the next agent receives is not a duplicate delivery.
 //!
 //! [`Report`]: crate::sim::report::Report
 
@@ -10,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use centralino_agent_node::config::AgentConfig;
+use centralino_agent_node::shifts::Shifts;
 use centralino_proto::v1::ConversationOutcome;
 
 use crate::config::{Config, DepartmentConfig};
@@ -24,6 +32,37 @@ pub struct Tracked {
     pub sent_at: Option<Instant>,
     /// How many times the other side saw it.
     pub seen: u32,
+    /// Agent sends only: the server answered the send with an `error` (never delivered).
+    pub refused: bool,
+    /// Customer messages only: who saw it, as (agent, index of that agent's assignment in
+    /// [`ConvRecord::desk_agents`]); the same pair twice is a duplicate delivery.
+    pub seen_by: Vec<(String, usize)>,
+}
+
+/// Where an agent transferred a conversation to (as asked on the desk).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferTarget {
+    /// A named agent (reserved directly; refused cleanly when full).
+    Agent(String),
+    /// Another department's queue.
+    Department(String),
+    /// Another language's team.
+    Language(String),
+    /// Agents with a skill.
+    Skill(String),
+    /// Agents with the configured supervisor skill.
+    Supervisor,
+}
+
+/// A transfer asked for by an agent and not yet taken over by the next agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingTransfer {
+    /// Agent handing the conversation on.
+    pub from: String,
+    /// Where to.
+    pub target: TransferTarget,
+    /// Warm: the first agent stays until the next accepts.
+    pub warm: bool,
 }
 
 /// An offer whose skill check depends on whether the agent is the customer's sticky agent,
@@ -49,8 +88,9 @@ pub struct ConvRecord {
     pub started: bool,
     /// Skill checks waiting for the start (see [`PendingSkillCheck`]).
     pub pending_skill_checks: Vec<PendingSkillCheck>,
-    /// Customer messages agents saw before the start was recorded: (message id, text).
-    pub early_seen: Vec<(String, String)>,
+    /// Customer messages agents saw before the start was recorded: (agent, message id,
+    /// text).
+    pub early_seen: Vec<(String, String, String)>,
     /// Customer who started it.
     pub customer_id: String,
     /// Language asked for.
@@ -93,9 +133,23 @@ pub struct ConvRecord {
     pub agent_msgs: BTreeMap<String, Tracked>,
     /// Rating given (true = good).
     pub rating: Option<bool>,
-    /// When the holding agent got a command refused (agent sends have no positive
-    /// acknowledgement, so a refusal makes its recent sends uncertain).
+    /// When the holding agent got a command refused that could not be tied to its command
+    /// (such a refusal makes the agent's recent sends uncertain).
     pub agent_refusals: Vec<Instant>,
+    /// A transfer asked for and not yet taken over by the next agent.
+    pub pending_transfer: Option<PendingTransfer>,
+    /// When the last transfer was asked for.
+    pub last_transfer_at: Option<Instant>,
+    /// Agents that handed the conversation on and still wait for their `ended`.
+    pub leaving: Vec<String>,
+    /// Outcome of the last `ended` received by the holding agent.
+    pub last_end: Option<ConversationOutcome>,
+    /// `transferred` events seen by the customer.
+    pub transfers_seen: u64,
+    /// `handed_over` events seen by the customer.
+    pub handovers_seen: u64,
+    /// The holding agent escalated it (callback or email).
+    pub escalated_by_agent: bool,
 }
 
 impl ConvRecord {
@@ -170,6 +224,38 @@ pub struct Diagnostics {
     pub unfinished_customers: u64,
     /// Conversations agents saw whose start response never reached a customer.
     pub unknown_conversations: u64,
+    /// Transfers asked for by agents.
+    pub transfers_requested: u64,
+    /// Transfers refused by the server (e.g. the named agent is full).
+    pub transfers_refused: u64,
+    /// Warm transfers to a named agent that the agent did not accept.
+    pub transfers_not_accepted: u64,
+    /// Offers of transferred conversations.
+    pub offers_transferred: u64,
+    /// Offers served in another language than the customer's (after a handover).
+    pub offers_other_language: u64,
+    /// Offers to an agent whose team was off shift (counted as skill violations too).
+    pub offers_off_shift: u64,
+    /// Escalations asked for by agents.
+    pub escalations_requested: u64,
+    /// Callbacks asked for by waiting customers.
+    pub callbacks_requested: u64,
+    /// Offline messages left by customers.
+    pub offline_messages_left: u64,
+    /// Callback or offline-message requests the server refused (e.g. assigned meanwhile).
+    pub follow_ups_refused: u64,
+    /// `busy` notices seen by customers.
+    pub busy_notices: u64,
+    /// `offline` notices seen by customers.
+    pub offline_notices: u64,
+    /// Canned responses looked up (and how many found nothing).
+    pub canned_lookups: u64,
+    /// Canned lookups that found nothing.
+    pub canned_empty: u64,
+    /// Internal notes added by agents.
+    pub notes_added: u64,
+    /// Agents who stopped taking chats shortly before their team's shift end.
+    pub agents_wound_down: u64,
 }
 
 /// Shared record of the run.
@@ -255,8 +341,8 @@ impl Ledger {
             let sticky = returning.sticky_agent.as_deref() == Some(check.agent_id.as_str());
             self.resolve_skill_check(conversation_id, &check, sticky);
         }
-        for (message_id, text) in early {
-            self.agent_saw_customer_message(conversation_id, &message_id, &text);
+        for (agent_id, message_id, text) in early {
+            self.agent_saw_customer_message(conversation_id, &agent_id, &message_id, &text);
         }
         returning
     }
@@ -311,7 +397,14 @@ impl Ledger {
         let Some(record) = self.convs.get(conversation_id) else {
             return;
         };
-        let completed = (record.outcome == Some(ConversationOutcome::Completed))
+        // The server remembers the agent of a completed conversation and of one an agent
+        // escalated (both count as the customer's last contact).
+        let contact = match record.outcome {
+            Some(ConversationOutcome::Completed) => true,
+            Some(ConversationOutcome::Escalated) => record.escalated_by_agent,
+            _ => false,
+        };
+        let completed = contact
             .then(|| record.customer_agents.last().cloned().zip(record.closed_ms))
             .flatten();
         if let Some(history) = self.customers.get_mut(&record.customer_id) {
@@ -328,6 +421,33 @@ impl Ledger {
             r.assigned_ms.get_or_insert(at_ms);
             r.customer_agents.push(agent_id.to_string());
             r.with_agent = true;
+        }
+    }
+
+    /// The customer saw `transferred`; a cold transfer takes the conversation away from its
+    /// agent until the next one is assigned.
+    pub fn customer_transferred(&mut self, conversation_id: &str, warm: bool) {
+        if let Some(r) = self.convs.get_mut(conversation_id) {
+            r.transfers_seen += 1;
+            if !warm {
+                r.with_agent = false;
+            }
+        }
+    }
+
+    /// The customer saw `handed_over` (their language's team closed).
+    pub fn customer_handed_over(&mut self, conversation_id: &str) {
+        if let Some(r) = self.convs.get_mut(conversation_id) {
+            r.handovers_seen += 1;
+        }
+    }
+
+    /// The customer's close (or follow-up) request failed: the conversation goes on.
+    pub fn customer_close_cancelled(&mut self, conversation_id: &str) {
+        if let Some(r) = self.convs.get_mut(conversation_id) {
+            if r.outcome.is_none() {
+                r.customer_close_at = None;
+            }
         }
     }
 
@@ -379,35 +499,48 @@ impl Ledger {
         }
     }
 
-    /// An agent saw a customer message (in the transcript or as an event).
+    /// `agent_id` saw a customer message (in the transcript or as an event). Seeing it twice
+    /// in the same assignment is a duplicate; the next agent's transcript after a transfer
+    /// or requeue is not.
     pub fn agent_saw_customer_message(
         &mut self,
         conversation_id: &str,
+        agent_id: &str,
         message_id: &str,
         text: &str,
     ) {
         let r = self.convs.entry(conversation_id.to_string()).or_default();
         if !r.started {
-            r.early_seen
-                .push((message_id.to_string(), text.to_string()));
+            r.early_seen.push((
+                agent_id.to_string(),
+                message_id.to_string(),
+                text.to_string(),
+            ));
             return;
         }
-        {
-            let key = if r.first_text.as_deref() == Some(text) {
-                "first"
-            } else {
-                message_id
-            };
-            let known = r.customer_msgs.contains_key(key) || key.starts_with(conversation_id);
-            if !known {
-                self.diag.unknown_messages += 1;
-                return;
-            }
-            let tracked = r.customer_msgs.entry(key.to_string()).or_default();
-            tracked.seen += 1;
-            if tracked.seen == 2 {
-                self.diag.messages_duplicated += 1;
-            }
+        let key = if r.first_text.as_deref() == Some(text) {
+            "first"
+        } else {
+            message_id
+        };
+        let known = r.customer_msgs.contains_key(key) || key.starts_with(conversation_id);
+        if !known {
+            self.diag.unknown_messages += 1;
+            return;
+        }
+        let assignment = r
+            .desk_agents
+            .iter()
+            .rposition(|a| a == agent_id)
+            .unwrap_or(usize::MAX);
+        let tracked = r.customer_msgs.entry(key.to_string()).or_default();
+        tracked.seen += 1;
+        let viewer = (agent_id.to_string(), assignment);
+        if tracked.seen_by.contains(&viewer) {
+            self.diag.messages_duplicated += 1;
+            tracing::warn!(%conversation_id, agent_id, message_id, "customer message delivered twice to the same agent");
+        } else {
+            tracked.seen_by.push(viewer);
         }
     }
 
@@ -420,6 +553,17 @@ impl Ledger {
                 .or_default()
                 .sent_at
                 .get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// The server refused an agent's send (answered it with an `error`).
+    pub fn agent_message_refused(&mut self, conversation_id: &str, message_id: &str) {
+        if let Some(t) = self
+            .convs
+            .get_mut(conversation_id)
+            .and_then(|r| r.agent_msgs.get_mut(message_id))
+        {
+            t.refused = true;
         }
     }
 
@@ -461,28 +605,86 @@ impl Ledger {
         }
     }
 
-    /// An agent received `assigned`; counts a double assignment when another agent holds it.
+    /// An agent received `assigned`; counts a double assignment when another agent holds it
+    /// and is not handing it on by a transfer.
     pub fn desk_assigned(&mut self, conversation_id: &str, agent_id: &str) {
         let r = self.convs.entry(conversation_id.to_string()).or_default();
-        if let Some(holder) = r.holder.as_deref().filter(|h| *h != agent_id) {
-            self.duplicate_assignments += 1;
-            tracing::warn!(%conversation_id, holder, agent_id, "conversation assigned to a second agent while the first holds it");
+        let transfer = r.pending_transfer.take();
+        if let Some(holder) = r.holder.clone().filter(|h| h != agent_id) {
+            if transfer.as_ref().is_some_and(|t| t.from == holder) {
+                // A transfer: the first agent keeps it until its `ended`.
+                r.leaving.push(holder);
+            } else {
+                self.duplicate_assignments += 1;
+                tracing::warn!(%conversation_id, %holder, agent_id, "conversation assigned to a second agent while the first holds it");
+            }
         }
         r.holder = Some(agent_id.to_string());
+        r.desk_ended = false;
         r.desk_agents.push(agent_id.to_string());
     }
 
-    /// An agent received `ended` (or lost the conversation on a reconnect).
-    pub fn desk_released(&mut self, conversation_id: &str, agent_id: &str, ended: bool) {
-        {
-            let r = self.conv(conversation_id);
-            if r.holder.as_deref() == Some(agent_id) {
-                r.holder = None;
-                if ended {
-                    r.desk_ended = true;
-                }
+    /// An agent received `ended` with `outcome` (or, with `None`, lost the conversation on a
+    /// reconnect).
+    pub fn desk_released(
+        &mut self,
+        conversation_id: &str,
+        agent_id: &str,
+        outcome: Option<ConversationOutcome>,
+    ) {
+        let r = self.conv(conversation_id);
+        if r.holder.as_deref() == Some(agent_id) {
+            r.holder = None;
+            if outcome.is_some() {
+                r.desk_ended = true;
+                r.last_end = outcome;
+            }
+        } else {
+            r.leaving.retain(|a| a != agent_id);
+        }
+    }
+
+    /// `from` asks to transfer the conversation (recorded before the command is sent).
+    pub fn transfer_requested(
+        &mut self,
+        conversation_id: &str,
+        from: &str,
+        target: TransferTarget,
+        warm: bool,
+    ) {
+        self.diag.transfers_requested += 1;
+        let r = self.conv(conversation_id);
+        r.pending_transfer = Some(PendingTransfer {
+            from: from.to_string(),
+            target,
+            warm,
+        });
+        r.last_transfer_at = Some(Instant::now());
+    }
+
+    /// The transfer `from` asked for was refused, or (warm, to a named agent) not accepted:
+    /// `from` keeps the conversation.
+    pub fn transfer_cancelled(&mut self, conversation_id: &str, from: &str) {
+        if let Some(r) = self.convs.get_mut(conversation_id) {
+            if r.pending_transfer.as_ref().is_some_and(|t| t.from == from) {
+                r.pending_transfer = None;
             }
         }
+    }
+
+    /// The holding agent escalated the conversation (a close by the agent).
+    pub fn agent_escalated(&mut self, conversation_id: &str) {
+        self.diag.escalations_requested += 1;
+        let r = self.conv(conversation_id);
+        r.escalated_by_agent = true;
+        r.agent_close_at.get_or_insert_with(Instant::now);
+    }
+
+    /// Returns the transfer under way for a conversation, if any.
+    pub fn pending_transfer(&self, conversation_id: &str) -> Option<PendingTransfer> {
+        self.convs
+            .get(conversation_id)
+            .and_then(|r| r.pending_transfer.clone())
     }
 
     /// The customer recorded a rating.
@@ -552,7 +754,7 @@ pub enum SkillProblem {
         /// Minimum required.
         needs: u8,
     },
-    /// The agent lacks `lang:<language>` (or has it below the step's minimum).
+    /// The agent lacks `lang:<serving language>` (or has it below the step's minimum).
     Language {
         /// Skill needed.
         skill: String,
@@ -560,6 +762,18 @@ pub enum SkillProblem {
         has: u8,
         /// Minimum required.
         needs: u8,
+    },
+    /// A transfer to a skill or to a supervisor reached an agent without that skill.
+    TransferSkill {
+        /// Skill needed.
+        skill: String,
+    },
+    /// A transfer to a department was offered in another department (not its overflow).
+    TransferDepartment {
+        /// Department transferred to.
+        expected: String,
+        /// Department of the offer.
+        offered: String,
     },
 }
 
@@ -578,8 +792,10 @@ pub fn min_proficiency(department: &DepartmentConfig, waited: Duration, slack: D
         .max(1)
 }
 
-/// Checks an offer of a conversation in `department`/`language` to `agent`, after the
-/// conversation waited `waited`. Returns the problems (empty when the offer is fine).
+/// Checks an offer of a conversation in `department` served in `serving_language` (the
+/// offer's `serving_language`: the customer's language, or the fallback team's after a
+/// handover) to `agent`, after the conversation waited `waited`. Returns the problems
+/// (empty when the offer is fine).
 ///
 /// A returning customer's last agent (`sticky`) is only held to "has the skill at all",
 /// since sticky routing may prefer them over the step's proficiency.
@@ -587,7 +803,7 @@ pub fn check_offer(
     config: &Config,
     agent: &AgentConfig,
     department: &str,
-    language: &str,
+    serving_language: &str,
     waited: Duration,
     slack: Duration,
     sticky: bool,
@@ -600,18 +816,80 @@ pub fn check_offer(
     } else {
         min_proficiency(dept, waited, slack)
     };
+    skill_problems(agent, dept, serving_language, needs)
+}
+
+fn skill_problems(
+    agent: &AgentConfig,
+    dept: &DepartmentConfig,
+    serving_language: &str,
+    needs: u8,
+) -> Vec<SkillProblem> {
     let mut problems = Vec::new();
     let skill = dept.skill().to_string();
     let has = agent.skills.get(&skill).copied().unwrap_or(0);
     if has < needs {
         problems.push(SkillProblem::Department { skill, has, needs });
     }
-    let skill = format!("lang:{language}");
+    let skill = format!("lang:{serving_language}");
     let has = agent.skills.get(&skill).copied().unwrap_or(0);
     if has < needs {
         problems.push(SkillProblem::Language { skill, has, needs });
     }
     problems
+}
+
+/// Checks an offer of a transferred conversation (`Offer.transfer` set). The routing steps
+/// start again in the target department, so only "has the skill at all" is required of the
+/// department's skill and of `lang:<serving language>`; a transfer to a skill or to a
+/// supervisor (`transfer`, as the first agent asked for it) also needs that skill, and a
+/// transfer to a department must be offered there (or where that department overflows to).
+pub fn check_transferred_offer(
+    config: &Config,
+    agent: &AgentConfig,
+    department: &str,
+    serving_language: &str,
+    transfer: Option<&PendingTransfer>,
+) -> Vec<SkillProblem> {
+    let Some(dept) = config.department(department) else {
+        return vec![SkillProblem::UnknownDepartment(department.to_string())];
+    };
+    let mut problems = skill_problems(agent, dept, serving_language, 1);
+    let extra = match transfer.map(|t| &t.target) {
+        Some(TransferTarget::Skill(skill)) => Some(skill.clone()),
+        Some(TransferTarget::Supervisor) => Some(config.routing.supervisor_skill.clone()),
+        _ => None,
+    };
+    if let Some(skill) = extra {
+        if agent.skills.get(&skill).copied().unwrap_or(0) < 1 {
+            problems.push(SkillProblem::TransferSkill { skill });
+        }
+    }
+    if let Some(TransferTarget::Department(expected)) = transfer.map(|t| &t.target) {
+        let overflow = config
+            .department(expected)
+            .map(|d| {
+                d.steps
+                    .iter()
+                    .filter_map(|s| s.overflow_to.as_deref())
+                    .any(|o| o == department)
+            })
+            .unwrap_or(false);
+        if expected != department && !overflow {
+            problems.push(SkillProblem::TransferDepartment {
+                expected: expected.clone(),
+                offered: department.to_string(),
+            });
+        }
+    }
+    problems
+}
+
+/// Returns true when an offer at `now_ms` to an agent of `team` breaks the shifts: the team
+/// was closed at `now_ms` and already `slack` earlier (the server checks shifts
+/// periodically, and an offer reserved just before the shift end may arrive just after).
+pub fn offered_off_shift(shifts: &Shifts, team: &str, now_ms: i64, slack: Duration) -> bool {
+    !shifts.team_open(team, now_ms) && !shifts.team_open(team, now_ms - slack.as_millis() as i64)
 }
 
 /// Returns true when the customer's and the agents' views of who served a closed
@@ -731,8 +1009,8 @@ mod tests {
         l.desk_assigned("c1", "marco");
         assert_eq!(l.duplicate_assignments, 1);
         // After the holder released it, a new agent is fine.
-        l.desk_released("c1", "marco", false);
-        l.desk_released("c1", "giulia", false);
+        l.desk_released("c1", "marco", None);
+        l.desk_released("c1", "giulia", None);
         l.desk_assigned("c1", "elena");
         assert_eq!(l.duplicate_assignments, 1);
     }
@@ -801,13 +1079,203 @@ mod tests {
             Some("ciao c1".into()),
         );
         l.customer_message_acked("c1", "c1:c1");
-        l.agent_saw_customer_message("c1", "srv-1", "ciao c1");
-        l.agent_saw_customer_message("c1", "c1:c1", "x");
-        l.agent_saw_customer_message("c1", "c1:c1", "x");
-        l.agent_saw_customer_message("c1", "zzz", "y");
+        l.desk_assigned("c1", "giulia");
+        l.agent_saw_customer_message("c1", "giulia", "srv-1", "ciao c1");
+        l.agent_saw_customer_message("c1", "giulia", "c1:c1", "x");
+        l.agent_saw_customer_message("c1", "giulia", "c1:c1", "x");
+        l.agent_saw_customer_message("c1", "giulia", "zzz", "y");
         assert_eq!(l.convs["c1"].customer_msgs["first"].seen, 1);
         assert_eq!(l.convs["c1"].customer_msgs["c1:c1"].seen, 2);
         assert_eq!(l.diag.messages_duplicated, 1);
         assert_eq!(l.diag.unknown_messages, 1);
+    }
+
+    /// 2026-11-23T09:00:00+01:00 (a Monday).
+    const NINE_AM: i64 = 1_795_420_800_000;
+    const HOUR_MS: i64 = 3_600_000;
+
+    #[test]
+    fn a_transfer_hands_the_conversation_on_without_a_double_assignment() {
+        let mut l = Ledger::default();
+        l.started("c1", "cust", "Anna", "it", "sales", 0, None);
+        l.desk_assigned("c1", "giulia");
+        // Warm: the next agent is assigned before the first one gets `ended`.
+        l.transfer_requested(
+            "c1",
+            "giulia",
+            TransferTarget::Department("billing".into()),
+            true,
+        );
+        l.desk_assigned("c1", "chiara");
+        assert_eq!(l.duplicate_assignments, 0);
+        assert_eq!(l.convs["c1"].leaving, vec!["giulia".to_string()]);
+        l.desk_released("c1", "giulia", Some(ConversationOutcome::Transferred));
+        assert!(l.convs["c1"].leaving.is_empty());
+        assert_eq!(l.convs["c1"].holder.as_deref(), Some("chiara"));
+        assert!(!l.convs["c1"].desk_ended, "the holder did not get `ended`");
+        // Cold: the first agent gets `ended` first, then the next one is assigned.
+        l.transfer_requested("c1", "chiara", TransferTarget::Agent("marco".into()), false);
+        l.desk_released("c1", "chiara", Some(ConversationOutcome::Transferred));
+        l.desk_assigned("c1", "marco");
+        assert_eq!(l.duplicate_assignments, 0);
+        // A refused transfer leaves the conversation with its agent: a second agent now is
+        // a double assignment.
+        l.transfer_requested("c1", "marco", TransferTarget::Agent("elena".into()), false);
+        l.transfer_cancelled("c1", "marco");
+        l.desk_assigned("c1", "elena");
+        assert_eq!(l.duplicate_assignments, 1);
+        // Someone else's transfer does not excuse it either.
+        l.transfer_requested("c1", "paolo", TransferTarget::Supervisor, false);
+        l.desk_assigned("c1", "ava");
+        assert_eq!(l.duplicate_assignments, 2);
+    }
+
+    #[test]
+    fn the_next_agents_transcript_is_not_a_duplicate_delivery() {
+        let mut l = Ledger::default();
+        l.started("c1", "cust", "Anna", "it", "sales", 0, Some("ciao".into()));
+        l.desk_assigned("c1", "giulia");
+        l.agent_saw_customer_message("c1", "giulia", "c1-first", "ciao");
+        l.customer_message_acked("c1", "c1:c1");
+        l.agent_saw_customer_message("c1", "giulia", "c1:c1", "x");
+        l.transfer_requested(
+            "c1",
+            "giulia",
+            TransferTarget::Department("billing".into()),
+            false,
+        );
+        l.desk_released("c1", "giulia", Some(ConversationOutcome::Transferred));
+        l.desk_assigned("c1", "chiara");
+        l.agent_saw_customer_message("c1", "chiara", "c1-first", "ciao");
+        l.agent_saw_customer_message("c1", "chiara", "c1:c1", "x");
+        assert_eq!(l.diag.messages_duplicated, 0);
+        assert_eq!(l.convs["c1"].customer_msgs["c1:c1"].seen, 2);
+        // The same agent in the same assignment twice is a duplicate.
+        l.agent_saw_customer_message("c1", "chiara", "c1:c1", "x");
+        assert_eq!(l.diag.messages_duplicated, 1);
+        // Taken again after a requeue: a new assignment, its transcript is no duplicate.
+        l.desk_released("c1", "chiara", None);
+        l.desk_assigned("c1", "chiara");
+        l.agent_saw_customer_message("c1", "chiara", "c1:c1", "x");
+        assert_eq!(l.diag.messages_duplicated, 1);
+    }
+
+    #[test]
+    fn offers_are_checked_against_the_serving_language() {
+        let c = config();
+        let zero = Duration::ZERO;
+        // An Italian customer handed over to the English team: served in English.
+        let emma = agent(&c, "emma");
+        assert!(check_offer(&c, &emma, "sales", "en", zero, zero, false).is_empty());
+        let p = check_offer(&c, &emma, "sales", "it", zero, zero, false);
+        assert!(matches!(&p[..], [SkillProblem::Language { .. }]), "{p:?}");
+        let marco = agent(&c, "marco");
+        assert!(!check_offer(&c, &marco, "sales", "en", zero, zero, false).is_empty());
+    }
+
+    #[test]
+    fn transferred_offers_need_the_skills_at_all_and_the_asked_skill() {
+        let c = config();
+        let transfer = |target| PendingTransfer {
+            from: "marco".into(),
+            target,
+            warm: false,
+        };
+        // sara has sales 2: below the first step's 3, but a transfer restarts the steps.
+        let sara = agent(&c, "sara");
+        assert!(check_transferred_offer(&c, &sara, "sales", "it", None).is_empty());
+        // No billing skill at all is still a problem.
+        let p = check_transferred_offer(&c, &sara, "billing", "it", None);
+        assert!(
+            matches!(&p[..], [SkillProblem::Department { has: 0, .. }]),
+            "{p:?}"
+        );
+        // A transfer to a supervisor needs the supervisor skill.
+        let sup = transfer(TransferTarget::Supervisor);
+        let ava = agent(&c, "ava");
+        assert!(check_transferred_offer(&c, &ava, "support", "en", Some(&sup)).is_empty());
+        let james = agent(&c, "james");
+        let p = check_transferred_offer(&c, &james, "support", "en", Some(&sup));
+        assert_eq!(
+            p,
+            vec![SkillProblem::TransferSkill {
+                skill: "supervisor".into()
+            }]
+        );
+        let skill = transfer(TransferTarget::Skill("billing".into()));
+        assert!(!check_transferred_offer(&c, &james, "support", "en", Some(&skill)).is_empty());
+        // A transfer to billing must be offered in billing; shipping may overflow to support.
+        let billing = transfer(TransferTarget::Department("billing".into()));
+        let elena = agent(&c, "elena");
+        assert!(check_transferred_offer(&c, &elena, "billing", "it", Some(&billing)).is_empty());
+        let p = check_transferred_offer(&c, &elena, "sales", "it", Some(&billing));
+        assert!(
+            matches!(&p[..], [SkillProblem::TransferDepartment { .. }]),
+            "{p:?}"
+        );
+        let shipping = transfer(TransferTarget::Department("shipping".into()));
+        assert!(check_transferred_offer(&c, &elena, "support", "it", Some(&shipping)).is_empty());
+        // A transfer to a named agent that failed goes to the queue: any qualified agent.
+        let named = transfer(TransferTarget::Agent("giulia".into()));
+        assert!(check_transferred_offer(&c, &elena, "sales", "it", Some(&named)).is_empty());
+    }
+
+    #[test]
+    fn offers_off_shift_are_flagged_after_the_slack() {
+        let c = config();
+        let shifts = Shifts::new(&c.agent_node());
+        let slack = Duration::from_secs(60);
+        // The Italian team works 10:00-22:00 Europe/Rome; the English one around the clock.
+        assert!(offered_off_shift(
+            &shifts,
+            "italian",
+            NINE_AM + HOUR_MS / 2,
+            slack
+        ));
+        assert!(!offered_off_shift(
+            &shifts,
+            "italian",
+            NINE_AM + 3 * HOUR_MS,
+            slack
+        ));
+        let ten_pm = NINE_AM + 13 * HOUR_MS;
+        assert!(!offered_off_shift(
+            &shifts,
+            "italian",
+            ten_pm + 30_000,
+            slack
+        ));
+        assert!(offered_off_shift(
+            &shifts,
+            "italian",
+            ten_pm + 5 * 60_000,
+            slack
+        ));
+        assert!(!offered_off_shift(
+            &shifts,
+            "english",
+            NINE_AM - 6 * HOUR_MS,
+            slack
+        ));
+    }
+
+    #[test]
+    fn an_escalation_by_the_agent_counts_as_the_last_contact() {
+        let mut l = Ledger::default();
+        l.started("c1", "cust", "Anna", "it", "sales", 0, None);
+        l.desk_assigned("c1", "giulia");
+        l.customer_assigned("c1", "giulia", 5_000);
+        l.agent_escalated("c1");
+        l.customer_closed("c1", ConversationOutcome::Escalated, 60_000, true);
+        l.customer_done("c1");
+        let r = l.started("c2", "cust", "Anna", "it", "sales", 120_000, None);
+        assert_eq!(r.sticky_agent.as_deref(), Some("giulia"));
+        // A callback asked for while waiting is no contact with an agent.
+        l.customer_closed("c2", ConversationOutcome::Escalated, 130_000, true);
+        l.customer_done("c2");
+        l.started("c3", "other", "Bo", "it", "sales", 0, None);
+        l.customer_closed("c3", ConversationOutcome::Escalated, 10_000, true);
+        l.customer_done("c3");
+        assert!(l.customers["other"].last_completed.is_none());
     }
 }

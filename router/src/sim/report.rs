@@ -122,9 +122,39 @@ impl Report {
         );
         row("transfers", self.transfers.to_string());
         row("language handovers", self.language_handovers.to_string());
+        let d = &self.diagnostics;
+        row(
+            "transfers asked (ref/no acc)",
+            format!(
+                "{} ({}/{})",
+                d.transfers_requested, d.transfers_refused, d.transfers_not_accepted
+            ),
+        );
+        row(
+            "escalations agent/callback",
+            format!("{} / {}", d.escalations_requested, d.callbacks_requested),
+        );
+        row("offline messages left", d.offline_messages_left.to_string());
+        row("follow-ups refused", d.follow_ups_refused.to_string());
+        row(
+            "busy / offline notices",
+            format!("{} / {}", d.busy_notices, d.offline_notices),
+        );
+        row(
+            "canned lookups (empty)",
+            format!("{} ({})", d.canned_lookups, d.canned_empty),
+        );
+        row("notes added", d.notes_added.to_string());
+        row(
+            "offers transferred/fallback",
+            format!("{} / {}", d.offers_transferred, d.offers_other_language),
+        );
+        row("agents wound down", d.agents_wound_down.to_string());
+        if d.offers_off_shift > 0 {
+            row("offers off shift", d.offers_off_shift.to_string());
+        }
         row("messages sent", self.messages_sent.to_string());
         row("messages delivered", self.messages_delivered.to_string());
-        let d = &self.diagnostics;
         row(
             "offers (declined/ignored)",
             format!("{} ({}/{})", d.offers, d.offers_declined, d.offers_ignored),
@@ -163,10 +193,12 @@ impl Report {
             let _ = writeln!(out, "  server counters (for comparison):");
             let _ = writeln!(
                 out,
-                "    started {} completed {} abandoned {} open {}; sticky {}/{}; CSAT {}/{}; offers {} (accepted {}, declined {}, timed out {})",
+                "    started {} completed {} abandoned {} offline {} escalated {} open {}; sticky {}/{}; CSAT {}/{}; offers {} (accepted {}, declined {}, timed out {}); transfers {} handovers {} recontacts {}",
                 c.conversations_started, c.conversations_completed, c.conversations_abandoned,
+                c.conversations_offline, c.conversations_escalated,
                 c.conversations_open, c.sticky_hits, c.sticky_misses, c.csat_good, c.csat_bad,
-                c.offers, c.offers_accepted, c.offers_declined, c.offers_timed_out
+                c.offers, c.offers_accepted, c.offers_declined, c.offers_timed_out,
+                c.transfers, c.language_handovers, c.recontacts
             );
         }
         let _ = writeln!(out, "  invariant checks:");
@@ -182,25 +214,37 @@ impl Report {
     }
 }
 
-/// Returns true when an acknowledged customer message had to reach the agent: the
-/// conversation was assigned, the agent's view is complete (it received `ended`), and the
-/// acknowledgement came before the agent asked to close.
+/// Returns true when an acknowledged customer message had to reach an agent: the
+/// conversation was assigned, the last holder's view is complete (it received `ended`), and
+/// the acknowledgement came before the agent asked to close (or escalated). When the last
+/// holder's `ended` was a transfer that nobody took over (the customer left the queue), only
+/// messages acknowledged before that transfer was asked for had to arrive; after a transfer
+/// that was taken over, the next agent's transcript carries the earlier messages.
 fn customer_message_expected(r: &ConvRecord, sent_at: Option<std::time::Instant>) -> bool {
     let Some(sent_at) = sent_at else { return false };
-    !r.desk_agents.is_empty()
-        && r.desk_ended
-        && r.agent_close_at.is_none_or(|close| sent_at < close)
+    if r.desk_agents.is_empty() || !r.desk_ended {
+        return false;
+    }
+    if r.last_end == Some(ConversationOutcome::Transferred) {
+        return r.last_transfer_at.is_some_and(|t| sent_at < t);
+    }
+    r.agent_close_at.is_none_or(|close| sent_at < close)
 }
 
 /// How long after an agent's send a refused command makes that send uncertain.
 pub const REFUSAL_WINDOW: Duration = Duration::from_secs(2);
 
-/// Returns true when an agent message had to reach the customer: the customer's stream ran
-/// until `closed`, the message was sent well before the customer asked to close, and the
-/// agent got no command refused shortly after sending it (sends have no positive
-/// acknowledgement on the desk stream).
-fn agent_message_expected(r: &ConvRecord, sent_at: Option<std::time::Instant>) -> bool {
-    let Some(sent_at) = sent_at else { return false };
+/// Returns true when an agent message had to reach the customer: the server did not answer
+/// the send with an `error` (after a transfer the previous agent's late sends are refused),
+/// the customer's stream ran until `closed`, the message was sent well before the customer
+/// asked to close, and the agent got no untied command refusal shortly after sending it.
+fn agent_message_expected(r: &ConvRecord, t: &super::ledger::Tracked) -> bool {
+    let Some(sent_at) = t.sent_at else {
+        return false;
+    };
+    if t.refused {
+        return false;
+    }
     if r.agent_refusals
         .iter()
         .any(|at| *at >= sent_at && *at <= sent_at + REFUSAL_WINDOW)
@@ -292,6 +336,8 @@ pub fn aggregate(ledger: &Ledger, service_level: Duration) -> Report {
         {
             sl_base += 1;
         }
+        report.transfers += r.transfers_seen;
+        report.language_handovers += r.handovers_seen;
         match r.rating {
             Some(true) => report.csat_good += 1,
             Some(false) => report.csat_bad += 1,
@@ -312,7 +358,7 @@ pub fn aggregate(ledger: &Ledger, service_level: Duration) -> Report {
                 &mut report,
                 t.sent_at.is_some(),
                 t.seen,
-                agent_message_expected(r, t.sent_at),
+                agent_message_expected(r, t),
             ) {
                 warn_lost("agent → customer", id, t, r);
             }
@@ -375,6 +421,7 @@ fn mean(values: &[f64]) -> f64 {
 mod tests {
     use std::time::Instant;
 
+    use super::super::ledger::TransferTarget;
     use super::*;
 
     const SL: Duration = Duration::from_secs(20);
@@ -384,11 +431,11 @@ mod tests {
         l.desk_assigned(id, agent);
         l.customer_assigned(id, agent, wait_ms);
         l.customer_message_acked(id, &format!("{id}:c1"));
-        l.agent_saw_customer_message(id, &format!("{id}:c1"), "hello");
+        l.agent_saw_customer_message(id, agent, &format!("{id}:c1"), "hello");
         l.agent_message_sent(id, &format!("{id}:a1"));
         l.customer_saw_agent_message(id, &format!("{id}:a1"));
         l.agent_close_requested(id);
-        l.desk_released(id, agent, true);
+        l.desk_released(id, agent, Some(ConversationOutcome::Completed));
         l.customer_closed(
             id,
             ConversationOutcome::Completed,
@@ -493,7 +540,7 @@ mod tests {
         l.agent_message_sent("a", "a:a2"); // after the customer's close: race, not expected
         l.agent_close_requested("a");
         l.customer_message_acked("a", "a:c2"); // after the agent's close: not expected
-        l.desk_released("a", "giulia", true);
+        l.desk_released("a", "giulia", Some(ConversationOutcome::Completed));
         l.customer_closed("a", ConversationOutcome::Completed, 9_000, true);
         let r = aggregate(&l, SL);
         assert_eq!(r.messages_sent, 4);
@@ -517,7 +564,7 @@ mod tests {
         l.started("b", "cust-a", "Anna", "it", "sales", 20_000, None);
         l.desk_assigned("b", "giulia");
         l.customer_assigned("b", "giulia", 21_000);
-        l.desk_released("b", "giulia", true);
+        l.desk_released("b", "giulia", Some(ConversationOutcome::Completed));
         l.customer_closed("b", ConversationOutcome::Completed, 30_000, true);
         l.customer_done("b");
         // Again, but served by marco while the customer was told it was elena: a miss and
@@ -525,12 +572,97 @@ mod tests {
         l.started("c", "cust-a", "Anna", "it", "sales", 40_000, None);
         l.desk_assigned("c", "marco");
         l.customer_assigned("c", "elena", 41_000);
-        l.desk_released("c", "marco", true);
+        l.desk_released("c", "marco", Some(ConversationOutcome::Completed));
         l.customer_closed("c", ConversationOutcome::Completed, 50_000, true);
         let r = aggregate(&l, SL);
         assert_eq!((r.sticky_hits, r.sticky_misses), (1, 1));
         assert_eq!(r.recontacts_7d, 2);
         assert_eq!(r.duplicate_assignments, 1);
         assert!(r.violations().contains(&("duplicate_assignments", 1)));
+    }
+
+    #[test]
+    fn transfers_handovers_and_follow_ups_are_counted_and_add_up() {
+        let mut l = Ledger::default();
+        // Served by giulia, transferred cold to billing, served there by chiara.
+        l.started("t", "cust-t", "Anna", "it", "sales", 0, None);
+        l.desk_assigned("t", "giulia");
+        l.customer_assigned("t", "giulia", 1_000);
+        l.customer_message_acked("t", "t:c1");
+        l.agent_saw_customer_message("t", "giulia", "t:c1", "x");
+        l.transfer_requested(
+            "t",
+            "giulia",
+            TransferTarget::Department("billing".into()),
+            false,
+        );
+        l.customer_transferred("t", false);
+        assert!(!l.convs["t"].with_agent);
+        l.desk_released("t", "giulia", Some(ConversationOutcome::Transferred));
+        // Written while queued again: the next agent's transcript carries it.
+        l.customer_message_acked("t", "t:c2");
+        l.desk_assigned("t", "chiara");
+        l.customer_assigned("t", "chiara", 90_000);
+        l.agent_saw_customer_message("t", "chiara", "t:c1", "x");
+        l.agent_saw_customer_message("t", "chiara", "t:c2", "y");
+        // giulia's late send was refused: not expected at the customer.
+        l.agent_message_sent("t", "t:a9");
+        l.agent_message_refused("t", "t:a9");
+        l.agent_close_requested("t");
+        l.desk_released("t", "chiara", Some(ConversationOutcome::Completed));
+        l.customer_closed("t", ConversationOutcome::Completed, 200_000, true);
+        // Handed over to English, then a callback while waiting.
+        l.started("h", "cust-h", "Bo", "it", "support", 0, None);
+        l.customer_handed_over("h");
+        l.customer_close_requested("h");
+        l.customer_closed("h", ConversationOutcome::Escalated, 50_000, true);
+        // An offline message.
+        l.started("o", "cust-o", "Cy", "it", "billing", 0, None);
+        l.customer_closed("o", ConversationOutcome::Offline, 20_000, true);
+        let r = aggregate(&l, SL);
+        assert_eq!((r.transfers, r.language_handovers), (1, 1));
+        assert_eq!((r.conversations_escalated, r.conversations_offline), (1, 1));
+        assert_eq!(
+            r.conversations_completed
+                + r.conversations_abandoned
+                + r.conversations_offline
+                + r.conversations_escalated
+                + r.conversations_open,
+            r.conversations_started
+        );
+        assert_eq!(r.duplicate_assignments, 0);
+        assert_eq!(r.messages_lost, 0);
+        assert_eq!(r.diagnostics.messages_duplicated, 0);
+        assert!(r.is_clean());
+    }
+
+    #[test]
+    fn after_a_transfer_nobody_took_over_only_earlier_messages_were_due() {
+        let mut l = Ledger::default();
+        l.started("t", "cust-t", "Anna", "it", "sales", 0, None);
+        l.desk_assigned("t", "giulia");
+        l.customer_assigned("t", "giulia", 1_000);
+        l.customer_message_acked("t", "t:c1"); // before the transfer: due at giulia
+        l.convs
+            .get_mut("t")
+            .unwrap()
+            .customer_msgs
+            .get_mut("t:c1")
+            .unwrap()
+            .sent_at = Some(Instant::now() - Duration::from_secs(1));
+        l.transfer_requested(
+            "t",
+            "giulia",
+            TransferTarget::Department("billing".into()),
+            false,
+        );
+        l.customer_transferred("t", false);
+        l.desk_released("t", "giulia", Some(ConversationOutcome::Transferred));
+        l.customer_message_acked("t", "t:c2"); // queued again, then the customer left
+        l.customer_close_requested("t");
+        l.customer_closed("t", ConversationOutcome::Abandoned, 60_000, true);
+        let r = aggregate(&l, SL);
+        assert_eq!(r.messages_lost, 1, "t:c1 never reached giulia");
+        assert_eq!(r.messages_sent, 2);
     }
 }
