@@ -247,7 +247,8 @@ pub const ENV_PREFIX: &str = "CENTRALINO_";
 /// Reads a TOML file (or an empty document when `path` is `None`), applies `CENTRALINO_*`
 /// environment overrides, and returns the merged document.
 ///
-/// `CENTRALINO_NODE__GRPC_ADDR=0.0.0.0:50051` sets `node.grpc_addr`; a numeric segment
+/// `CENTRALINO_NODE__GRPC_ADDR=0.0.0.0:50051` sets `node.grpc_addr` (variables without a
+/// `__` are not configuration keys and are left alone); a numeric segment
 /// indexes an array (`CENTRALINO_AGENTS__0__CAPACITY=5`). Values parse as TOML literals
 /// (numbers, booleans, arrays) and fall back to strings.
 pub fn load_document(
@@ -260,7 +261,10 @@ pub fn load_document(
     };
     let mut overrides: Vec<(String, String)> = env
         .into_iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.len() > ENV_PREFIX.len())
+        // Every configuration key lives in a section, so an override always has a `__`;
+        // other CENTRALINO_* variables (CENTRALINO_CONFIG, CENTRALINO_LOG_FORMAT, ...) are
+        // options of the binaries, not configuration keys.
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k[ENV_PREFIX.len()..].contains("__"))
         .collect();
     overrides.sort();
     for (key, value) in overrides {
@@ -345,12 +349,15 @@ mod tests {
                 "0.0.0.0:1".to_string(),
             ),
             ("OTHER".to_string(), "x".to_string()),
+            ("CENTRALINO_LOG_FORMAT".to_string(), "json".to_string()),
+            ("CENTRALINO_CONFIG".to_string(), "/etc/x.toml".to_string()),
         ];
         let doc = load_document(Some(text), env).unwrap();
         let config: AgentNodeConfig = toml::Value::Table(doc.clone()).try_into().unwrap();
         assert_eq!(config.desk.offer_timeout_secs, 12);
         assert_eq!(config.agents[0].capacity, 5);
         assert_eq!(doc["node"]["grpc_addr"].as_str(), Some("0.0.0.0:1"));
+        assert!(!doc.contains_key("log_format") && !doc.contains_key("config"));
     }
 
     #[test]

@@ -167,12 +167,35 @@ fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (`default` otherwise); JSON lines when
+/// `CENTRALINO_LOG_FORMAT=json`.
 fn init_logging(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let json = std::env::var("CENTRALINO_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -233,14 +256,21 @@ fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         options.conversations_per_day = f64::from(conversations);
         options.seed = seed;
         options.progress = progress;
-        let report = sim::run(options).await;
+        // SIGINT or SIGTERM stops the day early but still shuts the node down cleanly.
+        let report = tokio::select! {
+            report = sim::run(options) => Some(report),
+            _ = interrupted() => None,
+        };
         if tokio::time::timeout(SHUTDOWN_TIMEOUT, node.shutdown())
             .await
             .is_err()
         {
             eprintln!("warning: the node did not shut down in time");
         }
-        Ok(report?)
+        match report {
+            Some(report) => Ok(report?),
+            None => bail!("interrupted: the node was shut down"),
+        }
     });
     if args.keep_data {
         eprintln!("data kept in {}", data_dir.display());
