@@ -23,6 +23,116 @@ pub struct AgentNodeConfig {
     pub handover: HandoverConfig,
     /// Canned responses agents find by shortcut.
     pub canned: Vec<CannedConfig>,
+    /// etcd, leases and drain (cluster mode).
+    pub cluster: ClusterConfig,
+    /// This process: listen addresses and its name in the cluster (the `[node]` section
+    /// shared with the router; keys only a router reads are ignored here).
+    pub node: ProcessConfig,
+}
+
+/// Cluster mode: where etcd is and how membership and drain behave. Shared by routers and
+/// agent-nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// etcd client URLs (`http://host:2379`); a comma-separated string works too, which is
+    /// what `CENTRALINO_CLUSTER__ETCD_ENDPOINTS=a,b,c` gives.
+    #[serde(deserialize_with = "endpoints")]
+    pub etcd_endpoints: Vec<String>,
+    /// Key prefix of this cluster in etcd (several clusters can share one etcd).
+    pub prefix: String,
+    /// TTL of membership leases and partition claims, in wall seconds.
+    pub lease_ttl_secs: u64,
+    /// How long a router may take to hand its partitions over on SIGTERM (wall seconds).
+    pub drain_budget_secs: u64,
+    /// Deadline of one etcd request including its retries across endpoints (wall ms).
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            etcd_endpoints: Vec::new(),
+            prefix: "/centralino".to_string(),
+            lease_ttl_secs: 3,
+            drain_budget_secs: 30,
+            request_timeout_ms: 5000,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Returns the configuration problems of cluster mode.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.etcd_endpoints.is_empty() {
+            out.push("cluster.etcd_endpoints: cluster mode needs at least one etcd endpoint".into());
+        }
+        for e in &self.etcd_endpoints {
+            if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() < 10 {
+                out.push(format!("cluster.etcd_endpoints: {e:?} is not an http(s) URL"));
+            }
+        }
+        if !self.prefix.starts_with('/') || self.prefix.ends_with('/') {
+            out.push("cluster.prefix: must start with '/' and not end with '/'".into());
+        }
+        if !(1..=60).contains(&self.lease_ttl_secs) {
+            out.push("cluster.lease_ttl_secs: must be 1..=60".into());
+        }
+        if self.drain_budget_secs == 0 {
+            out.push("cluster.drain_budget_secs: must be at least 1".into());
+        }
+        if self.request_timeout_ms < 100 {
+            out.push("cluster.request_timeout_ms: must be at least 100".into());
+        }
+        out
+    }
+}
+
+fn endpoints<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(list) => list,
+        Either::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+    })
+}
+
+/// What an agent-node process reads of the `[node]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProcessConfig {
+    /// gRPC listen address (agent desktop, the routers' internal API, health).
+    pub grpc_addr: String,
+    /// Prometheus `/metrics` listen address; empty disables it.
+    pub metrics_addr: String,
+    /// Name of this process in the cluster (default: host name, else a random id).
+    pub node_id: String,
+    /// Address other nodes dial (default: `grpc_addr`).
+    pub advertise_addr: String,
+    /// Actor threads (0 = one per core).
+    pub actor_threads: usize,
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: "127.0.0.1:50061".to_string(),
+            metrics_addr: "127.0.0.1:9474".to_string(),
+            node_id: String::new(),
+            advertise_addr: String::new(),
+            actor_threads: 0,
+        }
+    }
 }
 
 /// Language fallback chains, e.g. `fallback = { it = ["en"] }`.

@@ -32,6 +32,10 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("store is closed")]
     Closed,
+    /// This router no longer owns the partition: another router claimed it, so the write
+    /// was refused (the fencing token did not match).
+    #[error("partition {0} is owned by another router")]
+    Fenced(u32),
     /// A record could not be decoded.
     #[error("corrupt record {key}: {reason}")]
     Corrupt {
@@ -53,6 +57,14 @@ impl From<StoreError> for tonic::Status {
 pub trait Store: Send + Sync + 'static {
     /// Applies all `ops` atomically and durably.
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError>;
+    /// Applies the writes of several writers, each atomically; returns one result per
+    /// writer. The default puts them all in one transaction; a store that fences writes
+    /// (etcd) refuses only the writers whose partitions it lost.
+    async fn apply_batch(&self, batch: Vec<Vec<Op>>) -> Vec<Result<(), StoreError>> {
+        let writers = batch.len();
+        let result = self.apply(batch.into_iter().flatten().collect()).await;
+        vec![result; writers]
+    }
     /// Returns the value of `key`.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Returns every key-value pair whose key starts with `prefix`, in key order.
@@ -139,6 +151,16 @@ impl<S: Store> Store for Instrumented<S> {
         let result = self.inner.apply(ops).await;
         crate::metrics::store_request("apply", started.elapsed().as_secs_f64(), result.is_ok());
         result
+    }
+
+    async fn apply_batch(&self, batch: Vec<Vec<Op>>) -> Vec<Result<(), StoreError>> {
+        let started = std::time::Instant::now();
+        let results = self.inner.apply_batch(batch).await;
+        let ok = results
+            .iter()
+            .all(|r| !matches!(r, Err(e) if !matches!(e, StoreError::Fenced(_))));
+        crate::metrics::store_request("apply", started.elapsed().as_secs_f64(), ok);
+        results
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -25,6 +25,8 @@ pub const EXAMPLE_CONFIG: &str = include_str!("../../deploy/config/centralino.ex
 pub struct Config {
     /// Addresses, data directory, admin token.
     pub node: NodeConfig,
+    /// Cluster mode: etcd, leases, drain.
+    pub cluster: centralino_agent_node::config::ClusterConfig,
     /// Size limits of requests and queues.
     pub limits: LimitsConfig,
     /// Sticky routing and other cross-department routing settings.
@@ -84,6 +86,10 @@ pub struct NodeConfig {
     pub admin_token: String,
     /// Actor threads (0 = one per core).
     pub actor_threads: usize,
+    /// Name of this process in the cluster (default: host name, else a random id).
+    pub node_id: String,
+    /// Address other nodes dial (default: `grpc_addr`).
+    pub advertise_addr: String,
 }
 
 impl Default for NodeConfig {
@@ -94,6 +100,8 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("data/centralino"),
             admin_token: String::new(),
             actor_threads: 0,
+            node_id: String::new(),
+            advertise_addr: String::new(),
         }
     }
 }
@@ -328,6 +336,14 @@ impl Config {
             languages: self.languages.clone(),
             handover: self.handover.clone(),
             canned: self.canned.clone(),
+            cluster: self.cluster.clone(),
+            node: centralino_agent_node::config::ProcessConfig {
+                grpc_addr: self.node.grpc_addr.clone(),
+                metrics_addr: self.node.metrics_addr.clone(),
+                node_id: self.node.node_id.clone(),
+                advertise_addr: self.node.advertise_addr.clone(),
+                actor_threads: self.node.actor_threads,
+            },
         }
     }
 

@@ -123,7 +123,7 @@ impl RunningNode {
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
 /// Partitions of the conversation space (cluster mode); a standalone node owns them all.
-pub const PARTITIONS: u32 = 256;
+pub use crate::cluster::records::PARTITIONS;
 /// Simulated time between two updates of the team metrics (shift, duty time).
 const TEAM_TICK: Duration = Duration::from_secs(10);
 

@@ -48,29 +48,32 @@ impl GroupCommit {
                     _ = stop.changed() => None,
                 };
                 let Some(first) = first else { break };
-                let mut ops = first.0;
+                let mut count = first.0.len();
+                let mut writes = vec![first.0];
                 let mut replies = vec![first.1];
                 let deadline = tokio::time::Instant::now() + max_delay;
-                while ops.len() < max_ops {
+                while count < max_ops {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
                         Ok(Some((more, reply))) => {
-                            if !ops.is_empty() && ops.len() + more.len() > max_ops {
+                            if count > 0 && count + more.len() > max_ops {
                                 // Too large for this batch: commit it now, start the next
                                 // batch with this write.
-                                commit(
+                                commit_batch(
                                     &store,
-                                    std::mem::take(&mut ops),
+                                    std::mem::take(&mut writes),
                                     std::mem::take(&mut replies),
                                 )
                                 .await;
+                                count = 0;
                             }
-                            ops.extend(more);
+                            count += more.len();
+                            writes.push(more);
                             replies.push(reply);
                         }
                         Ok(None) | Err(_) => break,
                     }
                 }
-                commit(&store, ops, replies).await;
+                commit_batch(&store, writes, replies).await;
             }
             // Flush writes still queued at shutdown.
             rx.close();
@@ -107,13 +110,37 @@ async fn commit(store: &Arc<dyn Store>, ops: Vec<Op>, replies: Vec<Reply>) {
     } else {
         store.apply(ops).await
     };
-    histogram!("centralino_store_commit_seconds").record(started.elapsed().as_secs_f64());
-    histogram!("centralino_store_batch_ops").record(count as f64);
-    if let Err(e) = &result {
-        warn!(error = %e, ops = count, "store commit failed");
-    }
+    record(started, count, &result);
     for reply in replies {
         let _ = reply.send(result.clone());
+    }
+}
+
+/// Commits the writes of several writers in one batch; each writer gets its own result
+/// (a fencing store refuses only the writes of partitions this router lost).
+async fn commit_batch(store: &Arc<dyn Store>, writes: Vec<Vec<Op>>, replies: Vec<Reply>) {
+    if replies.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    let count: usize = writes.iter().map(Vec::len).sum();
+    let writers = writes.len();
+    let mut results = store.apply_batch(writes).await;
+    results.resize(writers, Err(StoreError::Backend("missing result".into())));
+    let overall = results.iter().find(|r| r.is_err()).cloned().unwrap_or(Ok(()));
+    record(started, count, &overall);
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(result);
+    }
+}
+
+fn record(started: Instant, count: usize, result: &Result<(), StoreError>) {
+    histogram!("centralino_store_commit_seconds").record(started.elapsed().as_secs_f64());
+    histogram!("centralino_store_batch_ops").record(count as f64);
+    match result {
+        Err(StoreError::Fenced(p)) => warn!(partition = p, ops = count, "write fenced"),
+        Err(e) => warn!(error = %e, ops = count, "store commit failed"),
+        Ok(()) => {}
     }
 }
 

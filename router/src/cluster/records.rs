@@ -8,26 +8,60 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::{Op, StoreError};
 
-/// Key prefix of live conversation records.
+/// Key prefix of live conversation records (`conv/<partition>/<id>`).
 pub const CONVERSATIONS: &str = "conv/";
-/// Key prefix of transcript messages.
+/// Key prefix of transcript messages (`msg/<partition>/<id>/<seq>`).
 pub const MESSAGES: &str = "msg/";
 /// Key prefix of customer profiles.
 pub const PROFILES: &str = "profile/";
 
+/// Partitions of the conversation space. Fixed for the life of a cluster: it is part of
+/// every conversation's key.
+pub const PARTITIONS: u32 = 256;
+
+/// Returns the partition of a conversation id or a department name: FNV-1a of the bytes,
+/// modulo [`PARTITIONS`]. Stable across builds and platforms (unlike `DefaultHasher`), since
+/// every node of a cluster must agree on it.
+pub fn partition_of(name: &str) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % u64::from(PARTITIONS)) as u32
+}
+
+/// Returns the key prefix of one partition's conversation records.
+pub fn partition_conversations(partition: u32) -> String {
+    format!("{CONVERSATIONS}{partition:03}/")
+}
+
+/// Returns the partition a record key belongs to (conversation records and messages);
+/// `None` for keys outside the partitioned space (profiles, integration events).
+pub fn partition_of_key(key: &str) -> Option<u32> {
+    let rest = key
+        .strip_prefix(CONVERSATIONS)
+        .or_else(|| key.strip_prefix(MESSAGES))?;
+    let digits = rest.get(..3)?;
+    if rest.as_bytes().get(3) != Some(&b'/') {
+        return None;
+    }
+    digits.parse().ok().filter(|p| *p < PARTITIONS)
+}
+
 /// Returns the key of a conversation record.
 pub fn conversation_key(id: &str) -> String {
-    format!("{CONVERSATIONS}{id}")
+    format!("{CONVERSATIONS}{:03}/{id}", partition_of(id))
 }
 
 /// Returns the key prefix of a conversation's messages.
 pub fn messages_prefix(id: &str) -> String {
-    format!("{MESSAGES}{id}/")
+    format!("{MESSAGES}{:03}/{id}/", partition_of(id))
 }
 
 /// Returns the key of one transcript message.
 pub fn message_key(id: &str, seq: u64) -> String {
-    format!("{MESSAGES}{id}/{seq:010}")
+    format!("{MESSAGES}{:03}/{id}/{seq:010}", partition_of(id))
 }
 
 /// Returns the key of a customer profile.
@@ -324,4 +358,34 @@ pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreEr
         key: key.to_string(),
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_their_partition() {
+        for id in ["a", "conv-1", "7f1c2e9a-0000-4000-8000-000000000000", "vendite"] {
+            let p = partition_of(id);
+            assert!(p < PARTITIONS);
+            assert_eq!(partition_of_key(&conversation_key(id)), Some(p));
+            assert_eq!(partition_of_key(&message_key(id, 42)), Some(p));
+            assert!(conversation_key(id).starts_with(&partition_conversations(p)));
+        }
+        assert_eq!(partition_of_key(&profile_key("c1")), None);
+        assert_eq!(partition_of_key("conv/9999/x"), None);
+        assert_eq!(partition_of_key("conv/300/x"), None);
+    }
+
+    #[test]
+    fn partitions_spread_and_are_stable() {
+        // Fixed values: every node of a cluster must compute the same partition.
+        assert_eq!(partition_of(""), (0xcbf2_9ce4_8422_2325u64 % 256) as u32);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..5000 {
+            seen.insert(partition_of(&format!("conversation-{i}")));
+        }
+        assert_eq!(seen.len(), PARTITIONS as usize);
+    }
 }
