@@ -62,6 +62,27 @@ impl SimClock {
     }
 }
 
+impl SimClock {
+    /// Returns a clock that read `start_ms` at wall time `anchor_unix_ms`: every process
+    /// given the same pair reads the same simulated time (a simulated cluster).
+    pub fn anchored(start_ms: i64, speed: f64, anchor_unix_ms: i64) -> Self {
+        let mut clock = Self::new(start_ms, speed);
+        let since = SystemClock.now_ms() - anchor_unix_ms;
+        if since >= 0 {
+            let back = Duration::from_millis(since as u64);
+            // Pretend the clock started at the anchor; an anchor before this boot of the
+            // machine's monotonic clock moves the start instead.
+            match Instant::now().checked_sub(back) {
+                Some(started) => clock.started = started,
+                None => clock.start_ms += (since as f64 * clock.speed) as i64,
+            }
+        } else {
+            clock.start_ms -= (-since as f64 * clock.speed) as i64;
+        }
+        clock
+    }
+}
+
 impl Clock for SimClock {
     fn now_ms(&self) -> i64 {
         let elapsed = self.started.elapsed().as_secs_f64() * self.speed * 1000.0;
@@ -83,7 +104,10 @@ pub fn from_config(config: &crate::config::ClockConfig) -> Result<SharedClock, S
                     .timestamp_millis(),
                 None => SystemClock.now_ms(),
             };
-            Ok(Arc::new(SimClock::new(start, config.speed)))
+            Ok(match config.anchor_unix_ms {
+                Some(anchor) => Arc::new(SimClock::anchored(start, config.speed, anchor)),
+                None => Arc::new(SimClock::new(start, config.speed)),
+            })
         }
     }
 }
@@ -91,6 +115,20 @@ pub fn from_config(config: &crate::config::ClockConfig) -> Result<SharedClock, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anchored_clocks_agree() {
+        let anchor = SystemClock.now_ms() - 2_000;
+        let a = SimClock::anchored(1_000_000, 60.0, anchor);
+        std::thread::sleep(Duration::from_millis(30));
+        let b = SimClock::anchored(1_000_000, 60.0, anchor);
+        let (ta, tb) = (a.now_ms(), b.now_ms());
+        assert!((ta - tb).abs() < 200, "{ta} vs {tb}");
+        // Two wall seconds after the anchor at 60x: two simulated minutes.
+        assert!(ta - 1_000_000 >= 120_000, "{}", ta - 1_000_000);
+        let future = SimClock::anchored(1_000_000, 60.0, SystemClock.now_ms() + 1_000);
+        assert!(future.now_ms() < 1_000_000 - 50_000);
+    }
 
     #[test]
     fn sim_clock_runs_faster_and_maps_durations_back() {

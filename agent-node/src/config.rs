@@ -200,6 +200,9 @@ pub struct ClockConfig {
     pub start: Option<String>,
     /// Simulated seconds per wall second.
     pub speed: f64,
+    /// Wall time (Unix ms) at which the simulated clock reads `start`; processes given the
+    /// same anchor share one simulated time (a simulated cluster). Absent: process start.
+    pub anchor_unix_ms: Option<i64>,
 }
 
 impl Default for ClockConfig {
@@ -208,6 +211,7 @@ impl Default for ClockConfig {
             mode: ClockMode::System,
             start: None,
             speed: 1.0,
+            anchor_unix_ms: None,
         }
     }
 }

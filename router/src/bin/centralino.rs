@@ -217,6 +217,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         mode: ClockMode::Simulated,
         start: Some(DEMO_START.to_string()),
         speed,
+        anchor_unix_ms: None,
     };
     let problems = config.problems();
     if !problems.is_empty() {
