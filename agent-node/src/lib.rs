@@ -13,6 +13,7 @@
 pub mod agent;
 pub mod clock;
 pub mod config;
+pub mod etcd;
 pub mod gateway;
 pub mod link;
 pub mod metrics;

@@ -1,0 +1,838 @@
+//! A small etcd client shared by routers and agent-nodes: leases, reads, guarded
+//! transactions and prefix watches, each retried across the cluster's members.
+//!
+//! etcd-client does not retry: with one member down, calls routed to it fail with
+//! `Unavailable`. [`Etcd`] keeps one client per member and a preferred member; a call that
+//! fails with a transient error moves the preference to the next member and is retried with
+//! exponential backoff until its request timeout is spent. A dead member therefore costs one
+//! failed attempt, not a third of all calls.
+//!
+//! [`testing::EtcdCluster`] spawns real etcd processes for multi-process tests.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{
+    Client, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, PutOptions, Txn,
+    TxnOpResponse, WatchOptions,
+};
+use metrics::{counter, histogram};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tonic::Code;
+use tracing::{debug, warn};
+
+/// Bounds one attempt of a call (one member); a dead member never holds a call longer.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bounds establishing a connection to one member.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// First pause before a retry.
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(20);
+/// Longest pause between retries.
+pub const MAX_BACKOFF: Duration = Duration::from_millis(500);
+/// Keys fetched per page by [`Etcd::get_prefix`].
+pub const PAGE_SIZE: i64 = 10_000;
+/// Interval of HTTP/2 pings, which detect a member that vanished under an open watch.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a ping may go unanswered before the connection is dropped.
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Metric: duration of one call, retries included (label `op`).
+const REQUEST_SECONDS: &str = "centralino_store_request_seconds";
+/// Metric: calls that failed after their retries (label `op`).
+const REQUEST_ERRORS: &str = "centralino_store_request_errors_total";
+/// Metric: retried attempts (label `op`).
+const RETRIES: &str = "centralino_store_retries_total";
+
+/// `op` label of reads.
+const OP_GET: &str = "etcd_get";
+/// `op` label of plain puts.
+const OP_PUT: &str = "etcd_put";
+/// `op` label of transactions.
+const OP_TXN: &str = "etcd_txn";
+/// `op` label of lease calls.
+const OP_LEASE: &str = "etcd_lease";
+/// `op` label of watch (re)connects.
+const OP_WATCH: &str = "etcd_watch";
+
+/// Why an etcd call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EtcdError {
+    /// No member answered within the request timeout.
+    #[error("etcd unavailable: {0}")]
+    Unavailable(String),
+    /// etcd refused the request (a permanent error; retrying does not help).
+    #[error("etcd: {0}")]
+    Other(String),
+}
+
+/// A key-value pair as stored in etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kv {
+    /// Key (etcd keys are bytes; ours are UTF-8).
+    pub key: String,
+    /// Value.
+    pub value: Vec<u8>,
+    /// Revision that created the key (0 for an absent key); stays the same across updates.
+    pub create_revision: i64,
+    /// Revision of the last update.
+    pub mod_revision: i64,
+    /// Lease the key is attached to (0 for none).
+    pub lease: i64,
+}
+
+impl From<&KeyValue> for Kv {
+    fn from(kv: &KeyValue) -> Self {
+        Self {
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            value: kv.value().to_vec(),
+            create_revision: kv.create_revision(),
+            mod_revision: kv.mod_revision(),
+            lease: kv.lease(),
+        }
+    }
+}
+
+/// One write of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOp {
+    /// Sets `key` to `value`, attached to `lease` if given.
+    Put {
+        /// Key.
+        key: String,
+        /// Value.
+        value: Vec<u8>,
+        /// Lease id.
+        lease: Option<i64>,
+    },
+    /// Removes `key`.
+    Delete {
+        /// Key.
+        key: String,
+    },
+    /// Removes every key starting with `prefix`.
+    DeletePrefix {
+        /// Key prefix.
+        prefix: String,
+    },
+}
+
+impl TxnOp {
+    fn to_etcd(&self) -> etcd_client::TxnOp {
+        match self {
+            TxnOp::Put { key, value, lease } => etcd_client::TxnOp::put(
+                key.as_str(),
+                value.clone(),
+                lease.map(|l| PutOptions::new().with_lease(l)),
+            ),
+            TxnOp::Delete { key } => etcd_client::TxnOp::delete(key.as_str(), None),
+            TxnOp::DeletePrefix { prefix } => etcd_client::TxnOp::delete(
+                prefix.as_str(),
+                Some(DeleteOptions::new().with_prefix()),
+            ),
+        }
+    }
+}
+
+/// A condition of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compare {
+    /// The key's create_revision equals `revision` (the key exists and was not re-created).
+    CreateRevision {
+        /// Key.
+        key: String,
+        /// Expected create_revision.
+        revision: i64,
+    },
+    /// The key does not exist (its create_revision is 0).
+    Absent {
+        /// Key.
+        key: String,
+    },
+}
+
+impl Compare {
+    fn to_etcd(&self) -> etcd_client::Compare {
+        match self {
+            Compare::CreateRevision { key, revision } => {
+                etcd_client::Compare::create_revision(key.as_str(), CompareOp::Equal, *revision)
+            }
+            Compare::Absent { key } => {
+                etcd_client::Compare::create_revision(key.as_str(), CompareOp::Equal, 0)
+            }
+        }
+    }
+}
+
+/// Client of an etcd cluster; cheap to clone (clones share the connections).
+#[derive(Clone)]
+pub struct Etcd {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// One client per member, in the order of the configured endpoints.
+    members: Vec<Member>,
+    /// Index of the member calls go to first; moves on after a transient failure.
+    preferred: AtomicUsize,
+    /// Bounds one call including its retries.
+    request_timeout: Duration,
+}
+
+struct Member {
+    endpoint: String,
+    client: Client,
+}
+
+/// What one failed attempt tells the retry loop.
+enum Failure {
+    /// The member is unreachable or overloaded, or the cluster has no leader: try again.
+    Transient(String),
+    /// The request itself is wrong: give up.
+    Permanent(String),
+}
+
+impl From<etcd_client::Error> for Failure {
+    fn from(e: etcd_client::Error) -> Self {
+        if is_transient(&e) {
+            Failure::Transient(e.to_string())
+        } else {
+            Failure::Permanent(e.to_string())
+        }
+    }
+}
+
+/// Returns whether `e` is worth retrying, possibly on another member.
+fn is_transient(e: &etcd_client::Error) -> bool {
+    use etcd_client::Error;
+    match e {
+        Error::GRpcStatus(status) => match status.code() {
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Aborted
+            | Code::ResourceExhausted => true,
+            Code::Unknown | Code::Internal => {
+                let message = status.message().to_ascii_lowercase();
+                [
+                    "transport",
+                    "connection",
+                    "broken pipe",
+                    "h2 protocol",
+                    "reset",
+                ]
+                .iter()
+                .any(|m| message.contains(m))
+            }
+            _ => false,
+        },
+        Error::TransportError(_) | Error::IoError(_) => true,
+        // The request stream of a watch or keep-alive closed under us.
+        Error::WatchError(_) | Error::LeaseKeepAliveError(_) => true,
+        _ => false,
+    }
+}
+
+/// Returns the end of the key range covering every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Empty prefix or only 0xff bytes: to the end of the key space.
+    vec![0]
+}
+
+/// Returns `backoff` scaled by a random factor in [0.5, 1).
+fn jittered(backoff: Duration) -> Duration {
+    let random = (uuid::Uuid::new_v4().as_u128() % 1000) as u32;
+    backoff / 2 + backoff * random / 2000
+}
+
+impl Etcd {
+    /// Connects to the cluster at `endpoints` (`http://host:port`); succeeds while at least
+    /// one member answers within `request_timeout`, which also bounds every later call
+    /// including its retries.
+    pub async fn connect(
+        endpoints: &[String],
+        request_timeout: Duration,
+    ) -> Result<Etcd, EtcdError> {
+        if endpoints.is_empty() {
+            return Err(EtcdError::Other("no etcd endpoints configured".into()));
+        }
+        let options = ConnectOptions::new()
+            .with_timeout(ATTEMPT_TIMEOUT)
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT)
+            .with_require_leader(true);
+        let mut members = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            // Connecting is lazy: this only validates the endpoint.
+            let client = Client::connect([endpoint.as_str()], Some(options.clone()))
+                .await
+                .map_err(|e| EtcdError::Other(format!("endpoint {endpoint}: {e}")))?;
+            members.push(Member {
+                endpoint: endpoint.clone(),
+                client,
+            });
+        }
+        let etcd = Etcd {
+            inner: Arc::new(Inner {
+                members,
+                preferred: AtomicUsize::new(0),
+                request_timeout,
+            }),
+        };
+        // Probe until a member answers; it becomes the preferred one.
+        etcd.call(OP_GET, |mut client| async move {
+            client.status().await.map_err(Failure::from)
+        })
+        .await?;
+        Ok(etcd)
+    }
+
+    /// Returns the endpoint calls currently go to first.
+    pub fn preferred_endpoint(&self) -> &str {
+        let index = self.inner.preferred.load(Ordering::Relaxed);
+        self.inner.members[index % self.inner.members.len()]
+            .endpoint
+            .as_str()
+    }
+
+    /// Moves the preference past member `failed`, unless another call already did.
+    fn rotate_from(&self, failed: usize) {
+        let next = (failed + 1) % self.inner.members.len();
+        let _ = self.inner.preferred.compare_exchange(
+            failed,
+            next,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Runs `attempt` against the preferred member, retrying transient failures on the next
+    /// members with backoff until the request timeout is spent; records the call's metrics.
+    async fn call<T, F, Fut>(&self, op: &'static str, mut attempt: F) -> Result<T, EtcdError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let started = Instant::now();
+        let deadline = started + self.inner.request_timeout;
+        let mut backoff = INITIAL_BACKOFF;
+        let result = loop {
+            let index = self.inner.preferred.load(Ordering::Relaxed) % self.inner.members.len();
+            let member = &self.inner.members[index];
+            let budget = deadline.saturating_duration_since(Instant::now());
+            let outcome =
+                tokio::time::timeout(budget.min(ATTEMPT_TIMEOUT), attempt(member.client.clone()))
+                    .await;
+            let reason = match outcome {
+                Ok(Ok(value)) => break Ok(value),
+                Ok(Err(Failure::Permanent(reason))) => break Err(EtcdError::Other(reason)),
+                Ok(Err(Failure::Transient(reason))) => reason,
+                Err(_) => format!("no answer within {ATTEMPT_TIMEOUT:?}"),
+            };
+            self.rotate_from(index);
+            let pause = jittered(backoff);
+            if Instant::now() + pause >= deadline {
+                break Err(EtcdError::Unavailable(format!(
+                    "{op} failed for {:?}, last from {}: {reason}",
+                    self.inner.request_timeout, member.endpoint
+                )));
+            }
+            debug!(op, endpoint = %member.endpoint, %reason, "etcd call failed, retrying");
+            counter!(RETRIES, "op" => op).increment(1);
+            tokio::time::sleep(pause).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        };
+        histogram!(REQUEST_SECONDS, "op" => op).record(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            counter!(REQUEST_ERRORS, "op" => op).increment(1);
+            warn!(op, error = %e, "etcd call failed");
+        }
+        result
+    }
+
+    /// Grants a lease of `ttl_secs` seconds; returns its id.
+    pub async fn grant(&self, ttl_secs: i64) -> Result<i64, EtcdError> {
+        self.call(OP_LEASE, |mut client| async move {
+            let response = client.lease_grant(ttl_secs, None).await?;
+            if response.error().is_empty() {
+                Ok(response.id())
+            } else {
+                Err(Failure::Permanent(response.error().to_string()))
+            }
+        })
+        .await
+    }
+
+    /// Refreshes `lease` once; returns its remaining TTL in seconds, 0 if the lease is gone
+    /// (expired or revoked).
+    pub async fn keep_alive(&self, lease: i64) -> Result<i64, EtcdError> {
+        self.call(OP_LEASE, |mut client| async move {
+            // etcd-client sends the first keep-alive itself and keeps its answer, failing
+            // with "lease not found" if the TTL was 0; a second round trip on the same stream
+            // reports the TTL.
+            let (mut keeper, mut stream) = match client.lease_keep_alive(lease).await {
+                Ok(pair) => pair,
+                Err(etcd_client::Error::LeaseKeepAliveError(m)) if m.contains("not found") => {
+                    return Ok(0)
+                }
+                Err(e) => return Err(e.into()),
+            };
+            keeper.keep_alive().await?;
+            match stream.message().await? {
+                Some(response) => Ok(response.ttl().max(0)),
+                None => Err(Failure::Transient("keep-alive stream closed".into())),
+            }
+        })
+        .await
+    }
+
+    /// Revokes `lease`, deleting its keys; a lease that is already gone is fine.
+    pub async fn revoke(&self, lease: i64) -> Result<(), EtcdError> {
+        self.call(OP_LEASE, |mut client| async move {
+            match client.lease_revoke(lease).await {
+                Ok(_) => Ok(()),
+                Err(etcd_client::Error::GRpcStatus(s)) if s.code() == Code::NotFound => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    /// Returns the pair stored at `key`.
+    pub async fn get(&self, key: &str) -> Result<Option<Kv>, EtcdError> {
+        self.call(OP_GET, |mut client| async move {
+            let response = client.get(key, None).await?;
+            Ok(response.kvs().first().map(Kv::from))
+        })
+        .await
+    }
+
+    /// Returns every pair whose key starts with `prefix`, in key order, and the revision the
+    /// listing is consistent at. Reads pages of [`PAGE_SIZE`] keys, all at that revision.
+    pub async fn get_prefix(&self, prefix: &str) -> Result<(Vec<Kv>, i64), EtcdError> {
+        self.get_prefix_paged(prefix, PAGE_SIZE).await
+    }
+
+    /// Returns what [`Etcd::get_prefix`] does, reading pages of `page_size` keys.
+    pub async fn get_prefix_paged(
+        &self,
+        prefix: &str,
+        page_size: i64,
+    ) -> Result<(Vec<Kv>, i64), EtcdError> {
+        let page_size = page_size.max(1);
+        let end = prefix_end(prefix.as_bytes());
+        let mut kvs = Vec::new();
+        let mut from = prefix.as_bytes().to_vec();
+        let mut revision = 0;
+        loop {
+            let (page, more, page_revision) = self
+                .call(OP_GET, |mut client| {
+                    let from = from.clone();
+                    let end = end.clone();
+                    async move {
+                        let mut options = GetOptions::new().with_range(end).with_limit(page_size);
+                        if revision > 0 {
+                            options = options.with_revision(revision);
+                        }
+                        let response = client.get(from, Some(options)).await?;
+                        let page_revision = response.header().map_or(0, |h| h.revision());
+                        let page: Vec<Kv> = response.kvs().iter().map(Kv::from).collect();
+                        Ok((page, response.more(), page_revision))
+                    }
+                })
+                .await?;
+            if revision == 0 {
+                revision = page_revision;
+            }
+            let last = page.last().map(|kv| kv.key.clone());
+            kvs.extend(page);
+            match last {
+                Some(last) if more => {
+                    // Next page starts right after the last key.
+                    from = last.into_bytes();
+                    from.push(0);
+                }
+                _ => return Ok((kvs, revision)),
+            }
+        }
+    }
+
+    /// Sets `key` to `value`, attached to `lease` if given.
+    pub async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<i64>,
+    ) -> Result<(), EtcdError> {
+        self.call(OP_PUT, |mut client| {
+            let value = value.clone();
+            async move {
+                let options = lease.map(|l| PutOptions::new().with_lease(l));
+                client.put(key, value, options).await?;
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    /// Applies `ops` if every compare holds; returns whether it did. A retry after an
+    /// ambiguous failure (the answer was lost) may apply the ops a second time.
+    pub async fn txn(&self, compares: Vec<Compare>, ops: Vec<TxnOp>) -> Result<bool, EtcdError> {
+        let compares: Vec<etcd_client::Compare> = compares.iter().map(Compare::to_etcd).collect();
+        let ops: Vec<etcd_client::TxnOp> = ops.iter().map(TxnOp::to_etcd).collect();
+        self.call(OP_TXN, |mut client| {
+            let txn = Txn::new().when(compares.clone()).and_then(ops.clone());
+            async move { Ok(client.txn(txn).await?.succeeded()) }
+        })
+        .await
+    }
+
+    /// Creates `key` unless it exists, in one transaction: returns `Ok` with the new pair or
+    /// `Err` with the existing one. After a lost answer the retry may find the pair this call
+    /// created: callers compare the existing pair's lease with their own.
+    pub async fn create_if_absent(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<i64>,
+    ) -> Result<Result<Kv, Kv>, EtcdError> {
+        let absent = Compare::Absent { key: key.into() }.to_etcd();
+        let put = TxnOp::Put {
+            key: key.into(),
+            value: value.clone(),
+            lease,
+        }
+        .to_etcd();
+        let read = etcd_client::TxnOp::get(key, None);
+        let response = self
+            .call(OP_TXN, |mut client| {
+                let txn = Txn::new()
+                    .when(vec![absent.clone()])
+                    .and_then(vec![put.clone()])
+                    .or_else(vec![read.clone()]);
+                async move { Ok(client.txn(txn).await?) }
+            })
+            .await?;
+        if response.succeeded() {
+            // The put is the transaction's only write: the key was created at its revision.
+            let revision = response.header().map_or(0, |h| h.revision());
+            return Ok(Ok(Kv {
+                key: key.into(),
+                value,
+                create_revision: revision,
+                mod_revision: revision,
+                lease: lease.unwrap_or(0),
+            }));
+        }
+        let existing = response.op_responses().iter().find_map(|r| match r {
+            TxnOpResponse::Get(get) => get.kvs().first().map(Kv::from),
+            _ => None,
+        });
+        existing
+            .map(Err)
+            .ok_or_else(|| EtcdError::Other(format!("{key} exists but could not be read")))
+    }
+
+    /// Deletes `key` if its create_revision is `create_revision`; returns whether it did.
+    pub async fn delete_if(&self, key: &str, create_revision: i64) -> Result<bool, EtcdError> {
+        self.txn(
+            vec![Compare::CreateRevision {
+                key: key.into(),
+                revision: create_revision,
+            }],
+            vec![TxnOp::Delete { key: key.into() }],
+        )
+        .await
+    }
+
+    /// Watches every key under `prefix`: the receiver gets `()` after each change and once
+    /// after every (re)connect of the watch, whereupon the consumer re-reads. The watch
+    /// reconnects with backoff (across members) after errors and ends when the receiver is
+    /// dropped.
+    pub fn watch_prefix(&self, prefix: &str) -> mpsc::Receiver<()> {
+        let (tx, rx) = mpsc::channel(1);
+        let etcd = self.clone();
+        let prefix = prefix.to_string();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = etcd.watch_loop(&prefix, &tx) => {}
+                _ = tx.closed() => {}
+            }
+            debug!(%prefix, "etcd watch stopped");
+        });
+        rx
+    }
+
+    /// Keeps a watch on `prefix` open, notifying `tx`; returns when `tx` is closed.
+    async fn watch_loop(&self, prefix: &str, tx: &mpsc::Sender<()>) {
+        let mut backoff = INITIAL_BACKOFF;
+        loop {
+            let index = self.inner.preferred.load(Ordering::Relaxed) % self.inner.members.len();
+            let member = &self.inner.members[index];
+            let started = Instant::now();
+            let opened = tokio::time::timeout(ATTEMPT_TIMEOUT, async {
+                let mut client = member.client.clone();
+                let options = WatchOptions::new().with_prefix();
+                let mut stream = client.watch(prefix, Some(options)).await?;
+                // Wait until etcd confirms the watch: changes after this point are seen.
+                match stream.message().await? {
+                    Some(response) if response.created() && !response.canceled() => Ok(stream),
+                    Some(response) => Err(etcd_client::Error::WatchError(format!(
+                        "watch not created: {}",
+                        response.cancel_reason()
+                    ))),
+                    None => Err(etcd_client::Error::WatchError("watch stream closed".into())),
+                }
+            })
+            .await;
+            histogram!(REQUEST_SECONDS, "op" => OP_WATCH).record(started.elapsed().as_secs_f64());
+            let reason = match opened {
+                Ok(Ok(mut stream)) => {
+                    backoff = INITIAL_BACKOFF;
+                    if !notify(tx) {
+                        return;
+                    }
+                    loop {
+                        match stream.message().await {
+                            Ok(Some(response)) if response.canceled() => {
+                                break format!("watch canceled: {}", response.cancel_reason());
+                            }
+                            Ok(Some(response)) => {
+                                if !response.events().is_empty() && !notify(tx) {
+                                    return;
+                                }
+                            }
+                            Ok(None) => break "watch stream closed".to_string(),
+                            Err(e) => break e.to_string(),
+                        }
+                    }
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {ATTEMPT_TIMEOUT:?}"),
+            };
+            debug!(%prefix, endpoint = %member.endpoint, %reason, "etcd watch lost, reconnecting");
+            counter!(RETRIES, "op" => OP_WATCH).increment(1);
+            self.rotate_from(index);
+            tokio::time::sleep(jittered(backoff)).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// Signals a change to the watcher; returns false once the receiver is gone. A full channel
+/// already holds an unread signal, which covers this change too.
+fn notify(tx: &mpsc::Sender<()>) -> bool {
+    !matches!(tx.try_send(()), Err(mpsc::error::TrySendError::Closed(())))
+}
+
+pub mod testing {
+    //! Real etcd clusters for multi-process tests and benchmarks.
+
+    use std::fs::File;
+    use std::net::TcpListener;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    use super::Etcd;
+
+    /// How long a new cluster may take until every member answers.
+    const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+    /// Attempts with fresh ports when a member fails to start (a port taken meanwhile).
+    const START_ATTEMPTS: usize = 3;
+
+    /// An etcd cluster of local processes on free loopback ports, with its data in a
+    /// temporary directory; dropping it kills the members and removes the directory.
+    pub struct EtcdCluster {
+        dir: PathBuf,
+        members: Vec<Process>,
+    }
+
+    struct Process {
+        client_port: u16,
+        child: Option<Child>,
+        log: PathBuf,
+    }
+
+    /// Returns the etcd binary: from `PATH`, else `/usr/bin/etcd`.
+    pub fn etcd_binary() -> Result<PathBuf, String> {
+        let from_path = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("etcd"))
+                .find(|candidate| candidate.is_file())
+        });
+        from_path
+            .or_else(|| Some(PathBuf::from("/usr/bin/etcd")).filter(|p| p.is_file()))
+            .ok_or_else(|| "etcd not found: run scripts/ensure_etcd.sh".to_string())
+    }
+
+    /// Returns `count` distinct free loopback ports (all bound at once, then released).
+    fn free_ports(count: usize) -> Result<Vec<u16>, String> {
+        let listeners = (0..count)
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("cannot find a free port: {e}"))?;
+        listeners
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("cannot find a free port: {e}"))
+    }
+
+    /// Returns a fresh directory for the cluster's data, on tmpfs when there is one (etcd
+    /// syncs every write; tmpfs makes that free).
+    fn data_root() -> Result<PathBuf, String> {
+        let shm = Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = base.join(format!("centralino-etcd-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(dir)
+    }
+
+    fn tail(path: &Path) -> String {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    impl EtcdCluster {
+        /// Starts a cluster of `members` etcd processes and waits until every member
+        /// answers a read.
+        pub async fn start(members: usize) -> Result<EtcdCluster, String> {
+            let binary = etcd_binary()?;
+            let mut last_error = String::new();
+            for _ in 0..START_ATTEMPTS {
+                match Self::try_start(&binary, members.max(1)).await {
+                    Ok(cluster) => return Ok(cluster),
+                    Err(e) => last_error = e,
+                }
+            }
+            Err(last_error)
+        }
+
+        async fn try_start(binary: &Path, members: usize) -> Result<EtcdCluster, String> {
+            let ports = free_ports(2 * members)?;
+            let (client_ports, peer_ports) = ports.split_at(members);
+            let initial_cluster = peer_ports
+                .iter()
+                .enumerate()
+                .map(|(i, port)| format!("m{i}=http://127.0.0.1:{port}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let token = format!("centralino-{}", uuid::Uuid::new_v4().simple());
+            let mut cluster = EtcdCluster {
+                dir: data_root()?,
+                members: Vec::with_capacity(members),
+            };
+            for (i, (client, peer)) in client_ports.iter().zip(peer_ports).enumerate() {
+                let log = cluster.dir.join(format!("m{i}.log"));
+                let out = File::create(&log).map_err(|e| format!("cannot create log: {e}"))?;
+                let err = out
+                    .try_clone()
+                    .map_err(|e| format!("cannot create log: {e}"))?;
+                let client_url = format!("http://127.0.0.1:{client}");
+                let peer_url = format!("http://127.0.0.1:{peer}");
+                let child = Command::new(binary)
+                    .arg("--name")
+                    .arg(format!("m{i}"))
+                    .arg("--data-dir")
+                    .arg(cluster.dir.join(format!("m{i}.etcd")))
+                    .args(["--listen-client-urls", &client_url])
+                    .args(["--advertise-client-urls", &client_url])
+                    .args(["--listen-peer-urls", &peer_url])
+                    .args(["--initial-advertise-peer-urls", &peer_url])
+                    .args(["--initial-cluster", &initial_cluster])
+                    .args(["--initial-cluster-state", "new"])
+                    .args(["--initial-cluster-token", &token])
+                    .stdin(Stdio::null())
+                    .stdout(out)
+                    .stderr(err)
+                    .spawn()
+                    .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+                cluster.members.push(Process {
+                    client_port: *client,
+                    child: Some(child),
+                    log,
+                });
+            }
+            cluster.wait_ready().await?;
+            Ok(cluster)
+        }
+
+        /// Waits until every member answers a linearizable read.
+        async fn wait_ready(&mut self) -> Result<(), String> {
+            let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+            for i in 0..self.members.len() {
+                let endpoint = vec![self.endpoint(i)];
+                loop {
+                    if let Some(status) = self.members[i]
+                        .child
+                        .as_mut()
+                        .and_then(|c| c.try_wait().ok().flatten())
+                    {
+                        return Err(format!(
+                            "etcd member {i} exited with {status}:\n{}",
+                            tail(&self.members[i].log)
+                        ));
+                    }
+                    let answered = match Etcd::connect(&endpoint, Duration::from_secs(1)).await {
+                        Ok(etcd) => etcd.get("centralino-ready").await.is_ok(),
+                        Err(_) => false,
+                    };
+                    if answered {
+                        break;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(format!(
+                            "etcd member {i} not ready after {STARTUP_TIMEOUT:?}:\n{}",
+                            tail(&self.members[i].log)
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            Ok(())
+        }
+
+        fn endpoint(&self, member: usize) -> String {
+            format!("http://127.0.0.1:{}", self.members[member].client_port)
+        }
+
+        /// Returns the client URLs of all members (`http://127.0.0.1:PORT`), killed ones
+        /// included.
+        pub fn endpoints(&self) -> Vec<String> {
+            (0..self.members.len()).map(|i| self.endpoint(i)).collect()
+        }
+
+        /// Kills member `member` with SIGKILL and waits for it to exit.
+        pub fn kill(&mut self, member: usize) {
+            if let Some(mut child) = self.members.get_mut(member).and_then(|m| m.child.take()) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    impl Drop for EtcdCluster {
+        fn drop(&mut self) {
+            for member in 0..self.members.len() {
+                self.kill(member);
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
