@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/centralino/v1/conversation.proto",
         "proto/centralino/v1/agent.proto",
         "proto/centralino/v1/admin.proto",
+        "proto/centralino/v1/cluster.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -230,7 +230,11 @@ impl AgentActor {
             wrap_ups: 0,
             missed_in_row: 0,
             idle_since_ms,
-            version: 0,
+            // Versions start at the wall clock in microseconds: when an agent moves to
+            // another agent-node, the new actor's updates supersede the old one's.
+            version: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64),
             grace_timer: None,
             answered: VecDeque::new(),
             shifts,
@@ -897,5 +901,18 @@ pub fn error_event(status: &Status) -> AgentEvent {
             message: status.message().to_string(),
             request_id: String::new(),
         })),
+    }
+}
+
+/// Stops the actor: the agent is forgotten on this node (offline, nothing held).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }

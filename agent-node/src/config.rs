@@ -66,11 +66,15 @@ impl ClusterConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.etcd_endpoints.is_empty() {
-            out.push("cluster.etcd_endpoints: cluster mode needs at least one etcd endpoint".into());
+            out.push(
+                "cluster.etcd_endpoints: cluster mode needs at least one etcd endpoint".into(),
+            );
         }
         for e in &self.etcd_endpoints {
             if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() < 10 {
-                out.push(format!("cluster.etcd_endpoints: {e:?} is not an http(s) URL"));
+                out.push(format!(
+                    "cluster.etcd_endpoints: {e:?} is not an http(s) URL"
+                ));
             }
         }
         if !self.prefix.starts_with('/') || self.prefix.ends_with('/') {

@@ -62,7 +62,7 @@ impl AgentDesk for AgentDeskService {
         let Some(Kind::Login(login)) = first.kind else {
             return Err(Status::invalid_argument("the first command must be login"));
         };
-        let addr = self.node.authenticate(&login.agent_id, &login.password)?;
+        let addr = self.node.login(&login.agent_id, &login.password).await?;
         let (tx, rx) = mpsc::channel(DESKTOP_BUFFER);
         let session_id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let logged_in = addr

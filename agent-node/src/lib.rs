@@ -12,11 +12,14 @@
 
 pub mod agent;
 pub mod clock;
+pub mod cluster_node;
 pub mod config;
 pub mod etcd;
 pub mod gateway;
 pub mod link;
+pub mod membership;
 pub mod metrics;
 pub mod node;
+pub mod remote;
 pub mod schedule;
 pub mod shifts;

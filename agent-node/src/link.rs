@@ -103,7 +103,7 @@ pub enum RejectReason {
 }
 
 /// How an offer ended at the agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OfferAnswer {
     /// The agent accepted (or the department auto-accepts).
     Accepted,

@@ -19,8 +19,19 @@ use crate::link::{
 };
 use crate::shifts::Shifts;
 
+/// What a cluster adds to a login: the agent is claimed for this node (one node per agent)
+/// and gets back the conversations it holds from an earlier session on another node.
+#[async_trait]
+pub trait LoginHook: Send + Sync + 'static {
+    /// Claims `agent_id` for this node; returns the conversations the agent holds.
+    async fn claim(&self, agent_id: &str) -> Result<Vec<String>, Status>;
+    /// Gives the claim up (the agent went offline here).
+    async fn release(&self, agent_id: &str);
+}
+
 /// The agents of one node.
 pub struct AgentNode {
+    login_hook: OnceLock<Arc<dyn LoginHook>>,
     config: AgentNodeConfig,
     accounts: HashMap<String, Arc<AgentConfig>>,
     clock: SharedClock,
@@ -48,6 +59,7 @@ impl AgentNode {
             .map(|a| (a.id.clone(), Arc::new(a.clone())))
             .collect();
         Arc::new(Self {
+            login_hook: OnceLock::new(),
             config,
             accounts,
             clock,
@@ -62,6 +74,73 @@ impl AgentNode {
     /// Sets where offer answers, agent messages and availability go.
     pub fn set_router(&self, router: Arc<dyn RouterLink>) {
         let _ = self.router.set(router);
+    }
+
+    /// Sets the cluster's login rule.
+    pub fn set_login_hook(&self, hook: Arc<dyn LoginHook>) {
+        let _ = self.login_hook.set(hook);
+    }
+
+    /// Checks credentials and, in a cluster, claims the agent for this node: an agent new
+    /// to this node gets back the conversations it holds from another node.
+    pub async fn login(&self, agent_id: &str, password: &str) -> Result<Addr<AgentActor>, Status> {
+        let Some(hook) = self.login_hook.get() else {
+            return self.authenticate(agent_id, password);
+        };
+        let known = self.agent(agent_id).is_some();
+        // Credentials first: a wrong password claims nothing.
+        let addr = self.authenticate(agent_id, password)?;
+        if !known {
+            match hook.claim(agent_id).await {
+                Ok(conversations) => {
+                    if !conversations.is_empty() {
+                        addr.do_send(agent::Restore(conversations));
+                    }
+                }
+                Err(status) => {
+                    // Not ours: drop the actor just started for it.
+                    if let Some(addr) = self.agents.lock().remove(agent_id) {
+                        addr.do_send(agent::Stop);
+                    }
+                    return Err(status);
+                }
+            }
+        }
+        Ok(addr)
+    }
+
+    /// Forgets agents that are offline with nothing held (their grace ran out or they
+    /// logged out), so they can log in on another node; returns how many.
+    pub async fn forget_idle(&self) -> usize {
+        let addrs: Vec<(String, Addr<AgentActor>)> = self
+            .agents
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut forgotten = 0;
+        for (agent_id, addr) in addrs {
+            let Ok(a) = addr.send(agent::GetAvailability).await else {
+                continue;
+            };
+            if a.status == AgentStatus::Offline && a.load == 0 {
+                let removed = {
+                    let mut agents = self.agents.lock();
+                    match agents.get(&agent_id) {
+                        Some(current) if *current == addr => agents.remove(&agent_id),
+                        _ => None,
+                    }
+                };
+                if let Some(addr) = removed {
+                    addr.do_send(agent::Stop);
+                    if let Some(hook) = self.login_hook.get() {
+                        hook.release(&agent_id).await;
+                    }
+                    forgotten += 1;
+                }
+            }
+        }
+        forgotten
     }
 
     /// Returns the clock of this node.

@@ -3,9 +3,14 @@
 //! ([`MemoryStore`]); cluster mode adds etcd behind the same trait. Writes from many actors
 //! are merged by the [`group_commit::GroupCommit`] batcher into one transaction.
 
+pub mod agents;
 pub mod embedded;
+pub mod etcd_store;
 pub mod group_commit;
+pub mod partitions;
+pub mod peer;
 pub mod records;
+pub mod wire;
 
 use std::collections::BTreeMap;
 

@@ -28,11 +28,12 @@ use crate::cluster::records::{
     conversation_key, message_key, messages_prefix, put, ConversationRecord, MessageRecord,
     Outcome, ProfileRecord, Rating, State,
 };
+use crate::cluster::wire::ToQueue;
 use crate::cluster::Op;
 use crate::hub::{Counters, Hub};
 use crate::messages::{self, Text};
 use crate::metrics as m;
-use crate::queue::{self, QueueEntry};
+use crate::queue::QueueEntry;
 
 /// Event ids skipped after a restore (more than a conversation emits between two writes of
 /// its record).
@@ -251,6 +252,20 @@ pub struct Release {
     pub reason: String,
 }
 
+/// The department's queue has a new owner: a waiting conversation enqueues again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Requeue {
+    /// Department whose queue moved.
+    pub department: String,
+}
+
+/// This router hands the conversation's partition over: stop without writing anything (the
+/// next owner rebuilds the actor from the store).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
 /// Returns the record (admin, tests).
 #[derive(Message)]
 #[rtype(result = "ConversationRecord")]
@@ -278,6 +293,10 @@ pub struct ConversationActor {
     profile_write: Option<ProfileWrite>,
     /// The agent has answered since the first assignment.
     responded: bool,
+    /// Rebuilt from the store: offers of the previous actor may still be answered.
+    restored: bool,
+    /// Handed over to another router: stopping must not archive or count anything.
+    retired: bool,
 }
 
 type ProfileWrite = std::pin::Pin<
@@ -324,7 +343,16 @@ impl ConversationActor {
             busy_told: false,
             profile_write: None,
             responded: false,
+            restored: false,
+            retired: false,
         }
+    }
+
+    /// Marks an actor rebuilt from the store (restart or failover): an accept of an offer
+    /// made before the rebuild is honoured while the conversation still waits.
+    pub fn restored(mut self) -> Self {
+        self.restored = true;
+        self
     }
 
     fn text(&self, text: Text, values: &[(&str, &str)]) -> String {
@@ -454,18 +482,15 @@ impl ConversationActor {
     }
 
     fn enqueue(&self) {
-        match self.hub.queue(&self.rec.department) {
-            Some(queue) => queue.do_send(queue::Enqueue(self.queue_entry())),
-            None => {
-                warn!(conversation_id = %self.rec.id, department = %self.rec.department, "no queue for department")
-            }
-        }
+        self.hub.tell_queue(
+            &self.rec.department,
+            ToQueue::Enqueue(Box::new((&self.queue_entry()).into())),
+        );
     }
 
     fn dequeue(&self) {
-        if let Some(queue) = self.hub.queue(&self.rec.department) {
-            queue.do_send(queue::Dequeue(self.rec.id.clone()));
-        }
+        self.hub
+            .tell_queue(&self.rec.department, ToQueue::Dequeue(self.rec.id.clone()));
     }
 
     fn add_message(
@@ -540,11 +565,11 @@ impl ConversationActor {
             Outcome::Completed => {
                 Counters::inc(&self.hub.counters.completed);
                 m::conversation_completed(&self.rec);
-                if let (Some(assigned), Some(queue)) = (
-                    self.rec.assigned_at_ms,
-                    self.hub.queue(&self.rec.department),
-                ) {
-                    queue.do_send(queue::Handled((now - assigned).max(0) as f64 / 1000.0));
+                if let Some(assigned) = self.rec.assigned_at_ms {
+                    self.hub.tell_queue(
+                        &self.rec.department,
+                        ToQueue::Handled((now - assigned).max(0) as f64 / 1000.0),
+                    );
                 }
                 self.emit(Kind::RatingRequested(RatingRequested {}));
                 self.update_profile(now);
@@ -705,8 +730,14 @@ impl Actor for ConversationActor {
         }
     }
 
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.hub.forget_conversation(&self.rec.id);
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        self.hub.forget_conversation(&self.rec.id, &ctx.address());
+        if self.retired {
+            if self.rec.state != State::Closed {
+                self.hub.counters.open.fetch_sub(1, Ordering::Relaxed);
+            }
+            return;
+        }
         if self.rec.state != State::Closed {
             return;
         }
@@ -960,26 +991,59 @@ impl Handler<OfferEnded> for ConversationActor {
     type Result = ResponseActFuture<Self, Result<Vec<ChatMessage>, Status>>;
 
     fn handle(&mut self, msg: OfferEnded, _ctx: &mut Context<Self>) -> Self::Result {
-        let current = self
-            .offer
-            .as_ref()
-            .is_some_and(|(rid, agent)| *rid == msg.reservation_id && *agent == msg.agent_id);
+        let accepted = msg.answer == OfferAnswer::Accepted;
+        if accepted
+            && self.rec.state == State::Assigned
+            && self.rec.agent_id.as_deref() == Some(msg.agent_id.as_str())
+            && self.offer.is_none()
+        {
+            // The same accept again (the agent-node retried after a failover): answer as
+            // the first time.
+            let transcript: Vec<ChatMessage> = self
+                .transcript
+                .iter()
+                .map(MessageRecord::to_proto)
+                .collect();
+            return Box::pin(actix::fut::ready(Ok(transcript)));
+        }
+        let inherited = self.restored
+            && self.offer.is_none()
+            && self.rec.state == State::Queued
+            && self.warm_from.is_none();
+        let current = inherited
+            || self
+                .offer
+                .as_ref()
+                .is_some_and(|(rid, agent)| *rid == msg.reservation_id && *agent == msg.agent_id);
         let open = self.rec.state == State::Queued || self.warm_from.is_some();
         if !current || !open {
+            if self.rec.state == State::Queued {
+                // Let the queue drop the offer it may still count as open.
+                self.hub.tell_queue(
+                    &self.rec.department,
+                    ToQueue::OfferClosed {
+                        conversation_id: self.rec.id.clone(),
+                        reservation_id: msg.reservation_id.clone(),
+                        agent_id: msg.agent_id.clone(),
+                        answer: OfferAnswer::TimedOut,
+                    },
+                );
+            }
             return Box::pin(actix::fut::ready(Err(Status::failed_precondition(
                 "offer is no longer valid",
             ))));
         }
         self.offer = None;
         let direct = std::mem::take(&mut self.direct_offer);
-        if let Some(queue) = self.hub.queue(&self.rec.department) {
-            queue.do_send(queue::OfferClosed {
+        self.hub.tell_queue(
+            &self.rec.department,
+            ToQueue::OfferClosed {
                 conversation_id: self.rec.id.clone(),
                 reservation_id: msg.reservation_id.clone(),
                 agent_id: msg.agent_id.clone(),
                 answer: msg.answer,
-            });
-        }
+            },
+        );
         match msg.answer {
             OfferAnswer::Accepted => {
                 Counters::inc(&self.hub.counters.offers_accepted);
@@ -1497,6 +1561,32 @@ impl Handler<GetTranscript> for ConversationActor {
 
     fn handle(&mut self, _msg: GetTranscript, _ctx: &mut Context<Self>) -> Self::Result {
         MessageResult((self.rec.clone(), self.transcript.clone()))
+    }
+}
+
+impl Handler<Requeue> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Requeue, _ctx: &mut Context<Self>) {
+        if self.rec.state == State::Queued && self.rec.department == msg.department {
+            self.enqueue();
+        }
+    }
+}
+
+impl Handler<Retire> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Retire, ctx: &mut Context<Self>) {
+        self.retired = true;
+        // Customers' streams end with UNAVAILABLE; they resume from their last event on
+        // the next owner.
+        for tx in self.subscribers.drain(..) {
+            let _ = tx.try_send(Err(Status::unavailable(
+                "conversation moved to another router, resume the stream",
+            )));
+        }
+        ctx.stop();
     }
 }
 

@@ -25,6 +25,8 @@ pub fn event_key(seq: u64) -> String {
 
 /// Append-only integration events.
 pub struct IntegrationLog {
+    /// `event/` alone, or `event/<node>/` for each router of a cluster.
+    prefix: String,
     next: AtomicU64,
     live: broadcast::Sender<IntegrationEvent>,
 }
@@ -32,14 +34,25 @@ pub struct IntegrationLog {
 impl IntegrationLog {
     /// Returns a log continuing after the last event in `store`.
     pub async fn open(store: &dyn Store) -> Result<Self, StoreError> {
+        Self::open_at(store, EVENTS.to_string()).await
+    }
+
+    /// Returns the log of one router of a cluster (events under `event/<node>/`).
+    pub async fn open_for_node(store: &dyn Store, node_id: &str) -> Result<Self, StoreError> {
+        Self::open_at(store, format!("{EVENTS}{node_id}/")).await
+    }
+
+    async fn open_at(store: &dyn Store, prefix: String) -> Result<Self, StoreError> {
         let last = store
-            .scan(EVENTS)
+            .scan(&prefix)
             .await?
-            .last()
-            .and_then(|(k, _)| k[EVENTS.len()..].parse::<u64>().ok())
+            .iter()
+            .filter_map(|(k, _)| k[prefix.len()..].parse::<u64>().ok())
+            .max()
             .unwrap_or(0);
         let (live, _) = broadcast::channel(LIVE_BUFFER);
         Ok(Self {
+            prefix,
             next: AtomicU64::new(last + 1),
             live,
         })
@@ -67,13 +80,17 @@ impl IntegrationLog {
             details: details.into_iter().collect(),
         };
         let mut ops = vec![Op::Put(
-            event_key(seq),
+            self.key(seq),
             prost::Message::encode_to_vec(&event),
         )];
         if seq > RETAINED {
-            ops.push(Op::Delete(event_key(seq - RETAINED)));
+            ops.push(Op::Delete(self.key(seq - RETAINED)));
         }
         (ops, event)
+    }
+
+    fn key(&self, seq: u64) -> String {
+        format!("{}{seq:020}", self.prefix)
     }
 
     /// Publishes a durable event to live subscribers.
@@ -109,12 +126,15 @@ impl IntegrationLog {
 
     /// Returns stored events after `after`, in order.
     pub async fn stored_after(
+        &self,
         store: &dyn Store,
         after: u64,
     ) -> Result<Vec<IntegrationEvent>, StoreError> {
         let mut out = Vec::new();
-        for (key, bytes) in store.scan(EVENTS).await? {
-            let seq = key[EVENTS.len()..].parse::<u64>().unwrap_or(0);
+        for (key, bytes) in store.scan(&self.prefix).await? {
+            let Ok(seq) = key[self.prefix.len()..].parse::<u64>() else {
+                continue;
+            };
             if seq <= after {
                 continue;
             }

@@ -14,12 +14,15 @@ use centralino_agent_node::shifts::Shifts;
 
 use crate::archive::Archive;
 use crate::cluster::group_commit::GroupCommit;
-use crate::cluster::records::{decode, profile_key, put, ProfileRecord};
+use crate::cluster::records::{decode, partition_of, profile_key, put, ProfileRecord};
+use crate::cluster::wire::{ToConversation, ToQueue};
 use crate::cluster::{Op, Store, StoreError};
 use crate::config::Config;
 use crate::conversation::ConversationActor;
 use crate::events::IntegrationLog;
 use crate::queue::DepartmentQueue;
+use centralino_proto::v1::TellRequest;
+use tracing::{debug, warn};
 
 /// Node-wide counters (the admin snapshot; Prometheus has the labelled versions).
 #[derive(Debug, Default)]
@@ -71,6 +74,25 @@ impl Counters {
     }
 }
 
+/// Where a partition lives, as this router sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// This router.
+    Local,
+    /// Another router, at this gRPC address.
+    Remote(String),
+    /// Nobody right now (failover in progress).
+    Unknown,
+}
+
+/// The cluster as the hub needs it: partition owners and a way to reach other routers.
+pub trait Placement: Send + Sync + 'static {
+    /// Returns the owner of `partition`.
+    fn owner(&self, partition: u32) -> Owner;
+    /// Sends a queue or conversation message to the router at `addr` (fire and forget).
+    fn tell(&self, addr: String, request: TellRequest);
+}
+
 /// Lock stripes for profile updates.
 const PROFILE_STRIPES: usize = 256;
 
@@ -117,8 +139,9 @@ pub struct Hub {
     /// Counters for snapshots.
     pub counters: Counters,
     conversations: RwLock<HashMap<String, Addr<ConversationActor>>>,
-    queues: OnceLock<HashMap<String, Addr<DepartmentQueue>>>,
-    depths: OnceLock<HashMap<String, Arc<std::sync::atomic::AtomicUsize>>>,
+    queues: RwLock<HashMap<String, Addr<DepartmentQueue>>>,
+    depths: RwLock<HashMap<String, Arc<std::sync::atomic::AtomicUsize>>>,
+    placement: OnceLock<Arc<dyn Placement>>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
     /// Serialise read-modify-write of one customer's profile (striped by customer id).
@@ -139,8 +162,9 @@ impl Hub {
             events: parts.events,
             counters: Counters::default(),
             conversations: RwLock::new(HashMap::new()),
-            queues: OnceLock::new(),
-            depths: OnceLock::new(),
+            queues: RwLock::new(HashMap::new()),
+            depths: RwLock::new(HashMap::new()),
+            placement: OnceLock::new(),
             arbiters: parts.arbiters,
             next_arbiter: AtomicUsize::new(0),
             profiles: (0..PROFILE_STRIPES)
@@ -149,38 +173,141 @@ impl Hub {
         })
     }
 
-    /// Attaches the department queues and their depth gauges (once).
+    /// Attaches the department queues and their depth gauges.
     pub fn set_queues(
         &self,
         queues: HashMap<String, Addr<DepartmentQueue>>,
         depths: HashMap<String, Arc<std::sync::atomic::AtomicUsize>>,
     ) {
-        let _ = self.queues.set(queues);
-        let _ = self.depths.set(depths);
+        *self.queues.write() = queues;
+        *self.depths.write() = depths;
+    }
+
+    /// Adds the queue of a department whose partition this router just claimed.
+    pub fn add_queue(
+        &self,
+        department: &str,
+        queue: Addr<DepartmentQueue>,
+        depth: Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        self.queues.write().insert(department.to_string(), queue);
+        self.depths.write().insert(department.to_string(), depth);
+    }
+
+    /// Removes (and returns) the queue of a department this router hands over.
+    pub fn remove_queue(&self, department: &str) -> Option<Addr<DepartmentQueue>> {
+        self.depths.write().remove(department);
+        self.queues.write().remove(department)
     }
 
     /// Returns how many conversations wait in `department`'s queue.
     pub fn queue_depth(&self, department: &str) -> usize {
         self.depths
-            .get()
-            .and_then(|d| d.get(department))
+            .read()
+            .get(department)
             .map_or(0, |d| d.load(Ordering::Relaxed))
     }
 
-    /// Returns the queue of `department`.
+    /// Returns the queue of `department` when it runs on this router.
     pub fn queue(&self, department: &str) -> Option<Addr<DepartmentQueue>> {
-        self.queues.get().and_then(|q| q.get(department)).cloned()
+        self.queues.read().get(department).cloned()
     }
 
-    /// Returns every queue.
+    /// Returns every queue running on this router.
     pub fn queues(&self) -> Vec<(String, Addr<DepartmentQueue>)> {
         let mut out: Vec<_> = self
             .queues
-            .get()
-            .map(|q| q.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default();
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// Makes this router one of a cluster: messages for queues and conversations of other
+    /// routers' partitions go through `placement`.
+    pub fn set_placement(&self, placement: Arc<dyn Placement>) {
+        let _ = self.placement.set(placement);
+    }
+
+    /// Returns who owns `partition`: always this router outside a cluster.
+    pub fn owner(&self, partition: u32) -> Owner {
+        match self.placement.get() {
+            Some(p) => p.owner(partition),
+            None => Owner::Local,
+        }
+    }
+
+    /// Sends `msg` to the queue of `department`, wherever it runs.
+    pub fn tell_queue(&self, department: &str, msg: ToQueue) {
+        if let Some(queue) = self.queue(department) {
+            msg.deliver(&queue);
+            return;
+        }
+        let Some(placement) = self.placement.get() else {
+            warn!(%department, "no queue for department");
+            return;
+        };
+        match placement.owner(partition_of(department)) {
+            Owner::Remote(addr) => match serde_json::to_vec(&msg) {
+                Ok(payload) => placement.tell(
+                    addr,
+                    TellRequest {
+                        conversation_id: String::new(),
+                        department: department.to_string(),
+                        payload,
+                        forwarded: false,
+                    },
+                ),
+                Err(e) => warn!(error = %e, "cannot encode a queue message"),
+            },
+            // Between a claim and the queue's start, or without an owner: the queue's next
+            // owner asks its conversations to enqueue again.
+            Owner::Local | Owner::Unknown => {
+                debug!(%department, "queue not reachable now, message dropped")
+            }
+        }
+    }
+
+    /// Sends `msg` to a conversation actor, wherever it runs.
+    pub fn tell_conversation(&self, id: &str, msg: ToConversation) {
+        if let Some(conversation) = self.conversation(id) {
+            msg.deliver(&conversation);
+            return;
+        }
+        let Some(placement) = self.placement.get() else {
+            return;
+        };
+        if let Owner::Remote(addr) = placement.owner(partition_of(id)) {
+            match serde_json::to_vec(&msg) {
+                Ok(payload) => placement.tell(
+                    addr,
+                    TellRequest {
+                        conversation_id: id.to_string(),
+                        department: String::new(),
+                        payload,
+                        forwarded: false,
+                    },
+                ),
+                Err(e) => warn!(error = %e, "cannot encode a conversation message"),
+            }
+        }
+    }
+
+    /// Returns the live conversations of `partition` on this router.
+    pub fn conversations_in(&self, partition: u32) -> Vec<(String, Addr<ConversationActor>)> {
+        self.conversations
+            .read()
+            .iter()
+            .filter(|(id, _)| partition_of(id) == partition)
+            .map(|(id, a)| (id.clone(), a.clone()))
+            .collect()
+    }
+
+    /// Returns every live conversation actor of this router.
+    pub fn all_conversations(&self) -> Vec<Addr<ConversationActor>> {
+        self.conversations.read().values().cloned().collect()
     }
 
     /// Returns the actor of a live conversation.
@@ -217,9 +344,13 @@ impl Hub {
         addr
     }
 
-    /// Removes a conversation from the registry (its actor stopped).
-    pub fn forget_conversation(&self, id: &str) {
-        self.conversations.write().remove(id);
+    /// Removes a conversation from the registry (its actor stopped), unless another actor
+    /// has taken its place meanwhile (the partition came back to this router).
+    pub fn forget_conversation(&self, id: &str, actor: &Addr<ConversationActor>) {
+        let mut conversations = self.conversations.write();
+        if conversations.get(id).is_some_and(|a| a == actor) {
+            conversations.remove(id);
+        }
     }
 
     /// Holds off other updates of `customer_id`'s profile while the guard lives.

@@ -114,6 +114,24 @@ impl CustomerApi {
             .ok_or_else(|| Status::not_found("no open conversation with this id"))
     }
 
+    /// Returns a new conversation id in a partition this router owns (all of them outside
+    /// a cluster), so a new conversation starts where it was asked for.
+    fn new_id(&self) -> Result<String, Status> {
+        // With n routers one id in n lands here; 512 tries miss only when this router owns
+        // (almost) nothing, i.e. it is starting or draining.
+        for _ in 0..512 {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            if self.hub.owner(crate::cluster::records::partition_of(&id))
+                == crate::hub::Owner::Local
+            {
+                return Ok(id);
+            }
+        }
+        Err(Status::unavailable(
+            "this router serves no partition right now; try another router",
+        ))
+    }
+
     async fn start(
         &self,
         req: StartConversationRequest,
@@ -219,7 +237,7 @@ impl CustomerApi {
             .as_ref()
             .filter(|p| p.last_contact_ms > 0 && now - p.last_contact_ms <= window_ms)
             .and_then(|p| p.last_agent.clone());
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = self.new_id()?;
         let token = format!(
             "{}{}",
             uuid::Uuid::new_v4().simple(),
@@ -797,8 +815,11 @@ impl Admin for AdminApi {
         let after = request.into_inner().after_event_id;
         // Subscribe first, then read the stored backlog: nothing falls in between.
         let mut live = self.hub.events.subscribe();
-        let backlog =
-            crate::events::IntegrationLog::stored_after(self.hub.store.as_ref(), after).await?;
+        let backlog = self
+            .hub
+            .events
+            .stored_after(self.hub.store.as_ref(), after)
+            .await?;
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(async move {
             let mut last = after;

@@ -258,6 +258,51 @@ pub fn standalone_cluster(partitions: u32) {
     }
 }
 
+/// Cluster mode: the series start at zero.
+pub fn cluster_start() {
+    gauge!("centralino_cluster_partitions_owned").set(0.0);
+    gauge!("centralino_cluster_partitions_unowned")
+        .set(f64::from(crate::cluster::records::PARTITIONS));
+    for role in ["router", "agent_node"] {
+        gauge!("centralino_cluster_members", "role" => role).set(0.0);
+    }
+    for name in [
+        "centralino_cluster_claims_total",
+        "centralino_cluster_handoffs_total",
+        "centralino_cluster_forwarded_requests_total",
+        "centralino_cluster_fenced_writes_total",
+    ] {
+        counter!(name).increment(0);
+    }
+}
+
+/// Partitions this router serves and partitions without an active owner.
+pub fn cluster_partitions(owned: usize, unowned: usize) {
+    gauge!("centralino_cluster_partitions_owned").set(owned as f64);
+    gauge!("centralino_cluster_partitions_unowned").set(unowned as f64);
+}
+
+/// Live members by role.
+pub fn cluster_members(routers: usize, agent_nodes: usize) {
+    gauge!("centralino_cluster_members", "role" => "router").set(routers as f64);
+    gauge!("centralino_cluster_members", "role" => "agent_node").set(agent_nodes as f64);
+}
+
+/// A partition claimed.
+pub fn cluster_claim() {
+    counter!("centralino_cluster_claims_total").increment(1);
+}
+
+/// A partition handed over to its next owner.
+pub fn cluster_handoff() {
+    counter!("centralino_cluster_handoffs_total").increment(1);
+}
+
+/// A request forwarded to the owner of its partition.
+pub fn cluster_forwarded() {
+    counter!("centralino_cluster_forwarded_requests_total").increment(1);
+}
+
 pub(crate) fn store_request(op: &'static str, secs: f64, ok: bool) {
     histogram!("centralino_store_request_seconds", "op" => op).record(secs);
     let errors = counter!("centralino_store_errors_total", "op" => op);

@@ -14,8 +14,8 @@ use centralino_proto::v1::{CustomerHistory, QueueSnapshot, TransferInfo, Visitor
 use tracing::debug;
 
 use crate::cluster::records::ConversationRecord;
+use crate::cluster::wire::ToConversation;
 use crate::config::{Config, DepartmentConfig};
-use crate::conversation::{HandOver, Moved, OfferWithdrawn, Offering, Position};
 use crate::hub::{Counters, Hub};
 use crate::metrics as m;
 use crate::routing::{self, AgentPool, QueueKey, Requirement, StickyState};
@@ -153,6 +153,12 @@ pub struct Handled(pub f64);
 #[derive(Message)]
 #[rtype(result = "QueueSnapshot")]
 pub struct GetStats;
+
+/// Stops the queue: its partition moves to another router, which rebuilds it from the
+/// conversations that enqueue again there.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
 
 /// Returns the waiting conversation ids in offer order (tests, admin).
 #[derive(Message)]
@@ -315,12 +321,13 @@ impl DepartmentQueue {
         let Some(waiting) = self.entries.get(&id) else {
             return;
         };
-        if let Some(conversation) = self.hub.conversation(&id) {
-            conversation.do_send(Offering {
+        self.hub.tell_conversation(
+            &id,
+            ToConversation::Offering {
                 reservation_id: reservation_id.clone(),
                 agent_id: agent.to_string(),
-            });
-        }
+            },
+        );
         let info = &waiting.entry.info;
         let request = ReserveRequest {
             reservation_id: reservation_id.clone(),
@@ -364,9 +371,10 @@ impl DepartmentQueue {
                         {
                             waiting.offer = None;
                             act.order.insert(waiting.key, id.clone());
-                            if let Some(conversation) = act.hub.conversation(&id) {
-                                conversation.do_send(OfferWithdrawn { reservation_id });
-                            }
+                            act.hub.tell_conversation(
+                                &id,
+                                ToConversation::OfferWithdrawn { reservation_id },
+                            );
                         }
                     }
                     act.dispatch(ctx);
@@ -375,24 +383,21 @@ impl DepartmentQueue {
     }
 
     fn overflow(&mut self, id: &str, target: &str, now: i64) {
-        let Some(queue) = self.hub.queue(target) else {
+        if self.hub.config.department(target).is_none() {
             return;
-        };
-        let Some(waiting) = self.remove(id) else {
+        }
+        if self.remove(id).is_none() {
             return;
-        };
+        }
         m::overflow(&self.department.name, target);
-        let mut entry = waiting.entry;
-        entry.queue_entered_at_ms = now;
-        if let Some(conversation) = self.hub.conversation(id) {
-            // The conversation re-enqueues itself at the target with its original age.
-            conversation.do_send(Moved {
+        // The conversation re-enqueues itself at the target with its original age.
+        self.hub.tell_conversation(
+            id,
+            ToConversation::Moved {
                 department: target.to_string(),
                 at_ms: now,
-            });
-        } else {
-            queue.do_send(Enqueue(entry));
-        }
+            },
+        );
     }
 
     fn serving_capacity(&mut self, language: &str) -> u32 {
@@ -433,9 +438,8 @@ impl DepartmentQueue {
             if let Some(waiting) = self.entries.get_mut(&id) {
                 waiting.told = true;
             }
-            if let Some(conversation) = self.hub.conversation(&id) {
-                conversation.do_send(self.position(position, ewt));
-            }
+            self.hub
+                .tell_conversation(&id, self.position(position, ewt));
         }
     }
 
@@ -448,9 +452,9 @@ impl DepartmentQueue {
         routing::estimated_wait_secs(position, free, capacity, self.handle_secs)
     }
 
-    fn position(&self, position: u32, estimated_wait_secs: u32) -> Position {
+    fn position(&self, position: u32, estimated_wait_secs: u32) -> ToConversation {
         let routing = &self.hub.config.routing;
-        Position {
+        ToConversation::Position {
             position,
             estimated_wait_secs,
             busy: position > routing.busy_queue_length
@@ -499,9 +503,8 @@ impl DepartmentQueue {
                 let from = std::mem::replace(&mut waiting.entry.serving_language, language.clone());
                 waiting.excluded.clear();
                 self.positions_dirty = true;
-                if let Some(conversation) = self.hub.conversation(&id) {
-                    conversation.do_send(HandOver { from, to: language });
-                }
+                self.hub
+                    .tell_conversation(&id, ToConversation::HandOver { from, to: language });
             }
         }
     }
@@ -567,6 +570,19 @@ impl Actor for DepartmentQueue {
     }
 }
 
+impl Handler<Shutdown> for DepartmentQueue {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Shutdown, ctx: &mut Context<Self>) {
+        // Gauges of this router go to zero; the next owner reports the queue.
+        self.depth.store(0, Ordering::Relaxed);
+        for language in self.hub.config.languages() {
+            m::queue_state(&self.department.name, language, 0, 0.0);
+        }
+        ctx.stop();
+    }
+}
+
 impl Handler<Enqueue> for DepartmentQueue {
     type Result = ();
 
@@ -618,6 +634,22 @@ impl Handler<OfferClosed> for DepartmentQueue {
     type Result = ();
 
     fn handle(&mut self, msg: OfferClosed, ctx: &mut Context<Self>) {
+        if msg.answer == OfferAnswer::Accepted {
+            // Assigned, whichever offer it was (after a failover the conversation may have
+            // accepted an offer of this queue's previous owner): the entry goes, and an
+            // offer of ours still open is withdrawn.
+            if let Some(waiting) = self.remove(&msg.conversation_id) {
+                if let Some((rid, agent)) = waiting.offer {
+                    if rid != msg.reservation_id {
+                        let link = self.hub.agents.clone();
+                        actix::spawn(async move {
+                            let _ = link.cancel_reservation(&agent, &rid).await;
+                        });
+                    }
+                }
+            }
+            return;
+        }
         let matches = self.entries.get(&msg.conversation_id).is_some_and(|w| {
             w.offer
                 .as_ref()
@@ -626,10 +658,7 @@ impl Handler<OfferClosed> for DepartmentQueue {
         if !matches {
             return;
         }
-        if msg.answer == OfferAnswer::Accepted {
-            self.remove(&msg.conversation_id);
-            return;
-        }
+
         if let Some(waiting) = self.entries.get_mut(&msg.conversation_id) {
             waiting.offer = None;
             self.order.insert(waiting.key, msg.conversation_id.clone());

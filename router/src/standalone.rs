@@ -120,12 +120,12 @@ impl RunningNode {
 }
 
 /// How long open streams may keep the gRPC server up during a shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
 /// Partitions of the conversation space (cluster mode); a standalone node owns them all.
 pub use crate::cluster::records::PARTITIONS;
 /// Simulated time between two updates of the team metrics (shift, duty time).
-const TEAM_TICK: Duration = Duration::from_secs(10);
+pub(crate) const TEAM_TICK: Duration = Duration::from_secs(10);
 
 /// How long a shutdown waits for the store to be released.
 const STORE_RELEASE: Duration = Duration::from_secs(5);
@@ -133,7 +133,7 @@ const STORE_RELEASE: Duration = Duration::from_secs(5);
 static RECORDER: OnceLock<Result<(), String>> = OnceLock::new();
 
 /// Installs the Prometheus recorder with its HTTP listener (once per process).
-fn install_metrics(addr: SocketAddr) -> Result<(), StartError> {
+pub(crate) fn install_metrics(addr: SocketAddr) -> Result<(), StartError> {
     RECORDER
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
@@ -397,7 +397,7 @@ async fn recover(
         };
         let h = hub.clone();
         hub.spawn_conversation(rec.id.clone(), move || {
-            ConversationActor::new(h, rec, transcript, profile)
+            ConversationActor::new(h, rec, transcript, profile).restored()
         });
         restored += 1;
     }

@@ -2,12 +2,14 @@
 //!
 //! `router --standalone` runs router, agent-node and embedded store in one process with the
 //! example configuration on 127.0.0.1:50051 (gRPC) and 127.0.0.1:9464 (metrics).
+//! `router --config FILE` with `[cluster] etcd_endpoints` runs one router of a cluster; on
+//! SIGTERM it hands its partitions over before exiting (within `cluster.drain_budget_secs`).
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use centralino_router::config::Config;
-use centralino_router::standalone;
+use centralino_router::{clustered, standalone};
 use clap::Parser;
 
 /// A centralino routing node.
@@ -63,9 +65,6 @@ async fn shutdown_signal() {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(&args.log_format);
-    if !args.standalone {
-        bail!("only --standalone mode is available in this build (cluster mode comes with etcd support)");
-    }
     let mut config = Config::load(args.config.as_deref()).context("loading the configuration")?;
     if let Some(addr) = args.grpc_addr {
         config.node.grpc_addr = addr;
@@ -83,6 +82,24 @@ fn main() -> anyhow::Result<()> {
             .expect("tokio runtime")
     })
     .block_on(async move {
+        if !args.standalone {
+            if config.cluster.etcd_endpoints.is_empty() {
+                bail!("cluster mode needs [cluster] etcd_endpoints (or CENTRALINO_CLUSTER__ETCD_ENDPOINTS); use --standalone for one process without etcd");
+            }
+            let router = clustered::start(config)
+                .await
+                .context("starting the router")?;
+            println!(
+                "centralino router {}: gRPC {}",
+                router.node_id, router.grpc_addr
+            );
+            shutdown_signal().await;
+            tracing::info!("shutting down: handing partitions over");
+            if !router.drain().await {
+                bail!("drain budget spent before every partition was handed over");
+            }
+            return Ok(());
+        }
         let node = standalone::start(config)
             .await
             .context("starting the node")?;

@@ -127,7 +127,11 @@ async fn commit_batch(store: &Arc<dyn Store>, writes: Vec<Vec<Op>>, replies: Vec
     let writers = writes.len();
     let mut results = store.apply_batch(writes).await;
     results.resize(writers, Err(StoreError::Backend("missing result".into())));
-    let overall = results.iter().find(|r| r.is_err()).cloned().unwrap_or(Ok(()));
+    let overall = results
+        .iter()
+        .find(|r| r.is_err())
+        .cloned()
+        .unwrap_or(Ok(()));
     record(started, count, &overall);
     for (reply, result) in replies.into_iter().zip(results) {
         let _ = reply.send(result);

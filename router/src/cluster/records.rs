@@ -366,7 +366,12 @@ mod tests {
 
     #[test]
     fn keys_carry_their_partition() {
-        for id in ["a", "conv-1", "7f1c2e9a-0000-4000-8000-000000000000", "vendite"] {
+        for id in [
+            "a",
+            "conv-1",
+            "7f1c2e9a-0000-4000-8000-000000000000",
+            "vendite",
+        ] {
             let p = partition_of(id);
             assert!(p < PARTITIONS);
             assert_eq!(partition_of_key(&conversation_key(id)), Some(p));

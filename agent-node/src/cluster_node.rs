@@ -1,0 +1,183 @@
+//! An agent-node of a cluster: agent desktops connect here (AgentDesk); routers reserve
+//! agents and follow their availability (AgentNodeInternal). Membership in etcd, one
+//! agent-node per agent, and agents' conversations restored when they come from another
+//! node.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use centralino_proto::v1::agent_desk_server::AgentDeskServer;
+use centralino_proto::v1::agent_node_internal_server::AgentNodeInternalServer;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::{info, warn};
+
+use crate::clock;
+use crate::config::AgentNodeConfig;
+use crate::etcd::Etcd;
+use crate::gateway::AgentDeskService;
+use crate::membership::{Member, Membership, Role};
+use crate::node::AgentNode;
+use crate::remote::{AvailabilityHub, ClusterLogin, InternalService, RemoteRouters};
+
+/// A running agent-node.
+pub struct RunningAgentNode {
+    /// Bound gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// Node id in the cluster.
+    pub node_id: String,
+    /// The agents.
+    pub node: Arc<AgentNode>,
+    membership: Arc<Membership>,
+    health: tonic_health::server::HealthReporter,
+    stop: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+    sweeper: tokio::task::JoinHandle<()>,
+    arbiters: Vec<Arbiter>,
+}
+
+/// Returns this process's node id: the configured one, else the host name, else random.
+pub fn node_id(configured: &str) -> String {
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| {
+            format!(
+                "agent-node-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            )
+        })
+}
+
+/// Starts an agent-node. Must run inside an actix `System` on a multi-thread runtime.
+/// Installing a metrics exporter is the caller's business.
+pub async fn start(config: AgentNodeConfig) -> Result<RunningAgentNode, String> {
+    let problems = config.cluster.problems();
+    if !problems.is_empty() {
+        return Err(format!("invalid configuration: {}", problems.join("; ")));
+    }
+    let id = node_id(&config.node.node_id);
+    let clock = clock::from_config(&config.clock)?;
+    let listener = tokio::net::TcpListener::bind(&config.node.grpc_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.node.grpc_addr))?;
+    let grpc_addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let advertise = if config.node.advertise_addr.is_empty() {
+        grpc_addr.to_string()
+    } else {
+        config.node.advertise_addr.clone()
+    };
+    let etcd = Etcd::connect(
+        &config.cluster.etcd_endpoints,
+        Duration::from_millis(config.cluster.request_timeout_ms),
+    )
+    .await
+    .map_err(|e| format!("connecting to etcd: {e}"))?;
+    let membership = Membership::join(
+        etcd,
+        &config.cluster.prefix,
+        Member {
+            id: id.clone(),
+            role: Role::AgentNode,
+            addr: advertise.clone(),
+            draining: false,
+        },
+        config.cluster.lease_ttl_secs as i64,
+    )
+    .await
+    .map_err(|e| format!("joining the cluster: {e}"))?;
+
+    let threads = match config.node.actor_threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+    let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
+    let node = AgentNode::new(config.clone(), clock, handles);
+    let feed = Arc::new(AvailabilityHub::default());
+    let routers = RemoteRouters::new(membership.clone(), feed.clone());
+    node.set_router(routers.clone());
+    node.set_login_hook(ClusterLogin::new(membership.clone(), routers));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<AgentDeskServer<AgentDeskService>>()
+        .await;
+    health
+        .set_serving::<AgentNodeInternalServer<InternalService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(centralino_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| format!("reflection: {e}"))?;
+    let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(AgentDeskServer::new(AgentDeskService::new(node.clone())))
+        .add_service(AgentNodeInternalServer::new(InternalService::new(
+            node.clone(),
+            feed,
+            id.clone(),
+        )))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        });
+    let server = tokio::spawn(async move {
+        if let Err(e) = server.await {
+            warn!(error = %e, "gRPC server stopped with an error");
+        }
+    });
+    // Agents offline here with nothing held are forgotten, so they may log in elsewhere.
+    let sweeper_node = node.clone();
+    let sweeper = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            sweeper_node.forget_idle().await;
+        }
+    });
+    info!(node_id = %id, %grpc_addr, advertise = %advertise, "cluster: agent-node listening");
+    Ok(RunningAgentNode {
+        grpc_addr,
+        node_id: id,
+        node,
+        membership,
+        health,
+        stop,
+        server,
+        sweeper,
+        arbiters,
+    })
+}
+
+impl RunningAgentNode {
+    /// Stops: no more logins, the desktops' streams end (their agents log in on another
+    /// node and keep their conversations), the node leaves the cluster.
+    pub async fn shutdown(self) {
+        info!("shutting down: agents reconnect to another agent-node");
+        self.health
+            .set_not_serving::<AgentDeskServer<AgentDeskService>>()
+            .await;
+        let _ = self.membership.set_draining().await;
+        self.sweeper.abort();
+        let _ = self.stop.send(true);
+        let mut server = self.server;
+        if tokio::time::timeout(Duration::from_secs(2), &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+            warn!("open desktop streams cut at shutdown");
+        }
+        self.membership.leave().await;
+        for arbiter in self.arbiters {
+            arbiter.stop();
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Cluster membership in etcd: every router and agent-node registers a key bound to its
+//! lease, keeps the lease alive, and watches everyone else's keys.
+//!
+//! A process that cannot renew its lease for a whole TTL (etcd unreachable, or the process
+//! was paused) assumes it lost it: the lease epoch moves on, the owner of partitions steps
+//! down, and the process registers again with a fresh lease.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::etcd::{Etcd, EtcdError};
+
+/// What a member does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Hosts conversations and queues.
+    Router,
+    /// Hosts agents.
+    AgentNode,
+}
+
+impl Role {
+    /// Name in keys and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Router => "router",
+            Self::AgentNode => "agent_node",
+        }
+    }
+}
+
+/// One registered process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Node id (unique in the cluster).
+    pub id: String,
+    /// Router or agent-node.
+    pub role: Role,
+    /// gRPC address other nodes dial.
+    pub addr: String,
+    /// Draining: taking no new work, handing over what it has.
+    pub draining: bool,
+}
+
+/// Everyone registered, by role then id.
+pub type Members = BTreeMap<(Role, String), Member>;
+
+/// This process's registration.
+pub struct Membership {
+    etcd: Etcd,
+    prefix: String,
+    me: Mutex<Member>,
+    ttl_secs: i64,
+    lease: AtomicI64,
+    members: watch::Sender<Members>,
+    epoch: watch::Sender<u64>,
+    stop: watch::Sender<bool>,
+}
+
+/// Returns the key prefix of members under a cluster prefix.
+pub fn members_prefix(prefix: &str) -> String {
+    format!("{prefix}/members/")
+}
+
+fn member_key(prefix: &str, member: &Member) -> String {
+    format!(
+        "{}{}/{}",
+        members_prefix(prefix),
+        member.role.as_str(),
+        member.id
+    )
+}
+
+impl Membership {
+    /// Registers `me` with a lease of `ttl_secs`, then keeps it alive and watches the other
+    /// members in background tasks (until [`Membership::leave`]).
+    pub async fn join(
+        etcd: Etcd,
+        prefix: &str,
+        me: Member,
+        ttl_secs: i64,
+    ) -> Result<Arc<Self>, EtcdError> {
+        let lease = etcd.grant(ttl_secs).await?;
+        let value = serde_json::to_vec(&me).map_err(|e| EtcdError::Other(e.to_string()))?;
+        etcd.put(&member_key(prefix, &me), value, Some(lease))
+            .await?;
+        info!(node_id = %me.id, role = me.role.as_str(), lease, "cluster: joined");
+        let this = Arc::new(Self {
+            etcd,
+            prefix: prefix.to_string(),
+            me: Mutex::new(me),
+            ttl_secs,
+            lease: AtomicI64::new(lease),
+            members: watch::channel(Members::new()).0,
+            epoch: watch::channel(0).0,
+            stop: watch::channel(false).0,
+        });
+        this.read_members().await;
+        tokio::spawn(keep_alive(this.clone()));
+        tokio::spawn(watch_members(this.clone()));
+        Ok(this)
+    }
+
+    /// Returns this process's member record.
+    pub fn me(&self) -> Member {
+        self.me.lock().clone()
+    }
+
+    /// Returns the current lease (changes after a lost lease).
+    pub fn lease(&self) -> i64 {
+        self.lease.load(Ordering::SeqCst)
+    }
+
+    /// Returns the lease TTL in seconds.
+    pub fn ttl_secs(&self) -> i64 {
+        self.ttl_secs
+    }
+
+    /// Returns the etcd client.
+    pub fn etcd(&self) -> &Etcd {
+        &self.etcd
+    }
+
+    /// Returns the cluster prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Watches the members.
+    pub fn members(&self) -> watch::Receiver<Members> {
+        self.members.subscribe()
+    }
+
+    /// Watches the lease epoch: it moves on each time the lease was lost (whatever this
+    /// process held under the old lease is gone).
+    pub fn epochs(&self) -> watch::Receiver<u64> {
+        self.epoch.subscribe()
+    }
+
+    /// Returns the members with `role`, draining ones included.
+    pub fn with_role(&self, role: Role) -> Vec<Member> {
+        self.members
+            .borrow()
+            .values()
+            .filter(|m| m.role == role)
+            .cloned()
+            .collect()
+    }
+
+    /// Marks this member as draining (others stop giving it work).
+    pub async fn set_draining(&self) -> Result<(), EtcdError> {
+        let me = {
+            let mut me = self.me.lock();
+            me.draining = true;
+            me.clone()
+        };
+        let value = serde_json::to_vec(&me).map_err(|e| EtcdError::Other(e.to_string()))?;
+        self.etcd
+            .put(&member_key(&self.prefix, &me), value, Some(self.lease()))
+            .await?;
+        self.read_members().await;
+        Ok(())
+    }
+
+    /// Leaves the cluster: stops the background tasks and revokes the lease (its keys go
+    /// at once instead of after the TTL).
+    pub async fn leave(&self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.etcd.revoke(self.lease()).await {
+            warn!(error = %e, "cluster: cannot revoke the lease; it expires by itself");
+        }
+    }
+
+    async fn read_members(&self) {
+        match self.etcd.get_prefix(&members_prefix(&self.prefix)).await {
+            Ok((kvs, _)) => {
+                let mut members = Members::new();
+                for kv in kvs {
+                    match serde_json::from_slice::<Member>(&kv.value) {
+                        Ok(m) => {
+                            members.insert((m.role, m.id.clone()), m);
+                        }
+                        Err(e) => warn!(key = %kv.key, error = %e, "cluster: unreadable member"),
+                    }
+                }
+                self.members.send_if_modified(|current| {
+                    if *current == members {
+                        false
+                    } else {
+                        *current = members;
+                        true
+                    }
+                });
+            }
+            Err(e) => warn!(error = %e, "cluster: cannot read members"),
+        }
+    }
+
+    /// Registers again under a new lease after the old one was lost.
+    async fn rejoin(&self) -> Result<(), EtcdError> {
+        let lease = self.etcd.grant(self.ttl_secs).await?;
+        let me = self.me();
+        let value = serde_json::to_vec(&me).map_err(|e| EtcdError::Other(e.to_string()))?;
+        self.etcd
+            .put(&member_key(&self.prefix, &me), value, Some(lease))
+            .await?;
+        self.lease.store(lease, Ordering::SeqCst);
+        info!(node_id = %me.id, lease, "cluster: joined again with a new lease");
+        Ok(())
+    }
+}
+
+/// Renews the lease every third of its TTL. When renewal has not succeeded for a whole TTL
+/// (or etcd says the lease is gone), the lease is lost: the epoch moves on and the process
+/// registers again.
+async fn keep_alive(this: Arc<Membership>) {
+    let period = Duration::from_millis((this.ttl_secs as u64 * 1000 / 3).max(200));
+    let ttl = Duration::from_secs(this.ttl_secs as u64);
+    let mut stop = this.stop.subscribe();
+    let mut renewed = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let lost = match this.etcd.keep_alive(this.lease()).await {
+            Ok(left) if left > 0 => {
+                // A pause (SIGSTOP) longer than the TTL shows as a late renewal: the lease
+                // may have expired and been granted back to nobody, so step down anyway.
+                let late = renewed.elapsed() > ttl;
+                renewed = Instant::now();
+                late
+            }
+            Ok(_) => true,
+            Err(e) => {
+                warn!(error = %e, "cluster: lease renewal failed");
+                renewed.elapsed() > ttl
+            }
+        };
+        if !lost {
+            continue;
+        }
+        warn!(lease = this.lease(), "cluster: lease lost, stepping down");
+        this.epoch.send_modify(|e| *e += 1);
+        loop {
+            match this.rejoin().await {
+                Ok(()) => break,
+                Err(e) => {
+                    warn!(error = %e, "cluster: cannot join again, retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(period) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
+            }
+        }
+        renewed = Instant::now();
+    }
+}
+
+/// Re-reads the members on every change under the prefix, and every second anyway.
+async fn watch_members(this: Arc<Membership>) {
+    let mut changes = this.etcd.watch_prefix(&members_prefix(&this.prefix));
+    let mut stop = this.stop.subscribe();
+    loop {
+        tokio::select! {
+            Some(()) = changes.recv() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        this.read_members().await;
+    }
+}

@@ -1,0 +1,727 @@
+//! Cluster mode of an agent-node: the `AgentNodeInternal` gRPC service routers call to
+//! reserve agents and hear their availability, the [`RouterLink`] to the routers over gRPC,
+//! and the login rule that an agent is logged in on one agent-node only.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use centralino_proto::v1::agent_node_internal_server::AgentNodeInternal;
+use centralino_proto::v1::link_request::Call;
+use centralino_proto::v1::router_internal_client::RouterInternalClient;
+use centralino_proto::v1::{
+    self as pb, AgentConversationsRequest, AvailabilityUpdate, CancelReservationRequest,
+    ChatMessage, ConversationEndedRequest, DeliverRequest, LinkRequest, LinkResponse,
+    OfferAnswerKind, ReserveResult,
+};
+use futures::Stream;
+use parking_lot::Mutex;
+use tokio::sync::broadcast;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Response, Status};
+use tracing::{debug, info, warn};
+
+use crate::link::{
+    AgentNodeLink, Availability, Escalation, OfferAnswer, RejectReason, ReserveOutcome,
+    ReserveRequest, RouterLink, TransferTarget,
+};
+use crate::membership::{Membership, Role};
+use crate::node::AgentNode;
+
+/// How long a call to the routers keeps trying other routers after UNAVAILABLE.
+const ROUTER_RETRY_BUDGET: Duration = Duration::from_secs(20);
+/// Pause between two attempts.
+const ROUTER_RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// Availability updates buffered per watching router before it must re-read everything.
+const AVAILABILITY_BUFFER: usize = 4096;
+
+/// Returns a lazily connecting channel to `addr` (`host:port`).
+pub fn channel(addr: &str) -> Result<Channel, Status> {
+    let uri = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    Ok(Endpoint::from_shared(uri)
+        .map_err(|e| Status::internal(format!("bad node address {addr:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .connect_lazy())
+}
+
+/// Channels by address, created on first use.
+#[derive(Default)]
+pub struct Channels {
+    map: Mutex<HashMap<String, Channel>>,
+}
+
+impl Channels {
+    /// Returns the channel to `addr`.
+    pub fn get(&self, addr: &str) -> Result<Channel, Status> {
+        let mut map = self.map.lock();
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = channel(addr)?;
+        map.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+}
+
+/// Whether a failed call may succeed on another router or a little later.
+pub fn retryable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+    )
+}
+
+/// Converts an availability update to its wire form.
+pub fn availability_to_proto(a: &Availability, node_id: &str) -> AvailabilityUpdate {
+    AvailabilityUpdate {
+        agent_id: a.agent_id.clone(),
+        version: a.version,
+        team: a.team.clone(),
+        status: a.status as i32,
+        capacity: a.capacity,
+        load: a.load,
+        skills: a
+            .skills
+            .iter()
+            .map(|(k, v)| (k.clone(), u32::from(*v)))
+            .collect(),
+        idle_since_ms: a.idle_since_ms,
+        display_name: a.display_name.clone(),
+        on_shift: a.on_shift,
+        node_id: node_id.to_string(),
+    }
+}
+
+/// Converts a wire availability update back.
+pub fn availability_from_proto(u: &AvailabilityUpdate) -> Availability {
+    Availability {
+        agent_id: u.agent_id.clone(),
+        version: u.version,
+        team: u.team.clone(),
+        status: pb::AgentStatus::try_from(u.status).unwrap_or(pb::AgentStatus::Offline),
+        capacity: u.capacity,
+        load: u.load,
+        skills: Arc::new(
+            u.skills
+                .iter()
+                .map(|(k, v)| (k.clone(), (*v).min(5) as u8))
+                .collect(),
+        ),
+        idle_since_ms: u.idle_since_ms,
+        display_name: u.display_name.clone(),
+        on_shift: u.on_shift,
+    }
+}
+
+/// Converts a reservation to its wire form.
+pub fn reserve_to_proto(r: ReserveRequest) -> pb::ReserveRequest {
+    pb::ReserveRequest {
+        reservation_id: r.reservation_id,
+        conversation_id: r.conversation_id,
+        agent_id: r.agent_id,
+        department: r.department,
+        language: r.language,
+        customer_display_name: r.customer_display_name,
+        returning_customer: r.returning_customer,
+        visitor: r.visitor,
+        auto_accept: r.auto_accept,
+        started_at_ms: r.started_at_ms,
+        last_summary: r.last_summary,
+        serving_language: r.serving_language,
+        history: r.history,
+        transfer: r.transfer,
+    }
+}
+
+fn reserve_from_proto(r: pb::ReserveRequest) -> ReserveRequest {
+    ReserveRequest {
+        reservation_id: r.reservation_id,
+        conversation_id: r.conversation_id,
+        agent_id: r.agent_id,
+        department: r.department,
+        language: r.language,
+        customer_display_name: r.customer_display_name,
+        returning_customer: r.returning_customer,
+        visitor: r.visitor,
+        auto_accept: r.auto_accept,
+        started_at_ms: r.started_at_ms,
+        last_summary: r.last_summary,
+        serving_language: r.serving_language,
+        history: r.history,
+        transfer: r.transfer,
+    }
+}
+
+/// Converts a reservation outcome to its wire form.
+pub fn outcome_to_proto(o: ReserveOutcome) -> ReserveResult {
+    match o {
+        ReserveOutcome::Held => ReserveResult::Held,
+        ReserveOutcome::Rejected(RejectReason::NotLoggedIn) => ReserveResult::NotLoggedIn,
+        ReserveOutcome::Rejected(RejectReason::NotAvailable) => ReserveResult::NotAvailable,
+        ReserveOutcome::Rejected(RejectReason::Full) => ReserveResult::Full,
+        ReserveOutcome::Rejected(RejectReason::AlreadyHeld) => ReserveResult::AlreadyHeld,
+        ReserveOutcome::Rejected(RejectReason::OffShift) => ReserveResult::OffShift,
+    }
+}
+
+/// Converts a wire reservation outcome back.
+pub fn outcome_from_proto(r: i32) -> ReserveOutcome {
+    match ReserveResult::try_from(r).unwrap_or(ReserveResult::Unspecified) {
+        ReserveResult::Held => ReserveOutcome::Held,
+        ReserveResult::Full => ReserveOutcome::Rejected(RejectReason::Full),
+        ReserveResult::AlreadyHeld => ReserveOutcome::Rejected(RejectReason::AlreadyHeld),
+        ReserveResult::OffShift => ReserveOutcome::Rejected(RejectReason::OffShift),
+        ReserveResult::NotAvailable => ReserveOutcome::Rejected(RejectReason::NotAvailable),
+        ReserveResult::NotLoggedIn | ReserveResult::Unspecified => {
+            ReserveOutcome::Rejected(RejectReason::NotLoggedIn)
+        }
+    }
+}
+
+/// Converts an offer answer to its wire form.
+pub fn answer_to_proto(a: OfferAnswer) -> OfferAnswerKind {
+    match a {
+        OfferAnswer::Accepted => OfferAnswerKind::Accepted,
+        OfferAnswer::Declined => OfferAnswerKind::Declined,
+        OfferAnswer::TimedOut => OfferAnswerKind::TimedOut,
+        OfferAnswer::Revoked => OfferAnswerKind::Revoked,
+    }
+}
+
+/// Converts a wire offer answer back.
+pub fn answer_from_proto(a: i32) -> Result<OfferAnswer, Status> {
+    match OfferAnswerKind::try_from(a).unwrap_or(OfferAnswerKind::Unspecified) {
+        OfferAnswerKind::Accepted => Ok(OfferAnswer::Accepted),
+        OfferAnswerKind::Declined => Ok(OfferAnswer::Declined),
+        OfferAnswerKind::TimedOut => Ok(OfferAnswer::TimedOut),
+        OfferAnswerKind::Revoked => Ok(OfferAnswer::Revoked),
+        OfferAnswerKind::Unspecified => Err(Status::invalid_argument("offer answer missing")),
+    }
+}
+
+/// Converts a transfer target to (kind, target).
+pub fn target_to_proto(t: &TransferTarget) -> (&'static str, String) {
+    match t {
+        TransferTarget::Agent(a) => ("agent", a.clone()),
+        TransferTarget::Department(d) => ("department", d.clone()),
+        TransferTarget::Language(l) => ("language", l.clone()),
+        TransferTarget::Skill(s) => ("skill", s.clone()),
+        TransferTarget::Supervisor => ("supervisor", String::new()),
+    }
+}
+
+/// Converts (kind, target) back to a transfer target.
+pub fn target_from_proto(kind: &str, target: String) -> Result<TransferTarget, Status> {
+    Ok(match kind {
+        "agent" => TransferTarget::Agent(target),
+        "department" => TransferTarget::Department(target),
+        "language" => TransferTarget::Language(target),
+        "skill" => TransferTarget::Skill(target),
+        "supervisor" => TransferTarget::Supervisor,
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "unknown transfer kind {other:?}"
+            )))
+        }
+    })
+}
+
+/// Availability updates of this node's agents, fanned out to every watching router.
+pub struct AvailabilityHub {
+    tx: broadcast::Sender<Availability>,
+}
+
+impl Default for AvailabilityHub {
+    fn default() -> Self {
+        Self {
+            tx: broadcast::channel(AVAILABILITY_BUFFER).0,
+        }
+    }
+}
+
+impl AvailabilityHub {
+    /// Publishes one update (never blocks).
+    pub fn publish(&self, update: Availability) {
+        let _ = self.tx.send(update);
+    }
+}
+
+/// The `AgentNodeInternal` service of an agent-node.
+pub struct InternalService {
+    node: Arc<AgentNode>,
+    feed: Arc<AvailabilityHub>,
+    node_id: String,
+}
+
+impl InternalService {
+    /// Returns the service for `node`.
+    pub fn new(node: Arc<AgentNode>, feed: Arc<AvailabilityHub>, node_id: String) -> Self {
+        Self {
+            node,
+            feed,
+            node_id,
+        }
+    }
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<AvailabilityUpdate, Status>> + Send>>;
+
+#[async_trait]
+impl AgentNodeInternal for InternalService {
+    async fn reserve(
+        &self,
+        request: Request<pb::ReserveRequest>,
+    ) -> Result<Response<pb::ReserveResponse>, Status> {
+        let outcome = self
+            .node
+            .reserve(reserve_from_proto(request.into_inner()))
+            .await?;
+        Ok(Response::new(pb::ReserveResponse {
+            result: outcome_to_proto(outcome) as i32,
+        }))
+    }
+
+    async fn cancel_reservation(
+        &self,
+        request: Request<CancelReservationRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = request.into_inner();
+        self.node
+            .cancel_reservation(&r.agent_id, &r.reservation_id)
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn deliver(
+        &self,
+        request: Request<DeliverRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = request.into_inner();
+        let message = r
+            .message
+            .ok_or_else(|| Status::invalid_argument("message missing"))?;
+        self.node
+            .deliver(&r.agent_id, &r.conversation_id, message)
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn conversation_ended(
+        &self,
+        request: Request<ConversationEndedRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = request.into_inner();
+        let outcome = pb::ConversationOutcome::try_from(r.outcome)
+            .map_err(|_| Status::invalid_argument("unknown outcome"))?;
+        self.node
+            .conversation_ended(&r.agent_id, &r.conversation_id, outcome)
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    type WatchAvailabilityStream = UpdateStream;
+
+    async fn watch_availability(
+        &self,
+        _request: Request<pb::Empty>,
+    ) -> Result<Response<Self::WatchAvailabilityStream>, Status> {
+        // Subscribe first, then read the current state: no change falls in between.
+        let mut updates = self.feed.tx.subscribe();
+        let node = self.node.clone();
+        let node_id = self.node_id.clone();
+        let stream = async_stream_of(move |tx| async move {
+            for a in node.availability().await {
+                if tx
+                    .send(Ok(availability_to_proto(&a, &node_id)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            loop {
+                match updates.recv().await {
+                    Ok(a) => {
+                        if tx
+                            .send(Ok(availability_to_proto(&a, &node_id)))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // Too slow a reader: end the stream, it re-reads everything.
+                        let _ = tx
+                            .send(Err(Status::unavailable("availability stream lagged")))
+                            .await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+}
+
+/// Runs `produce` with the sending half of a channel and returns the receiving half as a
+/// stream.
+fn async_stream_of<F, Fut>(produce: F) -> UpdateStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<AvailabilityUpdate, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    tokio::spawn(produce(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// [`RouterLink`] over gRPC: calls go to any live router (which forwards them to the owner
+/// of the conversation), moving on to the next router on UNAVAILABLE.
+pub struct RemoteRouters {
+    membership: Arc<Membership>,
+    channels: Channels,
+    next: AtomicUsize,
+    feed: Arc<AvailabilityHub>,
+}
+
+impl RemoteRouters {
+    /// Returns the link; availability updates go to `feed`.
+    pub fn new(membership: Arc<Membership>, feed: Arc<AvailabilityHub>) -> Arc<Self> {
+        Arc::new(Self {
+            membership,
+            channels: Channels::default(),
+            next: AtomicUsize::new(0),
+            feed,
+        })
+    }
+
+    fn pick(&self) -> Result<String, Status> {
+        let mut routers: Vec<String> = self
+            .membership
+            .with_role(Role::Router)
+            .into_iter()
+            .filter(|m| !m.draining)
+            .map(|m| m.addr)
+            .collect();
+        if routers.is_empty() {
+            routers = self
+                .membership
+                .with_role(Role::Router)
+                .into_iter()
+                .map(|m| m.addr)
+                .collect();
+        }
+        if routers.is_empty() {
+            return Err(Status::unavailable("no router is up"));
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % routers.len();
+        Ok(routers[i].clone())
+    }
+
+    /// Calls `Link` on some router, trying others while the answer is retryable.
+    async fn link(&self, request: LinkRequest) -> Result<LinkResponse, Status> {
+        let started = Instant::now();
+        loop {
+            let result = match self.pick().and_then(|addr| self.channels.get(&addr)) {
+                Ok(channel) => RouterInternalClient::new(channel)
+                    .link(request.clone())
+                    .await
+                    .map(Response::into_inner),
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(status) if retryable(&status) && started.elapsed() < ROUTER_RETRY_BUDGET => {
+                    debug!(%status, "router call failed, trying another router");
+                    tokio::time::sleep(ROUTER_RETRY_PAUSE).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Asks every router which conversations `agent_id` holds.
+    pub async fn conversations_of(&self, agent_id: &str) -> Result<Vec<String>, Status> {
+        let mut out = Vec::new();
+        for router in self.membership.with_role(Role::Router) {
+            let channel = self.channels.get(&router.addr)?;
+            let started = Instant::now();
+            loop {
+                match RouterInternalClient::new(channel.clone())
+                    .agent_conversations(AgentConversationsRequest {
+                        agent_id: agent_id.to_string(),
+                    })
+                    .await
+                {
+                    Ok(r) => {
+                        out.extend(r.into_inner().conversation_ids);
+                        break;
+                    }
+                    Err(status)
+                        if retryable(&status) && started.elapsed() < Duration::from_secs(2) =>
+                    {
+                        tokio::time::sleep(ROUTER_RETRY_PAUSE).await;
+                    }
+                    // A router that is gone has no conversations: its partitions' next
+                    // owners rebuild them and release them after the disconnect grace.
+                    Err(status) => {
+                        warn!(router = %router.id, %status, "cannot ask a router for an agent's conversations");
+                        break;
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+fn request(conversation_id: &str, agent_id: &str, call: Call) -> LinkRequest {
+    LinkRequest {
+        conversation_id: conversation_id.to_string(),
+        agent_id: agent_id.to_string(),
+        forwarded: false,
+        call: Some(call),
+    }
+}
+
+#[async_trait]
+impl RouterLink for RemoteRouters {
+    async fn offer_answered(
+        &self,
+        conversation_id: &str,
+        reservation_id: &str,
+        agent_id: &str,
+        answer: OfferAnswer,
+    ) -> Result<Vec<ChatMessage>, Status> {
+        let r = self
+            .link(request(
+                conversation_id,
+                agent_id,
+                Call::OfferAnswered(pb::OfferAnswered {
+                    reservation_id: reservation_id.to_string(),
+                    answer: answer_to_proto(answer) as i32,
+                }),
+            ))
+            .await?;
+        Ok(r.transcript)
+    }
+
+    async fn agent_message(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        message_id: &str,
+        text: &str,
+        status_note: bool,
+    ) -> Result<u64, Status> {
+        let r = self
+            .link(request(
+                conversation_id,
+                agent_id,
+                Call::AgentMessage(pb::AgentText {
+                    message_id: message_id.to_string(),
+                    text: text.to_string(),
+                    status_note,
+                }),
+            ))
+            .await?;
+        Ok(r.seq)
+    }
+
+    async fn agent_close(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        summary: &str,
+    ) -> Result<(), Status> {
+        self.link(request(
+            conversation_id,
+            agent_id,
+            Call::AgentClose(pb::LinkClose {
+                summary: summary.to_string(),
+            }),
+        ))
+        .await
+        .map(drop)
+    }
+
+    async fn release(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        reason: &str,
+    ) -> Result<(), Status> {
+        self.link(request(
+            conversation_id,
+            agent_id,
+            Call::Release(pb::LinkRelease {
+                reason: reason.to_string(),
+            }),
+        ))
+        .await
+        .map(drop)
+    }
+
+    async fn transfer(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        target: TransferTarget,
+        reason: &str,
+        warm: bool,
+    ) -> Result<(), Status> {
+        let (kind, target) = target_to_proto(&target);
+        self.link(request(
+            conversation_id,
+            agent_id,
+            Call::Transfer(pb::LinkTransfer {
+                kind: kind.to_string(),
+                target,
+                reason: reason.to_string(),
+                warm,
+            }),
+        ))
+        .await
+        .map(drop)
+    }
+
+    async fn escalate(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        escalation: Escalation,
+    ) -> Result<(), Status> {
+        self.link(request(
+            conversation_id,
+            agent_id,
+            Call::Escalate(pb::Escalate {
+                conversation_id: conversation_id.to_string(),
+                kind: escalation.kind as i32,
+                phone: escalation.phone,
+                email: escalation.email,
+                preferred_time: escalation.preferred_time,
+                note: escalation.note,
+            }),
+        ))
+        .await
+        .map(drop)
+    }
+
+    async fn add_note(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        text: &str,
+    ) -> Result<(), Status> {
+        self.link(request(
+            conversation_id,
+            agent_id,
+            Call::AddNote(pb::LinkNote {
+                text: text.to_string(),
+            }),
+        ))
+        .await
+        .map(drop)
+    }
+
+    async fn mark_sensitive(&self, conversation_id: &str, agent_id: &str) -> Result<(), Status> {
+        self.link(request(
+            conversation_id,
+            agent_id,
+            Call::MarkSensitive(pb::Empty {}),
+        ))
+        .await
+        .map(drop)
+    }
+
+    fn availability(&self, update: Availability) {
+        self.feed.publish(update);
+    }
+}
+
+/// The cluster's login rule: an agent is logged in on one agent-node at a time (a key
+/// bound to this node's lease), and an agent who comes from another node gets their
+/// conversations back.
+pub struct ClusterLogin {
+    membership: Arc<Membership>,
+    routers: Arc<RemoteRouters>,
+}
+
+impl ClusterLogin {
+    /// Returns the rule.
+    pub fn new(membership: Arc<Membership>, routers: Arc<RemoteRouters>) -> Arc<Self> {
+        Arc::new(Self {
+            membership,
+            routers,
+        })
+    }
+
+    fn key(&self, agent_id: &str) -> String {
+        format!("{}/agents/{agent_id}", self.membership.prefix())
+    }
+}
+
+#[async_trait]
+impl crate::node::LoginHook for ClusterLogin {
+    async fn claim(&self, agent_id: &str) -> Result<Vec<String>, Status> {
+        let me = self.membership.me();
+        let lease = self.membership.lease();
+        let etcd = self.membership.etcd();
+        let key = self.key(agent_id);
+        // A node that died holds its agents until its lease expires: wait that long for
+        // the claim before refusing the login.
+        let deadline = Instant::now() + Duration::from_secs(self.membership.ttl_secs() as u64 + 1);
+        loop {
+            let claimed = etcd
+                .create_if_absent(&key, me.id.clone().into_bytes(), Some(lease))
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+            let existing = match claimed {
+                Ok(_) => break,
+                Err(existing) => existing,
+            };
+            let holder = String::from_utf8_lossy(&existing.value).to_string();
+            if holder == me.id {
+                if existing.lease != lease {
+                    // Ours from before a lost lease: bind it to the current one.
+                    etcd.put(&key, me.id.clone().into_bytes(), Some(lease))
+                        .await
+                        .map_err(|e| Status::unavailable(e.to_string()))?;
+                }
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(Status::failed_precondition(format!(
+                    "agent {agent_id:?} is logged in on agent-node {holder:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let conversations = self.routers.conversations_of(agent_id).await?;
+        info!(%agent_id, held = conversations.len(), "agent claimed on this node");
+        Ok(conversations)
+    }
+
+    async fn release(&self, agent_id: &str) {
+        let etcd = self.membership.etcd();
+        if let Ok(Some(kv)) = etcd.get(&self.key(agent_id)).await {
+            if kv.value == self.membership.me().id.into_bytes() {
+                let _ = etcd.delete_if(&kv.key, kv.create_revision).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! A router of a cluster (`router --config FILE` with `[cluster] etcd_endpoints`): the same
+//! conversation and queue actors as standalone mode, with etcd as the store, partitions
+//! claimed from etcd, agents reached on their agent-nodes over gRPC, and customer calls for
+//! other routers' conversations forwarded to their owners.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use centralino_agent_node::clock::{self, SharedClock};
+use centralino_agent_node::etcd::Etcd;
+use centralino_agent_node::link::AgentNodeLink;
+use centralino_agent_node::membership::{Member, Membership, Role};
+use centralino_agent_node::node::AgentNode;
+use centralino_agent_node::shifts::Shifts;
+use centralino_proto::v1::admin_server::AdminServer;
+use centralino_proto::v1::conversation_service_server::ConversationServiceServer;
+use centralino_proto::v1::router_internal_server::RouterInternalServer;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::{info, warn};
+
+use crate::archive::Archive;
+use crate::cluster::agents::{run_feed, RemoteAgents};
+use crate::cluster::etcd_store::{EtcdStore, Fences};
+use crate::cluster::group_commit::{GroupCommit, DEFAULT_MAX_DELAY, DEFAULT_MAX_OPS};
+use crate::cluster::partitions::{ClusterView, Partitions};
+use crate::cluster::peer::{ClusterCustomerApi, InternalApi};
+use crate::cluster::{Instrumented, Store};
+use crate::config::Config;
+use crate::dispatch::Dispatch;
+use crate::events::IntegrationLog;
+use crate::hub::{Hub, HubParts, Placement};
+use crate::ingress::AdminApi;
+use crate::metrics;
+use crate::standalone::{install_metrics, StartError, SHUTDOWN_GRACE, TEAM_TICK};
+
+/// A running clustered router.
+pub struct ClusterRouter {
+    /// Bound gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// This router's node id.
+    pub node_id: String,
+    /// Shared router state.
+    pub hub: Arc<Hub>,
+    /// The node's clock.
+    pub clock: SharedClock,
+    membership: Arc<Membership>,
+    health: tonic_health::server::HealthReporter,
+    draining: watch::Sender<bool>,
+    manager: Option<tokio::task::JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+    arbiters: Vec<Arbiter>,
+    drain_budget: Duration,
+}
+
+/// Returns this process's node id: the configured one, else the host name, else random.
+pub fn node_id(configured: &str) -> String {
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| format!("router-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+}
+
+/// Starts a clustered router. Must run inside an actix `System` on a multi-thread runtime.
+pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
+    let problems = config.cluster.problems();
+    if !problems.is_empty() {
+        return Err(StartError::Config(problems.join("; ")));
+    }
+    let config = Arc::new(config);
+    let node_id = node_id(&config.node.node_id);
+    let clock = clock::from_config(&config.clock).map_err(StartError::Config)?;
+    if !config.node.metrics_addr.is_empty() {
+        let addr: SocketAddr = config
+            .node
+            .metrics_addr
+            .parse()
+            .map_err(|e| StartError::Config(format!("node.metrics_addr: {e}")))?;
+        install_metrics(addr)?;
+        metrics::zero(&config);
+        metrics::cluster_start();
+    }
+    let listener = tokio::net::TcpListener::bind(&config.node.grpc_addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.node.grpc_addr.clone(),
+            source,
+        })?;
+    let grpc_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.node.grpc_addr.clone(),
+        source,
+    })?;
+    let advertise = if config.node.advertise_addr.is_empty() {
+        grpc_addr.to_string()
+    } else {
+        config.node.advertise_addr.clone()
+    };
+
+    let cluster = &config.cluster;
+    let etcd = Etcd::connect(
+        &cluster.etcd_endpoints,
+        Duration::from_millis(cluster.request_timeout_ms),
+    )
+    .await
+    .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
+    let (fences, lost) = Fences::new();
+    let store: Arc<dyn Store> = Arc::new(Instrumented::new(EtcdStore::new(
+        etcd.clone(),
+        &cluster.prefix,
+        fences.clone(),
+    )));
+    let (stop, stop_rx) = watch::channel(false);
+    let commits = GroupCommit::new(
+        store.clone(),
+        DEFAULT_MAX_OPS,
+        DEFAULT_MAX_DELAY,
+        stop_rx.clone(),
+    );
+    let threads = match config.node.actor_threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+    let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
+
+    let membership = Membership::join(
+        etcd.clone(),
+        &cluster.prefix,
+        Member {
+            id: node_id.clone(),
+            role: Role::Router,
+            addr: advertise.clone(),
+            draining: false,
+        },
+        cluster.lease_ttl_secs as i64,
+    )
+    .await
+    .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
+
+    let agent_config = config.agent_node();
+    let shifts = Arc::new(Shifts::new(&agent_config));
+    let remote_agents = RemoteAgents::new(membership.clone());
+    let events = Arc::new(IntegrationLog::open_for_node(store.as_ref(), &node_id).await?);
+    let hub = Hub::new(HubParts {
+        config: config.clone(),
+        clock: clock.clone(),
+        store: store.clone(),
+        commits,
+        archive: Archive::new(Some(config.node.data_dir.clone())),
+        agents: remote_agents.clone() as Arc<dyn AgentNodeLink>,
+        shifts,
+        events,
+        arbiters: handles.clone(),
+    });
+    let view = ClusterView::new(node_id.clone(), tokio::runtime::Handle::current());
+    hub.set_placement(view.clone() as Arc<dyn Placement>);
+    let dispatch = Dispatch::new(hub.clone());
+
+    // Agents do not log in here; the admin API's agent view is this router's.
+    let no_agents = AgentNode::new(agent_config, clock.clone(), handles.clone());
+    no_agents.set_router(dispatch.clone());
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ConversationServiceServer<ClusterCustomerApi>>()
+        .await;
+    health.set_serving::<AdminServer<AdminApi>>().await;
+    health
+        .set_serving::<RouterInternalServer<InternalApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(centralino_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(ConversationServiceServer::new(ClusterCustomerApi::new(
+            hub.clone(),
+            view.clone(),
+        )))
+        .add_service(AdminServer::new(AdminApi::new(hub.clone(), no_agents)))
+        .add_service(RouterInternalServer::new(InternalApi::new(
+            hub.clone(),
+            dispatch.clone(),
+            view.clone(),
+        )));
+    let mut stop_server = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop_server.wait_for(|s| *s).await;
+        };
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await
+        {
+            warn!(error = %e, "gRPC server stopped with an error");
+        }
+    });
+
+    tokio::spawn(run_feed(
+        remote_agents,
+        dispatch.clone(),
+        hub.clone(),
+        stop_rx.clone(),
+    ));
+    let mut stop_ticker = stop_rx.clone();
+    let tick = clock
+        .wall(TEAM_TICK)
+        .clamp(Duration::from_millis(50), TEAM_TICK);
+    let ticking = dispatch.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(tick);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => ticking.tick(),
+                _ = stop_ticker.wait_for(|s| *s) => break,
+            }
+        }
+    });
+
+    let (draining, draining_rx) = watch::channel(false);
+    let manager = tokio::spawn(
+        Partitions::new(hub.clone(), view, membership.clone(), fences, draining_rx).run(lost),
+    );
+    info!(%node_id, %grpc_addr, advertise = %advertise, "cluster: router listening");
+    Ok(ClusterRouter {
+        grpc_addr,
+        node_id,
+        hub,
+        clock,
+        membership,
+        health,
+        draining,
+        manager: Some(manager),
+        stop,
+        server,
+        arbiters,
+        drain_budget: Duration::from_secs(cluster.drain_budget_secs),
+    })
+}
+
+impl ClusterRouter {
+    /// Drains: health turns NOT_SERVING, the router stops taking partitions and hands
+    /// every partition to its next owner, within the drain budget; then it stops.
+    /// Returns whether every partition was handed over in time.
+    pub async fn drain(mut self) -> bool {
+        let started = Instant::now();
+        info!(budget = ?self.drain_budget, "cluster: draining");
+        let health = self.health.clone();
+        health
+            .set_not_serving::<ConversationServiceServer<ClusterCustomerApi>>()
+            .await;
+        health.set_not_serving::<AdminServer<AdminApi>>().await;
+        if let Err(e) = self.membership.set_draining().await {
+            warn!(error = %e, "cluster: cannot mark this router draining");
+        }
+        let _ = self.draining.send(true);
+        let done = match self.manager.take() {
+            Some(mut manager) => {
+                let done = tokio::time::timeout(self.drain_budget, &mut manager)
+                    .await
+                    .is_ok();
+                if !done {
+                    manager.abort();
+                }
+                done
+            }
+            None => true,
+        };
+        if !done {
+            warn!("cluster: drain budget spent with partitions still held; they expire with the lease");
+        }
+        info!(elapsed = ?started.elapsed(), handed_over = done, "cluster: drained");
+        self.finish(done).await;
+        done
+    }
+
+    /// Stops at once (partitions expire with the lease).
+    pub async fn stop(mut self) {
+        if let Some(manager) = self.manager.take() {
+            manager.abort();
+        }
+        self.finish(false).await;
+    }
+
+    async fn finish(self, _drained: bool) {
+        let _ = self.stop.send(true);
+        let mut server = self.server;
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+        }
+        self.membership.leave().await;
+        for arbiter in self.arbiters {
+            arbiter.stop();
+        }
+    }
+}
