@@ -506,6 +506,36 @@ impl Handler<Attach> for AgentActor {
         };
         // The confirmation goes first: offers may follow at once.
         self.push(agent_event::Kind::LoggedIn(logged_in.clone()));
+        // Conversations held from before (a reconnect, another node, a restart): the
+        // desktop gets each one again with its transcript, including what the customer
+        // wrote while it was away.
+        for conversation_id in logged_in.conversation_ids.iter().cloned() {
+            let router = self.router.clone();
+            let agent_id = self.config.id.clone();
+            let session_id = msg.session_id;
+            ctx.spawn(
+                async move {
+                    let transcript = router.transcript(&conversation_id, &agent_id).await;
+                    (conversation_id, transcript)
+                }
+                .into_actor(self)
+                .map(move |(conversation_id, transcript), act, _ctx| {
+                    let current = act.session.as_ref().is_some_and(|(id, _)| *id == session_id);
+                    match transcript {
+                        Ok(transcript) if current && act.active.contains(&conversation_id) => {
+                            act.push(agent_event::Kind::Assigned(ConversationAssigned {
+                                conversation_id,
+                                transcript,
+                            }));
+                        }
+                        Ok(_) => {}
+                        Err(status) => {
+                            debug!(%conversation_id, %status, "no transcript for a held conversation")
+                        }
+                    }
+                }),
+            );
+        }
         m::agent_logged_in(&self.config.team, true);
         self.set_status(status, "login");
         self.publish();

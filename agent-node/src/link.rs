@@ -232,6 +232,13 @@ pub trait RouterLink: Send + Sync + 'static {
     ) -> Result<(), Status>;
     /// Tells the customer not to type sensitive data into the chat.
     async fn mark_sensitive(&self, conversation_id: &str, agent_id: &str) -> Result<(), Status>;
+    /// Returns the transcript of a conversation assigned to `agent_id` (a desktop that
+    /// logs in again catches up on what it missed).
+    async fn transcript(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+    ) -> Result<Vec<ChatMessage>, Status>;
     /// Publishes an agent's availability to the routing queues (never blocks).
     fn availability(&self, update: Availability);
 }

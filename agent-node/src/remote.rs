@@ -648,6 +648,21 @@ impl RouterLink for RemoteRouters {
         .map(drop)
     }
 
+    async fn transcript(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+    ) -> Result<Vec<ChatMessage>, Status> {
+        let r = self
+            .link(request(
+                conversation_id,
+                agent_id,
+                Call::Transcript(pb::Empty {}),
+            ))
+            .await?;
+        Ok(r.transcript)
+    }
+
     fn availability(&self, update: Availability) {
         self.feed.publish(update);
     }

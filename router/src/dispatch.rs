@@ -12,9 +12,11 @@ use centralino_proto::v1::{AgentStatus, ChatMessage};
 use parking_lot::RwLock;
 use tonic::Status;
 
+use crate::cluster::records::MessageRecord;
 use crate::cluster::StoreError;
 use crate::conversation::{
-    AddNote, AgentClose, AgentSend, Escalate, MarkSensitive, OfferEnded, Release, Transfer,
+    AddNote, AgentClose, AgentSend, Escalate, GetTranscript, MarkSensitive, OfferEnded, Release,
+    Transfer,
 };
 use crate::hub::Hub;
 use crate::metrics as m;
@@ -276,6 +278,24 @@ impl RouterLink for Dispatch {
             .await
             .map_err(mailbox)??;
         durable(Some(d)).await
+    }
+
+    async fn transcript(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+    ) -> Result<Vec<ChatMessage>, Status> {
+        let (rec, transcript) = self
+            .conversation(conversation_id)?
+            .send(GetTranscript)
+            .await
+            .map_err(mailbox)?;
+        if rec.agent_id.as_deref() != Some(agent_id) {
+            return Err(Status::permission_denied(
+                "the conversation is not assigned to this agent",
+            ));
+        }
+        Ok(transcript.iter().map(MessageRecord::to_proto).collect())
     }
 
     fn availability(&self, update: Availability) {

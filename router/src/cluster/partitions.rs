@@ -401,10 +401,12 @@ impl Partitions {
             .create_if_absent(&key, bytes, Some(lease))
             .await
             .map_err(|e| e.to_string())?;
-        let Ok(kv) = claimed else {
-            return Ok(());
+        let token = match claimed {
+            Ok(kv) => kv.create_revision,
+            // Our own claim, when an answer was lost and the request retried.
+            Err(kv) if kv.lease == lease => kv.create_revision,
+            Err(_) => return Ok(()),
         };
-        let token = kv.create_revision;
         m::cluster_claim();
         self.fences.hold(p, token);
         self.view.set_local(p, Local::Loading);

@@ -94,6 +94,7 @@ impl InternalApi {
             }
             Some(Call::AddNote(n)) => d.add_note(c, a, &n.text).await?,
             Some(Call::MarkSensitive(_)) => d.mark_sensitive(c, a).await?,
+            Some(Call::Transcript(_)) => out.transcript = d.transcript(c, a).await?,
             None => return Err(Status::invalid_argument("link call missing")),
         }
         Ok(out)
