@@ -818,6 +818,28 @@ pub mod testing {
             (0..self.members.len()).map(|i| self.endpoint(i)).collect()
         }
 
+        /// Returns the index of the current leader, asking the live members.
+        pub async fn leader(&self) -> Result<usize, String> {
+            for (i, member) in self.members.iter().enumerate() {
+                if member.child.is_none() {
+                    continue;
+                }
+                let Ok(mut client) = etcd_client::Client::connect([self.endpoint(i)], None).await
+                else {
+                    continue;
+                };
+                let Ok(Ok(status)) =
+                    tokio::time::timeout(Duration::from_secs(1), client.status()).await
+                else {
+                    continue;
+                };
+                if status.header().map(|h| h.member_id()) == Some(status.leader()) {
+                    return Ok(i);
+                }
+            }
+            Err("no live etcd member is the leader".into())
+        }
+
         /// Kills member `member` with SIGKILL and waits for it to exit.
         pub fn kill(&mut self, member: usize) {
             if let Some(mut child) = self.members.get_mut(member).and_then(|m| m.child.take()) {
