@@ -4,6 +4,7 @@
 //! are merged by the [`group_commit::GroupCommit`] batcher into one transaction.
 
 pub mod embedded;
+pub mod etcd_store;
 pub mod group_commit;
 pub mod records;
 
