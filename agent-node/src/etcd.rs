@@ -288,9 +288,18 @@ impl Etcd {
                 request_timeout,
             }),
         };
-        // Probe until a member answers; it becomes the preferred one.
+        // Probe until a member answers; it becomes the preferred one. A member that answers
+        // for itself ("etcdserver: no leader" while the cluster lacks quorum) is up.
         etcd.call(OP_GET, |mut client| async move {
-            client.status().await.map_err(Failure::from)
+            match client.status().await {
+                Ok(_) => Ok(()),
+                Err(etcd_client::Error::GRpcStatus(s))
+                    if s.message().starts_with("etcdserver:") =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(Failure::from(e)),
+            }
         })
         .await?;
         Ok(etcd)
@@ -557,7 +566,7 @@ impl Etcd {
     /// Watches every key under `prefix`: the receiver gets `()` after each change and once
     /// after every (re)connect of the watch, whereupon the consumer re-reads. The watch
     /// reconnects with backoff (across members) after errors and ends when the receiver is
-    /// dropped.
+    /// dropped. Must be called within a Tokio runtime (it spawns the watch task).
     pub fn watch_prefix(&self, prefix: &str) -> mpsc::Receiver<()> {
         let (tx, rx) = mpsc::channel(1);
         let etcd = self.clone();

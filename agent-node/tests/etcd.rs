@@ -278,3 +278,16 @@ async fn calls_give_up_as_unavailable_when_no_member_answers() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn connect_succeeds_while_one_member_is_up() {
+    let mut cluster = EtcdCluster::start(3).await.expect("start etcd");
+    cluster.kill(0);
+    cluster.kill(1);
+    // The survivor has no quorum, but it answers: connecting works, reads do not.
+    let etcd = Etcd::connect(&cluster.endpoints(), Duration::from_secs(2))
+        .await
+        .expect("connect");
+    assert_eq!(etcd.preferred_endpoint(), cluster.endpoints()[2]);
+    assert!(etcd.get("k").await.is_err());
+}
