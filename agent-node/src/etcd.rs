@@ -288,9 +288,18 @@ impl Etcd {
                 request_timeout,
             }),
         };
-        // Probe until a member answers; it becomes the preferred one.
+        // Probe until a member answers; it becomes the preferred one. A member that answers
+        // for itself ("etcdserver: no leader" while the cluster lacks quorum) is up.
         etcd.call(OP_GET, |mut client| async move {
-            client.status().await.map_err(Failure::from)
+            match client.status().await {
+                Ok(_) => Ok(()),
+                Err(etcd_client::Error::GRpcStatus(s))
+                    if s.message().starts_with("etcdserver:") =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(Failure::from(e)),
+            }
         })
         .await?;
         Ok(etcd)
@@ -557,7 +566,7 @@ impl Etcd {
     /// Watches every key under `prefix`: the receiver gets `()` after each change and once
     /// after every (re)connect of the watch, whereupon the consumer re-reads. The watch
     /// reconnects with backoff (across members) after errors and ends when the receiver is
-    /// dropped.
+    /// dropped. Must be called within a Tokio runtime (it spawns the watch task).
     pub fn watch_prefix(&self, prefix: &str) -> mpsc::Receiver<()> {
         let (tx, rx) = mpsc::channel(1);
         let etcd = self.clone();
@@ -816,6 +825,28 @@ pub mod testing {
         /// included.
         pub fn endpoints(&self) -> Vec<String> {
             (0..self.members.len()).map(|i| self.endpoint(i)).collect()
+        }
+
+        /// Returns the index of the current leader, asking the live members.
+        pub async fn leader(&self) -> Result<usize, String> {
+            for (i, member) in self.members.iter().enumerate() {
+                if member.child.is_none() {
+                    continue;
+                }
+                let Ok(mut client) = etcd_client::Client::connect([self.endpoint(i)], None).await
+                else {
+                    continue;
+                };
+                let Ok(Ok(status)) =
+                    tokio::time::timeout(Duration::from_secs(1), client.status()).await
+                else {
+                    continue;
+                };
+                if status.header().map(|h| h.member_id()) == Some(status.leader()) {
+                    return Ok(i);
+                }
+            }
+            Err("no live etcd member is the leader".into())
         }
 
         /// Kills member `member` with SIGKILL and waits for it to exit.

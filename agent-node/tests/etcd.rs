@@ -183,19 +183,25 @@ async fn watch_prefix_signals_on_connect_and_on_change() {
     signal(&mut rx, Duration::from_secs(5)).await;
 }
 
-#[tokio::test]
-async fn calls_succeed_with_one_of_three_members_killed() {
-    let (mut cluster, etcd) = start(3).await;
+/// Kills the leader or a follower of a 3-member cluster, the member the client prefers,
+/// then runs 200 puts and gets; returns the slowest put+get.
+async fn survive_a_killed_member(kill_leader: bool) -> Duration {
+    let mut cluster = EtcdCluster::start(3).await.expect("start etcd");
+    let leader = cluster.leader().await.expect("leader");
+    let victim = if kill_leader {
+        leader
+    } else {
+        (leader + 1) % 3
+    };
+    // The client prefers the first endpoint: the one about to die.
+    let mut endpoints = cluster.endpoints();
+    endpoints.swap(0, victim);
+    let etcd = Etcd::connect(&endpoints, REQUEST_TIMEOUT)
+        .await
+        .expect("connect");
     let mut rx = etcd.watch_prefix("live/");
     signal(&mut rx, Duration::from_secs(5)).await;
-
-    // Kill the member the client prefers, so the next calls hit the dead one first.
-    let preferred = etcd.preferred_endpoint().to_string();
-    let victim = cluster
-        .endpoints()
-        .iter()
-        .position(|e| *e == preferred)
-        .unwrap();
+    assert_eq!(etcd.preferred_endpoint(), endpoints[0]);
     cluster.kill(victim);
 
     let mut slowest = Duration::ZERO;
@@ -213,11 +219,7 @@ async fn calls_succeed_with_one_of_three_members_killed() {
         assert_eq!(kv.value, i.to_string().into_bytes());
         slowest = slowest.max(started.elapsed());
     }
-    assert!(
-        slowest < REQUEST_TIMEOUT / 2,
-        "slowest put+get took {slowest:?}"
-    );
-    assert_ne!(etcd.preferred_endpoint(), preferred);
+    assert_ne!(etcd.preferred_endpoint(), endpoints[0]);
 
     // The watch moved to a live member (the reconnect signal is long queued) and sees
     // changes again.
@@ -227,6 +229,26 @@ async fn calls_succeed_with_one_of_three_members_killed() {
 
     let (kvs, _) = etcd.get_prefix("live/").await.unwrap();
     assert_eq!(kvs.len(), 201);
+    slowest
+}
+
+#[tokio::test]
+async fn calls_fail_over_when_a_follower_is_killed() {
+    let slowest = survive_a_killed_member(false).await;
+    assert!(
+        slowest < Duration::from_secs(1),
+        "slowest put+get took {slowest:?}"
+    );
+}
+
+#[tokio::test]
+async fn calls_wait_out_the_election_when_the_leader_is_killed() {
+    // An election takes one to two election timeouts (1 s) on top of the failover.
+    let slowest = survive_a_killed_member(true).await;
+    assert!(
+        slowest < REQUEST_TIMEOUT * 4 / 5,
+        "slowest put+get took {slowest:?}"
+    );
 }
 
 #[tokio::test]
@@ -255,4 +277,17 @@ async fn calls_give_up_as_unavailable_when_no_member_answers() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn connect_succeeds_while_one_member_is_up() {
+    let mut cluster = EtcdCluster::start(3).await.expect("start etcd");
+    cluster.kill(0);
+    cluster.kill(1);
+    // The survivor has no quorum, but it answers: connecting works, reads do not.
+    let etcd = Etcd::connect(&cluster.endpoints(), Duration::from_secs(2))
+        .await
+        .expect("connect");
+    assert_eq!(etcd.preferred_endpoint(), cluster.endpoints()[2]);
+    assert!(etcd.get("k").await.is_err());
 }
