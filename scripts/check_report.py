@@ -2,6 +2,9 @@
 """Checks a simulator report (JSON) against the product's invariants.
 
 Usage: check_report.py REPORT.json [--min-conversations N] [--no-sticky] [--issue3]
+                       [--max-outage-ms N] [--min-agent-relogins N]
+--max-outage-ms N: fails when outages.max_ms > N (the longest wait for a router, wall ms).
+--min-agent-relogins N: fails when agent_relogins < N (agents logged in again elsewhere).
 Exits 1 with one line per failed check.
 """
 import json
@@ -13,7 +16,19 @@ KEYS_INT = [
     "lost_conversations", "duplicate_assignments", "capacity_violations", "skill_violations",
     "messages_sent", "messages_delivered", "messages_lost", "csat_good", "csat_bad",
     "recontacts_7d", "sticky_hits", "sticky_misses", "transfers", "language_handovers",
+    "ordering_violations", "agent_relogins",
 ]
+OUTAGE_KEYS = {"count", "max_ms", "p50_ms", "intervals"}
+
+
+def option(args, name, default=None):
+    """Returns the integer value after `name` in args, or default."""
+    if name not in args:
+        return default
+    i = args.index(name)
+    if i + 1 >= len(args):
+        raise SystemExit(f"{name} needs a value")
+    return int(args[i + 1])
 KEYS_FLOAT = ["asa_seconds", "service_level_20s", "aht_seconds"]
 
 
@@ -23,13 +38,13 @@ def main() -> int:
         print(__doc__)
         return 2
     path = args[0]
-    min_conversations = 1000
-    if "--min-conversations" in args:
-        min_conversations = int(args[args.index("--min-conversations") + 1])
+    min_conversations = option(args, "--min-conversations", 1000)
+    max_outage_ms = option(args, "--max-outage-ms")
+    min_relogins = option(args, "--min-agent-relogins")
     with open(path, encoding="utf-8") as f:
         report = json.load(f)
     failures = []
-    expected = set(KEYS_INT) | set(KEYS_FLOAT)
+    expected = set(KEYS_INT) | set(KEYS_FLOAT) | {"outages"}
     if set(report) != expected:
         failures.append(f"keys differ: missing {sorted(expected - set(report))}, extra {sorted(set(report) - expected)}")
     for key in KEYS_INT:
@@ -38,10 +53,19 @@ def main() -> int:
     for key in KEYS_FLOAT:
         if not isinstance(report.get(key), (int, float)):
             failures.append(f"{key} must be a number, got {report.get(key)!r}")
+    outages = report.get("outages")
+    if not isinstance(outages, dict) or set(outages) != OUTAGE_KEYS:
+        failures.append(f"outages must be an object with keys {sorted(OUTAGE_KEYS)}, got {outages!r}")
+    elif not all(isinstance(outages[k], int) for k in ["count", "max_ms", "p50_ms"]) or not all(
+            isinstance(i, list) and len(i) == 2 and i[0] <= i[1] for i in outages["intervals"]):
+        failures.append("outages: count, max_ms, p50_ms must be integers, intervals [start, end] pairs")
+    elif outages["count"] != len(outages["intervals"]):
+        failures.append(f"outages.count = {outages['count']} but {len(outages['intervals'])} intervals")
     if failures:
         print("\n".join(failures))
         return 1
-    for key in ["lost_conversations", "duplicate_assignments", "capacity_violations", "skill_violations", "messages_lost"]:
+    for key in ["lost_conversations", "duplicate_assignments", "capacity_violations", "skill_violations",
+                "messages_lost", "ordering_violations"]:
         if report[key] != 0:
             failures.append(f"{key} = {report[key]} (must be 0)")
     outcomes = sum(report[k] for k in [
@@ -62,12 +86,17 @@ def main() -> int:
         failures.append("service_level_20s must be within 0..1")
     if report["messages_delivered"] > report["messages_sent"]:
         failures.append("more messages delivered than sent")
+    if max_outage_ms is not None and outages["max_ms"] > max_outage_ms:
+        failures.append(f"outages.max_ms = {outages['max_ms']} > {max_outage_ms}")
+    if min_relogins is not None and report["agent_relogins"] < min_relogins:
+        failures.append(f"agent_relogins = {report['agent_relogins']} < {min_relogins}")
     if failures:
         print("report check FAILED:\n  " + "\n  ".join(failures))
         return 1
     print(f"report check passed: {report['conversations_started']} conversations, "
           f"ASA {report['asa_seconds']:.1f}s, SL20 {report['service_level_20s']:.2f}, "
-          f"sticky hits {report['sticky_hits']}")
+          f"sticky hits {report['sticky_hits']}, outages {outages['count']} "
+          f"(max {outages['max_ms']} ms), agent re-logins {report['agent_relogins']}")
     return 0
 
 

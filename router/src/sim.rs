@@ -14,7 +14,9 @@
 //!   checks capacity, skills (serving language, transfers) and shifts.
 //! - [`ledger`]: the shared record of observations and the live checks.
 //! - [`report`]: the final [`Report`] and its aggregation from the ledger.
-//! - [`net`]: channels to the routers and the move to the next one on UNAVAILABLE.
+//! - [`net`]: channels to the routers and agent-nodes, the move to the next address on
+//!   UNAVAILABLE (customers retry across routers through a failover, agents log in again on
+//!   the next agent-node and carry on with their conversations), and the outages measured.
 //!
 //! All durations of the simulated world (patience, think and handling times) are simulated
 //! time on the node's clock and are turned into wall time with [`Clock::wall`]. Every network
@@ -86,6 +88,9 @@ pub enum ClockSource {
 pub struct SimOptions {
     /// Router gRPC addresses (`host:port`); the next one is used when a call is UNAVAILABLE.
     pub routers: Vec<String>,
+    /// Agent-node gRPC addresses for the agents' desktops; the routers when empty (a
+    /// standalone node serves the desktops on its own port).
+    pub agent_nodes: Vec<String>,
     /// The node's configuration: agents (credentials, capacity, skills), departments, rules
     /// and the admin token.
     pub config: Config,
@@ -108,6 +113,7 @@ impl SimOptions {
     pub fn new(routers: Vec<String>, config: Config, clock: ClockSource) -> Self {
         Self {
             routers,
+            agent_nodes: Vec::new(),
             config,
             clock,
             duration: Duration::from_secs(14 * 3600),
@@ -138,8 +144,10 @@ pub enum SimError {
 pub struct Shared {
     /// The simulated clock shared with the node.
     pub clock: SharedClock,
-    /// Channels to the routers.
+    /// Channels to the routers (customers and admin).
     pub routers: Routers,
+    /// Channels to the agent-nodes (agents' desktops).
+    pub agent_nodes: Routers,
     /// Observations and checks.
     pub ledger: Mutex<Ledger>,
     /// The node's configuration.
@@ -165,6 +173,11 @@ pub async fn run(options: SimOptions) -> Result<Report, SimError> {
         return Err(SimError::Options("the duration must be positive".into()));
     }
     let routers = Routers::new(&options.routers)?;
+    let agent_nodes = if options.agent_nodes.is_empty() {
+        Routers::new(&options.routers)?
+    } else {
+        Routers::new(&options.agent_nodes)?
+    };
     let token = options.config.node.admin_token.clone();
     let first = reach(&routers, &token).await?;
     let clock = match &options.clock {
@@ -176,6 +189,7 @@ pub async fn run(options: SimOptions) -> Result<Report, SimError> {
     let shared = Arc::new(Shared {
         clock,
         routers,
+        agent_nodes,
         ledger: Mutex::new(Ledger::default()),
         config: options.config.clone(),
     });
@@ -186,10 +200,11 @@ pub async fn run(options: SimOptions) -> Result<Report, SimError> {
     // Agents first, so the first customers find someone.
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut agents = JoinSet::new();
-    for config in &shared.config.agents {
+    for (index, config) in shared.config.agents.iter().enumerate() {
         agents.spawn(agent::run(
             shared.clone(),
             config.clone(),
+            index,
             rng.random(),
             stop_rx.clone(),
         ));
@@ -288,6 +303,7 @@ pub async fn run(options: SimOptions) -> Result<Report, SimError> {
     ledger.diag.unfinished_customers = unfinished;
     ledger.diag.router_failovers = shared.routers.failovers();
     let mut report = report::aggregate(&ledger, SERVICE_LEVEL);
+    report.outages = report::Outages::from_intervals(shared.routers.outages());
     report.server = server;
     Ok(report)
 }
@@ -298,7 +314,7 @@ pub async fn snapshot(routers: &Routers, token: &str) -> Result<Snapshot, tonic:
         .parse()
         .map_err(|_| tonic::Status::invalid_argument("admin token is not valid metadata"))?;
     routers
-        .call(1, |channel| {
+        .call_once(|channel| {
             let mut request = tonic::Request::new(GetSnapshotRequest {});
             request.metadata_mut().insert("authorization", auth.clone());
             async move { AdminClient::new(channel).get_snapshot(request).await }

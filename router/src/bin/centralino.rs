@@ -3,8 +3,9 @@
 //! - `centralino demo`: starts a standalone node in this process on a simulated clock
 //!   (09:00 Europe/Rome), plays a whole contact-center day (09:00–23:00) against it in about
 //!   two and a half minutes, prints the report and fails when an invariant was broken.
-//! - `centralino sim --router ADDR[,ADDR…] --duration 2h --report-json r.json`: plays the
-//!   same traffic against running routers.
+//! - `centralino sim --router ADDR[,ADDR…] [--agent-node ADDR[,ADDR…]] --duration 2h
+//!   --report-json r.json`: plays the same traffic against running routers (agents' desktops
+//!   on the agent-nodes, or on the routers when no agent-node is given).
 
 #![forbid(unsafe_code)]
 
@@ -97,6 +98,10 @@ struct SimArgs {
     /// Router gRPC addresses, comma separated; the next one is used when one is unavailable.
     #[arg(long, value_delimiter = ',', required = true)]
     router: Vec<String>,
+    /// Agent-node gRPC addresses for the agents' desktops, comma separated; an agent whose
+    /// desktop stream breaks logs in again on the next one (default: the --router list).
+    #[arg(long = "agent-node", value_delimiter = ',')]
+    agent_node: Vec<String>,
     /// Simulated span of arrivals, e.g. 90s, 10m, 2h, 1h30m (a bare number is seconds).
     #[arg(long, value_parser = sim::parse_duration)]
     duration: Duration,
@@ -305,6 +310,7 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
             speed: args.speed,
         },
     );
+    options.agent_nodes = args.agent_node.clone();
     options.duration = args.duration;
     options.conversations_per_day = f64::from(args.conversations);
     options.seed = args.seed;

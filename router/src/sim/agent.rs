@@ -47,7 +47,7 @@ use tonic::Streaming;
 use tracing::{debug, warn};
 
 use super::ledger::{check_offer, check_transferred_offer, offered_off_shift, TransferTarget};
-use super::net::{is_unavailable, CALL_TIMEOUT};
+use super::net::{Cursor, CALL_TIMEOUT};
 use super::Shared;
 use crate::config::Config;
 
@@ -70,6 +70,11 @@ const CLOSE_RETRY_WALL: Duration = Duration::from_secs(5);
 const MAX_CLOSE_ATTEMPTS: u32 = 3;
 /// Most desktop sessions (logins) per agent in one run.
 const MAX_SESSIONS: u32 = 50;
+/// Pause before logging in again after a broken or refused session (wall time).
+const RELOGIN_PAUSE: Duration = Duration::from_millis(300);
+/// How long (wall time) an agent keeps trying to log in before giving up: covers an
+/// agent-node's failover (its lease must expire before the agent may log in elsewhere).
+const LOGIN_RETRY_BUDGET: Duration = Duration::from_secs(60);
 /// Commands buffered towards the server.
 const COMMAND_BUFFER: usize = 256;
 /// Share of chats the agent transfers.
@@ -181,15 +186,25 @@ struct Desk {
     shifts: Shifts,
     requests: HashMap<String, Request>,
     request_seq: u64,
+    /// The agent-node this agent's desktop uses (moves on when a session breaks).
+    node: Cursor,
+    /// The agent-node of the current session.
+    session_node: usize,
+    /// The current session got `logged_in`.
+    session_logged_in: bool,
+    /// An earlier session got `logged_in` (the next one is a re-login).
+    logged_in_before: bool,
     /// Stops taking chats this long before the team's shift ends.
     wind_down: Duration,
     winding_down: bool,
 }
 
-/// Plays one agent until `stop`.
+/// Plays one agent until `stop`; the `index`-th agent starts on the `index`-th agent-node
+/// (modulo their number).
 pub async fn run(
     shared: Arc<Shared>,
     agent: AgentConfig,
+    index: usize,
     seed: u64,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -208,28 +223,45 @@ pub async fn run(
         shifts,
         requests: HashMap::new(),
         request_seq: 0,
+        node: Cursor::new(index),
+        session_node: 0,
+        session_logged_in: false,
+        logged_in_before: false,
         wind_down,
         winding_down: false,
     };
     desk.schedule(SHIFT_LOOK, Timer::Shift);
-    for session in 0..MAX_SESSIONS {
+    let mut sessions = 0u32;
+    let mut failing_since: Option<Instant> = None;
+    loop {
         if *stop.borrow() {
             return;
         }
-        if session > 0 {
+        if sessions > 0 || failing_since.is_some() {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+                _ = tokio::time::sleep(RELOGIN_PAUSE) => {}
                 _ = stop.changed() => return,
             }
         }
-        let Some(events) = desk.login().await else {
-            continue;
+        let stopped = match desk.login().await {
+            Some(events) => desk.session(events, &mut stop).await,
+            None => false,
         };
-        if desk.session(events, &mut stop).await {
+        if stopped {
+            return;
+        }
+        if desk.session_logged_in {
+            failing_since = None;
+            sessions += 1;
+            if sessions >= MAX_SESSIONS {
+                warn!(agent_id = %desk.agent.id, "agent gave up after too many sessions");
+                return;
+            }
+        } else if failing_since.get_or_insert_with(Instant::now).elapsed() > LOGIN_RETRY_BUDGET {
+            warn!(agent_id = %desk.agent.id, "agent gave up: no agent-node accepted the login");
             return;
         }
     }
-    warn!(agent_id = %desk.agent.id, "agent gave up after too many sessions");
 }
 
 impl Desk {
@@ -244,7 +276,9 @@ impl Desk {
             })),
         };
         tx.try_send(login).ok()?;
-        let (router, channel) = self.shared.routers.channel();
+        self.session_logged_in = false;
+        let (node, channel) = self.shared.agent_nodes.channel(&self.node);
+        self.session_node = node;
         let opened = tokio::time::timeout(
             CALL_TIMEOUT,
             AgentDeskClient::new(channel).session(ReceiverStream::new(rx)),
@@ -256,15 +290,14 @@ impl Desk {
                 Some(response.into_inner())
             }
             Ok(Err(status)) => {
-                if is_unavailable(&status) {
-                    self.shared.routers.failed(router);
-                } else {
-                    warn!(agent_id = %self.agent.id, code = ?status.code(), message = status.message(), "login refused");
+                if status.code() != tonic::Code::Unavailable {
+                    warn!(agent_id = %self.agent.id, node = self.shared.agent_nodes.address(node), code = ?status.code(), message = status.message(), "login refused");
                 }
+                self.shared.agent_nodes.failed(&self.node, node);
                 None
             }
             Err(_) => {
-                self.shared.routers.failed(router);
+                self.shared.agent_nodes.failed(&self.node, node);
                 None
             }
         }
@@ -290,16 +323,14 @@ impl Desk {
                 item = events.message() => match item {
                     Ok(Some(event)) => self.on_event(event).await,
                     Ok(None) => {
-                        debug!(agent_id = %self.agent.id, "desktop stream ended");
+                        debug!(agent_id = %self.agent.id, node = self.shared.agent_nodes.address(self.session_node), "desktop stream ended, logging in on the next agent-node");
+                        self.shared.agent_nodes.failed(&self.node, self.session_node);
                         self.commands = None;
                         return false;
                     }
                     Err(status) => {
-                        debug!(agent_id = %self.agent.id, code = ?status.code(), "desktop stream failed");
-                        if is_unavailable(&status) {
-                            let (router, _) = self.shared.routers.channel();
-                            self.shared.routers.failed(router);
-                        }
+                        debug!(agent_id = %self.agent.id, node = self.shared.agent_nodes.address(self.session_node), code = ?status.code(), "desktop stream failed, logging in on the next agent-node");
+                        self.shared.agent_nodes.failed(&self.node, self.session_node);
                         self.commands = None;
                         return false;
                     }
@@ -348,9 +379,15 @@ impl Desk {
         tracing::trace!(agent_id = %me, ?event, "desk event");
         match event.kind {
             Some(Event::LoggedIn(logged_in)) => {
+                self.session_logged_in = true;
                 {
                     let mut ledger = self.shared.ledger.lock();
                     ledger.diag.agent_logins += 1;
+                    if self.logged_in_before {
+                        ledger.diag.agent_relogins += 1;
+                        debug!(agent_id = %me, node = self.shared.agent_nodes.address(self.session_node), holding = logged_in.conversation_ids.len(), "logged in again");
+                    }
+                    self.logged_in_before = true;
                     if logged_in.capacity != 0 && logged_in.capacity != self.agent.capacity {
                         warn!(agent_id = %me, server = logged_in.capacity, configured = self.agent.capacity, "capacity differs from the configuration");
                     }
@@ -388,6 +425,41 @@ impl Desk {
             Some(Event::OfferRevoked(revoked)) => {
                 self.offers.remove(&revoked.reservation_id);
                 self.shared.ledger.lock().diag.offers_revoked += 1;
+            }
+            Some(Event::Assigned(assigned))
+                if self.chats.contains_key(&assigned.conversation_id) =>
+            {
+                // Re-attached after a re-login: the chat goes on where it was; customer
+                // messages sent while the desktop was away arrive in the transcript.
+                let id = assigned.conversation_id;
+                self.offers.retain(|_, o| o.conversation_id != id);
+                let mut ledger = self.shared.ledger.lock();
+                let missed: Vec<_> = assigned
+                    .transcript
+                    .iter()
+                    .filter(|m| {
+                        m.sender == Sender::Customer as i32
+                            && !ledger.agent_saw_before(&id, &me, &m.message_id, &m.text)
+                    })
+                    .collect();
+                ledger.desk_reattached(&id, &me);
+                for m in &missed {
+                    ledger.agent_saw_customer_message(&id, &me, &m.message_id, &m.text);
+                }
+                drop(ledger);
+                let Some(chat) = self.chats.get_mut(&id) else {
+                    return;
+                };
+                chat.owed += missed.len() as u32;
+                if chat.owed > 0 && !chat.reply_pending {
+                    chat.reply_pending = true;
+                    self.schedule(
+                        Duration::from_secs(5),
+                        Timer::Reply {
+                            conversation_id: id,
+                        },
+                    );
+                }
             }
             Some(Event::Assigned(assigned)) => {
                 let id = assigned.conversation_id;

@@ -33,7 +33,7 @@ use tonic::{Code, Status, Streaming};
 use tracing::{debug, warn};
 
 use super::ledger::CustomerHistory;
-use super::net::{is_unavailable, CALL_TIMEOUT};
+use super::net::{is_unavailable, wall_unix_ms, Cursor, CALL_TIMEOUT, RETRY_BUDGET, RETRY_PAUSE};
 use super::Shared;
 use crate::config::Config;
 
@@ -45,11 +45,9 @@ const CLOSE_WAIT: Duration = Duration::from_secs(60);
 /// Lower bound of the wall-clock wait for the `closed` event.
 const MIN_CLOSE_WAIT: Duration = Duration::from_secs(3);
 /// Most stream (re)connections of one customer.
-const MAX_STREAM_OPENS: u32 = 30;
+const MAX_STREAM_OPENS: u32 = 300;
 /// Upper bound of loop turns of one customer (a guard, never reached in practice).
 const MAX_TURNS: u32 = 10_000;
-/// Attempts of a unary call (moving to the next router on UNAVAILABLE).
-const ATTEMPTS: u32 = 3;
 /// Customers whose patience ran out who leave a message instead of just leaving ...
 const IMPATIENT_MESSAGE_SHARE: f64 = 0.2;
 /// ... and who ask for a callback.
@@ -313,9 +311,13 @@ struct Customer {
     shared: Arc<Shared>,
     plan: CustomerPlan,
     rng: StdRng,
+    /// The router this customer talks to (moves on when it does not answer).
+    cursor: Cursor,
     id: String,
     token: String,
     last_event: u64,
+    /// Transcript position of the last chat message seen on the stream.
+    last_seq: u64,
     events: u32,
     dropped: bool,
     assigned: bool,
@@ -362,9 +364,11 @@ impl Customer {
             first_message: first_text.clone().unwrap_or_default(),
         };
         let started_ms = shared.clock.now_ms();
+        // Customers spread over the routers, as behind a load balancer.
+        let cursor = Cursor::new(plan.seed as usize);
         let response = shared
             .routers
-            .call(ATTEMPTS, |channel| {
+            .call(&cursor, RETRY_BUDGET, |channel| {
                 let request = request.clone();
                 async move {
                     ConversationServiceClient::new(channel)
@@ -418,7 +422,9 @@ impl Customer {
             shared,
             plan,
             rng,
+            cursor,
             last_event: 0,
+            last_seq: 0,
             events: 0,
             dropped: false,
             assigned: false,
@@ -435,21 +441,36 @@ impl Customer {
     }
 
     /// Follows the event stream until the conversation is closed (or the customer gives up).
+    ///
+    /// A stream that breaks (error or end) is resumed from the last event on the next
+    /// router, retrying for up to [`RETRY_BUDGET`]; the time until it is open again is
+    /// recorded as an outage.
     async fn follow(&mut self) {
         let mut stream: Option<Streaming<ConversationEvent>> = None;
+        let mut stream_router = 0usize;
+        // Since when the stream is broken: wall instant and Unix ms.
+        let mut broken: Option<(Instant, i64)> = None;
         let mut opens = 0u32;
         for _ in 0..MAX_TURNS {
             if self.closed || self.give_up {
                 return;
             }
             if stream.is_none() {
-                if opens >= MAX_STREAM_OPENS {
+                if opens >= MAX_STREAM_OPENS
+                    || broken.is_some_and(|(since, _)| since.elapsed() > RETRY_BUDGET)
+                {
                     warn!(conversation_id = %self.id, "event stream failed too often, giving up");
                     return;
                 }
                 opens += 1;
                 match self.open_stream().await {
-                    Ok(s) => stream = Some(s),
+                    Ok((s, router)) => {
+                        stream = Some(s);
+                        stream_router = router;
+                        if let Some((_, from_ms)) = broken.take() {
+                            self.shared.routers.record_outage(from_ms, wall_unix_ms());
+                        }
+                    }
                     Err(status) if status.code() == Code::NotFound => {
                         self.shared.ledger.lock().vanished(&self.id);
                         warn!(conversation_id = %self.id, "conversation not found while open");
@@ -457,7 +478,8 @@ impl Customer {
                     }
                     Err(status) => {
                         debug!(conversation_id = %self.id, code = ?status.code(), "cannot open the event stream");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        broken.get_or_insert_with(|| (Instant::now(), wall_unix_ms()));
+                        tokio::time::sleep(RETRY_PAUSE).await;
                         continue;
                     }
                 }
@@ -479,6 +501,8 @@ impl Customer {
                     }
                     Ok(None) => {
                         stream = None;
+                        broken = Some((Instant::now(), wall_unix_ms()));
+                        self.shared.routers.failed(&self.cursor, stream_router);
                         self.shared.ledger.lock().diag.stream_reconnects += 1;
                     }
                     Err(status) => {
@@ -488,6 +512,8 @@ impl Customer {
                             self.shared.ledger.lock().vanished(&self.id);
                             return;
                         }
+                        broken = Some((Instant::now(), wall_unix_ms()));
+                        self.shared.routers.failed(&self.cursor, stream_router);
                         self.shared.ledger.lock().diag.stream_reconnects += 1;
                     }
                 },
@@ -496,28 +522,29 @@ impl Customer {
         }
     }
 
-    async fn open_stream(&self) -> Result<Streaming<ConversationEvent>, Status> {
+    /// Opens the event stream after the last event seen; returns it and the router's index.
+    async fn open_stream(&self) -> Result<(Streaming<ConversationEvent>, usize), Status> {
         let request = StreamEventsRequest {
             conversation_id: self.id.clone(),
             token: self.token.clone(),
             after_event_id: self.last_event,
         };
-        let (router, channel) = self.shared.routers.channel();
+        let (router, channel) = self.shared.routers.channel(&self.cursor);
         let opened = tokio::time::timeout(
             CALL_TIMEOUT,
             ConversationServiceClient::new(channel).stream_events(request),
         )
         .await;
         match opened {
-            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Ok(response)) => Ok((response.into_inner(), router)),
             Ok(Err(status)) => {
                 if is_unavailable(&status) {
-                    self.shared.routers.failed(router);
+                    self.shared.routers.failed(&self.cursor, router);
                 }
                 Err(status)
             }
             Err(_) => {
-                self.shared.routers.failed(router);
+                self.shared.routers.failed(&self.cursor, router);
                 Err(Status::deadline_exceeded("stream open timed out"))
             }
         }
@@ -612,6 +639,14 @@ impl Customer {
         } else {
             self.shared.clock.now_ms()
         };
+        if let Some(Kind::Message(m)) = &event.kind {
+            // Transcript positions grow along the stream, across resumes and failovers.
+            if m.seq > 0 && m.seq <= self.last_seq {
+                self.shared.ledger.lock().diag.messages_out_of_order += 1;
+                warn!(conversation_id = %self.id, seq = m.seq, last = self.last_seq, message_id = %m.message_id, "chat message out of transcript order");
+            }
+            self.last_seq = self.last_seq.max(m.seq);
+        }
         match event.kind {
             Some(Kind::Assigned(a)) => {
                 self.shared
@@ -738,7 +773,7 @@ impl Customer {
         let result = self
             .shared
             .routers
-            .call(ATTEMPTS, |channel| {
+            .call(&self.cursor, RETRY_BUDGET, |channel| {
                 let request = request.clone();
                 async move {
                     ConversationServiceClient::new(channel)
@@ -779,7 +814,7 @@ impl Customer {
         let result = self
             .shared
             .routers
-            .call(ATTEMPTS, |channel| {
+            .call(&self.cursor, RETRY_BUDGET, |channel| {
                 let request = request.clone();
                 async move {
                     ConversationServiceClient::new(channel)
@@ -826,7 +861,7 @@ impl Customer {
             };
             self.shared
                 .routers
-                .call(ATTEMPTS, |channel| {
+                .call(&self.cursor, RETRY_BUDGET, |channel| {
                     let request = request.clone();
                     async move {
                         ConversationServiceClient::new(channel)
@@ -852,7 +887,7 @@ impl Customer {
             };
             self.shared
                 .routers
-                .call(ATTEMPTS, |channel| {
+                .call(&self.cursor, RETRY_BUDGET, |channel| {
                     let request = request.clone();
                     async move {
                         ConversationServiceClient::new(channel)
@@ -910,7 +945,7 @@ impl Customer {
         let result = self
             .shared
             .routers
-            .call(ATTEMPTS, |channel| {
+            .call(&self.cursor, RETRY_BUDGET, |channel| {
                 let request = request.clone();
                 async move {
                     ConversationServiceClient::new(channel)

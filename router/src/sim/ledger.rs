@@ -212,6 +212,13 @@ pub struct Diagnostics {
     pub agents_set_away: u64,
     /// Successful agent logins (including reconnects).
     pub agent_logins: u64,
+    /// Logins of agents who had logged in before (after a broken desktop stream).
+    pub agent_relogins: u64,
+    /// Conversations an agent still held that the desktop re-attached after a re-login.
+    pub agent_reattached: u64,
+    /// Chat messages a customer's stream delivered with a transcript position not above the
+    /// previous one.
+    pub messages_out_of_order: u64,
     /// Requeued events seen by customers.
     pub requeues: u64,
     /// System messages seen by customers (e.g. "welcome back").
@@ -603,6 +610,43 @@ impl Ledger {
             let r = self.conv(conversation_id);
             r.agent_close_at.get_or_insert_with(Instant::now);
         }
+    }
+
+    /// `agent_id` got `assigned` again for a conversation it held before its desktop stream
+    /// broke (re-attached after a re-login): a new view of the transcript, not a new holder
+    /// and no double assignment.
+    pub fn desk_reattached(&mut self, conversation_id: &str, agent_id: &str) {
+        self.diag.agent_reattached += 1;
+        let r = self.convs.entry(conversation_id.to_string()).or_default();
+        if r.holder.as_deref().is_none_or(|h| h == agent_id) {
+            r.holder = Some(agent_id.to_string());
+        } else {
+            self.duplicate_assignments += 1;
+            tracing::warn!(%conversation_id, holder = ?r.holder, agent_id, "conversation re-attached to an agent while another holds it");
+        }
+        r.desk_agents.push(agent_id.to_string());
+    }
+
+    /// Returns true when `agent_id` saw this customer message (by id, or by text for the
+    /// start request's message) in any earlier assignment.
+    pub fn agent_saw_before(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        message_id: &str,
+        text: &str,
+    ) -> bool {
+        let Some(r) = self.convs.get(conversation_id) else {
+            return false;
+        };
+        let key = if r.first_text.as_deref() == Some(text) {
+            "first"
+        } else {
+            message_id
+        };
+        r.customer_msgs
+            .get(key)
+            .is_some_and(|t| t.seen_by.iter().any(|(a, _)| a == agent_id))
     }
 
     /// An agent received `assigned`; counts a double assignment when another agent holds it
@@ -1093,6 +1137,28 @@ mod tests {
     /// 2026-11-23T09:00:00+01:00 (a Monday).
     const NINE_AM: i64 = 1_795_420_800_000;
     const HOUR_MS: i64 = 3_600_000;
+
+    #[test]
+    fn a_reattach_after_a_relogin_is_no_double_assignment_nor_duplicate_delivery() {
+        let mut l = Ledger::default();
+        l.started("c1", "cust", "Anna", "it", "sales", 0, Some("ciao".into()));
+        l.customer_message_acked("c1", "c1:c1");
+        l.desk_assigned("c1", "giulia");
+        l.agent_saw_customer_message("c1", "giulia", "m-first", "ciao");
+        assert!(l.agent_saw_before("c1", "giulia", "m-first", "ciao"));
+        assert!(!l.agent_saw_before("c1", "giulia", "c1:c1", "later"));
+        // The desktop stream broke; the agent logs in on another agent-node and the
+        // conversation is re-attached with its transcript.
+        l.desk_reattached("c1", "giulia");
+        l.agent_saw_customer_message("c1", "giulia", "c1:c1", "later");
+        assert_eq!(l.duplicate_assignments, 0);
+        assert_eq!(l.diag.messages_duplicated, 0);
+        assert_eq!(l.diag.agent_reattached, 1);
+        assert_eq!(l.convs["c1"].holder.as_deref(), Some("giulia"));
+        // Re-attached to someone else while giulia holds it: a double assignment.
+        l.desk_reattached("c1", "marco");
+        assert_eq!(l.duplicate_assignments, 1);
+    }
 
     #[test]
     fn a_transfer_hands_the_conversation_on_without_a_double_assignment() {

@@ -1,9 +1,17 @@
-//! Connections to the routers: a few lazily connected HTTP/2 channels per address, the
-//! address in use, and the move to the next address when a call fails with UNAVAILABLE.
+//! Connections to the routers (or the agent-nodes): a few lazily connected HTTP/2 channels
+//! per address, and the move to the next address when a call fails with UNAVAILABLE.
+//!
+//! Each caller keeps its own [`Cursor`] (customers start on different routers, agents on
+//! different agent-nodes) and moves it on by itself. A cluster may answer UNAVAILABLE for a
+//! few seconds while a partition changes owner, so calls keep retrying across the addresses
+//! for up to a wall-clock budget ([`RETRY_BUDGET`]); the interval from the first failure to
+//! the first answer of such a call is recorded as an outage.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
 
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -15,19 +23,49 @@ use super::SimError;
 const CHANNELS_PER_ROUTER: usize = 4;
 /// Timeout of a TCP connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Wall-clock timeout of one unary call.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Wall-clock timeout of one unary call attempt (a router that hangs, e.g. stopped, is left
+/// for the next one after this long).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(4);
 /// Pause between attempts after UNAVAILABLE.
-const RETRY_PAUSE: Duration = Duration::from_millis(200);
+pub const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// How long (wall time) a customer call keeps retrying across the routers on UNAVAILABLE
+/// before giving up; covers a failover (lease expiry and partition claim).
+pub const RETRY_BUDGET: Duration = Duration::from_secs(20);
+/// HTTP/2 keep-alive ping interval and timeout: a stopped or vanished server breaks the
+/// streams within a few seconds.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(2);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The routers the simulator talks to.
+/// A caller's position in the address list: the address it uses until that one fails.
+#[derive(Debug, Default)]
+pub struct Cursor(AtomicUsize);
+
+impl Cursor {
+    /// Returns a cursor starting at address `start` (taken modulo the number of addresses).
+    pub fn new(start: usize) -> Self {
+        Self(AtomicUsize::new(start))
+    }
+}
+
+/// The routers (or agent-nodes) the simulator talks to.
 #[derive(Debug)]
 pub struct Routers {
     addresses: Vec<String>,
     channels: Vec<Vec<Channel>>,
-    current: AtomicUsize,
+    /// The cursor of callers without their own (admin calls).
+    current: Cursor,
     next_channel: AtomicUsize,
     failovers: AtomicU64,
+    /// Outages seen by callers: wall Unix ms of the first failure and of the first answer.
+    outages: Mutex<Vec<(i64, i64)>>,
+}
+
+/// Returns the wall clock as Unix ms (outages are measured in wall time, not simulated).
+pub fn wall_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
 }
 
 impl Routers {
@@ -47,8 +85,8 @@ impl Routers {
                 .map_err(|e| SimError::Options(format!("invalid router address {address:?}: {e}")))?
                 .connect_timeout(CONNECT_TIMEOUT)
                 .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(10))
-                .keep_alive_timeout(Duration::from_secs(10));
+                .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+                .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
             channels.push(
                 (0..CHANNELS_PER_ROUTER)
                     .map(|_| endpoint.connect_lazy())
@@ -58,9 +96,10 @@ impl Routers {
         Ok(Self {
             addresses: addresses.to_vec(),
             channels,
-            current: AtomicUsize::new(0),
+            current: Cursor::default(),
             next_channel: AtomicUsize::new(0),
             failovers: AtomicU64::new(0),
+            outages: Mutex::new(Vec::new()),
         })
     }
 
@@ -74,63 +113,105 @@ impl Routers {
         self.addresses.is_empty()
     }
 
-    /// Returns how often calls moved to another router.
+    /// Returns how often callers moved to another address.
     pub fn failovers(&self) -> u64 {
         self.failovers.load(Ordering::Relaxed)
     }
 
-    /// Returns the index of the router in use and one of its channels.
-    pub fn channel(&self) -> (usize, Channel) {
-        let router = self.current.load(Ordering::Relaxed) % self.channels.len();
-        let pool = &self.channels[router];
-        let i = self.next_channel.fetch_add(1, Ordering::Relaxed) % pool.len();
-        (router, pool[i].clone())
+    /// Returns the address at `index`.
+    pub fn address(&self, index: usize) -> &str {
+        &self.addresses[index % self.addresses.len()]
     }
 
-    /// Moves to the next router after router `failed` answered UNAVAILABLE (once per failure,
-    /// even when many calls notice it at the same time).
-    pub fn failed(&self, failed: usize) {
+    /// Returns the index of the address `cursor` points at and one of its channels.
+    pub fn channel(&self, cursor: &Cursor) -> (usize, Channel) {
+        let at = cursor.0.load(Ordering::Relaxed) % self.channels.len();
+        let pool = &self.channels[at];
+        let i = self.next_channel.fetch_add(1, Ordering::Relaxed) % pool.len();
+        (at, pool[i].clone())
+    }
+
+    /// Moves `cursor` to the next address after address `failed` did not answer (once per
+    /// failure, even when several calls sharing the cursor notice it at the same time).
+    pub fn failed(&self, cursor: &Cursor, failed: usize) {
         if self.channels.len() < 2 {
             return;
         }
         let next = (failed + 1) % self.channels.len();
-        if self
-            .current
-            .compare_exchange(failed, next, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
+        let current = cursor.0.load(Ordering::Relaxed);
+        if current % self.channels.len() == failed
+            && cursor
+                .0
+                .compare_exchange(current, next, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
         {
             self.failovers.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(from = %self.addresses[failed], to = %self.addresses[next], "router unavailable, moving on");
+            tracing::debug!(from = %self.addresses[failed], to = %self.addresses[next], "address unavailable, moving on");
         }
     }
 
-    /// Runs a unary call with a timeout, retrying on UNAVAILABLE (or a timeout) on the next
-    /// router, at most `attempts` times in all.
-    pub async fn call<T, F, Fut>(&self, attempts: u32, mut call: F) -> Result<T, Status>
+    /// Records an outage: wall Unix ms of the first failure and of the first answer after it.
+    pub fn record_outage(&self, from_ms: i64, to_ms: i64) {
+        self.outages.lock().push((from_ms, to_ms.max(from_ms)));
+    }
+
+    /// Returns the outages recorded so far.
+    pub fn outages(&self) -> Vec<(i64, i64)> {
+        self.outages.lock().clone()
+    }
+
+    /// Runs an admin call once on the shared cursor (no retries, no outage recorded).
+    pub async fn call_once<T, F, Fut>(&self, call: F) -> Result<T, Status>
     where
         F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let mut last = Status::unavailable("no attempt made");
-        for attempt in 0..attempts.max(1) {
-            if attempt > 0 {
-                tokio::time::sleep(RETRY_PAUSE * attempt.min(10)).await;
-            }
-            let (router, channel) = self.channel();
-            match tokio::time::timeout(CALL_TIMEOUT, call(channel)).await {
-                Ok(Ok(response)) => return Ok(response.into_inner()),
-                Ok(Err(status)) if is_unavailable(&status) => {
-                    self.failed(router);
-                    last = status;
+        self.call(&self.current, Duration::ZERO, call).await
+    }
+
+    /// Runs a unary call with a timeout per attempt, retrying on UNAVAILABLE (or a timeout)
+    /// on the next address every [`RETRY_PAUSE`] until `budget` (wall time) has passed; one
+    /// attempt at least. A call that succeeded (or got a definite answer) after failures
+    /// records the outage.
+    pub async fn call<T, F, Fut>(
+        &self,
+        cursor: &Cursor,
+        budget: Duration,
+        mut call: F,
+    ) -> Result<T, Status>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let began = tokio::time::Instant::now();
+        let mut first_failure: Option<i64> = None;
+        loop {
+            let (at, channel) = self.channel(cursor);
+            let status = match tokio::time::timeout(CALL_TIMEOUT, call(channel)).await {
+                Ok(Ok(response)) => {
+                    self.answered(first_failure);
+                    return Ok(response.into_inner());
                 }
-                Ok(Err(status)) => return Err(status),
-                Err(_) => {
-                    self.failed(router);
-                    last = Status::deadline_exceeded("call timed out");
+                Ok(Err(status)) if is_unavailable(&status) => status,
+                Ok(Err(status)) => {
+                    self.answered(first_failure);
+                    return Err(status);
                 }
+                Err(_) => Status::deadline_exceeded("call timed out"),
+            };
+            first_failure.get_or_insert_with(wall_unix_ms);
+            self.failed(cursor, at);
+            if began.elapsed() + RETRY_PAUSE > budget {
+                return Err(status);
             }
+            tokio::time::sleep(RETRY_PAUSE).await;
         }
-        Err(last)
+    }
+
+    fn answered(&self, first_failure: Option<i64>) {
+        if let Some(from) = first_failure {
+            self.record_outage(from, wall_unix_ms());
+        }
     }
 }
 
@@ -147,29 +228,44 @@ mod tests {
     async fn failover_moves_to_the_next_router_once_per_failure() {
         let routers =
             Routers::new(&["127.0.0.1:1".to_string(), "http://127.0.0.1:2".to_string()]).unwrap();
-        assert_eq!(routers.channel().0, 0);
-        routers.failed(0);
-        routers.failed(0); // a second caller noticing the same failure changes nothing
-        assert_eq!(routers.channel().0, 1);
+        let cursor = Cursor::default();
+        assert_eq!(routers.channel(&cursor).0, 0);
+        routers.failed(&cursor, 0);
+        routers.failed(&cursor, 0); // a second caller noticing the same failure changes nothing
+        assert_eq!(routers.channel(&cursor).0, 1);
         assert_eq!(routers.failovers(), 1);
-        routers.failed(1);
-        assert_eq!(routers.channel().0, 0);
+        routers.failed(&cursor, 1);
+        assert_eq!(routers.channel(&cursor).0, 0);
+        let other = Cursor::new(3);
+        assert_eq!(routers.channel(&other).0, 1, "cursors are independent");
         assert!(Routers::new(&[]).is_err());
         assert!(Routers::new(&["not a uri\u{7f}".to_string()]).is_err());
     }
 
     #[tokio::test]
-    async fn calls_to_a_dead_router_give_up_after_the_attempts() {
+    async fn calls_to_a_dead_router_give_up_after_the_budget() {
         let routers = Routers::new(&["127.0.0.1:1".to_string()]).unwrap();
+        let began = std::time::Instant::now();
         let result: Result<(), Status> = routers
-            .call(2, |channel| async move {
-                let mut client = centralino_proto::v1::admin_client::AdminClient::new(channel);
-                client
-                    .get_snapshot(centralino_proto::v1::GetSnapshotRequest {})
-                    .await
-                    .map(|r| r.map(|_| ()))
-            })
+            .call(
+                &Cursor::default(),
+                Duration::from_millis(500),
+                |channel| async move {
+                    let mut client = centralino_proto::v1::admin_client::AdminClient::new(channel);
+                    client
+                        .get_snapshot(centralino_proto::v1::GetSnapshotRequest {})
+                        .await
+                        .map(|r| r.map(|_| ()))
+                },
+            )
             .await;
         assert_eq!(result.unwrap_err().code(), Code::Unavailable);
+        assert!(began.elapsed() >= Duration::from_millis(400));
+        assert!(
+            routers.outages().is_empty(),
+            "no answer, no outage interval"
+        );
+        routers.record_outage(10, 5);
+        assert_eq!(routers.outages(), vec![(10, 10)]);
     }
 }

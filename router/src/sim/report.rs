@@ -13,6 +13,38 @@ use super::ledger::{assignment_views_disagree, ConvRecord, Diagnostics, Ledger};
 /// to be expected at the customer (the two requests race on different paths).
 pub const CLOSE_RACE_MARGIN: Duration = Duration::from_millis(500);
 
+/// Outages seen by customers: one interval per call or stream resume that needed retries,
+/// from the first failure to the first answer (wall Unix ms).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Outages {
+    /// Number of intervals.
+    pub count: u64,
+    /// Longest interval, ms.
+    pub max_ms: u64,
+    /// Median interval, ms.
+    pub p50_ms: u64,
+    /// The intervals, `[start_unix_ms, end_unix_ms]`, in start order.
+    pub intervals: Vec<[i64; 2]>,
+}
+
+impl Outages {
+    /// Returns the summary of `intervals` (start, end) in wall Unix ms.
+    pub fn from_intervals(mut intervals: Vec<(i64, i64)>) -> Self {
+        intervals.sort_unstable();
+        let mut lengths: Vec<u64> = intervals
+            .iter()
+            .map(|(from, to)| (to - from).max(0) as u64)
+            .collect();
+        lengths.sort_unstable();
+        Self {
+            count: intervals.len() as u64,
+            max_ms: lengths.last().copied().unwrap_or(0),
+            p50_ms: lengths.get(lengths.len() / 2).copied().unwrap_or(0),
+            intervals: intervals.into_iter().map(|(a, b)| [a, b]).collect(),
+        }
+    }
+}
+
 /// Result of a simulation run. The JSON form has exactly the documented keys.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Report {
@@ -63,6 +95,14 @@ pub struct Report {
     pub transfers: u64,
     /// Conversations handed over to another language team.
     pub language_handovers: u64,
+    /// Events or chat messages a customer's stream delivered out of order or again (event
+    /// ids and transcript positions must grow, across resumes and failovers too).
+    pub ordering_violations: u64,
+    /// Customer calls and stream resumes that had to wait for a router (UNAVAILABLE, a
+    /// timeout or a broken stream), in wall time.
+    pub outages: Outages,
+    /// Agents' logins after their desktop stream broke (on the next agent-node).
+    pub agent_relogins: u64,
     /// Explanatory counters (not part of the JSON).
     #[serde(skip)]
     pub diagnostics: Diagnostics,
@@ -82,6 +122,7 @@ impl Report {
             ("messages_lost", self.messages_lost),
             ("messages_duplicated", self.diagnostics.messages_duplicated),
             ("duplicate_events", self.diagnostics.duplicate_events),
+            ("ordering_violations", self.ordering_violations),
         ]
     }
 
@@ -189,6 +230,18 @@ impl Report {
         if d.router_failovers > 0 {
             row("router failovers", d.router_failovers.to_string());
         }
+        if self.outages.count > 0 {
+            row(
+                "outages (max/p50 ms)",
+                format!(
+                    "{} ({}/{})",
+                    self.outages.count, self.outages.max_ms, self.outages.p50_ms
+                ),
+            );
+        }
+        if self.agent_relogins > 0 {
+            row("agent re-logins", self.agent_relogins.to_string());
+        }
         if let Some(c) = &self.server {
             let _ = writeln!(out, "  server counters (for comparison):");
             let _ = writeln!(
@@ -264,6 +317,8 @@ pub fn aggregate(ledger: &Ledger, service_level: Duration) -> Report {
         capacity_violations: ledger.capacity_violations,
         skill_violations: ledger.skill_violations,
         recontacts_7d: ledger.recontacts_7d,
+        ordering_violations: ledger.diag.duplicate_events + ledger.diag.messages_out_of_order,
+        agent_relogins: ledger.diag.agent_relogins,
         diagnostics: ledger.diag.clone(),
         ..Report::default()
     };
@@ -478,6 +533,9 @@ mod tests {
             "recontacts_7d",
             "sticky_hits",
             "sticky_misses",
+            "ordering_violations",
+            "outages",
+            "agent_relogins",
             "transfers",
             "language_handovers",
         ];
@@ -664,5 +722,17 @@ mod tests {
         let r = aggregate(&l, SL);
         assert_eq!(r.messages_lost, 1, "t:c1 never reached giulia");
         assert_eq!(r.messages_sent, 2);
+    }
+
+    #[test]
+    fn outages_summarise_intervals() {
+        let o = Outages::from_intervals(vec![(3000, 3500), (1000, 1100), (2000, 4000)]);
+        assert_eq!(o.count, 3);
+        assert_eq!(o.max_ms, 2000);
+        assert_eq!(o.p50_ms, 500);
+        assert_eq!(o.intervals, vec![[1000, 1100], [2000, 4000], [3000, 3500]]);
+        assert_eq!(Outages::from_intervals(Vec::new()), Outages::default());
+        let json = serde_json::to_value(&o).unwrap();
+        assert_eq!(json["intervals"][0], serde_json::json!([1000, 1100]));
     }
 }

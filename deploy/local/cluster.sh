@@ -1,0 +1,401 @@
+#!/usr/bin/env bash
+# A local centralino cluster on 127.0.0.1: 3 etcd members, 3 routers, 2 agent-nodes.
+#
+#   deploy/local/cluster.sh up                 build if needed, start everything, wait until ready
+#   deploy/local/cluster.sh down               stop every process of the cluster (pid files only)
+#   deploy/local/cluster.sh status             processes and router-1's cluster metrics
+#   deploy/local/cluster.sh start|stop|restart NAME   one process (etcd-1, router-2, agent-node-1 …)
+#
+# Ports: etcd clients 2379/2479/2579, peers 2380/2480/2580; routers gRPC 50051-50053, metrics
+# 9464-9466; agent-nodes gRPC 50061-50062, metrics 9474-9475.
+#
+# Environment:
+#   CENTRALINO_LOCAL_DIR       data, logs and pid files (default /tmp/centralino-local):
+#                              etcd-1/ router-1/ … logs/NAME.log pids/NAME.pid cluster.env
+#   CENTRALINO_CONFIG_FILE     configuration of routers and agent-nodes
+#                              (default deploy/config/centralino.example.toml)
+#   CENTRALINO_BIN_DIR         where router and agent-node are (default $CARGO_TARGET_DIR/release,
+#                              else target/release)
+#   CENTRALINO_SKIP_BUILD=1    never run cargo build (fail when a binary is missing)
+#   CENTRALINO_LOCAL_ONLY_ETCD=1   up/down/status handle the etcd members only
+#   CENTRALINO_UP_TIMEOUT_SECS how long `up` waits for readiness (default 60)
+#   CENTRALINO_CLOCK__MODE, __SPEED, __START, __ANCHOR_UNIX_MS: a simulated clock; when MODE is
+#                              set and ANCHOR_UNIX_MS is not, `up` sets it once (now) so all
+#                              processes share one simulated time.
+#   Any other CENTRALINO_<SECTION>__<KEY> (e.g. CENTRALINO_CLUSTER__LEASE_TTL_SECS) and RUST_LOG
+#   reach every process. `up` saves them in cluster.env; start/restart reuse the saved values,
+#   so a restarted process shares the clock anchor of the others.
+#
+# `down` and `stop` signal only the pids recorded in pids/ (SIGTERM, then SIGKILL after the
+# drain budget + 5 s); nothing is ever killed by name. Sourcing this file (with
+# CLUSTER_SH_LIB=1) defines the functions without running a command.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+DIR=${CENTRALINO_LOCAL_DIR:-/tmp/centralino-local}
+BIN_DIR=${CENTRALINO_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
+UP_TIMEOUT=${CENTRALINO_UP_TIMEOUT_SECS:-60}
+
+ETCD_NAMES=(etcd-1 etcd-2 etcd-3)
+ROUTER_NAMES=(router-1 router-2 router-3)
+AGENT_NODE_NAMES=(agent-node-1 agent-node-2)
+ETCD_ENDPOINTS=http://127.0.0.1:2379,http://127.0.0.1:2479,http://127.0.0.1:2579
+ETCD_INITIAL_CLUSTER=etcd-1=http://127.0.0.1:2380,etcd-2=http://127.0.0.1:2480,etcd-3=http://127.0.0.1:2580
+
+log() { printf 'cluster.sh: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+only_etcd() { [[ ${CENTRALINO_LOCAL_ONLY_ETCD:-0} == 1 ]]; }
+
+# Names of the processes `up`/`down`/`status` handle, in start order.
+all_names() {
+  if only_etcd; then
+    echo "${ETCD_NAMES[@]}"
+  else
+    echo "${ETCD_NAMES[@]}" "${ROUTER_NAMES[@]}" "${AGENT_NODE_NAMES[@]}"
+  fi
+}
+
+# The index (1-based) of a process name: router-2 -> 2.
+index_of() { echo "${1##*-}"; }
+
+kind_of() {
+  case $1 in
+    etcd-[1-3]) echo etcd ;;
+    router-[1-3]) echo router ;;
+    agent-node-[1-2]) echo agent-node ;;
+    *) die "unknown process name '$1' (etcd-1..3, router-1..3, agent-node-1..2)" ;;
+  esac
+}
+
+# The address a process serves (etcd: client URL; others: gRPC).
+addr_of() {
+  local i
+  i=$(index_of "$1")
+  case $(kind_of "$1") in
+    etcd) echo "127.0.0.1:$((2279 + 100 * i))" ;;
+    router) echo "127.0.0.1:$((50050 + i))" ;;
+    agent-node) echo "127.0.0.1:$((50060 + i))" ;;
+  esac
+}
+
+etcd_peer_port() { echo $((2280 + 100 * $(index_of "$1"))); }
+
+metrics_of() {
+  local i
+  i=$(index_of "$1")
+  case $(kind_of "$1") in
+    etcd) echo "$(addr_of "$1")" ;;
+    router) echo "127.0.0.1:$((9463 + i))" ;;
+    agent-node) echo "127.0.0.1:$((9473 + i))" ;;
+  esac
+}
+
+pid_file() { echo "$DIR/pids/$1.pid"; }
+log_file() { echo "$DIR/logs/$1.log"; }
+
+# The recorded pid of NAME when that process is alive (and is still the program we started).
+live_pid() {
+  local file pid
+  file=$(pid_file "$1")
+  [[ -f $file ]] || return 1
+  pid=$(<"$file")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  # A recycled pid belongs to another program: not ours.
+  if [[ -r /proc/$pid/cmdline ]]; then
+    local program
+    case $(kind_of "$1") in
+      etcd) program=etcd ;;
+      router) program=router ;;
+      agent-node) program=agent-node ;;
+    esac
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$program" || return 1
+  fi
+  echo "$pid"
+}
+
+ensure_etcd() {
+  if command -v etcd >/dev/null 2>&1; then
+    return
+  fi
+  if [[ -x $ROOT/scripts/ensure_etcd.sh ]]; then
+    "$ROOT/scripts/ensure_etcd.sh"
+  else
+    log "etcd is missing: installing the Debian package etcd-server"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server
+  fi
+  command -v etcd >/dev/null 2>&1 || die "etcd is still missing"
+  # The Debian package starts a system etcd on 2379/2380; this cluster needs those ports.
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
+    systemctl stop etcd || true
+  fi
+}
+
+ensure_binaries() {
+  only_etcd && return
+  local missing=()
+  for bin in router agent-node centralino; do
+    [[ -x $BIN_DIR/$bin ]] || missing+=("$bin")
+  done
+  ((${#missing[@]} == 0)) && return
+  if [[ ${CENTRALINO_SKIP_BUILD:-0} == 1 ]]; then
+    die "missing in $BIN_DIR: ${missing[*]} (CENTRALINO_SKIP_BUILD=1, not building)"
+  fi
+  log "building ${missing[*]} (release)"
+  (cd "$ROOT" && cargo build --release --bin router --bin agent-node --bin centralino)
+  for bin in router agent-node; do
+    [[ -x $BIN_DIR/$bin ]] || die "$BIN_DIR/$bin still missing after the build (CARGO_TARGET_DIR?)"
+  done
+}
+
+# Saves the settings shared by all processes (clock anchor included) for later restarts.
+save_settings() {
+  if [[ -n ${CENTRALINO_CLOCK__MODE:-} && -z ${CENTRALINO_CLOCK__ANCHOR_UNIX_MS:-} ]]; then
+    CENTRALINO_CLOCK__ANCHOR_UNIX_MS=$(date +%s%3N)
+    export CENTRALINO_CLOCK__ANCHOR_UNIX_MS
+  fi
+  local name
+  {
+    echo "# written by cluster.sh up; sourced by start/restart"
+    printf 'export CENTRALINO_CONFIG_FILE=%q\n' "${CENTRALINO_CONFIG_FILE:-$ROOT/deploy/config/centralino.example.toml}"
+    while IFS= read -r name; do
+      case $name in
+        CENTRALINO_NODE__NODE_ID | CENTRALINO_NODE__GRPC_ADDR | CENTRALINO_NODE__ADVERTISE_ADDR | \
+          CENTRALINO_NODE__METRICS_ADDR | CENTRALINO_NODE__DATA_DIR | CENTRALINO_CLUSTER__ETCD_ENDPOINTS) ;;
+        CENTRALINO_*__* | RUST_LOG | CENTRALINO_LOG_FORMAT) printf 'export %s=%q\n' "$name" "${!name}" ;;
+      esac
+    done < <(compgen -e | sort)
+  } >"$DIR/cluster.env"
+}
+
+load_settings() {
+  if [[ -f $DIR/cluster.env ]]; then
+    # shellcheck disable=SC1091
+    source "$DIR/cluster.env"
+  fi
+}
+
+# Starts one process in the background (its own session, so a Ctrl-C of the caller does not
+# reach it) and records its pid.
+start_process() {
+  local name=$1 kind addr log_path
+  kind=$(kind_of "$name")
+  if live_pid "$name" >/dev/null; then
+    log "$name is already running (pid $(live_pid "$name"))"
+    return 0
+  fi
+  addr=$(addr_of "$name")
+  log_path=$(log_file "$name")
+  mkdir -p "$DIR/pids" "$DIR/logs" "$DIR/$name"
+  local cmd=()
+  local env_vars=()
+  case $kind in
+    etcd)
+      local client_url="http://$addr" peer_url
+      peer_url="http://127.0.0.1:$(etcd_peer_port "$name")"
+      cmd=(etcd --name "$name" --data-dir "$DIR/$name"
+        --listen-client-urls "$client_url" --advertise-client-urls "$client_url"
+        --listen-peer-urls "$peer_url" --initial-advertise-peer-urls "$peer_url"
+        --initial-cluster "$ETCD_INITIAL_CLUSTER" --initial-cluster-state new
+        --initial-cluster-token centralino-local)
+      ;;
+    router | agent-node)
+      local config=${CENTRALINO_CONFIG_FILE:-$ROOT/deploy/config/centralino.example.toml}
+      cmd=("$BIN_DIR/$kind" --config "$config")
+      env_vars=(
+        "CENTRALINO_NODE__NODE_ID=$name"
+        "CENTRALINO_NODE__GRPC_ADDR=$addr"
+        "CENTRALINO_NODE__ADVERTISE_ADDR=$addr"
+        "CENTRALINO_NODE__METRICS_ADDR=$(metrics_of "$name")"
+        "CENTRALINO_CLUSTER__ETCD_ENDPOINTS=$ETCD_ENDPOINTS"
+      )
+      if [[ $kind == router ]]; then
+        env_vars+=("CENTRALINO_NODE__DATA_DIR=$DIR/$name")
+      fi
+      ;;
+  esac
+  printf '\n==== %s start %s: %s\n' "$(date -Is)" "$name" "${cmd[*]}" >>"$log_path"
+  # Not a job-control shell: setsid execs in place, so $! is the program's pid.
+  env ${env_vars[@]+"${env_vars[@]}"} setsid "${cmd[@]}" >>"$log_path" 2>&1 </dev/null &
+  echo $! >"$(pid_file "$name")"
+  log "started $name (pid $!) on $addr"
+}
+
+drain_budget() { echo "${CENTRALINO_CLUSTER__DRAIN_BUDGET_SECS:-30}"; }
+
+# Stops one process: SIGTERM, wait up to the drain budget + 5 s, then SIGKILL.
+stop_process() {
+  local name=$1 pid
+  if ! pid=$(live_pid "$name"); then
+    rm -f "$(pid_file "$name")"
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  wait_gone "$name" "$pid" $(($(drain_budget) + 5))
+  rm -f "$(pid_file "$name")"
+}
+
+# Waits until pid is gone; SIGKILLs it after `limit` seconds.
+wait_gone() {
+  local name=$1 pid=$2 limit=$3 waited=0
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((waited >= limit * 10)); then
+      log "$name (pid $pid) still running after ${limit}s: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      break
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+}
+
+etcd_healthy() {
+  local name
+  for name in "${ETCD_NAMES[@]}"; do
+    curl -sf --max-time 2 "http://$(addr_of "$name")/health" | grep -q '"health":"true"' || return 1
+  done
+}
+
+metrics_up() { curl -sf --max-time 2 -o /dev/null "http://$(metrics_of "$1")/metrics"; }
+
+# Prints the value of a metric (first sample, labels ignored unless given) from NAME's /metrics.
+metric() {
+  curl -sf --max-time 2 "http://$(metrics_of "$1")/metrics" |
+    awk -v m="$2" '$1 == m || index($1, m "{") == 1 { print $NF; exit }'
+}
+
+all_partitions_owned() {
+  local unowned
+  unowned=$(metric router-1 centralino_cluster_partitions_unowned) || return 1
+  [[ -n $unowned ]] && awk -v v="$unowned" 'BEGIN { exit !(v + 0 == 0) }'
+}
+
+# Waits until `check` succeeds; on timeout prints the tails of the logs and fails.
+wait_for() {
+  local what=$1 check=$2 deadline=$((SECONDS + UP_TIMEOUT))
+  until $check; do
+    if ((SECONDS >= deadline)); then
+      log "timed out after ${UP_TIMEOUT}s waiting for $what"
+      tail_logs
+      return 1
+    fi
+    sleep 0.3
+  done
+  log "ready: $what"
+}
+
+nodes_ready() {
+  local name
+  for name in "${ROUTER_NAMES[@]}" "${AGENT_NODE_NAMES[@]}"; do
+    live_pid "$name" >/dev/null || { log "$name exited"; tail_logs "$name"; exit 1; }
+    metrics_up "$name" || return 1
+  done
+}
+
+tail_logs() {
+  local names=("$@") name
+  ((${#names[@]})) || read -r -a names <<<"$(all_names)"
+  for name in "${names[@]}"; do
+    [[ -f $(log_file "$name") ]] || continue
+    printf '\n---- tail of %s\n' "$(log_file "$name")" >&2
+    tail -n 30 "$(log_file "$name")" >&2
+  done
+}
+
+cmd_up() {
+  local name
+  for name in $(all_names); do
+    if live_pid "$name" >/dev/null; then
+      die "$name is already running (pid $(live_pid "$name")); run '$0 down' first"
+    fi
+  done
+  ensure_etcd
+  ensure_binaries
+  mkdir -p "$DIR/pids" "$DIR/logs"
+  save_settings
+  for name in "${ETCD_NAMES[@]}"; do start_process "$name"; done
+  wait_for "etcd (3 members healthy)" etcd_healthy
+  only_etcd && return
+  for name in "${ROUTER_NAMES[@]}" "${AGENT_NODE_NAMES[@]}"; do start_process "$name"; done
+  wait_for "routers' and agent-nodes' metrics" nodes_ready
+  wait_for "router-1: centralino_cluster_partitions_unowned 0" all_partitions_owned
+  log "cluster up in $DIR (routers $(addr_of router-1),$(addr_of router-2),$(addr_of router-3); agent-nodes $(addr_of agent-node-1),$(addr_of agent-node-2))"
+}
+
+cmd_down() {
+  local name pid pids=() names=()
+  # Nodes first (in parallel, so routers drain while etcd is still there), etcd last.
+  for name in "${ROUTER_NAMES[@]}" "${AGENT_NODE_NAMES[@]}" -- "${ETCD_NAMES[@]}"; do
+    if [[ $name == -- ]]; then
+      down_wait pids names
+      pids=() names=()
+      continue
+    fi
+    if pid=$(live_pid "$name"); then
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid") names+=("$name")
+    else
+      rm -f "$(pid_file "$name")"
+    fi
+  done
+  down_wait pids names
+  log "down"
+}
+
+# Waits for the SIGTERMed processes (names/pids arrays given by name); removes pid files.
+down_wait() {
+  local -n _pids=$1 _names=$2
+  local i deadline=$((SECONDS + $(drain_budget) + 5))
+  for i in "${!_pids[@]}"; do
+    wait_gone "${_names[$i]}" "${_pids[$i]}" $((deadline > SECONDS ? deadline - SECONDS : 0))
+    rm -f "$(pid_file "${_names[$i]}")"
+    log "stopped ${_names[$i]}"
+  done
+}
+
+cmd_status() {
+  local name pid state
+  printf '%-14s %-8s %-6s %-18s %s\n' NAME PID STATE ADDRESS METRICS
+  for name in $(all_names); do
+    pid=$(cat "$(pid_file "$name")" 2>/dev/null || echo -)
+    if live_pid "$name" >/dev/null; then state=alive; else state=dead; fi
+    printf '%-14s %-8s %-6s %-18s %s\n' "$name" "$pid" "$state" "$(addr_of "$name")" "$(metrics_of "$name")"
+  done
+  only_etcd && return
+  echo
+  echo "router-1 cluster metrics:"
+  curl -sf --max-time 2 "http://$(metrics_of router-1)/metrics" | grep '^centralino_cluster_' ||
+    echo "  (router-1's metrics do not answer)"
+}
+
+main() {
+  local command=${1:-}
+  case $command in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    start | restart)
+      [[ $# -eq 2 ]] || die "usage: $0 $command NAME"
+      kind_of "$2" >/dev/null
+      load_settings
+      [[ $command == restart ]] && stop_process "$2"
+      [[ $(kind_of "$2") == etcd ]] || ensure_binaries
+      start_process "$2"
+      ;;
+    stop)
+      [[ $# -eq 2 ]] || die "usage: $0 stop NAME"
+      kind_of "$2" >/dev/null
+      load_settings
+      stop_process "$2"
+      ;;
+    *)
+      sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+      exit 2
+      ;;
+  esac
+}
+
+if [[ ${CLUSTER_SH_LIB:-0} != 1 ]]; then
+  main "$@"
+fi
