@@ -47,6 +47,9 @@ pub struct ClusterConfig {
     pub drain_budget_secs: u64,
     /// Deadline of one etcd request including its retries across endpoints (wall ms).
     pub request_timeout_ms: u64,
+    /// Most operations in one etcd transaction of the group-commit batcher (etcd allows
+    /// 128); 1 commits every writer on its own (for comparison).
+    pub group_commit_max_ops: usize,
 }
 
 impl Default for ClusterConfig {
@@ -57,6 +60,7 @@ impl Default for ClusterConfig {
             lease_ttl_secs: 3,
             drain_budget_secs: 30,
             request_timeout_ms: 5000,
+            group_commit_max_ops: 120,
         }
     }
 }
@@ -85,6 +89,9 @@ impl ClusterConfig {
         }
         if self.drain_budget_secs == 0 {
             out.push("cluster.drain_budget_secs: must be at least 1".into());
+        }
+        if !(1..=120).contains(&self.group_commit_max_ops) {
+            out.push("cluster.group_commit_max_ops: must be 1..=120".into());
         }
         if self.request_timeout_ms < 100 {
             out.push("cluster.request_timeout_ms: must be at least 100".into());

@@ -42,7 +42,7 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Metric: duration of one call, retries included (label `op`).
 const REQUEST_SECONDS: &str = "centralino_store_request_seconds";
 /// Metric: calls that failed after their retries (label `op`).
-const REQUEST_ERRORS: &str = "centralino_store_request_errors_total";
+const REQUEST_ERRORS: &str = "centralino_store_errors_total";
 /// Metric: retried attempts (label `op`).
 const RETRIES: &str = "centralino_store_retries_total";
 

@@ -184,7 +184,7 @@ pub struct ThroughputResult {
     pub p99_ms: f64,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -192,7 +192,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn bench_config(
+pub(crate) fn bench_config(
     agents: usize,
     capacity: u32,
     data_dir: &std::path::Path,
@@ -224,7 +224,7 @@ language = "it"
     Config::from_toml(&text, Vec::new()).map_err(|e| e.to_string())
 }
 
-async fn connect(addr: std::net::SocketAddr) -> Result<Channel, String> {
+pub(crate) async fn connect(addr: std::net::SocketAddr) -> Result<Channel, String> {
     Channel::from_shared(format!("http://{addr}"))
         .map_err(|e| e.to_string())?
         .connect()

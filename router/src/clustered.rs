@@ -124,7 +124,7 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     let (stop, stop_rx) = watch::channel(false);
     let commits = GroupCommit::new(
         store.clone(),
-        DEFAULT_MAX_OPS,
+        cluster.group_commit_max_ops.min(DEFAULT_MAX_OPS),
         DEFAULT_MAX_DELAY,
         stop_rx.clone(),
     );

@@ -21,6 +21,7 @@
 pub mod archive;
 pub mod bench;
 pub mod cluster;
+pub mod cluster_bench;
 pub mod clustered;
 pub mod config;
 pub mod conversation;

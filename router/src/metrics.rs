@@ -184,6 +184,10 @@ pub fn describe() {
         "centralino_store_errors_total",
         "Failed store requests, by operation"
     );
+    describe_counter!(
+        "centralino_store_retries_total",
+        "etcd requests retried on another member or after a pause, by operation"
+    );
     describe_gauge!(
         "centralino_conversations_live",
         "Conversations with a live actor on this node"
@@ -273,6 +277,16 @@ pub fn cluster_start() {
         "centralino_cluster_fenced_writes_total",
     ] {
         counter!(name).increment(0);
+    }
+    for op in [
+        "etcd_get",
+        "etcd_put",
+        "etcd_txn",
+        "etcd_lease",
+        "etcd_watch",
+    ] {
+        counter!("centralino_store_retries_total", "op" => op).increment(0);
+        counter!("centralino_store_errors_total", "op" => op).increment(0);
     }
 }
 

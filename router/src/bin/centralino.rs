@@ -54,7 +54,8 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct BenchArgs {
-    /// Which benchmark: routing, e2e, memory or all.
+    /// Which benchmark: routing, e2e, memory, all, or cluster (a 3-member etcd, three
+    /// routers and two agent-nodes against the standalone node; needs etcd installed).
     #[arg(default_value = "all")]
     which: String,
     /// Conversations of the end-to-end run.
@@ -151,12 +152,29 @@ fn main() -> ExitCode {
 fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     use centralino_router::bench::{self, Which};
     init_logging("warn");
+    if args.which == "cluster" {
+        let report = actix::System::with_tokio_rt(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime")
+        })
+        .block_on(centralino_router::cluster_bench::run(
+            args.conversations,
+            args.concurrency,
+        ))
+        .map_err(|e| anyhow::anyhow!(e))?;
+        if let Some(path) = args.report_json {
+            std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let which = match args.which.as_str() {
         "routing" => Which::Routing,
         "e2e" => Which::EndToEnd,
         "memory" => Which::Memory,
         "all" => Which::All,
-        other => anyhow::bail!("unknown benchmark {other:?}: routing, e2e, memory or all"),
+        other => anyhow::bail!("unknown benchmark {other:?}: routing, e2e, memory, all or cluster"),
     };
     let report = actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
