@@ -238,10 +238,16 @@ class Run:
         self.figures["outages"] = {k: outages.get(k) for k in ["count", "max_ms", "p50_ms"]}
 
     def failover_after(self, report, fault_ms):
-        """Failover time: over the outages that started after the fault, (end - fault) max and p50."""
-        intervals = [(a, b) for a, b in (report.get("outages") or {}).get("intervals", []) if a >= fault_ms]
+        """Failover time: over the outages that began while the fault took effect (within two
+        lease TTLs of it), (end - fault) max and p50. Later outages are short retries of calls
+        that tried the dead address first; they are counted apart."""
+        window = 2 * self.args.lease_ttl * 1000
+        all_after = [(a, b) for a, b in (report.get("outages") or {}).get("intervals", []) if a >= fault_ms]
+        intervals = [(a, b) for a, b in all_after if a - fault_ms <= window]
         spans = sorted(b - fault_ms for a, b in intervals)
         self.figures["outages_after_fault"] = len(spans)
+        self.figures["late_outages"] = len(all_after) - len(intervals)
+        self.figures["late_outage_max_ms"] = max((b - a for a, b in all_after if a - fault_ms > window), default=0)
         self.figures["failover_max_ms"] = spans[-1] if spans else 0
         self.figures["failover_p50_ms"] = spans[len(spans) // 2] if spans else 0
 

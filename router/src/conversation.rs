@@ -295,6 +295,8 @@ pub struct ConversationActor {
     responded: bool,
     /// Rebuilt from the store: offers of the previous actor may still be answered.
     restored: bool,
+    /// Write the record when the actor starts (a restored actor's new event ids).
+    persist_on_start: bool,
     /// Handed over to another router: stopping must not archive or count anything.
     retired: bool,
 }
@@ -319,14 +321,10 @@ impl ConversationActor {
                 kind: Some(Kind::Message(m.to_proto())),
             });
         }
-        // Events other than messages are not stored: after a restore, continue well above
-        // every id that may have been handed out, so a resumed stream never sees one twice.
+        // A new conversation numbers its events on from its messages; a restored one
+        // jumps ahead (see [`ConversationActor::restored`]).
         let last_message = transcript.iter().map(|m| m.event_id).max().unwrap_or(0);
-        let next_event_id = if rec.next_event_id == 0 && last_message == 0 {
-            1
-        } else {
-            rec.next_event_id.max(last_message + 1) + RESTORE_EVENT_GAP
-        };
+        let next_event_id = rec.next_event_id.max(last_message + 1).max(1);
         Self {
             hub,
             rec,
@@ -344,14 +342,29 @@ impl ConversationActor {
             profile_write: None,
             responded: false,
             restored: false,
+            persist_on_start: false,
             retired: false,
         }
     }
 
     /// Marks an actor rebuilt from the store (restart or failover): an accept of an offer
     /// made before the rebuild is honoured while the conversation still waits.
+    ///
+    /// Events other than messages are not stored, so the rebuilt actor continues its event
+    /// ids well above every id its predecessor may have handed out since the record was last
+    /// written, and writes the new start at once: a resumed stream never sees an id twice,
+    /// even across several failovers.
     pub fn restored(mut self) -> Self {
         self.restored = true;
+        let last_message = self
+            .transcript
+            .iter()
+            .map(|m| m.event_id)
+            .max()
+            .unwrap_or(0);
+        self.next_event_id =
+            self.rec.next_event_id.max(last_message + 1).max(1) + RESTORE_EVENT_GAP;
+        self.persist_on_start = true;
         self
     }
 
@@ -699,6 +712,9 @@ impl Actor for ConversationActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(64);
+        if std::mem::take(&mut self.persist_on_start) && self.rec.state != State::Closed {
+            drop(self.persist_record());
+        }
         if self.rec.state != State::Closed {
             self.hub.counters.open.fetch_add(1, Ordering::Relaxed);
         }
@@ -790,6 +806,7 @@ impl Handler<Subscribe> for ConversationActor {
             .iter()
             .filter(|e| e.event_id > msg.after_event_id)
             .collect();
+        debug!(conversation_id = %self.rec.id, after = msg.after_event_id, backlog = ?backlog.iter().map(|e| e.event_id).collect::<Vec<_>>(), next = self.next_event_id, subscribers = self.subscribers.len(), "subscribe");
         let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER.max(backlog.len() + 16));
         for event in backlog {
             let _ = tx.try_send(Ok(event.clone()));
@@ -949,6 +966,12 @@ impl Handler<Offering> for ConversationActor {
 
     fn handle(&mut self, msg: Offering, _ctx: &mut Context<Self>) {
         if self.rec.state != State::Queued && self.warm_from.is_none() {
+            // A queue that lost track (a message gone with a failed router) still holds
+            // this conversation: take it out, which also withdraws the offer.
+            if self.rec.state == State::Assigned {
+                self.hub
+                    .tell_queue(&self.rec.department, ToQueue::Dequeue(self.rec.id.clone()));
+            }
             return;
         }
         self.direct_offer = false;

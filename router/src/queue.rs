@@ -29,6 +29,8 @@ const POSITION_INTERVAL: Duration = Duration::from_millis(200);
 const GAUGE_INTERVAL: Duration = Duration::from_millis(500);
 /// Handling time assumed before any conversation of the department has ended (seconds).
 const DEFAULT_HANDLE_SECS: f64 = 180.0;
+/// How long past the offer timeout a queue waits for an offer's end before dropping it.
+const LOST_OFFER_MARGIN: Duration = Duration::from_secs(5);
 /// Customers told their position individually; the rest get updates less often.
 const POSITIONS_TOLD: usize = 200;
 
@@ -171,6 +173,8 @@ struct Waiting {
     entry: QueueEntry,
     key: QueueKey,
     offer: Option<(String, Arc<str>)>,
+    /// When the open offer was made (wall clock).
+    offered_at: Option<Instant>,
     excluded: Vec<Arc<str>>,
 }
 
@@ -297,6 +301,7 @@ impl DepartmentQueue {
             };
             let reservation_id = uuid::Uuid::new_v4().simple().to_string();
             waiting.offer = Some((reservation_id.clone(), agent.clone()));
+            waiting.offered_at = Some(Instant::now());
             // An entry with an open offer leaves the order; it returns with its key if
             // the offer fails.
             self.order.remove(&waiting.key);
@@ -370,6 +375,7 @@ impl DepartmentQueue {
                             .is_some_and(|(rid, _)| *rid == reservation_id)
                         {
                             waiting.offer = None;
+                            waiting.offered_at = None;
                             act.order.insert(waiting.key, id.clone());
                             act.hub.tell_conversation(
                                 &id,
@@ -509,7 +515,35 @@ impl DepartmentQueue {
         }
     }
 
+    /// An offer whose end never reached this queue (its answer was lost with a router
+    /// that died) is dropped well after the agent-node's own offer timeout, and the
+    /// conversation waits for the next agent; the conversation actor accepts one agent only.
+    fn expire_lost_offers(&mut self) {
+        let limit = self
+            .hub
+            .clock
+            .wall(Duration::from_secs(self.hub.config.desk.offer_timeout_secs))
+            + LOST_OFFER_MARGIN;
+        let mut expired = Vec::new();
+        for (id, waiting) in &mut self.entries {
+            if waiting.offered_at.is_some_and(|t| t.elapsed() > limit) {
+                waiting.offer = None;
+                waiting.offered_at = None;
+                expired.push((waiting.key, id.clone()));
+            }
+        }
+        if !expired.is_empty() {
+            debug!(count = expired.len(), department = %self.department.name, "offers without an answer dropped");
+            self.positions_dirty = true;
+            self.dirty = true;
+        }
+        for (key, id) in expired {
+            self.order.insert(key, id);
+        }
+    }
+
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        self.expire_lost_offers();
         if !self.entries.is_empty() {
             self.follow_shifts();
             self.dispatch(ctx);
@@ -600,6 +634,7 @@ impl Handler<Enqueue> for DepartmentQueue {
                 entry,
                 key,
                 offer: None,
+                offered_at: None,
                 excluded: Vec::new(),
                 told: false,
             },
@@ -661,6 +696,7 @@ impl Handler<OfferClosed> for DepartmentQueue {
 
         if let Some(waiting) = self.entries.get_mut(&msg.conversation_id) {
             waiting.offer = None;
+            waiting.offered_at = None;
             self.order.insert(waiting.key, msg.conversation_id.clone());
             if let Some(agent) = self.pool.agent_id(&msg.agent_id) {
                 if !waiting.excluded.contains(&agent) {

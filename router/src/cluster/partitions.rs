@@ -21,6 +21,7 @@ use centralino_agent_node::membership::{Members, Membership, Role};
 use centralino_agent_node::remote::Channels;
 use centralino_proto::v1::router_internal_client::RouterInternalClient;
 use centralino_proto::v1::TellRequest;
+use futures::StreamExt;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -37,6 +38,9 @@ use crate::conversation::{ConversationActor, Requeue, Retire};
 use crate::hub::{Hub, Owner, Placement};
 use crate::metrics as m;
 use crate::queue::{self, DepartmentQueue};
+
+/// Partitions claimed or handed over at the same time.
+const PARALLEL: usize = 32;
 
 /// What a claim key holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -311,7 +315,7 @@ impl Partitions {
         Ok(claims)
     }
 
-    async fn reconcile(&mut self, draining: bool) -> Result<(), String> {
+    async fn reconcile(&self, draining: bool) -> Result<(), String> {
         let claims = self.read_claims().await?;
         let previous = std::mem::replace(&mut *self.view.claims.write(), claims.clone());
         self.requeue_moved_queues(&previous, &claims);
@@ -349,13 +353,19 @@ impl Partitions {
                 None => {}
             }
         }
-        for p in to_claim {
-            self.adopt(p).await?;
-        }
-        for (p, token) in to_release {
-            self.release(p, token).await;
-        }
-        Ok(())
+        // Claims and hand-overs run side by side: after a failover a router adopts dozens
+        // of partitions, each a few etcd round trips.
+        let adopted: Vec<Result<(), String>> = futures::stream::iter(to_claim)
+            .map(|p| self.adopt(p))
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        futures::stream::iter(to_release)
+            .map(|(p, token)| self.release(p, token))
+            .buffer_unordered(PARALLEL)
+            .collect::<Vec<()>>()
+            .await;
+        adopted.into_iter().collect()
     }
 
     /// Asks this router's waiting conversations to enqueue again where a department's
@@ -386,7 +396,7 @@ impl Partitions {
     }
 
     /// Claims `p`, rebuilds its conversations and queues, and marks the claim active.
-    async fn adopt(&mut self, p: u32) -> Result<(), String> {
+    async fn adopt(&self, p: u32) -> Result<(), String> {
         let me = self.membership.me();
         let lease = self.membership.lease();
         let key = claim_key(&self.prefix, p);
@@ -566,7 +576,7 @@ impl Partitions {
 
     /// Hands `p` over: stop serving it, let its writes land, then delete the claim so the
     /// next owner can claim it.
-    async fn release(&mut self, p: u32, token: i64) {
+    async fn release(&self, p: u32, token: i64) {
         self.view.set_local(p, Local::Releasing);
         self.stop_actors(p).await;
         // Every write submitted before this one is durable when it returns.
@@ -585,7 +595,7 @@ impl Partitions {
     }
 
     /// Drops `p` at once: its claim is gone or someone else's.
-    fn lose(&mut self, p: u32) {
+    fn lose(&self, p: u32) {
         if self.view.local(p) == Local::None && self.fences.token(p).is_none() {
             return;
         }
@@ -601,7 +611,7 @@ impl Partitions {
         }
     }
 
-    fn step_down(&mut self, why: &str) {
+    fn step_down(&self, why: &str) {
         let held = self.fences.held();
         warn!(
             partitions = held.len(),
