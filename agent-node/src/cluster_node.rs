@@ -164,6 +164,9 @@ impl RunningAgentNode {
         self.health
             .set_not_serving::<AgentDeskServer<AgentDeskService>>()
             .await;
+        self.health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
         let _ = self.membership.set_draining().await;
         self.sweeper.abort();
         let _ = self.stop.send(true);

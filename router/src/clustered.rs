@@ -266,6 +266,10 @@ impl ClusterRouter {
             .set_not_serving::<ConversationServiceServer<ClusterCustomerApi>>()
             .await;
         health.set_not_serving::<AdminServer<AdminApi>>().await;
+        // The overall status ("") is what Kubernetes' gRPC probes ask.
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
         if let Err(e) = self.membership.set_draining().await {
             warn!(error = %e, "cluster: cannot mark this router draining");
         }
