@@ -129,6 +129,11 @@ pub struct Close {
 #[rtype(result = "()")]
 pub struct Restore(pub Vec<String>);
 
+/// Transcripts of restored conversations, shown to the desktop right after its login.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RestoredTranscripts(pub Vec<(String, Vec<ChatMessage>)>);
+
 /// Something the agent does to one of their conversations through the router.
 #[derive(Message)]
 #[rtype(result = "Result<(), Status>")]
@@ -191,6 +196,13 @@ pub struct AgentActor {
     status_before_disconnect: AgentStatus,
     session: Option<(u64, DesktopTx)>,
     active: HashSet<String>,
+    /// Sequence numbers of the customer and system messages each held conversation's
+    /// desktop has been shown (live or in a transcript): a message delivered again after a
+    /// reconnect is not shown twice.
+    shown: HashMap<String, HashSet<u64>>,
+    /// Transcripts fetched for conversations restored from another node, shown right
+    /// after the next login.
+    restored_transcripts: HashMap<String, Vec<ChatMessage>>,
     held: HashMap<String, Held>,
     wrap_ups: u32,
     missed_in_row: u32,
@@ -226,6 +238,8 @@ impl AgentActor {
             status_before_disconnect: AgentStatus::Available,
             session: None,
             active: HashSet::new(),
+            shown: HashMap::new(),
+            restored_transcripts: HashMap::new(),
             held: HashMap::new(),
             wrap_ups: 0,
             missed_in_row: 0,
@@ -306,6 +320,36 @@ impl AgentActor {
     fn publish(&mut self) {
         self.version += 1;
         self.router.availability(self.availability());
+    }
+
+    /// Shows a conversation with its transcript on the desktop.
+    fn push_assigned(&mut self, conversation_id: String, transcript: Vec<ChatMessage>) {
+        let shown = self.shown.entry(conversation_id.clone()).or_default();
+        shown.extend(transcript.iter().map(|m| m.seq));
+        self.push(agent_event::Kind::Assigned(ConversationAssigned {
+            conversation_id,
+            transcript,
+        }));
+    }
+
+    /// Shows one message unless the desktop has already seen it.
+    fn push_message(&mut self, conversation_id: String, message: ChatMessage) {
+        // Notes outside the transcript (seq 0) are always shown.
+        if message.seq > 0
+            && !self
+                .shown
+                .entry(conversation_id.clone())
+                .or_default()
+                .insert(message.seq)
+        {
+            return;
+        }
+        self.push(agent_event::Kind::Message(
+            centralino_proto::v1::AgentMessage {
+                conversation_id,
+                message: Some(message),
+            },
+        ));
     }
 
     fn push(&mut self, kind: agent_event::Kind) {
@@ -399,17 +443,9 @@ impl AgentActor {
                     m::offer_answered(OfferAnswer::Accepted);
                     act.active.insert(conversation_id.clone());
                     act.missed_in_row = 0;
-                    act.push(agent_event::Kind::Assigned(ConversationAssigned {
-                        conversation_id: conversation_id.clone(),
-                        transcript,
-                    }));
+                    act.push_assigned(conversation_id.clone(), transcript);
                     for message in held.pending {
-                        act.push(agent_event::Kind::Message(
-                            centralino_proto::v1::AgentMessage {
-                                conversation_id: conversation_id.clone(),
-                                message: Some(message),
-                            },
-                        ));
+                        act.push_message(conversation_id.clone(), message);
                     }
                 }
                 Err(status) => {
@@ -443,6 +479,7 @@ impl AgentActor {
         outcome: ConversationOutcome,
         ctx: &mut Context<Self>,
     ) {
+        self.shown.remove(conversation_id);
         if self.active.remove(conversation_id) {
             self.push(agent_event::Kind::Ended(ConversationEnded {
                 conversation_id: conversation_id.to_string(),
@@ -510,6 +547,10 @@ impl Handler<Attach> for AgentActor {
         // desktop gets each one again with its transcript, including what the customer
         // wrote while it was away.
         for conversation_id in logged_in.conversation_ids.iter().cloned() {
+            if let Some(transcript) = self.restored_transcripts.remove(&conversation_id) {
+                self.push_assigned(conversation_id, transcript);
+                continue;
+            }
             let router = self.router.clone();
             let agent_id = self.config.id.clone();
             let session_id = msg.session_id;
@@ -523,10 +564,7 @@ impl Handler<Attach> for AgentActor {
                     let current = act.session.as_ref().is_some_and(|(id, _)| *id == session_id);
                     match transcript {
                         Ok(transcript) if current && act.active.contains(&conversation_id) => {
-                            act.push(agent_event::Kind::Assigned(ConversationAssigned {
-                                conversation_id,
-                                transcript,
-                            }));
+                            act.push_assigned(conversation_id, transcript);
                         }
                         Ok(_) => {}
                         Err(status) => {
@@ -558,6 +596,19 @@ impl Handler<Detach> for AgentActor {
         }
         self.set_status(AgentStatus::Disconnected, "desktop disconnected");
         self.start_grace(ctx);
+    }
+}
+
+impl Handler<RestoredTranscripts> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RestoredTranscripts, _ctx: &mut Context<Self>) {
+        for (conversation_id, transcript) in msg.0 {
+            if self.active.contains(&conversation_id) {
+                self.restored_transcripts
+                    .insert(conversation_id, transcript);
+            }
+        }
     }
 }
 
@@ -804,12 +855,7 @@ impl Handler<Deliver> for AgentActor {
                 "agent does not hold this conversation",
             ));
         }
-        self.push(agent_event::Kind::Message(
-            centralino_proto::v1::AgentMessage {
-                conversation_id: msg.conversation_id,
-                message: Some(msg.message),
-            },
-        ));
+        self.push_message(msg.conversation_id, msg.message);
         Ok(())
     }
 }

@@ -17,6 +17,9 @@ use tracing::{info, warn};
 
 use crate::etcd::{Etcd, EtcdError};
 
+/// Safety margin of [`Membership::lease_fresh`] against clock drift.
+const LEASE_MARGIN: Duration = Duration::from_millis(300);
+
 /// What a member does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -60,6 +63,8 @@ pub struct Membership {
     me: Mutex<Member>,
     ttl_secs: i64,
     lease: AtomicI64,
+    /// When the last successful renewal was sent.
+    renewed_at: Mutex<Instant>,
     members: watch::Sender<Members>,
     epoch: watch::Sender<u64>,
     stop: watch::Sender<bool>,
@@ -88,6 +93,7 @@ impl Membership {
         me: Member,
         ttl_secs: i64,
     ) -> Result<Arc<Self>, EtcdError> {
+        let granted = Instant::now();
         let lease = etcd.grant(ttl_secs).await?;
         let value = serde_json::to_vec(&me).map_err(|e| EtcdError::Other(e.to_string()))?;
         etcd.put(&member_key(prefix, &me), value, Some(lease))
@@ -99,6 +105,7 @@ impl Membership {
             me: Mutex::new(me),
             ttl_secs,
             lease: AtomicI64::new(lease),
+            renewed_at: Mutex::new(granted),
             members: watch::channel(Members::new()).0,
             epoch: watch::channel(0).0,
             stop: watch::channel(false).0,
@@ -122,6 +129,19 @@ impl Membership {
     /// Returns the lease TTL in seconds.
     pub fn ttl_secs(&self) -> i64 {
         self.ttl_secs
+    }
+
+    /// Returns whether the lease is surely still alive: renewed less than a TTL (minus a
+    /// margin for clock drift) ago. A process that was paused or cut off longer than that
+    /// must not act as an owner until it has stepped down and joined again.
+    pub fn lease_fresh(&self) -> bool {
+        let ttl = Duration::from_secs(self.ttl_secs.max(1) as u64);
+        self.renewed_at.lock().elapsed() + LEASE_MARGIN < ttl
+    }
+
+    /// Returns the current lease epoch (see [`Membership::epochs`]).
+    pub fn epoch(&self) -> u64 {
+        *self.epoch.borrow()
     }
 
     /// Returns the etcd client.
@@ -206,6 +226,7 @@ impl Membership {
 
     /// Registers again under a new lease after the old one was lost.
     async fn rejoin(&self) -> Result<(), EtcdError> {
+        let granted = Instant::now();
         let lease = self.etcd.grant(self.ttl_secs).await?;
         let me = self.me();
         let value = serde_json::to_vec(&me).map_err(|e| EtcdError::Other(e.to_string()))?;
@@ -213,6 +234,7 @@ impl Membership {
             .put(&member_key(&self.prefix, &me), value, Some(lease))
             .await?;
         self.lease.store(lease, Ordering::SeqCst);
+        *self.renewed_at.lock() = granted;
         info!(node_id = %me.id, lease, "cluster: joined again with a new lease");
         Ok(())
     }
@@ -231,12 +253,16 @@ async fn keep_alive(this: Arc<Membership>) {
             _ = tokio::time::sleep(period) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+        let sent = Instant::now();
         let lost = match this.etcd.keep_alive(this.lease()).await {
             Ok(left) if left > 0 => {
                 // A pause (SIGSTOP) longer than the TTL shows as a late renewal: the lease
                 // may have expired and been granted back to nobody, so step down anyway.
                 let late = renewed.elapsed() > ttl;
                 renewed = Instant::now();
+                if !late {
+                    *this.renewed_at.lock() = sent;
+                }
                 late
             }
             Ok(_) => true,

@@ -94,7 +94,18 @@ impl AgentNode {
             match hook.claim(agent_id).await {
                 Ok(conversations) => {
                     if !conversations.is_empty() {
+                        // Fetch the transcripts now, so the desktop sees every conversation
+                        // with what the customer wrote meanwhile right after its login.
+                        let mut transcripts = Vec::new();
+                        if let Some(router) = self.router.get() {
+                            for id in &conversations {
+                                if let Ok(t) = router.transcript(id, agent_id).await {
+                                    transcripts.push((id.clone(), t));
+                                }
+                            }
+                        }
                         addr.do_send(agent::Restore(conversations));
+                        addr.do_send(agent::RestoredTranscripts(transcripts));
                     }
                 }
                 Err(status) => {

@@ -165,6 +165,7 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
         arbiters: handles.clone(),
     });
     let view = ClusterView::new(node_id.clone(), tokio::runtime::Handle::current());
+    view.guard_with(membership.clone());
     hub.set_placement(view.clone() as Arc<dyn Placement>);
     let dispatch = Dispatch::new(hub.clone());
 

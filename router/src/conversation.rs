@@ -35,6 +35,11 @@ use crate::messages::{self, Text};
 use crate::metrics as m;
 use crate::queue::QueueEntry;
 
+/// Attempts to deliver a customer message to an agent who is between connections.
+const DELIVERY_ATTEMPTS: usize = 20;
+/// Pause between two delivery attempts (wall time).
+const DELIVERY_RETRY: Duration = Duration::from_millis(300);
+
 /// Event ids skipped after a restore (more than a conversation emits between two writes of
 /// its record).
 const RESTORE_EVENT_GAP: u64 = 1 << 20;
@@ -464,6 +469,15 @@ impl ConversationActor {
             kind: Some(kind),
         };
         self.next_event_id += 1;
+        if !self.hub.serving() {
+            // This router may no longer own the conversation (paused beyond its lease):
+            // nothing that may not be durable reaches a customer; they resume elsewhere.
+            for tx in self.subscribers.drain(..) {
+                let _ = tx.try_send(Err(Status::unavailable(
+                    "this router is not serving the conversation, resume the stream",
+                )));
+            }
+        }
         self.subscribers
             .retain(|tx| match tx.try_send(Ok(event.clone())) {
                 Ok(()) => true,
@@ -536,6 +550,18 @@ impl ConversationActor {
         self.transcript.push(record);
         Counters::inc(&self.hub.counters.messages);
         Ok((seq, durable))
+    }
+
+    /// Refuses a change while this router may not own the conversation (see
+    /// [`Hub::serving`]); the caller retries on the owner.
+    fn check_serving(&self) -> Result<(), Status> {
+        if self.hub.serving() {
+            Ok(())
+        } else {
+            Err(Status::unavailable(
+                "this router is not serving the conversation now, retry",
+            ))
+        }
     }
 
     fn duplicate(&self, message_id: &str) -> Option<u64> {
@@ -823,6 +849,7 @@ impl Handler<CustomerSend> for ConversationActor {
 
     fn handle(&mut self, msg: CustomerSend, _ctx: &mut Context<Self>) -> Self::Result {
         self.check_token(&msg.token)?;
+        self.check_serving()?;
         if let Some(seq) = self.duplicate(&msg.message_id) {
             return Ok((seq, true, None));
         }
@@ -837,8 +864,29 @@ impl Handler<CustomerSend> for ConversationActor {
             let cid = self.rec.id.clone();
             if let Some(message) = message {
                 actix::spawn(async move {
-                    if let Err(status) = agents.deliver(&agent_id, &cid, message).await {
-                        debug!(conversation_id = %cid, %status, "delivery to agent failed");
+                    // The agent may be between two agent-nodes (or two desktops): try again
+                    // for a while; the message is in the transcript the desktop gets back
+                    // when it logs in again anyway.
+                    for _ in 0..DELIVERY_ATTEMPTS {
+                        match agents.deliver(&agent_id, &cid, message.clone()).await {
+                            Ok(()) => return,
+                            Err(status)
+                                if matches!(
+                                    status.code(),
+                                    tonic::Code::Unavailable
+                                        | tonic::Code::NotFound
+                                        | tonic::Code::FailedPrecondition
+                                        | tonic::Code::DeadlineExceeded
+                                ) =>
+                            {
+                                debug!(conversation_id = %cid, %status, "delivery to agent failed, retrying");
+                                tokio::time::sleep(DELIVERY_RETRY).await;
+                            }
+                            Err(status) => {
+                                debug!(conversation_id = %cid, %status, "delivery to agent failed");
+                                return;
+                            }
+                        }
                     }
                 });
             }
@@ -1146,6 +1194,7 @@ impl Handler<AgentSend> for ConversationActor {
 
     fn handle(&mut self, msg: AgentSend, _ctx: &mut Context<Self>) -> Self::Result {
         self.check_agent(&msg.agent_id)?;
+        self.check_serving()?;
         if let Some(seq) = self.duplicate(&msg.message_id) {
             return Ok((seq, None));
         }

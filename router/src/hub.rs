@@ -91,6 +91,12 @@ pub trait Placement: Send + Sync + 'static {
     fn owner(&self, partition: u32) -> Owner;
     /// Sends a queue or conversation message to the router at `addr` (fire and forget).
     fn tell(&self, addr: String, request: TellRequest);
+    /// Whether this router may act as the owner of its partitions right now (its lease is
+    /// surely alive). A router that was paused beyond its lease must not push events or
+    /// offers until it has stepped down.
+    fn serving(&self) -> bool {
+        true
+    }
 }
 
 /// Lock stripes for profile updates.
@@ -237,6 +243,11 @@ impl Hub {
             Some(p) => p.owner(partition),
             None => Owner::Local,
         }
+    }
+
+    /// Whether this router may act as an owner now (always outside a cluster).
+    pub fn serving(&self) -> bool {
+        self.placement.get().is_none_or(|p| p.serving())
     }
 
     /// Sends `msg` to the queue of `department`, wherever it runs.

@@ -228,6 +228,10 @@ impl DepartmentQueue {
 
     /// Runs routing decisions for waiting conversations, oldest first within priority.
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        if !self.hub.serving() {
+            // Paused beyond the lease: no offers until this router has stepped down.
+            return;
+        }
         self.dirty = false;
         let now = self.hub.clock.now_ms();
         let mut overflow = Vec::new();

@@ -105,6 +105,10 @@ pub fn winner(partition: u32, nodes: &[String]) -> Option<&str> {
 /// routers. The hub asks it where a partition lives.
 pub struct ClusterView {
     me: String,
+    /// The lease whose freshness gates ownership, and the epoch the partitions were
+    /// claimed under.
+    guard: std::sync::OnceLock<Arc<Membership>>,
+    epoch: std::sync::atomic::AtomicU64,
     claims: RwLock<Vec<Option<Claim>>>,
     local: RwLock<Vec<Local>>,
     channels: Channels,
@@ -116,6 +120,8 @@ impl ClusterView {
     pub fn new(me: String, runtime: tokio::runtime::Handle) -> Arc<Self> {
         Arc::new(Self {
             me,
+            guard: std::sync::OnceLock::new(),
+            epoch: std::sync::atomic::AtomicU64::new(0),
             claims: RwLock::new(vec![None; PARTITIONS as usize]),
             local: RwLock::new(vec![Local::None; PARTITIONS as usize]),
             channels: Channels::default(),
@@ -153,6 +159,22 @@ impl ClusterView {
         (owned, unowned)
     }
 
+    /// Gates ownership on `membership`'s lease.
+    pub fn guard_with(&self, membership: Arc<Membership>) {
+        self.epoch
+            .store(membership.epoch(), std::sync::atomic::Ordering::SeqCst);
+        let _ = self.guard.set(membership);
+    }
+
+    fn fresh(&self) -> bool {
+        match self.guard.get() {
+            Some(m) => {
+                m.lease_fresh() && m.epoch() == self.epoch.load(std::sync::atomic::Ordering::SeqCst)
+            }
+            None => true,
+        }
+    }
+
     fn set_local(&self, partition: u32, state: Local) {
         self.local.write()[partition as usize] = state;
     }
@@ -169,7 +191,8 @@ impl Placement for ClusterView {
             return Owner::Unknown;
         }
         match self.local.read()[p] {
-            Local::Active => return Owner::Local,
+            Local::Active if self.fresh() => return Owner::Local,
+            Local::Active => return Owner::Unknown,
             Local::Loading | Local::Releasing => return Owner::Unknown,
             Local::None => {}
         }
@@ -179,6 +202,10 @@ impl Placement for ClusterView {
             }
             _ => Owner::Unknown,
         }
+    }
+
+    fn serving(&self) -> bool {
+        self.fresh()
     }
 
     fn tell(&self, addr: String, request: TellRequest) {
@@ -250,6 +277,10 @@ impl Partitions {
             if current != epoch {
                 epoch = current;
                 self.step_down("lease lost");
+                // Partitions are claimed under the new lease from here on.
+                self.view
+                    .epoch
+                    .store(current, std::sync::atomic::Ordering::SeqCst);
             }
             while let Ok(p) = lost.try_recv() {
                 warn!(partition = p, "cluster: write fenced, partition lost");
