@@ -37,22 +37,6 @@ pub struct RunningAgentNode {
     arbiters: Vec<Arbiter>,
 }
 
-/// Returns this process's node id: the configured one, else the host name, else random.
-pub fn node_id(configured: &str) -> String {
-    if !configured.is_empty() {
-        return configured.to_string();
-    }
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| {
-            format!(
-                "agent-node-{}",
-                &uuid::Uuid::new_v4().simple().to_string()[..8]
-            )
-        })
-}
-
 /// Starts an agent-node. Must run inside an actix `System` on a multi-thread runtime.
 /// Installing a metrics exporter is the caller's business.
 pub async fn start(config: AgentNodeConfig) -> Result<RunningAgentNode, String> {
@@ -60,7 +44,7 @@ pub async fn start(config: AgentNodeConfig) -> Result<RunningAgentNode, String> 
     if !problems.is_empty() {
         return Err(format!("invalid configuration: {}", problems.join("; ")));
     }
-    let id = node_id(&config.node.node_id);
+    let id = crate::process::node_id(&config.node.node_id, "agent-node");
     let clock = clock::from_config(&config.clock)?;
     let listener = tokio::net::TcpListener::bind(&config.node.grpc_addr)
         .await

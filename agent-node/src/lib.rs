@@ -20,6 +20,7 @@ pub mod link;
 pub mod membership;
 pub mod metrics;
 pub mod node;
+pub mod process;
 pub mod remote;
 pub mod schedule;
 pub mod shifts;

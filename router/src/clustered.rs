@@ -56,23 +56,6 @@ pub struct ClusterRouter {
     drain_budget: Duration,
 }
 
-/// Returns this process's node id: the configured one, else the host name, else random.
-pub fn node_id(configured: &str) -> String {
-    if !configured.is_empty() {
-        return configured.to_string();
-    }
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-                .filter(|h| !h.is_empty())
-        })
-        .unwrap_or_else(|| format!("router-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
-}
-
 /// Starts a clustered router. Must run inside an actix `System` on a multi-thread runtime.
 pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     let problems = config.cluster.problems();
@@ -80,7 +63,7 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
         return Err(StartError::Config(problems.join("; ")));
     }
     let config = Arc::new(config);
-    let node_id = node_id(&config.node.node_id);
+    let node_id = centralino_agent_node::process::node_id(&config.node.node_id, "router");
     let clock = clock::from_config(&config.clock).map_err(StartError::Config)?;
     if !config.node.metrics_addr.is_empty() {
         let addr: SocketAddr = config

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use centralino_agent_node::cluster_node;
 use centralino_agent_node::config::{load_document, AgentNodeConfig};
+use centralino_agent_node::{cluster_node, process};
 use clap::Parser;
 
 /// A centralino agent-node.
@@ -21,32 +21,6 @@ struct Args {
     /// Log format: text or json (also CENTRALINO_LOG_FORMAT).
     #[arg(long, env = "CENTRALINO_LOG_FORMAT", default_value = "text")]
     log_format: String,
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn load(path: &PathBuf) -> anyhow::Result<AgentNodeConfig> {
@@ -65,7 +39,7 @@ fn load(path: &PathBuf) -> anyhow::Result<AgentNodeConfig> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(&args.log_format);
+    process::init_logging(args.log_format == "json", "info");
     let config = load(&args.config)?;
     actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -93,7 +67,7 @@ fn main() -> anyhow::Result<()> {
             "centralino agent-node {}: gRPC {}",
             node.node_id, node.grpc_addr
         );
-        shutdown_signal().await;
+        process::shutdown_signal().await;
         node.shutdown().await;
         Ok(())
     })

@@ -19,7 +19,6 @@ use centralino_router::config::Config;
 use centralino_router::sim::{self, ClockSource, Report, SimOptions};
 use centralino_router::standalone;
 use clap::{Args, Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 /// Start of the demo day: a Monday at 09:00 in Rome.
 const DEMO_START: &str = "2026-11-23T09:00:00+01:00";
@@ -193,32 +192,8 @@ fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 /// Logs to stderr, filtered by `RUST_LOG` (`default` otherwise); JSON lines when
 /// `CENTRALINO_LOG_FORMAT=json`.
 fn init_logging(default: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
     let json = std::env::var("CENTRALINO_LOG_FORMAT").is_ok_and(|f| f == "json");
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn interrupted() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
+    centralino_agent_node::process::init_logging(json, default);
 }
 
 fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -283,7 +258,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         // SIGINT or SIGTERM stops the day early but still shuts the node down cleanly.
         let report = tokio::select! {
             report = sim::run(options) => Some(report),
-            _ = interrupted() => None,
+            _ = centralino_agent_node::process::shutdown_signal() => None,
         };
         if tokio::time::timeout(SHUTDOWN_TIMEOUT, node.shutdown())
             .await

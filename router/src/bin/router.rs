@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use centralino_agent_node::process;
 use centralino_router::config::Config;
 use centralino_router::{clustered, standalone};
 use clap::Parser;
@@ -36,35 +37,9 @@ struct Args {
     log_format: String,
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(&args.log_format);
+    process::init_logging(args.log_format == "json", "info");
     let mut config = Config::load(args.config.as_deref()).context("loading the configuration")?;
     if let Some(addr) = args.grpc_addr {
         config.node.grpc_addr = addr;
@@ -93,7 +68,7 @@ fn main() -> anyhow::Result<()> {
                 "centralino router {}: gRPC {}",
                 router.node_id, router.grpc_addr
             );
-            shutdown_signal().await;
+            process::shutdown_signal().await;
             tracing::info!("shutting down: handing partitions over");
             if !router.drain().await {
                 bail!("drain budget spent before every partition was handed over");
@@ -107,7 +82,7 @@ fn main() -> anyhow::Result<()> {
             "centralino standalone node: gRPC {} metrics {:?}",
             node.grpc_addr, node.metrics_addr
         );
-        shutdown_signal().await;
+        process::shutdown_signal().await;
         tracing::info!("shutting down");
         node.shutdown().await;
         Ok(())
