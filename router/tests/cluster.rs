@@ -23,7 +23,9 @@ fn cluster_config(endpoints: &[String], node: &str, prefix: &str) -> Config {
     let mut config = common::config("");
     config.cluster.etcd_endpoints = endpoints.to_vec();
     config.cluster.prefix = prefix.to_string();
-    config.cluster.lease_ttl_secs = 2;
+    // The production default: shorter leases make a busy test machine look like a
+    // paused router (renewals late by more than the lease allows).
+    config.cluster.lease_ttl_secs = 3;
     config.cluster.drain_budget_secs = 20;
     config.node.node_id = node.to_string();
     config.node.data_dir = std::env::temp_dir().join(format!(
@@ -171,7 +173,7 @@ fn conversations_route_across_routers_and_survive_a_router_leaving() {
             async move { start_conversation(&mut c, "sales", "it", "cust-1").await }
         })
         .await;
-        let offer = giulia.offer(10).await.expect("offer reaches the agent");
+        let offer = giulia.offer(30).await.expect("offer reaches the agent");
         assert_eq!(offer.conversation_id, started.conversation_id);
         giulia.accept(&offer).await;
         let mut events = common::events(&mut via_b, &started, 0).await;
