@@ -17,14 +17,14 @@ use tokio::sync::mpsc;
 use tonic::Status;
 use tracing::{debug, info};
 
-use crate::clock::SharedClock;
-use crate::config::{ActivePolicy, AgentConfig, DeskConfig, HandoverConfig};
-use crate::link::{
+use crate::metrics as m;
+use centralino_base::clock::SharedClock;
+use centralino_base::config::{ActivePolicy, AgentConfig, DeskConfig, HandoverConfig};
+use centralino_base::shifts::Shifts;
+use centralino_link::{
     Availability, Escalation, OfferAnswer, RejectReason, ReserveOutcome, ReserveRequest,
     RouterLink, TransferTarget,
 };
-use crate::metrics as m;
-use crate::shifts::Shifts;
 
 /// How many answered reservation ids an agent remembers for idempotent retries.
 const REMEMBERED_RESERVATIONS: usize = 256;

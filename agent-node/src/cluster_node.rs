@@ -13,13 +13,13 @@ use centralino_proto::v1::agent_node_internal_server::AgentNodeInternalServer;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
-use crate::clock;
-use crate::config::AgentNodeConfig;
-use crate::etcd::Etcd;
 use crate::gateway::AgentDeskService;
-use crate::membership::{Member, Membership, Role};
 use crate::node::AgentNode;
 use crate::remote::{AvailabilityHub, ClusterLogin, InternalService, RemoteRouters};
+use centralino_base::clock;
+use centralino_base::config::AgentNodeConfig;
+use centralino_membership::etcd::Etcd;
+use centralino_membership::membership::{Member, Membership, Role};
 
 /// A running agent-node.
 pub struct RunningAgentNode {
@@ -44,7 +44,7 @@ pub async fn start(config: AgentNodeConfig) -> Result<RunningAgentNode, String> 
     if !problems.is_empty() {
         return Err(format!("invalid configuration: {}", problems.join("; ")));
     }
-    let id = crate::process::node_id(&config.node.node_id, "agent-node");
+    let id = centralino_base::process::node_id(&config.node.node_id, "agent-node");
     let clock = clock::from_config(&config.clock)?;
     let listener = tokio::net::TcpListener::bind(&config.node.grpc_addr)
         .await

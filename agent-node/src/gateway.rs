@@ -21,8 +21,8 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::info;
 
 use crate::agent::{self, error_event, Action};
-use crate::link::{Escalation, TransferTarget};
 use crate::node::{mailbox_error, AgentNode};
+use centralino_link::{Escalation, TransferTarget};
 
 /// Events buffered per desktop before new ones are dropped (and counted).
 const DESKTOP_BUFFER: usize = 1024;

@@ -2,7 +2,7 @@
 
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 
-use crate::link::OfferAnswer;
+use centralino_link::OfferAnswer;
 
 /// Describes every agent-node metric once per process.
 pub fn describe() {

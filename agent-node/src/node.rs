@@ -12,12 +12,12 @@ use parking_lot::Mutex;
 use tonic::Status;
 
 use crate::agent::{self, AgentActor};
-use crate::clock::SharedClock;
-use crate::config::{AgentConfig, AgentNodeConfig, CannedConfig};
-use crate::link::{
+use centralino_base::clock::SharedClock;
+use centralino_base::config::{AgentConfig, AgentNodeConfig, CannedConfig};
+use centralino_base::shifts::Shifts;
+use centralino_link::{
     AgentNodeLink, Availability, RejectReason, ReserveOutcome, ReserveRequest, RouterLink,
 };
-use crate::shifts::Shifts;
 
 /// What a cluster adds to a login: the agent is claimed for this node (one node per agent)
 /// and gets back the conversations it holds from an earlier session on another node.
@@ -288,6 +288,21 @@ impl AgentNode {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[async_trait]
+impl centralino_link::AgentAdmin for AgentNode {
+    async fn availability(&self) -> Vec<Availability> {
+        AgentNode::availability(self).await
+    }
+
+    fn accounts(&self) -> Vec<AgentConfig> {
+        AgentNode::accounts(self).cloned().collect()
+    }
+
+    async fn set_status(&self, agent_id: &str, status: AgentStatus) -> Result<(), Status> {
+        AgentNode::set_status(self, agent_id, status).await
+    }
 }
 
 /// Maps an actor mailbox failure to a gRPC status.

@@ -2,7 +2,6 @@
 //! reserve agents and hear their availability, the [`RouterLink`] to the routers over gRPC,
 //! and the login rule that an agent is logged in on one agent-node only.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,21 +14,18 @@ use centralino_proto::v1::router_internal_client::RouterInternalClient;
 use centralino_proto::v1::{
     self as pb, AgentConversationsRequest, AvailabilityUpdate, CancelReservationRequest,
     ChatMessage, ConversationEndedRequest, DeliverRequest, LinkRequest, LinkResponse,
-    OfferAnswerKind, ReserveResult,
 };
 use futures::Stream;
-use parking_lot::Mutex;
 use tokio::sync::broadcast;
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 use tracing::{debug, info, warn};
 
-use crate::link::{
-    AgentNodeLink, Availability, Escalation, OfferAnswer, RejectReason, ReserveOutcome,
-    ReserveRequest, RouterLink, TransferTarget,
-};
-use crate::membership::{Membership, Role};
 use crate::node::AgentNode;
+use centralino_link::grpc::*;
+use centralino_link::{
+    AgentNodeLink, Availability, Escalation, OfferAnswer, RouterLink, TransferTarget,
+};
+use centralino_membership::membership::{Membership, Role};
 
 /// How long a call to the routers keeps trying other routers after UNAVAILABLE.
 const ROUTER_RETRY_BUDGET: Duration = Duration::from_secs(20);
@@ -37,205 +33,6 @@ const ROUTER_RETRY_BUDGET: Duration = Duration::from_secs(20);
 const ROUTER_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// Availability updates buffered per watching router before it must re-read everything.
 const AVAILABILITY_BUFFER: usize = 4096;
-
-/// Returns a lazily connecting channel to `addr` (`host:port`).
-pub fn channel(addr: &str) -> Result<Channel, Status> {
-    let uri = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    Ok(Endpoint::from_shared(uri)
-        .map_err(|e| Status::internal(format!("bad node address {addr:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(10))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .connect_lazy())
-}
-
-/// Channels by address, created on first use.
-#[derive(Default)]
-pub struct Channels {
-    map: Mutex<HashMap<String, Channel>>,
-}
-
-impl Channels {
-    /// Returns the channel to `addr`.
-    pub fn get(&self, addr: &str) -> Result<Channel, Status> {
-        let mut map = self.map.lock();
-        if let Some(c) = map.get(addr) {
-            return Ok(c.clone());
-        }
-        let c = channel(addr)?;
-        map.insert(addr.to_string(), c.clone());
-        Ok(c)
-    }
-}
-
-/// Whether a failed call may succeed on another router or a little later.
-pub fn retryable(status: &Status) -> bool {
-    matches!(
-        status.code(),
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
-    )
-}
-
-/// Converts an availability update to its wire form.
-pub fn availability_to_proto(a: &Availability, node_id: &str) -> AvailabilityUpdate {
-    AvailabilityUpdate {
-        agent_id: a.agent_id.clone(),
-        version: a.version,
-        team: a.team.clone(),
-        status: a.status as i32,
-        capacity: a.capacity,
-        load: a.load,
-        skills: a
-            .skills
-            .iter()
-            .map(|(k, v)| (k.clone(), u32::from(*v)))
-            .collect(),
-        idle_since_ms: a.idle_since_ms,
-        display_name: a.display_name.clone(),
-        on_shift: a.on_shift,
-        node_id: node_id.to_string(),
-    }
-}
-
-/// Converts a wire availability update back.
-pub fn availability_from_proto(u: &AvailabilityUpdate) -> Availability {
-    Availability {
-        agent_id: u.agent_id.clone(),
-        version: u.version,
-        team: u.team.clone(),
-        status: pb::AgentStatus::try_from(u.status).unwrap_or(pb::AgentStatus::Offline),
-        capacity: u.capacity,
-        load: u.load,
-        skills: Arc::new(
-            u.skills
-                .iter()
-                .map(|(k, v)| (k.clone(), (*v).min(5) as u8))
-                .collect(),
-        ),
-        idle_since_ms: u.idle_since_ms,
-        display_name: u.display_name.clone(),
-        on_shift: u.on_shift,
-    }
-}
-
-/// Converts a reservation to its wire form.
-pub fn reserve_to_proto(r: ReserveRequest) -> pb::ReserveRequest {
-    pb::ReserveRequest {
-        reservation_id: r.reservation_id,
-        conversation_id: r.conversation_id,
-        agent_id: r.agent_id,
-        department: r.department,
-        language: r.language,
-        customer_display_name: r.customer_display_name,
-        returning_customer: r.returning_customer,
-        visitor: r.visitor,
-        auto_accept: r.auto_accept,
-        started_at_ms: r.started_at_ms,
-        last_summary: r.last_summary,
-        serving_language: r.serving_language,
-        history: r.history,
-        transfer: r.transfer,
-    }
-}
-
-fn reserve_from_proto(r: pb::ReserveRequest) -> ReserveRequest {
-    ReserveRequest {
-        reservation_id: r.reservation_id,
-        conversation_id: r.conversation_id,
-        agent_id: r.agent_id,
-        department: r.department,
-        language: r.language,
-        customer_display_name: r.customer_display_name,
-        returning_customer: r.returning_customer,
-        visitor: r.visitor,
-        auto_accept: r.auto_accept,
-        started_at_ms: r.started_at_ms,
-        last_summary: r.last_summary,
-        serving_language: r.serving_language,
-        history: r.history,
-        transfer: r.transfer,
-    }
-}
-
-/// Converts a reservation outcome to its wire form.
-pub fn outcome_to_proto(o: ReserveOutcome) -> ReserveResult {
-    match o {
-        ReserveOutcome::Held => ReserveResult::Held,
-        ReserveOutcome::Rejected(RejectReason::NotLoggedIn) => ReserveResult::NotLoggedIn,
-        ReserveOutcome::Rejected(RejectReason::NotAvailable) => ReserveResult::NotAvailable,
-        ReserveOutcome::Rejected(RejectReason::Full) => ReserveResult::Full,
-        ReserveOutcome::Rejected(RejectReason::AlreadyHeld) => ReserveResult::AlreadyHeld,
-        ReserveOutcome::Rejected(RejectReason::OffShift) => ReserveResult::OffShift,
-    }
-}
-
-/// Converts a wire reservation outcome back.
-pub fn outcome_from_proto(r: i32) -> ReserveOutcome {
-    match ReserveResult::try_from(r).unwrap_or(ReserveResult::Unspecified) {
-        ReserveResult::Held => ReserveOutcome::Held,
-        ReserveResult::Full => ReserveOutcome::Rejected(RejectReason::Full),
-        ReserveResult::AlreadyHeld => ReserveOutcome::Rejected(RejectReason::AlreadyHeld),
-        ReserveResult::OffShift => ReserveOutcome::Rejected(RejectReason::OffShift),
-        ReserveResult::NotAvailable => ReserveOutcome::Rejected(RejectReason::NotAvailable),
-        ReserveResult::NotLoggedIn | ReserveResult::Unspecified => {
-            ReserveOutcome::Rejected(RejectReason::NotLoggedIn)
-        }
-    }
-}
-
-/// Converts an offer answer to its wire form.
-pub fn answer_to_proto(a: OfferAnswer) -> OfferAnswerKind {
-    match a {
-        OfferAnswer::Accepted => OfferAnswerKind::Accepted,
-        OfferAnswer::Declined => OfferAnswerKind::Declined,
-        OfferAnswer::TimedOut => OfferAnswerKind::TimedOut,
-        OfferAnswer::Revoked => OfferAnswerKind::Revoked,
-    }
-}
-
-/// Converts a wire offer answer back.
-pub fn answer_from_proto(a: i32) -> Result<OfferAnswer, Status> {
-    match OfferAnswerKind::try_from(a).unwrap_or(OfferAnswerKind::Unspecified) {
-        OfferAnswerKind::Accepted => Ok(OfferAnswer::Accepted),
-        OfferAnswerKind::Declined => Ok(OfferAnswer::Declined),
-        OfferAnswerKind::TimedOut => Ok(OfferAnswer::TimedOut),
-        OfferAnswerKind::Revoked => Ok(OfferAnswer::Revoked),
-        OfferAnswerKind::Unspecified => Err(Status::invalid_argument("offer answer missing")),
-    }
-}
-
-/// Converts a transfer target to (kind, target).
-pub fn target_to_proto(t: &TransferTarget) -> (&'static str, String) {
-    match t {
-        TransferTarget::Agent(a) => ("agent", a.clone()),
-        TransferTarget::Department(d) => ("department", d.clone()),
-        TransferTarget::Language(l) => ("language", l.clone()),
-        TransferTarget::Skill(s) => ("skill", s.clone()),
-        TransferTarget::Supervisor => ("supervisor", String::new()),
-    }
-}
-
-/// Converts (kind, target) back to a transfer target.
-pub fn target_from_proto(kind: &str, target: String) -> Result<TransferTarget, Status> {
-    Ok(match kind {
-        "agent" => TransferTarget::Agent(target),
-        "department" => TransferTarget::Department(target),
-        "language" => TransferTarget::Language(target),
-        "skill" => TransferTarget::Skill(target),
-        "supervisor" => TransferTarget::Supervisor,
-        other => {
-            return Err(Status::invalid_argument(format!(
-                "unknown transfer kind {other:?}"
-            )))
-        }
-    })
-}
 
 /// Availability updates of this node's agents, fanned out to every watching router.
 pub struct AvailabilityHub {

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use centralino_agent_node::clock::{self, SharedClock};
-use centralino_agent_node::etcd::Etcd;
-use centralino_agent_node::link::AgentNodeLink;
-use centralino_agent_node::membership::{Member, Membership, Role};
 use centralino_agent_node::node::AgentNode;
-use centralino_agent_node::shifts::Shifts;
+use centralino_base::clock::{self, SharedClock};
+use centralino_base::shifts::Shifts;
+use centralino_link::AgentNodeLink;
+use centralino_membership::etcd::Etcd;
+use centralino_membership::membership::{Member, Membership, Role};
 use centralino_proto::v1::admin_server::AdminServer;
 use centralino_proto::v1::conversation_service_server::ConversationServiceServer;
 use centralino_proto::v1::router_internal_server::RouterInternalServer;
@@ -21,20 +21,20 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
-use crate::archive::Archive;
-use crate::cluster::agents::{run_feed, RemoteAgents};
-use crate::cluster::etcd_store::{EtcdStore, Fences};
-use crate::cluster::group_commit::{GroupCommit, DEFAULT_MAX_DELAY, DEFAULT_MAX_OPS};
-use crate::cluster::partitions::{ClusterView, Partitions};
-use crate::cluster::peer::{ClusterCustomerApi, InternalApi};
-use crate::cluster::{Instrumented, Store};
-use crate::config::Config;
-use crate::dispatch::Dispatch;
-use crate::events::IntegrationLog;
-use crate::hub::{Hub, HubParts, Placement};
-use crate::ingress::AdminApi;
-use crate::metrics;
 use crate::standalone::{install_metrics, StartError, SHUTDOWN_GRACE, TEAM_TICK};
+use centralino_cluster::agents::{run_feed, RemoteAgents};
+use centralino_cluster::etcd_store::{EtcdStore, Fences};
+use centralino_cluster::partitions::{ClusterView, Partitions};
+use centralino_cluster::peer::{ClusterCustomerApi, InternalApi};
+use centralino_core::archive::Archive;
+use centralino_core::config::Config;
+use centralino_core::dispatch::Dispatch;
+use centralino_core::events::IntegrationLog;
+use centralino_core::hub::{Hub, HubParts, Placement};
+use centralino_core::ingress::AdminApi;
+use centralino_core::metrics;
+use centralino_core::store::group_commit::{GroupCommit, DEFAULT_MAX_DELAY, DEFAULT_MAX_OPS};
+use centralino_core::store::{Instrumented, Store};
 
 /// A running clustered router.
 pub struct ClusterRouter {
@@ -63,7 +63,7 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
         return Err(StartError::Config(problems.join("; ")));
     }
     let config = Arc::new(config);
-    let node_id = centralino_agent_node::process::node_id(&config.node.node_id, "router");
+    let node_id = centralino_base::process::node_id(&config.node.node_id, "router");
     let clock = clock::from_config(&config.clock).map_err(StartError::Config)?;
     if !config.node.metrics_addr.is_empty() {
         let addr: SocketAddr = config

@@ -8,10 +8,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::prelude::*;
-use centralino_agent_node::clock::{self, SharedClock};
 use centralino_agent_node::gateway::AgentDeskService;
-use centralino_agent_node::link::AgentNodeLink;
 use centralino_agent_node::node::AgentNode;
+use centralino_base::clock::{self, SharedClock};
+use centralino_link::AgentNodeLink;
 use centralino_proto::v1::admin_server::AdminServer;
 use centralino_proto::v1::agent_desk_server::AgentDeskServer;
 use centralino_proto::v1::conversation_service_server::ConversationServiceServer;
@@ -20,22 +20,22 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
-use crate::archive::{Archive, ArchivedConversation};
-use crate::cluster::embedded::EmbeddedStore;
-use crate::cluster::group_commit::{GroupCommit, DEFAULT_MAX_DELAY, DEFAULT_MAX_OPS};
-use crate::cluster::records::{
+use centralino_core::archive::{Archive, ArchivedConversation};
+use centralino_core::config::Config;
+use centralino_core::conversation::ConversationActor;
+use centralino_core::dispatch::Dispatch;
+use centralino_core::events::IntegrationLog;
+use centralino_core::hub::{Hub, HubParts};
+use centralino_core::ingress::{AdminApi, CustomerApi};
+use centralino_core::metrics;
+use centralino_core::queue::DepartmentQueue;
+use centralino_core::store::embedded::EmbeddedStore;
+use centralino_core::store::group_commit::{GroupCommit, DEFAULT_MAX_DELAY, DEFAULT_MAX_OPS};
+use centralino_core::store::records::{
     conversation_key, decode, messages_prefix, profile_key, ConversationRecord, MessageRecord,
     ProfileRecord, State, CONVERSATIONS,
 };
-use crate::cluster::{Instrumented, MemoryStore, Op, Store};
-use crate::config::Config;
-use crate::conversation::ConversationActor;
-use crate::dispatch::Dispatch;
-use crate::events::IntegrationLog;
-use crate::hub::{Hub, HubParts};
-use crate::ingress::{AdminApi, CustomerApi};
-use crate::metrics;
-use crate::queue::DepartmentQueue;
+use centralino_core::store::{Instrumented, MemoryStore, Op, Store};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +45,7 @@ pub enum StartError {
     Config(String),
     /// The store could not be opened or read.
     #[error("store: {0}")]
-    Store(#[from] crate::cluster::StoreError),
+    Store(#[from] centralino_core::store::StoreError),
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -123,7 +123,7 @@ impl RunningNode {
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
 /// Partitions of the conversation space (cluster mode); a standalone node owns them all.
-pub use crate::cluster::records::PARTITIONS;
+pub use centralino_core::store::records::PARTITIONS;
 /// Simulated time between two updates of the team metrics (shift, duty time).
 pub(crate) const TEAM_TICK: Duration = Duration::from_secs(10);
 

@@ -2,7 +2,7 @@
 //! transcripts of live and archived conversations, read-only watching, forced transfers,
 //! and the admin token on every call.
 
-mod common;
+use centralino_testkit as common;
 
 use std::time::Duration;
 

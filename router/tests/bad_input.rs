@@ -1,6 +1,6 @@
 //! Bad input gets a clear gRPC status and changes nothing (DESIGN.md §6, invariant 7).
 
-mod common;
+use centralino_testkit as common;
 
 use centralino_proto::v1::{
     agent_command, agent_event, AcceptOffer, CloseConversationRequest, ConversationOutcome,

@@ -2,7 +2,7 @@
 //! (DESIGN.md §6, invariant 2), the free slots are all used, and waiting conversations are
 //! assigned as slots free up.
 
-mod common;
+use centralino_testkit as common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};

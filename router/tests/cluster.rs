@@ -3,12 +3,12 @@
 //! loses) its partitions and their conversations continue on the other router.
 //! (Multi-process fault tests with kill -9 and SIGSTOP are in scripts/cluster_faults.py.)
 
-mod common;
+use centralino_testkit as common;
 
 use std::time::Duration;
 
 use centralino_agent_node::cluster_node::{self, RunningAgentNode};
-use centralino_agent_node::etcd::testing::EtcdCluster;
+use centralino_membership::etcd::testing::EtcdCluster;
 use centralino_proto::v1::agent_desk_client::AgentDeskClient;
 use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
 use centralino_proto::v1::{agent_command, agent_event, AgentCommand, Login};
@@ -87,7 +87,7 @@ async fn settled(router: &ClusterRouter) {
         let id = uuid_like();
         let owner = router
             .hub
-            .owner(centralino_router::cluster::records::partition_of(&id));
+            .owner(centralino_core::store::records::partition_of(&id));
         let all = (0..256).all(|p| router.hub.owner(p) != centralino_router::hub::Owner::Unknown);
         if all && owner != centralino_router::hub::Owner::Unknown {
             return;
@@ -101,7 +101,7 @@ async fn settled(router: &ClusterRouter) {
 }
 
 fn uuid_like() -> String {
-    format!("{:x}", rand::random::<u128>())
+    format!("{:x}", uuid::Uuid::new_v4().as_u128())
 }
 
 /// Retries `f` while it fails with UNAVAILABLE (a partition changing owner), up to 15 s.

@@ -2,7 +2,7 @@
 //! last contact (agent, summary, notes) shown with the offer; canned responses by shortcut;
 //! the sensitive-data warning; one rating per conversation; VIP customers first.
 
-mod common;
+use centralino_testkit as common;
 
 use centralino_proto::v1::{
     agent_command, agent_event, conversation_event::Kind, AddNote, FindCanned, MarkSensitive,

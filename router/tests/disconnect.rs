@@ -1,7 +1,7 @@
 //! Agent disconnect grace: an agent whose desktop drops keeps their conversations for
 //! `disconnect_grace_secs`; afterwards they go back to the queue with their original age.
 
-mod common;
+use centralino_testkit as common;
 
 use std::time::Duration;
 

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use centralino_agent_node::etcd::testing::EtcdCluster;
-use centralino_agent_node::etcd::Etcd;
-use centralino_router::cluster::etcd_store::{claim_key, EtcdStore, Fences};
-use centralino_router::cluster::group_commit::GroupCommit;
-use centralino_router::cluster::records::{
+use centralino_cluster::etcd_store::{claim_key, EtcdStore, Fences};
+use centralino_core::store::group_commit::GroupCommit;
+use centralino_core::store::records::{
     conversation_key, message_key, messages_prefix, partition_of, profile_key,
 };
-use centralino_router::cluster::{Op, Store, StoreError};
+use centralino_core::store::{Op, Store, StoreError};
+use centralino_membership::etcd::testing::EtcdCluster;
+use centralino_membership::etcd::Etcd;
 use tokio::sync::{mpsc, watch};
 
 const PREFIX: &str = "/centralino-test";
@@ -263,8 +263,8 @@ async fn group_commit_merges_concurrent_writes_into_few_transactions() {
     let store: Arc<dyn Store> = s.store.clone();
     let commits = GroupCommit::new(
         store,
-        centralino_router::cluster::group_commit::DEFAULT_MAX_OPS,
-        centralino_router::cluster::group_commit::DEFAULT_MAX_DELAY,
+        centralino_core::store::group_commit::DEFAULT_MAX_OPS,
+        centralino_core::store::group_commit::DEFAULT_MAX_DELAY,
         stop,
     );
     let before = revision(&s.etcd).await;

@@ -4,9 +4,9 @@
 //! or are transferred after a grace; holidays and daylight-saving days keep local hours.
 //! The node runs on a simulated clock (60 simulated seconds per wall second).
 
-mod common;
+use centralino_testkit as common;
 
-use centralino_agent_node::config::ActivePolicy;
+use centralino_base::config::ActivePolicy;
 use centralino_proto::v1::{
     agent_command, conversation_event::Kind, ConversationOutcome, Sender, Transfer,
 };

@@ -1,7 +1,7 @@
 //! The integration event stream (CRM, e-mail): lifecycle events with increasing ids,
 //! resumable after the last event seen without loss or duplicates.
 
-mod common;
+use centralino_testkit as common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Offers that are not accepted: timeout and decline free the slot and put the conversation
 //! back in its original place; repeated missed offers set the agent away (DESIGN.md §4).
 
-mod common;
+use centralino_testkit as common;
 
 use std::time::{Duration, Instant};
 

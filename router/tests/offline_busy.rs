@@ -2,7 +2,7 @@
 //! form; a long queue offers alternatives (wait, callback, message); the estimated wait is
 //! streamed as agents free up; a full queue refuses new conversations.
 
-mod common;
+use centralino_testkit as common;
 
 use centralino_proto::v1::{
     conversation_event::Kind, ConversationOutcome, GetTranscriptRequest,

@@ -1,7 +1,7 @@
 //! A clean restart on the embedded store keeps conversations, transcripts, assignments and
 //! customer profiles (DESIGN.md §3 failover, §6 invariants 3, 4 and 6).
 
-mod common;
+use centralino_testkit as common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Event stream resume and idempotent sends (DESIGN.md §6, invariant 4).
 
-mod common;
+use centralino_testkit as common;
 
 use centralino_proto::v1::{agent_event, conversation_event, ConversationEvent};
 use common::*;

@@ -1,6 +1,6 @@
 //! End-to-end routing over gRPC on loopback against a standalone node.
 
-mod common;
+use centralino_testkit as common;
 
 use centralino_proto::v1::{
     agent_command, agent_event, conversation_event, AcceptOffer, AgentClose, AgentSend,

@@ -1,7 +1,7 @@
 //! Skills, languages and routing steps: a conversation is only offered to agents who meet
 //! the requirements of the step it is in (DESIGN.md §6, invariant 5).
 
-mod common;
+use centralino_testkit as common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Sticky same-agent routing: a returning customer goes back to their last agent; when that
 //! agent is full the conversation waits up to `sticky_wait_secs`, then falls back.
 
-mod common;
+use centralino_testkit as common;
 
 use std::time::{Duration, Instant};
 

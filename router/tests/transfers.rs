@@ -2,7 +2,7 @@
 //! keeping the conversation's age, → supervisor; refusals (full agent, unknown target,
 //! ping-pong limit) change nothing; escalation out of chat to a callback or an email.
 
-mod common;
+use centralino_testkit as common;
 
 use centralino_proto::v1::{
     agent_command, agent_event, conversation_event::Kind, transfer::Target, AgentStatus,

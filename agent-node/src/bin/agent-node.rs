@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use centralino_agent_node::config::{load_document, AgentNodeConfig};
-use centralino_agent_node::{cluster_node, process};
+use centralino_agent_node::cluster_node;
+use centralino_base::config::{load_document, AgentNodeConfig};
+use centralino_base::process;
 use clap::Parser;
 
 /// A centralino agent-node.

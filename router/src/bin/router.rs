@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use centralino_agent_node::process;
+use centralino_base::process;
 use centralino_router::config::Config;
 use centralino_router::{clustered, standalone};
 use clap::Parser;

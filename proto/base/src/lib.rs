@@ -1,0 +1,16 @@
+//! centralino's shared base: what routers and agent-nodes both stand on, and neither owns.
+//!
+//! Module map:
+//! - [`clock`]: controllable time (system, simulated, and a manual twin for tests).
+//! - [`schedule`], [`shifts`]: team working hours, time zones, holidays, language fallback.
+//! - [`config`]: the shared part of the configuration file and its loading (TOML plus
+//!   `CENTRALINO_*` overrides).
+//! - [`process`]: logging, signals and node ids, alike in every binary.
+
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod config;
+pub mod process;
+pub mod schedule;
+pub mod shifts;

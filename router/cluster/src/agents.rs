@@ -1,0 +1,306 @@
+//! A clustered router's view of the agent-nodes: reservations and deliveries over gRPC to
+//! the node each agent is logged in on ([`RemoteAgents`]), and the availability streams
+//! every agent-node publishes ([`run_feed`]).
+//!
+//! When an agent-node disappears, its agents count as disconnected. Agents who log in on
+//! another node within the disconnect grace get their conversations back there (the node
+//! asks the routers); for the others, the router returns their conversations to the queues
+//! with their original age when the grace runs out.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use centralino_link::grpc::{
+    availability_from_proto, outcome_from_proto, reserve_to_proto, Channels,
+};
+use centralino_link::{
+    AgentNodeLink, Availability, RejectReason, ReserveOutcome, ReserveRequest, RouterLink,
+};
+use centralino_membership::membership::{Membership, Role};
+use centralino_proto::v1::agent_node_internal_client::AgentNodeInternalClient;
+use centralino_proto::v1::{
+    AgentStatus, CancelReservationRequest, ChatMessage, ConversationEndedRequest,
+    ConversationOutcome, DeliverRequest, Empty,
+};
+use parking_lot::RwLock;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::Status;
+use tracing::{debug, info, warn};
+
+use centralino_core::conversation::{GetRecord, Release};
+use centralino_core::dispatch::Dispatch;
+use centralino_core::hub::Hub;
+use centralino_core::metrics as m;
+use centralino_core::store::records::State;
+
+/// What the router knows of one agent.
+#[derive(Debug, Clone)]
+struct Seen {
+    node: String,
+    last: Availability,
+    /// Since when the agent's node is gone.
+    orphaned: Option<Instant>,
+}
+
+/// [`AgentNodeLink`] over gRPC to the agent-nodes.
+pub struct RemoteAgents {
+    membership: Arc<Membership>,
+    channels: Channels,
+    agents: RwLock<HashMap<String, Seen>>,
+}
+
+impl RemoteAgents {
+    /// Returns the link.
+    pub fn new(membership: Arc<Membership>) -> Arc<Self> {
+        Arc::new(Self {
+            membership,
+            channels: Channels::default(),
+            agents: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Returns a client of the node `agent_id` is logged in on.
+    fn client(&self, agent_id: &str) -> Result<Option<AgentNodeInternalClient<Channel>>, Status> {
+        let node = match self.agents.read().get(agent_id) {
+            Some(seen) if seen.orphaned.is_none() => seen.node.clone(),
+            _ => return Ok(None),
+        };
+        let Some(member) = self
+            .membership
+            .with_role(Role::AgentNode)
+            .into_iter()
+            .find(|m| m.id == node)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(AgentNodeInternalClient::new(
+            self.channels.get(&member.addr)?,
+        )))
+    }
+}
+
+#[async_trait]
+impl AgentNodeLink for RemoteAgents {
+    async fn reserve(&self, request: ReserveRequest) -> Result<ReserveOutcome, Status> {
+        let Some(mut client) = self.client(&request.agent_id)? else {
+            return Ok(ReserveOutcome::Rejected(RejectReason::NotLoggedIn));
+        };
+        let r = client.reserve(reserve_to_proto(request)).await?;
+        Ok(outcome_from_proto(r.into_inner().result))
+    }
+
+    async fn cancel_reservation(&self, agent_id: &str, reservation_id: &str) -> Result<(), Status> {
+        if let Some(mut client) = self.client(agent_id)? {
+            client
+                .cancel_reservation(CancelReservationRequest {
+                    agent_id: agent_id.to_string(),
+                    reservation_id: reservation_id.to_string(),
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn deliver(
+        &self,
+        agent_id: &str,
+        conversation_id: &str,
+        message: ChatMessage,
+    ) -> Result<(), Status> {
+        let mut client = self
+            .client(agent_id)?
+            .ok_or_else(|| Status::not_found("agent is not on any agent-node"))?;
+        client
+            .deliver(DeliverRequest {
+                agent_id: agent_id.to_string(),
+                conversation_id: conversation_id.to_string(),
+                message: Some(message),
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn conversation_ended(
+        &self,
+        agent_id: &str,
+        conversation_id: &str,
+        outcome: ConversationOutcome,
+    ) -> Result<(), Status> {
+        if let Some(mut client) = self.client(agent_id)? {
+            client
+                .conversation_ended(ConversationEndedRequest {
+                    agent_id: agent_id.to_string(),
+                    conversation_id: conversation_id.to_string(),
+                    outcome: outcome as i32,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Follows the availability stream of every agent-node, handles agent-nodes that go away,
+/// and keeps the member gauges; runs until `stop` turns true.
+pub async fn run_feed(
+    agents: Arc<RemoteAgents>,
+    dispatch: Arc<Dispatch>,
+    hub: Arc<Hub>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut members = agents.membership.members();
+    let mut streams: HashMap<String, (String, JoinHandle<()>)> = HashMap::new();
+    let grace = hub
+        .clock
+        .wall(Duration::from_secs(hub.config.desk.disconnect_grace_secs));
+    loop {
+        let nodes: HashMap<String, String> = agents
+            .membership
+            .with_role(Role::AgentNode)
+            .into_iter()
+            .map(|m| (m.id, m.addr))
+            .collect();
+        let routers = agents.membership.with_role(Role::Router).len();
+        m::cluster_members(routers, nodes.len());
+        // Nodes gone (or moved to another address): stop their streams, orphan their agents.
+        let gone: Vec<String> = streams
+            .iter()
+            .filter(|(id, (addr, _))| nodes.get(*id) != Some(addr))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            if let Some((_, task)) = streams.remove(&id) {
+                task.abort();
+            }
+            orphan(&agents, &dispatch, &id);
+        }
+        for (id, addr) in &nodes {
+            if !streams.contains_key(id) {
+                let task = tokio::spawn(follow(
+                    agents.clone(),
+                    dispatch.clone(),
+                    id.clone(),
+                    addr.clone(),
+                ));
+                streams.insert(id.clone(), (addr.clone(), task));
+            }
+        }
+        release_orphans(&agents, &hub, grace).await;
+        tokio::select! {
+            _ = members.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    for (_, (_, task)) in streams {
+        task.abort();
+    }
+}
+
+/// Streams one agent-node's availability into the queues, reconnecting after errors.
+async fn follow(agents: Arc<RemoteAgents>, dispatch: Arc<Dispatch>, node: String, addr: String) {
+    loop {
+        let stream = match agents.channels.get(&addr) {
+            Ok(channel) => AgentNodeInternalClient::new(channel)
+                .watch_availability(Empty {})
+                .await
+                .map(tonic::Response::into_inner),
+            Err(e) => Err(e),
+        };
+        match stream {
+            Ok(mut stream) => loop {
+                match stream.message().await {
+                    Ok(Some(update)) => {
+                        let a = availability_from_proto(&update);
+                        agents.agents.write().insert(
+                            a.agent_id.clone(),
+                            Seen {
+                                node: update.node_id.clone(),
+                                last: a.clone(),
+                                orphaned: None,
+                            },
+                        );
+                        dispatch.availability(a);
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        debug!(%node, %status, "availability stream ended");
+                        break;
+                    }
+                }
+            },
+            Err(status) => debug!(%node, %status, "cannot watch an agent-node's availability"),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The agents of a node that went away count as disconnected from now on.
+fn orphan(agents: &RemoteAgents, dispatch: &Dispatch, node: &str) {
+    let mut updates = Vec::new();
+    {
+        let mut seen = agents.agents.write();
+        for s in seen.values_mut() {
+            if s.node == node && s.orphaned.is_none() {
+                s.orphaned = Some(Instant::now());
+                s.last.version += 1;
+                s.last.status = AgentStatus::Disconnected;
+                updates.push(s.last.clone());
+            }
+        }
+    }
+    info!(%node, agents = updates.len(), "cluster: agent-node gone, its agents are disconnected");
+    for update in updates {
+        dispatch.availability(update);
+    }
+}
+
+/// Returns the conversations of agents whose node is gone for longer than the grace to
+/// their queues (they did not log in anywhere else).
+async fn release_orphans(agents: &RemoteAgents, hub: &Arc<Hub>, grace: Duration) {
+    let expired: Vec<String> = agents
+        .agents
+        .read()
+        .iter()
+        .filter(|(_, s)| s.orphaned.is_some_and(|t| t.elapsed() >= grace))
+        .map(|(id, _)| id.clone())
+        .collect();
+    if expired.is_empty() {
+        return;
+    }
+    for id in &expired {
+        if let Some(s) = agents.agents.write().get_mut(id) {
+            s.orphaned = None;
+            s.node = String::new();
+        }
+    }
+    let mut released = 0;
+    for actor in hub.all_conversations() {
+        let Ok(rec) = actor.send(GetRecord).await else {
+            continue;
+        };
+        let Some(agent) = rec
+            .agent_id
+            .filter(|a| rec.state == State::Assigned && expired.contains(a))
+        else {
+            continue;
+        };
+        match actor
+            .send(Release {
+                agent_id: agent.clone(),
+                reason: "agent-node lost".to_string(),
+            })
+            .await
+        {
+            Ok(Ok(())) => released += 1,
+            Ok(Err(status)) => warn!(%agent, %status, "cannot release a conversation"),
+            Err(e) => warn!(%agent, error = %e, "cannot release a conversation"),
+        }
+    }
+    info!(
+        agents = expired.len(),
+        released, "cluster: disconnect grace over for agents of a lost agent-node"
+    );
+}

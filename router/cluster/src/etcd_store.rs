@@ -1,0 +1,409 @@
+//! The cluster's durable [`Store`]: records in etcd, writes fenced by partition claims.
+//!
+//! A router writes a partition's records only while it holds the partition's claim key
+//! (`<prefix>/claims/<partition>`); the claim's create_revision is the fencing token. Every
+//! transaction compares the tokens of the partitions it writes, so a router that lost a
+//! claim (another router deleted and re-created it) cannot overwrite the new owner's
+//! records: its writers get [`StoreError::Fenced`] and the partition is reported lost.
+//!
+//! Records live under `<prefix>/data/<key>`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use centralino_membership::etcd::{Compare, Etcd, TxnOp};
+use metrics::counter;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use centralino_core::store::records::partition_of_key;
+use centralino_core::store::{Op, Store, StoreError};
+
+/// etcd's default `--max-txn-ops`: the limit for the compares and, separately, the
+/// operations of one transaction.
+pub const MAX_TXN_OPS: usize = 128;
+/// Rounds of a batch whose compares failed without a claim found lost (a claim re-taken
+/// while the batch was in flight) before the batch gives up.
+const MAX_FENCE_ROUNDS: usize = 5;
+/// Metric: writers refused because their router no longer holds a partition.
+const FENCED_WRITES: &str = "centralino_cluster_fenced_writes_total";
+
+/// Returns the claim key of `partition`.
+pub fn claim_key(prefix: &str, partition: u32) -> String {
+    format!("{prefix}/claims/{partition:03}")
+}
+
+/// Partition claims this router holds: partition → create_revision of its claim key (the
+/// fencing token).
+pub struct Fences {
+    tokens: Mutex<BTreeMap<u32, i64>>,
+    lost: mpsc::UnboundedSender<u32>,
+}
+
+impl Fences {
+    /// Returns empty fences and the receiver of partitions found lost by a refused write.
+    pub fn new() -> (Arc<Fences>, mpsc::UnboundedReceiver<u32>) {
+        let (lost, rx) = mpsc::unbounded_channel();
+        let fences = Fences {
+            tokens: Mutex::new(BTreeMap::new()),
+            lost,
+        };
+        (Arc::new(fences), rx)
+    }
+
+    /// Records that this router holds `partition` with fencing token `token`.
+    pub fn hold(&self, partition: u32, token: i64) {
+        self.tokens.lock().insert(partition, token);
+    }
+
+    /// Forgets `partition`.
+    pub fn release(&self, partition: u32) {
+        self.tokens.lock().remove(&partition);
+    }
+
+    /// Returns the fencing token of `partition` if this router holds it.
+    pub fn token(&self, partition: u32) -> Option<i64> {
+        self.tokens.lock().get(&partition).copied()
+    }
+
+    /// Returns the partitions this router holds, sorted.
+    pub fn held(&self) -> Vec<u32> {
+        self.tokens.lock().keys().copied().collect()
+    }
+
+    /// Forgets `partition` if it is still held with `token` (not re-claimed meanwhile) and
+    /// reports it lost.
+    fn lose(&self, partition: u32, token: i64) {
+        let mut tokens = self.tokens.lock();
+        if tokens.get(&partition) == Some(&token) {
+            tokens.remove(&partition);
+            drop(tokens);
+            warn!(partition, token, "partition claim lost");
+            let _ = self.lost.send(partition);
+        }
+    }
+}
+
+/// [`Store`] over etcd, fencing partitioned writes with the claims in [`Fences`].
+pub struct EtcdStore {
+    etcd: Etcd,
+    prefix: String,
+    data: String,
+    fences: Arc<Fences>,
+}
+
+/// The writes of one writer, as etcd sees them.
+struct Writer {
+    /// Position in the batch.
+    index: usize,
+    /// Partitions it writes, sorted.
+    partitions: BTreeSet<u32>,
+    /// Final puts (key under the data prefix → value).
+    puts: BTreeMap<String, Vec<u8>>,
+    /// Deleted keys.
+    deletes: BTreeSet<String>,
+    /// Deleted prefixes.
+    prefixes: Vec<String>,
+}
+
+impl Writer {
+    fn ops(&self) -> usize {
+        self.puts.len() + self.deletes.len() + self.prefixes.len()
+    }
+
+    /// Returns whether `key` is deleted by this writer.
+    fn deletes_key(&self, key: &str) -> bool {
+        self.deletes.contains(key) || self.prefixes.iter().any(|p| key.starts_with(p.as_str()))
+    }
+
+    fn txn_ops(&self) -> impl Iterator<Item = TxnOp> + '_ {
+        let deletes = self
+            .deletes
+            .iter()
+            .map(|key| TxnOp::Delete { key: key.clone() });
+        let prefixes = self.prefixes.iter().map(|prefix| TxnOp::DeletePrefix {
+            prefix: prefix.clone(),
+        });
+        let puts = self.puts.iter().map(|(key, value)| TxnOp::Put {
+            key: key.clone(),
+            value: value.clone(),
+            lease: None,
+        });
+        deletes.chain(prefixes).chain(puts)
+    }
+}
+
+/// Writers applied in one etcd transaction. etcd refuses a transaction that puts a key
+/// twice or puts a key it also deletes, so such writers go to the next group.
+#[derive(Default)]
+struct Group {
+    writers: Vec<Writer>,
+}
+
+impl Group {
+    fn ops(&self) -> usize {
+        self.writers.iter().map(Writer::ops).sum()
+    }
+
+    fn partitions(&self) -> BTreeSet<u32> {
+        self.writers
+            .iter()
+            .flat_map(|w| w.partitions.iter().copied())
+            .collect()
+    }
+
+    /// Returns whether `writer` can join without breaking etcd's limits or its rule
+    /// against a key written twice.
+    fn admits(&self, writer: &Writer) -> bool {
+        if self.writers.is_empty() {
+            return true;
+        }
+        let mut partitions = self.partitions();
+        partitions.extend(writer.partitions.iter().copied());
+        if self.ops() + writer.ops() > MAX_TXN_OPS || partitions.len() > MAX_TXN_OPS {
+            return false;
+        }
+        self.writers.iter().all(|member| {
+            let clash = |a: &Writer, b: &Writer| {
+                a.puts
+                    .keys()
+                    .any(|key| b.puts.contains_key(key) || b.deletes_key(key))
+            };
+            !clash(writer, member) && !clash(member, writer)
+        })
+    }
+}
+
+impl EtcdStore {
+    /// Returns a store keeping records under `<prefix>/data/` and fencing writes with the
+    /// claims under `<prefix>/claims/` held in `fences`.
+    pub fn new(etcd: Etcd, prefix: &str, fences: Arc<Fences>) -> Self {
+        let prefix = prefix.trim_end_matches('/').to_string();
+        Self {
+            etcd,
+            data: format!("{prefix}/data/"),
+            prefix,
+            fences,
+        }
+    }
+
+    /// Returns the fences the store writes under.
+    pub fn fences(&self) -> &Arc<Fences> {
+        &self.fences
+    }
+
+    /// Returns a writer's ops as etcd writes, in their final effect (a later put of a key
+    /// replaces an earlier one, a delete drops an earlier put of the key).
+    fn writer(&self, index: usize, ops: Vec<Op>) -> Result<Writer, StoreError> {
+        let mut writer = Writer {
+            index,
+            partitions: BTreeSet::new(),
+            puts: BTreeMap::new(),
+            deletes: BTreeSet::new(),
+            prefixes: Vec::new(),
+        };
+        for op in ops {
+            let record_key = match &op {
+                Op::Put(key, _) | Op::Delete(key) | Op::DeletePrefix(key) => key,
+            };
+            writer.partitions.extend(partition_of_key(record_key));
+            match op {
+                Op::Put(key, value) => {
+                    let key = format!("{}{key}", self.data);
+                    if writer.prefixes.iter().any(|p| key.starts_with(p.as_str())) {
+                        return Err(StoreError::Backend(format!(
+                            "{key}: etcd cannot put a key under a prefix deleted in the same transaction"
+                        )));
+                    }
+                    writer.deletes.remove(&key);
+                    writer.puts.insert(key, value);
+                }
+                Op::Delete(key) => {
+                    let key = format!("{}{key}", self.data);
+                    writer.puts.remove(&key);
+                    writer.deletes.insert(key);
+                }
+                Op::DeletePrefix(prefix) => {
+                    let prefix = format!("{}{prefix}", self.data);
+                    writer
+                        .puts
+                        .retain(|key, _| !key.starts_with(prefix.as_str()));
+                    writer.prefixes.push(prefix);
+                }
+            }
+        }
+        Ok(writer)
+    }
+
+    /// Applies the writers of `group` in one transaction, dropping writers of lost
+    /// partitions and retrying the rest; fills their entries of `results`.
+    async fn commit_group(&self, group: Group, results: &mut [Option<Result<(), StoreError>>]) {
+        let mut writers = group.writers;
+        let mut rounds = 0;
+        while !writers.is_empty() {
+            // Tokens are read now: a partition may have been released since the batch began.
+            let mut tokens = BTreeMap::new();
+            writers.retain(|w| match self.tokens_of(w, &mut tokens) {
+                Ok(()) => true,
+                Err(partition) => {
+                    counter!(FENCED_WRITES).increment(1);
+                    results[w.index] = Some(Err(StoreError::Fenced(partition)));
+                    false
+                }
+            });
+            if writers.is_empty() {
+                return;
+            }
+            let compares = tokens
+                .iter()
+                .map(|(partition, token)| Compare::CreateRevision {
+                    key: claim_key(&self.prefix, *partition),
+                    revision: *token,
+                })
+                .collect();
+            let ops = writers.iter().flat_map(Writer::txn_ops).collect();
+            let failure = match self.etcd.txn(compares, ops).await {
+                Ok(true) => {
+                    for w in &writers {
+                        results[w.index] = Some(Ok(()));
+                    }
+                    return;
+                }
+                // `release_lost` releases the lost partitions: the next round refuses
+                // their writers and retries the others.
+                Ok(false) => match self.release_lost(&tokens).await {
+                    Ok(_) if rounds < MAX_FENCE_ROUNDS => {
+                        rounds += 1;
+                        continue;
+                    }
+                    Ok(_) => StoreError::Backend("fencing compares keep failing".into()),
+                    Err(e) => e,
+                },
+                Err(e) => StoreError::Backend(e.to_string()),
+            };
+            for w in &writers {
+                results[w.index] = Some(Err(failure.clone()));
+            }
+            return;
+        }
+    }
+
+    /// Adds the tokens of `writer`'s partitions to `tokens`; returns the first partition
+    /// this router does not hold.
+    fn tokens_of(&self, writer: &Writer, tokens: &mut BTreeMap<u32, i64>) -> Result<(), u32> {
+        for &partition in &writer.partitions {
+            match self.fences.token(partition) {
+                Some(token) => {
+                    tokens.insert(partition, token);
+                }
+                None => return Err(partition),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the claims after a refused transaction and releases the partitions whose
+    /// claim no longer carries this router's token; returns how many it released (none when
+    /// the claims changed back meanwhile or `hold` replaced a token).
+    async fn release_lost(&self, tokens: &BTreeMap<u32, i64>) -> Result<usize, StoreError> {
+        let claims = format!("{}/claims/", self.prefix);
+        let (kvs, _) = self
+            .etcd
+            .get_prefix(&claims)
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let current: BTreeMap<&str, i64> = kvs
+            .iter()
+            .map(|kv| (kv.key.as_str(), kv.create_revision))
+            .collect();
+        let mut released = 0;
+        for (&partition, &token) in tokens {
+            let key = claim_key(&self.prefix, partition);
+            if current.get(key.as_str()) != Some(&token) {
+                self.fences.lose(partition, token);
+                released += 1;
+            }
+        }
+        Ok(released)
+    }
+
+    fn data_key(&self, key: &str) -> String {
+        format!("{}{key}", self.data)
+    }
+}
+
+#[async_trait]
+impl Store for EtcdStore {
+    async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.apply_batch(vec![ops])
+            .await
+            .pop()
+            .unwrap_or(Err(StoreError::Backend("missing result".into())))
+    }
+
+    async fn apply_batch(&self, batch: Vec<Vec<Op>>) -> Vec<Result<(), StoreError>> {
+        let mut results: Vec<Option<Result<(), StoreError>>> = vec![None; batch.len()];
+        let mut groups: Vec<Group> = vec![Group::default()];
+        for (index, ops) in batch.into_iter().enumerate() {
+            let writer = match self.writer(index, ops) {
+                Ok(writer) => writer,
+                Err(e) => {
+                    results[index] = Some(Err(e));
+                    continue;
+                }
+            };
+            if writer.ops() == 0 {
+                results[index] = Some(Ok(()));
+                continue;
+            }
+            if let Some(&partition) = writer
+                .partitions
+                .iter()
+                .find(|p| self.fences.token(**p).is_none())
+            {
+                counter!(FENCED_WRITES).increment(1);
+                results[index] = Some(Err(StoreError::Fenced(partition)));
+                continue;
+            }
+            match groups.last_mut() {
+                Some(group) if group.admits(&writer) => group.writers.push(writer),
+                _ => groups.push(Group {
+                    writers: vec![writer],
+                }),
+            }
+        }
+        // Groups commit in order, so a later write of a key lands after an earlier one.
+        for group in groups {
+            self.commit_group(group, &mut results).await;
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(StoreError::Backend("write not applied".into()))))
+            .collect()
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.etcd
+            .get(&self.data_key(key))
+            .await
+            .map(|kv| kv.map(|kv| kv.value))
+            .map_err(|e| StoreError::Backend(e.to_string()))
+    }
+
+    async fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let (kvs, _) = self
+            .etcd
+            .get_prefix(&self.data_key(prefix))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(kvs
+            .into_iter()
+            .filter_map(|kv| {
+                let key = kv.key.strip_prefix(self.data.as_str())?.to_string();
+                Some((key, kv.value))
+            })
+            .collect())
+    }
+}

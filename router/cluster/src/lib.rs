@@ -1,0 +1,17 @@
+//! centralino cluster mode for routers: what a router needs to be one of many.
+//!
+//! Module map:
+//! - [`partitions`]: rendezvous placement over live routers, partition claims in etcd
+//!   (fencing tokens), adoption and hand-over of a partition's conversations and queues.
+//! - [`etcd_store`]: the `Store` of cluster mode, every write fenced by its partitions' claims.
+//! - [`peer`]: the `RouterInternal` service and forwarding of customer and agent-node calls
+//!   to a partition's owner.
+//! - [`agents`]: the agent-nodes seen from a router: reservations over gRPC, availability
+//!   feeds, login claims.
+
+#![forbid(unsafe_code)]
+
+pub mod agents;
+pub mod etcd_store;
+pub mod partitions;
+pub mod peer;

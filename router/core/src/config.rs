@@ -1,0 +1,462 @@
+//! The node's configuration: one TOML file, every key overridable by `CENTRALINO_*`
+//! environment variables (see [`centralino_base::config::load_document`]).
+//!
+//! A commented example describing an Italian web shop is in
+//! `deploy/config/centralino.example.toml`; it is also built into the binaries as the
+//! default configuration.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use std::collections::BTreeMap;
+
+use centralino_base::config::{
+    load_document, AgentConfig, AgentNodeConfig, CannedConfig, ClockConfig, DeskConfig,
+    HandoverConfig, LanguagesConfig, TeamConfig,
+};
+use serde::{Deserialize, Serialize};
+
+/// The example configuration shipped with the project (used when no file is given).
+pub const EXAMPLE_CONFIG: &str = include_str!("../../../deploy/config/centralino.example.toml");
+
+/// Whole-node configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Addresses, data directory, admin token.
+    pub node: NodeConfig,
+    /// Cluster mode: etcd, leases, drain.
+    pub cluster: centralino_base::config::ClusterConfig,
+    /// Size limits of requests and queues.
+    pub limits: LimitsConfig,
+    /// Sticky routing and other cross-department routing settings.
+    pub routing: RoutingConfig,
+    /// Departments with their queues and routing steps.
+    pub departments: Vec<DepartmentConfig>,
+    /// Rules on the visitor context (e.g. checkout page → sales, high priority).
+    pub rules: Vec<RuleConfig>,
+    /// Simulation or system clock.
+    pub clock: ClockConfig,
+    /// Offer, wrap-up and disconnect timers.
+    pub desk: DeskConfig,
+    /// Teams.
+    pub teams: Vec<TeamConfig>,
+    /// Agents and their credentials.
+    pub agents: Vec<AgentConfig>,
+    /// Language fallback chains.
+    pub languages: LanguagesConfig,
+    /// Shift-end handover of active conversations.
+    pub handover: HandoverConfig,
+    /// Canned responses.
+    pub canned: Vec<CannedConfig>,
+    /// Customer-facing message templates per language (built-in it and en by default).
+    pub templates: BTreeMap<String, Templates>,
+}
+
+/// Customer-facing texts of one language. `{name}`, `{reopens}`, `{language}`, `{wait}`
+/// and `{to}` are replaced.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Templates {
+    /// Greeting for returning customers.
+    pub welcome_back: Option<String>,
+    /// The customer's language team closed; the conversation continues in `{language}`.
+    pub handover: Option<String>,
+    /// Nobody can answer now.
+    pub offline: Option<String>,
+    /// Everybody is busy or the queue is long.
+    pub busy: Option<String>,
+    /// The conversation moves on to `{to}`.
+    pub transferred: Option<String>,
+    /// Do not type sensitive data.
+    pub sensitive: Option<String>,
+}
+
+/// Where the node listens and keeps its data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// gRPC listen address (customer, agent and admin APIs, health, reflection).
+    pub grpc_addr: String,
+    /// Prometheus `/metrics` listen address; empty disables it.
+    pub metrics_addr: String,
+    /// Directory of the embedded store and the transcript archive.
+    pub data_dir: PathBuf,
+    /// Bearer token of the admin API.
+    pub admin_token: String,
+    /// Actor threads (0 = one per core).
+    pub actor_threads: usize,
+    /// Name of this process in the cluster (default: host name, else a random id).
+    pub node_id: String,
+    /// Address other nodes dial (default: `grpc_addr`).
+    pub advertise_addr: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: "127.0.0.1:50051".to_string(),
+            metrics_addr: "127.0.0.1:9464".to_string(),
+            data_dir: PathBuf::from("data/centralino"),
+            admin_token: String::new(),
+            actor_threads: 0,
+            node_id: String::new(),
+            advertise_addr: String::new(),
+        }
+    }
+}
+
+/// Limits on what clients may send and on queue sizes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Longest message text, in bytes.
+    pub max_message_bytes: usize,
+    /// Longest id or name field, in bytes.
+    pub max_field_bytes: usize,
+    /// Most conversations waiting in one department queue.
+    pub max_queue_length: usize,
+    /// Most messages in one transcript.
+    pub max_transcript_messages: usize,
+    /// Most live conversations on the node.
+    pub max_live_conversations: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4096,
+            max_field_bytes: 256,
+            max_queue_length: 1000,
+            max_transcript_messages: 500,
+            max_live_conversations: 200_000,
+        }
+    }
+}
+
+/// Routing settings shared by all departments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// How long a customer stays bound to their last agent (seconds; default 7 days).
+    pub sticky_window_secs: u64,
+    /// How long a returning customer waits for their last agent when that agent is full.
+    pub sticky_wait_secs: u64,
+    /// How long a closed conversation still accepts a rating (seconds).
+    pub rating_window_secs: u64,
+    /// Service-level threshold for metrics and reports (seconds).
+    pub service_level_secs: u64,
+    /// Most transfers of one conversation (stops ping-pong).
+    pub max_transfers: u32,
+    /// Skill that marks supervisors (transfer target "supervisor").
+    pub supervisor_skill: String,
+    /// From this queue position on, the customer is offered alternatives to waiting.
+    pub busy_queue_length: u32,
+    /// From this estimated wait (seconds) on, the customer is offered alternatives.
+    pub busy_wait_secs: u64,
+    /// A customer coming back within this time after a completed conversation counts as a
+    /// re-contact (seconds; default 7 days).
+    pub recontact_window_secs: u64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            sticky_window_secs: 7 * 24 * 3600,
+            sticky_wait_secs: 60,
+            rating_window_secs: 600,
+            service_level_secs: 20,
+            max_transfers: 3,
+            supervisor_skill: "supervisor".to_string(),
+            busy_queue_length: 20,
+            busy_wait_secs: 600,
+            recontact_window_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// A department with its queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DepartmentConfig {
+    /// Name used by clients, e.g. `sales`.
+    pub name: String,
+    /// Name shown to people, e.g. `Vendite`.
+    pub display_name: String,
+    /// Skill an agent needs to serve it; the department name when empty.
+    pub skill: String,
+    /// How to pick among qualified agents.
+    pub strategy: Strategy,
+    /// Assign without waiting for the agent's accept.
+    pub auto_accept: bool,
+    /// Routing steps, by time waited; an empty list means one step with proficiency ≥ 1.
+    pub steps: Vec<StepConfig>,
+}
+
+impl Default for DepartmentConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            display_name: String::new(),
+            skill: String::new(),
+            strategy: Strategy::LongestIdle,
+            auto_accept: false,
+            steps: Vec::new(),
+        }
+    }
+}
+
+impl DepartmentConfig {
+    /// Returns the skill agents need for this department.
+    pub fn skill(&self) -> &str {
+        if self.skill.is_empty() {
+            &self.name
+        } else {
+            &self.skill
+        }
+    }
+}
+
+/// Agent selection strategy of a department.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// The agent idle for the longest time (default).
+    #[default]
+    LongestIdle,
+    /// The agent with the lowest load relative to capacity.
+    LeastLoaded,
+    /// The agent with the highest proficiency in the department's skill.
+    MostSkilled,
+}
+
+/// One routing step: from `after_secs` of waiting on, these requirements hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StepConfig {
+    /// Seconds waited from which this step applies.
+    pub after_secs: u64,
+    /// Minimum proficiency in the department skill and the language skill.
+    pub min_proficiency: u8,
+    /// Move the conversation to this department (keeping its age) when the step begins.
+    pub overflow_to: Option<String>,
+}
+
+impl Default for StepConfig {
+    fn default() -> Self {
+        Self {
+            after_secs: 0,
+            min_proficiency: 1,
+            overflow_to: None,
+        }
+    }
+}
+
+/// A rule on the visitor context.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Matches when the current page contains this text.
+    pub page_contains: String,
+    /// Department to route to.
+    pub department: Option<String>,
+    /// Priority to give (`normal`, `high`, `vip`).
+    pub priority: Option<PriorityName>,
+}
+
+/// Priority class names in the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriorityName {
+    /// Normal.
+    Normal,
+    /// High (e.g. customers at checkout).
+    High,
+    /// VIP customers.
+    Vip,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// File path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax, unknown keys, wrong types or bad environment overrides.
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    /// Values that do not fit together.
+    #[error("invalid configuration:\n  {}", .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+impl Config {
+    /// Loads the file at `path` (the built-in example when `None`), applies `CENTRALINO_*`
+    /// environment overrides and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?,
+            None => EXAMPLE_CONFIG.to_string(),
+        };
+        Self::from_toml(&text, std::env::vars())
+    }
+
+    /// Parses `text`, applies the overrides in `env` and validates the result.
+    pub fn from_toml(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let doc = load_document(Some(text), env).map_err(ConfigError::Parse)?;
+        let config: Config = toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Returns the agent-node part of this configuration.
+    pub fn agent_node(&self) -> AgentNodeConfig {
+        AgentNodeConfig {
+            clock: self.clock.clone(),
+            desk: self.desk.clone(),
+            teams: self.teams.clone(),
+            agents: self.agents.clone(),
+            languages: self.languages.clone(),
+            handover: self.handover.clone(),
+            canned: self.canned.clone(),
+            cluster: self.cluster.clone(),
+            node: centralino_base::config::ProcessConfig {
+                grpc_addr: self.node.grpc_addr.clone(),
+                metrics_addr: self.node.metrics_addr.clone(),
+                node_id: self.node.node_id.clone(),
+                advertise_addr: self.node.advertise_addr.clone(),
+                actor_threads: self.node.actor_threads,
+            },
+        }
+    }
+
+    /// Returns the department called `name`.
+    pub fn department(&self, name: &str) -> Option<&DepartmentConfig> {
+        self.departments.iter().find(|d| d.name == name)
+    }
+
+    /// Returns the languages some team serves.
+    pub fn languages(&self) -> BTreeSet<&str> {
+        self.teams.iter().map(|t| t.language.as_str()).collect()
+    }
+
+    /// Returns a list of problems (empty when the configuration is valid).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = self.agent_node().problems();
+        if self.departments.is_empty() {
+            problems.push("at least one department is required".to_string());
+        }
+        let mut names = BTreeSet::new();
+        for d in &self.departments {
+            if d.name.trim().is_empty() {
+                problems.push("a department has an empty name".to_string());
+            }
+            if !names.insert(d.name.as_str()) {
+                problems.push(format!("department {:?} is configured twice", d.name));
+            }
+            let mut last = None;
+            for step in &d.steps {
+                if !(1..=5).contains(&step.min_proficiency) {
+                    problems.push(format!(
+                        "department {:?}: step min_proficiency must be 1..=5",
+                        d.name
+                    ));
+                }
+                if last.is_some_and(|l| step.after_secs <= l) {
+                    problems.push(format!(
+                        "department {:?}: steps must have increasing after_secs",
+                        d.name
+                    ));
+                }
+                last = Some(step.after_secs);
+                if let Some(target) = &step.overflow_to {
+                    if target == &d.name {
+                        problems.push(format!("department {:?} overflows to itself", d.name));
+                    }
+                }
+            }
+        }
+        for d in &self.departments {
+            for step in &d.steps {
+                if let Some(target) = &step.overflow_to {
+                    if !names.contains(target.as_str()) {
+                        problems.push(format!(
+                            "department {:?}: overflow_to unknown department {target:?}",
+                            d.name
+                        ));
+                    }
+                }
+            }
+        }
+        for rule in &self.rules {
+            if rule.page_contains.is_empty() {
+                problems.push("a rule has an empty page_contains".to_string());
+            }
+            if let Some(dept) = &rule.department {
+                if !names.contains(dept.as_str()) {
+                    problems.push(format!("rule: unknown department {dept:?}"));
+                }
+            }
+        }
+        if self.limits.max_message_bytes == 0 || self.limits.max_queue_length == 0 {
+            problems.push("limits must be positive".to_string());
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_configuration_is_valid_and_describes_the_shop() {
+        let config = Config::from_toml(EXAMPLE_CONFIG, Vec::new()).unwrap();
+        let names: Vec<&str> = config.departments.iter().map(|d| d.name.as_str()).collect();
+        for dept in ["sales", "support", "shipping", "billing"] {
+            assert!(names.contains(&dept), "missing department {dept}");
+        }
+        assert!(config.agents.len() >= 16);
+        assert!(config.agents.iter().any(|a| a.capacity == 2));
+        assert_eq!(config.languages(), ["en", "it"].into_iter().collect());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_references_are_rejected() {
+        let err = Config::from_toml("[node]\ngrpc_adr = \"x\"\n", Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("grpc_adr"), "{err}");
+        let text = "[[departments]]\nname = \"sales\"\nsteps = [{ after_secs = 0, overflow_to = \"nope\" }]\n";
+        let err = Config::from_toml(text, Vec::new()).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown department \"nope\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_apply() {
+        let env = vec![(
+            "CENTRALINO_LIMITS__MAX_QUEUE_LENGTH".to_string(),
+            "7".to_string(),
+        )];
+        let config = Config::from_toml(EXAMPLE_CONFIG, env).unwrap();
+        assert_eq!(config.limits.max_queue_length, 7);
+    }
+}

@@ -1,0 +1,481 @@
+//! Metrics of the router, declared in one place. Names follow
+//! `centralino_<subsystem>_<name>_<unit>`; labels are bounded (department, language, team,
+//! outcome) and never carry a conversation or customer id.
+
+use std::time::Duration;
+
+use centralino_proto::v1::AgentStatus;
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
+
+use crate::store::records::ConversationRecord;
+
+/// Histogram buckets for waits and durations (seconds).
+pub const WAIT_BUCKETS: &[f64] = &[
+    1.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+/// Histogram buckets for internal latencies (seconds).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+/// Histogram buckets for batch sizes.
+pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+
+/// Describes every router metric once per process.
+pub fn describe() {
+    describe_counter!(
+        "centralino_conversations_started_total",
+        "Conversations started, by department and language"
+    );
+    describe_counter!(
+        "centralino_conversations_completed_total",
+        "Conversations served and closed, by department and language"
+    );
+    describe_counter!(
+        "centralino_conversations_abandoned_total",
+        "Conversations the customer left before an agent answered, by department and language"
+    );
+    describe_histogram!(
+        "centralino_conversation_wait_seconds",
+        Unit::Seconds,
+        "Wait from start to first assignment (ASA), by department and language"
+    );
+    describe_histogram!(
+        "centralino_conversation_duration_seconds",
+        Unit::Seconds,
+        "Time from assignment to close, by department"
+    );
+    describe_gauge!(
+        "centralino_queue_depth",
+        "Conversations waiting, by department and language"
+    );
+    describe_gauge!(
+        "centralino_queue_oldest_wait_seconds",
+        Unit::Seconds,
+        "Age of the oldest waiting conversation, by department and language"
+    );
+    describe_gauge!(
+        "centralino_agents",
+        "Agents known to the router, by team, status and whether they hold chats"
+    );
+    describe_counter!(
+        "centralino_routing_sticky_total",
+        "Sticky routing results for returning customers (hit, miss, timeout)"
+    );
+    describe_counter!(
+        "centralino_routing_reservations_rejected_total",
+        "Reservations refused by agent-nodes (stale view), by department"
+    );
+    describe_counter!(
+        "centralino_routing_overflows_total",
+        "Conversations moved to another department by a routing step"
+    );
+    describe_histogram!(
+        "centralino_routing_decision_seconds",
+        Unit::Seconds,
+        "Time to take one routing decision"
+    );
+    describe_counter!(
+        "centralino_csat_ratings_total",
+        "Customer ratings, by department and rating (good, bad)"
+    );
+    describe_counter!(
+        "centralino_messages_total",
+        "Chat messages relayed, by sender"
+    );
+    describe_counter!(
+        "centralino_stream_overflows_total",
+        "Customer event streams cut because the client did not keep up"
+    );
+    describe_counter!(
+        "centralino_requests_rejected_total",
+        "Requests rejected with an error, by code"
+    );
+    describe_histogram!(
+        "centralino_store_commit_seconds",
+        Unit::Seconds,
+        "Duration of one store transaction (group commit)"
+    );
+    describe_histogram!(
+        "centralino_store_batch_ops",
+        "Operations per group-commit transaction"
+    );
+    describe_counter!(
+        "centralino_conversations_offline_total",
+        "Conversations ended with an offline message, by department and language"
+    );
+    describe_counter!(
+        "centralino_conversations_escalated_total",
+        "Conversations escalated to a callback or email, by department and language"
+    );
+    describe_counter!(
+        "centralino_transfers_total",
+        "Transfers, by kind (agent, department, language, skill, supervisor)"
+    );
+    describe_counter!(
+        "centralino_language_handovers_total",
+        "Queued conversations handed to another language's team at shift end, by from and to"
+    );
+    describe_counter!(
+        "centralino_recontacts_total",
+        "Customers coming back within the re-contact window, by department"
+    );
+    describe_counter!(
+        "centralino_busy_notices_total",
+        "Customers offered alternatives to a long wait, by department"
+    );
+    describe_histogram!(
+        "centralino_conversation_first_response_seconds",
+        Unit::Seconds,
+        "Time from assignment to the agent's first message, by department and language"
+    );
+    describe_gauge!(
+        "centralino_agents_on_duty",
+        "Agents logged in and on shift, by team"
+    );
+    describe_gauge!(
+        "centralino_agent_occupancy_ratio",
+        "Chat slots in use over the capacity of logged-in agents, by team"
+    );
+    describe_counter!(
+        "centralino_agent_duty_seconds_total",
+        "Agent time on duty (logged in and on shift), by team, in seconds of the node's clock"
+    );
+    describe_gauge!(
+        "centralino_team_open",
+        "1 while the team's schedule says it works, by team"
+    );
+    describe_gauge!(
+        "centralino_cluster_members",
+        "Live members of the cluster seen by this node, by role"
+    );
+    describe_gauge!(
+        "centralino_cluster_partitions_owned",
+        "Conversation partitions owned by this router"
+    );
+    describe_gauge!(
+        "centralino_cluster_partitions_unowned",
+        "Partitions without an owner, as seen by this node"
+    );
+    describe_counter!(
+        "centralino_cluster_claims_total",
+        "Partitions claimed by this router"
+    );
+    describe_counter!(
+        "centralino_cluster_handoffs_total",
+        "Partitions handed to another router (drain)"
+    );
+    describe_counter!(
+        "centralino_cluster_forwarded_requests_total",
+        "Requests forwarded to the router owning the conversation"
+    );
+    describe_counter!(
+        "centralino_cluster_fenced_writes_total",
+        "Writes refused because this router no longer owns the partition"
+    );
+    describe_histogram!(
+        "centralino_store_request_seconds",
+        Unit::Seconds,
+        "Duration of store requests, by operation"
+    );
+    describe_counter!(
+        "centralino_store_errors_total",
+        "Failed store requests, by operation"
+    );
+    describe_counter!(
+        "centralino_store_retries_total",
+        "etcd requests retried on another member or after a pause, by operation"
+    );
+    describe_gauge!(
+        "centralino_conversations_live",
+        "Conversations with a live actor on this node"
+    );
+}
+
+pub(crate) fn conversation_started(department: &str, language: &str) {
+    counter!("centralino_conversations_started_total", "department" => department.to_string(), "language" => language.to_string()).increment(1);
+}
+
+pub(crate) fn conversation_completed(rec: &ConversationRecord) {
+    counter!("centralino_conversations_completed_total", "department" => rec.department.clone(), "language" => rec.language.clone()).increment(1);
+    if let (Some(assigned), Some(closed)) = (rec.assigned_at_ms, rec.closed_at_ms) {
+        histogram!("centralino_conversation_duration_seconds", "department" => rec.department.clone())
+            .record((closed - assigned).max(0) as f64 / 1000.0);
+    }
+}
+
+pub(crate) fn conversation_abandoned(rec: &ConversationRecord) {
+    counter!("centralino_conversations_abandoned_total", "department" => rec.department.clone(), "language" => rec.language.clone()).increment(1);
+}
+
+pub(crate) fn conversation_assigned(rec: &ConversationRecord, now_ms: i64) {
+    histogram!("centralino_conversation_wait_seconds", "department" => rec.department.clone(), "language" => rec.language.clone())
+        .record((now_ms - rec.started_at_ms).max(0) as f64 / 1000.0);
+}
+
+pub(crate) fn queue_state(department: &str, language: &str, depth: usize, oldest_wait_secs: f64) {
+    gauge!("centralino_queue_depth", "department" => department.to_string(), "language" => language.to_string())
+        .set(depth as f64);
+    gauge!("centralino_queue_oldest_wait_seconds", "department" => department.to_string(), "language" => language.to_string())
+        .set(oldest_wait_secs);
+}
+
+pub(crate) fn first_response(rec: &ConversationRecord, secs: f64) {
+    histogram!("centralino_conversation_first_response_seconds", "department" => rec.department.clone(), "language" => rec.language.clone())
+        .record(secs);
+}
+
+/// Per-team agent aggregates.
+pub(crate) fn team_agents(team: &str, on_duty: i64, load: i64, capacity: i64) {
+    gauge!("centralino_agents_on_duty", "team" => team.to_string()).set(on_duty.max(0) as f64);
+    let ratio = if capacity > 0 {
+        load.max(0) as f64 / capacity as f64
+    } else {
+        0.0
+    };
+    gauge!("centralino_agent_occupancy_ratio", "team" => team.to_string()).set(ratio);
+}
+
+pub(crate) fn team_open(team: &str, open: bool, duty_secs: f64) {
+    gauge!("centralino_team_open", "team" => team.to_string()).set(if open { 1.0 } else { 0.0 });
+    if duty_secs > 0.0 {
+        counter!("centralino_agent_duty_seconds_total", "team" => team.to_string())
+            .increment(duty_secs.round() as u64);
+    }
+}
+
+/// Cluster view of a standalone node: one router and one agent-node owning every partition.
+pub fn standalone_cluster(partitions: u32) {
+    gauge!("centralino_cluster_members", "role" => "router").set(1.0);
+    gauge!("centralino_cluster_members", "role" => "agent_node").set(1.0);
+    gauge!("centralino_cluster_partitions_owned").set(partitions as f64);
+    gauge!("centralino_cluster_partitions_unowned").set(0.0);
+    for name in [
+        "centralino_cluster_claims_total",
+        "centralino_cluster_handoffs_total",
+        "centralino_cluster_forwarded_requests_total",
+        "centralino_cluster_fenced_writes_total",
+    ] {
+        counter!(name).increment(0);
+    }
+}
+
+/// Cluster mode: the series start at zero.
+pub fn cluster_start() {
+    gauge!("centralino_cluster_partitions_owned").set(0.0);
+    gauge!("centralino_cluster_partitions_unowned")
+        .set(f64::from(crate::store::records::PARTITIONS));
+    for role in ["router", "agent_node"] {
+        gauge!("centralino_cluster_members", "role" => role).set(0.0);
+    }
+    for name in [
+        "centralino_cluster_claims_total",
+        "centralino_cluster_handoffs_total",
+        "centralino_cluster_forwarded_requests_total",
+        "centralino_cluster_fenced_writes_total",
+    ] {
+        counter!(name).increment(0);
+    }
+    for op in [
+        "etcd_get",
+        "etcd_put",
+        "etcd_txn",
+        "etcd_lease",
+        "etcd_watch",
+    ] {
+        counter!("centralino_store_retries_total", "op" => op).increment(0);
+        counter!("centralino_store_errors_total", "op" => op).increment(0);
+    }
+}
+
+/// Partitions this router serves and partitions without an active owner.
+pub fn cluster_partitions(owned: usize, unowned: usize) {
+    gauge!("centralino_cluster_partitions_owned").set(owned as f64);
+    gauge!("centralino_cluster_partitions_unowned").set(unowned as f64);
+}
+
+/// Live members by role.
+pub fn cluster_members(routers: usize, agent_nodes: usize) {
+    gauge!("centralino_cluster_members", "role" => "router").set(routers as f64);
+    gauge!("centralino_cluster_members", "role" => "agent_node").set(agent_nodes as f64);
+}
+
+/// A partition claimed.
+pub fn cluster_claim() {
+    counter!("centralino_cluster_claims_total").increment(1);
+}
+
+/// A partition handed over to its next owner.
+pub fn cluster_handoff() {
+    counter!("centralino_cluster_handoffs_total").increment(1);
+}
+
+/// A request forwarded to the owner of its partition.
+pub fn cluster_forwarded() {
+    counter!("centralino_cluster_forwarded_requests_total").increment(1);
+}
+
+pub(crate) fn store_request(op: &'static str, secs: f64, ok: bool) {
+    histogram!("centralino_store_request_seconds", "op" => op).record(secs);
+    let errors = counter!("centralino_store_errors_total", "op" => op);
+    errors.increment(if ok { 0 } else { 1 });
+}
+
+/// Makes the labelled series of the configuration visible from the start (at zero), so
+/// dashboards and alerts see them before the first event.
+pub fn zero(config: &crate::config::Config) {
+    let languages = config.languages();
+    for d in &config.departments {
+        let dept = d.name.clone();
+        for l in &languages {
+            let lang = l.to_string();
+            for name in [
+                "centralino_conversations_started_total",
+                "centralino_conversations_completed_total",
+                "centralino_conversations_abandoned_total",
+                "centralino_conversations_offline_total",
+                "centralino_conversations_escalated_total",
+            ] {
+                counter!(name, "department" => dept.clone(), "language" => lang.clone())
+                    .increment(0);
+            }
+            queue_state(&dept, &lang, 0, 0.0);
+        }
+        for rating in ["good", "bad"] {
+            counter!("centralino_csat_ratings_total", "department" => dept.clone(), "rating" => rating).increment(0);
+        }
+        for name in [
+            "centralino_recontacts_total",
+            "centralino_busy_notices_total",
+            "centralino_routing_reservations_rejected_total",
+            "centralino_agent_offers_total",
+        ] {
+            counter!(name, "department" => dept.clone()).increment(0);
+        }
+    }
+    for kind in ["agent", "department", "language", "skill", "supervisor"] {
+        counter!("centralino_transfers_total", "kind" => kind).increment(0);
+    }
+    for (from, chain) in &config.languages.fallback {
+        for to in chain {
+            counter!("centralino_language_handovers_total", "from" => from.clone(), "to" => to.clone()).increment(0);
+        }
+    }
+    for result in ["hit", "miss", "timeout"] {
+        counter!("centralino_routing_sticky_total", "result" => result).increment(0);
+    }
+    for answer in ["accepted", "declined", "timed_out", "revoked"] {
+        counter!("centralino_agent_offer_answers_total", "answer" => answer).increment(0);
+    }
+    for team in &config.teams {
+        team_agents(&team.name, 0, 0, 0);
+        gauge!("centralino_agent_sessions_connected", "team" => team.name.clone()).increment(0.0);
+        counter!("centralino_agent_duty_seconds_total", "team" => team.name.clone()).increment(0);
+    }
+    for d in &config.departments {
+        for step in &d.steps {
+            if let Some(to) = &step.overflow_to {
+                counter!("centralino_routing_overflows_total", "from" => d.name.clone(), "to" => to.clone())
+                    .increment(0);
+            }
+        }
+    }
+    for code in [
+        tonic::Code::InvalidArgument,
+        tonic::Code::NotFound,
+        tonic::Code::AlreadyExists,
+        tonic::Code::PermissionDenied,
+        tonic::Code::Unauthenticated,
+        tonic::Code::FailedPrecondition,
+        tonic::Code::ResourceExhausted,
+        tonic::Code::Unavailable,
+    ] {
+        counter!("centralino_requests_rejected_total", "code" => format!("{code:?}")).increment(0);
+    }
+    counter!("centralino_stream_overflows_total").increment(0);
+    gauge!("centralino_conversations_live").set(0.0);
+}
+
+fn status_label(status: AgentStatus) -> &'static str {
+    match status {
+        AgentStatus::Available => "available",
+        AgentStatus::Away => "away",
+        AgentStatus::OnCall => "on_call",
+        AgentStatus::Disconnected => "disconnected",
+        AgentStatus::Offline | AgentStatus::Unspecified => "offline",
+    }
+}
+
+pub(crate) fn agent_state_changed(
+    before: Option<(&str, AgentStatus, bool)>,
+    after: (&str, AgentStatus, bool),
+) {
+    if before == Some(after) {
+        return;
+    }
+    if let Some((team, status, busy)) = before {
+        gauge!("centralino_agents", "team" => team.to_string(), "status" => status_label(status), "busy" => if busy { "true" } else { "false" }).decrement(1.0);
+    }
+    let (team, status, busy) = after;
+    gauge!("centralino_agents", "team" => team.to_string(), "status" => status_label(status), "busy" => if busy { "true" } else { "false" }).increment(1.0);
+}
+
+pub(crate) fn sticky(result: &'static str) {
+    counter!("centralino_routing_sticky_total", "result" => result).increment(1);
+}
+
+pub(crate) fn reservation_rejected(department: &str) {
+    counter!("centralino_routing_reservations_rejected_total", "department" => department.to_string()).increment(1);
+}
+
+pub(crate) fn overflow(from: &str, to: &str) {
+    counter!("centralino_routing_overflows_total", "from" => from.to_string(), "to" => to.to_string()).increment(1);
+}
+
+pub(crate) fn routing_decision(elapsed: Duration) {
+    histogram!("centralino_routing_decision_seconds").record(elapsed.as_secs_f64());
+}
+
+pub(crate) fn csat(department: &str, good: bool) {
+    counter!("centralino_csat_ratings_total", "department" => department.to_string(), "rating" => if good { "good" } else { "bad" }).increment(1);
+}
+
+pub(crate) fn stream_overflow() {
+    counter!("centralino_stream_overflows_total").increment(1);
+}
+
+pub(crate) fn rejected(code: tonic::Code) {
+    counter!("centralino_requests_rejected_total", "code" => format!("{code:?}")).increment(1);
+}
+
+pub(crate) fn live(count: usize) {
+    gauge!("centralino_conversations_live").set(count as f64);
+}
+
+pub(crate) fn conversation_ended(rec: &ConversationRecord, outcome: &'static str) {
+    let name = match outcome {
+        "offline" => "centralino_conversations_offline_total",
+        _ => "centralino_conversations_escalated_total",
+    };
+    counter!(name, "department" => rec.department.clone(), "language" => rec.language.clone())
+        .increment(1);
+}
+
+pub(crate) fn transfer(kind: &'static str) {
+    counter!("centralino_transfers_total", "kind" => kind).increment(1);
+}
+
+pub(crate) fn handover(from: &str, to: &str) {
+    counter!("centralino_language_handovers_total", "from" => from.to_string(), "to" => to.to_string())
+        .increment(1);
+}
+
+pub(crate) fn recontact(department: &str) {
+    counter!("centralino_recontacts_total", "department" => department.to_string()).increment(1);
+}
+
+pub(crate) fn busy_notice(department: &str) {
+    counter!("centralino_busy_notices_total", "department" => department.to_string()).increment(1);
+}

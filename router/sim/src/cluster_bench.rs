@@ -1,0 +1,368 @@
+//! `centralino bench cluster`: a 3-member etcd (real processes), three routers and two
+//! agent-nodes in this process on loopback, against the standalone node of the same run.
+//!
+//! Measured: conversations per second and start-to-offer latency through the cluster
+//! (customers spread over the three routers, agents over the two agent-nodes); etcd
+//! transactions per routed conversation with group commit and without it (one transaction
+//! per writer), from etcd's revision counter; the time a router takes to drain its
+//! partitions while the conversations are live, against a standalone node's shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use centralino_agent_node::cluster_node::{self, RunningAgentNode};
+use centralino_membership::etcd::testing::EtcdCluster;
+use centralino_membership::etcd::Etcd;
+use centralino_proto::v1::agent_desk_client::AgentDeskClient;
+use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
+use centralino_proto::v1::{
+    agent_command, agent_event, AgentCommand, Login, StartConversationRequest,
+};
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+use crate::bench::{bench_config, connect, percentile, ThroughputResult};
+use centralino_core::hub::Owner;
+use centralino_router::clustered::{self, ClusterRouter};
+use centralino_router::standalone::{self, StoreChoice};
+
+/// Agents of the benchmark (auto-accepting, split over the agent-nodes).
+const AGENTS: usize = 200;
+
+/// Every figure of one cluster benchmark run.
+#[derive(Debug, Serialize)]
+pub struct ClusterReport {
+    /// Standalone node with the embedded store, same workload, same run.
+    pub standalone: ThroughputResult,
+    /// Through the cluster, group commit on.
+    pub cluster: ThroughputResult,
+    /// Through the cluster with one transaction per writer.
+    pub cluster_unbatched: ThroughputResult,
+    /// etcd transactions per routed conversation, group commit on.
+    pub txns_per_conversation: f64,
+    /// etcd transactions per routed conversation, one per writer.
+    pub txns_per_conversation_unbatched: f64,
+    /// Seconds a router took to hand its partitions over, conversations live.
+    pub drain_secs: f64,
+    /// Conversations live in the cluster when the router drained.
+    pub drain_live_conversations: usize,
+    /// Seconds a standalone node took to shut down with the same number live.
+    pub standalone_shutdown_secs: f64,
+}
+
+struct Cluster {
+    routers: Vec<ClusterRouter>,
+    nodes: Vec<RunningAgentNode>,
+}
+
+async fn start_cluster(
+    endpoints: &[String],
+    prefix: &str,
+    max_ops: usize,
+    capacity: u32,
+) -> Result<Cluster, String> {
+    let dir = std::env::temp_dir().join(format!(
+        "centralino-cbench-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let mut base = bench_config(AGENTS, capacity, &dir)?;
+    base.cluster.etcd_endpoints = endpoints.to_vec();
+    base.cluster.prefix = prefix.to_string();
+    base.cluster.group_commit_max_ops = max_ops;
+    base.node.actor_threads = 1;
+    let mut routers = Vec::new();
+    for i in 1..=3 {
+        let mut config = base.clone();
+        config.node.node_id = format!("router-{i}");
+        config.node.data_dir = dir.join(format!("router-{i}"));
+        routers.push(clustered::start(config).await.map_err(|e| e.to_string())?);
+    }
+    let mut nodes = Vec::new();
+    for i in 1..=2 {
+        let mut config = base.agent_node();
+        config.node.node_id = format!("agent-node-{i}");
+        config.node.grpc_addr = "127.0.0.1:0".into();
+        config.node.metrics_addr = String::new();
+        config.node.actor_threads = 1;
+        nodes.push(cluster_node::start(config).await?);
+    }
+    // Every partition owned and active before the clock starts.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let settled = routers
+            .iter()
+            .all(|r| (0..256).all(|p| r.hub.owner(p) != Owner::Unknown));
+        if settled {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("partitions did not settle within 30 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(Cluster { routers, nodes })
+}
+
+async fn revision(etcd: &Etcd) -> Result<i64, String> {
+    etcd.get_prefix("/centralino-bench-revision-probe/")
+        .await
+        .map(|(_, rev)| rev)
+        .map_err(|e| e.to_string())
+}
+
+/// Logs the agents in (agent i on node i mod 2); returns their command senders and a
+/// channel of (customer name, offer time).
+async fn agents(
+    nodes: &[SocketAddr],
+) -> Result<
+    (
+        Vec<mpsc::Sender<AgentCommand>>,
+        mpsc::UnboundedReceiver<(String, Instant)>,
+    ),
+    String,
+> {
+    let (offer_tx, offer_rx) = mpsc::unbounded_channel::<(String, Instant)>();
+    let mut desks = Vec::new();
+    for i in 0..AGENTS {
+        let channel = connect(nodes[i % nodes.len()]).await?;
+        let mut client = AgentDeskClient::new(channel);
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(AgentCommand {
+            request_id: String::new(),
+            kind: Some(agent_command::Kind::Login(Login {
+                agent_id: format!("a{i}"),
+                password: "pw".into(),
+            })),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut events = client
+            .session(ReceiverStream::new(rx))
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        let offers = offer_tx.clone();
+        desks.push(tx);
+        tokio::spawn(async move {
+            while let Some(Ok(event)) = events.next().await {
+                if let Some(agent_event::Kind::Offer(o)) = event.kind {
+                    let _ = offers.send((o.customer_display_name, Instant::now()));
+                }
+            }
+        });
+    }
+    Ok((desks, offer_rx))
+}
+
+/// Starts `conversations` conversations over `routers` with `concurrency` callers and
+/// waits for their offers; returns the throughput.
+async fn drive(
+    routers: &[SocketAddr],
+    offers: &mut mpsc::UnboundedReceiver<(String, Instant)>,
+    conversations: usize,
+    concurrency: usize,
+    tag: &str,
+) -> Result<(f64, Vec<f64>), String> {
+    let mut channels: Vec<Channel> = Vec::new();
+    for addr in routers {
+        for _ in 0..2 {
+            channels.push(connect(*addr).await?);
+        }
+    }
+    let started_at: Arc<Mutex<HashMap<String, Instant>>> =
+        Arc::new(Mutex::new(HashMap::with_capacity(conversations)));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let begin = Instant::now();
+    let mut callers = Vec::new();
+    for c in 0..concurrency {
+        let client = ConversationServiceClient::new(channels[c % channels.len()].clone());
+        let next = next.clone();
+        let started_at = started_at.clone();
+        let tag = tag.to_string();
+        callers.push(tokio::spawn(async move {
+            let mut client = client;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= conversations {
+                    break;
+                }
+                let key = format!("{tag}{i}");
+                started_at.lock().insert(key.clone(), Instant::now());
+                let request = StartConversationRequest {
+                    department: "bench".into(),
+                    language: "it".into(),
+                    customer_id: key.clone(),
+                    display_name: key,
+                    ..Default::default()
+                };
+                if client.start_conversation(request).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    let mut latencies = Vec::with_capacity(conversations);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while latencies.len() < conversations && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(15), offers.recv()).await {
+            Ok(Some((key, at))) => {
+                if let Some(start) = started_at.lock().get(&key) {
+                    latencies.push(at.duration_since(*start).as_secs_f64() * 1000.0);
+                }
+            }
+            _ => break,
+        }
+    }
+    let elapsed = begin.elapsed().as_secs_f64();
+    for caller in callers {
+        let _ = caller.await;
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok((elapsed, latencies))
+}
+
+fn result(workload: String, elapsed: f64, latencies: &[f64]) -> ThroughputResult {
+    ThroughputResult {
+        workload,
+        operations: latencies.len(),
+        per_sec: latencies.len() as f64 / elapsed.max(1e-9),
+        p50_ms: percentile(latencies, 0.5),
+        p99_ms: percentile(latencies, 0.99),
+    }
+}
+
+/// One cluster run: start, route `conversations`, count transactions; with `drain`, also
+/// drain router-1 with the conversations live and time it.
+async fn cluster_run(
+    etcd_cluster: &EtcdCluster,
+    max_ops: usize,
+    conversations: usize,
+    concurrency: usize,
+    drain: bool,
+) -> Result<(ThroughputResult, f64, Option<f64>), String> {
+    let endpoints = etcd_cluster.endpoints();
+    let etcd = Etcd::connect(&endpoints, Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())?;
+    let prefix = format!("/bench-{}", uuid::Uuid::new_v4().simple());
+    let capacity = (conversations.div_ceil(AGENTS) as u32 + 1).min(64);
+    let cluster = start_cluster(&endpoints, &prefix, max_ops, capacity).await?;
+    let node_addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.grpc_addr).collect();
+    let router_addrs: Vec<SocketAddr> = cluster.routers.iter().map(|r| r.grpc_addr).collect();
+    let (desks, mut offers) = agents(&node_addrs).await?;
+    // Let every agent's availability reach the queues.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = revision(&etcd).await?;
+    let (elapsed, latencies) =
+        drive(&router_addrs, &mut offers, conversations, concurrency, "c").await?;
+    // Writes still in flight (profiles, assignments) belong to the conversations.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = revision(&etcd).await?;
+    let routed = latencies.len().max(1);
+    let txns = (after - before) as f64 / routed as f64;
+    let label = if max_ops > 1 {
+        "3 routers + 2 agent-nodes + 3-member etcd, group commit"
+    } else {
+        "3 routers + 2 agent-nodes + 3-member etcd, one transaction per writer"
+    };
+    let throughput = result(
+        format!("start + auto-accepted offer, {label}, {concurrency} callers"),
+        elapsed,
+        &latencies,
+    );
+    let mut routers = cluster.routers.into_iter();
+    let mut drain_secs = None;
+    if drain {
+        if let Some(first) = routers.next() {
+            let t = Instant::now();
+            if !first.drain().await {
+                return Err("router-1 did not drain within its budget".into());
+            }
+            drain_secs = Some(t.elapsed().as_secs_f64());
+        }
+    }
+    drop(desks);
+    for r in routers {
+        r.stop().await;
+    }
+    for n in cluster.nodes {
+        n.shutdown().await;
+    }
+    Ok((throughput, txns, drain_secs))
+}
+
+/// Runs the cluster benchmark. Must run inside an actix system on a multi-thread runtime.
+pub async fn run(conversations: usize, concurrency: usize) -> Result<ClusterReport, String> {
+    let standalone_result =
+        crate::bench::end_to_end(conversations, concurrency, StoreChoice::Embedded).await?;
+    println!(
+        "standalone: {} ops, {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+        standalone_result.operations,
+        standalone_result.per_sec,
+        standalone_result.p50_ms,
+        standalone_result.p99_ms
+    );
+    let shutdown = standalone_shutdown(conversations, concurrency).await?;
+    println!("standalone shutdown with {conversations} live conversations: {shutdown:.2} s");
+
+    let etcd = EtcdCluster::start(3).await?;
+    let (batched, txns, drain) = cluster_run(&etcd, 120, conversations, concurrency, true).await?;
+    println!(
+        "cluster (group commit): {} ops, {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {:.2} etcd txns per conversation",
+        batched.operations, batched.per_sec, batched.p50_ms, batched.p99_ms, txns
+    );
+    let drain_secs = drain.unwrap_or_default();
+    println!("drain of router-1 with {conversations} live conversations in the cluster: {drain_secs:.2} s");
+    let (unbatched, txns_unbatched, _) =
+        cluster_run(&etcd, 1, conversations, concurrency, false).await?;
+    println!(
+        "cluster (one txn per writer): {} ops, {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {:.2} etcd txns per conversation",
+        unbatched.operations, unbatched.per_sec, unbatched.p50_ms, unbatched.p99_ms, txns_unbatched
+    );
+    Ok(ClusterReport {
+        standalone: standalone_result,
+        cluster: batched,
+        cluster_unbatched: unbatched,
+        txns_per_conversation: txns,
+        txns_per_conversation_unbatched: txns_unbatched,
+        drain_secs,
+        drain_live_conversations: conversations,
+        standalone_shutdown_secs: shutdown,
+    })
+}
+
+/// Seconds a standalone node (embedded store) takes to shut down with `conversations`
+/// live conversations.
+async fn standalone_shutdown(conversations: usize, concurrency: usize) -> Result<f64, String> {
+    let dir = std::env::temp_dir().join(format!(
+        "centralino-sbench-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let capacity = (conversations.div_ceil(AGENTS) as u32 + 1).min(64);
+    let config = bench_config(AGENTS, capacity, &dir)?;
+    let node = standalone::start_with(config, StoreChoice::Embedded)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (desks, mut offers) = agents(&[node.grpc_addr]).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drive(
+        &[node.grpc_addr],
+        &mut offers,
+        conversations,
+        concurrency,
+        "s",
+    )
+    .await?;
+    let t = Instant::now();
+    drop(desks);
+    node.shutdown().await;
+    let secs = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(secs)
+}
