@@ -30,9 +30,10 @@ use centralino_core::archive::Archive;
 use centralino_core::config::Config;
 use centralino_core::dispatch::Dispatch;
 use centralino_core::events::IntegrationLog;
-use centralino_core::hub::{Hub, HubParts, Placement};
 use centralino_core::ingress::AdminApi;
 use centralino_core::metrics;
+use centralino_core::router::Router;
+use centralino_core::shared::{Placement, SharedParts};
 use centralino_core::store::group_commit::{GroupCommit, DEFAULT_MAX_DELAY, DEFAULT_MAX_OPS};
 use centralino_core::store::{Instrumented, Store};
 
@@ -43,7 +44,7 @@ pub struct ClusterRouter {
     /// This router's node id.
     pub node_id: String,
     /// Shared router state.
-    pub hub: Arc<Hub>,
+    pub router: Arc<Router>,
     /// The node's clock.
     pub clock: SharedClock,
     membership: Arc<Membership>,
@@ -136,7 +137,7 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     let shifts = Arc::new(Shifts::new(&agent_config));
     let remote_agents = RemoteAgents::new(membership.clone());
     let events = Arc::new(IntegrationLog::open_for_node(store.as_ref(), &node_id).await?);
-    let hub = Hub::new(HubParts {
+    let router = Router::new(SharedParts {
         config: config.clone(),
         clock: clock.clone(),
         store: store.clone(),
@@ -149,8 +150,10 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     });
     let view = ClusterView::new(node_id.clone(), tokio::runtime::Handle::current());
     view.guard_with(membership.clone());
-    hub.set_placement(view.clone() as Arc<dyn Placement>);
-    let dispatch = Dispatch::new(hub.clone());
+    router
+        .shared
+        .set_placement(view.clone() as Arc<dyn Placement>);
+    let dispatch = Dispatch::new(router.clone());
 
     // Agents do not log in here; the admin API's agent view is this router's.
     let no_agents = AgentNode::new(agent_config, clock.clone(), handles.clone());
@@ -169,17 +172,17 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| StartError::Reflection(e.to_string()))?;
-    let router = tonic::transport::Server::builder()
+    let grpc = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(ConversationServiceServer::new(ClusterCustomerApi::new(
-            hub.clone(),
+            router.clone(),
             view.clone(),
         )))
-        .add_service(AdminServer::new(AdminApi::new(hub.clone(), no_agents)))
+        .add_service(AdminServer::new(AdminApi::new(router.clone(), no_agents)))
         .add_service(RouterInternalServer::new(InternalApi::new(
-            hub.clone(),
+            router.clone(),
             dispatch.clone(),
             view.clone(),
         )));
@@ -188,7 +191,7 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
         let shutdown = async move {
             let _ = stop_server.wait_for(|s| *s).await;
         };
-        if let Err(e) = router
+        if let Err(e) = grpc
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await
         {
@@ -199,7 +202,7 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     tokio::spawn(run_feed(
         remote_agents,
         dispatch.clone(),
-        hub.clone(),
+        router.clone(),
         stop_rx.clone(),
     ));
     let mut stop_ticker = stop_rx.clone();
@@ -219,13 +222,20 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
 
     let (draining, draining_rx) = watch::channel(false);
     let manager = tokio::spawn(
-        Partitions::new(hub.clone(), view, membership.clone(), fences, draining_rx).run(lost),
+        Partitions::new(
+            router.clone(),
+            view,
+            membership.clone(),
+            fences,
+            draining_rx,
+        )
+        .run(lost),
     );
     info!(%node_id, %grpc_addr, advertise = %advertise, "cluster: router listening");
     Ok(ClusterRouter {
         grpc_addr,
         node_id,
-        hub,
+        router,
         clock,
         membership,
         health,

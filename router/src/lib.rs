@@ -13,6 +13,6 @@ pub mod clustered;
 pub mod standalone;
 
 pub use centralino_core::{
-    archive, config, conversation, dispatch, events, hub, ingress, messages, metrics, queue,
-    routing, store, wire,
+    archive, config, conversation, dispatch, events, ingress, mail, messages, metrics, queue,
+    registry, router, routing, shared, store,
 };

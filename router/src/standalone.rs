@@ -1,9 +1,7 @@
 //! One process with a router, an agent-node and the embedded store (the newcomer's
 //! default). The same actors run in cluster mode; only the store and the links differ.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -20,22 +18,18 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
-use centralino_core::archive::{Archive, ArchivedConversation};
+use centralino_core::archive::Archive;
 use centralino_core::config::Config;
-use centralino_core::conversation::ConversationActor;
 use centralino_core::dispatch::Dispatch;
 use centralino_core::events::IntegrationLog;
-use centralino_core::hub::{Hub, HubParts};
 use centralino_core::ingress::{AdminApi, CustomerApi};
 use centralino_core::metrics;
-use centralino_core::queue::DepartmentQueue;
+use centralino_core::recovery::{adopt_partition, Adopted};
+use centralino_core::router::Router;
+use centralino_core::shared::SharedParts;
 use centralino_core::store::embedded::EmbeddedStore;
 use centralino_core::store::group_commit::{GroupCommit, DEFAULT_MAX_DELAY, DEFAULT_MAX_OPS};
-use centralino_core::store::records::{
-    conversation_key, decode, messages_prefix, profile_key, ConversationRecord, MessageRecord,
-    ProfileRecord, State, CONVERSATIONS,
-};
-use centralino_core::store::{Instrumented, MemoryStore, Op, Store};
+use centralino_core::store::{Instrumented, MemoryStore, Store};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +74,7 @@ pub struct RunningNode {
     /// The node's clock.
     pub clock: SharedClock,
     /// Shared router state (tests and benchmarks look inside).
-    pub hub: Arc<Hub>,
+    pub router: Arc<Router>,
     /// The agent-node part.
     pub agents: Arc<AgentNode>,
     stop: watch::Sender<bool>,
@@ -106,8 +100,8 @@ impl RunningNode {
         }
         // The store closes when the last holder lets go: the batcher after its final flush,
         // the actors as their threads stop.
-        let store = Arc::downgrade(&self.hub.store);
-        drop(self.hub);
+        let store = Arc::downgrade(&self.router.shared.store);
+        drop(self.router);
         drop(self.agents);
         let deadline = tokio::time::Instant::now() + STORE_RELEASE;
         while store.strong_count() > 0 && tokio::time::Instant::now() < deadline {
@@ -226,7 +220,7 @@ pub async fn start_with(
 
     let agent_node = AgentNode::new(config.agent_node(), clock.clone(), handles.clone());
     let events = Arc::new(IntegrationLog::open(store.as_ref()).await?);
-    let hub = Hub::new(HubParts {
+    let router = Router::new(SharedParts {
         config: config.clone(),
         clock: clock.clone(),
         store: store.clone(),
@@ -237,19 +231,10 @@ pub async fn start_with(
         events,
         arbiters: handles.clone(),
     });
-    let mut queues = HashMap::new();
-    let mut depths = HashMap::new();
-    for (i, department) in config.departments.iter().enumerate() {
-        let depth = Arc::new(AtomicUsize::new(0));
-        let (h, d, dep) = (hub.clone(), department.clone(), depth.clone());
-        let addr = DepartmentQueue::start_in_arbiter(&handles[i % handles.len()], move |_| {
-            DepartmentQueue::new(h, d, dep)
-        });
-        queues.insert(department.name.clone(), addr);
-        depths.insert(department.name.clone(), depth);
+    for department in &config.departments {
+        router.start_queue(department.clone());
     }
-    hub.set_queues(queues, depths);
-    let dispatch = Dispatch::new(hub.clone());
+    let dispatch = Dispatch::new(router.clone());
     agent_node.set_router(dispatch.clone());
     if metrics_addr.is_some() {
         metrics::zero(&config);
@@ -269,7 +254,7 @@ pub async fn start_with(
         }
     });
 
-    recover(&hub, &agent_node, &archive).await?;
+    recover(&router, &agent_node).await?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -295,18 +280,18 @@ pub async fn start_with(
         addr: config.node.grpc_addr.clone(),
         source,
     })?;
-    let router = tonic::transport::Server::builder()
+    let grpc = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(ConversationServiceServer::new(CustomerApi::new(
-            hub.clone(),
+            router.clone(),
         )))
         .add_service(AgentDeskServer::new(AgentDeskService::new(
             agent_node.clone(),
         )))
         .add_service(AdminServer::new(AdminApi::new(
-            hub.clone(),
+            router.clone(),
             agent_node.clone(),
         )));
     let mut stop_server = stop_rx.clone();
@@ -314,7 +299,7 @@ pub async fn start_with(
         let shutdown = async move {
             let _ = stop_server.wait_for(|s| *s).await;
         };
-        if let Err(e) = router
+        if let Err(e) = grpc
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await
         {
@@ -326,7 +311,7 @@ pub async fn start_with(
         grpc_addr,
         metrics_addr,
         clock,
-        hub,
+        router,
         agents: agent_node,
         stop,
         server,
@@ -334,78 +319,25 @@ pub async fn start_with(
     })
 }
 
-/// Rebuilds conversation actors and queues from the store after a restart: open
-/// conversations go back to their queues with their original age, assigned ones back to
-/// their agents (who get the disconnect grace to log in again), closed ones are archived.
-async fn recover(
-    hub: &Arc<Hub>,
-    agents: &Arc<AgentNode>,
-    archive: &Archive,
-) -> Result<(), StartError> {
-    let records = hub.store.scan(CONVERSATIONS).await?;
-    if records.is_empty() {
-        return Ok(());
+/// Rebuilds conversation actors from the store after a restart: a standalone node adopts
+/// every partition, through the same code as a cluster router's failover. Agents get back
+/// the conversations they held when they log in again.
+async fn recover(router: &Arc<Router>, agents: &Arc<AgentNode>) -> Result<(), StartError> {
+    let mut adopted = Adopted::default();
+    for p in 0..PARTITIONS {
+        adopted.merge(adopt_partition(router, p).await?);
     }
-    let mut by_agent: HashMap<String, Vec<String>> = HashMap::new();
-    let mut restored = 0usize;
-    for (key, bytes) in records {
-        let rec: ConversationRecord = match decode(&key, &bytes) {
-            Ok(rec) => rec,
-            Err(e) => {
-                warn!(error = %e, "skipping unreadable conversation record");
-                continue;
-            }
-        };
-        let mut transcript = Vec::new();
-        for (mkey, mbytes) in hub.store.scan(&messages_prefix(&rec.id)).await? {
-            match decode::<MessageRecord>(&mkey, &mbytes) {
-                Ok(m) => transcript.push(m),
-                Err(e) => warn!(error = %e, "skipping unreadable message"),
-            }
-        }
-        if rec.state == State::Closed {
-            let archive = archive.clone();
-            let (r, t) = (rec.clone(), transcript);
-            let written = tokio::task::spawn_blocking(move || {
-                archive.append(&ArchivedConversation {
-                    conversation: &r,
-                    transcript: &t,
-                })
-            })
-            .await;
-            if matches!(written, Ok(Ok(()))) {
-                hub.commits
-                    .write(vec![
-                        Op::Delete(conversation_key(&rec.id)),
-                        Op::DeletePrefix(messages_prefix(&rec.id)),
-                    ])
-                    .await?;
-            }
-            continue;
-        }
-        if rec.state == State::Assigned {
-            if let Some(agent) = &rec.agent_id {
-                by_agent
-                    .entry(agent.clone())
-                    .or_default()
-                    .push(rec.id.clone());
-            }
-        }
-        let profile = match hub.store.get(&profile_key(&rec.customer_id)).await? {
-            Some(bytes) => decode(&profile_key(&rec.customer_id), &bytes).unwrap_or_default(),
-            None => ProfileRecord::default(),
-        };
-        let h = hub.clone();
-        hub.spawn_conversation(rec.id.clone(), move || {
-            ConversationActor::new(h, rec, transcript, profile).restored()
-        });
-        restored += 1;
-    }
-    for (agent, conversations) in by_agent {
+    for (agent, conversations) in adopted.assigned {
         if let Err(status) = agents.restore(&agent, conversations) {
             warn!(%agent, %status, "cannot restore conversations of an agent");
         }
     }
-    info!(restored, "conversations restored from the store");
+    if adopted.restored + adopted.archived > 0 {
+        info!(
+            restored = adopted.restored,
+            archived = adopted.archived,
+            "conversations restored from the store"
+        );
+    }
     Ok(())
 }

@@ -86,10 +86,12 @@ async fn settled(router: &ClusterRouter) {
     loop {
         let id = uuid_like();
         let owner = router
-            .hub
+            .router
+            .shared
             .owner(centralino_core::store::records::partition_of(&id));
-        let all = (0..256).all(|p| router.hub.owner(p) != centralino_router::hub::Owner::Unknown);
-        if all && owner != centralino_router::hub::Owner::Unknown {
+        let all = (0..256)
+            .all(|p| router.router.shared.owner(p) != centralino_router::shared::Owner::Unknown);
+        if all && owner != centralino_router::shared::Owner::Unknown {
             return;
         }
         assert!(
@@ -140,10 +142,10 @@ fn conversations_route_across_routers_and_survive_a_router_leaving() {
         settled(&b).await;
         // Both routers own partitions.
         let owned_by_a = (0..256)
-            .filter(|p| a.hub.owner(*p) == centralino_router::hub::Owner::Local)
+            .filter(|p| a.router.shared.owner(*p) == centralino_router::shared::Owner::Local)
             .count();
         let owned_by_b = (0..256)
-            .filter(|p| b.hub.owner(*p) == centralino_router::hub::Owner::Local)
+            .filter(|p| b.router.shared.owner(*p) == centralino_router::shared::Owner::Local)
             .count();
         assert_eq!(
             owned_by_a + owned_by_b,
@@ -198,7 +200,7 @@ fn conversations_route_across_routers_and_survive_a_router_leaving() {
 
         // The router that owns the conversation stops: the other one takes over and the
         // conversation keeps its agent and transcript.
-        let owner_is_a = a.hub.conversation(&started.conversation_id).is_some();
+        let owner_is_a = a.router.conversation(&started.conversation_id).is_some();
         let (gone, stays) = if owner_is_a { (a, b) } else { (b, a) };
         gone.stop().await;
         let via_stays = ConversationServiceClient::new(channel(stays.grpc_addr).await);
@@ -227,7 +229,10 @@ fn conversations_route_across_routers_and_survive_a_router_leaving() {
             Some("ancora qui"),
             "delivered after failover"
         );
-        assert!(stays.hub.conversation(&started.conversation_id).is_some());
+        assert!(stays
+            .router
+            .conversation(&started.conversation_id)
+            .is_some());
         giulia.close_and_wait(&started.conversation_id).await;
 
         // A drain hands every partition over before returning.
@@ -236,7 +241,7 @@ fn conversations_route_across_routers_and_survive_a_router_leaving() {
         assert!(stays.drain().await, "drained within the budget");
         settled(&c).await;
         let owned_by_c = (0..256)
-            .filter(|p| c.hub.owner(*p) == centralino_router::hub::Owner::Local)
+            .filter(|p| c.router.shared.owner(*p) == centralino_router::shared::Owner::Local)
             .count();
         assert_eq!(owned_by_c, 256);
         c.stop().await;

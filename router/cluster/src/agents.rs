@@ -32,8 +32,8 @@ use tracing::{debug, info, warn};
 
 use centralino_core::conversation::{GetRecord, Release};
 use centralino_core::dispatch::Dispatch;
-use centralino_core::hub::Hub;
 use centralino_core::metrics as m;
+use centralino_core::router::Router;
 use centralino_core::store::records::State;
 
 /// What the router knows of one agent.
@@ -147,14 +147,14 @@ impl AgentNodeLink for RemoteAgents {
 pub async fn run_feed(
     agents: Arc<RemoteAgents>,
     dispatch: Arc<Dispatch>,
-    hub: Arc<Hub>,
+    router: Arc<Router>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut members = agents.membership.members();
     let mut streams: HashMap<String, (String, JoinHandle<()>)> = HashMap::new();
-    let grace = hub
-        .clock
-        .wall(Duration::from_secs(hub.config.desk.disconnect_grace_secs));
+    let grace = router.shared.clock.wall(Duration::from_secs(
+        router.shared.config.desk.disconnect_grace_secs,
+    ));
     loop {
         let nodes: HashMap<String, String> = agents
             .membership
@@ -187,7 +187,7 @@ pub async fn run_feed(
                 streams.insert(id.clone(), (addr.clone(), task));
             }
         }
-        release_orphans(&agents, &hub, grace).await;
+        release_orphans(&agents, &router, grace).await;
         tokio::select! {
             _ = members.changed() => {}
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -259,7 +259,7 @@ fn orphan(agents: &RemoteAgents, dispatch: &Dispatch, node: &str) {
 
 /// Returns the conversations of agents whose node is gone for longer than the grace to
 /// their queues (they did not log in anywhere else).
-async fn release_orphans(agents: &RemoteAgents, hub: &Arc<Hub>, grace: Duration) {
+async fn release_orphans(agents: &RemoteAgents, router: &Arc<Router>, grace: Duration) {
     let expired: Vec<String> = agents
         .agents
         .read()
@@ -277,7 +277,7 @@ async fn release_orphans(agents: &RemoteAgents, hub: &Arc<Hub>, grace: Duration)
         }
     }
     let mut released = 0;
-    for actor in hub.all_conversations() {
+    for actor in router.all_conversations() {
         let Ok(rec) = actor.send(GetRecord).await else {
             continue;
         };

@@ -11,11 +11,10 @@
 //! *releases* one it no longer wins (a router joined, or this one drains) after stopping its
 //! actors and flushing its writes, and *loses* everything at once when its lease was lost.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Addr;
 use centralino_link::grpc::Channels;
 use centralino_membership::etcd::{Compare, Etcd, TxnOp};
 use centralino_membership::membership::{Members, Membership, Role};
@@ -28,16 +27,13 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::etcd_store::{claim_key, Fences};
-use centralino_core::archive::ArchivedConversation;
-use centralino_core::conversation::{ConversationActor, Requeue, Retire};
-use centralino_core::hub::{Hub, Owner, Placement};
+use centralino_core::conversation::{Requeue, Retire};
 use centralino_core::metrics as m;
-use centralino_core::queue::{self, DepartmentQueue};
-use centralino_core::store::records::{
-    decode, messages_prefix, partition_conversations, partition_of, profile_key,
-    ConversationRecord, MessageRecord, ProfileRecord, State, MESSAGES, PARTITIONS,
-};
-use centralino_core::store::Op;
+use centralino_core::queue::{self};
+use centralino_core::recovery::adopt_partition;
+use centralino_core::router::Router;
+use centralino_core::shared::{Owner, Placement};
+use centralino_core::store::records::{partition_of, PARTITIONS};
 
 /// Partitions claimed or handed over at the same time.
 const PARALLEL: usize = 32;
@@ -102,7 +98,7 @@ pub fn winner(partition: u32, nodes: &[String]) -> Option<&str> {
 }
 
 /// The cluster as this router sees it: claims, its own partitions, and the way to other
-/// routers. The hub asks it where a partition lives.
+/// routers. The router asks it where a partition lives.
 pub struct ClusterView {
     me: String,
     /// The lease whose freshness gates ownership, and the epoch the partitions were
@@ -221,7 +217,7 @@ impl Placement for ClusterView {
 
 /// Runs partition ownership for one router.
 pub struct Partitions {
-    hub: Arc<Hub>,
+    router: Arc<Router>,
     view: Arc<ClusterView>,
     membership: Arc<Membership>,
     fences: Arc<Fences>,
@@ -235,14 +231,14 @@ pub struct Partitions {
 impl Partitions {
     /// Returns the manager; run it with [`Partitions::run`].
     pub fn new(
-        hub: Arc<Hub>,
+        router: Arc<Router>,
         view: Arc<ClusterView>,
         membership: Arc<Membership>,
         fences: Arc<Fences>,
         draining: watch::Receiver<bool>,
     ) -> Self {
         let mut departments: HashMap<u32, Vec<String>> = HashMap::new();
-        for d in &hub.config.departments {
+        for d in &router.shared.config.departments {
             departments
                 .entry(partition_of(&d.name))
                 .or_default()
@@ -251,7 +247,7 @@ impl Partitions {
         Self {
             etcd: membership.etcd().clone(),
             prefix: membership.prefix().to_string(),
-            hub,
+            router,
             view,
             membership,
             fences,
@@ -416,7 +412,7 @@ impl Partitions {
     }
 
     fn requeue(&self, departments: &[String]) {
-        let conversations = self.hub.all_conversations();
+        let conversations = self.router.all_conversations();
         for department in departments {
             for c in &conversations {
                 c.do_send(Requeue {
@@ -499,106 +495,31 @@ impl Partitions {
     }
 
     fn start_queue(&self, department: &str) {
-        let Some(config) = self.hub.config.department(department).cloned() else {
-            return;
-        };
-        let depth = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (hub, d) = (self.hub.clone(), depth.clone());
-        let make =
-            move |_: &mut actix::Context<DepartmentQueue>| DepartmentQueue::new(hub, config, d);
-        let addr: Addr<DepartmentQueue> = match self.hub.arbiter() {
-            Some(arbiter) => actix::Actor::start_in_arbiter(&arbiter, make),
-            None => return,
-        };
-        self.hub.add_queue(department, addr, depth);
+        if let Some(config) = self.router.shared.config.department(department).cloned() {
+            self.router.start_queue(config);
+        }
     }
 
     /// Rebuilds the conversations of `p` from the store; returns how many.
     async fn load(&self, p: u32) -> Result<usize, String> {
-        let store = self.hub.store.clone();
-        let records = store
-            .scan(&partition_conversations(p))
+        adopt_partition(&self.router, p)
             .await
-            .map_err(|e| e.to_string())?;
-        if records.is_empty() {
-            return Ok(0);
-        }
-        let mut transcripts: BTreeMap<String, Vec<MessageRecord>> = BTreeMap::new();
-        for (key, bytes) in store
-            .scan(&format!("{MESSAGES}{p:03}/"))
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            if let Ok(m) = decode::<MessageRecord>(&key, &bytes) {
-                // msg/<p>/<id>/<seq>
-                if let Some(id) = key.split('/').nth(2) {
-                    transcripts.entry(id.to_string()).or_default().push(m);
-                }
-            }
-        }
-        let mut restored = 0;
-        for (key, bytes) in records {
-            let rec: ConversationRecord = match decode(&key, &bytes) {
-                Ok(rec) => rec,
-                Err(e) => {
-                    warn!(error = %e, "skipping unreadable conversation record");
-                    continue;
-                }
-            };
-            let transcript = transcripts.remove(&rec.id).unwrap_or_default();
-            if rec.state == State::Closed {
-                self.archive_closed(rec, transcript).await;
-                continue;
-            }
-            let profile = match store.get(&profile_key(&rec.customer_id)).await {
-                Ok(Some(bytes)) => {
-                    decode(&profile_key(&rec.customer_id), &bytes).unwrap_or_default()
-                }
-                _ => ProfileRecord::default(),
-            };
-            let h = self.hub.clone();
-            self.hub.spawn_conversation(rec.id.clone(), move || {
-                ConversationActor::new(h, rec, transcript, profile).restored()
-            });
-            restored += 1;
-        }
-        Ok(restored)
-    }
-
-    async fn archive_closed(&self, rec: ConversationRecord, transcript: Vec<MessageRecord>) {
-        let archive = self.hub.archive.clone();
-        let (r, t) = (rec.clone(), transcript);
-        let written = tokio::task::spawn_blocking(move || {
-            archive.append(&ArchivedConversation {
-                conversation: &r,
-                transcript: &t,
-            })
-        })
-        .await;
-        if matches!(written, Ok(Ok(()))) {
-            let _ = self
-                .hub
-                .commits
-                .write(vec![
-                    Op::Delete(centralino_core::store::records::conversation_key(&rec.id)),
-                    Op::DeletePrefix(messages_prefix(&rec.id)),
-                ])
-                .await;
-        }
+            .map(|adopted| adopted.restored)
+            .map_err(|e| e.to_string())
     }
 
     /// Stops the queues and conversation actors of `p` (their state is in the store).
     async fn stop_actors(&self, p: u32) {
         for department in self.departments.get(&p).into_iter().flatten() {
-            if let Some(queue) = self.hub.remove_queue(department) {
+            if let Some(queue) = self.router.remove_queue(department) {
                 queue.do_send(queue::Shutdown);
             }
         }
-        for (_, actor) in self.hub.conversations_in(p) {
+        for (_, actor) in self.router.conversations_in(p) {
             actor.do_send(Retire);
         }
         for _ in 0..200 {
-            if self.hub.conversations_in(p).is_empty() {
+            if self.router.conversations_in(p).is_empty() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -611,7 +532,7 @@ impl Partitions {
         self.view.set_local(p, Local::Releasing);
         self.stop_actors(p).await;
         // Every write submitted before this one is durable when it returns.
-        let _ = self.hub.commits.write(Vec::new()).await;
+        let _ = self.router.shared.commits.write(Vec::new()).await;
         self.fences.release(p);
         if let Err(e) = self
             .etcd
@@ -633,11 +554,11 @@ impl Partitions {
         self.fences.release(p);
         self.view.set_local(p, Local::None);
         for department in self.departments.get(&p).into_iter().flatten() {
-            if let Some(queue) = self.hub.remove_queue(department) {
+            if let Some(queue) = self.router.remove_queue(department) {
                 queue.do_send(queue::Shutdown);
             }
         }
-        for (_, actor) in self.hub.conversations_in(p) {
+        for (_, actor) in self.router.conversations_in(p) {
             actor.do_send(Retire);
         }
     }

@@ -19,11 +19,12 @@ use tonic::{Request, Response, Status};
 use crate::partitions::ClusterView;
 use centralino_core::conversation::GetRecord;
 use centralino_core::dispatch::Dispatch;
-use centralino_core::hub::{Hub, Owner};
 use centralino_core::ingress::CustomerApi;
+use centralino_core::mail::{ToConversation, ToQueue};
 use centralino_core::metrics as m;
+use centralino_core::router::Router;
+use centralino_core::shared::Owner;
 use centralino_core::store::records::{partition_of, State};
-use centralino_core::wire::{ToConversation, ToQueue};
 
 /// Metadata key set on a customer call a router forwards to the owner.
 const FORWARDED: &str = "x-centralino-forwarded";
@@ -34,16 +35,16 @@ fn no_owner() -> Status {
 
 /// The `RouterInternal` service of a clustered router.
 pub struct InternalApi {
-    hub: Arc<Hub>,
+    router: Arc<Router>,
     dispatch: Arc<Dispatch>,
     view: Arc<ClusterView>,
 }
 
 impl InternalApi {
     /// Returns the service.
-    pub fn new(hub: Arc<Hub>, dispatch: Arc<Dispatch>, view: Arc<ClusterView>) -> Self {
+    pub fn new(router: Arc<Router>, dispatch: Arc<Dispatch>, view: Arc<ClusterView>) -> Self {
         Self {
-            hub,
+            router,
             dispatch,
             view,
         }
@@ -108,7 +109,7 @@ impl RouterInternal for InternalApi {
         if r.conversation_id.is_empty() || r.conversation_id.len() > 256 {
             return Err(Status::invalid_argument("conversation_id"));
         }
-        match self.hub.owner(partition_of(&r.conversation_id)) {
+        match self.router.shared.owner(partition_of(&r.conversation_id)) {
             Owner::Local => self.link_local(r).await.map(Response::new),
             Owner::Remote(addr) if !r.forwarded => {
                 r.forwarded = true;
@@ -125,7 +126,7 @@ impl RouterInternal for InternalApi {
     ) -> Result<Response<AgentConversationsResponse>, Status> {
         let agent_id = request.into_inner().agent_id;
         let mut conversation_ids = Vec::new();
-        for actor in self.hub.all_conversations() {
+        for actor in self.router.all_conversations() {
             if let Ok(rec) = actor.send(GetRecord).await {
                 if rec.state == State::Assigned && rec.agent_id.as_deref() == Some(&agent_id) {
                     conversation_ids.push(rec.id);
@@ -143,9 +144,11 @@ impl RouterInternal for InternalApi {
         if !r.conversation_id.is_empty() {
             let msg: ToConversation = serde_json::from_slice(&r.payload)
                 .map_err(|e| Status::invalid_argument(format!("payload: {e}")))?;
-            if let Some(actor) = self.hub.conversation(&r.conversation_id) {
+            if let Some(actor) = self.router.conversation(&r.conversation_id) {
                 msg.deliver(&actor);
-            } else if let Owner::Remote(addr) = self.hub.owner(partition_of(&r.conversation_id)) {
+            } else if let Owner::Remote(addr) =
+                self.router.shared.owner(partition_of(&r.conversation_id))
+            {
                 if !r.forwarded {
                     r.forwarded = true;
                     self.view.router(&addr)?.tell(r).await?;
@@ -154,9 +157,11 @@ impl RouterInternal for InternalApi {
         } else {
             let msg: ToQueue = serde_json::from_slice(&r.payload)
                 .map_err(|e| Status::invalid_argument(format!("payload: {e}")))?;
-            if let Some(queue) = self.hub.queue(&r.department) {
+            if let Some(queue) = self.router.queue(&r.department) {
                 msg.deliver(&queue);
-            } else if let Owner::Remote(addr) = self.hub.owner(partition_of(&r.department)) {
+            } else if let Owner::Remote(addr) =
+                self.router.shared.owner(partition_of(&r.department))
+            {
                 if !r.forwarded {
                     r.forwarded = true;
                     self.view.router(&addr)?.tell(r).await?;
@@ -173,7 +178,7 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<ConversationEvent, Status>> 
 /// local actors, others to their owner.
 pub struct ClusterCustomerApi {
     inner: CustomerApi,
-    hub: Arc<Hub>,
+    router: Arc<Router>,
     view: Arc<ClusterView>,
 }
 
@@ -185,10 +190,10 @@ enum Route {
 
 impl ClusterCustomerApi {
     /// Returns the service.
-    pub fn new(hub: Arc<Hub>, view: Arc<ClusterView>) -> Self {
+    pub fn new(router: Arc<Router>, view: Arc<ClusterView>) -> Self {
         Self {
-            inner: CustomerApi::new(hub.clone()),
-            hub,
+            inner: CustomerApi::new(router.clone()),
+            router,
             view,
         }
     }
@@ -198,7 +203,7 @@ impl ClusterCustomerApi {
             // The local service gives the precise error.
             return Ok(Route::Here);
         }
-        match self.hub.owner(partition_of(conversation_id)) {
+        match self.router.shared.owner(partition_of(conversation_id)) {
             Owner::Local => Ok(Route::Here),
             Owner::Remote(addr) if request.metadata().get(FORWARDED).is_none() => {
                 m::cluster_forwarded();

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::store::records::{ConversationRecord, MessageRecord};
+use crate::store::group_commit::GroupCommit;
+use crate::store::records::{conversation_key, messages_prefix, ConversationRecord, MessageRecord};
+use crate::store::{Op, StoreError};
 
 /// One archived conversation.
 #[derive(Debug, Serialize)]
@@ -162,4 +164,44 @@ impl Archive {
         }
         Ok(())
     }
+}
+
+/// Why a closed conversation could not be moved to the archive.
+#[derive(Debug, thiserror::Error)]
+pub enum RetireError {
+    /// The archive could not be written; the live record stays in the store.
+    #[error("archive write failed: {0}")]
+    Archive(String),
+    /// The archive was written but the live keys could not be removed (the next recovery
+    /// archives the conversation again).
+    #[error("live keys not removed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Moves a closed conversation to the archive: appends it first, then removes its live
+/// record and transcript from the store. The one way every path retires a conversation
+/// (an actor that stops, a restart's recovery, a partition's adoption).
+pub async fn retire_closed(
+    archive: &Archive,
+    commits: &GroupCommit,
+    rec: &ConversationRecord,
+    transcript: Vec<MessageRecord>,
+) -> Result<(), RetireError> {
+    let (archive, r) = (archive.clone(), rec.clone());
+    tokio::task::spawn_blocking(move || {
+        archive.append(&ArchivedConversation {
+            conversation: &r,
+            transcript: &transcript,
+        })
+    })
+    .await
+    .map_err(|e| RetireError::Archive(e.to_string()))?
+    .map_err(|e| RetireError::Archive(e.to_string()))?;
+    commits
+        .write(vec![
+            Op::Delete(conversation_key(&rec.id)),
+            Op::DeletePrefix(messages_prefix(&rec.id)),
+        ])
+        .await?;
+    Ok(())
 }

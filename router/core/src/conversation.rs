@@ -20,18 +20,17 @@ use tokio::sync::mpsc;
 use tonic::Status;
 use tracing::{debug, info, warn};
 
-use crate::archive::ArchivedConversation;
-use crate::hub::{Counters, Hub};
+use crate::archive::retire_closed;
+use crate::mail::{QueueEntry, ToConversation, ToQueue};
 use crate::messages::{self, Text};
 use crate::metrics as m;
-use crate::queue::QueueEntry;
+use crate::registry::Registry;
+use crate::shared::{Counters, Shared};
 use crate::store::group_commit::Durable;
 use crate::store::records::{
-    conversation_key, message_key, messages_prefix, put, ConversationRecord, MessageRecord,
-    Outcome, ProfileRecord, Rating, State,
+    conversation_key, message_key, put, ConversationRecord, MessageRecord, Outcome, ProfileRecord,
+    Rating, State,
 };
-use crate::store::Op;
-use crate::wire::ToQueue;
 
 /// Attempts to deliver a customer message to an agent who is between connections.
 const DELIVERY_ATTEMPTS: usize = 20;
@@ -276,7 +275,9 @@ pub struct GetRecord;
 
 /// The actor behind one conversation.
 pub struct ConversationActor {
-    hub: Arc<Hub>,
+    shared: Arc<Shared>,
+    /// The registry this actor is in (it leaves it when it stops).
+    registry: Arc<Registry<ConversationActor>>,
     rec: ConversationRecord,
     transcript: Vec<MessageRecord>,
     events: Vec<ConversationEvent>,
@@ -311,7 +312,8 @@ type ProfileWrite = std::pin::Pin<
 impl ConversationActor {
     /// Returns an actor for `rec` with its stored transcript (new or restored).
     pub fn new(
-        hub: Arc<Hub>,
+        shared: Arc<Shared>,
+        registry: Arc<Registry<ConversationActor>>,
         rec: ConversationRecord,
         transcript: Vec<MessageRecord>,
         profile: ProfileRecord,
@@ -329,7 +331,8 @@ impl ConversationActor {
         let last_message = transcript.iter().map(|m| m.event_id).max().unwrap_or(0);
         let next_event_id = rec.next_event_id.max(last_message + 1).max(1);
         Self {
-            hub,
+            shared,
+            registry,
             rec,
             transcript,
             events,
@@ -372,7 +375,7 @@ impl ConversationActor {
     }
 
     fn text(&self, text: Text, values: &[(&str, &str)]) -> String {
-        messages::render(&self.hub.config, &self.rec.language, text, values)
+        messages::render(&self.shared.config, &self.rec.language, text, values)
     }
 
     /// Adds a system message in the customer's language (not relayed to the agent).
@@ -384,18 +387,18 @@ impl ConversationActor {
     }
 
     fn integration(&self, kind: &str, details: BTreeMap<String, String>) {
-        self.hub.events.record(
-            &self.hub.commits,
+        self.shared.events.record(
+            &self.shared.commits,
             kind,
             &self.rec,
-            self.hub.clock.now_ms(),
+            self.shared.clock.now_ms(),
             details,
         );
     }
 
     /// Sends a system note to an agent's desktop (not part of the customer's transcript).
     fn tell_agent(&self, agent_id: String, text: String) {
-        let agents = self.hub.agents.clone();
+        let agents = self.shared.agents.clone();
         let cid = self.rec.id.clone();
         let message = ChatMessage {
             message_id: format!("note-{}", uuid::Uuid::new_v4().simple()),
@@ -403,7 +406,7 @@ impl ConversationActor {
             sender: Sender::System as i32,
             author: String::new(),
             text,
-            at_unix_ms: self.hub.clock.now_ms(),
+            at_unix_ms: self.shared.clock.now_ms(),
             status_note: true,
         };
         actix::spawn(async move {
@@ -412,7 +415,7 @@ impl ConversationActor {
     }
 
     fn tell_agent_ended(&self, agent_id: String, outcome: ConversationOutcome) {
-        let agents = self.hub.agents.clone();
+        let agents = self.shared.agents.clone();
         let cid = self.rec.id.clone();
         actix::spawn(async move {
             let _ = agents.conversation_ended(&agent_id, &cid, outcome).await;
@@ -463,11 +466,11 @@ impl ConversationActor {
     fn emit(&mut self, kind: Kind) -> u64 {
         let event = ConversationEvent {
             event_id: self.next_event_id,
-            at_unix_ms: self.hub.clock.now_ms(),
+            at_unix_ms: self.shared.clock.now_ms(),
             kind: Some(kind),
         };
         self.next_event_id += 1;
-        if !self.hub.serving() {
+        if !self.shared.serving() {
             // This router may no longer own the conversation (paused beyond its lease):
             // nothing that may not be durable reaches a customer; they resume elsewhere.
             for tx in self.subscribers.drain(..) {
@@ -492,7 +495,7 @@ impl ConversationActor {
 
     fn persist_record(&mut self) -> Durable {
         self.rec.next_event_id = self.next_event_id;
-        self.hub
+        self.shared
             .commits
             .submit(vec![put(conversation_key(&self.rec.id), &self.rec)])
     }
@@ -500,21 +503,21 @@ impl ConversationActor {
     fn queue_entry(&self) -> QueueEntry {
         QueueEntry::from_record(
             &self.rec,
-            &self.hub.config,
+            &self.shared.config,
             Some(self.profile.history(self.rec.recontact)),
             self.transfer_info.clone(),
         )
     }
 
     fn enqueue(&self) {
-        self.hub.tell_queue(
+        self.shared.tell_queue(
             &self.rec.department,
-            ToQueue::Enqueue(Box::new((&self.queue_entry()).into())),
+            ToQueue::Enqueue(Box::new(self.queue_entry())),
         );
     }
 
     fn dequeue(&self) {
-        self.hub
+        self.shared
             .tell_queue(&self.rec.department, ToQueue::Dequeue(self.rec.id.clone()));
     }
 
@@ -526,7 +529,7 @@ impl ConversationActor {
         text: String,
         status_note: bool,
     ) -> Result<(u64, Durable), Status> {
-        if self.transcript.len() >= self.hub.config.limits.max_transcript_messages {
+        if self.transcript.len() >= self.shared.config.limits.max_transcript_messages {
             return Err(Status::resource_exhausted("transcript is full"));
         }
         let seq = self.transcript.last().map_or(1, |m| m.seq + 1);
@@ -536,24 +539,24 @@ impl ConversationActor {
             sender: sender as i32,
             author: author.to_string(),
             text,
-            at_unix_ms: self.hub.clock.now_ms(),
+            at_unix_ms: self.shared.clock.now_ms(),
             status_note,
         };
         let event_id = self.emit(Kind::Message(message.clone()));
         let record = MessageRecord::from_proto(&message, event_id);
         let durable = self
-            .hub
+            .shared
             .commits
             .submit(vec![put(message_key(&self.rec.id, seq), &record)]);
         self.transcript.push(record);
-        Counters::inc(&self.hub.counters.messages);
+        Counters::inc(&self.shared.counters.messages);
         Ok((seq, durable))
     }
 
     /// Refuses a change while this router may not own the conversation (see
     /// [`Hub::serving`]); the caller retries on the owner.
     fn check_serving(&self) -> Result<(), Status> {
-        if self.hub.serving() {
+        if self.shared.serving() {
             Ok(())
         } else {
             Err(Status::unavailable(
@@ -573,9 +576,9 @@ impl ConversationActor {
     /// Ends the conversation: persists, tells the customer, updates the profile and
     /// schedules archiving after the rating window.
     fn close(&mut self, outcome: Outcome, reason: &str, ctx: &mut Context<Self>) -> Durable {
-        let now = self.hub.clock.now_ms();
+        let now = self.shared.clock.now_ms();
         if self.rec.state != State::Closed {
-            self.hub.counters.open.fetch_sub(1, Ordering::Relaxed);
+            self.shared.counters.open.fetch_sub(1, Ordering::Relaxed);
         }
         self.rec.state = State::Closed;
         self.rec.outcome = Some(outcome);
@@ -600,10 +603,10 @@ impl ConversationActor {
         let ops = vec![put(conversation_key(&self.rec.id), &self.rec)];
         match outcome {
             Outcome::Completed => {
-                Counters::inc(&self.hub.counters.completed);
+                Counters::inc(&self.shared.counters.completed);
                 m::conversation_completed(&self.rec);
                 if let Some(assigned) = self.rec.assigned_at_ms {
-                    self.hub.tell_queue(
+                    self.shared.tell_queue(
                         &self.rec.department,
                         ToQueue::Handled((now - assigned).max(0) as f64 / 1000.0),
                     );
@@ -613,17 +616,17 @@ impl ConversationActor {
                 self.integration("closed", BTreeMap::new());
             }
             Outcome::Abandoned => {
-                Counters::inc(&self.hub.counters.abandoned);
+                Counters::inc(&self.shared.counters.abandoned);
                 m::conversation_abandoned(&self.rec);
                 self.integration("abandoned", BTreeMap::new());
             }
             Outcome::Offline => {
-                Counters::inc(&self.hub.counters.offline);
+                Counters::inc(&self.shared.counters.offline);
                 m::conversation_ended(&self.rec, "offline");
                 self.integration("offline_message", self.rec.follow_up.clone());
             }
             Outcome::Escalated => {
-                Counters::inc(&self.hub.counters.escalated);
+                Counters::inc(&self.shared.counters.escalated);
                 m::conversation_ended(&self.rec, "escalated");
                 if self.rec.agent_id.is_some() {
                     self.update_profile(now);
@@ -636,17 +639,17 @@ impl ConversationActor {
             }
         }
         info!(conversation_id = %self.rec.id, ?outcome, "conversation closed");
-        let durable = self.hub.commits.submit(ops);
+        let durable = self.shared.commits.submit(ops);
         let durable = self.with_profile_write(durable);
-        let linger = self.hub.clock.wall(Duration::from_secs(
-            self.hub.config.routing.rating_window_secs,
+        let linger = self.shared.clock.wall(Duration::from_secs(
+            self.shared.config.routing.rating_window_secs,
         ));
         ctx.run_later(linger, |_act, ctx| ctx.stop());
         durable
     }
 
     /// Records the finished contact in the customer's profile (read, changed and written
-    /// back by the hub, so concurrent conversations of one customer do not overwrite each
+    /// back by the shared state, so concurrent conversations of one customer do not overwrite each
     /// other); the update joins the pending profile writes awaited by `close`.
     fn update_profile(&mut self, now: i64) {
         let (name, language) = (self.rec.display_name.clone(), self.rec.language.clone());
@@ -654,18 +657,19 @@ impl ConversationActor {
         let (summary, notes) = (self.rec.summary.clone(), self.rec.notes.clone());
         self.profile
             .record_completed(agent.as_deref(), &summary, &notes, now);
-        let hub = self.hub.clone();
+        let shared = self.shared.clone();
         let customer = self.rec.customer_id.clone();
         self.profile_write = Some(Box::pin(async move {
-            hub.update_profile(&customer, Vec::new(), move |p| {
-                if !name.is_empty() {
-                    p.display_name = name;
-                }
-                p.language = language;
-                p.record_completed(agent.as_deref(), &summary, &notes, now);
-            })
-            .await
-            .map(|_| ())
+            shared
+                .update_profile(&customer, Vec::new(), move |p| {
+                    if !name.is_empty() {
+                        p.display_name = name;
+                    }
+                    p.language = language;
+                    p.record_completed(agent.as_deref(), &summary, &notes, now);
+                })
+                .await
+                .map(|_| ())
         }));
     }
 
@@ -685,7 +689,7 @@ impl ConversationActor {
     }
 
     fn assign(&mut self, agent_id: String, agent_name: String) {
-        let now = self.hub.clock.now_ms();
+        let now = self.shared.clock.now_ms();
         if let Some(previous) = self.warm_from.take() {
             if previous != agent_id {
                 self.tell_agent_ended(previous, ConversationOutcome::Transferred);
@@ -697,7 +701,7 @@ impl ConversationActor {
             m::conversation_assigned(&self.rec, now);
         }
         if self.rec.sticky_agent.as_deref() == Some(agent_id.as_str()) {
-            Counters::inc(&self.hub.counters.sticky_hits);
+            Counters::inc(&self.shared.counters.sticky_hits);
             m::sticky("hit");
         }
         self.rec.sticky_agent = None;
@@ -718,7 +722,7 @@ impl ConversationActor {
         self.rec.state = State::Queued;
         self.rec.agent_id = None;
         self.rec.agent_name.clear();
-        self.rec.queue_entered_at_ms = self.hub.clock.now_ms();
+        self.rec.queue_entered_at_ms = self.shared.clock.now_ms();
         self.offer = None;
         self.last_position = None;
         self.emit(Kind::Requeued(Requeued {
@@ -738,7 +742,7 @@ impl Actor for ConversationActor {
             drop(self.persist_record());
         }
         if self.rec.state != State::Closed {
-            self.hub.counters.open.fetch_add(1, Ordering::Relaxed);
+            self.shared.counters.open.fetch_add(1, Ordering::Relaxed);
         }
         match self.rec.state {
             State::Queued => self.enqueue(),
@@ -753,10 +757,10 @@ impl Actor for ConversationActor {
                 }));
             }
             State::Offline => {
-                let now = self.hub.clock.now_ms();
-                let reopens = self.hub.shifts.reopens_at(&self.rec.language, now);
+                let now = self.shared.clock.now_ms();
+                let reopens = self.shared.shifts.reopens_at(&self.rec.language, now);
                 let when = reopens
-                    .map(|r| self.hub.shifts.describe(&self.rec.language, r))
+                    .map(|r| self.shared.shifts.describe(&self.rec.language, r))
                     .unwrap_or_default();
                 let message = self.text(Text::Offline, &[("reopens", when.as_str())]);
                 self.emit(Kind::Offline(OfflineNotice {
@@ -769,17 +773,17 @@ impl Actor for ConversationActor {
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
-        self.hub.forget_conversation(&self.rec.id, &ctx.address());
+        self.registry.forget(&self.rec.id, &ctx.address());
         if self.retired {
             if self.rec.state != State::Closed {
-                self.hub.counters.open.fetch_sub(1, Ordering::Relaxed);
+                self.shared.counters.open.fetch_sub(1, Ordering::Relaxed);
             }
             return;
         }
         if self.rec.state != State::Closed {
             return;
         }
-        let hub = self.hub.clone();
+        let shared = self.shared.clone();
         let rec = self.rec.clone();
         let transcript = std::mem::take(&mut self.transcript);
         // Archive, then remove the live keys. Without a runtime (the node is stopping) the
@@ -788,29 +792,8 @@ impl Actor for ConversationActor {
             return;
         };
         runtime.spawn(async move {
-            let archive = hub.archive.clone();
-            let rec2 = rec.clone();
-            let archived = tokio::task::spawn_blocking(move || {
-                archive.append(&ArchivedConversation {
-                    conversation: &rec2,
-                    transcript: &transcript,
-                })
-            })
-            .await;
-            match archived {
-                Ok(Ok(())) => {
-                    let ops = vec![
-                        Op::Delete(conversation_key(&rec.id)),
-                        Op::DeletePrefix(messages_prefix(&rec.id)),
-                    ];
-                    if let Err(e) = hub.commits.write(ops).await {
-                        warn!(conversation_id = %rec.id, error = %e, "could not remove archived conversation");
-                    }
-                }
-                Ok(Err(e)) => {
-                    warn!(conversation_id = %rec.id, error = %e, "archive write failed; kept in the store")
-                }
-                Err(e) => warn!(conversation_id = %rec.id, error = %e, "archive task failed"),
+            if let Err(e) = retire_closed(&shared.archive, &shared.commits, &rec, transcript).await {
+                warn!(conversation_id = %rec.id, error = %e, "closed conversation not archived yet");
             }
         });
     }
@@ -856,7 +839,7 @@ impl Handler<CustomerSend> for ConversationActor {
             self.add_message(Sender::Customer, "", msg.message_id, msg.text, false)?;
         if let (State::Assigned, Some(agent_id)) = (self.rec.state, self.rec.agent_id.clone()) {
             let message = self.transcript.last().map(MessageRecord::to_proto);
-            let agents = self.hub.agents.clone();
+            let agents = self.shared.agents.clone();
             let cid = self.rec.id.clone();
             if let Some(message) = message {
                 actix::spawn(async move {
@@ -913,7 +896,7 @@ impl Handler<CustomerClose> for ConversationActor {
                     self.cancel_direct_offer();
                 }
                 if let Some(agent_id) = self.rec.agent_id.clone() {
-                    let agents = self.hub.agents.clone();
+                    let agents = self.shared.agents.clone();
                     let cid = self.rec.id.clone();
                     actix::spawn(async move {
                         let _ = agents
@@ -941,13 +924,13 @@ impl Handler<Rate> for ConversationActor {
         if self.rec.rating.is_some() {
             return Err(Status::already_exists("conversation is already rated"));
         }
-        if msg.comment.len() > self.hub.config.limits.max_message_bytes {
+        if msg.comment.len() > self.shared.config.limits.max_message_bytes {
             return Err(Status::invalid_argument("comment is too long"));
         }
         Counters::inc(if msg.good {
-            &self.hub.counters.csat_good
+            &self.shared.counters.csat_good
         } else {
-            &self.hub.counters.csat_bad
+            &self.shared.counters.csat_bad
         });
         m::csat(&self.rec.department, msg.good);
         self.rec.rating = Some(Rating {
@@ -963,11 +946,12 @@ impl Handler<Rate> for ConversationActor {
             ]),
         );
         let durable = self.persist_record();
-        let hub = self.hub.clone();
+        let shared = self.shared.clone();
         let customer = self.rec.customer_id.clone();
         let rating = self.profile.last_rating.clone();
         self.profile_write = Some(Box::pin(async move {
-            hub.update_profile(&customer, Vec::new(), move |p| p.last_rating = rating)
+            shared
+                .update_profile(&customer, Vec::new(), move |p| p.last_rating = rating)
                 .await
                 .map(|_| ())
         }));
@@ -1013,7 +997,7 @@ impl Handler<Offering> for ConversationActor {
             // A queue that lost track (a message gone with a failed router) still holds
             // this conversation: take it out, which also withdraws the offer.
             if self.rec.state == State::Assigned {
-                self.hub
+                self.shared
                     .tell_queue(&self.rec.department, ToQueue::Dequeue(self.rec.id.clone()));
             }
             return;
@@ -1086,7 +1070,7 @@ impl Handler<OfferEnded> for ConversationActor {
         if !current || !open {
             if self.rec.state == State::Queued {
                 // Let the queue drop the offer it may still count as open.
-                self.hub.tell_queue(
+                self.shared.tell_queue(
                     &self.rec.department,
                     ToQueue::OfferClosed {
                         conversation_id: self.rec.id.clone(),
@@ -1102,7 +1086,7 @@ impl Handler<OfferEnded> for ConversationActor {
         }
         self.offer = None;
         let direct = std::mem::take(&mut self.direct_offer);
-        self.hub.tell_queue(
+        self.shared.tell_queue(
             &self.rec.department,
             ToQueue::OfferClosed {
                 conversation_id: self.rec.id.clone(),
@@ -1113,7 +1097,7 @@ impl Handler<OfferEnded> for ConversationActor {
         );
         match msg.answer {
             OfferAnswer::Accepted => {
-                Counters::inc(&self.hub.counters.offers_accepted);
+                Counters::inc(&self.shared.counters.offers_accepted);
                 self.assign(msg.agent_id, msg.agent_name);
                 let durable = self.persist_record();
                 let transcript: Vec<ChatMessage> = self
@@ -1136,8 +1120,8 @@ impl Handler<OfferEnded> for ConversationActor {
             }
             answer => {
                 Counters::inc(match answer {
-                    OfferAnswer::Declined => &self.hub.counters.offers_declined,
-                    _ => &self.hub.counters.offers_timed_out,
+                    OfferAnswer::Declined => &self.shared.counters.offers_declined,
+                    _ => &self.shared.counters.offers_timed_out,
                 });
                 self.last_position = None;
                 if direct && self.warm_from.is_some() {
@@ -1197,7 +1181,7 @@ impl Handler<AgentSend> for ConversationActor {
         if !self.responded {
             self.responded = true;
             if let Some(assigned) = self.rec.assigned_at_ms {
-                let secs = (self.hub.clock.now_ms() - assigned).max(0) as f64 / 1000.0;
+                let secs = (self.shared.clock.now_ms() - assigned).max(0) as f64 / 1000.0;
                 m::first_response(&self.rec, secs);
             }
         }
@@ -1240,7 +1224,7 @@ impl ConversationActor {
         }
         self.direct_offer = false;
         if let Some((rid, agent)) = self.offer.take() {
-            let agents = self.hub.agents.clone();
+            let agents = self.shared.agents.clone();
             actix::spawn(async move {
                 let _ = agents.cancel_reservation(&agent, &rid).await;
             });
@@ -1263,7 +1247,7 @@ impl ConversationActor {
                 "a transfer is already under way",
             ));
         }
-        let max = self.hub.config.routing.max_transfers;
+        let max = self.shared.config.routing.max_transfers;
         if self.rec.transfers >= max {
             return Err(Status::failed_precondition(format!(
                 "the conversation reached its limit of {max} transfers"
@@ -1280,7 +1264,7 @@ impl ConversationActor {
         reason: &str,
         warm: bool,
     ) -> Result<String, Status> {
-        let config = &self.hub.config;
+        let config = &self.shared.config;
         let (department, language, skill, label) = match target {
             TransferTarget::Department(d) => {
                 if config.department(d).is_none() {
@@ -1328,7 +1312,7 @@ impl ConversationActor {
                 return Err(Status::internal("agent transfers reserve first"))
             }
         };
-        let now = self.hub.clock.now_ms();
+        let now = self.shared.clock.now_ms();
         self.dequeue();
         self.rec.department = department;
         if let Some(language) = language {
@@ -1367,7 +1351,7 @@ impl ConversationActor {
 
     fn announce_transfer(&mut self, kind: &'static str, to: &str, reason: &str, warm: bool) {
         self.rec.transfers += 1;
-        Counters::inc(&self.hub.counters.transfers);
+        Counters::inc(&self.shared.counters.transfers);
         m::transfer(kind);
         let text = self.text(Text::Transferred, &[("to", to)]);
         self.emit(Kind::Transferred(Transferred {
@@ -1408,7 +1392,7 @@ impl Handler<Transfer> for ConversationActor {
                 .map(|label| self.announce_transfer(kind, &label, &msg.reason, msg.warm));
             return Box::pin(actix::fut::ready(result));
         };
-        let Some(account) = self.hub.config.agents.iter().find(|a| a.id == target) else {
+        let Some(account) = self.shared.config.agents.iter().find(|a| a.id == target) else {
             return Box::pin(actix::fut::ready(Err(Status::not_found(format!(
                 "unknown agent {target:?}"
             )))));
@@ -1427,7 +1411,7 @@ impl Handler<Transfer> for ConversationActor {
             warm: msg.warm,
         });
         let request = self.reserve_request(&reservation_id, &target);
-        let agents = self.hub.agents.clone();
+        let agents = self.shared.agents.clone();
         Box::pin(
             async move { agents.reserve(request).await }
                 .into_actor(self)
@@ -1450,7 +1434,7 @@ impl Handler<Transfer> for ConversationActor {
                         None => matches!(act.rec.state, State::Queued | State::Assigned),
                     };
                     if !still_valid {
-                        let agents = act.hub.agents.clone();
+                        let agents = act.shared.agents.clone();
                         let (t, rid) = (target.clone(), reservation_id.clone());
                         actix::spawn(async move {
                             let _ = agents.cancel_reservation(&t, &rid).await;
@@ -1488,18 +1472,18 @@ impl Handler<HandOver> for ConversationActor {
         if self.rec.state != State::Queued {
             return;
         }
-        let now = self.hub.clock.now_ms();
+        let now = self.shared.clock.now_ms();
         self.rec.serving_language = msg.to.clone();
         if msg.to == self.rec.language {
             // Pulled back to the customer's own team.
             drop(self.persist_record());
             return;
         }
-        Counters::inc(&self.hub.counters.handovers);
+        Counters::inc(&self.shared.counters.handovers);
         m::handover(&msg.from, &msg.to);
-        let reopens = self.hub.shifts.reopens_at(&self.rec.language, now);
+        let reopens = self.shared.shifts.reopens_at(&self.rec.language, now);
         let when = reopens
-            .map(|r| self.hub.shifts.describe(&self.rec.language, r))
+            .map(|r| self.shared.shifts.describe(&self.rec.language, r))
             .unwrap_or_default();
         let language = messages::language_name(&msg.to, &self.rec.language);
         let from = messages::language_name(&msg.from, &self.rec.language);
@@ -1663,5 +1647,35 @@ impl Handler<GetRecord> for ConversationActor {
 
     fn handle(&mut self, _msg: GetRecord, _ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(self.rec.clone())
+    }
+}
+
+impl ToConversation {
+    /// Delivers the message to a conversation actor of this router.
+    pub fn deliver(self, conversation: &Addr<ConversationActor>) {
+        match self {
+            Self::Offering {
+                reservation_id,
+                agent_id,
+            } => conversation.do_send(Offering {
+                reservation_id,
+                agent_id,
+            }),
+            Self::OfferWithdrawn { reservation_id } => {
+                conversation.do_send(OfferWithdrawn { reservation_id })
+            }
+            Self::Moved { department, at_ms } => conversation.do_send(Moved { department, at_ms }),
+            Self::Position {
+                position,
+                estimated_wait_secs,
+                busy,
+            } => conversation.do_send(Position {
+                position,
+                estimated_wait_secs,
+                busy,
+            }),
+            Self::HandOver { from, to } => conversation.do_send(HandOver { from, to }),
+            Self::Requeue { department } => conversation.do_send(Requeue { department }),
+        }
     }
 }

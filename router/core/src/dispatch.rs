@@ -14,9 +14,9 @@ use crate::conversation::{
     AddNote, AgentClose, AgentSend, Escalate, GetTranscript, MarkSensitive, OfferEnded, Release,
     Transfer,
 };
-use crate::hub::Hub;
 use crate::metrics as m;
 use crate::queue::AgentUpdate;
+use crate::router::Router;
 use crate::store::records::MessageRecord;
 use crate::store::StoreError;
 
@@ -63,18 +63,18 @@ struct TeamSums {
 
 /// [`RouterLink`] into this router's actors.
 pub struct Dispatch {
-    /// Weak: the hub owns the agent-node link that owns this dispatch.
-    hub: Weak<Hub>,
+    /// Weak: the router owns the agent-node link that owns this dispatch.
+    router: Weak<Router>,
     agents: RwLock<HashMap<String, Known>>,
     teams: parking_lot::Mutex<HashMap<String, TeamSums>>,
     last_tick_ms: parking_lot::Mutex<Option<i64>>,
 }
 
 impl Dispatch {
-    /// Returns the link for `hub`.
-    pub fn new(hub: Arc<Hub>) -> Arc<Self> {
+    /// Returns the link for `router`.
+    pub fn new(router: Arc<Router>) -> Arc<Self> {
         Arc::new(Self {
-            hub: Arc::downgrade(&hub),
+            router: Arc::downgrade(&router),
             agents: RwLock::new(HashMap::new()),
             teams: parking_lot::Mutex::new(HashMap::new()),
             last_tick_ms: parking_lot::Mutex::new(None),
@@ -83,10 +83,10 @@ impl Dispatch {
 
     /// Publishes per-team shift and duty metrics; call it periodically.
     pub fn tick(&self) {
-        let Some(hub) = self.hub.upgrade() else {
+        let Some(router) = self.router.upgrade() else {
             return;
         };
-        let now = hub.clock.now_ms();
+        let now = router.shared.clock.now_ms();
         let elapsed_secs = {
             let mut last = self.last_tick_ms.lock();
             let elapsed = last.map_or(0, |l| (now - l).max(0));
@@ -94,18 +94,18 @@ impl Dispatch {
             elapsed as f64 / 1000.0
         };
         let teams = self.teams.lock().clone();
-        for team in &hub.config.teams {
+        for team in &router.shared.config.teams {
             let on_duty = teams.get(&team.name).map_or(0, |t| t.on_duty);
             m::team_open(
                 &team.name,
-                hub.shifts.team_open(&team.name, now),
+                router.shared.shifts.team_open(&team.name, now),
                 on_duty as f64 * elapsed_secs,
             );
         }
     }
 
-    fn hub(&self) -> Result<Arc<Hub>, Status> {
-        self.hub
+    fn router(&self) -> Result<Arc<Router>, Status> {
+        self.router
             .upgrade()
             .ok_or_else(|| Status::unavailable("router is shutting down"))
     }
@@ -114,7 +114,7 @@ impl Dispatch {
         &self,
         id: &str,
     ) -> Result<actix::Addr<crate::conversation::ConversationActor>, Status> {
-        self.hub()?
+        self.router()?
             .conversation(id)
             .ok_or_else(|| Status::not_found(format!("no live conversation {id:?}")))
     }
@@ -341,8 +341,8 @@ impl RouterLink for Dispatch {
                 .map(|p| (p.team.as_str(), p.status, p.busy)),
             (known.team.as_str(), known.status, known.busy),
         );
-        if let Some(hub) = self.hub.upgrade() {
-            for (_, queue) in hub.queues() {
+        if let Some(router) = self.router.upgrade() {
+            for (_, queue) in router.queues() {
                 queue.do_send(AgentUpdate(update.clone()));
             }
         }

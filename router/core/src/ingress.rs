@@ -34,10 +34,11 @@ use crate::conversation::{
     Callback, ConversationActor, CustomerClose, CustomerSend, GetTranscript, LeaveOffline, Rate,
     Subscribe, Transfer,
 };
-use crate::hub::{Counters, Hub};
 use crate::messages::{self, Text};
 use crate::metrics as m;
 use crate::queue::GetStats;
+use crate::router::{Revival, Router};
+use crate::shared::Counters;
 use crate::store::records::{
     conversation_key, decode, message_key, profile_key, put, ConversationRecord, MessageRecord,
     Outcome, ProfileRecord, State, Visitor,
@@ -93,23 +94,23 @@ async fn wait_durable(d: Option<crate::store::group_commit::Durable>) -> Result<
 /// The customer API.
 #[derive(Clone)]
 pub struct CustomerApi {
-    hub: Arc<Hub>,
+    router: Arc<Router>,
 }
 
 impl CustomerApi {
-    /// Returns the service over `hub`.
-    pub fn new(hub: Arc<Hub>) -> Self {
-        Self { hub }
+    /// Returns the service over `router`.
+    pub fn new(router: Arc<Router>) -> Self {
+        Self { router }
     }
 
     fn conversation(&self, id: &str) -> Result<actix::Addr<ConversationActor>, Status> {
         check_field(
             id,
             "conversation_id",
-            self.hub.config.limits.max_field_bytes,
+            self.router.shared.config.limits.max_field_bytes,
             true,
         )?;
-        self.hub
+        self.router
             .conversation(id)
             .ok_or_else(|| Status::not_found("no open conversation with this id"))
     }
@@ -121,7 +122,11 @@ impl CustomerApi {
         // (almost) nothing, i.e. it is starting or draining.
         for _ in 0..512 {
             let id = uuid::Uuid::new_v4().simple().to_string();
-            if self.hub.owner(crate::store::records::partition_of(&id)) == crate::hub::Owner::Local
+            if self
+                .router
+                .shared
+                .owner(crate::store::records::partition_of(&id))
+                == crate::shared::Owner::Local
             {
                 return Ok(id);
             }
@@ -135,7 +140,7 @@ impl CustomerApi {
         &self,
         req: StartConversationRequest,
     ) -> Result<StartConversationResponse, Status> {
-        let config = &self.hub.config;
+        let config = &self.router.shared.config;
         let limits = &config.limits;
         check_field(
             &req.customer_id,
@@ -196,24 +201,29 @@ impl CustomerApi {
                 }
             }
         }
-        if self.hub.live_conversations() >= limits.max_live_conversations {
+        if self.router.live_conversations() >= limits.max_live_conversations {
             return Err(Status::resource_exhausted(
                 "the node is at its conversation limit",
             ));
         }
-        if self.hub.queue_depth(&department) >= limits.max_queue_length {
+        if self.router.queue_depth(&department) >= limits.max_queue_length {
             return Err(Status::resource_exhausted(format!(
                 "the {department} queue is full; please try again later"
             )));
         }
-        let now = self.hub.clock.now_ms();
+        let now = self.router.shared.clock.now_ms();
         // Profile read-modify-write is serialised with the other profile updates.
-        let _profile_guard = self.hub.profile_guard(&req.customer_id).await;
-        let profile: Option<ProfileRecord> =
-            match self.hub.store.get(&profile_key(&req.customer_id)).await? {
-                Some(bytes) => Some(decode(&profile_key(&req.customer_id), &bytes)?),
-                None => None,
-            };
+        let _profile_guard = self.router.shared.profile_guard(&req.customer_id).await;
+        let profile: Option<ProfileRecord> = match self
+            .router
+            .shared
+            .store
+            .get(&profile_key(&req.customer_id))
+            .await?
+        {
+            Some(bytes) => Some(decode(&profile_key(&req.customer_id), &bytes)?),
+            None => None,
+        };
         let returning = profile.as_ref().is_some_and(|p| p.contacts > 0);
         if profile.as_ref().is_some_and(|p| p.tier == "vip") {
             priority = Priority::Vip;
@@ -223,13 +233,14 @@ impl CustomerApi {
             .as_ref()
             .is_some_and(|p| p.last_contact_ms > 0 && now - p.last_contact_ms <= recontact_ms);
         let serving = self
-            .hub
+            .router
+            .shared
             .shifts
             .serving_language(&req.language, now)
             .map(str::to_string);
         let reopens = match serving {
             Some(_) => None,
-            None => self.hub.shifts.reopens_at(&req.language, now),
+            None => self.router.shared.shifts.reopens_at(&req.language, now),
         };
         let window_ms = config.routing.sticky_window_secs as i64 * 1000;
         let sticky_agent = profile
@@ -331,10 +342,9 @@ impl CustomerApi {
         for m in &transcript {
             ops.push(put(message_key(&id, m.seq), m));
         }
-        self.hub.commits.write(ops).await?;
-        let hub = self.hub.clone();
-        self.hub.events.record(
-            &self.hub.commits,
+        self.router.shared.commits.write(ops).await?;
+        self.router.shared.events.record(
+            &self.router.shared.commits,
             "started",
             &rec,
             now,
@@ -343,16 +353,19 @@ impl CustomerApi {
                 ("offline".to_string(), serving.is_none().to_string()),
             ]),
         );
-        self.hub.spawn_conversation(id.clone(), move || {
-            ConversationActor::new(hub, rec, transcript, new_profile)
+        self.router.spawn_conversation(Revival {
+            record: rec,
+            transcript,
+            profile: new_profile,
+            restored: false,
         });
-        Counters::inc(&self.hub.counters.started);
+        Counters::inc(&self.router.shared.counters.started);
         if recontact {
-            Counters::inc(&self.hub.counters.recontacts);
+            Counters::inc(&self.router.shared.counters.recontacts);
             m::recontact(&department);
         }
         m::conversation_started(&department, &req.language);
-        m::live(self.hub.live_conversations());
+        m::live(self.router.live_conversations());
         info!(conversation_id = %id, %department, language = %req.language, returning, "conversation started");
         Ok(StartConversationResponse {
             conversation_id: id,
@@ -408,7 +421,7 @@ impl ConversationService for CustomerApi {
     ) -> Result<Response<SendMessageResponse>, Status> {
         let req = request.into_inner();
         let result = async {
-            let limits = &self.hub.config.limits;
+            let limits = &self.router.shared.config.limits;
             check_field(&req.message_id, "message_id", limits.max_field_bytes, true)?;
             if req.text.trim().is_empty() {
                 return Err(Status::invalid_argument("text must not be empty"));
@@ -463,14 +476,14 @@ impl ConversationService for CustomerApi {
     ) -> Result<Response<LeaveOfflineMessageResponse>, Status> {
         let req = request.into_inner();
         let result = async {
-            let max = self.hub.config.limits.max_field_bytes;
+            let max = self.router.shared.config.limits.max_field_bytes;
             check_field(&req.name, "name", max, false)?;
             check_field(&req.email, "email", max, false)?;
             check_field(&req.phone, "phone", max, false)?;
             if req.text.trim().is_empty() {
                 return Err(Status::invalid_argument("text must not be empty"));
             }
-            if req.text.len() > self.hub.config.limits.max_message_bytes {
+            if req.text.len() > self.router.shared.config.limits.max_message_bytes {
                 return Err(Status::invalid_argument("text is too long"));
             }
             if req.email.trim().is_empty() && req.phone.trim().is_empty() {
@@ -508,7 +521,7 @@ impl ConversationService for CustomerApi {
     ) -> Result<Response<RequestCallbackResponse>, Status> {
         let req = request.into_inner();
         let result = async {
-            let max = self.hub.config.limits.max_field_bytes;
+            let max = self.router.shared.config.limits.max_field_bytes;
             check_field(&req.phone, "phone", max, true)?;
             check_field(&req.preferred_time, "preferred_time", max, false)?;
             if !req
@@ -561,18 +574,18 @@ impl ConversationService for CustomerApi {
 /// The operator API (needs the admin token).
 #[derive(Clone)]
 pub struct AdminApi {
-    hub: Arc<Hub>,
+    router: Arc<Router>,
     agents: Arc<dyn AgentAdmin>,
 }
 
 impl AdminApi {
-    /// Returns the service over `hub` and the local agent-node.
-    pub fn new(hub: Arc<Hub>, agents: Arc<dyn AgentAdmin>) -> Self {
-        Self { hub, agents }
+    /// Returns the service over `router` and the local agent-node.
+    pub fn new(router: Arc<Router>, agents: Arc<dyn AgentAdmin>) -> Self {
+        Self { router, agents }
     }
 
     fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let expected = &self.hub.config.node.admin_token;
+        let expected = &self.router.shared.config.node.admin_token;
         if expected.is_empty() {
             return Err(Status::permission_denied(
                 "the admin API is disabled (no admin_token configured)",
@@ -608,7 +621,7 @@ impl Admin for AdminApi {
     ) -> Result<Response<Snapshot>, Status> {
         reject(self.authorize(&request))?;
         let mut queues = Vec::new();
-        for (_, queue) in self.hub.queues() {
+        for (_, queue) in self.router.queues() {
             queues.push(queue.send(GetStats).await.map_err(mailbox)?);
         }
         let live = self.agents.availability().await;
@@ -636,7 +649,7 @@ impl Admin for AdminApi {
             }
         }
         agents.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
-        let c = &self.hub.counters;
+        let c = &self.router.shared.counters;
         let get = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed);
         let counters = CountersProto {
             conversations_started: get(&c.started),
@@ -663,7 +676,7 @@ impl Admin for AdminApi {
             queues,
             agents,
             counters: Some(counters),
-            now_unix_ms: self.hub.clock.now_ms(),
+            now_unix_ms: self.router.shared.clock.now_ms(),
         }))
     }
 
@@ -695,7 +708,7 @@ impl Admin for AdminApi {
             0 => 100,
             n => n.min(1000) as usize,
         };
-        let archive = self.hub.archive.clone();
+        let archive = self.router.shared.archive.clone();
         let found = tokio::task::spawn_blocking(move || archive.list(&filter, limit))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
@@ -712,7 +725,7 @@ impl Admin for AdminApi {
         reject(self.authorize(&request))?;
         let id = request.into_inner().conversation_id;
         reject(check_field(&id, "conversation_id", 256, true))?;
-        let archived = match self.hub.conversation(&id) {
+        let archived = match self.router.conversation(&id) {
             Some(actor) => {
                 let (conversation, transcript) =
                     actor.send(GetTranscript).await.map_err(mailbox)?;
@@ -722,7 +735,7 @@ impl Admin for AdminApi {
                 })
             }
             None => {
-                let archive = self.hub.archive.clone();
+                let archive = self.router.shared.archive.clone();
                 let key = id.clone();
                 tokio::task::spawn_blocking(move || archive.find(&key))
                     .await
@@ -748,7 +761,7 @@ impl Admin for AdminApi {
         reject(self.authorize(&request))?;
         let req = request.into_inner();
         let actor = reject(
-            self.hub
+            self.router
                 .conversation(&req.conversation_id)
                 .ok_or_else(|| Status::not_found("no open conversation with this id")),
         )?;
@@ -785,7 +798,7 @@ impl Admin for AdminApi {
             }
         };
         let actor = reject(
-            self.hub
+            self.router
                 .conversation(&req.conversation_id)
                 .ok_or_else(|| Status::not_found("no open conversation with this id")),
         )?;
@@ -813,11 +826,12 @@ impl Admin for AdminApi {
         reject(self.authorize(&request))?;
         let after = request.into_inner().after_event_id;
         // Subscribe first, then read the stored backlog: nothing falls in between.
-        let mut live = self.hub.events.subscribe();
+        let mut live = self.router.shared.events.subscribe();
         let backlog = self
-            .hub
+            .router
+            .shared
             .events
-            .stored_after(self.hub.store.as_ref(), after)
+            .stored_after(self.router.shared.store.as_ref(), after)
             .await?;
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(async move {
@@ -861,7 +875,7 @@ impl Admin for AdminApi {
         reject(check_field(
             &req.customer_id,
             "customer_id",
-            self.hub.config.limits.max_field_bytes,
+            self.router.shared.config.limits.max_field_bytes,
             true,
         ))?;
         if !matches!(req.tier.as_str(), "" | "vip") {
@@ -870,7 +884,8 @@ impl Admin for AdminApi {
             )));
         }
         let tier = req.tier;
-        self.hub
+        self.router
+            .shared
             .update_profile(&req.customer_id, Vec::new(), move |p| p.tier = tier)
             .await?;
         Ok(Response::new(SetCustomerTierResponse {}))

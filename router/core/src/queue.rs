@@ -10,15 +10,14 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use centralino_link::{Availability, OfferAnswer, ReserveOutcome, ReserveRequest};
-use centralino_proto::v1::{CustomerHistory, QueueSnapshot, TransferInfo, VisitorContext};
+use centralino_proto::v1::QueueSnapshot;
 use tracing::debug;
 
-use crate::config::{Config, DepartmentConfig};
-use crate::hub::{Counters, Hub};
+use crate::config::DepartmentConfig;
+use crate::mail::{QueueEntry, ToConversation, ToQueue};
 use crate::metrics as m;
 use crate::routing::{self, AgentPool, QueueKey, Requirement, StickyState};
-use crate::store::records::ConversationRecord;
-use crate::wire::ToConversation;
+use crate::shared::{Counters, Shared};
 
 /// Shortest and longest wall time between two queue ticks (steps, sticky waits, positions).
 const MIN_TICK: Duration = Duration::from_millis(10);
@@ -33,89 +32,6 @@ const DEFAULT_HANDLE_SECS: f64 = 180.0;
 const LOST_OFFER_MARGIN: Duration = Duration::from_secs(5);
 /// Customers told their position individually; the rest get updates less often.
 const POSITIONS_TOLD: usize = 200;
-
-/// What an agent's offer shows about the customer.
-#[derive(Debug)]
-pub struct OfferInfo {
-    /// Customer name.
-    pub customer_display_name: String,
-    /// Returning customer.
-    pub returning: bool,
-    /// Visitor context.
-    pub visitor: VisitorContext,
-    /// Conversation start (Unix ms).
-    pub started_at_ms: i64,
-    /// Summary of the last contact.
-    pub last_summary: String,
-    /// Customer history.
-    pub history: Option<CustomerHistory>,
-    /// Transfer details, when transferred.
-    pub transfer: Option<TransferInfo>,
-}
-
-/// A conversation waiting in a queue.
-#[derive(Debug, Clone)]
-pub struct QueueEntry {
-    /// Conversation id.
-    pub conversation_id: String,
-    /// Priority class.
-    pub priority: u8,
-    /// Age (kept across requeues, overflows and restarts).
-    pub enqueued_at_ms: i64,
-    /// Steps count from here.
-    pub queue_entered_at_ms: i64,
-    /// Customer language.
-    pub language: String,
-    /// Language of the team that serves it now (a fallback after a handover).
-    pub serving_language: String,
-    /// Further skill required (transfer to a skill or a supervisor).
-    pub extra_skill: Option<String>,
-    /// The serving language was chosen by a transfer, not by the shifts.
-    pub pinned_language: bool,
-    /// Last agent of a returning customer.
-    pub sticky_agent: Option<String>,
-    /// Until when to wait for the sticky agent.
-    pub sticky_until_ms: i64,
-    /// Shown in offers.
-    pub info: Arc<OfferInfo>,
-}
-
-impl QueueEntry {
-    /// Returns the queue entry of a conversation record.
-    pub fn from_record(
-        rec: &ConversationRecord,
-        config: &Config,
-        history: Option<CustomerHistory>,
-        transfer: Option<TransferInfo>,
-    ) -> Self {
-        Self {
-            conversation_id: rec.id.clone(),
-            priority: rec.priority,
-            enqueued_at_ms: rec.enqueued_at_ms,
-            queue_entered_at_ms: rec.queue_entered_at_ms,
-            language: rec.language.clone(),
-            serving_language: if rec.serving_language.is_empty() {
-                rec.language.clone()
-            } else {
-                rec.serving_language.clone()
-            },
-            extra_skill: rec.extra_skill.clone(),
-            pinned_language: rec.pinned_language,
-            sticky_agent: rec.sticky_agent.clone(),
-            sticky_until_ms: rec.queue_entered_at_ms
-                + config.routing.sticky_wait_secs as i64 * 1000,
-            info: Arc::new(OfferInfo {
-                customer_display_name: rec.display_name.clone(),
-                returning: rec.returning,
-                visitor: (&rec.visitor).into(),
-                started_at_ms: rec.started_at_ms,
-                last_summary: rec.last_summary.clone(),
-                history,
-                transfer,
-            }),
-        }
-    }
-}
 
 /// Adds a conversation to the queue.
 #[derive(Message)]
@@ -180,7 +96,7 @@ struct Waiting {
 
 /// The actor behind one department queue.
 pub struct DepartmentQueue {
-    hub: Arc<Hub>,
+    shared: Arc<Shared>,
     department: DepartmentConfig,
     pool: AgentPool,
     entries: HashMap<String, Waiting>,
@@ -199,10 +115,10 @@ pub struct DepartmentQueue {
 
 impl DepartmentQueue {
     /// Returns a queue for `department`; `depth` mirrors its length for admission checks.
-    pub fn new(hub: Arc<Hub>, department: DepartmentConfig, depth: Arc<AtomicUsize>) -> Self {
+    pub fn new(shared: Arc<Shared>, department: DepartmentConfig, depth: Arc<AtomicUsize>) -> Self {
         Self {
             pool: AgentPool::new(department.strategy, department.skill()),
-            hub,
+            shared,
             department,
             entries: HashMap::new(),
             order: BTreeMap::new(),
@@ -228,12 +144,12 @@ impl DepartmentQueue {
 
     /// Runs routing decisions for waiting conversations, oldest first within priority.
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
-        if !self.hub.serving() {
+        if !self.shared.serving() {
             // Paused beyond the lease: no offers until this router has stepped down.
             return;
         }
         self.dirty = false;
-        let now = self.hub.clock.now_ms();
+        let now = self.shared.clock.now_ms();
         let mut overflow = Vec::new();
         let mut reservations = Vec::new();
         // Requirements that found nobody in this pass: later entries with the same ones
@@ -259,8 +175,8 @@ impl DepartmentQueue {
             if let Some(sticky) = waiting.entry.sticky_agent.clone() {
                 if now >= waiting.entry.sticky_until_ms {
                     waiting.entry.sticky_agent = None;
-                    Counters::inc(&self.hub.counters.sticky_timeouts);
-                    Counters::inc(&self.hub.counters.sticky_misses);
+                    Counters::inc(&self.shared.counters.sticky_timeouts);
+                    Counters::inc(&self.shared.counters.sticky_misses);
                     m::sticky("timeout");
                 } else {
                     match self
@@ -271,7 +187,7 @@ impl DepartmentQueue {
                         StickyState::Busy => continue,
                         StickyState::Unavailable => {
                             waiting.entry.sticky_agent = None;
-                            Counters::inc(&self.hub.counters.sticky_misses);
+                            Counters::inc(&self.shared.counters.sticky_misses);
                             m::sticky("miss");
                         }
                     }
@@ -330,7 +246,7 @@ impl DepartmentQueue {
         let Some(waiting) = self.entries.get(&id) else {
             return;
         };
-        self.hub.tell_conversation(
+        self.shared.tell_conversation(
             &id,
             ToConversation::Offering {
                 reservation_id: reservation_id.clone(),
@@ -354,7 +270,7 @@ impl DepartmentQueue {
             history: info.history.clone(),
             transfer: info.transfer.clone(),
         };
-        let link = self.hub.agents.clone();
+        let link = self.shared.agents.clone();
         ctx.spawn(
             async move { link.reserve(request).await }
                 .into_actor(self)
@@ -366,7 +282,7 @@ impl DepartmentQueue {
                     let rejected = outcome != ReserveOutcome::Held;
                     act.pool.end_reservation(&agent, rejected);
                     if !rejected {
-                        Counters::inc(&act.hub.counters.offers);
+                        Counters::inc(&act.shared.counters.offers);
                         return;
                     }
                     m::reservation_rejected(&act.department.name);
@@ -379,7 +295,7 @@ impl DepartmentQueue {
                             waiting.offer = None;
                             waiting.offered_at = None;
                             act.order.insert(waiting.key, id.clone());
-                            act.hub.tell_conversation(
+                            act.shared.tell_conversation(
                                 &id,
                                 ToConversation::OfferWithdrawn { reservation_id },
                             );
@@ -391,7 +307,7 @@ impl DepartmentQueue {
     }
 
     fn overflow(&mut self, id: &str, target: &str, now: i64) {
-        if self.hub.config.department(target).is_none() {
+        if self.shared.config.department(target).is_none() {
             return;
         }
         if self.remove(id).is_none() {
@@ -399,7 +315,7 @@ impl DepartmentQueue {
         }
         m::overflow(&self.department.name, target);
         // The conversation re-enqueues itself at the target with its original age.
-        self.hub.tell_conversation(
+        self.shared.tell_conversation(
             id,
             ToConversation::Moved {
                 department: target.to_string(),
@@ -446,7 +362,7 @@ impl DepartmentQueue {
             if let Some(waiting) = self.entries.get_mut(&id) {
                 waiting.told = true;
             }
-            self.hub
+            self.shared
                 .tell_conversation(&id, self.position(position, ewt));
         }
     }
@@ -461,7 +377,7 @@ impl DepartmentQueue {
     }
 
     fn position(&self, position: u32, estimated_wait_secs: u32) -> ToConversation {
-        let routing = &self.hub.config.routing;
+        let routing = &self.shared.config.routing;
         ToConversation::Position {
             position,
             estimated_wait_secs,
@@ -474,9 +390,9 @@ impl DepartmentQueue {
     /// customer's language team closes, to the first open fallback (keeping their place by
     /// age); with `pull_back`, back to their own team when it opens again.
     fn follow_shifts(&mut self) {
-        let now = self.hub.clock.now_ms();
-        let shifts = self.hub.shifts.clone();
-        let pull_back = self.hub.config.handover.pull_back;
+        let now = self.shared.clock.now_ms();
+        let shifts = self.shared.shifts.clone();
+        let pull_back = self.shared.config.handover.pull_back;
         let mut open: HashMap<String, bool> = HashMap::new();
         let mut is_open = |language: &str| {
             *open
@@ -511,7 +427,7 @@ impl DepartmentQueue {
                 let from = std::mem::replace(&mut waiting.entry.serving_language, language.clone());
                 waiting.excluded.clear();
                 self.positions_dirty = true;
-                self.hub
+                self.shared
                     .tell_conversation(&id, ToConversation::HandOver { from, to: language });
             }
         }
@@ -521,11 +437,9 @@ impl DepartmentQueue {
     /// that died) is dropped well after the agent-node's own offer timeout, and the
     /// conversation waits for the next agent; the conversation actor accepts one agent only.
     fn expire_lost_offers(&mut self) {
-        let limit = self
-            .hub
-            .clock
-            .wall(Duration::from_secs(self.hub.config.desk.offer_timeout_secs))
-            + LOST_OFFER_MARGIN;
+        let limit = self.shared.clock.wall(Duration::from_secs(
+            self.shared.config.desk.offer_timeout_secs,
+        )) + LOST_OFFER_MARGIN;
         let mut expired = Vec::new();
         for (id, waiting) in &mut self.entries {
             if waiting.offered_at.is_some_and(|t| t.elapsed() > limit) {
@@ -556,9 +470,9 @@ impl DepartmentQueue {
         if self.last_gauges.elapsed() >= GAUGE_INTERVAL {
             self.last_gauges = Instant::now();
             self.oldest_wait_secs = self.oldest_wait_ms() as f64 / 1000.0;
-            let now = self.hub.clock.now_ms();
+            let now = self.shared.clock.now_ms();
             let mut per_language: HashMap<&str, (usize, i64)> = self
-                .hub
+                .shared
                 .config
                 .languages()
                 .into_iter()
@@ -583,7 +497,7 @@ impl DepartmentQueue {
     }
 
     fn oldest_wait_ms(&self) -> i64 {
-        let now = self.hub.clock.now_ms();
+        let now = self.shared.clock.now_ms();
         self.entries
             .values()
             .map(|w| w.entry.enqueued_at_ms)
@@ -598,7 +512,7 @@ impl Actor for DepartmentQueue {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
         let tick = self
-            .hub
+            .shared
             .clock
             .wall(Duration::from_secs(1))
             .clamp(MIN_TICK, MAX_TICK);
@@ -612,7 +526,7 @@ impl Handler<Shutdown> for DepartmentQueue {
     fn handle(&mut self, _msg: Shutdown, ctx: &mut Context<Self>) {
         // Gauges of this router go to zero; the next owner reports the queue.
         self.depth.store(0, Ordering::Relaxed);
-        for language in self.hub.config.languages() {
+        for language in self.shared.config.languages() {
             m::queue_state(&self.department.name, language, 0, 0.0);
         }
         ctx.stop();
@@ -658,7 +572,7 @@ impl Handler<Dequeue> for DepartmentQueue {
     fn handle(&mut self, Dequeue(id): Dequeue, _ctx: &mut Context<Self>) {
         if let Some(waiting) = self.remove(&id) {
             if let Some((reservation_id, agent)) = waiting.offer {
-                let link = self.hub.agents.clone();
+                let link = self.shared.agents.clone();
                 actix::spawn(async move {
                     let _ = link.cancel_reservation(&agent, &reservation_id).await;
                 });
@@ -678,7 +592,7 @@ impl Handler<OfferClosed> for DepartmentQueue {
             if let Some(waiting) = self.remove(&msg.conversation_id) {
                 if let Some((rid, agent)) = waiting.offer {
                     if rid != msg.reservation_id {
-                        let link = self.hub.agents.clone();
+                        let link = self.shared.agents.clone();
                         actix::spawn(async move {
                             let _ = link.cancel_reservation(&agent, &rid).await;
                         });
@@ -708,7 +622,7 @@ impl Handler<OfferClosed> for DepartmentQueue {
             if waiting.entry.sticky_agent.as_deref() == Some(msg.agent_id.as_str()) {
                 // The last agent did not take it: the customer goes to someone else.
                 waiting.entry.sticky_agent = None;
-                Counters::inc(&self.hub.counters.sticky_misses);
+                Counters::inc(&self.shared.counters.sticky_misses);
                 m::sticky("miss");
             }
         }
@@ -777,5 +691,27 @@ impl Handler<GetOrder> for DepartmentQueue {
             self.entries.iter().map(|(id, w)| (&w.key, id)).collect();
         all.sort();
         MessageResult(all.into_iter().map(|(_, id)| id.clone()).collect())
+    }
+}
+
+impl ToQueue {
+    /// Delivers the message to a queue actor of this router.
+    pub fn deliver(self, queue: &Addr<DepartmentQueue>) {
+        match self {
+            Self::Enqueue(entry) => queue.do_send(Enqueue(*entry)),
+            Self::Dequeue(id) => queue.do_send(Dequeue(id)),
+            Self::OfferClosed {
+                conversation_id,
+                reservation_id,
+                agent_id,
+                answer,
+            } => queue.do_send(OfferClosed {
+                conversation_id,
+                reservation_id,
+                agent_id,
+                answer,
+            }),
+            Self::Handled(secs) => queue.do_send(Handled(secs)),
+        }
     }
 }

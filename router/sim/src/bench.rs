@@ -507,7 +507,7 @@ pub async fn memory(conversations: usize, concurrency: usize) -> Result<MemoryRe
         let _ = caller.await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let live = node.hub.live_conversations();
+    let live = node.router.live_conversations();
     let after = rss_bytes();
     node.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);

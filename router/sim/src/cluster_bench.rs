@@ -28,7 +28,7 @@ use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 use crate::bench::{bench_config, connect, percentile, ThroughputResult};
-use centralino_core::hub::Owner;
+use centralino_core::shared::Owner;
 use centralino_router::clustered::{self, ClusterRouter};
 use centralino_router::standalone::{self, StoreChoice};
 
@@ -97,7 +97,7 @@ async fn start_cluster(
     loop {
         let settled = routers
             .iter()
-            .all(|r| (0..256).all(|p| r.hub.owner(p) != Owner::Unknown));
+            .all(|r| (0..256).all(|p| r.router.shared.owner(p) != Owner::Unknown));
         if settled {
             break;
         }

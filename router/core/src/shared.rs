@@ -1,28 +1,24 @@
-//! `Hub`: what every part of a router shares — configuration, clock, store, the registry of
-//! conversation actors, the department queues and the link to the agent-nodes.
+//! `Shared`: what the actors of one router share — configuration, clock, store, the link to
+//! the agent-nodes, schedules, counters — and the [`Mailroom`] through which queues and
+//! conversations reach each other. It knows no actor type: the registries of actors are the
+//! [`crate::router::Router`]'s.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 
 use actix::prelude::*;
 use centralino_base::clock::SharedClock;
-use centralino_link::AgentNodeLink;
-use parking_lot::RwLock;
-
 use centralino_base::shifts::Shifts;
+use centralino_link::AgentNodeLink;
 
 use crate::archive::Archive;
 use crate::config::Config;
-use crate::conversation::ConversationActor;
 use crate::events::IntegrationLog;
-use crate::queue::DepartmentQueue;
+use crate::mail::{Mailroom, ToConversation, ToQueue};
 use crate::store::group_commit::GroupCommit;
-use crate::store::records::{decode, partition_of, profile_key, put, ProfileRecord};
+use crate::store::records::{decode, profile_key, put, ProfileRecord};
 use crate::store::{Op, Store, StoreError};
-use crate::wire::{ToConversation, ToQueue};
 use centralino_proto::v1::TellRequest;
-use tracing::{debug, warn};
 
 /// Node-wide counters (the admin snapshot; Prometheus has the labelled versions).
 #[derive(Debug, Default)]
@@ -102,8 +98,8 @@ pub trait Placement: Send + Sync + 'static {
 /// Lock stripes for profile updates.
 const PROFILE_STRIPES: usize = 256;
 
-/// What a hub is made of.
-pub struct HubParts {
+/// What [`Shared`] is made of.
+pub struct SharedParts {
     /// Configuration.
     pub config: Arc<Config>,
     /// Clock.
@@ -124,8 +120,8 @@ pub struct HubParts {
     pub arbiters: Vec<ArbiterHandle>,
 }
 
-/// Shared state of a router.
-pub struct Hub {
+/// What the actors of one router share.
+pub struct Shared {
     /// Configuration.
     pub config: Arc<Config>,
     /// Clock.
@@ -144,20 +140,18 @@ pub struct Hub {
     pub events: Arc<IntegrationLog>,
     /// Counters for snapshots.
     pub counters: Counters,
-    conversations: RwLock<HashMap<String, Addr<ConversationActor>>>,
-    queues: RwLock<HashMap<String, Addr<DepartmentQueue>>>,
-    depths: RwLock<HashMap<String, Arc<std::sync::atomic::AtomicUsize>>>,
     placement: OnceLock<Arc<dyn Placement>>,
+    mail: Weak<dyn Mailroom>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
     /// Serialise read-modify-write of one customer's profile (striped by customer id).
     profiles: Vec<tokio::sync::Mutex<()>>,
 }
 
-impl Hub {
-    /// Returns a hub; queues are attached with [`Hub::set_queues`].
-    pub fn new(parts: HubParts) -> Arc<Self> {
-        Arc::new(Self {
+impl Shared {
+    /// Returns the shared state; mail goes through `mail` (the router that owns it).
+    pub fn new(parts: SharedParts, mail: Weak<dyn Mailroom>) -> Self {
+        Self {
             config: parts.config,
             clock: parts.clock,
             store: parts.store,
@@ -167,74 +161,24 @@ impl Hub {
             shifts: parts.shifts,
             events: parts.events,
             counters: Counters::default(),
-            conversations: RwLock::new(HashMap::new()),
-            queues: RwLock::new(HashMap::new()),
-            depths: RwLock::new(HashMap::new()),
             placement: OnceLock::new(),
+            mail,
             arbiters: parts.arbiters,
             next_arbiter: AtomicUsize::new(0),
             profiles: (0..PROFILE_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
-        })
+        }
     }
 
-    /// Attaches the department queues and their depth gauges.
-    pub fn set_queues(
-        &self,
-        queues: HashMap<String, Addr<DepartmentQueue>>,
-        depths: HashMap<String, Arc<std::sync::atomic::AtomicUsize>>,
-    ) {
-        *self.queues.write() = queues;
-        *self.depths.write() = depths;
-    }
-
-    /// Adds the queue of a department whose partition this router just claimed.
-    pub fn add_queue(
-        &self,
-        department: &str,
-        queue: Addr<DepartmentQueue>,
-        depth: Arc<std::sync::atomic::AtomicUsize>,
-    ) {
-        self.queues.write().insert(department.to_string(), queue);
-        self.depths.write().insert(department.to_string(), depth);
-    }
-
-    /// Removes (and returns) the queue of a department this router hands over.
-    pub fn remove_queue(&self, department: &str) -> Option<Addr<DepartmentQueue>> {
-        self.depths.write().remove(department);
-        self.queues.write().remove(department)
-    }
-
-    /// Returns how many conversations wait in `department`'s queue.
-    pub fn queue_depth(&self, department: &str) -> usize {
-        self.depths
-            .read()
-            .get(department)
-            .map_or(0, |d| d.load(Ordering::Relaxed))
-    }
-
-    /// Returns the queue of `department` when it runs on this router.
-    pub fn queue(&self, department: &str) -> Option<Addr<DepartmentQueue>> {
-        self.queues.read().get(department).cloned()
-    }
-
-    /// Returns every queue running on this router.
-    pub fn queues(&self) -> Vec<(String, Addr<DepartmentQueue>)> {
-        let mut out: Vec<_> = self
-            .queues
-            .read()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
-    }
-
-    /// Makes this router one of a cluster: messages for queues and conversations of other
-    /// routers' partitions go through `placement`.
+    /// Makes this router one of a cluster: partition owners come from `placement`.
     pub fn set_placement(&self, placement: Arc<dyn Placement>) {
         let _ = self.placement.set(placement);
+    }
+
+    /// Returns the cluster's placement, if this router is one of a cluster.
+    pub fn placement(&self) -> Option<&Arc<dyn Placement>> {
+        self.placement.get()
     }
 
     /// Returns who owns `partition`: always this router outside a cluster.
@@ -252,115 +196,15 @@ impl Hub {
 
     /// Sends `msg` to the queue of `department`, wherever it runs.
     pub fn tell_queue(&self, department: &str, msg: ToQueue) {
-        if let Some(queue) = self.queue(department) {
-            msg.deliver(&queue);
-            return;
-        }
-        let Some(placement) = self.placement.get() else {
-            warn!(%department, "no queue for department");
-            return;
-        };
-        match placement.owner(partition_of(department)) {
-            Owner::Remote(addr) => match serde_json::to_vec(&msg) {
-                Ok(payload) => placement.tell(
-                    addr,
-                    TellRequest {
-                        conversation_id: String::new(),
-                        department: department.to_string(),
-                        payload,
-                        forwarded: false,
-                    },
-                ),
-                Err(e) => warn!(error = %e, "cannot encode a queue message"),
-            },
-            // Between a claim and the queue's start, or without an owner: the queue's next
-            // owner asks its conversations to enqueue again.
-            Owner::Local | Owner::Unknown => {
-                debug!(%department, "queue not reachable now, message dropped")
-            }
+        if let Some(mail) = self.mail.upgrade() {
+            mail.tell_queue(department, msg);
         }
     }
 
     /// Sends `msg` to a conversation actor, wherever it runs.
     pub fn tell_conversation(&self, id: &str, msg: ToConversation) {
-        if let Some(conversation) = self.conversation(id) {
-            msg.deliver(&conversation);
-            return;
-        }
-        let Some(placement) = self.placement.get() else {
-            return;
-        };
-        if let Owner::Remote(addr) = placement.owner(partition_of(id)) {
-            match serde_json::to_vec(&msg) {
-                Ok(payload) => placement.tell(
-                    addr,
-                    TellRequest {
-                        conversation_id: id.to_string(),
-                        department: String::new(),
-                        payload,
-                        forwarded: false,
-                    },
-                ),
-                Err(e) => warn!(error = %e, "cannot encode a conversation message"),
-            }
-        }
-    }
-
-    /// Returns the live conversations of `partition` on this router.
-    pub fn conversations_in(&self, partition: u32) -> Vec<(String, Addr<ConversationActor>)> {
-        self.conversations
-            .read()
-            .iter()
-            .filter(|(id, _)| partition_of(id) == partition)
-            .map(|(id, a)| (id.clone(), a.clone()))
-            .collect()
-    }
-
-    /// Returns every live conversation actor of this router.
-    pub fn all_conversations(&self) -> Vec<Addr<ConversationActor>> {
-        self.conversations.read().values().cloned().collect()
-    }
-
-    /// Returns the actor of a live conversation.
-    pub fn conversation(&self, id: &str) -> Option<Addr<ConversationActor>> {
-        self.conversations.read().get(id).cloned()
-    }
-
-    /// Number of live conversations.
-    pub fn live_conversations(&self) -> usize {
-        self.conversations.read().len()
-    }
-
-    /// Registers a conversation's actor, then starts it on one of the actor threads.
-    ///
-    /// The address exists before the actor runs, so the registry already knows it when the
-    /// actor's `started` enqueues it (a queue's offer must find it).
-    pub fn spawn_conversation(
-        &self,
-        id: String,
-        make: impl FnOnce() -> ConversationActor + Send + 'static,
-    ) -> Addr<ConversationActor> {
-        let (tx, rx) = actix::dev::channel::channel::<ConversationActor>(16);
-        let addr = Addr::new(tx);
-        self.conversations.write().insert(id, addr.clone());
-        let run = move || {
-            Context::with_receiver(rx).run(make());
-        };
-        match self.arbiter() {
-            Some(arbiter) => {
-                arbiter.spawn_fn(run);
-            }
-            None => run(),
-        }
-        addr
-    }
-
-    /// Removes a conversation from the registry (its actor stopped), unless another actor
-    /// has taken its place meanwhile (the partition came back to this router).
-    pub fn forget_conversation(&self, id: &str, actor: &Addr<ConversationActor>) {
-        let mut conversations = self.conversations.write();
-        if conversations.get(id).is_some_and(|a| a == actor) {
-            conversations.remove(id);
+        if let Some(mail) = self.mail.upgrade() {
+            mail.tell_conversation(id, msg);
         }
     }
 

@@ -1,0 +1,203 @@
+//! `Router`: one router's live actors — a registry of conversation actors and one of
+//! department queues — over the [`Shared`] state, and the [`Mailroom`] that carries mail
+//! between them: in process when the other side lives here, through the cluster's
+//! [`crate::shared::Placement`] when another router owns its partition.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+use actix::prelude::*;
+use centralino_proto::v1::TellRequest;
+use parking_lot::RwLock;
+use tracing::{debug, warn};
+
+use crate::conversation::ConversationActor;
+use crate::mail::{Mailroom, ToConversation, ToQueue};
+use crate::queue::DepartmentQueue;
+use crate::registry::Registry;
+use crate::shared::{Owner, Shared, SharedParts};
+use crate::store::records::{partition_of, ConversationRecord, MessageRecord, ProfileRecord};
+
+/// One router's actors and the state they share.
+pub struct Router {
+    /// What the actors share.
+    pub shared: Arc<Shared>,
+    conversations: Arc<Registry<ConversationActor>>,
+    queues: Registry<DepartmentQueue>,
+    depths: RwLock<HashMap<String, Arc<AtomicUsize>>>,
+}
+
+/// A new or restored conversation to start on a router.
+pub struct Revival {
+    /// Its record.
+    pub record: ConversationRecord,
+    /// Its transcript so far.
+    pub transcript: Vec<MessageRecord>,
+    /// The customer's profile.
+    pub profile: ProfileRecord,
+    /// Rebuilt from the store (after a restart or a failover), not new.
+    pub restored: bool,
+}
+
+impl Router {
+    /// Returns a router without queues; they are attached with [`Router::add_queue`].
+    pub fn new(parts: SharedParts) -> Arc<Self> {
+        Arc::new_cyclic(|me: &Weak<Router>| {
+            let mail: Weak<dyn Mailroom> = me.clone();
+            Router {
+                shared: Arc::new(Shared::new(parts, mail)),
+                conversations: Arc::new(Registry::default()),
+                queues: Registry::default(),
+                depths: RwLock::new(HashMap::new()),
+            }
+        })
+    }
+
+    /// Starts the queue of `department` on one of the actor threads.
+    pub fn start_queue(&self, department: crate::config::DepartmentConfig) {
+        let depth = Arc::new(AtomicUsize::new(0));
+        let name = department.name.clone();
+        let (shared, d) = (self.shared.clone(), depth.clone());
+        let make = move || DepartmentQueue::new(shared, department, d);
+        let addr = match self.shared.arbiter() {
+            Some(arbiter) => DepartmentQueue::start_in_arbiter(&arbiter, move |_| make()),
+            None => make().start(),
+        };
+        self.add_queue(&name, addr, depth);
+    }
+
+    /// Adds the queue of a department (started here or just claimed in a cluster).
+    pub fn add_queue(
+        &self,
+        department: &str,
+        queue: Addr<DepartmentQueue>,
+        depth: Arc<AtomicUsize>,
+    ) {
+        self.queues.insert(department.to_string(), queue);
+        self.depths.write().insert(department.to_string(), depth);
+    }
+
+    /// Removes (and returns) the queue of a department this router hands over.
+    pub fn remove_queue(&self, department: &str) -> Option<Addr<DepartmentQueue>> {
+        self.depths.write().remove(department);
+        self.queues.remove(department)
+    }
+
+    /// Returns how many conversations wait in `department`'s queue.
+    pub fn queue_depth(&self, department: &str) -> usize {
+        self.depths
+            .read()
+            .get(department)
+            .map_or(0, |d| d.load(Ordering::Relaxed))
+    }
+
+    /// Returns the queue of `department` when it runs on this router.
+    pub fn queue(&self, department: &str) -> Option<Addr<DepartmentQueue>> {
+        self.queues.get(department)
+    }
+
+    /// Returns every queue running on this router, by department name.
+    pub fn queues(&self) -> Vec<(String, Addr<DepartmentQueue>)> {
+        self.queues.filtered(|_| true)
+    }
+
+    /// Returns the live conversations of `partition` on this router.
+    pub fn conversations_in(&self, partition: u32) -> Vec<(String, Addr<ConversationActor>)> {
+        self.conversations
+            .filtered(|id| partition_of(id) == partition)
+    }
+
+    /// Returns every live conversation actor of this router.
+    pub fn all_conversations(&self) -> Vec<Addr<ConversationActor>> {
+        self.conversations.all()
+    }
+
+    /// Returns the actor of a live conversation.
+    pub fn conversation(&self, id: &str) -> Option<Addr<ConversationActor>> {
+        self.conversations.get(id)
+    }
+
+    /// Number of live conversations.
+    pub fn live_conversations(&self) -> usize {
+        self.conversations.len()
+    }
+
+    /// Starts the actor of a new or restored conversation on one of the actor threads.
+    pub fn spawn_conversation(&self, revival: Revival) -> Addr<ConversationActor> {
+        let shared = self.shared.clone();
+        let registry = self.conversations.clone();
+        let id = revival.record.id.clone();
+        self.conversations
+            .spawn(id, self.shared.arbiter(), move || {
+                let actor = ConversationActor::new(
+                    shared,
+                    registry,
+                    revival.record,
+                    revival.transcript,
+                    revival.profile,
+                );
+                if revival.restored {
+                    actor.restored()
+                } else {
+                    actor
+                }
+            })
+    }
+}
+
+impl Mailroom for Router {
+    fn tell_queue(&self, department: &str, msg: ToQueue) {
+        if let Some(queue) = self.queue(department) {
+            msg.deliver(&queue);
+            return;
+        }
+        let Some(placement) = self.shared.placement() else {
+            warn!(%department, "no queue for department");
+            return;
+        };
+        match placement.owner(partition_of(department)) {
+            Owner::Remote(addr) => match serde_json::to_vec(&msg) {
+                Ok(payload) => placement.tell(
+                    addr,
+                    TellRequest {
+                        conversation_id: String::new(),
+                        department: department.to_string(),
+                        payload,
+                        forwarded: false,
+                    },
+                ),
+                Err(e) => warn!(error = %e, "cannot encode a queue message"),
+            },
+            // Between a claim and the queue's start, or without an owner: the queue's next
+            // owner asks its conversations to enqueue again.
+            Owner::Local | Owner::Unknown => {
+                debug!(%department, "queue not reachable now, message dropped")
+            }
+        }
+    }
+
+    fn tell_conversation(&self, id: &str, msg: ToConversation) {
+        if let Some(conversation) = self.conversation(id) {
+            msg.deliver(&conversation);
+            return;
+        }
+        let Some(placement) = self.shared.placement() else {
+            return;
+        };
+        if let Owner::Remote(addr) = placement.owner(partition_of(id)) {
+            match serde_json::to_vec(&msg) {
+                Ok(payload) => placement.tell(
+                    addr,
+                    TellRequest {
+                        conversation_id: id.to_string(),
+                        department: String::new(),
+                        payload,
+                        forwarded: false,
+                    },
+                ),
+                Err(e) => warn!(error = %e, "cannot encode a conversation message"),
+            }
+        }
+    }
+}
