@@ -56,11 +56,18 @@ def crate_cycles(src):
                 item = item.strip()
                 if item:
                     refs.append(base + tuple(item.split("::")))
+        # a parent's own paths into the modules it declares (`pub use child::Item`)
+        for child in re.findall(r"\bmod\s+(\w+)\s*;", text):
+            body = re.sub(r"\bmod\s+\w+\s*;", "", text)
+            for m in re.finditer(r"(?<![:\w])" + child + r"((?:::\w+)+)", body):
+                refs.append(mod + (child,) + tuple(m.group(1).strip(":").split("::")))
+            for m in re.finditer(r"(?<![:\w])" + child + r"::\{", body):
+                refs.append(mod + (child,))
         for ref in refs:
             for n in range(len(ref), 0, -1):
                 target = ref[:n]
                 if target in files:
-                    if target != mod and not mod[: len(target)] == target:
+                    if target != mod:
                         edges[mod].add(target)
                     break
     # cycles: strongly connected components of size > 1

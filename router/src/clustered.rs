@@ -26,14 +26,14 @@ use centralino_cluster::agents::{run_feed, RemoteAgents};
 use centralino_cluster::etcd_store::{EtcdStore, Fences};
 use centralino_cluster::partitions::{ClusterView, Partitions};
 use centralino_cluster::peer::{ClusterCustomerApi, InternalApi};
-use centralino_core::archive::Archive;
 use centralino_core::config::Config;
 use centralino_core::dispatch::Dispatch;
-use centralino_core::events::IntegrationLog;
 use centralino_core::ingress::AdminApi;
 use centralino_core::metrics;
 use centralino_core::router::Router;
 use centralino_core::shared::{Placement, SharedParts};
+use centralino_core::store::archive::Archive;
+use centralino_core::store::events::IntegrationLog;
 use centralino_core::store::group_commit::{GroupCommit, DEFAULT_MAX_DELAY, DEFAULT_MAX_OPS};
 use centralino_core::store::{Instrumented, Store};
 

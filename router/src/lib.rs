@@ -13,6 +13,6 @@ pub mod clustered;
 pub mod standalone;
 
 pub use centralino_core::{
-    archive, config, conversation, dispatch, events, ingress, mail, messages, metrics, queue,
-    registry, router, routing, shared, store,
+    config, conversation, dispatch, ingress, mail, metrics, queue, recovery, registry, router,
+    routing, shared, store, texts,
 };

@@ -18,16 +18,16 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
-use centralino_core::archive::Archive;
 use centralino_core::config::Config;
 use centralino_core::dispatch::Dispatch;
-use centralino_core::events::IntegrationLog;
 use centralino_core::ingress::{AdminApi, CustomerApi};
 use centralino_core::metrics;
 use centralino_core::recovery::{adopt_partition, Adopted};
 use centralino_core::router::Router;
 use centralino_core::shared::SharedParts;
+use centralino_core::store::archive::Archive;
 use centralino_core::store::embedded::EmbeddedStore;
+use centralino_core::store::events::IntegrationLog;
 use centralino_core::store::group_commit::{GroupCommit, DEFAULT_MAX_DELAY, DEFAULT_MAX_OPS};
 use centralino_core::store::{Instrumented, MemoryStore, Store};
 

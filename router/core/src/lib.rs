@@ -7,27 +7,23 @@
 //! - [`queue`]: `DepartmentQueue` actor, one per department: ordering, steps, offers.
 //! - [`routing`]: pure decision functions: skills, steps, sticky, agent selection.
 //! - [`dispatch`]: the router side of the agent-node link (answers, availability fan-out).
-//! - [`store`]: the `Store` trait, its twin, the embedded store, group commit and records.
+//! - [`store`]: the `Store` trait, its twin, the embedded store, group commit, records, the
+//!   transcript archive and the integration events.
 //! - [`mail`]: the messages between queues and conversation actors, and the [`mail::Mailroom`]
 //!   that carries them (in process or across routers).
 //! - [`recovery`]: rebuilding a partition's conversations from the store.
 //! - [`shared`]: what a router's actors share; [`registry`]: live actors by id;
 //!   [`router`]: a router's registries of conversations and queues, its mailroom.
-//! - [`archive`]: transcripts of closed conversations (JSON Lines).
-//! - [`events`]: integration events for CRM and e-mail systems.
-//! - [`messages`]: customer-facing texts per language.
+//! - [`texts`]: customer-facing texts per language.
 //! - [`config`], [`metrics`]: configuration and metrics.
 
 #![forbid(unsafe_code)]
 
-pub mod archive;
 pub mod config;
 pub mod conversation;
 pub mod dispatch;
-pub mod events;
 pub mod ingress;
 pub mod mail;
-pub mod messages;
 pub mod metrics;
 pub mod queue;
 pub mod recovery;
@@ -36,3 +32,4 @@ pub mod router;
 pub mod routing;
 pub mod shared;
 pub mod store;
+pub mod texts;

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use tracing::warn;
 
-use crate::archive::retire_closed;
 use crate::router::{Revival, Router};
+use crate::store::archive::retire_closed;
 use crate::store::records::{
     decode, partition_conversations, profile_key, ConversationRecord, MessageRecord, ProfileRecord,
     State, MESSAGES,

@@ -11,10 +11,10 @@ use centralino_base::clock::SharedClock;
 use centralino_base::shifts::Shifts;
 use centralino_link::AgentNodeLink;
 
-use crate::archive::Archive;
 use crate::config::Config;
-use crate::events::IntegrationLog;
 use crate::mail::{Mailroom, ToConversation, ToQueue};
+use crate::store::archive::Archive;
+use crate::store::events::IntegrationLog;
 use crate::store::group_commit::GroupCommit;
 use crate::store::records::{decode, profile_key, put, ProfileRecord};
 use crate::store::{Op, Store, StoreError};

@@ -3,7 +3,9 @@
 //! ([`MemoryStore`]); cluster mode adds etcd behind the same trait. Writes from many actors
 //! are merged by the [`group_commit::GroupCommit`] batcher into one transaction.
 
+pub mod archive;
 pub mod embedded;
+pub mod events;
 pub mod group_commit;
 pub mod records;
 

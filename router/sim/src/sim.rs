@@ -24,10 +24,12 @@
 
 pub mod agent;
 pub mod customer;
+pub mod error;
 pub mod ledger;
 pub mod net;
 pub mod profile;
 pub mod report;
+pub mod run;
 
 use std::io::{IsTerminal, Write as _};
 use std::sync::Arc;
@@ -46,9 +48,11 @@ use tracing::{info, warn};
 
 use centralino_core::config::Config;
 use customer::{CustomerPlan, Mix};
+pub use error::SimError;
 use ledger::Ledger;
 use net::Routers;
 pub use report::Report;
+pub use run::Shared;
 
 /// Service-level threshold of the report's `service_level_20s`.
 pub const SERVICE_LEVEL: Duration = Duration::from_secs(20);
@@ -122,48 +126,6 @@ impl SimOptions {
             drain: Duration::from_secs(45 * 60),
             progress: true,
         }
-    }
-}
-
-/// Why a simulation could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    /// Bad options (addresses, durations).
-    #[error("invalid options: {0}")]
-    Options(String),
-    /// No router answered in time.
-    #[error("no router reachable: {0}")]
-    Unreachable(String),
-    /// No configured agent could log in.
-    #[error("no agent could log in (check the agents' passwords in the configuration)")]
-    NoAgents,
-}
-
-/// State shared by every task of a run.
-#[derive(Debug)]
-pub struct Shared {
-    /// The simulated clock shared with the node.
-    pub clock: SharedClock,
-    /// Channels to the routers (customers and admin).
-    pub routers: Routers,
-    /// Channels to the agent-nodes (agents' desktops).
-    pub agent_nodes: Routers,
-    /// Observations and checks.
-    pub ledger: Mutex<Ledger>,
-    /// The node's configuration.
-    pub config: Config,
-}
-
-impl Shared {
-    /// Returns the wall time of a simulated duration.
-    pub fn wall(&self, simulated: Duration) -> Duration {
-        self.clock.wall(simulated)
-    }
-
-    /// Returns the slack granted to time-dependent checks: a few simulated seconds or the
-    /// simulated equivalent of 50 ms of network and scheduling delay, whichever is larger.
-    pub fn slack(&self) -> Duration {
-        Duration::from_secs(5).max(Duration::from_secs_f64(0.05 * self.clock.speed()))
     }
 }
 

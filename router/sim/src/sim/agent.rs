@@ -48,7 +48,7 @@ use tracing::{debug, warn};
 
 use super::ledger::{check_offer, check_transferred_offer, offered_off_shift, TransferTarget};
 use super::net::{Cursor, CALL_TIMEOUT};
-use super::Shared;
+use super::run::Shared;
 use centralino_core::config::Config;
 
 /// Share of offers declined.

@@ -34,7 +34,7 @@ use tracing::{debug, warn};
 
 use super::ledger::CustomerHistory;
 use super::net::{is_unavailable, wall_unix_ms, Cursor, CALL_TIMEOUT, RETRY_BUDGET, RETRY_PAUSE};
-use super::Shared;
+use super::run::Shared;
 use centralino_core::config::Config;
 
 /// Longest a customer stays (simulated): afterwards they close the conversation themselves.

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-use super::SimError;
+use super::error::SimError;
 
 /// Channels (HTTP/2 connections) per router address; spreads the many long-lived customer
 /// streams over several connections so no per-connection stream limit is reached.

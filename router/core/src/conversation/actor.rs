@@ -1,0 +1,456 @@
+//! The conversation actor: its state, lifecycle and the helpers its handlers share.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use std::collections::BTreeMap;
+
+use centralino_proto::v1::{
+    conversation_event::Kind, Assigned, ChatMessage, ConversationEvent, ConversationOutcome,
+    OfflineNotice, Requeued, Sender, TransferInfo,
+};
+use tokio::sync::mpsc;
+use tonic::Status;
+use tracing::warn;
+
+use crate::mail::{QueueEntry, ToConversation, ToQueue};
+use crate::metrics as m;
+use crate::registry::Registry;
+use crate::shared::{Counters, Shared};
+use crate::store::archive::retire_closed;
+use crate::store::group_commit::Durable;
+use crate::store::records::{
+    conversation_key, message_key, put, ConversationRecord, MessageRecord, ProfileRecord, State,
+};
+use crate::texts::{self, Text};
+
+use super::messages::{EventTx, HandOver, Moved, OfferWithdrawn, Offering, Position, Requeue};
+
+/// Attempts to deliver a customer message to an agent who is between connections.
+pub(super) const DELIVERY_ATTEMPTS: usize = 20;
+/// Pause between two delivery attempts (wall time).
+pub(super) const DELIVERY_RETRY: Duration = Duration::from_millis(300);
+
+/// Event ids skipped after a restore (more than a conversation emits between two writes of
+/// its record).
+pub(super) const RESTORE_EVENT_GAP: u64 = 1 << 20;
+/// Events buffered per subscriber before the stream is cut (the client resumes).
+pub(super) const SUBSCRIBER_BUFFER: usize = 256;
+
+/// The actor behind one conversation.
+pub struct ConversationActor {
+    pub(super) shared: Arc<Shared>,
+    /// The registry this actor is in (it leaves it when it stops).
+    pub(super) registry: Arc<Registry<ConversationActor>>,
+    pub(super) rec: ConversationRecord,
+    pub(super) transcript: Vec<MessageRecord>,
+    pub(super) events: Vec<ConversationEvent>,
+    pub(super) next_event_id: u64,
+    pub(super) subscribers: Vec<EventTx>,
+    pub(super) offer: Option<(String, String)>,
+    pub(super) last_position: Option<(u32, u32)>,
+    pub(super) profile: ProfileRecord,
+    /// During a warm transfer: the agent who stays until the next one accepts.
+    pub(super) warm_from: Option<String>,
+    /// The open offer was reserved directly by a transfer to an agent (not by the queue).
+    pub(super) direct_offer: bool,
+    /// Shown with the next offers while a transfer is under way.
+    pub(super) transfer_info: Option<TransferInfo>,
+    pub(super) busy_told: bool,
+    /// A profile update to make durable with the next acknowledged change.
+    pub(super) profile_write: Option<ProfileWrite>,
+    /// The agent has answered since the first assignment.
+    pub(super) responded: bool,
+    /// Rebuilt from the store: offers of the previous actor may still be answered.
+    pub(super) restored: bool,
+    /// Write the record when the actor starts (a restored actor's new event ids).
+    pub(super) persist_on_start: bool,
+    /// Handed over to another router: stopping must not archive or count anything.
+    pub(super) retired: bool,
+}
+
+pub(super) type ProfileWrite = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), crate::store::StoreError>> + Send>,
+>;
+
+impl ConversationActor {
+    /// Returns an actor for `rec` with its stored transcript (new or restored).
+    pub fn new(
+        shared: Arc<Shared>,
+        registry: Arc<Registry<ConversationActor>>,
+        rec: ConversationRecord,
+        transcript: Vec<MessageRecord>,
+        profile: ProfileRecord,
+    ) -> Self {
+        let mut events = Vec::with_capacity(transcript.len() + 2);
+        for m in &transcript {
+            events.push(ConversationEvent {
+                event_id: m.event_id,
+                at_unix_ms: m.at_ms,
+                kind: Some(Kind::Message(m.to_proto())),
+            });
+        }
+        // A new conversation numbers its events on from its messages; a restored one
+        // jumps ahead (see [`ConversationActor::restored`]).
+        let last_message = transcript.iter().map(|m| m.event_id).max().unwrap_or(0);
+        let next_event_id = rec.next_event_id.max(last_message + 1).max(1);
+        Self {
+            shared,
+            registry,
+            rec,
+            transcript,
+            events,
+            next_event_id,
+            subscribers: Vec::new(),
+            offer: None,
+            last_position: None,
+            profile,
+            warm_from: None,
+            direct_offer: false,
+            transfer_info: None,
+            busy_told: false,
+            profile_write: None,
+            responded: false,
+            restored: false,
+            persist_on_start: false,
+            retired: false,
+        }
+    }
+
+    /// Marks an actor rebuilt from the store (restart or failover): an accept of an offer
+    /// made before the rebuild is honoured while the conversation still waits.
+    ///
+    /// Events other than messages are not stored, so the rebuilt actor continues its event
+    /// ids well above every id its predecessor may have handed out since the record was last
+    /// written, and writes the new start at once: a resumed stream never sees an id twice,
+    /// even across several failovers.
+    pub fn restored(mut self) -> Self {
+        self.restored = true;
+        let last_message = self
+            .transcript
+            .iter()
+            .map(|m| m.event_id)
+            .max()
+            .unwrap_or(0);
+        self.next_event_id =
+            self.rec.next_event_id.max(last_message + 1).max(1) + RESTORE_EVENT_GAP;
+        self.persist_on_start = true;
+        self
+    }
+
+    pub(super) fn text(&self, text: Text, values: &[(&str, &str)]) -> String {
+        texts::render(&self.shared.config, &self.rec.language, text, values)
+    }
+
+    /// Adds a system message in the customer's language (not relayed to the agent).
+    pub(super) fn system_message(&mut self, text: String) {
+        let id = format!("sys-{}", self.next_event_id);
+        if let Ok((_, durable)) = self.add_message(Sender::System, "", id, text, false) {
+            drop(durable);
+        }
+    }
+
+    pub(super) fn integration(&self, kind: &str, details: BTreeMap<String, String>) {
+        self.shared.events.record(
+            &self.shared.commits,
+            kind,
+            &self.rec,
+            self.shared.clock.now_ms(),
+            details,
+        );
+    }
+
+    /// Sends a system note to an agent's desktop (not part of the customer's transcript).
+    pub(super) fn tell_agent(&self, agent_id: String, text: String) {
+        let agents = self.shared.agents.clone();
+        let cid = self.rec.id.clone();
+        let message = ChatMessage {
+            message_id: format!("note-{}", uuid::Uuid::new_v4().simple()),
+            seq: 0,
+            sender: Sender::System as i32,
+            author: String::new(),
+            text,
+            at_unix_ms: self.shared.clock.now_ms(),
+            status_note: true,
+        };
+        actix::spawn(async move {
+            let _ = agents.deliver(&agent_id, &cid, message).await;
+        });
+    }
+
+    pub(super) fn tell_agent_ended(&self, agent_id: String, outcome: ConversationOutcome) {
+        let agents = self.shared.agents.clone();
+        let cid = self.rec.id.clone();
+        actix::spawn(async move {
+            let _ = agents.conversation_ended(&agent_id, &cid, outcome).await;
+        });
+    }
+
+    pub(super) fn check_token(&self, token: &str) -> Result<(), Status> {
+        let expected = self.rec.token.as_bytes();
+        let given = token.as_bytes();
+        let same = expected.len() == given.len()
+            && expected
+                .iter()
+                .zip(given)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if same {
+            Ok(())
+        } else {
+            Err(Status::permission_denied("wrong conversation token"))
+        }
+    }
+
+    pub(super) fn emit(&mut self, kind: Kind) -> u64 {
+        let event = ConversationEvent {
+            event_id: self.next_event_id,
+            at_unix_ms: self.shared.clock.now_ms(),
+            kind: Some(kind),
+        };
+        self.next_event_id += 1;
+        if !self.shared.serving() {
+            // This router may no longer own the conversation (paused beyond its lease):
+            // nothing that may not be durable reaches a customer; they resume elsewhere.
+            for tx in self.subscribers.drain(..) {
+                let _ = tx.try_send(Err(Status::unavailable(
+                    "this router is not serving the conversation, resume the stream",
+                )));
+            }
+        }
+        self.subscribers
+            .retain(|tx| match tx.try_send(Ok(event.clone())) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    m::stream_overflow();
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+        let id = event.event_id;
+        self.events.push(event);
+        id
+    }
+
+    pub(super) fn persist_record(&mut self) -> Durable {
+        self.rec.next_event_id = self.next_event_id;
+        self.shared
+            .commits
+            .submit(vec![put(conversation_key(&self.rec.id), &self.rec)])
+    }
+
+    pub(super) fn queue_entry(&self) -> QueueEntry {
+        QueueEntry::from_record(
+            &self.rec,
+            &self.shared.config,
+            Some(self.profile.history(self.rec.recontact)),
+            self.transfer_info.clone(),
+        )
+    }
+
+    pub(super) fn enqueue(&self) {
+        self.shared.tell_queue(
+            &self.rec.department,
+            ToQueue::Enqueue(Box::new(self.queue_entry())),
+        );
+    }
+
+    pub(super) fn dequeue(&self) {
+        self.shared
+            .tell_queue(&self.rec.department, ToQueue::Dequeue(self.rec.id.clone()));
+    }
+
+    pub(super) fn add_message(
+        &mut self,
+        sender: Sender,
+        author: &str,
+        message_id: String,
+        text: String,
+        status_note: bool,
+    ) -> Result<(u64, Durable), Status> {
+        if self.transcript.len() >= self.shared.config.limits.max_transcript_messages {
+            return Err(Status::resource_exhausted("transcript is full"));
+        }
+        let seq = self.transcript.last().map_or(1, |m| m.seq + 1);
+        let message = ChatMessage {
+            message_id,
+            seq,
+            sender: sender as i32,
+            author: author.to_string(),
+            text,
+            at_unix_ms: self.shared.clock.now_ms(),
+            status_note,
+        };
+        let event_id = self.emit(Kind::Message(message.clone()));
+        let record = MessageRecord::from_proto(&message, event_id);
+        let durable = self
+            .shared
+            .commits
+            .submit(vec![put(message_key(&self.rec.id, seq), &record)]);
+        self.transcript.push(record);
+        Counters::inc(&self.shared.counters.messages);
+        Ok((seq, durable))
+    }
+
+    /// Refuses a change while this router may not own the conversation (see
+    /// [`Hub::serving`]); the caller retries on the owner.
+    pub(super) fn check_serving(&self) -> Result<(), Status> {
+        if self.shared.serving() {
+            Ok(())
+        } else {
+            Err(Status::unavailable(
+                "this router is not serving the conversation now, retry",
+            ))
+        }
+    }
+
+    pub(super) fn duplicate(&self, message_id: &str) -> Option<u64> {
+        self.transcript
+            .iter()
+            .rev()
+            .find(|m| m.message_id == message_id)
+            .map(|m| m.seq)
+    }
+
+    pub(super) fn assign(&mut self, agent_id: String, agent_name: String) {
+        let now = self.shared.clock.now_ms();
+        if let Some(previous) = self.warm_from.take() {
+            if previous != agent_id {
+                self.tell_agent_ended(previous, ConversationOutcome::Transferred);
+            }
+        }
+        let transferred = self.transfer_info.take().is_some();
+        if self.rec.assigned_at_ms.is_none() {
+            self.rec.assigned_at_ms = Some(now);
+            m::conversation_assigned(&self.rec, now);
+        }
+        if self.rec.sticky_agent.as_deref() == Some(agent_id.as_str()) {
+            Counters::inc(&self.shared.counters.sticky_hits);
+            m::sticky("hit");
+        }
+        self.rec.sticky_agent = None;
+        self.rec.state = State::Assigned;
+        self.rec.agent_id = Some(agent_id.clone());
+        self.rec.agent_name = agent_name.clone();
+        self.emit(Kind::Assigned(Assigned {
+            agent_id,
+            agent_display_name: agent_name,
+        }));
+        self.integration(
+            "assigned",
+            BTreeMap::from([("after_transfer".to_string(), transferred.to_string())]),
+        );
+    }
+
+    pub(super) fn requeue(&mut self, reason: &str) {
+        self.rec.state = State::Queued;
+        self.rec.agent_id = None;
+        self.rec.agent_name.clear();
+        self.rec.queue_entered_at_ms = self.shared.clock.now_ms();
+        self.offer = None;
+        self.last_position = None;
+        self.emit(Kind::Requeued(Requeued {
+            reason: reason.to_string(),
+        }));
+        drop(self.persist_record());
+        self.enqueue();
+    }
+}
+
+impl Actor for ConversationActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(64);
+        if std::mem::take(&mut self.persist_on_start) && self.rec.state != State::Closed {
+            drop(self.persist_record());
+        }
+        if self.rec.state != State::Closed {
+            self.shared.counters.open.fetch_add(1, Ordering::Relaxed);
+        }
+        match self.rec.state {
+            State::Queued => self.enqueue(),
+            State::Assigned => {
+                let (id, name) = (
+                    self.rec.agent_id.clone().unwrap_or_default(),
+                    self.rec.agent_name.clone(),
+                );
+                self.emit(Kind::Assigned(Assigned {
+                    agent_id: id,
+                    agent_display_name: name,
+                }));
+            }
+            State::Offline => {
+                let now = self.shared.clock.now_ms();
+                let reopens = self.shared.shifts.reopens_at(&self.rec.language, now);
+                let when = reopens
+                    .map(|r| self.shared.shifts.describe(&self.rec.language, r))
+                    .unwrap_or_default();
+                let message = self.text(Text::Offline, &[("reopens", when.as_str())]);
+                self.emit(Kind::Offline(OfflineNotice {
+                    message,
+                    reopens_at_unix_ms: reopens.unwrap_or_default(),
+                }));
+            }
+            State::Closed => ctx.stop(),
+        }
+    }
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        self.registry.forget(&self.rec.id, &ctx.address());
+        if self.retired {
+            if self.rec.state != State::Closed {
+                self.shared.counters.open.fetch_sub(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        if self.rec.state != State::Closed {
+            return;
+        }
+        let shared = self.shared.clone();
+        let rec = self.rec.clone();
+        let transcript = std::mem::take(&mut self.transcript);
+        // Archive, then remove the live keys. Without a runtime (the node is stopping) the
+        // record stays in the store and the next start archives it.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            if let Err(e) = retire_closed(&shared.archive, &shared.commits, &rec, transcript).await {
+                warn!(conversation_id = %rec.id, error = %e, "closed conversation not archived yet");
+            }
+        });
+    }
+}
+
+impl ToConversation {
+    /// Delivers the message to a conversation actor of this router.
+    pub fn deliver(self, conversation: &Addr<ConversationActor>) {
+        match self {
+            Self::Offering {
+                reservation_id,
+                agent_id,
+            } => conversation.do_send(Offering {
+                reservation_id,
+                agent_id,
+            }),
+            Self::OfferWithdrawn { reservation_id } => {
+                conversation.do_send(OfferWithdrawn { reservation_id })
+            }
+            Self::Moved { department, at_ms } => conversation.do_send(Moved { department, at_ms }),
+            Self::Position {
+                position,
+                estimated_wait_secs,
+                busy,
+            } => conversation.do_send(Position {
+                position,
+                estimated_wait_secs,
+                busy,
+            }),
+            Self::HandOver { from, to } => conversation.do_send(HandOver { from, to }),
+            Self::Requeue { department } => conversation.do_send(Requeue { department }),
+        }
+    }
+}

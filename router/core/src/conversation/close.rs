@@ -1,0 +1,161 @@
+//! Closing: the final state, the customer's profile updated with the contact, and
+//! retirement (a conversation handed over to another router stops without closing).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use actix::prelude::*;
+use std::collections::BTreeMap;
+
+use centralino_proto::v1::{
+    conversation_event::Kind, Closed, ConversationOutcome, RatingRequested,
+};
+use tonic::Status;
+use tracing::info;
+
+use crate::mail::ToQueue;
+use crate::metrics as m;
+use crate::shared::Counters;
+use crate::store::group_commit::Durable;
+use crate::store::records::{conversation_key, put, Outcome, State};
+
+use super::actor::ConversationActor;
+use super::messages::Retire;
+
+impl Handler<Retire> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Retire, ctx: &mut Context<Self>) {
+        self.retired = true;
+        // Customers' streams end with UNAVAILABLE; they resume from their last event on
+        // the next owner.
+        for tx in self.subscribers.drain(..) {
+            let _ = tx.try_send(Err(Status::unavailable(
+                "conversation moved to another router, resume the stream",
+            )));
+        }
+        ctx.stop();
+    }
+}
+
+impl ConversationActor {
+    /// Ends the conversation: persists, tells the customer, updates the profile and
+    /// schedules archiving after the rating window.
+    pub(super) fn close(
+        &mut self,
+        outcome: Outcome,
+        reason: &str,
+        ctx: &mut Context<Self>,
+    ) -> Durable {
+        let now = self.shared.clock.now_ms();
+        if self.rec.state != State::Closed {
+            self.shared.counters.open.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.rec.state = State::Closed;
+        self.rec.outcome = Some(outcome);
+        self.rec.closed_at_ms = Some(now);
+        if self.warm_from.take().is_some() {
+            // A warm transfer was still looking for the next agent: withdraw it.
+            self.dequeue();
+        }
+        self.cancel_direct_offer();
+        self.offer = None;
+        let proto_outcome = match outcome {
+            Outcome::Completed => ConversationOutcome::Completed,
+            Outcome::Abandoned => ConversationOutcome::Abandoned,
+            Outcome::Offline => ConversationOutcome::Offline,
+            Outcome::Escalated => ConversationOutcome::Escalated,
+        };
+        self.emit(Kind::Closed(Closed {
+            outcome: proto_outcome as i32,
+            reason: reason.to_string(),
+        }));
+        self.rec.next_event_id = self.next_event_id;
+        let ops = vec![put(conversation_key(&self.rec.id), &self.rec)];
+        match outcome {
+            Outcome::Completed => {
+                Counters::inc(&self.shared.counters.completed);
+                m::conversation_completed(&self.rec);
+                if let Some(assigned) = self.rec.assigned_at_ms {
+                    self.shared.tell_queue(
+                        &self.rec.department,
+                        ToQueue::Handled((now - assigned).max(0) as f64 / 1000.0),
+                    );
+                }
+                self.emit(Kind::RatingRequested(RatingRequested {}));
+                self.update_profile(now);
+                self.integration("closed", BTreeMap::new());
+            }
+            Outcome::Abandoned => {
+                Counters::inc(&self.shared.counters.abandoned);
+                m::conversation_abandoned(&self.rec);
+                self.integration("abandoned", BTreeMap::new());
+            }
+            Outcome::Offline => {
+                Counters::inc(&self.shared.counters.offline);
+                m::conversation_ended(&self.rec, "offline");
+                self.integration("offline_message", self.rec.follow_up.clone());
+            }
+            Outcome::Escalated => {
+                Counters::inc(&self.shared.counters.escalated);
+                m::conversation_ended(&self.rec, "escalated");
+                if self.rec.agent_id.is_some() {
+                    self.update_profile(now);
+                }
+                let kind = match self.rec.follow_up.get("kind").map(String::as_str) {
+                    Some("email") => "email_request",
+                    _ => "callback_request",
+                };
+                self.integration(kind, self.rec.follow_up.clone());
+            }
+        }
+        info!(conversation_id = %self.rec.id, ?outcome, "conversation closed");
+        let durable = self.shared.commits.submit(ops);
+        let durable = self.with_profile_write(durable);
+        let linger = self.shared.clock.wall(Duration::from_secs(
+            self.shared.config.routing.rating_window_secs,
+        ));
+        ctx.run_later(linger, |_act, ctx| ctx.stop());
+        durable
+    }
+
+    /// Records the finished contact in the customer's profile (read, changed and written
+    /// back by the shared state, so concurrent conversations of one customer do not overwrite each
+    /// other); the update joins the pending profile writes awaited by `close`.
+    pub(super) fn update_profile(&mut self, now: i64) {
+        let (name, language) = (self.rec.display_name.clone(), self.rec.language.clone());
+        let agent = self.rec.agent_id.clone();
+        let (summary, notes) = (self.rec.summary.clone(), self.rec.notes.clone());
+        self.profile
+            .record_completed(agent.as_deref(), &summary, &notes, now);
+        let shared = self.shared.clone();
+        let customer = self.rec.customer_id.clone();
+        self.profile_write = Some(Box::pin(async move {
+            shared
+                .update_profile(&customer, Vec::new(), move |p| {
+                    if !name.is_empty() {
+                        p.display_name = name;
+                    }
+                    p.language = language;
+                    p.record_completed(agent.as_deref(), &summary, &notes, now);
+                })
+                .await
+                .map(|_| ())
+        }));
+    }
+
+    /// Returns a durable handle that resolves when `first` and the pending profile write
+    /// (if any) are both durable.
+    pub(super) fn with_profile_write(&mut self, first: Durable) -> Durable {
+        let Some(profile) = self.profile_write.take() else {
+            return first;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        actix::spawn(async move {
+            let a = first.await.unwrap_or(Err(crate::store::StoreError::Closed));
+            let b = profile.await;
+            let _ = tx.send(a.and(b));
+        });
+        rx
+    }
+}

@@ -1,0 +1,395 @@
+//! The operator `Admin` service: snapshots, agents' status, transcripts, transfers,
+//! customer tiers and the integration event stream.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use centralino_link::AgentAdmin;
+use centralino_link::TransferTarget;
+use centralino_proto::v1::admin_server::Admin;
+use centralino_proto::v1::{
+    AgentSnapshot, AgentStatus, ConversationOutcome, ConversationSummary,
+    Counters as CountersProto, ForceTransferRequest, ForceTransferResponse, GetSnapshotRequest,
+    GetTranscriptRequest, IntegrationEvent, ListConversationsRequest, ListConversationsResponse,
+    SetAgentStatusRequest, SetAgentStatusResponse, SetCustomerTierRequest, SetCustomerTierResponse,
+    Snapshot, StreamIntegrationEventsRequest, Transcript, WatchConversationRequest,
+};
+use futures::Stream;
+use std::sync::atomic::Ordering;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::conversation::{GetTranscript, Subscribe, Transfer};
+use crate::queue::GetStats;
+use crate::router::Router;
+use crate::store::archive::{Archived, Filter};
+use crate::store::records::Outcome;
+
+use super::validate::{check_field, mailbox, reject, EventStream};
+
+/// The operator API (needs the admin token).
+#[derive(Clone)]
+pub struct AdminApi {
+    router: Arc<Router>,
+    agents: Arc<dyn AgentAdmin>,
+}
+
+impl AdminApi {
+    /// Returns the service over `router` and the local agent-node.
+    pub fn new(router: Arc<Router>, agents: Arc<dyn AgentAdmin>) -> Self {
+        Self { router, agents }
+    }
+
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let expected = &self.router.shared.config.node.admin_token;
+        if expected.is_empty() {
+            return Err(Status::permission_denied(
+                "the admin API is disabled (no admin_token configured)",
+            ));
+        }
+        let given = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                Status::unauthenticated("missing authorization: Bearer <admin token>")
+            })?;
+        let same = given.len() == expected.len()
+            && given
+                .bytes()
+                .zip(expected.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if same {
+            Ok(())
+        } else {
+            Err(Status::permission_denied("wrong admin token"))
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminApi {
+    async fn get_snapshot(
+        &self,
+        request: Request<GetSnapshotRequest>,
+    ) -> Result<Response<Snapshot>, Status> {
+        reject(self.authorize(&request))?;
+        let mut queues = Vec::new();
+        for (_, queue) in self.router.queues() {
+            queues.push(queue.send(GetStats).await.map_err(mailbox)?);
+        }
+        let live = self.agents.availability().await;
+        let mut agents: Vec<AgentSnapshot> = live
+            .iter()
+            .map(|a| AgentSnapshot {
+                agent_id: a.agent_id.clone(),
+                display_name: a.display_name.clone(),
+                status: a.status as i32,
+                load: a.load,
+                capacity: a.capacity,
+                team: a.team.clone(),
+            })
+            .collect();
+        for account in self.agents.accounts() {
+            if !live.iter().any(|a| a.agent_id == account.id) {
+                agents.push(AgentSnapshot {
+                    agent_id: account.id.clone(),
+                    display_name: account.name.clone(),
+                    status: AgentStatus::Offline as i32,
+                    load: 0,
+                    capacity: account.capacity,
+                    team: account.team.clone(),
+                });
+            }
+        }
+        agents.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+        let c = &self.router.shared.counters;
+        let get = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed);
+        let counters = CountersProto {
+            conversations_started: get(&c.started),
+            conversations_completed: get(&c.completed),
+            conversations_abandoned: get(&c.abandoned),
+            conversations_open: c.open.load(Ordering::Relaxed).max(0) as u64,
+            sticky_hits: get(&c.sticky_hits),
+            sticky_misses: get(&c.sticky_misses),
+            sticky_timeouts: get(&c.sticky_timeouts),
+            offers: get(&c.offers),
+            offers_accepted: get(&c.offers_accepted),
+            offers_declined: get(&c.offers_declined),
+            offers_timed_out: get(&c.offers_timed_out),
+            csat_good: get(&c.csat_good),
+            csat_bad: get(&c.csat_bad),
+            messages: get(&c.messages),
+            conversations_offline: get(&c.offline),
+            conversations_escalated: get(&c.escalated),
+            transfers: get(&c.transfers),
+            language_handovers: get(&c.handovers),
+            recontacts: get(&c.recontacts),
+        };
+        Ok(Response::new(Snapshot {
+            queues,
+            agents,
+            counters: Some(counters),
+            now_unix_ms: self.router.shared.clock.now_ms(),
+        }))
+    }
+
+    async fn list_conversations(
+        &self,
+        request: Request<ListConversationsRequest>,
+    ) -> Result<Response<ListConversationsResponse>, Status> {
+        reject(self.authorize(&request))?;
+        let req = request.into_inner();
+        let rating = match req.rating.as_str() {
+            "" => None,
+            "good" => Some(Some(true)),
+            "bad" => Some(Some(false)),
+            "unrated" => Some(None),
+            other => {
+                return reject(Err(Status::invalid_argument(format!(
+                    "rating must be good, bad, unrated or empty, not {other:?}"
+                ))))
+            }
+        };
+        let filter = Filter {
+            agent_id: (!req.agent_id.is_empty()).then_some(req.agent_id),
+            department: (!req.department.is_empty()).then_some(req.department),
+            from_ms: (req.from_unix_ms > 0).then_some(req.from_unix_ms),
+            to_ms: (req.to_unix_ms > 0).then_some(req.to_unix_ms),
+            rating,
+        };
+        let limit = match req.limit {
+            0 => 100,
+            n => n.min(1000) as usize,
+        };
+        let archive = self.router.shared.archive.clone();
+        let found = tokio::task::spawn_blocking(move || archive.list(&filter, limit))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::unavailable(format!("archive: {e}")))?;
+        Ok(Response::new(ListConversationsResponse {
+            conversations: found.iter().map(summary).collect(),
+        }))
+    }
+
+    async fn get_transcript(
+        &self,
+        request: Request<GetTranscriptRequest>,
+    ) -> Result<Response<Transcript>, Status> {
+        reject(self.authorize(&request))?;
+        let id = request.into_inner().conversation_id;
+        reject(check_field(&id, "conversation_id", 256, true))?;
+        let archived = match self.router.conversation(&id) {
+            Some(actor) => {
+                let (conversation, transcript) =
+                    actor.send(GetTranscript).await.map_err(mailbox)?;
+                Some(Archived {
+                    conversation,
+                    transcript,
+                })
+            }
+            None => {
+                let archive = self.router.shared.archive.clone();
+                let key = id.clone();
+                tokio::task::spawn_blocking(move || archive.find(&key))
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?
+                    .map_err(|e| Status::unavailable(format!("archive: {e}")))?
+            }
+        };
+        let archived = reject(archived.ok_or_else(|| Status::not_found("no such conversation")))?;
+        Ok(Response::new(Transcript {
+            conversation: Some(summary(&archived)),
+            messages: archived.transcript.iter().map(|m| m.to_proto()).collect(),
+            notes: archived.conversation.notes.clone(),
+            summary: archived.conversation.summary.clone(),
+        }))
+    }
+
+    type WatchConversationStream = EventStream;
+
+    async fn watch_conversation(
+        &self,
+        request: Request<WatchConversationRequest>,
+    ) -> Result<Response<Self::WatchConversationStream>, Status> {
+        reject(self.authorize(&request))?;
+        let req = request.into_inner();
+        let actor = reject(
+            self.router
+                .conversation(&req.conversation_id)
+                .ok_or_else(|| Status::not_found("no open conversation with this id")),
+        )?;
+        let rx = actor
+            .send(Subscribe {
+                token: None,
+                after_event_id: req.after_event_id,
+            })
+            .await
+            .map_err(mailbox)??;
+        Ok(Response::new(
+            Box::pin(ReceiverStream::new(rx)) as EventStream
+        ))
+    }
+
+    async fn force_transfer(
+        &self,
+        request: Request<ForceTransferRequest>,
+    ) -> Result<Response<ForceTransferResponse>, Status> {
+        reject(self.authorize(&request))?;
+        let req = request.into_inner();
+        let target = match (
+            req.agent_id.is_empty(),
+            req.department.is_empty(),
+            req.language.is_empty(),
+        ) {
+            (false, true, true) => TransferTarget::Agent(req.agent_id),
+            (true, false, true) => TransferTarget::Department(req.department),
+            (true, true, false) => TransferTarget::Language(req.language),
+            _ => {
+                return reject(Err(Status::invalid_argument(
+                    "give exactly one of agent_id, department, language",
+                )))
+            }
+        };
+        let actor = reject(
+            self.router
+                .conversation(&req.conversation_id)
+                .ok_or_else(|| Status::not_found("no open conversation with this id")),
+        )?;
+        reject(
+            actor
+                .send(Transfer {
+                    agent_id: None,
+                    target,
+                    reason: req.reason,
+                    warm: false,
+                })
+                .await
+                .map_err(mailbox)?,
+        )?;
+        Ok(Response::new(ForceTransferResponse {}))
+    }
+
+    type StreamIntegrationEventsStream =
+        Pin<Box<dyn Stream<Item = Result<IntegrationEvent, Status>> + Send>>;
+
+    async fn stream_integration_events(
+        &self,
+        request: Request<StreamIntegrationEventsRequest>,
+    ) -> Result<Response<Self::StreamIntegrationEventsStream>, Status> {
+        reject(self.authorize(&request))?;
+        let after = request.into_inner().after_event_id;
+        // Subscribe first, then read the stored backlog: nothing falls in between.
+        let mut live = self.router.shared.events.subscribe();
+        let backlog = self
+            .router
+            .shared
+            .events
+            .stored_after(self.router.shared.store.as_ref(), after)
+            .await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(async move {
+            let mut last = after;
+            for event in backlog {
+                last = last.max(event.event_id);
+                if tx.send(Ok(event)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                match live.recv().await {
+                    Ok(event) if event.event_id > last => {
+                        last = event.event_id;
+                        if tx.send(Ok(event)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        let _ = tx
+                            .send(Err(Status::data_loss(format!(
+                                "the stream fell behind; resume after event {last}"
+                            ))))
+                            .await;
+                        return;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn set_customer_tier(
+        &self,
+        request: Request<SetCustomerTierRequest>,
+    ) -> Result<Response<SetCustomerTierResponse>, Status> {
+        reject(self.authorize(&request))?;
+        let req = request.into_inner();
+        reject(check_field(
+            &req.customer_id,
+            "customer_id",
+            self.router.shared.config.limits.max_field_bytes,
+            true,
+        ))?;
+        if !matches!(req.tier.as_str(), "" | "vip") {
+            return reject(Err(Status::invalid_argument(
+                "tier must be \"vip\" or empty",
+            )));
+        }
+        let tier = req.tier;
+        self.router
+            .shared
+            .update_profile(&req.customer_id, Vec::new(), move |p| p.tier = tier)
+            .await?;
+        Ok(Response::new(SetCustomerTierResponse {}))
+    }
+
+    async fn set_agent_status(
+        &self,
+        request: Request<SetAgentStatusRequest>,
+    ) -> Result<Response<SetAgentStatusResponse>, Status> {
+        reject(self.authorize(&request))?;
+        let req = request.into_inner();
+        let status = AgentStatus::try_from(req.status)
+            .map_err(|_| Status::invalid_argument("unknown status"));
+        let status = reject(status)?;
+        reject(self.agents.set_status(&req.agent_id, status).await)?;
+        Ok(Response::new(SetAgentStatusResponse {}))
+    }
+}
+
+fn summary(a: &Archived) -> ConversationSummary {
+    let c = &a.conversation;
+    let outcome = match c.outcome {
+        None => ConversationOutcome::Open,
+        Some(Outcome::Completed) => ConversationOutcome::Completed,
+        Some(Outcome::Abandoned) => ConversationOutcome::Abandoned,
+        Some(Outcome::Offline) => ConversationOutcome::Offline,
+        Some(Outcome::Escalated) => ConversationOutcome::Escalated,
+    };
+    ConversationSummary {
+        conversation_id: c.id.clone(),
+        customer_id: c.customer_id.clone(),
+        department: c.department.clone(),
+        language: c.language.clone(),
+        agent_id: c.agent_id.clone().unwrap_or_default(),
+        outcome: outcome as i32,
+        started_at_unix_ms: c.started_at_ms,
+        closed_at_unix_ms: c.closed_at_ms.unwrap_or_default(),
+        rating: match &c.rating {
+            Some(r) if r.good => "good".to_string(),
+            Some(_) => "bad".to_string(),
+            None => String::new(),
+        },
+        rating_comment: c
+            .rating
+            .as_ref()
+            .map(|r| r.comment.clone())
+            .unwrap_or_default(),
+        messages: a.transcript.len() as u32,
+        transfers: c.transfers,
+    }
+}

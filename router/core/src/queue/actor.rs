@@ -1,0 +1,659 @@
+//! The department queue actor: waiting conversations in order, the agent pool, offers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use centralino_link::{OfferAnswer, ReserveOutcome};
+use centralino_proto::v1::QueueSnapshot;
+use tracing::debug;
+
+use crate::config::DepartmentConfig;
+use crate::dispatch::outbound::reserve_request;
+use crate::mail::{QueueEntry, ToConversation, ToQueue};
+use crate::metrics as m;
+use crate::routing::{self, AgentPool, QueueKey, Requirement, StickyState};
+use crate::shared::{Counters, Shared};
+
+use super::messages::{
+    AgentUpdate, Dequeue, Enqueue, GetOrder, GetStats, Handled, OfferClosed, Shutdown,
+};
+
+/// Shortest and longest wall time between two queue ticks (steps, sticky waits, positions).
+const MIN_TICK: Duration = Duration::from_millis(10);
+const MAX_TICK: Duration = Duration::from_millis(250);
+/// Shortest wall time between two rounds of position updates to customers.
+const POSITION_INTERVAL: Duration = Duration::from_millis(200);
+/// Wall time between two updates of the queue gauges.
+const GAUGE_INTERVAL: Duration = Duration::from_millis(500);
+/// Handling time assumed before any conversation of the department has ended (seconds).
+const DEFAULT_HANDLE_SECS: f64 = 180.0;
+/// How long past the offer timeout a queue waits for an offer's end before dropping it.
+const LOST_OFFER_MARGIN: Duration = Duration::from_secs(5);
+/// Customers told their position individually; the rest get updates less often.
+const POSITIONS_TOLD: usize = 200;
+
+struct Waiting {
+    /// Whether the customer has been told a position since entering this queue.
+    told: bool,
+    entry: QueueEntry,
+    key: QueueKey,
+    offer: Option<(String, Arc<str>)>,
+    /// When the open offer was made (wall clock).
+    offered_at: Option<Instant>,
+    excluded: Vec<Arc<str>>,
+}
+
+/// The actor behind one department queue.
+pub struct DepartmentQueue {
+    shared: Arc<Shared>,
+    department: DepartmentConfig,
+    pool: AgentPool,
+    entries: HashMap<String, Waiting>,
+    order: BTreeMap<QueueKey, String>,
+    next_seq: u64,
+    depth: Arc<AtomicUsize>,
+    dirty: bool,
+    positions_dirty: bool,
+    last_positions: Instant,
+    handle_secs: f64,
+    /// Serving capacity per language, refreshed on each round of position updates.
+    capacity_cache: HashMap<String, u32>,
+    oldest_wait_secs: f64,
+    last_gauges: Instant,
+}
+
+impl DepartmentQueue {
+    /// Returns a queue for `department`; `depth` mirrors its length for admission checks.
+    pub fn new(shared: Arc<Shared>, department: DepartmentConfig, depth: Arc<AtomicUsize>) -> Self {
+        Self {
+            pool: AgentPool::new(department.strategy, department.skill()),
+            shared,
+            department,
+            entries: HashMap::new(),
+            order: BTreeMap::new(),
+            next_seq: 0,
+            depth,
+            dirty: false,
+            positions_dirty: false,
+            last_positions: Instant::now(),
+            handle_secs: DEFAULT_HANDLE_SECS,
+            capacity_cache: HashMap::new(),
+            oldest_wait_secs: 0.0,
+            last_gauges: Instant::now(),
+        }
+    }
+
+    fn remove(&mut self, conversation_id: &str) -> Option<Waiting> {
+        let waiting = self.entries.remove(conversation_id)?;
+        self.order.remove(&waiting.key);
+        self.depth.store(self.entries.len(), Ordering::Relaxed);
+        self.positions_dirty = true;
+        Some(waiting)
+    }
+
+    /// Runs routing decisions for waiting conversations, oldest first within priority.
+    fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        if !self.shared.serving() {
+            // Paused beyond the lease: no offers until this router has stepped down.
+            return;
+        }
+        self.dirty = false;
+        let now = self.shared.clock.now_ms();
+        let mut overflow = Vec::new();
+        let mut reservations = Vec::new();
+        // Requirements that found nobody in this pass: later entries with the same ones
+        // (and no exclusions) need not ask again.
+        let mut unmatched: Vec<(String, u8)> = Vec::new();
+        let ids: Vec<String> = self.order.values().cloned().collect();
+        for id in ids {
+            let Some(waiting) = self.entries.get_mut(&id) else {
+                continue;
+            };
+            if waiting.offer.is_some() {
+                continue;
+            }
+            let decision_started = Instant::now();
+            let waited = ((now - waiting.entry.queue_entered_at_ms).max(0) / 1000) as u64;
+            let steps = &self.department.steps;
+            let step = routing::current_step(steps, waited);
+            if let Some(target) = steps.get(step).and_then(|s| s.overflow_to.clone()) {
+                overflow.push((id.clone(), target));
+                continue;
+            }
+            let mut candidate = None;
+            if let Some(sticky) = waiting.entry.sticky_agent.clone() {
+                if now >= waiting.entry.sticky_until_ms {
+                    waiting.entry.sticky_agent = None;
+                    Counters::inc(&self.shared.counters.sticky_timeouts);
+                    Counters::inc(&self.shared.counters.sticky_misses);
+                    m::sticky("timeout");
+                } else {
+                    match self
+                        .pool
+                        .sticky_state(&sticky, &waiting.entry.serving_language)
+                    {
+                        StickyState::Free => candidate = self.pool.agent_id(&sticky),
+                        StickyState::Busy => continue,
+                        StickyState::Unavailable => {
+                            waiting.entry.sticky_agent = None;
+                            Counters::inc(&self.shared.counters.sticky_misses);
+                            m::sticky("miss");
+                        }
+                    }
+                }
+            }
+            if candidate.is_none() {
+                if !self.pool.any_free() {
+                    break;
+                }
+                let min_proficiency = routing::step_min_proficiency(steps, step);
+                let simple = waiting.excluded.is_empty() && waiting.entry.extra_skill.is_none();
+                let known_unmatched = simple
+                    && unmatched.iter().any(|(l, m)| {
+                        *l == waiting.entry.serving_language && *m == min_proficiency
+                    });
+                if !known_unmatched {
+                    let requirement = Requirement {
+                        language: &waiting.entry.serving_language,
+                        min_proficiency,
+                        extra_skill: waiting.entry.extra_skill.as_deref(),
+                    };
+                    candidate = self.pool.select(&requirement, &waiting.excluded);
+                    if candidate.is_none() && simple {
+                        unmatched.push((waiting.entry.serving_language.clone(), min_proficiency));
+                    }
+                }
+            }
+            m::routing_decision(decision_started.elapsed());
+            let Some(agent) = candidate else {
+                continue;
+            };
+            let reservation_id = uuid::Uuid::new_v4().simple().to_string();
+            waiting.offer = Some((reservation_id.clone(), agent.clone()));
+            waiting.offered_at = Some(Instant::now());
+            // An entry with an open offer leaves the order; it returns with its key if
+            // the offer fails.
+            self.order.remove(&waiting.key);
+            self.pool.begin_reservation(&agent, now);
+            reservations.push((id.clone(), reservation_id, agent));
+        }
+        for (id, reservation_id, agent) in reservations {
+            self.reserve(id, reservation_id, agent, ctx);
+        }
+        for (id, target) in overflow {
+            self.overflow(&id, &target, now);
+        }
+    }
+
+    fn reserve(
+        &mut self,
+        id: String,
+        reservation_id: String,
+        agent: Arc<str>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(waiting) = self.entries.get(&id) else {
+            return;
+        };
+        self.shared.tell_conversation(
+            &id,
+            ToConversation::Offering {
+                reservation_id: reservation_id.clone(),
+                agent_id: agent.to_string(),
+            },
+        );
+        let request = reserve_request(
+            &waiting.entry,
+            &self.department.name,
+            self.department.auto_accept,
+            &reservation_id,
+            &agent,
+        );
+        let link = self.shared.agents.clone();
+        ctx.spawn(
+            async move { link.reserve(request).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    let outcome = result.unwrap_or_else(|status| {
+                        debug!(%status, "reserve failed");
+                        ReserveOutcome::Rejected(centralino_link::RejectReason::NotAvailable)
+                    });
+                    let rejected = outcome != ReserveOutcome::Held;
+                    act.pool.end_reservation(&agent, rejected);
+                    if !rejected {
+                        Counters::inc(&act.shared.counters.offers);
+                        return;
+                    }
+                    m::reservation_rejected(&act.department.name);
+                    if let Some(waiting) = act.entries.get_mut(&id) {
+                        if waiting
+                            .offer
+                            .as_ref()
+                            .is_some_and(|(rid, _)| *rid == reservation_id)
+                        {
+                            waiting.offer = None;
+                            waiting.offered_at = None;
+                            act.order.insert(waiting.key, id.clone());
+                            act.shared.tell_conversation(
+                                &id,
+                                ToConversation::OfferWithdrawn { reservation_id },
+                            );
+                        }
+                    }
+                    act.dispatch(ctx);
+                }),
+        );
+    }
+
+    fn overflow(&mut self, id: &str, target: &str, now: i64) {
+        if self.shared.config.department(target).is_none() {
+            return;
+        }
+        if self.remove(id).is_none() {
+            return;
+        }
+        m::overflow(&self.department.name, target);
+        // The conversation re-enqueues itself at the target with its original age.
+        self.shared.tell_conversation(
+            id,
+            ToConversation::Moved {
+                department: target.to_string(),
+                at_ms: now,
+            },
+        );
+    }
+
+    fn serving_capacity(&mut self, language: &str) -> u32 {
+        if let Some(c) = self.capacity_cache.get(language) {
+            return *c;
+        }
+        let c = self.pool.serving_capacity(language).max(1);
+        self.capacity_cache.insert(language.to_string(), c);
+        c
+    }
+
+    /// Tells waiting customers their position and estimated wait among the conversations of
+    /// their serving language: the first [`POSITIONS_TOLD`] on every round, the rest once
+    /// when they arrive (their place only changes slowly).
+    fn tell_positions(&mut self) {
+        self.positions_dirty = false;
+        self.capacity_cache.clear();
+        self.last_positions = Instant::now();
+        let mut per_language: HashMap<String, u32> = HashMap::new();
+        let mut updates = Vec::new();
+        for (rank, id) in self.order.values().enumerate() {
+            let Some(waiting) = self.entries.get(id) else {
+                continue;
+            };
+            let position = {
+                let p = per_language
+                    .entry(waiting.entry.serving_language.clone())
+                    .or_insert(0);
+                *p += 1;
+                *p
+            };
+            if rank < POSITIONS_TOLD || !waiting.told {
+                updates.push((id.clone(), waiting.entry.serving_language.clone(), position));
+            }
+        }
+        for (id, language, position) in updates {
+            let ewt = self.estimate(&language, position);
+            if let Some(waiting) = self.entries.get_mut(&id) {
+                waiting.told = true;
+            }
+            self.shared
+                .tell_conversation(&id, self.position(position, ewt));
+        }
+    }
+
+    /// Estimated wait of the `position`-th conversation served in `language`: the agents
+    /// who can serve it now (skills, language, shift), their free slots and the recent
+    /// handling time of the department.
+    fn estimate(&mut self, language: &str, position: u32) -> u32 {
+        let capacity = self.serving_capacity(language);
+        let free = self.pool.free_slots(language);
+        routing::estimated_wait_secs(position, free, capacity, self.handle_secs)
+    }
+
+    fn position(&self, position: u32, estimated_wait_secs: u32) -> ToConversation {
+        let routing = &self.shared.config.routing;
+        ToConversation::Position {
+            position,
+            estimated_wait_secs,
+            busy: position > routing.busy_queue_length
+                || estimated_wait_secs as u64 > routing.busy_wait_secs,
+        }
+    }
+
+    /// Moves waiting conversations to the team that serves their language now: when the
+    /// customer's language team closes, to the first open fallback (keeping their place by
+    /// age); with `pull_back`, back to their own team when it opens again.
+    fn follow_shifts(&mut self) {
+        let now = self.shared.clock.now_ms();
+        let shifts = self.shared.shifts.clone();
+        let pull_back = self.shared.config.handover.pull_back;
+        let mut open: HashMap<String, bool> = HashMap::new();
+        let mut is_open = |language: &str| {
+            *open
+                .entry(language.to_string())
+                .or_insert_with(|| shifts.language_open(language, now))
+        };
+        let mut moves = Vec::new();
+        for id in self.order.values() {
+            let Some(waiting) = self.entries.get(id) else {
+                continue;
+            };
+            let (customer, current) = (&waiting.entry.language, &waiting.entry.serving_language);
+            let want = if current == customer {
+                if is_open(customer) {
+                    None
+                } else {
+                    shifts.serving_language(customer, now).map(str::to_string)
+                }
+            } else if pull_back && !waiting.entry.pinned_language && is_open(customer) {
+                Some(customer.clone())
+            } else if !is_open(current) {
+                shifts.serving_language(customer, now).map(str::to_string)
+            } else {
+                None
+            };
+            if let Some(want) = want.filter(|w| w != current) {
+                moves.push((id.clone(), want));
+            }
+        }
+        for (id, language) in moves {
+            if let Some(waiting) = self.entries.get_mut(&id) {
+                let from = std::mem::replace(&mut waiting.entry.serving_language, language.clone());
+                waiting.excluded.clear();
+                self.positions_dirty = true;
+                self.shared
+                    .tell_conversation(&id, ToConversation::HandOver { from, to: language });
+            }
+        }
+    }
+
+    /// An offer whose end never reached this queue (its answer was lost with a router
+    /// that died) is dropped well after the agent-node's own offer timeout, and the
+    /// conversation waits for the next agent; the conversation actor accepts one agent only.
+    fn expire_lost_offers(&mut self) {
+        let limit = self.shared.clock.wall(Duration::from_secs(
+            self.shared.config.desk.offer_timeout_secs,
+        )) + LOST_OFFER_MARGIN;
+        let mut expired = Vec::new();
+        for (id, waiting) in &mut self.entries {
+            if waiting.offered_at.is_some_and(|t| t.elapsed() > limit) {
+                waiting.offer = None;
+                waiting.offered_at = None;
+                expired.push((waiting.key, id.clone()));
+            }
+        }
+        if !expired.is_empty() {
+            debug!(count = expired.len(), department = %self.department.name, "offers without an answer dropped");
+            self.positions_dirty = true;
+            self.dirty = true;
+        }
+        for (key, id) in expired {
+            self.order.insert(key, id);
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        self.expire_lost_offers();
+        if !self.entries.is_empty() {
+            self.follow_shifts();
+            self.dispatch(ctx);
+        }
+        if self.positions_dirty && self.last_positions.elapsed() >= POSITION_INTERVAL {
+            self.tell_positions();
+        }
+        if self.last_gauges.elapsed() >= GAUGE_INTERVAL {
+            self.last_gauges = Instant::now();
+            self.oldest_wait_secs = self.oldest_wait_ms() as f64 / 1000.0;
+            let now = self.shared.clock.now_ms();
+            let mut per_language: HashMap<&str, (usize, i64)> = self
+                .shared
+                .config
+                .languages()
+                .into_iter()
+                .map(|l| (l, (0, now)))
+                .collect();
+            for waiting in self.entries.values() {
+                let e = per_language
+                    .entry(waiting.entry.language.as_str())
+                    .or_insert((0, now));
+                e.0 += 1;
+                e.1 = e.1.min(waiting.entry.enqueued_at_ms);
+            }
+            for (language, (depth, oldest)) in per_language {
+                m::queue_state(
+                    &self.department.name,
+                    language,
+                    depth,
+                    (now - oldest).max(0) as f64 / 1000.0,
+                );
+            }
+        }
+    }
+
+    fn oldest_wait_ms(&self) -> i64 {
+        let now = self.shared.clock.now_ms();
+        self.entries
+            .values()
+            .map(|w| w.entry.enqueued_at_ms)
+            .min()
+            .map_or(0, |e| (now - e).max(0))
+    }
+}
+
+impl Actor for DepartmentQueue {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+        let tick = self
+            .shared
+            .clock
+            .wall(Duration::from_secs(1))
+            .clamp(MIN_TICK, MAX_TICK);
+        ctx.run_interval(tick, |act, ctx| act.tick(ctx));
+    }
+}
+
+impl Handler<Shutdown> for DepartmentQueue {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Shutdown, ctx: &mut Context<Self>) {
+        // Gauges of this router go to zero; the next owner reports the queue.
+        self.depth.store(0, Ordering::Relaxed);
+        for language in self.shared.config.languages() {
+            m::queue_state(&self.department.name, language, 0, 0.0);
+        }
+        ctx.stop();
+    }
+}
+
+impl Handler<Enqueue> for DepartmentQueue {
+    type Result = ();
+
+    fn handle(&mut self, Enqueue(entry): Enqueue, ctx: &mut Context<Self>) {
+        if self.entries.contains_key(&entry.conversation_id) {
+            return;
+        }
+        let key = routing::queue_key(entry.priority, entry.enqueued_at_ms, self.next_seq);
+        self.next_seq += 1;
+        let id = entry.conversation_id.clone();
+        self.order.insert(key, id.clone());
+        self.entries.insert(
+            id.clone(),
+            Waiting {
+                entry,
+                key,
+                offer: None,
+                offered_at: None,
+                excluded: Vec::new(),
+                told: false,
+            },
+        );
+        self.depth.store(self.entries.len(), Ordering::Relaxed);
+        self.positions_dirty = true;
+        self.dispatch(ctx);
+        // The newcomer learns its place with the next round of positions (at most
+        // POSITION_INTERVAL away), counted among the conversations of its serving language.
+        if self.last_positions.elapsed() >= POSITION_INTERVAL {
+            self.tell_positions();
+        }
+    }
+}
+
+impl Handler<Dequeue> for DepartmentQueue {
+    type Result = ();
+
+    fn handle(&mut self, Dequeue(id): Dequeue, _ctx: &mut Context<Self>) {
+        if let Some(waiting) = self.remove(&id) {
+            if let Some((reservation_id, agent)) = waiting.offer {
+                let link = self.shared.agents.clone();
+                actix::spawn(async move {
+                    let _ = link.cancel_reservation(&agent, &reservation_id).await;
+                });
+            }
+        }
+    }
+}
+
+impl Handler<OfferClosed> for DepartmentQueue {
+    type Result = ();
+
+    fn handle(&mut self, msg: OfferClosed, ctx: &mut Context<Self>) {
+        if msg.answer == OfferAnswer::Accepted {
+            // Assigned, whichever offer it was (after a failover the conversation may have
+            // accepted an offer of this queue's previous owner): the entry goes, and an
+            // offer of ours still open is withdrawn.
+            if let Some(waiting) = self.remove(&msg.conversation_id) {
+                if let Some((rid, agent)) = waiting.offer {
+                    if rid != msg.reservation_id {
+                        let link = self.shared.agents.clone();
+                        actix::spawn(async move {
+                            let _ = link.cancel_reservation(&agent, &rid).await;
+                        });
+                    }
+                }
+            }
+            return;
+        }
+        let matches = self.entries.get(&msg.conversation_id).is_some_and(|w| {
+            w.offer
+                .as_ref()
+                .is_some_and(|(rid, _)| *rid == msg.reservation_id)
+        });
+        if !matches {
+            return;
+        }
+
+        if let Some(waiting) = self.entries.get_mut(&msg.conversation_id) {
+            waiting.offer = None;
+            waiting.offered_at = None;
+            self.order.insert(waiting.key, msg.conversation_id.clone());
+            if let Some(agent) = self.pool.agent_id(&msg.agent_id) {
+                if !waiting.excluded.contains(&agent) {
+                    waiting.excluded.push(agent);
+                }
+            }
+            if waiting.entry.sticky_agent.as_deref() == Some(msg.agent_id.as_str()) {
+                // The last agent did not take it: the customer goes to someone else.
+                waiting.entry.sticky_agent = None;
+                Counters::inc(&self.shared.counters.sticky_misses);
+                m::sticky("miss");
+            }
+        }
+        self.positions_dirty = true;
+        self.dispatch(ctx);
+    }
+}
+
+impl Handler<AgentUpdate> for DepartmentQueue {
+    type Result = ();
+
+    fn handle(&mut self, msg: AgentUpdate, ctx: &mut Context<Self>) {
+        self.pool.update(msg.0);
+        self.positions_dirty = true;
+        if !self.entries.is_empty() {
+            self.dirty = true;
+            // Coalesce bursts of updates into one dispatch.
+            ctx.notify(Flush);
+        }
+    }
+}
+
+/// Internal: run a pending dispatch.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Flush;
+
+impl Handler<Flush> for DepartmentQueue {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Flush, ctx: &mut Context<Self>) {
+        if self.dirty {
+            self.dispatch(ctx);
+        }
+    }
+}
+
+impl Handler<Handled> for DepartmentQueue {
+    type Result = ();
+
+    fn handle(&mut self, msg: Handled, _ctx: &mut Context<Self>) {
+        if msg.0.is_finite() && msg.0 > 0.0 {
+            self.handle_secs = 0.9 * self.handle_secs + 0.1 * msg.0;
+        }
+    }
+}
+
+impl Handler<GetStats> for DepartmentQueue {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _msg: GetStats, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(QueueSnapshot {
+            department: self.department.name.clone(),
+            depth: self.entries.len() as u32,
+            oldest_wait_seconds: (self.oldest_wait_ms() / 1000) as u32,
+            offering: self.entries.values().filter(|w| w.offer.is_some()).count() as u32,
+        })
+    }
+}
+
+impl Handler<GetOrder> for DepartmentQueue {
+    type Result = MessageResult<GetOrder>;
+
+    fn handle(&mut self, _msg: GetOrder, _ctx: &mut Context<Self>) -> Self::Result {
+        let mut all: Vec<(&QueueKey, &String)> =
+            self.entries.iter().map(|(id, w)| (&w.key, id)).collect();
+        all.sort();
+        MessageResult(all.into_iter().map(|(_, id)| id.clone()).collect())
+    }
+}
+
+impl ToQueue {
+    /// Delivers the message to a queue actor of this router.
+    pub fn deliver(self, queue: &Addr<DepartmentQueue>) {
+        match self {
+            Self::Enqueue(entry) => queue.do_send(Enqueue(*entry)),
+            Self::Dequeue(id) => queue.do_send(Dequeue(id)),
+            Self::OfferClosed {
+                conversation_id,
+                reservation_id,
+                agent_id,
+                answer,
+            } => queue.do_send(OfferClosed {
+                conversation_id,
+                reservation_id,
+                agent_id,
+                answer,
+            }),
+            Self::Handled(secs) => queue.do_send(Handled(secs)),
+        }
+    }
+}
