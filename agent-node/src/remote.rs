@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use centralino_proto::v1::agent_node_internal_server::AgentNodeInternal;
-use centralino_proto::v1::link_request::Call;
 use centralino_proto::v1::router_internal_client::RouterInternalClient;
 use centralino_proto::v1::{
     self as pb, AgentConversationsRequest, AvailabilityUpdate, CancelReservationRequest,
-    ChatMessage, ConversationEndedRequest, DeliverRequest, LinkRequest, LinkResponse,
+    ConversationEndedRequest, DeliverRequest, LinkRequest, LinkResponse,
 };
 use futures::Stream;
 use tokio::sync::broadcast;
@@ -22,9 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::node::AgentNode;
 use centralino_link::grpc::*;
-use centralino_link::{
-    AgentNodeLink, Availability, Escalation, OfferAnswer, RouterLink, TransferTarget,
-};
+use centralino_link::{AgentNodeLink, Availability, RouterCall, RouterLink, RouterReply};
 use centralino_membership::membership::{Membership, Role};
 
 /// How long a call to the routers keeps trying other routers after UNAVAILABLE.
@@ -286,178 +283,10 @@ impl RemoteRouters {
     }
 }
 
-fn request(conversation_id: &str, agent_id: &str, call: Call) -> LinkRequest {
-    LinkRequest {
-        conversation_id: conversation_id.to_string(),
-        agent_id: agent_id.to_string(),
-        forwarded: false,
-        call: Some(call),
-    }
-}
-
 #[async_trait]
 impl RouterLink for RemoteRouters {
-    async fn offer_answered(
-        &self,
-        conversation_id: &str,
-        reservation_id: &str,
-        agent_id: &str,
-        answer: OfferAnswer,
-    ) -> Result<Vec<ChatMessage>, Status> {
-        let r = self
-            .link(request(
-                conversation_id,
-                agent_id,
-                Call::OfferAnswered(pb::OfferAnswered {
-                    reservation_id: reservation_id.to_string(),
-                    answer: answer_to_proto(answer) as i32,
-                }),
-            ))
-            .await?;
-        Ok(r.transcript)
-    }
-
-    async fn agent_message(
-        &self,
-        conversation_id: &str,
-        agent_id: &str,
-        message_id: &str,
-        text: &str,
-        status_note: bool,
-    ) -> Result<u64, Status> {
-        let r = self
-            .link(request(
-                conversation_id,
-                agent_id,
-                Call::AgentMessage(pb::AgentText {
-                    message_id: message_id.to_string(),
-                    text: text.to_string(),
-                    status_note,
-                }),
-            ))
-            .await?;
-        Ok(r.seq)
-    }
-
-    async fn agent_close(
-        &self,
-        conversation_id: &str,
-        agent_id: &str,
-        summary: &str,
-    ) -> Result<(), Status> {
-        self.link(request(
-            conversation_id,
-            agent_id,
-            Call::AgentClose(pb::LinkClose {
-                summary: summary.to_string(),
-            }),
-        ))
-        .await
-        .map(drop)
-    }
-
-    async fn release(
-        &self,
-        conversation_id: &str,
-        agent_id: &str,
-        reason: &str,
-    ) -> Result<(), Status> {
-        self.link(request(
-            conversation_id,
-            agent_id,
-            Call::Release(pb::LinkRelease {
-                reason: reason.to_string(),
-            }),
-        ))
-        .await
-        .map(drop)
-    }
-
-    async fn transfer(
-        &self,
-        conversation_id: &str,
-        agent_id: &str,
-        target: TransferTarget,
-        reason: &str,
-        warm: bool,
-    ) -> Result<(), Status> {
-        let (kind, target) = target_to_proto(&target);
-        self.link(request(
-            conversation_id,
-            agent_id,
-            Call::Transfer(pb::LinkTransfer {
-                kind: kind.to_string(),
-                target,
-                reason: reason.to_string(),
-                warm,
-            }),
-        ))
-        .await
-        .map(drop)
-    }
-
-    async fn escalate(
-        &self,
-        conversation_id: &str,
-        agent_id: &str,
-        escalation: Escalation,
-    ) -> Result<(), Status> {
-        self.link(request(
-            conversation_id,
-            agent_id,
-            Call::Escalate(pb::Escalate {
-                conversation_id: conversation_id.to_string(),
-                kind: escalation.kind as i32,
-                phone: escalation.phone,
-                email: escalation.email,
-                preferred_time: escalation.preferred_time,
-                note: escalation.note,
-            }),
-        ))
-        .await
-        .map(drop)
-    }
-
-    async fn add_note(
-        &self,
-        conversation_id: &str,
-        agent_id: &str,
-        text: &str,
-    ) -> Result<(), Status> {
-        self.link(request(
-            conversation_id,
-            agent_id,
-            Call::AddNote(pb::LinkNote {
-                text: text.to_string(),
-            }),
-        ))
-        .await
-        .map(drop)
-    }
-
-    async fn mark_sensitive(&self, conversation_id: &str, agent_id: &str) -> Result<(), Status> {
-        self.link(request(
-            conversation_id,
-            agent_id,
-            Call::MarkSensitive(pb::Empty {}),
-        ))
-        .await
-        .map(drop)
-    }
-
-    async fn transcript(
-        &self,
-        conversation_id: &str,
-        agent_id: &str,
-    ) -> Result<Vec<ChatMessage>, Status> {
-        let r = self
-            .link(request(
-                conversation_id,
-                agent_id,
-                Call::Transcript(pb::Empty {}),
-            ))
-            .await?;
-        Ok(r.transcript)
+    async fn call(&self, call: RouterCall) -> Result<RouterReply, Status> {
+        self.link(call_to_proto(call)).await.map(reply_from_proto)
     }
 
     fn availability(&self, update: Availability) {

@@ -11,7 +11,8 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use crate::{
-    Availability, OfferAnswer, RejectReason, ReserveOutcome, ReserveRequest, TransferTarget,
+    AgentAction, Availability, Escalation, OfferAnswer, RejectReason, ReserveOutcome,
+    ReserveRequest, RouterCall, RouterReply, TransferTarget,
 };
 
 /// Returns a lazily connecting channel to `addr` (`host:port`).
@@ -211,4 +212,203 @@ pub fn target_from_proto(kind: &str, target: String) -> Result<TransferTarget, S
             )))
         }
     })
+}
+
+/// Returns the wire form of a [`RouterCall`].
+pub fn call_to_proto(call: RouterCall) -> pb::LinkRequest {
+    use pb::link_request::Call;
+    let call_proto = match call.action {
+        AgentAction::OfferAnswered {
+            reservation_id,
+            answer,
+        } => Call::OfferAnswered(pb::OfferAnswered {
+            reservation_id,
+            answer: answer_to_proto(answer) as i32,
+        }),
+        AgentAction::Message {
+            message_id,
+            text,
+            status_note,
+        } => Call::AgentMessage(pb::AgentText {
+            message_id,
+            text,
+            status_note,
+        }),
+        AgentAction::Close { summary } => Call::AgentClose(pb::LinkClose { summary }),
+        AgentAction::Release { reason } => Call::Release(pb::LinkRelease { reason }),
+        AgentAction::Transfer {
+            target,
+            reason,
+            warm,
+        } => {
+            let (kind, target) = target_to_proto(&target);
+            Call::Transfer(pb::LinkTransfer {
+                kind: kind.to_string(),
+                target,
+                reason,
+                warm,
+            })
+        }
+        AgentAction::Escalate(e) => Call::Escalate(pb::Escalate {
+            conversation_id: call.conversation_id.clone(),
+            kind: e.kind as i32,
+            phone: e.phone,
+            email: e.email,
+            preferred_time: e.preferred_time,
+            note: e.note,
+        }),
+        AgentAction::Note { text } => Call::AddNote(pb::LinkNote { text }),
+        AgentAction::MarkSensitive => Call::MarkSensitive(pb::Empty {}),
+        AgentAction::Transcript => Call::Transcript(pb::Empty {}),
+    };
+    pb::LinkRequest {
+        conversation_id: call.conversation_id,
+        agent_id: call.agent_id,
+        forwarded: false,
+        call: Some(call_proto),
+    }
+}
+
+/// Returns the [`RouterCall`] a `LinkRequest` carries (INVALID_ARGUMENT when it is
+/// malformed).
+pub fn call_from_proto(request: pb::LinkRequest) -> Result<RouterCall, Status> {
+    use pb::link_request::Call;
+    let action = match request.call {
+        Some(Call::OfferAnswered(o)) => AgentAction::OfferAnswered {
+            reservation_id: o.reservation_id,
+            answer: answer_from_proto(o.answer)?,
+        },
+        Some(Call::AgentMessage(t)) => AgentAction::Message {
+            message_id: t.message_id,
+            text: t.text,
+            status_note: t.status_note,
+        },
+        Some(Call::AgentClose(x)) => AgentAction::Close { summary: x.summary },
+        Some(Call::Release(x)) => AgentAction::Release { reason: x.reason },
+        Some(Call::Transfer(t)) => AgentAction::Transfer {
+            target: target_from_proto(&t.kind, t.target)?,
+            reason: t.reason,
+            warm: t.warm,
+        },
+        Some(Call::Escalate(e)) => AgentAction::Escalate(Escalation {
+            kind: pb::EscalationKind::try_from(e.kind)
+                .map_err(|_| Status::invalid_argument("unknown escalation kind"))?,
+            phone: e.phone,
+            email: e.email,
+            preferred_time: e.preferred_time,
+            note: e.note,
+        }),
+        Some(Call::AddNote(n)) => AgentAction::Note { text: n.text },
+        Some(Call::MarkSensitive(_)) => AgentAction::MarkSensitive,
+        Some(Call::Transcript(_)) => AgentAction::Transcript,
+        None => return Err(Status::invalid_argument("link call missing")),
+    };
+    Ok(RouterCall {
+        conversation_id: request.conversation_id,
+        agent_id: request.agent_id,
+        action,
+    })
+}
+
+/// Returns the wire form of a [`RouterReply`].
+pub fn reply_to_proto(reply: RouterReply) -> pb::LinkResponse {
+    pb::LinkResponse {
+        transcript: reply.transcript,
+        seq: reply.seq,
+    }
+}
+
+/// Returns the [`RouterReply`] a `LinkResponse` carries.
+pub fn reply_from_proto(response: pb::LinkResponse) -> RouterReply {
+    RouterReply {
+        transcript: response.transcript,
+        seq: response.seq,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use centralino_proto::v1::EscalationKind;
+
+    fn round_trip(action: AgentAction) {
+        let call = RouterCall {
+            conversation_id: "c1".into(),
+            agent_id: "emma".into(),
+            action,
+        };
+        let back = call_from_proto(call_to_proto(call.clone()));
+        assert_eq!(back.ok(), Some(call));
+    }
+
+    #[test]
+    fn every_agent_action_survives_the_wire() {
+        round_trip(AgentAction::OfferAnswered {
+            reservation_id: "r1".into(),
+            answer: OfferAnswer::Declined,
+        });
+        round_trip(AgentAction::Message {
+            message_id: "m1".into(),
+            text: "ciao".into(),
+            status_note: true,
+        });
+        round_trip(AgentAction::Close {
+            summary: "done".into(),
+        });
+        round_trip(AgentAction::Release {
+            reason: "grace".into(),
+        });
+        for target in [
+            TransferTarget::Agent("luca".into()),
+            TransferTarget::Department("billing".into()),
+            TransferTarget::Language("en".into()),
+            TransferTarget::Skill("returns".into()),
+            TransferTarget::Supervisor,
+        ] {
+            round_trip(AgentAction::Transfer {
+                target,
+                reason: "why".into(),
+                warm: true,
+            });
+        }
+        round_trip(AgentAction::Escalate(Escalation {
+            kind: EscalationKind::Callback,
+            phone: "+39 02 1234".into(),
+            email: String::new(),
+            preferred_time: "18:00".into(),
+            note: "n".into(),
+        }));
+        round_trip(AgentAction::Note { text: "vip".into() });
+        round_trip(AgentAction::MarkSensitive);
+        round_trip(AgentAction::Transcript);
+    }
+
+    #[test]
+    fn malformed_calls_are_refused() {
+        let mut empty = call_to_proto(RouterCall {
+            conversation_id: "c".into(),
+            agent_id: "a".into(),
+            action: AgentAction::Transcript,
+        });
+        empty.call = None;
+        assert_eq!(
+            call_from_proto(empty).map_err(|s| s.code()),
+            Err(tonic::Code::InvalidArgument)
+        );
+        let bad_kind = pb::LinkRequest {
+            conversation_id: "c".into(),
+            agent_id: "a".into(),
+            forwarded: false,
+            call: Some(pb::link_request::Call::Transfer(pb::LinkTransfer {
+                kind: "moon".into(),
+                target: "x".into(),
+                reason: String::new(),
+                warm: false,
+            })),
+        };
+        assert_eq!(
+            call_from_proto(bad_kind).map_err(|s| s.code()),
+            Err(tonic::Code::InvalidArgument)
+        );
+    }
 }

@@ -69,7 +69,7 @@ pub enum TransferTarget {
 }
 
 /// An escalation out of chat.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Escalation {
     /// Callback or email.
     pub kind: EscalationKind,
@@ -175,18 +175,110 @@ pub trait AgentNodeLink: Send + Sync + 'static {
     ) -> Result<(), Status>;
 }
 
-/// Agent-node → router.
+/// What an agent did, as a call to the router that owns the conversation: the one
+/// definition of the agent-node → router calls, carried in process as this value and over
+/// gRPC as `LinkRequest` (see [`grpc::call_to_proto`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterCall {
+    /// The conversation acted on.
+    pub conversation_id: String,
+    /// The agent who acted (their session's identity on the agent-node).
+    pub agent_id: String,
+    /// What the agent did.
+    pub action: AgentAction,
+}
+
+/// The actions of [`RouterCall`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentAction {
+    /// An offer ended; for `Accepted` the router assigns the conversation and returns its
+    /// transcript, an error means the conversation is gone and the slot is free.
+    OfferAnswered {
+        /// The reservation of the offer.
+        reservation_id: String,
+        /// How it ended.
+        answer: OfferAnswer,
+    },
+    /// A message to the customer; the reply holds its sequence number.
+    Message {
+        /// Idempotency key.
+        message_id: String,
+        /// Text.
+        text: String,
+        /// A status note (shown, not counted as the first response).
+        status_note: bool,
+    },
+    /// The agent closes the conversation with a wrap-up summary.
+    Close {
+        /// Wrap-up summary.
+        summary: String,
+    },
+    /// The agent's disconnect grace ran out: the conversation returns to its queue with
+    /// its original age.
+    Release {
+        /// Why.
+        reason: String,
+    },
+    /// A transfer to another agent, department, language, skill or a supervisor, keeping
+    /// age, transcript and notes.
+    Transfer {
+        /// Where to.
+        target: TransferTarget,
+        /// Why.
+        reason: String,
+        /// The first agent stays until the next one accepts.
+        warm: bool,
+    },
+    /// The conversation ends with a callback or an email follow-up.
+    Escalate(Escalation),
+    /// An internal note.
+    Note {
+        /// Text.
+        text: String,
+    },
+    /// The customer is told not to type sensitive data into the chat.
+    MarkSensitive,
+    /// The transcript so far (a desktop that logs in again catches up).
+    Transcript,
+}
+
+/// The router's answer to a [`RouterCall`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouterReply {
+    /// `OfferAnswered` (accepted) and `Transcript`: the transcript so far.
+    pub transcript: Vec<ChatMessage>,
+    /// `Message`: the message's sequence number in the transcript.
+    pub seq: u64,
+}
+
+/// Agent-node → router: one call for everything an agent does, plus availability.
+/// The typed methods build a [`RouterCall`]; implementors write [`RouterLink::call`] only.
 #[async_trait]
 pub trait RouterLink: Send + Sync + 'static {
-    /// Reports the end of an offer. For `Accepted` the router assigns the conversation and
-    /// returns its transcript; an error means the conversation is gone and the slot is free.
+    /// Carries out `call` at the conversation's owner.
+    async fn call(&self, call: RouterCall) -> Result<RouterReply, Status>;
+
+    /// Publishes an agent's availability to the routing queues (never blocks).
+    fn availability(&self, update: Availability);
+
+    /// Reports the end of an offer; returns the transcript when accepted.
     async fn offer_answered(
         &self,
         conversation_id: &str,
         reservation_id: &str,
         agent_id: &str,
         answer: OfferAnswer,
-    ) -> Result<Vec<ChatMessage>, Status>;
+    ) -> Result<Vec<ChatMessage>, Status> {
+        let action = AgentAction::OfferAnswered {
+            reservation_id: reservation_id.to_string(),
+            answer,
+        };
+        Ok(self
+            .act(conversation_id, agent_id, action)
+            .await?
+            .transcript)
+    }
+
     /// Relays an agent message; returns its sequence number in the transcript.
     async fn agent_message(
         &self,
@@ -195,24 +287,42 @@ pub trait RouterLink: Send + Sync + 'static {
         message_id: &str,
         text: &str,
         status_note: bool,
-    ) -> Result<u64, Status>;
+    ) -> Result<u64, Status> {
+        let action = AgentAction::Message {
+            message_id: message_id.to_string(),
+            text: text.to_string(),
+            status_note,
+        };
+        Ok(self.act(conversation_id, agent_id, action).await?.seq)
+    }
+
     /// Closes a conversation from the agent's side, with a wrap-up summary.
     async fn agent_close(
         &self,
         conversation_id: &str,
         agent_id: &str,
         summary: &str,
-    ) -> Result<(), Status>;
-    /// Returns the agent's conversations to their queues with their original age (the
-    /// agent's disconnect grace ran out).
+    ) -> Result<(), Status> {
+        let action = AgentAction::Close {
+            summary: summary.to_string(),
+        };
+        self.act(conversation_id, agent_id, action).await.map(drop)
+    }
+
+    /// Returns a conversation to its queue with its original age.
     async fn release(
         &self,
         conversation_id: &str,
         agent_id: &str,
         reason: &str,
-    ) -> Result<(), Status>;
-    /// Moves a conversation on to another agent, department, language, skill or a
-    /// supervisor, keeping its age, transcript and notes.
+    ) -> Result<(), Status> {
+        let action = AgentAction::Release {
+            reason: reason.to_string(),
+        };
+        self.act(conversation_id, agent_id, action).await.map(drop)
+    }
+
+    /// Moves a conversation on, keeping its age, transcript and notes.
     async fn transfer(
         &self,
         conversation_id: &str,
@@ -220,32 +330,72 @@ pub trait RouterLink: Send + Sync + 'static {
         target: TransferTarget,
         reason: &str,
         warm: bool,
-    ) -> Result<(), Status>;
+    ) -> Result<(), Status> {
+        let action = AgentAction::Transfer {
+            target,
+            reason: reason.to_string(),
+            warm,
+        };
+        self.act(conversation_id, agent_id, action).await.map(drop)
+    }
+
     /// Ends a conversation with a callback or email follow-up.
     async fn escalate(
         &self,
         conversation_id: &str,
         agent_id: &str,
         escalation: Escalation,
-    ) -> Result<(), Status>;
+    ) -> Result<(), Status> {
+        let action = AgentAction::Escalate(escalation);
+        self.act(conversation_id, agent_id, action).await.map(drop)
+    }
+
     /// Adds an internal note to a conversation.
     async fn add_note(
         &self,
         conversation_id: &str,
         agent_id: &str,
         text: &str,
-    ) -> Result<(), Status>;
+    ) -> Result<(), Status> {
+        let action = AgentAction::Note {
+            text: text.to_string(),
+        };
+        self.act(conversation_id, agent_id, action).await.map(drop)
+    }
+
     /// Tells the customer not to type sensitive data into the chat.
-    async fn mark_sensitive(&self, conversation_id: &str, agent_id: &str) -> Result<(), Status>;
-    /// Returns the transcript of a conversation assigned to `agent_id` (a desktop that
-    /// logs in again catches up on what it missed).
+    async fn mark_sensitive(&self, conversation_id: &str, agent_id: &str) -> Result<(), Status> {
+        self.act(conversation_id, agent_id, AgentAction::MarkSensitive)
+            .await
+            .map(drop)
+    }
+
+    /// Returns the transcript of a conversation assigned to `agent_id`.
     async fn transcript(
         &self,
         conversation_id: &str,
         agent_id: &str,
-    ) -> Result<Vec<ChatMessage>, Status>;
-    /// Publishes an agent's availability to the routing queues (never blocks).
-    fn availability(&self, update: Availability);
+    ) -> Result<Vec<ChatMessage>, Status> {
+        Ok(self
+            .act(conversation_id, agent_id, AgentAction::Transcript)
+            .await?
+            .transcript)
+    }
+
+    /// Carries out `action` of `agent_id` on `conversation_id`.
+    async fn act(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        action: AgentAction,
+    ) -> Result<RouterReply, Status> {
+        self.call(RouterCall {
+            conversation_id: conversation_id.to_string(),
+            agent_id: agent_id.to_string(),
+            action,
+        })
+        .await
+    }
 }
 
 /// What the operators' admin calls need of the agent side: who is logged in and how they

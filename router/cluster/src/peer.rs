@@ -6,11 +6,10 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use centralino_link::grpc::{answer_from_proto, target_from_proto};
-use centralino_link::{Escalation, RouterLink};
+use centralino_link::grpc::{call_from_proto, reply_to_proto};
+use centralino_link::RouterLink;
 use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
 use centralino_proto::v1::conversation_service_server::ConversationService;
-use centralino_proto::v1::link_request::Call;
 use centralino_proto::v1::router_internal_server::RouterInternal;
 use centralino_proto::v1::*;
 use futures::Stream;
@@ -51,54 +50,8 @@ impl InternalApi {
     }
 
     async fn link_local(&self, r: LinkRequest) -> Result<LinkResponse, Status> {
-        let (c, a) = (r.conversation_id.as_str(), r.agent_id.as_str());
-        let d = &self.dispatch;
-        let mut out = LinkResponse::default();
-        match r.call {
-            Some(Call::OfferAnswered(o)) => {
-                out.transcript = d
-                    .offer_answered(c, &o.reservation_id, a, answer_from_proto(o.answer)?)
-                    .await?;
-            }
-            Some(Call::AgentMessage(t)) => {
-                out.seq = d
-                    .agent_message(c, a, &t.message_id, &t.text, t.status_note)
-                    .await?;
-            }
-            Some(Call::AgentClose(x)) => d.agent_close(c, a, &x.summary).await?,
-            Some(Call::Release(x)) => d.release(c, a, &x.reason).await?,
-            Some(Call::Transfer(t)) => {
-                d.transfer(
-                    c,
-                    a,
-                    target_from_proto(&t.kind, t.target)?,
-                    &t.reason,
-                    t.warm,
-                )
-                .await?
-            }
-            Some(Call::Escalate(e)) => {
-                let kind = EscalationKind::try_from(e.kind)
-                    .map_err(|_| Status::invalid_argument("unknown escalation kind"))?;
-                d.escalate(
-                    c,
-                    a,
-                    Escalation {
-                        kind,
-                        phone: e.phone,
-                        email: e.email,
-                        preferred_time: e.preferred_time,
-                        note: e.note,
-                    },
-                )
-                .await?
-            }
-            Some(Call::AddNote(n)) => d.add_note(c, a, &n.text).await?,
-            Some(Call::MarkSensitive(_)) => d.mark_sensitive(c, a).await?,
-            Some(Call::Transcript(_)) => out.transcript = d.transcript(c, a).await?,
-            None => return Err(Status::invalid_argument("link call missing")),
-        }
-        Ok(out)
+        let call = call_from_proto(r)?;
+        self.dispatch.call(call).await.map(reply_to_proto)
     }
 }
 

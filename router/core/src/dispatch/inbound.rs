@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
-use centralino_link::{Availability, Escalation, OfferAnswer, RouterLink, TransferTarget};
-use centralino_proto::v1::{AgentStatus, ChatMessage};
+use centralino_link::{AgentAction, Availability, RouterCall, RouterLink, RouterReply};
+use centralino_proto::v1::AgentStatus;
 use parking_lot::RwLock;
 use tonic::Status;
 
@@ -136,164 +136,115 @@ async fn durable(d: Option<crate::store::group_commit::Durable>) -> Result<(), S
 
 #[async_trait]
 impl RouterLink for Dispatch {
-    async fn offer_answered(
-        &self,
-        conversation_id: &str,
-        reservation_id: &str,
-        agent_id: &str,
-        answer: OfferAnswer,
-    ) -> Result<Vec<ChatMessage>, Status> {
-        let agent_name = self
-            .agents
-            .read()
-            .get(agent_id)
-            .map(|k| k.name.clone())
-            .unwrap_or_else(|| agent_id.to_string());
-        self.conversation(conversation_id)?
-            .send(OfferEnded {
-                reservation_id: reservation_id.to_string(),
-                agent_id: agent_id.to_string(),
-                agent_name,
+    async fn call(&self, call: RouterCall) -> Result<RouterReply, Status> {
+        let RouterCall {
+            conversation_id,
+            agent_id,
+            action,
+        } = call;
+        let conversation = self.conversation(&conversation_id)?;
+        let mut reply = RouterReply::default();
+        match action {
+            AgentAction::OfferAnswered {
+                reservation_id,
                 answer,
-            })
-            .await
-            .map_err(mailbox)?
-    }
-
-    async fn agent_message(
-        &self,
-        conversation_id: &str,
-        agent_id: &str,
-        message_id: &str,
-        text: &str,
-        status_note: bool,
-    ) -> Result<u64, Status> {
-        let (seq, d) = self
-            .conversation(conversation_id)?
-            .send(AgentSend {
-                agent_id: agent_id.to_string(),
-                message_id: message_id.to_string(),
-                text: text.to_string(),
+            } => {
+                let agent_name = self
+                    .agents
+                    .read()
+                    .get(&agent_id)
+                    .map(|k| k.name.clone())
+                    .unwrap_or_else(|| agent_id.clone());
+                reply.transcript = conversation
+                    .send(OfferEnded {
+                        reservation_id,
+                        agent_id,
+                        agent_name,
+                        answer,
+                    })
+                    .await
+                    .map_err(mailbox)??;
+            }
+            AgentAction::Message {
+                message_id,
+                text,
                 status_note,
-            })
-            .await
-            .map_err(mailbox)??;
-        durable(d).await?;
-        Ok(seq)
-    }
-
-    async fn agent_close(
-        &self,
-        conversation_id: &str,
-        agent_id: &str,
-        summary: &str,
-    ) -> Result<(), Status> {
-        let d = self
-            .conversation(conversation_id)?
-            .send(AgentClose {
-                agent_id: agent_id.to_string(),
-                summary: summary.to_string(),
-            })
-            .await
-            .map_err(mailbox)??;
-        durable(Some(d)).await
-    }
-
-    async fn release(
-        &self,
-        conversation_id: &str,
-        agent_id: &str,
-        reason: &str,
-    ) -> Result<(), Status> {
-        self.conversation(conversation_id)?
-            .send(Release {
-                agent_id: agent_id.to_string(),
-                reason: reason.to_string(),
-            })
-            .await
-            .map_err(mailbox)?
-    }
-
-    async fn transfer(
-        &self,
-        conversation_id: &str,
-        agent_id: &str,
-        target: TransferTarget,
-        reason: &str,
-        warm: bool,
-    ) -> Result<(), Status> {
-        self.conversation(conversation_id)?
-            .send(Transfer {
-                agent_id: Some(agent_id.to_string()),
+            } => {
+                let (seq, d) = conversation
+                    .send(AgentSend {
+                        agent_id,
+                        message_id,
+                        text,
+                        status_note,
+                    })
+                    .await
+                    .map_err(mailbox)??;
+                durable(d).await?;
+                reply.seq = seq;
+            }
+            AgentAction::Close { summary } => {
+                let d = conversation
+                    .send(AgentClose { agent_id, summary })
+                    .await
+                    .map_err(mailbox)??;
+                durable(Some(d)).await?;
+            }
+            AgentAction::Release { reason } => {
+                conversation
+                    .send(Release { agent_id, reason })
+                    .await
+                    .map_err(mailbox)??;
+            }
+            AgentAction::Transfer {
                 target,
-                reason: reason.to_string(),
+                reason,
                 warm,
-            })
-            .await
-            .map_err(mailbox)?
-    }
-
-    async fn escalate(
-        &self,
-        conversation_id: &str,
-        agent_id: &str,
-        escalation: Escalation,
-    ) -> Result<(), Status> {
-        let d = self
-            .conversation(conversation_id)?
-            .send(Escalate {
-                agent_id: agent_id.to_string(),
-                escalation,
-            })
-            .await
-            .map_err(mailbox)??;
-        durable(Some(d)).await
-    }
-
-    async fn add_note(
-        &self,
-        conversation_id: &str,
-        agent_id: &str,
-        text: &str,
-    ) -> Result<(), Status> {
-        let d = self
-            .conversation(conversation_id)?
-            .send(AddNote {
-                agent_id: agent_id.to_string(),
-                text: text.to_string(),
-            })
-            .await
-            .map_err(mailbox)??;
-        durable(Some(d)).await
-    }
-
-    async fn mark_sensitive(&self, conversation_id: &str, agent_id: &str) -> Result<(), Status> {
-        let d = self
-            .conversation(conversation_id)?
-            .send(MarkSensitive {
-                agent_id: agent_id.to_string(),
-            })
-            .await
-            .map_err(mailbox)??;
-        durable(Some(d)).await
-    }
-
-    async fn transcript(
-        &self,
-        conversation_id: &str,
-        agent_id: &str,
-    ) -> Result<Vec<ChatMessage>, Status> {
-        let (rec, transcript) = self
-            .conversation(conversation_id)?
-            .send(GetTranscript)
-            .await
-            .map_err(mailbox)?;
-        if rec.agent_id.as_deref() != Some(agent_id) {
-            return Err(Status::permission_denied(
-                "the conversation is not assigned to this agent",
-            ));
+            } => {
+                conversation
+                    .send(Transfer {
+                        agent_id: Some(agent_id),
+                        target,
+                        reason,
+                        warm,
+                    })
+                    .await
+                    .map_err(mailbox)??;
+            }
+            AgentAction::Escalate(escalation) => {
+                let d = conversation
+                    .send(Escalate {
+                        agent_id,
+                        escalation,
+                    })
+                    .await
+                    .map_err(mailbox)??;
+                durable(Some(d)).await?;
+            }
+            AgentAction::Note { text } => {
+                let d = conversation
+                    .send(AddNote { agent_id, text })
+                    .await
+                    .map_err(mailbox)??;
+                durable(Some(d)).await?;
+            }
+            AgentAction::MarkSensitive => {
+                let d = conversation
+                    .send(MarkSensitive { agent_id })
+                    .await
+                    .map_err(mailbox)??;
+                durable(Some(d)).await?;
+            }
+            AgentAction::Transcript => {
+                let (rec, transcript) = conversation.send(GetTranscript).await.map_err(mailbox)?;
+                if rec.agent_id.as_deref() != Some(agent_id.as_str()) {
+                    return Err(Status::permission_denied(
+                        "the conversation is not assigned to this agent",
+                    ));
+                }
+                reply.transcript = transcript.iter().map(MessageRecord::to_proto).collect();
+            }
         }
-        Ok(transcript.iter().map(MessageRecord::to_proto).collect())
+        Ok(reply)
     }
 
     fn availability(&self, update: Availability) {
