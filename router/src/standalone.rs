@@ -11,13 +11,13 @@ use actix::prelude::*;
 use centralino_agent_node::gateway::AgentDeskService;
 use centralino_agent_node::node::AgentNode;
 use centralino_base::clock::{self, SharedClock};
+use centralino_base::server::{GrpcServer, Listener, ServerError};
 use centralino_link::AgentNodeLink;
 use centralino_proto::v1::admin_server::AdminServer;
 use centralino_proto::v1::agent_desk_server::AgentDeskServer;
 use centralino_proto::v1::conversation_service_server::ConversationServiceServer;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
 use centralino_core::archive::{Archive, ArchivedConversation};
@@ -46,20 +46,12 @@ pub enum StartError {
     /// The store could not be opened or read.
     #[error("store: {0}")]
     Store(#[from] centralino_core::store::StoreError),
-    /// A listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// Address.
-        addr: String,
-        /// Cause.
-        source: std::io::Error,
-    },
+    /// The gRPC listener could not start.
+    #[error(transparent)]
+    Server(#[from] ServerError),
     /// The metrics exporter could not start.
     #[error("metrics exporter: {0}")]
     Metrics(String),
-    /// Reflection service could not be built.
-    #[error("reflection: {0}")]
-    Reflection(String),
 }
 
 /// Where the node keeps its data.
@@ -271,56 +263,25 @@ pub async fn start_with(
 
     recover(&hub, &agent_node, &archive).await?;
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<ConversationServiceServer<CustomerApi>>()
-        .await;
-    health
-        .set_serving::<AgentDeskServer<AgentDeskService>>()
-        .await;
-    health.set_serving::<AdminServer<AdminApi>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(centralino_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| StartError::Reflection(e.to_string()))?;
-
-    let listener = tokio::net::TcpListener::bind(&config.node.grpc_addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.node.grpc_addr.clone(),
-            source,
-        })?;
-    let grpc_addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.node.grpc_addr.clone(),
-        source,
-    })?;
-    let router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(ConversationServiceServer::new(CustomerApi::new(
-            hub.clone(),
-        )))
-        .add_service(AgentDeskServer::new(AgentDeskService::new(
-            agent_node.clone(),
-        )))
-        .add_service(AdminServer::new(AdminApi::new(
-            hub.clone(),
-            agent_node.clone(),
-        )));
+    let listener = Listener::bind(&config.node.grpc_addr).await?;
+    let grpc_addr = listener.local_addr();
     let mut stop_server = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        let shutdown = async move {
+    let server = GrpcServer::new()
+        .describe(centralino_proto::PUBLIC_FILE_DESCRIPTOR_SET)
+        .public(ConversationServiceServer::new(CustomerApi::new(
+            hub.clone(),
+        )))
+        .public(AgentDeskServer::new(AgentDeskService::new(
+            agent_node.clone(),
+        )))
+        .public(AdminServer::new(AdminApi::new(
+            hub.clone(),
+            agent_node.clone(),
+        )))
+        .start(listener, async move {
             let _ = stop_server.wait_for(|s| *s).await;
-        };
-        if let Err(e) = router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-            .await
-        {
-            warn!(error = %e, "gRPC server stopped with an error");
-        }
-    });
+        })
+        .await?;
     info!(%grpc_addr, metrics = ?metrics_addr, data_dir = %config.node.data_dir.display(), "centralino node listening");
     Ok(RunningNode {
         grpc_addr,

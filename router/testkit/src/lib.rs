@@ -828,3 +828,62 @@ pub async fn assigned_agent(
     })
     .await
 }
+
+/// Returns the services gRPC reflection lists at `addr`, sorted: over `grpc.reflection.v1`
+/// and over `grpc.reflection.v1alpha` (what older tools such as Python's grpcio-reflection
+/// ask).
+pub async fn reflected_services(addr: std::net::SocketAddr) -> (Vec<String>, Vec<String>) {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let answer = v1::server_reflection_client::ServerReflectionClient::new(channel.clone())
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .expect("reflection v1")
+        .into_inner()
+        .next()
+        .await
+        .expect("a v1 answer")
+        .expect("v1 list");
+    let mut listed_v1: Vec<String> = match answer.message_response {
+        Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("reflection v1 answered {other:?}"),
+    };
+    listed_v1.sort();
+
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let answer = v1alpha::server_reflection_client::ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .expect("reflection v1alpha")
+        .into_inner()
+        .next()
+        .await
+        .expect("a v1alpha answer")
+        .expect("v1alpha list");
+    let mut listed_v1alpha: Vec<String> = match answer.message_response {
+        Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("reflection v1alpha answered {other:?}"),
+    };
+    listed_v1alpha.sort();
+    (listed_v1, listed_v1alpha)
+}
