@@ -71,7 +71,7 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
             .metrics_addr
             .parse()
             .map_err(|e| StartError::Config(format!("node.metrics_addr: {e}")))?;
-        install_metrics(addr)?;
+        install_metrics(addr, config.routing.service_level_secs)?;
         metrics::zero(&config);
         metrics::cluster_start();
     }

@@ -124,16 +124,24 @@ const STORE_RELEASE: Duration = Duration::from_secs(5);
 
 static RECORDER: OnceLock<Result<(), String>> = OnceLock::new();
 
-/// Installs the Prometheus recorder with its HTTP listener (once per process).
-pub(crate) fn install_metrics(addr: SocketAddr) -> Result<(), StartError> {
+/// Installs the Prometheus recorder with its HTTP listener (once per process: a second node
+/// in the same process shares the first one's listener and buckets). The wait histogram gets
+/// a bucket at `service_level_secs`.
+pub(crate) fn install_metrics(addr: SocketAddr, service_level_secs: u64) -> Result<(), StartError> {
     RECORDER
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .with_http_listener(addr)
                 .set_buckets_for_metric(
-                    Matcher::Full("centralino_routing_decision_seconds".into()),
-                    metrics::LATENCY_BUCKETS,
+                    Matcher::Full("centralino_conversation_wait_seconds".into()),
+                    &metrics::wait_buckets(service_level_secs),
                 )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("centralino_routing_decision_seconds".into()),
+                        metrics::LATENCY_BUCKETS,
+                    )
+                })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Full("centralino_store_commit_seconds".into()),
@@ -189,7 +197,7 @@ pub async fn start_with(
             .metrics_addr
             .parse()
             .map_err(|e| StartError::Config(format!("node.metrics_addr: {e}")))?;
-        install_metrics(addr)?;
+        install_metrics(addr, config.routing.service_level_secs)?;
         Some(addr)
     };
     let (store, archive): (Arc<dyn Store>, Archive) = match store_choice {
@@ -245,6 +253,8 @@ pub async fn start_with(
     agent_node.set_router(dispatch.clone());
     if metrics_addr.is_some() {
         metrics::zero(&config);
+        let departments: Vec<String> = config.departments.iter().map(|d| d.name.clone()).collect();
+        centralino_agent_node::metrics::zero(&config.teams, &departments);
         metrics::standalone_cluster(PARTITIONS);
     }
     let mut stop_ticker = stop_rx.clone();
