@@ -7,11 +7,14 @@
 #     capabilities, with seccomp RuntimeDefault, probes and resource limits,
 #   - promtool check rules / test rules on deploy/prometheus,
 #   - promtool check metrics on a scrape of a live node reports nothing,
-#   - every metric the dashboard and the rules use is in that scrape (scripts/check_dashboard.py).
+#   - every metric the dashboard and the rules use is in that scrape (scripts/check_dashboard.py),
+#     and has a sample in the scrape of a fresh node, before any traffic, when one is given.
 #
 # Usage:
-#   scripts/check_deploy.sh METRICS_FILE   run every check; METRICS_FILE is a scrape of a live
-#                                          node's /metrics (curl -s http://127.0.0.1:9464/metrics)
+#   scripts/check_deploy.sh METRICS_FILE [FRESH_METRICS_FILE]
+#                                          run every check; METRICS_FILE is a scrape of a live
+#                                          node's /metrics (curl -s http://127.0.0.1:9464/metrics),
+#                                          FRESH_METRICS_FILE one of a node that served nothing
 #   scripts/check_deploy.sh --sync         regenerate the copies under deploy/k8s, then exit
 #
 # Installs what it needs when missing (as root, no prompts): promtool from Debian's prometheus
@@ -74,9 +77,12 @@ if [ "${1:-}" = "--sync" ]; then
   exit 0
 fi
 
-[ $# -ge 1 ] || { echo "usage: $0 METRICS_FILE | $0 --sync" >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: $0 METRICS_FILE [FRESH_METRICS_FILE] | $0 --sync" >&2; exit 2; }
 METRICS_FILE=$1
+FRESH_METRICS_FILE=${2:-}
 [ -s "$METRICS_FILE" ] || fail "metrics file $METRICS_FILE is missing or empty"
+[ -z "$FRESH_METRICS_FILE" ] || [ -s "$FRESH_METRICS_FILE" ] ||
+  fail "metrics file $FRESH_METRICS_FILE is missing or empty"
 started=$(date +%s)
 
 # --- tools -------------------------------------------------------------------------------
@@ -280,6 +286,16 @@ echo "no problems"
 step "dashboard and rules use only exported metrics"
 "$PY" scripts/check_dashboard.py deploy/grafana/centralino.json "$METRICS_FILE" \
   --rules deploy/prometheus/rules.yaml
+if [ -n "$FRESH_METRICS_FILE" ]; then
+  step "a fresh node exports them all from its first scrape"
+  lint=$(promtool check metrics <"$FRESH_METRICS_FILE" 2>&1) || true
+  if [ -n "$lint" ]; then
+    printf '%s\n' "$lint" >&2
+    fail "promtool check metrics reported problems in $FRESH_METRICS_FILE"
+  fi
+  "$PY" scripts/check_dashboard.py deploy/grafana/centralino.json "$FRESH_METRICS_FILE" \
+    --rules deploy/prometheus/rules.yaml --samples
+fi
 
 echo
 echo "check_deploy.sh: all deployment checks passed in $(( $(date +%s) - started ))s"

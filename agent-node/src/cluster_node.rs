@@ -10,7 +10,6 @@ use std::time::Duration;
 use actix::prelude::*;
 use centralino_proto::v1::agent_desk_server::AgentDeskServer;
 use centralino_proto::v1::agent_node_internal_server::AgentNodeInternalServer;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
 use crate::gateway::AgentDeskService;
@@ -18,6 +17,7 @@ use crate::node::AgentNode;
 use crate::remote::{AvailabilityHub, ClusterLogin, InternalService, RemoteRouters};
 use centralino_base::clock;
 use centralino_base::config::AgentNodeConfig;
+use centralino_base::server::{GrpcServer, Listener};
 use centralino_membership::etcd::Etcd;
 use centralino_membership::membership::{Member, Membership, Role};
 
@@ -46,10 +46,10 @@ pub async fn start(config: AgentNodeConfig) -> Result<RunningAgentNode, String> 
     }
     let id = centralino_base::process::node_id(&config.node.node_id, "agent-node");
     let clock = clock::from_config(&config.clock)?;
-    let listener = tokio::net::TcpListener::bind(&config.node.grpc_addr)
+    let listener = Listener::bind(&config.node.grpc_addr)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.node.grpc_addr))?;
-    let grpc_addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?;
+    let grpc_addr = listener.local_addr();
     let advertise = if config.node.advertise_addr.is_empty() {
         grpc_addr.to_string()
     } else {
@@ -87,37 +87,22 @@ pub async fn start(config: AgentNodeConfig) -> Result<RunningAgentNode, String> 
     node.set_router(routers.clone());
     node.set_login_hook(ClusterLogin::new(membership.clone(), routers));
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<AgentDeskServer<AgentDeskService>>()
-        .await;
-    health
-        .set_serving::<AgentNodeInternalServer<InternalService>>()
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(centralino_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| format!("reflection: {e}"))?;
     let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(AgentDeskServer::new(AgentDeskService::new(node.clone())))
-        .add_service(AgentNodeInternalServer::new(InternalService::new(
+    let grpc = GrpcServer::new()
+        .describe(centralino_proto::PUBLIC_FILE_DESCRIPTOR_SET)
+        .public(AgentDeskServer::new(AgentDeskService::new(node.clone())))
+        .internal(AgentNodeInternalServer::new(InternalService::new(
             node.clone(),
             feed,
             id.clone(),
-        )))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        )));
+    let health = grpc.health();
+    let server = grpc
+        .start(listener, async move {
             let _ = stop_rx.wait_for(|s| *s).await;
-        });
-    let server = tokio::spawn(async move {
-        if let Err(e) = server.await {
-            warn!(error = %e, "gRPC server stopped with an error");
-        }
-    });
+        })
+        .await
+        .map_err(|e| e.to_string())?;
     // Agents offline here with nothing held are forgotten, so they may log in elsewhere.
     let sweeper_node = node.clone();
     let sweeper = tokio::spawn(async move {

@@ -2,6 +2,7 @@
 
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 
+use centralino_base::config::TeamConfig;
 use centralino_link::OfferAnswer;
 
 /// Describes every agent-node metric once per process.
@@ -26,6 +27,25 @@ pub fn describe() {
         "centralino_agent_logins_total",
         "Agent logins, by result (ok, denied)"
     );
+}
+
+/// Makes the agent-node's labelled series visible from the start (at zero): per team, per
+/// department (when the caller knows them: a standalone node does, an agent-node's file
+/// section does not), per login result and offer answer.
+pub fn zero(teams: &[TeamConfig], departments: &[String]) {
+    for team in teams {
+        gauge!("centralino_agent_sessions_connected", "team" => team.name.clone()).increment(0.0);
+    }
+    for department in departments {
+        counter!("centralino_agent_offers_total", "department" => department.clone()).increment(0);
+    }
+    for result in ["ok", "denied"] {
+        counter!("centralino_agent_logins_total", "result" => result).increment(0);
+    }
+    for answer in ["accepted", "declined", "timed_out", "revoked"] {
+        counter!("centralino_agent_offer_answers_total", "answer" => answer).increment(0);
+    }
+    counter!("centralino_agent_desktop_events_dropped_total").increment(0);
 }
 
 pub(crate) fn agent_logged_in(team: &str, connected: bool) {

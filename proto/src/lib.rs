@@ -10,5 +10,10 @@ pub mod v1 {
     tonic::include_proto!("centralino.v1");
 }
 
-/// Encoded file descriptor set of every centralino proto, for gRPC reflection.
+/// Encoded file descriptor set of every centralino proto, the internal API included.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("centralino_descriptor");
+
+/// Encoded file descriptor set of the public protos only (customer, agent desk, admin), the
+/// one gRPC reflection serves: `RouterInternal` and `AgentNodeInternal` are not described.
+pub const PUBLIC_FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("centralino_public_descriptor");

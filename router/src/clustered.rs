@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use centralino_agent_node::node::AgentNode;
 use centralino_base::clock::{self, SharedClock};
+use centralino_base::server::{GrpcServer, Listener};
 use centralino_base::shifts::Shifts;
 use centralino_link::AgentNodeLink;
 use centralino_membership::etcd::Etcd;
@@ -18,7 +19,6 @@ use centralino_proto::v1::admin_server::AdminServer;
 use centralino_proto::v1::conversation_service_server::ConversationServiceServer;
 use centralino_proto::v1::router_internal_server::RouterInternalServer;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
 use crate::standalone::{install_metrics, StartError, SHUTDOWN_GRACE, TEAM_TICK};
@@ -72,20 +72,12 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
             .metrics_addr
             .parse()
             .map_err(|e| StartError::Config(format!("node.metrics_addr: {e}")))?;
-        install_metrics(addr)?;
+        install_metrics(addr, config.routing.service_level_secs)?;
         metrics::zero(&config);
         metrics::cluster_start();
     }
-    let listener = tokio::net::TcpListener::bind(&config.node.grpc_addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.node.grpc_addr.clone(),
-            source,
-        })?;
-    let grpc_addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.node.grpc_addr.clone(),
-        source,
-    })?;
+    let listener = Listener::bind(&config.node.grpc_addr).await?;
+    let grpc_addr = listener.local_addr();
     let advertise = if config.node.advertise_addr.is_empty() {
         grpc_addr.to_string()
     } else {
@@ -159,45 +151,25 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     let no_agents = AgentNode::new(agent_config, clock.clone(), handles.clone());
     no_agents.set_router(dispatch.clone());
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<ConversationServiceServer<ClusterCustomerApi>>()
-        .await;
-    health.set_serving::<AdminServer<AdminApi>>().await;
-    health
-        .set_serving::<RouterInternalServer<InternalApi>>()
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(centralino_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| StartError::Reflection(e.to_string()))?;
-    let grpc = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(ConversationServiceServer::new(ClusterCustomerApi::new(
+    let mut stop_server = stop_rx.clone();
+    let grpc = GrpcServer::new()
+        .describe(centralino_proto::PUBLIC_FILE_DESCRIPTOR_SET)
+        .public(ConversationServiceServer::new(ClusterCustomerApi::new(
             router.clone(),
             view.clone(),
         )))
-        .add_service(AdminServer::new(AdminApi::new(router.clone(), no_agents)))
-        .add_service(RouterInternalServer::new(InternalApi::new(
+        .public(AdminServer::new(AdminApi::new(router.clone(), no_agents)))
+        .internal(RouterInternalServer::new(InternalApi::new(
             router.clone(),
             dispatch.clone(),
             view.clone(),
         )));
-    let mut stop_server = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        let shutdown = async move {
+    let health = grpc.health();
+    let server = grpc
+        .start(listener, async move {
             let _ = stop_server.wait_for(|s| *s).await;
-        };
-        if let Err(e) = grpc
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-            .await
-        {
-            warn!(error = %e, "gRPC server stopped with an error");
-        }
-    });
+        })
+        .await?;
 
     tokio::spawn(run_feed(
         remote_agents,

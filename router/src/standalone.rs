@@ -9,13 +9,13 @@ use actix::prelude::*;
 use centralino_agent_node::gateway::AgentDeskService;
 use centralino_agent_node::node::AgentNode;
 use centralino_base::clock::{self, SharedClock};
+use centralino_base::server::{GrpcServer, Listener, ServerError};
 use centralino_link::AgentNodeLink;
 use centralino_proto::v1::admin_server::AdminServer;
 use centralino_proto::v1::agent_desk_server::AgentDeskServer;
 use centralino_proto::v1::conversation_service_server::ConversationServiceServer;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
 use centralino_core::config::Config;
@@ -40,20 +40,12 @@ pub enum StartError {
     /// The store could not be opened or read.
     #[error("store: {0}")]
     Store(#[from] centralino_core::store::StoreError),
-    /// A listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// Address.
-        addr: String,
-        /// Cause.
-        source: std::io::Error,
-    },
+    /// The gRPC listener could not start.
+    #[error(transparent)]
+    Server(#[from] ServerError),
     /// The metrics exporter could not start.
     #[error("metrics exporter: {0}")]
     Metrics(String),
-    /// Reflection service could not be built.
-    #[error("reflection: {0}")]
-    Reflection(String),
 }
 
 /// Where the node keeps its data.
@@ -126,16 +118,24 @@ const STORE_RELEASE: Duration = Duration::from_secs(5);
 
 static RECORDER: OnceLock<Result<(), String>> = OnceLock::new();
 
-/// Installs the Prometheus recorder with its HTTP listener (once per process).
-pub(crate) fn install_metrics(addr: SocketAddr) -> Result<(), StartError> {
+/// Installs the Prometheus recorder with its HTTP listener (once per process: a second node
+/// in the same process shares the first one's listener and buckets). The wait histogram gets
+/// a bucket at `service_level_secs`.
+pub(crate) fn install_metrics(addr: SocketAddr, service_level_secs: u64) -> Result<(), StartError> {
     RECORDER
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .with_http_listener(addr)
                 .set_buckets_for_metric(
-                    Matcher::Full("centralino_routing_decision_seconds".into()),
-                    metrics::LATENCY_BUCKETS,
+                    Matcher::Full("centralino_conversation_wait_seconds".into()),
+                    &metrics::wait_buckets(service_level_secs),
                 )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("centralino_routing_decision_seconds".into()),
+                        metrics::LATENCY_BUCKETS,
+                    )
+                })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Full("centralino_store_commit_seconds".into()),
@@ -191,7 +191,7 @@ pub async fn start_with(
             .metrics_addr
             .parse()
             .map_err(|e| StartError::Config(format!("node.metrics_addr: {e}")))?;
-        install_metrics(addr)?;
+        install_metrics(addr, config.routing.service_level_secs)?;
         Some(addr)
     };
     let (store, archive): (Arc<dyn Store>, Archive) = match store_choice {
@@ -238,6 +238,8 @@ pub async fn start_with(
     agent_node.set_router(dispatch.clone());
     if metrics_addr.is_some() {
         metrics::zero(&config);
+        let departments: Vec<String> = config.departments.iter().map(|d| d.name.clone()).collect();
+        centralino_agent_node::metrics::zero(&config.teams, &departments);
         metrics::standalone_cluster(PARTITIONS);
     }
     let mut stop_ticker = stop_rx.clone();
@@ -256,56 +258,25 @@ pub async fn start_with(
 
     recover(&router, &agent_node).await?;
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<ConversationServiceServer<CustomerApi>>()
-        .await;
-    health
-        .set_serving::<AgentDeskServer<AgentDeskService>>()
-        .await;
-    health.set_serving::<AdminServer<AdminApi>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(centralino_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| StartError::Reflection(e.to_string()))?;
-
-    let listener = tokio::net::TcpListener::bind(&config.node.grpc_addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.node.grpc_addr.clone(),
-            source,
-        })?;
-    let grpc_addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.node.grpc_addr.clone(),
-        source,
-    })?;
-    let grpc = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(ConversationServiceServer::new(CustomerApi::new(
-            router.clone(),
-        )))
-        .add_service(AgentDeskServer::new(AgentDeskService::new(
-            agent_node.clone(),
-        )))
-        .add_service(AdminServer::new(AdminApi::new(
-            router.clone(),
-            agent_node.clone(),
-        )));
+    let listener = Listener::bind(&config.node.grpc_addr).await?;
+    let grpc_addr = listener.local_addr();
     let mut stop_server = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        let shutdown = async move {
+    let server = GrpcServer::new()
+        .describe(centralino_proto::PUBLIC_FILE_DESCRIPTOR_SET)
+        .public(ConversationServiceServer::new(CustomerApi::new(
+            router.clone(),
+        )))
+        .public(AgentDeskServer::new(AgentDeskService::new(
+            agent_node.clone(),
+        )))
+        .public(AdminServer::new(AdminApi::new(
+            router.clone(),
+            agent_node.clone(),
+        )))
+        .start(listener, async move {
             let _ = stop_server.wait_for(|s| *s).await;
-        };
-        if let Err(e) = grpc
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-            .await
-        {
-            warn!(error = %e, "gRPC server stopped with an error");
-        }
-    });
+        })
+        .await?;
     info!(%grpc_addr, metrics = ?metrics_addr, data_dir = %config.node.data_dir.display(), "centralino node listening");
     Ok(RunningNode {
         grpc_addr,

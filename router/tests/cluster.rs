@@ -157,6 +157,22 @@ fn conversations_route_across_routers_and_survive_a_router_leaving() {
             "a {owned_by_a} b {owned_by_b}"
         );
 
+        // Reflection lists the public services of each listener, not the internal API.
+        let mut public = vec![
+            "centralino.v1.Admin".to_string(),
+            "centralino.v1.ConversationService".to_string(),
+            "grpc.health.v1.Health".to_string(),
+        ];
+        public.sort();
+        let (v1, v1alpha) = common::reflected_services(a.grpc_addr).await;
+        assert_eq!((&v1, &v1alpha), (&public, &public), "router reflection");
+        let public = vec![
+            "centralino.v1.AgentDesk".to_string(),
+            "grpc.health.v1.Health".to_string(),
+        ];
+        let (v1, v1alpha) = common::reflected_services(agents.grpc_addr).await;
+        assert_eq!((&v1, &v1alpha), (&public, &public), "agent-node reflection");
+
         let mut giulia = login_at(agents.grpc_addr, "giulia").await.expect("login");
         // An agent is logged in on one agent-node only.
         let second = agent_node(&endpoints, "agent-node-2", &prefix).await;

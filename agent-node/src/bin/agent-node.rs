@@ -60,6 +60,8 @@ fn main() -> anyhow::Result<()> {
                 .install()
                 .context("metrics exporter")?;
             centralino_agent_node::metrics::describe();
+            // Departments are the routers' section: offers by department appear with the first.
+            centralino_agent_node::metrics::zero(&config.teams, &[]);
         }
         let node = cluster_node::start(config)
             .await

@@ -6,6 +6,8 @@
 //! - [`config`]: the shared part of the configuration file and its loading (TOML plus
 //!   `CENTRALINO_*` overrides).
 //! - [`process`]: logging, signals and node ids, alike in every binary.
+//! - [`server`]: the gRPC listener and server every node and benchmark serves with (TCP and
+//!   HTTP/2 keepalive, `TCP_NODELAY`, health, reflection of the public services).
 
 #![forbid(unsafe_code)]
 
@@ -13,4 +15,5 @@ pub mod clock;
 pub mod config;
 pub mod process;
 pub mod schedule;
+pub mod server;
 pub mod shifts;

@@ -15,6 +15,19 @@ use crate::store::records::ConversationRecord;
 pub const WAIT_BUCKETS: &[f64] = &[
     1.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
+/// Returns the wait buckets of `centralino_conversation_wait_seconds`: [`WAIT_BUCKETS`] with
+/// the service-level threshold (`routing.service_level_secs`) among them, so that the rules
+/// read the share answered in time from the bucket `le` = threshold.
+pub fn wait_buckets(service_level_secs: u64) -> Vec<f64> {
+    let mut buckets = WAIT_BUCKETS.to_vec();
+    let threshold = service_level_secs as f64;
+    if !buckets.contains(&threshold) {
+        buckets.push(threshold);
+        buckets.sort_by(f64::total_cmp);
+    }
+    buckets
+}
+
 /// Histogram buckets for internal latencies (seconds).
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
@@ -46,6 +59,11 @@ pub fn describe() {
         "centralino_conversation_duration_seconds",
         Unit::Seconds,
         "Time from assignment to close, by department"
+    );
+    describe_gauge!(
+        "centralino_routing_service_level_threshold_seconds",
+        Unit::Seconds,
+        "routing.service_level_secs: a chat answered within it counts for the service level; label threshold is the matching le of centralino_conversation_wait_seconds_bucket"
     );
     describe_gauge!(
         "centralino_queue_depth",
@@ -324,13 +342,27 @@ pub(crate) fn store_request(op: &'static str, secs: f64, ok: bool) {
 }
 
 /// Makes the labelled series of the configuration visible from the start (at zero), so
-/// dashboards and alerts see them before the first event.
+/// dashboards and alerts see them before the first event: counters and gauges at 0,
+/// histograms registered without a sample (their buckets, sum and count at 0). Exports the
+/// service-level threshold.
 pub fn zero(config: &crate::config::Config) {
+    let threshold = config.routing.service_level_secs as f64;
+    // The label is written as the exporter writes the `le` of that bucket ("20", "30").
+    gauge!("centralino_routing_service_level_threshold_seconds", "threshold" => threshold.to_string())
+        .set(threshold);
+    // A histogram handle registers its series; dropping it unused records nothing.
+    let _ = histogram!("centralino_routing_decision_seconds");
+    let _ = histogram!("centralino_store_commit_seconds");
+    let _ = histogram!("centralino_store_batch_ops");
     let languages = config.languages();
     for d in &config.departments {
         let dept = d.name.clone();
+        let _ =
+            histogram!("centralino_conversation_duration_seconds", "department" => dept.clone());
         for l in &languages {
             let lang = l.to_string();
+            let _ = histogram!("centralino_conversation_wait_seconds", "department" => dept.clone(), "language" => lang.clone());
+            let _ = histogram!("centralino_conversation_first_response_seconds", "department" => dept.clone(), "language" => lang.clone());
             for name in [
                 "centralino_conversations_started_total",
                 "centralino_conversations_completed_total",
@@ -350,7 +382,6 @@ pub fn zero(config: &crate::config::Config) {
             "centralino_recontacts_total",
             "centralino_busy_notices_total",
             "centralino_routing_reservations_rejected_total",
-            "centralino_agent_offers_total",
         ] {
             counter!(name, "department" => dept.clone()).increment(0);
         }
@@ -366,13 +397,15 @@ pub fn zero(config: &crate::config::Config) {
     for result in ["hit", "miss", "timeout"] {
         counter!("centralino_routing_sticky_total", "result" => result).increment(0);
     }
-    for answer in ["accepted", "declined", "timed_out", "revoked"] {
-        counter!("centralino_agent_offer_answers_total", "answer" => answer).increment(0);
-    }
     for team in &config.teams {
         team_agents(&team.name, 0, 0, 0);
-        gauge!("centralino_agent_sessions_connected", "team" => team.name.clone()).increment(0.0);
         counter!("centralino_agent_duty_seconds_total", "team" => team.name.clone()).increment(0);
+        for status in STATUS_LABELS {
+            for busy in ["true", "false"] {
+                gauge!("centralino_agents", "team" => team.name.clone(), "status" => status, "busy" => busy)
+                    .increment(0.0);
+            }
+        }
     }
     for d in &config.departments {
         for step in &d.steps {
@@ -397,6 +430,9 @@ pub fn zero(config: &crate::config::Config) {
     counter!("centralino_stream_overflows_total").increment(0);
     gauge!("centralino_conversations_live").set(0.0);
 }
+
+/// Values of the `status` label of `centralino_agents`.
+const STATUS_LABELS: [&str; 5] = ["available", "away", "on_call", "disconnected", "offline"];
 
 fn status_label(status: AgentStatus) -> &'static str {
     match status {
@@ -478,4 +514,19 @@ pub(crate) fn recontact(department: &str) {
 
 pub(crate) fn busy_notice(department: &str) {
     counter!("centralino_busy_notices_total", "department" => department.to_string()).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_buckets_hold_the_service_level_threshold_in_order() {
+        let buckets = wait_buckets(45);
+        assert!(buckets.contains(&45.0), "{buckets:?}");
+        assert!(buckets.windows(2).all(|w| w[0] < w[1]), "{buckets:?}");
+        assert_eq!(buckets.len(), WAIT_BUCKETS.len() + 1);
+        // A threshold that is a default bucket adds none.
+        assert_eq!(wait_buckets(20), WAIT_BUCKETS);
+    }
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use centralino_base::server::{GrpcServer, Listener};
 use centralino_link::Availability;
 use centralino_proto::v1::agent_desk_client::AgentDeskClient;
 use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
@@ -367,17 +368,14 @@ pub async fn end_to_end(
 /// The transport's ceiling: `calls` unary `grpc.health.v1.Health/Check` calls with
 /// `concurrency` callers against a tonic server that does nothing else.
 pub async fn unary_echo(calls: usize, concurrency: usize) -> Result<ThroughputResult, String> {
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let listener = Listener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .add_service(health)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let addr = listener.local_addr();
+    let server = GrpcServer::new()
+        .start(listener, std::future::pending())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut channels = Vec::new();
     for _ in 0..4 {
         channels.push(connect(addr).await?);

@@ -828,3 +828,103 @@ pub async fn assigned_agent(
     })
     .await
 }
+
+/// Returns the services gRPC reflection lists at `addr`, sorted: over `grpc.reflection.v1`
+/// and over `grpc.reflection.v1alpha` (what older tools such as Python's grpcio-reflection
+/// ask).
+pub async fn reflected_services(addr: std::net::SocketAddr) -> (Vec<String>, Vec<String>) {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let answer = v1::server_reflection_client::ServerReflectionClient::new(channel.clone())
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .expect("reflection v1")
+        .into_inner()
+        .next()
+        .await
+        .expect("a v1 answer")
+        .expect("v1 list");
+    let mut listed_v1: Vec<String> = match answer.message_response {
+        Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("reflection v1 answered {other:?}"),
+    };
+    listed_v1.sort();
+
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let answer = v1alpha::server_reflection_client::ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .expect("reflection v1alpha")
+        .into_inner()
+        .next()
+        .await
+        .expect("a v1alpha answer")
+        .expect("v1alpha list");
+    let mut listed_v1alpha: Vec<String> = match answer.message_response {
+        Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("reflection v1alpha answered {other:?}"),
+    };
+    listed_v1alpha.sort();
+    (listed_v1, listed_v1alpha)
+}
+
+/// Returns a loopback port that was free a moment ago (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
+
+/// Returns the body of `GET /metrics` at `addr` (Prometheus text format), waiting up to
+/// 10 s for the exporter to listen.
+pub async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(stream) => break stream,
+            Err(e) if tokio::time::Instant::now() > deadline => {
+                panic!("metrics exporter at {addr}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    // HTTP/1.0: the answer is not chunked and ends with the connection.
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("send the scrape");
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .await
+        .expect("read the scrape");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body.to_string()
+}
