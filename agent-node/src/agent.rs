@@ -2,9 +2,13 @@
 //!
 //! A slot is taken by a held offer, an active conversation or a wrap-up; the actor accepts a
 //! reservation only while the agent is available, connected and has a free slot, so no
-//! router can ever push an agent past their capacity (DESIGN.md §4, invariant 2).
+//! router can ever push an agent past their capacity (DESIGN.md §4, invariant 2). The
+//! bookkeeping of the slots is the plain [`slots::Slots`]; the actor keeps its timers (on
+//! the node's clock), the desktop stream and the router link.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+pub mod slots;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,16 +22,15 @@ use tonic::Status;
 use tracing::{debug, info};
 
 use crate::metrics as m;
-use centralino_base::clock::SharedClock;
+use centralino_base::clock::{Clock, SharedClock};
 use centralino_base::config::{ActivePolicy, AgentConfig, DeskConfig, HandoverConfig};
 use centralino_base::shifts::Shifts;
 use centralino_link::{
-    Availability, Escalation, OfferAnswer, RejectReason, ReserveOutcome, ReserveRequest,
-    RouterLink, TransferTarget,
+    Availability, Escalation, OfferAnswer, ReserveOutcome, ReserveRequest, RouterLink,
+    TransferTarget,
 };
+use slots::{Accepting, Cancelled, OfferError, Presence, Reserved, Slots};
 
-/// How many answered reservation ids an agent remembers for idempotent retries.
-const REMEMBERED_RESERVATIONS: usize = 256;
 /// Simulated time between two checks of the agent's shift.
 const SHIFT_CHECK: Duration = Duration::from_secs(30);
 /// Bounds of the wall time between two shift checks.
@@ -169,21 +172,6 @@ pub enum Action {
 #[rtype(result = "Availability")]
 pub struct GetAvailability;
 
-/// Internal: the offer timer ran out.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct OfferExpired(String);
-
-/// An open offer: the slot is held until it is answered.
-struct Held {
-    conversation_id: String,
-    timer: Option<SpawnHandle>,
-    /// Accept sent to the router, awaiting its confirmation.
-    accepting: bool,
-    /// Customer messages that arrived while the accept was being confirmed.
-    pending: Vec<ChatMessage>,
-}
-
 /// The actor behind one agent.
 pub struct AgentActor {
     config: Arc<AgentConfig>,
@@ -195,7 +183,12 @@ pub struct AgentActor {
     /// Status to return to after a reconnect.
     status_before_disconnect: AgentStatus,
     session: Option<(u64, DesktopTx)>,
-    active: HashSet<String>,
+    /// Held offers, active chats, wrap-ups.
+    slots: Slots,
+    /// Timers of open offers, by reservation id.
+    offer_timers: HashMap<String, SpawnHandle>,
+    /// Customer messages that arrived while an accept was being confirmed, by reservation.
+    pending: HashMap<String, Vec<ChatMessage>>,
     /// Sequence numbers of the customer and system messages each held conversation's
     /// desktop has been shown (live or in a transcript): a message delivered again after a
     /// reconnect is not shown twice.
@@ -203,13 +196,8 @@ pub struct AgentActor {
     /// Transcripts fetched for conversations restored from another node, shown right
     /// after the next login.
     restored_transcripts: HashMap<String, Vec<ChatMessage>>,
-    held: HashMap<String, Held>,
-    wrap_ups: u32,
-    missed_in_row: u32,
-    idle_since_ms: i64,
     version: u64,
     grace_timer: Option<SpawnHandle>,
-    answered: VecDeque<String>,
     shifts: Arc<Shifts>,
     handover: HandoverConfig,
     on_shift: bool,
@@ -226,10 +214,13 @@ impl AgentActor {
         shifts: Arc<Shifts>,
         handover: HandoverConfig,
     ) -> Self {
-        let idle_since_ms = clock.now_ms();
-        let on_shift = shifts.team_open(&config.team, idle_since_ms);
+        let now = clock.now_ms();
+        let on_shift = shifts.team_open(&config.team, now);
         Self {
             skills: Arc::new(config.skills.clone()),
+            slots: Slots::new(config.capacity, desk.max_missed_offers, now),
+            offer_timers: HashMap::new(),
+            pending: HashMap::new(),
             config,
             desk,
             clock,
@@ -237,24 +228,18 @@ impl AgentActor {
             status: AgentStatus::Offline,
             status_before_disconnect: AgentStatus::Available,
             session: None,
-            active: HashSet::new(),
             shown: HashMap::new(),
             restored_transcripts: HashMap::new(),
-            held: HashMap::new(),
-            wrap_ups: 0,
-            missed_in_row: 0,
-            idle_since_ms,
             // Versions start at the wall clock in microseconds: when an agent moves to
             // another agent-node, the new actor's updates supersede the old one's.
             version: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as u64),
             grace_timer: None,
-            answered: VecDeque::new(),
             shifts,
             handover,
             on_shift,
-            off_shift_since_ms: (!on_shift).then_some(idle_since_ms),
+            off_shift_since_ms: (!on_shift).then_some(now),
         }
     }
 
@@ -274,9 +259,9 @@ impl AgentActor {
             .is_some_and(|since| now - since >= self.handover.grace_secs as i64 * 1000);
         if self.handover.active == ActivePolicy::TransferAfter
             && grace_over
-            && !self.active.is_empty()
+            && self.slots.has_active()
         {
-            let conversations: Vec<String> = self.active.drain().collect();
+            let conversations = self.slots.drain_active();
             info!(agent_id = %self.config.id, count = conversations.len(), "shift over, handing conversations on");
             for conversation_id in conversations {
                 self.push(agent_event::Kind::Ended(ConversationEnded {
@@ -298,20 +283,16 @@ impl AgentActor {
         }
     }
 
-    fn load(&self) -> u32 {
-        (self.active.len() + self.held.len()) as u32 + self.wrap_ups
-    }
-
     fn availability(&self) -> Availability {
         Availability {
             agent_id: self.config.id.clone(),
             version: self.version,
             team: self.config.team.clone(),
             status: self.status,
-            capacity: self.config.capacity,
-            load: self.load(),
+            capacity: self.slots.capacity(),
+            load: self.slots.load(),
             skills: self.skills.clone(),
-            idle_since_ms: self.idle_since_ms,
+            idle_since_ms: self.slots.idle_since_ms(),
             display_name: self.config.name.clone(),
             on_shift: self.on_shift,
         }
@@ -360,13 +341,6 @@ impl AgentActor {
         }
     }
 
-    fn remember_answered(&mut self, reservation_id: String) {
-        if self.answered.len() >= REMEMBERED_RESERVATIONS {
-            self.answered.pop_front();
-        }
-        self.answered.push_back(reservation_id);
-    }
-
     fn set_status(&mut self, status: AgentStatus, reason: &str) {
         if self.status == status {
             return;
@@ -380,50 +354,68 @@ impl AgentActor {
         self.publish();
     }
 
-    /// Frees a held offer and tells the router how it ended.
-    fn end_offer(&mut self, reservation_id: &str, answer: OfferAnswer, ctx: &mut Context<Self>) {
-        let Some(held) = self.held.remove(reservation_id) else {
-            return;
-        };
-        if let Some(timer) = held.timer {
+    /// Tells the desktop and the router that an offer ended unaccepted (its slot is
+    /// already free).
+    fn offer_ended(
+        &mut self,
+        reservation_id: String,
+        conversation_id: String,
+        answer: OfferAnswer,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Some(timer) = self.offer_timers.remove(&reservation_id) {
             ctx.cancel_future(timer);
         }
-        self.remember_answered(reservation_id.to_string());
         m::offer_answered(answer);
-        if answer != OfferAnswer::Accepted {
-            self.push(agent_event::Kind::OfferRevoked(OfferRevoked {
-                reservation_id: reservation_id.to_string(),
-                conversation_id: held.conversation_id.clone(),
-                reason: format!("{answer:?}").to_lowercase(),
-            }));
-        }
+        self.push(agent_event::Kind::OfferRevoked(OfferRevoked {
+            reservation_id: reservation_id.clone(),
+            conversation_id: conversation_id.clone(),
+            reason: format!("{answer:?}").to_lowercase(),
+        }));
         self.publish();
         let router = self.router.clone();
-        let (rid, aid, cid) = (
-            reservation_id.to_string(),
-            self.config.id.clone(),
-            held.conversation_id,
-        );
+        let agent_id = self.config.id.clone();
         actix::spawn(async move {
-            if let Err(status) = router.offer_answered(&cid, &rid, &aid, answer).await {
-                debug!(conversation_id = %cid, %status, "router did not take the offer answer");
+            if let Err(status) = router
+                .offer_answered(&conversation_id, &reservation_id, &agent_id, answer)
+                .await
+            {
+                debug!(%conversation_id, %status, "router did not take the offer answer");
             }
         });
     }
 
-    /// Sends the accept to the router; the slot becomes an active chat once it confirms.
-    fn accept(&mut self, reservation_id: String, ctx: &mut Context<Self>) {
-        let Some(held) = self.held.get_mut(&reservation_id) else {
+    /// The offer timer of `reservation_id` ran out.
+    fn offer_expired(&mut self, reservation_id: String, ctx: &mut Context<Self>) {
+        // This timer has just fired: nothing to cancel.
+        self.offer_timers.remove(&reservation_id);
+        let Some(timed_out) = self.slots.time_out(&reservation_id) else {
             return;
         };
-        if held.accepting {
-            return;
+        self.offer_ended(
+            reservation_id,
+            timed_out.conversation_id,
+            OfferAnswer::TimedOut,
+            ctx,
+        );
+        if timed_out.away {
+            self.set_status(AgentStatus::Away, "missed offers");
         }
-        held.accepting = true;
-        if let Some(timer) = held.timer.take() {
+    }
+
+    /// Sends the accept to the router; the slot becomes an active chat once it confirms.
+    fn accept(
+        &mut self,
+        reservation_id: String,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), OfferError> {
+        let conversation_id = match self.slots.begin_accept(&reservation_id)? {
+            Accepting::Started(conversation_id) => conversation_id,
+            Accepting::Already => return Ok(()),
+        };
+        if let Some(timer) = self.offer_timers.remove(&reservation_id) {
             ctx.cancel_future(timer);
         }
-        let conversation_id = held.conversation_id.clone();
         let router = self.router.clone();
         let agent_id = self.config.id.clone();
         let rid = reservation_id.clone();
@@ -434,21 +426,22 @@ impl AgentActor {
                 .await
         };
         ctx.spawn(fut.into_actor(self).map(move |result, act, _ctx| {
-            let Some(held) = act.held.remove(&reservation_id) else {
-                return;
-            };
-            act.remember_answered(reservation_id.clone());
+            let pending = act.pending.remove(&reservation_id).unwrap_or_default();
             match result {
                 Ok(transcript) => {
+                    if act.slots.accepted(&reservation_id).is_none() {
+                        return;
+                    }
                     m::offer_answered(OfferAnswer::Accepted);
-                    act.active.insert(conversation_id.clone());
-                    act.missed_in_row = 0;
                     act.push_assigned(conversation_id.clone(), transcript);
-                    for message in held.pending {
+                    for message in pending {
                         act.push_message(conversation_id.clone(), message);
                     }
                 }
                 Err(status) => {
+                    if act.slots.refused(&reservation_id).is_none() {
+                        return;
+                    }
                     debug!(%conversation_id, %status, "assignment refused by the router");
                     act.push(agent_event::Kind::OfferRevoked(OfferRevoked {
                         reservation_id,
@@ -459,18 +452,29 @@ impl AgentActor {
             }
             act.publish();
         }));
+        Ok(())
     }
 
-    fn start_wrap_up(&mut self, ctx: &mut Context<Self>) {
-        self.wrap_ups += 1;
-        let wait = self.clock.wall(Duration::from_secs(self.desk.wrap_up_secs));
-        ctx.run_later(wait, |act, _ctx| {
-            act.wrap_ups = act.wrap_ups.saturating_sub(1);
-            if act.load() == 0 {
-                act.idle_since_ms = act.clock.now_ms();
+    /// Keeps the slot of `conversation_id` for its wrap-up, then frees it.
+    fn start_wrap_up(&mut self, conversation_id: String, ctx: &mut Context<Self>) {
+        let wrap_up = self
+            .clock
+            .sleep(Duration::from_secs(self.desk.wrap_up_secs));
+        ctx.spawn(wrap_up.into_actor(self).map(move |(), act, _ctx| {
+            let now = act.clock.now_ms();
+            if act.slots.end_wrap_up(&conversation_id, now) {
+                act.publish();
             }
-            act.publish();
-        });
+        }));
+    }
+
+    /// Checks the shift after [`SHIFT_CHECK`], then again.
+    fn schedule_shift_check(&mut self, ctx: &mut Context<Self>) {
+        let next = self.clock.sleep(shift_check_period(self.clock.as_ref()));
+        ctx.spawn(next.into_actor(self).map(|(), act, ctx| {
+            act.check_shift();
+            act.schedule_shift_check(ctx);
+        }));
     }
 
     fn end_conversation(
@@ -480,26 +484,42 @@ impl AgentActor {
         ctx: &mut Context<Self>,
     ) {
         self.shown.remove(conversation_id);
-        if self.active.remove(conversation_id) {
+        if self.slots.end(conversation_id) {
             self.push(agent_event::Kind::Ended(ConversationEnded {
                 conversation_id: conversation_id.to_string(),
                 outcome: outcome as i32,
             }));
-            self.start_wrap_up(ctx);
+            self.start_wrap_up(conversation_id.to_string(), ctx);
             self.publish();
         }
     }
 
     fn revoke_all_offers(&mut self, answer: OfferAnswer, ctx: &mut Context<Self>) {
-        let open: Vec<String> = self
-            .held
-            .iter()
-            .filter(|(_, h)| !h.accepting)
-            .map(|(rid, _)| rid.clone())
-            .collect();
-        for rid in open {
-            self.end_offer(&rid, answer, ctx);
+        for (reservation_id, conversation_id) in self.slots.revoke_open() {
+            self.offer_ended(reservation_id, conversation_id, answer, ctx);
         }
+    }
+}
+
+/// Returns the simulated time between two shift checks: [`SHIFT_CHECK`], kept within
+/// [`SHIFT_CHECK_WALL`] of wall time on a clock that moves with the wall clock.
+fn shift_check_period(clock: &dyn Clock) -> Duration {
+    let speed = clock.speed();
+    if !(speed.is_finite() && speed > 0.0) {
+        return SHIFT_CHECK;
+    }
+    let simulated = |wall: Duration| {
+        Duration::try_from_secs_f64(wall.as_secs_f64() * speed).unwrap_or(Duration::MAX)
+    };
+    SHIFT_CHECK.clamp(simulated(SHIFT_CHECK_WALL.0), simulated(SHIFT_CHECK_WALL.1))
+}
+
+/// Returns the desktop's error for an answer to an offer that does not apply.
+fn offer_status(error: OfferError) -> Status {
+    match error {
+        OfferError::NotFound => Status::not_found("no such offer"),
+        OfferError::Answered => Status::failed_precondition("offer already answered or withdrawn"),
+        OfferError::BeingAccepted => Status::failed_precondition("offer is being accepted"),
     }
 }
 
@@ -508,11 +528,7 @@ impl Actor for AgentActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(256);
-        let every = self
-            .clock
-            .wall(SHIFT_CHECK)
-            .clamp(SHIFT_CHECK_WALL.0, SHIFT_CHECK_WALL.1);
-        ctx.run_interval(every, |act, _ctx| act.check_shift());
+        self.schedule_shift_check(ctx);
     }
 }
 
@@ -532,8 +548,7 @@ impl Handler<Attach> for AgentActor {
             AgentStatus::Disconnected => self.status_before_disconnect,
             other => other,
         };
-        let mut conversation_ids: Vec<String> = self.active.iter().cloned().collect();
-        conversation_ids.sort();
+        let conversation_ids = self.slots.active();
         let logged_in = LoggedIn {
             agent_id: self.config.id.clone(),
             display_name: self.config.name.clone(),
@@ -563,7 +578,7 @@ impl Handler<Attach> for AgentActor {
                 .map(move |(conversation_id, transcript), act, _ctx| {
                     let current = act.session.as_ref().is_some_and(|(id, _)| *id == session_id);
                     match transcript {
-                        Ok(transcript) if current && act.active.contains(&conversation_id) => {
+                        Ok(transcript) if current && act.slots.is_active(&conversation_id) => {
                             act.push_assigned(conversation_id, transcript);
                         }
                         Ok(_) => {}
@@ -604,7 +619,7 @@ impl Handler<RestoredTranscripts> for AgentActor {
 
     fn handle(&mut self, msg: RestoredTranscripts, _ctx: &mut Context<Self>) {
         for (conversation_id, transcript) in msg.0 {
-            if self.active.contains(&conversation_id) {
+            if self.slots.is_active(&conversation_id) {
                 self.restored_transcripts
                     .insert(conversation_id, transcript);
             }
@@ -616,7 +631,7 @@ impl Handler<Restore> for AgentActor {
     type Result = ();
 
     fn handle(&mut self, msg: Restore, ctx: &mut Context<Self>) {
-        self.active.extend(msg.0);
+        self.slots.restore(msg.0);
         if self.session.is_none() && self.grace_timer.is_none() {
             self.status_before_disconnect = AgentStatus::Available;
             self.set_status(AgentStatus::Disconnected, "restored after restart");
@@ -632,10 +647,10 @@ impl AgentActor {
     fn start_grace(&mut self, ctx: &mut Context<Self>) {
         let grace = self
             .clock
-            .wall(Duration::from_secs(self.desk.disconnect_grace_secs));
-        self.grace_timer = Some(ctx.run_later(grace, |act, _ctx| {
+            .sleep(Duration::from_secs(self.desk.disconnect_grace_secs));
+        self.grace_timer = Some(ctx.spawn(grace.into_actor(self).map(|(), act, _ctx| {
             act.grace_timer = None;
-            let conversations: Vec<String> = act.active.drain().collect();
+            let conversations = act.slots.drain_active();
             info!(agent_id = %act.config.id, count = conversations.len(), "disconnect grace over, releasing conversations");
             for conversation_id in conversations {
                 let router = act.router.clone();
@@ -651,7 +666,7 @@ impl AgentActor {
             }
             act.set_status(AgentStatus::Offline, "disconnect grace over");
             act.publish();
-        }));
+        })));
     }
 }
 
@@ -679,7 +694,7 @@ impl Handler<SetStatus> for AgentActor {
         if msg.0 != AgentStatus::Available {
             self.revoke_all_offers(OfferAnswer::Revoked, ctx);
         } else {
-            self.missed_in_row = 0;
+            self.slots.available_again();
         }
         self.set_status(msg.0, "set");
         Ok(())
@@ -690,51 +705,33 @@ impl Handler<Reserve> for AgentActor {
     type Result = MessageResult<Reserve>;
 
     fn handle(&mut self, Reserve(req): Reserve, ctx: &mut Context<Self>) -> Self::Result {
-        if self.held.contains_key(&req.reservation_id) {
-            return MessageResult(ReserveOutcome::Held);
-        }
-        if self.answered.contains(&req.reservation_id) {
-            return MessageResult(ReserveOutcome::Rejected(RejectReason::AlreadyHeld));
-        }
-        if self.session.is_none() {
-            return MessageResult(ReserveOutcome::Rejected(RejectReason::NotLoggedIn));
-        }
-        if self.status != AgentStatus::Available {
-            return MessageResult(ReserveOutcome::Rejected(RejectReason::NotAvailable));
-        }
-        if !self.on_shift {
-            return MessageResult(ReserveOutcome::Rejected(RejectReason::OffShift));
-        }
-        if self.active.contains(&req.conversation_id)
-            || self
-                .held
-                .values()
-                .any(|h| h.conversation_id == req.conversation_id)
+        let presence = Presence {
+            connected: self.session.is_some(),
+            status: self.status,
+            on_shift: self.on_shift,
+        };
+        match self
+            .slots
+            .reserve(&req.reservation_id, &req.conversation_id, presence)
         {
-            return MessageResult(ReserveOutcome::Rejected(RejectReason::AlreadyHeld));
-        }
-        if self.load() >= self.config.capacity {
-            return MessageResult(ReserveOutcome::Rejected(RejectReason::Full));
+            Reserved::New => {}
+            Reserved::Again => return MessageResult(ReserveOutcome::Held),
+            Reserved::Rejected(reason) => return MessageResult(ReserveOutcome::Rejected(reason)),
         }
         let timeout_ms = self.desk.offer_timeout_secs * 1000;
         let rid = req.reservation_id.clone();
-        let timer = if req.auto_accept {
-            None
-        } else {
-            let wait = self
+        if !req.auto_accept {
+            let expiry = self
                 .clock
-                .wall(Duration::from_secs(self.desk.offer_timeout_secs));
-            Some(ctx.notify_later(OfferExpired(rid.clone()), wait))
-        };
-        self.held.insert(
-            rid.clone(),
-            Held {
-                conversation_id: req.conversation_id.clone(),
-                timer,
-                accepting: false,
-                pending: Vec::new(),
-            },
-        );
+                .sleep(Duration::from_secs(self.desk.offer_timeout_secs));
+            let expired = rid.clone();
+            let timer = ctx.spawn(
+                expiry
+                    .into_actor(self)
+                    .map(move |(), act, ctx| act.offer_expired(expired, ctx)),
+            );
+            self.offer_timers.insert(rid.clone(), timer);
+        }
         m::offer_made(&req.department);
         self.push(agent_event::Kind::Offer(Offer {
             reservation_id: rid.clone(),
@@ -754,7 +751,9 @@ impl Handler<Reserve> for AgentActor {
         }));
         self.publish();
         if req.auto_accept {
-            self.accept(rid, ctx);
+            if let Err(error) = self.accept(rid, ctx) {
+                debug!(?error, "auto-accept of a new offer did not start");
+            }
         }
         MessageResult(ReserveOutcome::Held)
     }
@@ -764,40 +763,20 @@ impl Handler<CancelReservation> for AgentActor {
     type Result = ();
 
     fn handle(&mut self, msg: CancelReservation, ctx: &mut Context<Self>) {
-        if !self.held.contains_key(&msg.0) {
-            // The cancel overtook its reservation: refuse the reservation when it comes.
-            self.remember_answered(msg.0);
-            return;
-        }
-        if self.held.get(&msg.0).is_some_and(|h| !h.accepting) {
-            if let Some(held) = self.held.remove(&msg.0) {
-                if let Some(timer) = held.timer {
+        match self.slots.cancel(&msg.0) {
+            Cancelled::Withdrawn(conversation_id) => {
+                if let Some(timer) = self.offer_timers.remove(&msg.0) {
                     ctx.cancel_future(timer);
                 }
-                self.remember_answered(msg.0.clone());
                 self.push(agent_event::Kind::OfferRevoked(OfferRevoked {
                     reservation_id: msg.0,
-                    conversation_id: held.conversation_id,
+                    conversation_id,
                     reason: "customer left".to_string(),
                 }));
                 self.publish();
             }
-        }
-    }
-}
-
-impl Handler<OfferExpired> for AgentActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: OfferExpired, ctx: &mut Context<Self>) {
-        if self.held.get(&msg.0).is_none_or(|h| h.accepting) {
-            return;
-        }
-        self.end_offer(&msg.0, OfferAnswer::TimedOut, ctx);
-        self.missed_in_row += 1;
-        if self.missed_in_row >= self.desk.max_missed_offers.max(1) {
-            self.missed_in_row = 0;
-            self.set_status(AgentStatus::Away, "missed offers");
+            // Being accepted: the router settles it. Not held: refused when it comes.
+            Cancelled::Accepting | Cancelled::NotHeld => {}
         }
     }
 }
@@ -806,16 +785,7 @@ impl Handler<Accept> for AgentActor {
     type Result = Result<(), Status>;
 
     fn handle(&mut self, msg: Accept, ctx: &mut Context<Self>) -> Self::Result {
-        if self.held.contains_key(&msg.0) {
-            self.accept(msg.0, ctx);
-            Ok(())
-        } else if self.answered.contains(&msg.0) {
-            Err(Status::failed_precondition(
-                "offer already answered or withdrawn",
-            ))
-        } else {
-            Err(Status::not_found("no such offer"))
-        }
+        self.accept(msg.0, ctx).map_err(offer_status)
     }
 }
 
@@ -823,17 +793,9 @@ impl Handler<Decline> for AgentActor {
     type Result = Result<(), Status>;
 
     fn handle(&mut self, msg: Decline, ctx: &mut Context<Self>) -> Self::Result {
-        match self.held.get(&msg.0) {
-            Some(h) if !h.accepting => {
-                self.end_offer(&msg.0, OfferAnswer::Declined, ctx);
-                Ok(())
-            }
-            Some(_) => Err(Status::failed_precondition("offer is being accepted")),
-            None if self.answered.contains(&msg.0) => Err(Status::failed_precondition(
-                "offer already answered or withdrawn",
-            )),
-            None => Err(Status::not_found("no such offer")),
-        }
+        let conversation_id = self.slots.decline(&msg.0).map_err(offer_status)?;
+        self.offer_ended(msg.0, conversation_id, OfferAnswer::Declined, ctx);
+        Ok(())
     }
 }
 
@@ -841,16 +803,15 @@ impl Handler<Deliver> for AgentActor {
     type Result = Result<(), Status>;
 
     fn handle(&mut self, msg: Deliver, _ctx: &mut Context<Self>) -> Self::Result {
-        if let Some(held) = self
-            .held
-            .values_mut()
-            .find(|h| h.accepting && h.conversation_id == msg.conversation_id)
-        {
+        if let Some(reservation_id) = self.slots.accepting(&msg.conversation_id) {
             // Assigned at the router, not yet confirmed here: deliver after the assignment.
-            held.pending.push(msg.message);
+            self.pending
+                .entry(reservation_id.to_string())
+                .or_default()
+                .push(msg.message);
             return Ok(());
         }
-        if !self.active.contains(&msg.conversation_id) {
+        if !self.slots.is_active(&msg.conversation_id) {
             return Err(Status::failed_precondition(
                 "agent does not hold this conversation",
             ));
@@ -872,7 +833,7 @@ impl Handler<Send> for AgentActor {
     type Result = ResponseFuture<Result<u64, Status>>;
 
     fn handle(&mut self, msg: Send, _ctx: &mut Context<Self>) -> Self::Result {
-        if !self.active.contains(&msg.conversation_id) {
+        if !self.slots.is_active(&msg.conversation_id) {
             return Box::pin(async {
                 Err(Status::permission_denied(
                     "conversation is not assigned to this agent",
@@ -899,7 +860,7 @@ impl Handler<Close> for AgentActor {
     type Result = ResponseActFuture<Self, Result<(), Status>>;
 
     fn handle(&mut self, msg: Close, _ctx: &mut Context<Self>) -> Self::Result {
-        if !self.active.contains(&msg.conversation_id) {
+        if !self.slots.is_active(&msg.conversation_id) {
             return Box::pin(actix::fut::ready(Err(Status::permission_denied(
                 "conversation is not assigned to this agent",
             ))));
@@ -932,7 +893,7 @@ impl Handler<Act> for AgentActor {
     type Result = ResponseFuture<Result<(), Status>>;
 
     fn handle(&mut self, msg: Act, _ctx: &mut Context<Self>) -> Self::Result {
-        if !self.active.contains(&msg.conversation_id) {
+        if !self.slots.is_active(&msg.conversation_id) {
             return Box::pin(async {
                 Err(Status::permission_denied(
                     "conversation is not assigned to this agent",
@@ -979,6 +940,9 @@ pub fn error_event(status: &Status) -> AgentEvent {
         })),
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 /// Stops the actor: the agent is forgotten on this node (offline, nothing held).
 #[derive(Message)]

@@ -2,7 +2,8 @@
 //!
 //! Module map, in the order a conversation meets them:
 //! - [`gateway`]: the agent desktop stream (login, offers, accept/decline, messages).
-//! - [`agent`]: `AgentActor`, one per logged-in agent: status, slots, reservations, wrap-up.
+//! - [`agent`]: `AgentActor`, one per logged-in agent: status, timers, desktop and router;
+//!   [`agent::slots`] keeps its chat slots (offers, chats, wrap-ups) as plain, tested data.
 //! - [`node`]: the registry of agent actors; implements the router-facing link traits of
 //!   `centralino-link` in process.
 //! - [`remote`]: cluster glue: the `AgentNodeInternal` service, the link to the routers over

@@ -181,8 +181,18 @@ pub async fn start_with(
     config: Config,
     store_choice: StoreChoice,
 ) -> Result<RunningNode, StartError> {
-    let config = Arc::new(config);
     let clock = clock::from_config(&config.clock).map_err(StartError::Config)?;
+    start_with_clock(config, store_choice, clock).await
+}
+
+/// Starts a node from `config` with the chosen store on `clock` instead of the clock the
+/// configuration describes (tests drive a `ManualClock`).
+pub async fn start_with_clock(
+    config: Config,
+    store_choice: StoreChoice,
+    clock: SharedClock,
+) -> Result<RunningNode, StartError> {
+    let config = Arc::new(config);
     let metrics_addr = if config.node.metrics_addr.is_empty() {
         None
     } else {

@@ -11,7 +11,9 @@ use centralino_agent_node::cluster_node::{self, RunningAgentNode};
 use centralino_membership::etcd::testing::EtcdCluster;
 use centralino_proto::v1::agent_desk_client::AgentDeskClient;
 use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
-use centralino_proto::v1::{agent_command, agent_event, AgentCommand, Login};
+use centralino_proto::v1::{
+    agent_command, agent_event, conversation_event, AgentCommand, Login, Sender,
+};
 use centralino_router::clustered::{self, ClusterRouter};
 use centralino_router::config::Config;
 use common::{start_conversation, Desk};
@@ -208,9 +210,17 @@ fn conversations_route_across_routers_and_survive_a_router_leaving() {
         giulia
             .say(&started.conversation_id, "a1", "buongiorno")
             .await;
-        let seen = common::next_event(&mut events, 5, common::message_text).await;
-        assert!(
-            seen.is_some(),
+        // The customer's own "ciao" comes first on the stream: look for the agent's reply.
+        let seen = common::next_event(&mut events, 5, |e| match &e.kind {
+            Some(conversation_event::Kind::Message(m)) if m.sender == Sender::Agent as i32 => {
+                Some(m.text.clone())
+            }
+            _ => None,
+        })
+        .await;
+        assert_eq!(
+            seen.as_deref(),
+            Some("buongiorno"),
             "the customer sees the agent's reply through router B"
         );
 

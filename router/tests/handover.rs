@@ -2,9 +2,13 @@
 //! the English team 24 h, Italian customers fall back to English. Queued conversations are
 //! handed over keeping their age, new ones go straight to the open team, active ones finish
 //! or are transferred after a grace; holidays and daylight-saving days keep local hours.
-//! The node runs on a simulated clock (60 simulated seconds per wall second).
+//! Tests that cross a shift change run the node on a manual clock and move it past the
+//! change once the setup is done; the others on a simulated clock (60 simulated seconds per
+//! wall second).
 
 use centralino_testkit as common;
+
+use std::time::Duration;
 
 use centralino_base::config::ActivePolicy;
 use centralino_proto::v1::{
@@ -44,11 +48,10 @@ async fn system_message(
 fn queued_italian_conversations_are_handed_over_to_english_at_22_keeping_their_age() {
     run(|| async {
         let config = config_with("", |c| {
-            simulated(c, "2026-11-23T21:59:00+01:00", SPEED);
             italian_day_shift(c);
             set_capacity(c, "emma", 1);
         });
-        let node = start(config).await;
+        let (node, clock) = start_manual(config, "2026-11-23T21:59:00+01:00").await;
         let ten_pm = instant_ms("2026-11-23T22:00:00+01:00");
         let mut client = customer(&node).await;
         // Nobody is logged in: all three wait. Oldest first: it-old, en-mid, it-new.
@@ -64,11 +67,15 @@ fn queued_italian_conversations_are_handed_over_to_english_at_22_keeping_their_a
             .await
             .unwrap();
         let mut it_new_events = events(&mut client, &it_new, 0).await;
+        let before = collect_events(&mut it_old_events, 300).await;
         assert!(
-            node.clock.now_ms() < ten_pm,
-            "the conversations must start before 22:00"
+            !before
+                .iter()
+                .any(|e| matches!(e.kind, Some(Kind::HandedOver(_)))),
+            "handed over before 22:00"
         );
 
+        clock.set(ten_pm);
         let (handed, at) = next_event(&mut it_old_events, 6, |e| match &e.kind {
             Some(Kind::HandedOver(h)) => Some((h.clone(), e.at_unix_ms)),
             _ => None,
@@ -77,7 +84,7 @@ fn queued_italian_conversations_are_handed_over_to_english_at_22_keeping_their_a
         .expect("handed_over event for the older Italian conversation");
         assert_eq!(handed.from_language, "it");
         assert_eq!(handed.to_language, "en");
-        assert!(at >= ten_pm, "handed over before 22:00 (at {at})");
+        assert_eq!(at, ten_pm, "handed over at 22:00");
         assert_eq!(
             handed.reopens_at_unix_ms,
             instant_ms("2026-11-24T10:00:00+01:00"),
@@ -178,11 +185,8 @@ fn new_italian_conversations_go_to_english_after_22() {
 #[test]
 fn before_10_italian_goes_to_english_and_from_10_to_the_italian_team() {
     run(|| async {
-        let config = config_with("", |c| {
-            simulated(c, "2026-11-24T09:59:00+01:00", SPEED);
-            italian_day_shift(c);
-        });
-        let node = start(config).await;
+        let config = config_with("", italian_day_shift);
+        let (node, clock) = start_manual(config, "2026-11-24T09:59:00+01:00").await;
         let mut giulia = login(&node, "giulia", "pw").await.unwrap();
         let mut emma = login(&node, "emma", "pw").await.unwrap();
         let mut client = customer(&node).await;
@@ -195,7 +199,8 @@ fn before_10_italian_goes_to_english_and_from_10_to_the_italian_team() {
         assert_eq!(offer.serving_language, "en");
         emma.accept(&offer).await;
 
-        wait_for_clock(&node, instant_ms("2026-11-24T10:00:01+01:00")).await;
+        // To 10:00:01; the agents' shift checks run there.
+        advance_settled(&clock, Duration::from_secs(61)).await;
         let opening = start_conversation(&mut client, "support", "it", "opening")
             .await
             .unwrap();
@@ -212,24 +217,23 @@ fn before_10_italian_goes_to_english_and_from_10_to_the_italian_team() {
 /// Italian team opens. Returns the offer giulia gets within a few seconds, if any.
 async fn waiting_in_english_at_opening(pull_back: bool) -> Option<centralino_proto::v1::Offer> {
     let config = config_with("", |c| {
-        simulated(c, "2026-11-24T09:59:00+01:00", SPEED);
         italian_day_shift(c);
         c.handover.pull_back = pull_back;
     });
-    let node = start(config).await;
+    let (node, clock) = start_manual(config, "2026-11-24T09:59:00+01:00").await;
     let mut giulia = login(&node, "giulia", "pw").await.unwrap();
     let mut client = customer(&node).await;
     let waiting = start_conversation(&mut client, "support", "it", "waiting")
         .await
         .unwrap();
-    assert!(node.clock.now_ms() < instant_ms("2026-11-24T10:00:00+01:00"));
+    let early = offer_of(&mut giulia, &waiting.conversation_id, 1).await;
+    assert!(
+        early.is_none(),
+        "offered to the Italian team before it opened: {early:?}"
+    );
+    // To 10:00:01; giulia's shift check runs there.
+    advance_settled(&clock, Duration::from_secs(61)).await;
     let offer = offer_of(&mut giulia, &waiting.conversation_id, 4).await;
-    if offer.is_some() {
-        assert!(
-            node.clock.now_ms() >= instant_ms("2026-11-24T10:00:00+01:00"),
-            "offered to the Italian team before it opened"
-        );
-    }
     drop((giulia, client));
     node.shutdown().await;
     offer
@@ -261,7 +265,6 @@ fn without_pull_back_a_conversation_waiting_in_english_stays_there() {
 fn active_chats_finish_with_their_agent_after_22_by_default() {
     run(|| async {
         let config = config_with("", |c| {
-            simulated(c, "2026-11-23T21:59:00+01:00", SPEED);
             italian_day_shift(c);
             assert_eq!(
                 c.handover.active,
@@ -269,7 +272,7 @@ fn active_chats_finish_with_their_agent_after_22_by_default() {
                 "finish is the default"
             );
         });
-        let node = start(config).await;
+        let (node, clock) = start_manual(config, "2026-11-23T21:59:00+01:00").await;
         let mut giulia = login(&node, "giulia", "pw").await.unwrap();
         let mut client = customer(&node).await;
         let chat = start_conversation(&mut client, "support", "it", "evening")
@@ -286,8 +289,11 @@ fn active_chats_finish_with_their_agent_after_22_by_default() {
                 .await
         );
 
-        // Well past 22:00 and past several shift checks of the agent.
-        wait_for_clock(&node, instant_ms("2026-11-23T22:01:30+01:00")).await;
+        // Well past 22:00, through a shift check of the agent every 30 s.
+        for _ in 0..5 {
+            advance_settled(&clock, Duration::from_secs(30)).await;
+        }
+        assert_eq!(node.clock.now_ms(), instant_ms("2026-11-23T22:01:30+01:00"));
         send_text(&mut client, &chat, "m2", "dopo le dieci")
             .await
             .unwrap();
@@ -355,12 +361,11 @@ fn active_chats_finish_with_their_agent_after_22_by_default() {
 fn with_transfer_after_active_chats_move_to_english_after_the_grace() {
     run(|| async {
         let config = config_with("", |c| {
-            simulated(c, "2026-11-23T21:59:00+01:00", SPEED);
             italian_day_shift(c);
             c.handover.active = ActivePolicy::TransferAfter;
             c.handover.grace_secs = 60;
         });
-        let node = start(config).await;
+        let (node, clock) = start_manual(config, "2026-11-23T21:59:00+01:00").await;
         let mut giulia = login(&node, "giulia", "pw").await.unwrap();
         let mut emma = login(&node, "emma", "pw").await.unwrap();
         let mut client = customer(&node).await;
@@ -381,15 +386,22 @@ fn with_transfer_after_active_chats_move_to_english_after_the_grace() {
                 .await
         );
 
+        // Giulia's shift check at 22:00 sees the shift over; at 22:00:30 the grace still runs.
+        advance_settled(&clock, Duration::from_secs(60)).await;
+        advance_settled(&clock, Duration::from_secs(30)).await;
+        assert_eq!(
+            agent_in(&snapshot(&node).await, "giulia").load,
+            1,
+            "handed on within the grace"
+        );
+        // 22:01: the grace is over.
+        advance_settled(&clock, Duration::from_secs(30)).await;
         let outcome = giulia
             .ended(&chat.conversation_id, 8)
             .await
             .expect("giulia's chat ends after the grace");
         assert_eq!(outcome, ConversationOutcome::Transferred as i32);
-        assert!(
-            node.clock.now_ms() >= instant_ms("2026-11-23T22:01:00+01:00"),
-            "handed on before 22:00 + grace"
-        );
+        assert_eq!(node.clock.now_ms(), instant_ms("2026-11-23T22:01:00+01:00"));
         let mut sequence = Vec::new();
         let handed = next_event(&mut chat_events, 5, |e| {
             sequence.push(event_name(e));
@@ -474,11 +486,9 @@ async fn serving_across(
     first: &str,
     second: &str,
 ) {
-    let config = config_with("", |c| {
-        simulated(c, &format!("{date}T{before}{offset}"), SPEED);
-        italian_day_shift(c);
-    });
-    let node = start(config).await;
+    let config = config_with("", italian_day_shift);
+    let before_ms = instant_ms(&format!("{date}T{before}{offset}"));
+    let (node, clock) = start_manual(config, &format!("{date}T{before}{offset}")).await;
     let mut giulia = login(&node, "giulia", "pw").await.unwrap();
     let mut emma = login(&node, "emma", "pw").await.unwrap();
     let mut client = customer(&node).await;
@@ -487,7 +497,10 @@ async fn serving_across(
         .enumerate()
     {
         if let Some(at) = at {
-            wait_for_clock(&node, instant_ms(&format!("{date}T{at}{offset}"))).await;
+            // Across the change; the agents' shift checks run there.
+            let to = instant_ms(&format!("{date}T{at}{offset}"));
+            advance_settled(&clock, Duration::from_millis((to - before_ms) as u64)).await;
+            assert_eq!(node.clock.now_ms(), to);
         }
         let started = start_conversation(&mut client, "support", "it", &format!("c{n}"))
             .await
@@ -506,6 +519,8 @@ async fn serving_across(
             offer.serving_language, language,
             "{date}: conversation {n} served in the wrong language"
         );
+        // Accepted, so that no open offer times out when the clock moves on.
+        desk.accept(&offer).await;
     }
     drop((giulia, emma, client));
     node.shutdown().await;

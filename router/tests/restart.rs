@@ -5,10 +5,14 @@ use centralino_testkit as common;
 
 use std::time::Duration;
 
+use centralino_base::clock::ManualClock;
 use centralino_proto::v1::{
     agent_event, conversation_event, ConversationEvent, Sender, StartConversationRequest,
 };
 use common::*;
+
+/// `disconnect_grace_secs` of the test configuration, in milliseconds.
+const GRACE_MS: u64 = 2_000;
 
 fn texts(events: &[ConversationEvent]) -> Vec<String> {
     events.iter().filter_map(message_text).collect()
@@ -46,7 +50,9 @@ async fn until_text(
 fn a_restart_keeps_queued_and_assigned_conversations_and_profiles() {
     run(|| async {
         let dir = tempfile::tempdir().unwrap();
-        let node = start_durable(config(""), dir.path()).await;
+        // Manual clocks: the disconnect grace passes only when the test moves time.
+        let before = ManualClock::new(instant_ms("2026-03-10T12:00:00+01:00"));
+        let node = start_durable_manual(config(""), dir.path(), &before).await;
         let mut giulia = login(&node, "giulia", "pw").await.unwrap();
         let mut client = customer(&node).await;
 
@@ -92,8 +98,14 @@ fn a_restart_keeps_queued_and_assigned_conversations_and_profiles() {
         drop((giulia, client, a_stream));
         node.shutdown().await;
 
-        let restarted = restart_durable(config(""), dir.path()).await;
+        // The node comes back a minute later; the restored giulia gets the disconnect grace.
+        let clock = ManualClock::new(instant_ms("2026-03-10T12:01:00+01:00"));
+        let restarted = restart_durable_manual(config(""), dir.path(), &clock).await;
         let node = restarted.node;
+        let grace_ends = node.clock.now_ms() + GRACE_MS as i64;
+        let grace_runs =
+            wait_until(5, || async { clock.next_deadline_ms() == Some(grace_ends) }).await;
+        assert!(grace_runs, "the restored agent's grace does not run");
         // Giulia comes back within the disconnect grace and still holds her conversation.
         let (mut giulia, logged_in) = login_full(&node, "giulia", "pw").await.unwrap();
         assert_eq!(
@@ -134,13 +146,33 @@ fn a_restart_keeps_queued_and_assigned_conversations_and_profiles() {
         assert!(
             matches!(&reply.kind, Some(conversation_event::Kind::Message(m)) if m.sender == Sender::Agent as i32 && m.seq == 4)
         );
-        // Past the grace the assigned conversation is still giulia's.
-        tokio::time::sleep(Duration::from_millis(2300)).await;
+        // Her login took the grace back: past it, nothing runs and the assigned
+        // conversation is still giulia's.
+        let grace_taken_back = wait_until(5, || async {
+            clock.next_deadline_ms().is_none_or(|at| at > grace_ends)
+        })
+        .await;
+        assert!(grace_taken_back, "the grace still runs after the login");
+        assert_eq!(
+            clock.advance(Duration::from_millis(GRACE_MS + 300)),
+            0,
+            "a timer ran past the grace"
+        );
         let snap = snapshot(&node).await;
         assert_eq!(
             agent_in(&snap, "giulia").load,
             1,
             "giulia still holds the conversation"
+        );
+        send_text(&mut client, &assigned, "m3", "ci sei ancora?")
+            .await
+            .unwrap();
+        assert_eq!(
+            agent_text(&mut giulia, &assigned.conversation_id)
+                .await
+                .as_deref(),
+            Some("ci sei ancora?"),
+            "messages still reach giulia past the grace"
         );
 
         // The queued conversation is offered when an English agent logs in.
@@ -256,8 +288,9 @@ fn a_customer_with_a_completed_conversation_is_recognised_as_returning() {
             .unwrap();
         assert!(!first.returning_customer);
         let cid = giulia.take().await;
+        // The close is answered once the conversation and the customer's profile are
+        // durable, and only then does the desk see it end: no wait is needed after it.
         giulia.close_and_wait(&cid).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
         let second = start_conversation(&mut client, "support", "it", "again")
             .await
             .unwrap();

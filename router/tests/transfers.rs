@@ -601,8 +601,16 @@ fn a_transfer_to_another_language_goes_to_that_team() {
         let node = start(config("")).await;
         let (mut giulia, _client, chat, mut stream) = giulia_with_chat(&node, "anna").await;
         let mut emma = login(&node, "emma", "pw").await.unwrap();
+        // While giulia holds the chat, a language no team serves is refused and moves nothing.
         let reply = giulia
             .call(
+                "bad",
+                transfer(&chat.conversation_id, Target::Language("xx".into()), false),
+            )
+            .await;
+        assert_eq!(reply.code(), "InvalidArgument", "{reply:?}");
+        let (reply, early) = giulia
+            .call_keep(
                 "l",
                 transfer(&chat.conversation_id, Target::Language("en".into()), false),
             )
@@ -622,14 +630,102 @@ fn a_transfer_to_another_language_goes_to_that_team() {
             transferred.to, "inglese",
             "named in the customer's language"
         );
+        assert_eq!(
+            giulia.ended_after(&early, &chat.conversation_id, 3).await,
+            Some(ConversationOutcome::Transferred as i32)
+        );
         let reply = giulia
             .call(
-                "bad",
-                transfer(&chat.conversation_id, Target::Language("xx".into()), false),
+                "again",
+                transfer(&chat.conversation_id, Target::Language("en".into()), false),
             )
             .await;
-        assert_ne!(reply, Reply::Ack, "giulia no longer holds the chat");
+        assert_eq!(
+            reply.code(),
+            "PermissionDenied",
+            "giulia no longer holds the chat: {reply:?}"
+        );
         drop((giulia, emma, stream));
+        node.shutdown().await;
+    });
+}
+
+const SPECIALIST: &str = r#"
+[[agents]]
+id = "luca"
+name = "Luca"
+password = "pw"
+team = "italian"
+capacity = 2
+skills = { "lang:it" = 3, support = 1, returns = 4 }
+"#;
+
+#[test]
+fn a_transfer_to_a_skill_goes_to_an_agent_with_that_skill() {
+    run(|| async {
+        let node = start(config(SPECIALIST)).await;
+        let (mut giulia, mut client, chat, mut stream) = giulia_with_chat(&node, "anna").await;
+        send_text(&mut client, &chat, "m1", "vorrei fare un reso")
+            .await
+            .unwrap();
+        assert!(
+            giulia
+                .hears(&chat.conversation_id, "vorrei fare un reso", 3)
+                .await
+        );
+        // Marco (support 5) is idle too, but has no `returns` skill.
+        let mut marco = login(&node, "marco", "pw").await.unwrap();
+        let mut luca = login(&node, "luca", "pw").await.unwrap();
+        let (reply, early) = giulia
+            .call_keep(
+                "returns",
+                transfer(
+                    &chat.conversation_id,
+                    Target::Skill("returns".into()),
+                    false,
+                ),
+            )
+            .await;
+        assert_eq!(reply, Reply::Ack);
+        let offer = luca
+            .offer(5)
+            .await
+            .expect("the agent with the skill is offered the chat");
+        assert_eq!(offer.conversation_id, chat.conversation_id);
+        assert_eq!(
+            offer.transfer.as_ref().map(|t| t.from_agent_id.as_str()),
+            Some("giulia")
+        );
+        let transferred = next_event(&mut stream, 3, |e| match &e.kind {
+            Some(Kind::Transferred(t)) => Some(t.clone()),
+            _ => None,
+        })
+        .await
+        .expect("transferred event");
+        assert_eq!(transferred.to, "returns");
+        let assigned = luca.accept(&offer).await;
+        assert!(
+            assigned
+                .transcript
+                .iter()
+                .any(|m| m.text == "vorrei fare un reso"),
+            "the transcript travels with the conversation: {:?}",
+            assigned.transcript
+        );
+        names_until_assigned_to(&mut stream, "luca").await;
+        assert_eq!(
+            giulia.ended_after(&early, &chat.conversation_id, 3).await,
+            Some(ConversationOutcome::Transferred as i32),
+            "giulia's chat ends as transferred"
+        );
+        let marco_events = marco.collect_for(300).await;
+        assert!(
+            !marco_events
+                .iter()
+                .any(|k| matches!(k, agent_event::Kind::Offer(_))),
+            "an agent without the skill got the skill transfer"
+        );
+        drop((giulia, marco, luca, client, stream));
         node.shutdown().await;
     });
 }

@@ -6,14 +6,16 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
+use centralino_base::clock::ManualClock;
 use centralino_proto::v1::admin_client::AdminClient;
 use centralino_proto::v1::agent_desk_client::AgentDeskClient;
 use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
 use centralino_proto::v1::{
     agent_command, agent_event, AcceptOffer, AgentClose, AgentCommand, AgentEvent, AgentSend,
     AgentSnapshot, AgentStatus, ConversationAssigned, ConversationEvent, GetSnapshotRequest,
-    LoggedIn, Login, Offer, QueueSnapshot, SendMessageRequest, SendMessageResponse, SetStatus,
-    Snapshot, StartConversationRequest, StartConversationResponse, StreamEventsRequest,
+    GetTranscriptRequest, LoggedIn, Login, Offer, QueueSnapshot, SendMessageRequest,
+    SendMessageResponse, SetStatus, Snapshot, StartConversationRequest, StartConversationResponse,
+    StreamEventsRequest,
 };
 use centralino_router::config::Config;
 use centralino_router::standalone::{self, RunningNode, StoreChoice};
@@ -120,6 +122,87 @@ pub async fn start(config: Config) -> RunningNode {
 pub async fn start_durable(mut config: Config, dir: &Path) -> RunningNode {
     config.node.data_dir = dir.to_path_buf();
     standalone::start(config).await.expect("node starts")
+}
+
+/// Starts a node with the memory store on a [`ManualClock`] reading `at` (RFC 3339): time
+/// stands still until the test moves the clock. Desk timers (offer timeout, wrap-up,
+/// disconnect grace, shift checks) run on the clock and fire as it passes them; queues
+/// look at the clock on each tick (at most 250 ms of wall time apart).
+pub async fn start_manual(config: Config, at: &str) -> (RunningNode, ManualClock) {
+    let clock = ManualClock::new(instant_ms(at));
+    let node = standalone::start_with_clock(config, StoreChoice::Memory, clock.shared())
+        .await
+        .expect("node starts");
+    (node, clock)
+}
+
+/// Starts a node with the embedded store in `dir` on `clock` (see [`start_manual`]).
+pub async fn start_durable_manual(
+    mut config: Config,
+    dir: &Path,
+    clock: &ManualClock,
+) -> RunningNode {
+    config.node.data_dir = dir.to_path_buf();
+    standalone::start_with_clock(config, StoreChoice::Embedded, clock.shared())
+        .await
+        .expect("node starts")
+}
+
+/// Moves `clock` by `by` and waits until every timer this woke was taken again: the
+/// periodic ones (the agents' shift checks) have run at the new time. Use it when only
+/// periodic timers are due; returns how many timers the move woke.
+pub async fn advance_settled(clock: &ManualClock, by: Duration) -> usize {
+    let before = clock.pending_timers();
+    let woken = clock.advance(by);
+    let rearmed = wait_until(5, || async { clock.pending_timers() >= before }).await;
+    assert!(rearmed, "the woken timers were not taken again");
+    woken
+}
+
+/// Polls `ok` every 10 ms until it holds (true) or `secs` pass (false).
+pub async fn wait_until<F, Fut>(secs: u64, mut ok: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if ok().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Returns the texts of a conversation's transcript as the admin API reads it.
+pub async fn transcript_texts(node: &RunningNode, conversation_id: &str) -> Vec<String> {
+    admin(node)
+        .await
+        .get_transcript(authed(GetTranscriptRequest {
+            conversation_id: conversation_id.to_string(),
+        }))
+        .await
+        .expect("transcript")
+        .into_inner()
+        .messages
+        .into_iter()
+        .map(|m| m.text)
+        .collect()
+}
+
+/// Waits for the customer's `offered` event and returns when (node clock) it happened.
+pub async fn offered_at(
+    stream: &mut tonic::Streaming<ConversationEvent>,
+    secs: u64,
+) -> Option<i64> {
+    next_event(stream, secs, |e| match &e.kind {
+        Some(centralino_proto::v1::conversation_event::Kind::Offered(_)) => Some(e.at_unix_ms),
+        _ => None,
+    })
+    .await
 }
 
 /// Returns a channel to the node.
@@ -526,18 +609,36 @@ fn copy_dir(from: &Path, to: &Path) {
 /// When the old node still holds the store's lock, waits up to one second, then starts on a
 /// copy of the directory (its committed content) so the recovery can still be tested.
 pub async fn restart_durable(config: Config, dir: &Path) -> Restarted {
+    restart_durable_on(config, dir, None).await
+}
+
+/// [`restart_durable`] on a [`ManualClock`].
+pub async fn restart_durable_manual(config: Config, dir: &Path, clock: &ManualClock) -> Restarted {
+    restart_durable_on(config, dir, Some(clock)).await
+}
+
+async fn restart_durable_on(config: Config, dir: &Path, clock: Option<&ManualClock>) -> Restarted {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
     loop {
         let mut attempt = config.clone();
         attempt.node.data_dir = dir.to_path_buf();
-        match standalone::start(attempt).await {
+        let started = match clock {
+            Some(clock) => {
+                standalone::start_with_clock(attempt, StoreChoice::Embedded, clock.shared()).await
+            }
+            None => standalone::start(attempt).await,
+        };
+        match started {
             Ok(node) => return Restarted { node, copy: None },
             Err(e) if e.to_string().contains("already open") => {
                 if tokio::time::Instant::now() >= deadline {
                     eprintln!("restart: {e}; starting on a copy of {}", dir.display());
                     let copy = tempfile::tempdir().expect("tempdir");
                     copy_dir(dir, copy.path());
-                    let node = start_durable(config, copy.path()).await;
+                    let node = match clock {
+                        Some(clock) => start_durable_manual(config, copy.path(), clock).await,
+                        None => start_durable(config, copy.path()).await,
+                    };
                     return Restarted {
                         node,
                         copy: Some(copy),

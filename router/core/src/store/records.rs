@@ -385,8 +385,22 @@ mod tests {
 
     #[test]
     fn partitions_spread_and_are_stable() {
-        // Fixed values: every node of a cluster must compute the same partition.
+        // Fixed values: every node of a cluster must compute the same partition. FNV-1a 64
+        // of "a" is 0xaf63dc4c8601ec8c and of "foobar" 0x85944171f73967e8 (the published
+        // test vectors); the others were computed apart from this code.
         assert_eq!(partition_of(""), (0xcbf2_9ce4_8422_2325u64 % 256) as u32);
+        for (id, partition) in [
+            ("", 37),
+            ("a", 0x8c),
+            ("foobar", 0xe8),
+            ("conv-1", 157),
+            ("vendite", 18),
+            ("support", 168),
+            ("sales", 183),
+            ("7f1c2e9a-0000-4000-8000-000000000000", 163),
+        ] {
+            assert_eq!(partition_of(id), partition, "partition of {id:?}");
+        }
         let mut seen = std::collections::HashSet::new();
         for i in 0..5000 {
             seen.insert(partition_of(&format!("conversation-{i}")));
