@@ -14,7 +14,7 @@ use crate::config::DepartmentConfig;
 use crate::dispatch::outbound::reserve_request;
 use crate::mail::{QueueEntry, ToConversation, ToQueue};
 use crate::metrics as m;
-use crate::routing::{self, AgentPool, QueueKey, Requirement, StickyState};
+use crate::routing::{self, Action, AgentPool, Decision, QueueKey, StickyDrop, Unmatched};
 use crate::shared::{Counters, Shared};
 
 use super::messages::{
@@ -44,6 +44,20 @@ struct Waiting {
     /// When the open offer was made (wall clock).
     offered_at: Option<Instant>,
     excluded: Vec<Arc<str>>,
+}
+
+impl Waiting {
+    /// Returns what a routing decision reads of this conversation.
+    fn view(&self) -> routing::Entry<'_> {
+        routing::Entry {
+            queue_entered_at_ms: self.entry.queue_entered_at_ms,
+            serving_language: &self.entry.serving_language,
+            extra_skill: self.entry.extra_skill.as_deref(),
+            sticky_agent: self.entry.sticky_agent.as_deref(),
+            sticky_until_ms: self.entry.sticky_until_ms,
+            excluded: &self.excluded,
+        }
+    }
 }
 
 /// The actor behind one department queue.
@@ -94,7 +108,8 @@ impl DepartmentQueue {
         Some(waiting)
     }
 
-    /// Runs routing decisions for waiting conversations, oldest first within priority.
+    /// Runs routing decisions for waiting conversations, oldest first within priority, and
+    /// applies them: counters and metrics, dropped sticky agents, reservations, overflows.
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
         if !self.shared.serving() {
             // Paused beyond the lease: no offers until this router has stepped down.
@@ -104,9 +119,7 @@ impl DepartmentQueue {
         let now = self.shared.clock.now_ms();
         let mut overflow = Vec::new();
         let mut reservations = Vec::new();
-        // Requirements that found nobody in this pass: later entries with the same ones
-        // (and no exclusions) need not ask again.
-        let mut unmatched: Vec<(String, u8)> = Vec::new();
+        let mut unmatched = Unmatched::default();
         let ids: Vec<String> = self.order.values().cloned().collect();
         for id in ids {
             let Some(waiting) = self.entries.get_mut(&id) else {
@@ -116,60 +129,42 @@ impl DepartmentQueue {
                 continue;
             }
             let decision_started = Instant::now();
-            let waited = ((now - waiting.entry.queue_entered_at_ms).max(0) / 1000) as u64;
-            let steps = &self.department.steps;
-            let step = routing::current_step(steps, waited);
-            if let Some(target) = steps.get(step).and_then(|s| s.overflow_to.clone()) {
-                overflow.push((id.clone(), target));
-                continue;
-            }
-            let mut candidate = None;
-            if let Some(sticky) = waiting.entry.sticky_agent.clone() {
-                if now >= waiting.entry.sticky_until_ms {
-                    waiting.entry.sticky_agent = None;
+            let Decision {
+                sticky_dropped,
+                action,
+            } = routing::decide(
+                &waiting.view(),
+                &self.department.steps,
+                &self.pool,
+                now,
+                &mut unmatched,
+            );
+            if let Some(drop) = sticky_dropped {
+                waiting.entry.sticky_agent = None;
+                if drop == StickyDrop::TimedOut {
                     Counters::inc(&self.shared.counters.sticky_timeouts);
-                    Counters::inc(&self.shared.counters.sticky_misses);
-                    m::sticky("timeout");
-                } else {
-                    match self
-                        .pool
-                        .sticky_state(&sticky, &waiting.entry.serving_language)
-                    {
-                        StickyState::Free => candidate = self.pool.agent_id(&sticky),
-                        StickyState::Busy => continue,
-                        StickyState::Unavailable => {
-                            waiting.entry.sticky_agent = None;
-                            Counters::inc(&self.shared.counters.sticky_misses);
-                            m::sticky("miss");
-                        }
-                    }
                 }
+                Counters::inc(&self.shared.counters.sticky_misses);
+                m::sticky(match drop {
+                    StickyDrop::TimedOut => "timeout",
+                    StickyDrop::Unavailable => "miss",
+                });
             }
-            if candidate.is_none() {
-                if !self.pool.any_free() {
-                    break;
+            let agent = match action {
+                Action::Overflow(target) => {
+                    overflow.push((id, target));
+                    continue;
                 }
-                let min_proficiency = routing::step_min_proficiency(steps, step);
-                let simple = waiting.excluded.is_empty() && waiting.entry.extra_skill.is_none();
-                let known_unmatched = simple
-                    && unmatched.iter().any(|(l, m)| {
-                        *l == waiting.entry.serving_language && *m == min_proficiency
-                    });
-                if !known_unmatched {
-                    let requirement = Requirement {
-                        language: &waiting.entry.serving_language,
-                        min_proficiency,
-                        extra_skill: waiting.entry.extra_skill.as_deref(),
-                    };
-                    candidate = self.pool.select(&requirement, &waiting.excluded);
-                    if candidate.is_none() && simple {
-                        unmatched.push((waiting.entry.serving_language.clone(), min_proficiency));
-                    }
+                Action::WaitForSticky => continue,
+                Action::NoFreeAgent => break,
+                Action::NoMatch => {
+                    m::routing_decision(decision_started.elapsed());
+                    continue;
                 }
-            }
-            m::routing_decision(decision_started.elapsed());
-            let Some(agent) = candidate else {
-                continue;
+                Action::Offer { agent, .. } => {
+                    m::routing_decision(decision_started.elapsed());
+                    agent
+                }
             };
             let reservation_id = uuid::Uuid::new_v4().simple().to_string();
             waiting.offer = Some((reservation_id.clone(), agent.clone()));
@@ -178,7 +173,7 @@ impl DepartmentQueue {
             // the offer fails.
             self.order.remove(&waiting.key);
             self.pool.begin_reservation(&agent, now);
-            reservations.push((id.clone(), reservation_id, agent));
+            reservations.push((id, reservation_id, agent));
         }
         for (id, reservation_id, agent) in reservations {
             self.reserve(id, reservation_id, agent, ctx);
