@@ -1,4 +1,8 @@
 //! The department queue actor: waiting conversations in order, the agent pool, offers.
+//!
+//! Decisions ([`routing::decide`], steps, sticky waits, lost offers) read the clock's
+//! simulated `now_ms` and take it as a parameter; wall-clock `Instant`s only pace the
+//! actor's own effects (rounds of positions, gauges) and time the decision-latency metric.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,8 +45,8 @@ struct Waiting {
     entry: QueueEntry,
     key: QueueKey,
     offer: Option<(String, Arc<str>)>,
-    /// When the open offer was made (wall clock).
-    offered_at: Option<Instant>,
+    /// When the open offer was made (Unix ms, simulated).
+    offered_at_ms: Option<i64>,
     excluded: Vec<Arc<str>>,
 }
 
@@ -168,7 +172,7 @@ impl DepartmentQueue {
             };
             let reservation_id = uuid::Uuid::new_v4().simple().to_string();
             waiting.offer = Some((reservation_id.clone(), agent.clone()));
-            waiting.offered_at = Some(Instant::now());
+            waiting.offered_at_ms = Some(now);
             // An entry with an open offer leaves the order; it returns with its key if
             // the offer fails.
             self.order.remove(&waiting.key);
@@ -230,7 +234,7 @@ impl DepartmentQueue {
                             .is_some_and(|(rid, _)| *rid == reservation_id)
                         {
                             waiting.offer = None;
-                            waiting.offered_at = None;
+                            waiting.offered_at_ms = None;
                             act.order.insert(waiting.key, id.clone());
                             act.shared.tell_conversation(
                                 &id,
@@ -374,14 +378,15 @@ impl DepartmentQueue {
     /// that died) is dropped well after the agent-node's own offer timeout, and the
     /// conversation waits for the next agent; the conversation actor accepts one agent only.
     fn expire_lost_offers(&mut self) {
-        let limit = self.shared.clock.wall(Duration::from_secs(
-            self.shared.config.desk.offer_timeout_secs,
-        )) + LOST_OFFER_MARGIN;
+        let now = self.shared.clock.now_ms();
+        // The offer timeout is simulated time, the margin wall time: both in simulated ms.
+        let margin_ms = LOST_OFFER_MARGIN.as_secs_f64() * self.shared.clock.speed() * 1000.0;
+        let limit_ms = self.shared.config.desk.offer_timeout_secs as i64 * 1000 + margin_ms as i64;
         let mut expired = Vec::new();
         for (id, waiting) in &mut self.entries {
-            if waiting.offered_at.is_some_and(|t| t.elapsed() > limit) {
+            if waiting.offered_at_ms.is_some_and(|at| now - at > limit_ms) {
                 waiting.offer = None;
-                waiting.offered_at = None;
+                waiting.offered_at_ms = None;
                 expired.push((waiting.key, id.clone()));
             }
         }
@@ -487,7 +492,7 @@ impl Handler<Enqueue> for DepartmentQueue {
                 entry,
                 key,
                 offer: None,
-                offered_at: None,
+                offered_at_ms: None,
                 excluded: Vec::new(),
                 told: false,
             },
@@ -549,7 +554,7 @@ impl Handler<OfferClosed> for DepartmentQueue {
 
         if let Some(waiting) = self.entries.get_mut(&msg.conversation_id) {
             waiting.offer = None;
-            waiting.offered_at = None;
+            waiting.offered_at_ms = None;
             self.order.insert(waiting.key, msg.conversation_id.clone());
             if let Some(agent) = self.pool.agent_id(&msg.agent_id) {
                 if !waiting.excluded.contains(&agent) {
