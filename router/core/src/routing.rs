@@ -5,6 +5,7 @@
 //! - [`sticky`]: where a returning customer's last agent stands.
 //! - [`requirement`]: what a conversation needs from an agent.
 //! - [`pool`]: a queue's indexed view of the agents that could serve it.
+//! - [`admission`]: where a new conversation goes and what the customer's profile adds.
 //! - [`decide`]: the decision for one waiting conversation, composed of the rules above.
 //!
 //! Nothing here touches an actor, a clock or the network: the department queue passes plain
@@ -16,6 +17,7 @@
 //! at the first agent that meets the step's proficiency, so a decision costs a few index
 //! steps instead of a scan of every agent.
 
+pub mod admission;
 pub mod decide;
 pub mod order;
 pub mod pool;
