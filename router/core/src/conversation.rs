@@ -5,6 +5,8 @@
 //!
 //! - [`messages`]: what the actor takes.
 //! - [`actor`]: [`ConversationActor`], its state and lifecycle.
+//! - [`start`]: a new conversation's admission, first record and durable write, then its
+//!   actor.
 //! - [`customer`], [`agent`], [`offers`], [`transfer`], [`events`], [`close`]: its handlers,
 //!   by who sends the message.
 
@@ -15,6 +17,7 @@ pub mod customer;
 pub mod events;
 pub mod messages;
 pub mod offers;
+pub mod start;
 pub mod transfer;
 
 pub use actor::ConversationActor;

@@ -5,6 +5,8 @@
 //! - [`sticky`]: where a returning customer's last agent stands.
 //! - [`requirement`]: what a conversation needs from an agent.
 //! - [`pool`]: a queue's indexed view of the agents that could serve it.
+//! - [`admission`]: where a new conversation goes and what the customer's profile adds.
+//! - [`decide`]: the decision for one waiting conversation, composed of the rules above.
 //!
 //! Nothing here touches an actor, a clock or the network: the department queue passes plain
 //! data in and acts on the decision, so every rule is unit- and property-tested.
@@ -15,12 +17,15 @@
 //! at the first agent that meets the step's proficiency, so a decision costs a few index
 //! steps instead of a scan of every agent.
 
+pub mod admission;
+pub mod decide;
 pub mod order;
 pub mod pool;
 pub mod requirement;
 pub mod steps;
 pub mod sticky;
 
+pub use decide::{decide, Action, Decision, Entry, StickyDrop, Unmatched};
 pub use order::{estimated_wait_secs, queue_key, QueueKey};
 pub use pool::AgentPool;
 pub use requirement::{language_skill, Requirement};

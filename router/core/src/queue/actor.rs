@@ -1,4 +1,8 @@
 //! The department queue actor: waiting conversations in order, the agent pool, offers.
+//!
+//! Decisions ([`routing::decide`], steps, sticky waits, lost offers) read the clock's
+//! simulated `now_ms` and take it as a parameter; wall-clock `Instant`s only pace the
+//! actor's own effects (rounds of positions, gauges) and time the decision-latency metric.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +18,7 @@ use crate::config::DepartmentConfig;
 use crate::dispatch::outbound::reserve_request;
 use crate::mail::{QueueEntry, ToConversation, ToQueue};
 use crate::metrics as m;
-use crate::routing::{self, AgentPool, QueueKey, Requirement, StickyState};
+use crate::routing::{self, Action, AgentPool, Decision, QueueKey, StickyDrop, Unmatched};
 use crate::shared::{Counters, Shared};
 
 use super::messages::{
@@ -41,9 +45,23 @@ struct Waiting {
     entry: QueueEntry,
     key: QueueKey,
     offer: Option<(String, Arc<str>)>,
-    /// When the open offer was made (wall clock).
-    offered_at: Option<Instant>,
+    /// When the open offer was made (Unix ms, simulated).
+    offered_at_ms: Option<i64>,
     excluded: Vec<Arc<str>>,
+}
+
+impl Waiting {
+    /// Returns what a routing decision reads of this conversation.
+    fn view(&self) -> routing::Entry<'_> {
+        routing::Entry {
+            queue_entered_at_ms: self.entry.queue_entered_at_ms,
+            serving_language: &self.entry.serving_language,
+            extra_skill: self.entry.extra_skill.as_deref(),
+            sticky_agent: self.entry.sticky_agent.as_deref(),
+            sticky_until_ms: self.entry.sticky_until_ms,
+            excluded: &self.excluded,
+        }
+    }
 }
 
 /// The actor behind one department queue.
@@ -94,7 +112,8 @@ impl DepartmentQueue {
         Some(waiting)
     }
 
-    /// Runs routing decisions for waiting conversations, oldest first within priority.
+    /// Runs routing decisions for waiting conversations, oldest first within priority, and
+    /// applies them: counters and metrics, dropped sticky agents, reservations, overflows.
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
         if !self.shared.serving() {
             // Paused beyond the lease: no offers until this router has stepped down.
@@ -104,9 +123,7 @@ impl DepartmentQueue {
         let now = self.shared.clock.now_ms();
         let mut overflow = Vec::new();
         let mut reservations = Vec::new();
-        // Requirements that found nobody in this pass: later entries with the same ones
-        // (and no exclusions) need not ask again.
-        let mut unmatched: Vec<(String, u8)> = Vec::new();
+        let mut unmatched = Unmatched::default();
         let ids: Vec<String> = self.order.values().cloned().collect();
         for id in ids {
             let Some(waiting) = self.entries.get_mut(&id) else {
@@ -116,69 +133,51 @@ impl DepartmentQueue {
                 continue;
             }
             let decision_started = Instant::now();
-            let waited = ((now - waiting.entry.queue_entered_at_ms).max(0) / 1000) as u64;
-            let steps = &self.department.steps;
-            let step = routing::current_step(steps, waited);
-            if let Some(target) = steps.get(step).and_then(|s| s.overflow_to.clone()) {
-                overflow.push((id.clone(), target));
-                continue;
-            }
-            let mut candidate = None;
-            if let Some(sticky) = waiting.entry.sticky_agent.clone() {
-                if now >= waiting.entry.sticky_until_ms {
-                    waiting.entry.sticky_agent = None;
+            let Decision {
+                sticky_dropped,
+                action,
+            } = routing::decide(
+                &waiting.view(),
+                &self.department.steps,
+                &self.pool,
+                now,
+                &mut unmatched,
+            );
+            if let Some(drop) = sticky_dropped {
+                waiting.entry.sticky_agent = None;
+                if drop == StickyDrop::TimedOut {
                     Counters::inc(&self.shared.counters.sticky_timeouts);
-                    Counters::inc(&self.shared.counters.sticky_misses);
-                    m::sticky("timeout");
-                } else {
-                    match self
-                        .pool
-                        .sticky_state(&sticky, &waiting.entry.serving_language)
-                    {
-                        StickyState::Free => candidate = self.pool.agent_id(&sticky),
-                        StickyState::Busy => continue,
-                        StickyState::Unavailable => {
-                            waiting.entry.sticky_agent = None;
-                            Counters::inc(&self.shared.counters.sticky_misses);
-                            m::sticky("miss");
-                        }
-                    }
                 }
+                Counters::inc(&self.shared.counters.sticky_misses);
+                m::sticky(match drop {
+                    StickyDrop::TimedOut => "timeout",
+                    StickyDrop::Unavailable => "miss",
+                });
             }
-            if candidate.is_none() {
-                if !self.pool.any_free() {
-                    break;
+            let agent = match action {
+                Action::Overflow(target) => {
+                    overflow.push((id, target));
+                    continue;
                 }
-                let min_proficiency = routing::step_min_proficiency(steps, step);
-                let simple = waiting.excluded.is_empty() && waiting.entry.extra_skill.is_none();
-                let known_unmatched = simple
-                    && unmatched.iter().any(|(l, m)| {
-                        *l == waiting.entry.serving_language && *m == min_proficiency
-                    });
-                if !known_unmatched {
-                    let requirement = Requirement {
-                        language: &waiting.entry.serving_language,
-                        min_proficiency,
-                        extra_skill: waiting.entry.extra_skill.as_deref(),
-                    };
-                    candidate = self.pool.select(&requirement, &waiting.excluded);
-                    if candidate.is_none() && simple {
-                        unmatched.push((waiting.entry.serving_language.clone(), min_proficiency));
-                    }
+                Action::WaitForSticky => continue,
+                Action::NoFreeAgent => break,
+                Action::NoMatch => {
+                    m::routing_decision(decision_started.elapsed());
+                    continue;
                 }
-            }
-            m::routing_decision(decision_started.elapsed());
-            let Some(agent) = candidate else {
-                continue;
+                Action::Offer { agent, .. } => {
+                    m::routing_decision(decision_started.elapsed());
+                    agent
+                }
             };
             let reservation_id = uuid::Uuid::new_v4().simple().to_string();
             waiting.offer = Some((reservation_id.clone(), agent.clone()));
-            waiting.offered_at = Some(Instant::now());
+            waiting.offered_at_ms = Some(now);
             // An entry with an open offer leaves the order; it returns with its key if
             // the offer fails.
             self.order.remove(&waiting.key);
             self.pool.begin_reservation(&agent, now);
-            reservations.push((id.clone(), reservation_id, agent));
+            reservations.push((id, reservation_id, agent));
         }
         for (id, reservation_id, agent) in reservations {
             self.reserve(id, reservation_id, agent, ctx);
@@ -235,7 +234,7 @@ impl DepartmentQueue {
                             .is_some_and(|(rid, _)| *rid == reservation_id)
                         {
                             waiting.offer = None;
-                            waiting.offered_at = None;
+                            waiting.offered_at_ms = None;
                             act.order.insert(waiting.key, id.clone());
                             act.shared.tell_conversation(
                                 &id,
@@ -379,14 +378,15 @@ impl DepartmentQueue {
     /// that died) is dropped well after the agent-node's own offer timeout, and the
     /// conversation waits for the next agent; the conversation actor accepts one agent only.
     fn expire_lost_offers(&mut self) {
-        let limit = self.shared.clock.wall(Duration::from_secs(
-            self.shared.config.desk.offer_timeout_secs,
-        )) + LOST_OFFER_MARGIN;
+        let now = self.shared.clock.now_ms();
+        // The offer timeout is simulated time, the margin wall time: both in simulated ms.
+        let margin_ms = LOST_OFFER_MARGIN.as_secs_f64() * self.shared.clock.speed() * 1000.0;
+        let limit_ms = self.shared.config.desk.offer_timeout_secs as i64 * 1000 + margin_ms as i64;
         let mut expired = Vec::new();
         for (id, waiting) in &mut self.entries {
-            if waiting.offered_at.is_some_and(|t| t.elapsed() > limit) {
+            if waiting.offered_at_ms.is_some_and(|at| now - at > limit_ms) {
                 waiting.offer = None;
-                waiting.offered_at = None;
+                waiting.offered_at_ms = None;
                 expired.push((waiting.key, id.clone()));
             }
         }
@@ -492,7 +492,7 @@ impl Handler<Enqueue> for DepartmentQueue {
                 entry,
                 key,
                 offer: None,
-                offered_at: None,
+                offered_at_ms: None,
                 excluded: Vec::new(),
                 told: false,
             },
@@ -554,7 +554,7 @@ impl Handler<OfferClosed> for DepartmentQueue {
 
         if let Some(waiting) = self.entries.get_mut(&msg.conversation_id) {
             waiting.offer = None;
-            waiting.offered_at = None;
+            waiting.offered_at_ms = None;
             self.order.insert(waiting.key, msg.conversation_id.clone());
             if let Some(agent) = self.pool.agent_id(&msg.agent_id) {
                 if !waiting.excluded.contains(&agent) {

@@ -206,6 +206,21 @@ impl AgentPool {
         self.reindex(id);
     }
 
+    /// Returns whether `agent` has the skills `requirement` asks for (`language_skill` is
+    /// the requirement's language as a skill name).
+    fn qualifies(
+        &self,
+        agent: &PoolAgent,
+        requirement: &Requirement<'_>,
+        language_skill: &str,
+    ) -> bool {
+        agent.proficiency(language_skill) >= requirement.min_proficiency
+            && agent.proficiency(&self.department_skill) >= requirement.min_proficiency
+            && requirement
+                .extra_skill
+                .is_none_or(|extra| agent.proficiency(extra) > 0)
+    }
+
     /// Returns the best agent with a free slot that meets `requirement`, skipping `excluded`.
     pub fn select(&self, requirement: &Requirement<'_>, excluded: &[Arc<str>]) -> Option<Arc<str>> {
         let skill = language_skill(requirement.language);
@@ -213,17 +228,21 @@ impl AgentPool {
         set.iter()
             .map(|(_, id)| id)
             .find(|id| {
-                let Some(agent) = self.agents.get(*id) else {
-                    return false;
-                };
-                agent.proficiency(&skill) >= requirement.min_proficiency
-                    && agent.proficiency(&self.department_skill) >= requirement.min_proficiency
-                    && requirement
-                        .extra_skill
-                        .is_none_or(|extra| agent.proficiency(extra) > 0)
+                self.agents
+                    .get(*id)
+                    .is_some_and(|agent| self.qualifies(agent, requirement, &skill))
                     && !excluded.contains(id)
             })
             .cloned()
+    }
+
+    /// Returns whether `agent_id` has a free slot and meets `requirement` (what
+    /// [`AgentPool::select`] asks of the agent it returns).
+    pub fn meets(&self, agent_id: &str, requirement: &Requirement<'_>) -> bool {
+        let skill = language_skill(requirement.language);
+        self.agents.get(agent_id).is_some_and(|agent| {
+            agent.has_free_slot() && self.qualifies(agent, requirement, &skill)
+        })
     }
 
     /// Returns where `agent_id` stands for a sticky conversation in `language`.

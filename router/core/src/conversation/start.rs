@@ -1,0 +1,252 @@
+//! Starting a conversation once its request has passed the ingress checks: admission
+//! ([`crate::routing::admission`]), the customer's profile, the first record and transcript,
+//! the first durable write, then the conversation actor.
+
+use std::collections::BTreeMap;
+
+use centralino_proto::v1::{
+    ChatMessage, Sender, StartConversationRequest, StartConversationResponse, VisitorContext,
+};
+use tonic::Status;
+use tracing::info;
+
+use crate::metrics as m;
+use crate::router::{Revival, Router};
+use crate::routing::admission::{self, Admission, Ask, Refusal, Serving};
+use crate::shared::{Counters, Owner};
+use crate::store::records::{
+    conversation_key, decode, message_key, partition_of, profile_key, put, ConversationRecord,
+    MessageRecord, ProfileRecord, State, Visitor,
+};
+use crate::texts::{self, Text};
+
+impl From<Refusal> for Status {
+    fn from(refusal: Refusal) -> Self {
+        if refusal.is_bad_request() {
+            Status::invalid_argument(refusal.to_string())
+        } else {
+            Status::resource_exhausted(refusal.to_string())
+        }
+    }
+}
+
+/// Starts the conversation `req` asks for on `router`: admits it, writes its record, the
+/// customer's profile and the first messages in one durable write, then spawns its actor.
+pub async fn start_conversation(
+    router: &Router,
+    mut req: StartConversationRequest,
+) -> Result<StartConversationResponse, Status> {
+    let shared = &router.shared;
+    let config = &shared.config;
+    let visitor = req.visitor.take().unwrap_or_default();
+    let ask = Ask {
+        department: &req.department,
+        language: &req.language,
+        current_page: &visitor.current_page,
+    };
+    let placement = admission::place(&ask, config)?;
+    admission::check_room(
+        &placement.department,
+        &config.limits,
+        router.live_conversations(),
+        router.queue_depth(&placement.department),
+    )?;
+    let now = shared.clock.now_ms();
+    // Profile read-modify-write is serialised with the other profile updates.
+    let _profile_guard = shared.profile_guard(&req.customer_id).await;
+    let key = profile_key(&req.customer_id);
+    let profile: Option<ProfileRecord> = match shared.store.get(&key).await? {
+        Some(bytes) => Some(decode(&key, &bytes)?),
+        None => None,
+    };
+    let serving_language = shared.shifts.serving_language(&req.language, now);
+    let serving = Serving {
+        language: serving_language,
+        reopens_at_ms: match serving_language {
+            Some(_) => None,
+            None => shared.shifts.reopens_at(&req.language, now),
+        },
+    };
+    let admitted = admission::admit(placement, profile.as_ref(), serving, &config.routing, now);
+    let id = new_id(router)?;
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let rec = record(
+        &req,
+        &visitor,
+        &admitted,
+        profile.as_ref(),
+        &id,
+        &token,
+        now,
+    );
+    let transcript = first_messages(router, &req, admitted.returning, &id, now);
+    let mut new_profile = profile.unwrap_or_default();
+    new_profile.customer_id = req.customer_id.clone();
+    if !req.display_name.is_empty() {
+        new_profile.display_name = req.display_name.clone();
+    }
+    new_profile.language = req.language.clone();
+    new_profile.contacts = new_profile.contacts.saturating_add(1);
+    let mut ops = vec![
+        put(conversation_key(&id), &rec),
+        put(profile_key(&req.customer_id), &new_profile),
+    ];
+    for m in &transcript {
+        ops.push(put(message_key(&id, m.seq), m));
+    }
+    shared.commits.write(ops).await?;
+    shared.events.record(
+        &shared.commits,
+        "started",
+        &rec,
+        now,
+        BTreeMap::from([
+            ("recontact".to_string(), admitted.recontact.to_string()),
+            ("offline".to_string(), admitted.offline().to_string()),
+        ]),
+    );
+    router.spawn_conversation(Revival {
+        record: rec,
+        transcript,
+        profile: new_profile,
+        restored: false,
+    });
+    let department = &admitted.department;
+    Counters::inc(&shared.counters.started);
+    if admitted.recontact {
+        Counters::inc(&shared.counters.recontacts);
+        m::recontact(department);
+    }
+    m::conversation_started(department, &req.language);
+    m::live(router.live_conversations());
+    info!(conversation_id = %id, %department, language = %req.language, returning = admitted.returning, "conversation started");
+    Ok(StartConversationResponse {
+        conversation_id: id,
+        token,
+        department: department.clone(),
+        priority: admitted.priority as i32,
+        returning_customer: admitted.returning,
+        offline: admitted.offline(),
+        reopens_at_unix_ms: admitted.reopens_at_ms.unwrap_or_default(),
+        recontact: admitted.recontact,
+    })
+}
+
+/// Returns a new conversation id in a partition `router` owns (all of them outside a
+/// cluster), so a new conversation starts where it was asked for.
+fn new_id(router: &Router) -> Result<String, Status> {
+    // With n routers one id in n lands here; 512 tries miss only when this router owns
+    // (almost) nothing, i.e. it is starting or draining.
+    for _ in 0..512 {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        if router.shared.owner(partition_of(&id)) == Owner::Local {
+            return Ok(id);
+        }
+    }
+    Err(Status::unavailable(
+        "this router serves no partition right now; try another router",
+    ))
+}
+
+/// Returns the record of the new conversation `id`.
+fn record(
+    req: &StartConversationRequest,
+    visitor: &VisitorContext,
+    admitted: &Admission,
+    profile: Option<&ProfileRecord>,
+    id: &str,
+    token: &str,
+    now: i64,
+) -> ConversationRecord {
+    ConversationRecord {
+        id: id.to_string(),
+        token: token.to_string(),
+        customer_id: req.customer_id.clone(),
+        display_name: req.display_name.clone(),
+        department: admitted.department.clone(),
+        language: req.language.clone(),
+        priority: admitted.priority as i32 as u8,
+        visitor: Visitor::from(visitor),
+        state: if admitted.offline() {
+            State::Offline
+        } else {
+            State::Queued
+        },
+        outcome: None,
+        started_at_ms: now,
+        enqueued_at_ms: now,
+        queue_entered_at_ms: now,
+        agent_id: None,
+        agent_name: String::new(),
+        assigned_at_ms: None,
+        closed_at_ms: None,
+        returning: admitted.returning,
+        sticky_agent: admitted.sticky_agent.clone(),
+        last_summary: profile.map(|p| p.last_summary.clone()).unwrap_or_default(),
+        summary: String::new(),
+        rating: None,
+        next_event_id: 0,
+        serving_language: admitted
+            .serving_language
+            .clone()
+            .unwrap_or_else(|| req.language.clone()),
+        transfers: 0,
+        notes: Vec::new(),
+        extra_skill: None,
+        recontact: admitted.recontact,
+        pinned_language: false,
+        sensitive: false,
+        follow_up: Default::default(),
+    }
+}
+
+/// Returns the first messages of the transcript: a welcome back for a returning customer,
+/// then the customer's first message, if any.
+fn first_messages(
+    router: &Router,
+    req: &StartConversationRequest,
+    returning: bool,
+    id: &str,
+    now: i64,
+) -> Vec<MessageRecord> {
+    let mut transcript = Vec::new();
+    let mut push = |sender: Sender, message_id: String, text: String| {
+        let seq = transcript.len() as u64 + 1;
+        transcript.push(MessageRecord::from_proto(
+            &ChatMessage {
+                message_id,
+                seq,
+                sender: sender as i32,
+                author: String::new(),
+                text,
+                at_unix_ms: now,
+                status_note: false,
+            },
+            seq,
+        ));
+    };
+    if returning {
+        push(
+            Sender::System,
+            format!("{id}-welcome"),
+            texts::render(
+                &router.shared.config,
+                &req.language,
+                Text::WelcomeBack,
+                &[("name", req.display_name.trim())],
+            ),
+        );
+    }
+    if !req.first_message.trim().is_empty() {
+        push(
+            Sender::Customer,
+            format!("{id}-first"),
+            req.first_message.clone(),
+        );
+    }
+    transcript
+}
