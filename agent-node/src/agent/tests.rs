@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use centralino_base::clock::ManualClock;
 use centralino_base::config::{AgentNodeConfig, TeamConfig};
 use centralino_base::schedule::ScheduleConfig;
-use centralino_link::RejectReason;
+use centralino_link::{AgentAction, RejectReason, RouterCall, RouterReply};
 use tokio::sync::mpsc;
 
 use super::*;
@@ -41,66 +41,34 @@ struct Recorder(mpsc::UnboundedSender<Call>);
 
 #[async_trait]
 impl RouterLink for Recorder {
-    async fn offer_answered(
-        &self,
-        _conversation_id: &str,
-        reservation_id: &str,
-        _agent_id: &str,
-        answer: OfferAnswer,
-    ) -> Result<Vec<ChatMessage>, Status> {
-        let _ = self.0.send(Call::Answered {
-            reservation_id: reservation_id.to_string(),
-            answer,
-        });
-        Ok(Vec::new())
+    async fn call(&self, call: RouterCall) -> Result<RouterReply, Status> {
+        match call.action {
+            AgentAction::OfferAnswered {
+                reservation_id,
+                answer,
+            } => {
+                let _ = self.0.send(Call::Answered {
+                    reservation_id,
+                    answer,
+                });
+            }
+            AgentAction::Release { reason } => {
+                let _ = self.0.send(Call::Released {
+                    conversation_id: call.conversation_id,
+                    reason,
+                });
+            }
+            AgentAction::Message { .. } => {
+                return Ok(RouterReply {
+                    seq: 1,
+                    ..RouterReply::default()
+                })
+            }
+            _ => {}
+        }
+        Ok(RouterReply::default())
     }
-    async fn agent_message(
-        &self,
-        _: &str,
-        _: &str,
-        _: &str,
-        _: &str,
-        _: bool,
-    ) -> Result<u64, Status> {
-        Ok(1)
-    }
-    async fn agent_close(&self, _: &str, _: &str, _: &str) -> Result<(), Status> {
-        Ok(())
-    }
-    async fn release(
-        &self,
-        conversation_id: &str,
-        _agent_id: &str,
-        reason: &str,
-    ) -> Result<(), Status> {
-        let _ = self.0.send(Call::Released {
-            conversation_id: conversation_id.to_string(),
-            reason: reason.to_string(),
-        });
-        Ok(())
-    }
-    async fn transfer(
-        &self,
-        _: &str,
-        _: &str,
-        _: TransferTarget,
-        _: &str,
-        _: bool,
-    ) -> Result<(), Status> {
-        Ok(())
-    }
-    async fn escalate(&self, _: &str, _: &str, _: Escalation) -> Result<(), Status> {
-        Ok(())
-    }
-    async fn add_note(&self, _: &str, _: &str, _: &str) -> Result<(), Status> {
-        Ok(())
-    }
-    async fn mark_sensitive(&self, _: &str, _: &str) -> Result<(), Status> {
-        Ok(())
-    }
-    async fn transcript(&self, _: &str, _: &str) -> Result<Vec<ChatMessage>, Status> {
-        Ok(Vec::new())
-    }
+
     fn availability(&self, update: Availability) {
         let _ = self.0.send(Call::Availability {
             status: update.status,

@@ -13,7 +13,7 @@ use centralino_proto::v1::conversation_service_server::ConversationService;
 use centralino_proto::v1::router_internal_server::RouterInternal;
 use centralino_proto::v1::*;
 use futures::Stream;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use crate::partitions::ClusterView;
 use centralino_core::conversation::GetRecord;
@@ -67,7 +67,7 @@ impl RouterInternal for InternalApi {
             Owner::Remote(addr) if !r.forwarded => {
                 r.forwarded = true;
                 m::cluster_forwarded();
-                self.view.router(&addr)?.link(r).await
+                self.view.router(&addr)?.link(r).await.map_err(from_peer)
             }
             _ => Err(no_owner()),
         }
@@ -169,6 +169,19 @@ impl ClusterCustomerApi {
     }
 }
 
+/// A forwarded call that the owner did not answer (it stopped or its connection broke
+/// mid-call) tells the client to try again: the partition is changing owner, and every call
+/// that may be forwarded is idempotent.
+fn from_peer(status: Status) -> Status {
+    match status.code() {
+        Code::Cancelled | Code::Unknown | Code::DeadlineExceeded => Status::unavailable(format!(
+            "the owner of this conversation did not answer ({}); try again",
+            status.message()
+        )),
+        _ => status,
+    }
+}
+
 fn forwarded<T>(request: Request<T>) -> Request<T> {
     let mut out = Request::new(request.into_inner());
     out.metadata_mut()
@@ -196,7 +209,11 @@ impl ConversationService for ClusterCustomerApi {
         match self.route(&request, &id)? {
             Route::Here => self.inner.stream_events(request).await,
             Route::There(mut client) => {
-                let stream = client.stream_events(forwarded(request)).await?.into_inner();
+                let stream = client
+                    .stream_events(forwarded(request))
+                    .await
+                    .map_err(from_peer)?
+                    .into_inner();
                 Ok(Response::new(Box::pin(stream) as EventStream))
             }
         }
@@ -209,7 +226,10 @@ impl ConversationService for ClusterCustomerApi {
         let id = request.get_ref().conversation_id.clone();
         match self.route(&request, &id)? {
             Route::Here => self.inner.send_message(request).await,
-            Route::There(mut client) => client.send_message(forwarded(request)).await,
+            Route::There(mut client) => client
+                .send_message(forwarded(request))
+                .await
+                .map_err(from_peer),
         }
     }
 
@@ -220,7 +240,10 @@ impl ConversationService for ClusterCustomerApi {
         let id = request.get_ref().conversation_id.clone();
         match self.route(&request, &id)? {
             Route::Here => self.inner.rate_conversation(request).await,
-            Route::There(mut client) => client.rate_conversation(forwarded(request)).await,
+            Route::There(mut client) => client
+                .rate_conversation(forwarded(request))
+                .await
+                .map_err(from_peer),
         }
     }
 
@@ -231,7 +254,10 @@ impl ConversationService for ClusterCustomerApi {
         let id = request.get_ref().conversation_id.clone();
         match self.route(&request, &id)? {
             Route::Here => self.inner.close_conversation(request).await,
-            Route::There(mut client) => client.close_conversation(forwarded(request)).await,
+            Route::There(mut client) => client
+                .close_conversation(forwarded(request))
+                .await
+                .map_err(from_peer),
         }
     }
 
@@ -242,7 +268,10 @@ impl ConversationService for ClusterCustomerApi {
         let id = request.get_ref().conversation_id.clone();
         match self.route(&request, &id)? {
             Route::Here => self.inner.leave_offline_message(request).await,
-            Route::There(mut client) => client.leave_offline_message(forwarded(request)).await,
+            Route::There(mut client) => client
+                .leave_offline_message(forwarded(request))
+                .await
+                .map_err(from_peer),
         }
     }
 
@@ -253,7 +282,10 @@ impl ConversationService for ClusterCustomerApi {
         let id = request.get_ref().conversation_id.clone();
         match self.route(&request, &id)? {
             Route::Here => self.inner.request_callback(request).await,
-            Route::There(mut client) => client.request_callback(forwarded(request)).await,
+            Route::There(mut client) => client
+                .request_callback(forwarded(request))
+                .await
+                .map_err(from_peer),
         }
     }
 }

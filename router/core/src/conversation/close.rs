@@ -112,10 +112,11 @@ impl ConversationActor {
         info!(conversation_id = %self.rec.id, ?outcome, "conversation closed");
         let durable = self.shared.commits.submit(ops);
         let durable = self.with_profile_write(durable);
-        let linger = self.shared.clock.wall(Duration::from_secs(
+        // The actor lingers through the rating window (on the node's clock), then stops.
+        let linger = self.shared.clock.sleep(Duration::from_secs(
             self.shared.config.routing.rating_window_secs,
         ));
-        ctx.run_later(linger, |_act, ctx| ctx.stop());
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(linger).map(|(), _act, ctx| ctx.stop()));
         durable
     }
 
