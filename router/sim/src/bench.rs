@@ -258,8 +258,6 @@ pub async fn end_to_end(
     let node = standalone::start_with(config, store)
         .await
         .map_err(|e| e.to_string())?;
-    let started_at: Arc<Mutex<HashMap<String, Instant>>> =
-        Arc::new(Mutex::new(HashMap::with_capacity(conversations)));
     let (offer_tx, mut offer_rx) = mpsc::unbounded_channel::<(String, Instant)>();
     let mut desks = Vec::new();
     for i in 0..agents {
@@ -301,54 +299,11 @@ pub async fn end_to_end(
         }
         v
     };
-    let begin = Instant::now();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut callers = Vec::new();
-    for c in 0..concurrency {
-        let mut client = ConversationServiceClient::new(channels[c % channels.len()].clone());
-        let next = next.clone();
-        let started_at = started_at.clone();
-        callers.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= conversations {
-                    break;
-                }
-                let key = format!("c{i}");
-                started_at.lock().insert(key.clone(), Instant::now());
-                let request = StartConversationRequest {
-                    department: "bench".into(),
-                    language: "it".into(),
-                    customer_id: key.clone(),
-                    display_name: key,
-                    ..Default::default()
-                };
-                if client.start_conversation(request).await.is_err() {
-                    break;
-                }
-            }
-        }));
-    }
-    let mut latencies = Vec::with_capacity(conversations);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while latencies.len() < conversations && Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_secs(10), offer_rx.recv()).await {
-            Ok(Some((key, at))) => {
-                if let Some(start) = started_at.lock().get(&key) {
-                    latencies.push(at.duration_since(*start).as_secs_f64() * 1000.0);
-                }
-            }
-            _ => break,
-        }
-    }
-    let elapsed = begin.elapsed().as_secs_f64();
-    for caller in callers {
-        let _ = caller.await;
-    }
+    let (elapsed, latencies) =
+        drive_starts(&channels, &mut offer_rx, conversations, concurrency, "c").await;
     drop(desks);
     node.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
-    latencies.sort_by(f64::total_cmp);
     Ok(ThroughputResult {
         workload: format!(
             "start + auto-accepted offer, {} store, {concurrency} callers",
@@ -592,4 +547,71 @@ pub async fn run(which: Which, conversations: usize, concurrency: usize) -> Resu
         report.memory = Some(r);
     }
     Ok(report)
+}
+
+/// How long the load driver waits for the next offer before it gives up on the rest.
+const OFFER_PATIENCE: Duration = Duration::from_secs(15);
+/// The longest a load run may take.
+const RUN_BUDGET: Duration = Duration::from_secs(180);
+
+/// The load driver of the end-to-end benchmarks: `concurrency` callers start
+/// `conversations` conversations (customer ids `<tag><n>`) over `channels`, and the offers
+/// arriving on `offers` (customer name, arrival) close each one's start-to-offer latency.
+/// Returns the run's duration in seconds and the latencies in ms, sorted.
+pub(crate) async fn drive_starts(
+    channels: &[Channel],
+    offers: &mut mpsc::UnboundedReceiver<(String, Instant)>,
+    conversations: usize,
+    concurrency: usize,
+    tag: &str,
+) -> (f64, Vec<f64>) {
+    let started_at: Arc<Mutex<HashMap<String, Instant>>> =
+        Arc::new(Mutex::new(HashMap::with_capacity(conversations)));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let begin = Instant::now();
+    let mut callers = Vec::new();
+    for c in 0..concurrency {
+        let mut client = ConversationServiceClient::new(channels[c % channels.len()].clone());
+        let next = next.clone();
+        let started_at = started_at.clone();
+        let tag = tag.to_string();
+        callers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= conversations {
+                    break;
+                }
+                let key = format!("{tag}{i}");
+                started_at.lock().insert(key.clone(), Instant::now());
+                let request = StartConversationRequest {
+                    department: "bench".into(),
+                    language: "it".into(),
+                    customer_id: key.clone(),
+                    display_name: key,
+                    ..Default::default()
+                };
+                if client.start_conversation(request).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    let mut latencies = Vec::with_capacity(conversations);
+    let deadline = Instant::now() + RUN_BUDGET;
+    while latencies.len() < conversations && Instant::now() < deadline {
+        match tokio::time::timeout(OFFER_PATIENCE, offers.recv()).await {
+            Ok(Some((key, at))) => {
+                if let Some(start) = started_at.lock().get(&key) {
+                    latencies.push(at.duration_since(*start).as_secs_f64() * 1000.0);
+                }
+            }
+            _ => break,
+        }
+    }
+    let elapsed = begin.elapsed().as_secs_f64();
+    for caller in callers {
+        let _ = caller.await;
+    }
+    latencies.sort_by(f64::total_cmp);
+    (elapsed, latencies)
 }

@@ -7,27 +7,21 @@
 //! per writer), from etcd's revision counter; the time a router takes to drain its
 //! partitions while the conversations are live, against a standalone node's shutdown.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use centralino_agent_node::cluster_node::{self, RunningAgentNode};
 use centralino_membership::etcd::testing::EtcdCluster;
 use centralino_membership::etcd::Etcd;
 use centralino_proto::v1::agent_desk_client::AgentDeskClient;
-use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
-use centralino_proto::v1::{
-    agent_command, agent_event, AgentCommand, Login, StartConversationRequest,
-};
-use parking_lot::Mutex;
+use centralino_proto::v1::{agent_command, agent_event, AgentCommand, Login};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-use crate::bench::{bench_config, connect, percentile, ThroughputResult};
+use crate::bench::{bench_config, connect, drive_starts, percentile, ThroughputResult};
 use centralino_core::shared::Owner;
 use centralino_router::clustered::{self, ClusterRouter};
 use centralino_router::standalone::{self, StoreChoice};
@@ -175,56 +169,7 @@ async fn drive(
             channels.push(connect(*addr).await?);
         }
     }
-    let started_at: Arc<Mutex<HashMap<String, Instant>>> =
-        Arc::new(Mutex::new(HashMap::with_capacity(conversations)));
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let begin = Instant::now();
-    let mut callers = Vec::new();
-    for c in 0..concurrency {
-        let client = ConversationServiceClient::new(channels[c % channels.len()].clone());
-        let next = next.clone();
-        let started_at = started_at.clone();
-        let tag = tag.to_string();
-        callers.push(tokio::spawn(async move {
-            let mut client = client;
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= conversations {
-                    break;
-                }
-                let key = format!("{tag}{i}");
-                started_at.lock().insert(key.clone(), Instant::now());
-                let request = StartConversationRequest {
-                    department: "bench".into(),
-                    language: "it".into(),
-                    customer_id: key.clone(),
-                    display_name: key,
-                    ..Default::default()
-                };
-                if client.start_conversation(request).await.is_err() {
-                    break;
-                }
-            }
-        }));
-    }
-    let mut latencies = Vec::with_capacity(conversations);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while latencies.len() < conversations && Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_secs(15), offers.recv()).await {
-            Ok(Some((key, at))) => {
-                if let Some(start) = started_at.lock().get(&key) {
-                    latencies.push(at.duration_since(*start).as_secs_f64() * 1000.0);
-                }
-            }
-            _ => break,
-        }
-    }
-    let elapsed = begin.elapsed().as_secs_f64();
-    for caller in callers {
-        let _ = caller.await;
-    }
-    latencies.sort_by(f64::total_cmp);
-    Ok((elapsed, latencies))
+    Ok(drive_starts(&channels, offers, conversations, concurrency, tag).await)
 }
 
 fn result(workload: String, elapsed: f64, latencies: &[f64]) -> ThroughputResult {
