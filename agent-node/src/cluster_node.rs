@@ -62,7 +62,7 @@ pub async fn start(config: AgentNodeConfig) -> Result<RunningAgentNode, String> 
     .await
     .map_err(|e| format!("connecting to etcd: {e}"))?;
     let membership = Membership::join(
-        etcd,
+        Arc::new(etcd),
         &config.cluster.prefix,
         Member {
             id: id.clone(),

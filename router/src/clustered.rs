@@ -13,6 +13,7 @@ use centralino_base::clock::{self, SharedClock};
 use centralino_base::shifts::Shifts;
 use centralino_link::AgentNodeLink;
 use centralino_membership::etcd::Etcd;
+use centralino_membership::kv::Kv;
 use centralino_membership::membership::{Member, Membership, Role};
 use centralino_proto::v1::admin_server::AdminServer;
 use centralino_proto::v1::conversation_service_server::ConversationServiceServer;
@@ -98,9 +99,10 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     )
     .await
     .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
+    let kv: Arc<dyn Kv> = Arc::new(etcd);
     let (fences, lost) = Fences::new();
     let store: Arc<dyn Store> = Arc::new(Instrumented::new(EtcdStore::new(
-        etcd.clone(),
+        kv.clone(),
         &cluster.prefix,
         fences.clone(),
     )));
@@ -119,7 +121,7 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
 
     let membership = Membership::join(
-        etcd.clone(),
+        kv,
         &cluster.prefix,
         Member {
             id: node_id.clone(),

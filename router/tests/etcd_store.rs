@@ -1,5 +1,6 @@
 //! `EtcdStore` against a real etcd (`scripts/ensure_etcd.sh` installs etcd; these tests
-//! fail, never skip, without it).
+//! fail, never skip, without it). The same fencing runs over the in-memory twin in the unit
+//! tests of `centralino_cluster::etcd_store`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use centralino_core::store::records::{
 use centralino_core::store::{Op, Store, StoreError};
 use centralino_membership::etcd::testing::EtcdCluster;
 use centralino_membership::etcd::Etcd;
+use centralino_membership::kv::Kv;
 use tokio::sync::{mpsc, watch};
 
 const PREFIX: &str = "/centralino-test";
@@ -32,7 +34,11 @@ async fn setup() -> Setup {
         .await
         .expect("connect");
     let (fences, lost) = Fences::new();
-    let store = Arc::new(EtcdStore::new(etcd.clone(), PREFIX, fences.clone()));
+    let store = Arc::new(EtcdStore::new(
+        Arc::new(etcd.clone()),
+        PREFIX,
+        fences.clone(),
+    ));
     Setup {
         _cluster: cluster,
         etcd,

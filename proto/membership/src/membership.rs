@@ -1,5 +1,6 @@
-//! Cluster membership in etcd: every router and agent-node registers a key bound to its
-//! lease, keeps the lease alive, and watches everyone else's keys.
+//! Cluster membership: every router and agent-node registers a key bound to its lease in the
+//! coordination store ([`Kv`]: etcd), keeps the lease alive, and
+//! watches everyone else's keys.
 //!
 //! A process that cannot renew its lease for a whole TTL (etcd unreachable, or the process
 //! was paused) assumes it lost it: the lease epoch moves on, the owner of partitions steps
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::etcd::{Etcd, EtcdError};
+use crate::kv::{Kv, KvError};
 
 /// Safety margin of [`Membership::lease_fresh`] against clock drift.
 const LEASE_MARGIN: Duration = Duration::from_millis(300);
@@ -58,7 +59,7 @@ pub type Members = BTreeMap<(Role, String), Member>;
 
 /// This process's registration.
 pub struct Membership {
-    etcd: Etcd,
+    kv: Arc<dyn Kv>,
     prefix: String,
     me: Mutex<Member>,
     ttl_secs: i64,
@@ -75,32 +76,28 @@ pub fn members_prefix(prefix: &str) -> String {
     format!("{prefix}/members/")
 }
 
-fn member_key(prefix: &str, member: &Member) -> String {
-    format!(
-        "{}{}/{}",
-        members_prefix(prefix),
-        member.role.as_str(),
-        member.id
-    )
+/// Returns the key a member registers under.
+pub fn member_key(prefix: &str, role: Role, id: &str) -> String {
+    format!("{}{}/{id}", members_prefix(prefix), role.as_str())
 }
 
 impl Membership {
     /// Registers `me` with a lease of `ttl_secs`, then keeps it alive and watches the other
     /// members in background tasks (until [`Membership::leave`]).
     pub async fn join(
-        etcd: Etcd,
+        kv: Arc<dyn Kv>,
         prefix: &str,
         me: Member,
         ttl_secs: i64,
-    ) -> Result<Arc<Self>, EtcdError> {
+    ) -> Result<Arc<Self>, KvError> {
         let granted = Instant::now();
-        let lease = etcd.grant(ttl_secs).await?;
-        let value = serde_json::to_vec(&me).map_err(|e| EtcdError::Other(e.to_string()))?;
-        etcd.put(&member_key(prefix, &me), value, Some(lease))
+        let lease = kv.grant(ttl_secs).await?;
+        let value = serde_json::to_vec(&me).map_err(|e| KvError::Other(e.to_string()))?;
+        kv.put(&member_key(prefix, me.role, &me.id), value, Some(lease))
             .await?;
         info!(node_id = %me.id, role = me.role.as_str(), lease, "cluster: joined");
         let this = Arc::new(Self {
-            etcd,
+            kv,
             prefix: prefix.to_string(),
             me: Mutex::new(me),
             ttl_secs,
@@ -144,9 +141,9 @@ impl Membership {
         *self.epoch.borrow()
     }
 
-    /// Returns the etcd client.
-    pub fn etcd(&self) -> &Etcd {
-        &self.etcd
+    /// Returns the coordination store (claims are written there, bound to the lease).
+    pub fn kv(&self) -> &Arc<dyn Kv> {
+        &self.kv
     }
 
     /// Returns the cluster prefix.
@@ -176,15 +173,19 @@ impl Membership {
     }
 
     /// Marks this member as draining (others stop giving it work).
-    pub async fn set_draining(&self) -> Result<(), EtcdError> {
+    pub async fn set_draining(&self) -> Result<(), KvError> {
         let me = {
             let mut me = self.me.lock();
             me.draining = true;
             me.clone()
         };
-        let value = serde_json::to_vec(&me).map_err(|e| EtcdError::Other(e.to_string()))?;
-        self.etcd
-            .put(&member_key(&self.prefix, &me), value, Some(self.lease()))
+        let value = serde_json::to_vec(&me).map_err(|e| KvError::Other(e.to_string()))?;
+        self.kv
+            .put(
+                &member_key(&self.prefix, me.role, &me.id),
+                value,
+                Some(self.lease()),
+            )
             .await?;
         self.read_members().await;
         Ok(())
@@ -194,13 +195,13 @@ impl Membership {
     /// at once instead of after the TTL).
     pub async fn leave(&self) {
         let _ = self.stop.send(true);
-        if let Err(e) = self.etcd.revoke(self.lease()).await {
+        if let Err(e) = self.kv.revoke(self.lease()).await {
             warn!(error = %e, "cluster: cannot revoke the lease; it expires by itself");
         }
     }
 
     async fn read_members(&self) {
-        match self.etcd.get_prefix(&members_prefix(&self.prefix)).await {
+        match self.kv.get_prefix(&members_prefix(&self.prefix)).await {
             Ok((kvs, _)) => {
                 let mut members = Members::new();
                 for kv in kvs {
@@ -225,13 +226,17 @@ impl Membership {
     }
 
     /// Registers again under a new lease after the old one was lost.
-    async fn rejoin(&self) -> Result<(), EtcdError> {
+    async fn rejoin(&self) -> Result<(), KvError> {
         let granted = Instant::now();
-        let lease = self.etcd.grant(self.ttl_secs).await?;
+        let lease = self.kv.grant(self.ttl_secs).await?;
         let me = self.me();
-        let value = serde_json::to_vec(&me).map_err(|e| EtcdError::Other(e.to_string()))?;
-        self.etcd
-            .put(&member_key(&self.prefix, &me), value, Some(lease))
+        let value = serde_json::to_vec(&me).map_err(|e| KvError::Other(e.to_string()))?;
+        self.kv
+            .put(
+                &member_key(&self.prefix, me.role, &me.id),
+                value,
+                Some(lease),
+            )
             .await?;
         self.lease.store(lease, Ordering::SeqCst);
         *self.renewed_at.lock() = granted;
@@ -254,7 +259,7 @@ async fn keep_alive(this: Arc<Membership>) {
             _ = stop.wait_for(|s| *s) => return,
         }
         let sent = Instant::now();
-        let lost = match this.etcd.keep_alive(this.lease()).await {
+        let lost = match this.kv.keep_alive(this.lease()).await {
             Ok(left) if left > 0 => {
                 // A pause (SIGSTOP) longer than the TTL shows as a late renewal: the lease
                 // may have expired and been granted back to nobody, so step down anyway.
@@ -294,7 +299,7 @@ async fn keep_alive(this: Arc<Membership>) {
 
 /// Re-reads the members on every change under the prefix, and every second anyway.
 async fn watch_members(this: Arc<Membership>) {
-    let mut changes = this.etcd.watch_prefix(&members_prefix(&this.prefix));
+    let mut changes = this.kv.watch_prefix(&members_prefix(&this.prefix));
     let mut stop = this.stop.subscribe();
     loop {
         tokio::select! {

@@ -1,4 +1,6 @@
-//! The cluster's durable [`Store`]: records in etcd, writes fenced by partition claims.
+//! The cluster's durable [`Store`]: records in the coordination store ([`Kv`]: etcd, or its
+//! in-memory twin), writes fenced by partition claims. The fencing is written once, over the
+//! trait, so the twin fences exactly as etcd does.
 //!
 //! A router writes a partition's records only while it holds the partition's claim key
 //! (`<prefix>/claims/<partition>`); the claim's create_revision is the fencing token. Every
@@ -12,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use centralino_membership::etcd::{Compare, Etcd, TxnOp};
+use centralino_membership::kv::{Compare, Kv, TxnOp, MAX_TXN_OPS};
 use metrics::counter;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
@@ -21,9 +23,6 @@ use tracing::warn;
 use centralino_core::store::records::partition_of_key;
 use centralino_core::store::{Op, Store, StoreError};
 
-/// etcd's default `--max-txn-ops`: the limit for the compares and, separately, the
-/// operations of one transaction.
-pub const MAX_TXN_OPS: usize = 128;
 /// Rounds of a batch whose compares failed without a claim found lost (a claim re-taken
 /// while the batch was in flight) before the batch gives up.
 const MAX_FENCE_ROUNDS: usize = 5;
@@ -86,9 +85,9 @@ impl Fences {
     }
 }
 
-/// [`Store`] over etcd, fencing partitioned writes with the claims in [`Fences`].
+/// [`Store`] over a [`Kv`], fencing partitioned writes with the claims in [`Fences`].
 pub struct EtcdStore {
-    etcd: Etcd,
+    kv: Arc<dyn Kv>,
     prefix: String,
     data: String,
     fences: Arc<Fences>,
@@ -179,10 +178,10 @@ impl Group {
 impl EtcdStore {
     /// Returns a store keeping records under `<prefix>/data/` and fencing writes with the
     /// claims under `<prefix>/claims/` held in `fences`.
-    pub fn new(etcd: Etcd, prefix: &str, fences: Arc<Fences>) -> Self {
+    pub fn new(kv: Arc<dyn Kv>, prefix: &str, fences: Arc<Fences>) -> Self {
         let prefix = prefix.trim_end_matches('/').to_string();
         Self {
-            etcd,
+            kv,
             data: format!("{prefix}/data/"),
             prefix,
             fences,
@@ -264,7 +263,7 @@ impl EtcdStore {
                 })
                 .collect();
             let ops = writers.iter().flat_map(Writer::txn_ops).collect();
-            let failure = match self.etcd.txn(compares, ops).await {
+            let failure = match self.kv.txn(compares, ops).await {
                 Ok(true) => {
                     for w in &writers {
                         results[w.index] = Some(Ok(()));
@@ -310,7 +309,7 @@ impl EtcdStore {
     async fn release_lost(&self, tokens: &BTreeMap<u32, i64>) -> Result<usize, StoreError> {
         let claims = format!("{}/claims/", self.prefix);
         let (kvs, _) = self
-            .etcd
+            .kv
             .get_prefix(&claims)
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?;
@@ -385,7 +384,7 @@ impl Store for EtcdStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.etcd
+        self.kv
             .get(&self.data_key(key))
             .await
             .map(|kv| kv.map(|kv| kv.value))
@@ -394,7 +393,7 @@ impl Store for EtcdStore {
 
     async fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let (kvs, _) = self
-            .etcd
+            .kv
             .get_prefix(&self.data_key(prefix))
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?;

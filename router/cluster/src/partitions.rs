@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use actix::Addr;
 use centralino_link::grpc::Channels;
-use centralino_membership::etcd::{Compare, Etcd, TxnOp};
+use centralino_membership::kv::{Compare, Kv, TxnOp};
 use centralino_membership::membership::{Members, Membership, Role};
 use centralino_proto::v1::router_internal_client::RouterInternalClient;
 use centralino_proto::v1::TellRequest;
@@ -53,7 +53,7 @@ pub struct ClaimValue {
     pub active: bool,
 }
 
-/// A claim as read from etcd.
+/// A claim as read from the coordination store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Claim {
     value: ClaimValue,
@@ -225,7 +225,7 @@ pub struct Partitions {
     view: Arc<ClusterView>,
     membership: Arc<Membership>,
     fences: Arc<Fences>,
-    etcd: Etcd,
+    kv: Arc<dyn Kv>,
     prefix: String,
     /// Departments by the partition of their queue.
     departments: HashMap<u32, Vec<String>>,
@@ -249,7 +249,7 @@ impl Partitions {
                 .push(d.name.clone());
         }
         Self {
-            etcd: membership.etcd().clone(),
+            kv: membership.kv().clone(),
             prefix: membership.prefix().to_string(),
             hub,
             view,
@@ -270,7 +270,7 @@ impl Partitions {
     pub async fn run(mut self, mut lost: tokio::sync::mpsc::UnboundedReceiver<u32>) {
         let mut members = self.membership.members();
         let mut epochs = self.membership.epochs();
-        let mut claims = self.etcd.watch_prefix(&self.claims_prefix());
+        let mut claims = self.kv.watch_prefix(&self.claims_prefix());
         let mut epoch = *epochs.borrow();
         loop {
             let current = *epochs.borrow();
@@ -321,7 +321,7 @@ impl Partitions {
 
     async fn read_claims(&self) -> Result<Vec<Option<Claim>>, String> {
         let (kvs, _) = self
-            .etcd
+            .kv
             .get_prefix(&self.claims_prefix())
             .await
             .map_err(|e| e.to_string())?;
@@ -375,7 +375,7 @@ impl Partitions {
                     Some(c) if c.value.node == me => {
                         // Ours from before a lost lease (or a restart): clear it.
                         let _ = self
-                            .etcd
+                            .kv
                             .delete_if(&claim_key(&self.prefix, p), c.revision)
                             .await;
                     }
@@ -438,7 +438,7 @@ impl Partitions {
         };
         let bytes = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
         let claimed = self
-            .etcd
+            .kv
             .create_if_absent(&key, bytes, Some(lease))
             .await
             .map_err(|e| e.to_string())?;
@@ -457,7 +457,7 @@ impl Partitions {
                 warn!(partition = p, error = %e, "cluster: cannot load a claimed partition, giving it up");
                 self.view.set_local(p, Local::None);
                 self.fences.release(p);
-                let _ = self.etcd.delete_if(&key, token).await;
+                let _ = self.kv.delete_if(&key, token).await;
                 return Ok(());
             }
         };
@@ -471,7 +471,7 @@ impl Partitions {
         };
         let bytes = serde_json::to_vec(&active).map_err(|e| e.to_string())?;
         let marked = self
-            .etcd
+            .kv
             .txn(
                 vec![Compare::CreateRevision {
                     key: key.clone(),
@@ -613,11 +613,7 @@ impl Partitions {
         // Every write submitted before this one is durable when it returns.
         let _ = self.hub.commits.write(Vec::new()).await;
         self.fences.release(p);
-        if let Err(e) = self
-            .etcd
-            .delete_if(&claim_key(&self.prefix, p), token)
-            .await
-        {
+        if let Err(e) = self.kv.delete_if(&claim_key(&self.prefix, p), token).await {
             warn!(partition = p, error = %e, "cluster: cannot delete a released claim; it expires with the lease");
         }
         self.view.set_local(p, Local::None);
