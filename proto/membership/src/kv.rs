@@ -2,8 +2,9 @@
 //! and prefix watches, the part of etcd that membership, partition and login claims and the
 //! fenced record store use.
 //!
-//! [`crate::etcd::Etcd`] implements it; [`contract`] holds the checks any implementation
-//! must pass.
+//! Two implementations: [`crate::etcd::Etcd`] (the real thing, retried across etcd members)
+//! and [`crate::memory::MemoryKv`] (its in-memory twin: the same revisions, compares, lease
+//! expiry and transaction rules, no process). [`contract`] checks that both behave alike.
 
 pub mod contract;
 

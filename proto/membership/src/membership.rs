@@ -1,5 +1,5 @@
 //! Cluster membership: every router and agent-node registers a key bound to its lease in the
-//! coordination store ([`Kv`]: etcd), keeps the lease alive, and
+//! coordination store ([`Kv`]: etcd, or its in-memory twin), keeps the lease alive, and
 //! watches everyone else's keys.
 //!
 //! A process that cannot renew its lease for a whole TTL (etcd unreachable, or the process
@@ -200,6 +200,12 @@ impl Membership {
         }
     }
 
+    /// Stops the background tasks without revoking the lease, as a crashed process would:
+    /// its keys stay until the lease expires.
+    pub fn halt(&self) {
+        let _ = self.stop.send(true);
+    }
+
     async fn read_members(&self) {
         match self.kv.get_prefix(&members_prefix(&self.prefix)).await {
             Ok((kvs, _)) => {
@@ -308,5 +314,119 @@ async fn watch_members(this: Arc<Membership>) {
             _ = stop.wait_for(|s| *s) => return,
         }
         this.read_members().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryKv;
+
+    const PREFIX: &str = "/test";
+    /// Bounds every wait for the background tasks.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn member(id: &str, role: Role) -> Member {
+        Member {
+            id: id.into(),
+            role,
+            addr: format!("{id}:1"),
+            draining: false,
+        }
+    }
+
+    async fn join(kv: &Arc<MemoryKv>, id: &str, role: Role) -> Arc<Membership> {
+        Membership::join(kv.clone(), PREFIX, member(id, role), 3)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `membership` sees members for which `ok` holds.
+    async fn until(membership: &Membership, ok: impl FnMut(&Members) -> bool) {
+        let mut members = membership.members();
+        let seen = tokio::time::timeout(WAIT, members.wait_for(ok)).await;
+        assert!(
+            matches!(seen, Ok(Ok(_))),
+            "members never became as expected"
+        );
+    }
+
+    fn has(members: &Members, id: &str) -> Option<Member> {
+        members.values().find(|m| m.id == id).cloned()
+    }
+
+    #[tokio::test]
+    async fn members_see_each_other_join_drain_and_leave() {
+        let kv = Arc::new(MemoryKv::new());
+        let router = join(&kv, "router-a", Role::Router).await;
+        let node = join(&kv, "agent-node-1", Role::AgentNode).await;
+        until(&router, |m| has(m, "agent-node-1").is_some()).await;
+        until(&node, |m| has(m, "router-a").is_some()).await;
+        assert_eq!(
+            router.with_role(Role::AgentNode),
+            vec![member("agent-node-1", Role::AgentNode)]
+        );
+        assert!(router.lease_fresh());
+
+        node.set_draining().await.unwrap();
+        until(&router, |m| {
+            has(m, "agent-node-1").is_some_and(|n| n.draining)
+        })
+        .await;
+        node.leave().await;
+        until(&router, |m| has(m, "agent-node-1").is_none()).await;
+        assert!(kv
+            .get(&member_key(PREFIX, Role::AgentNode, "agent-node-1"))
+            .await
+            .unwrap()
+            .is_none());
+        router.leave().await;
+    }
+
+    #[tokio::test]
+    async fn a_lost_lease_moves_the_epoch_and_the_member_joins_again() {
+        let kv = Arc::new(MemoryKv::new());
+        let a = join(&kv, "router-a", Role::Router).await;
+        let old = a.lease();
+        let mut epochs = a.epochs();
+        assert!(kv.expire(old));
+
+        let moved = tokio::time::timeout(WAIT, epochs.wait_for(|e| *e == 1)).await;
+        assert!(matches!(moved, Ok(Ok(_))), "the epoch did not move on");
+        let key = member_key(PREFIX, Role::Router, "router-a");
+        let deadline = Instant::now() + WAIT;
+        let registered = loop {
+            match kv.get(&key).await.unwrap() {
+                Some(kv) if kv.lease != old => break kv,
+                _ => {}
+            }
+            assert!(Instant::now() < deadline, "never registered again");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(registered.lease, a.lease());
+        assert!(a.lease_fresh());
+        a.leave().await;
+    }
+
+    #[tokio::test]
+    async fn a_halted_member_stays_until_its_lease_expires() {
+        let kv = Arc::new(MemoryKv::new());
+        let a = join(&kv, "router-a", Role::Router).await;
+        let b = join(&kv, "router-b", Role::Router).await;
+        until(&a, |m| has(m, "router-b").is_some()).await;
+
+        b.halt();
+        let key = member_key(PREFIX, Role::Router, "router-b");
+        assert!(
+            kv.get(&key).await.unwrap().is_some(),
+            "halting revokes nothing"
+        );
+        assert!(kv.expire_lease_of(&key));
+        until(&a, |m| has(m, "router-b").is_none()).await;
+        // Halted: it does not come back under a new lease.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(kv.get(&key).await.unwrap().is_none());
+        assert_eq!(b.epoch(), 0);
+        a.leave().await;
     }
 }
