@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use crate::standalone::{install_metrics, StartError, SHUTDOWN_GRACE, TEAM_TICK};
 use centralino_cluster::agents::{run_feed, RemoteAgents};
-use centralino_cluster::etcd_store::{EtcdStore, Fences};
+use centralino_cluster::fenced_store::{FencedStore, Fences};
 use centralino_cluster::partitions::{ClusterView, Partitions};
 use centralino_cluster::peer::{ClusterCustomerApi, InternalApi};
 use centralino_core::archive::Archive;
@@ -101,7 +101,7 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
     let kv: Arc<dyn Kv> = Arc::new(etcd);
     let (fences, lost) = Fences::new();
-    let store: Arc<dyn Store> = Arc::new(Instrumented::new(EtcdStore::new(
+    let store: Arc<dyn Store> = Arc::new(Instrumented::new(FencedStore::new(
         kv.clone(),
         &cluster.prefix,
         fences.clone(),

@@ -1,11 +1,11 @@
-//! `EtcdStore` against a real etcd (`scripts/ensure_etcd.sh` installs etcd; these tests
+//! `FencedStore` against a real etcd (`scripts/ensure_etcd.sh` installs etcd; these tests
 //! fail, never skip, without it). The same fencing runs over the in-memory twin in the unit
-//! tests of `centralino_cluster::etcd_store`.
+//! tests of `centralino_cluster::fenced_store`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use centralino_cluster::etcd_store::{claim_key, EtcdStore, Fences};
+use centralino_cluster::fenced_store::{claim_key, FencedStore, Fences};
 use centralino_core::store::group_commit::GroupCommit;
 use centralino_core::store::records::{
     conversation_key, message_key, messages_prefix, partition_of, profile_key,
@@ -23,7 +23,7 @@ struct Setup {
     etcd: Etcd,
     fences: Arc<Fences>,
     lost: mpsc::UnboundedReceiver<u32>,
-    store: Arc<EtcdStore>,
+    store: Arc<FencedStore>,
 }
 
 async fn setup() -> Setup {
@@ -34,7 +34,7 @@ async fn setup() -> Setup {
         .await
         .expect("connect");
     let (fences, lost) = Fences::new();
-    let store = Arc::new(EtcdStore::new(
+    let store = Arc::new(FencedStore::new(
         Arc::new(etcd.clone()),
         PREFIX,
         fences.clone(),

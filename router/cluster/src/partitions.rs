@@ -3,7 +3,7 @@
 //! Each of the [`PARTITIONS`] partitions has one owner router: the winner of rendezvous
 //! hashing over the live, non-draining routers, which *claims* it with a key bound to its
 //! lease. The claim's create revision is the fencing token of every durable write for the
-//! partition ([`crate::etcd_store::Fences`]). A claim is written inactive, and marked active
+//! partition ([`crate::fenced_store::Fences`]). A claim is written inactive, and marked active
 //! once the owner has rebuilt the partition's conversations and queues; other routers
 //! forward to an owner only when its claim is active.
 //!
@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::etcd_store::{claim_key, Fences};
+use crate::fenced_store::{claim_key, Fences};
 use centralino_core::archive::ArchivedConversation;
 use centralino_core::conversation::{ConversationActor, Requeue, Retire};
 use centralino_core::hub::{Hub, Owner, Placement};
