@@ -1,7 +1,8 @@
 //! A router of a cluster (`router --config FILE` with `[cluster] etcd_endpoints`): the same
-//! conversation and queue actors as standalone mode, with etcd as the store, partitions
-//! claimed from etcd, agents reached on their agent-nodes over gRPC, and customer calls for
-//! other routers' conversations forwarded to their owners.
+//! conversation and queue actors as standalone mode, with etcd (or its in-memory twin, see
+//! [`start_with`]) as the store, partitions claimed there, agents reached on their
+//! agent-nodes over gRPC, and customer calls for other routers' conversations forwarded to
+//! their owners.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,9 +58,27 @@ pub struct ClusterRouter {
     drain_budget: Duration,
 }
 
-/// Starts a clustered router. Must run inside an actix `System` on a multi-thread runtime.
+/// Starts a router of a cluster coordinated by etcd (`cluster.etcd_endpoints`). Must run
+/// inside an actix `System` on a multi-thread runtime.
 pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     let problems = config.cluster.problems();
+    if !problems.is_empty() {
+        return Err(StartError::Config(problems.join("; ")));
+    }
+    let etcd = Etcd::connect(
+        &config.cluster.etcd_endpoints,
+        Duration::from_millis(config.cluster.request_timeout_ms),
+    )
+    .await
+    .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
+    start_with(config, Arc::new(etcd)).await
+}
+
+/// Starts a router of the cluster coordinated by `kv` (etcd, or the in-memory twin of
+/// in-process tests): membership, claims and the fenced records all live there;
+/// `cluster.etcd_endpoints` is not used.
+pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter, StartError> {
+    let problems = config.cluster.settings_problems();
     if !problems.is_empty() {
         return Err(StartError::Config(problems.join("; ")));
     }
@@ -93,13 +112,6 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     };
 
     let cluster = &config.cluster;
-    let etcd = Etcd::connect(
-        &cluster.etcd_endpoints,
-        Duration::from_millis(cluster.request_timeout_ms),
-    )
-    .await
-    .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
-    let kv: Arc<dyn Kv> = Arc::new(etcd);
     let (fences, lost) = Fences::new();
     let store: Arc<dyn Store> = Arc::new(Instrumented::new(FencedStore::new(
         kv.clone(),
@@ -132,7 +144,7 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
         cluster.lease_ttl_secs as i64,
     )
     .await
-    .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
+    .map_err(|e| StartError::Config(format!("joining the cluster: {e}")))?;
 
     let agent_config = config.agent_node();
     let shifts = Arc::new(Shifts::new(&agent_config));
@@ -276,7 +288,7 @@ impl ClusterRouter {
             warn!("cluster: drain budget spent with partitions still held; they expire with the lease");
         }
         info!(elapsed = ?started.elapsed(), handed_over = done, "cluster: drained");
-        self.finish(done).await;
+        self.finish(true).await;
         done
     }
 
@@ -285,10 +297,21 @@ impl ClusterRouter {
         if let Some(manager) = self.manager.take() {
             manager.abort();
         }
+        self.finish(true).await;
+    }
+
+    /// Stops at once without leaving the cluster, as a crashed router would: its lease,
+    /// registration and claims stay until the lease expires (tests expire it in the twin).
+    pub async fn halt(mut self) {
+        if let Some(manager) = self.manager.take() {
+            manager.abort();
+        }
+        self.membership.halt();
         self.finish(false).await;
     }
 
-    async fn finish(self, _drained: bool) {
+    /// Stops serving and the actors; leaves the cluster (revokes the lease) if `leave`.
+    async fn finish(self, leave: bool) {
         let _ = self.stop.send(true);
         let mut server = self.server;
         if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
@@ -297,7 +320,9 @@ impl ClusterRouter {
         {
             server.abort();
         }
-        self.membership.leave().await;
+        if leave {
+            self.membership.leave().await;
+        }
         for arbiter in self.arbiters {
             arbiter.stop();
         }
