@@ -13,8 +13,8 @@ use centralino_proto::v1::conversation_service_client::ConversationServiceClient
 use centralino_router::clustered::{self, ClusterRouter};
 use centralino_router::config::Config;
 use common::cluster::{
-    agent_node_config, channel_at as channel, cluster_config, login_at, owned, retrying, settled,
-    unique_id,
+    agent_node_config, channel_at as channel, cluster_config, login_at, owned, owns_all, retrying,
+    settled, unique_id,
 };
 use common::start_conversation;
 
@@ -140,8 +140,7 @@ fn conversations_route_across_routers_and_survive_a_router_leaving() {
         let c = router(&endpoints, "router-c", &prefix).await;
         settled(&c).await;
         assert!(stays.drain().await, "drained within the budget");
-        settled(&c).await;
-        assert_eq!(owned(&c), 256);
+        owns_all(&c).await;
         c.stop().await;
         second.shutdown().await;
         agents.shutdown().await;

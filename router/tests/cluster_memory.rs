@@ -18,7 +18,8 @@ use centralino_proto::v1::agent_event;
 use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
 use centralino_router::clustered::{self, ClusterRouter};
 use common::cluster::{
-    agent_node_config, channel_at as channel, cluster_config, login_at, owned, retrying, settled,
+    agent_node_config, channel_at as channel, cluster_config, login_at, owned, owns_all, retrying,
+    settled,
 };
 use common::start_conversation;
 
@@ -165,8 +166,7 @@ fn a_cluster_on_the_twin_routes_fails_over_and_drains() {
             .expect("the survivor serves the conversation");
         let record = actor.send(GetRecord).await.expect("record");
         assert_eq!(record.agent_id.as_deref(), Some("giulia"), "kept its agent");
-        settled(&stays).await;
-        assert_eq!(owned(&stays), 256);
+        owns_all(&stays).await;
         let holders = claim_holders(&kv).await;
         assert_eq!(holders.len(), 256);
         assert!(holders.iter().all(|h| *h == stays.node_id), "{holders:?}");
@@ -176,8 +176,7 @@ fn a_cluster_on_the_twin_routes_fails_over_and_drains() {
         let c = router(&kv, "router-c").await;
         settled(&c).await;
         assert!(stays.drain().await, "drained within the budget");
-        settled(&c).await;
-        assert_eq!(owned(&c), 256);
+        owns_all(&c).await;
         let holders = claim_holders(&kv).await;
         assert!(holders.len() == 256 && holders.iter().all(|h| h == "router-c"));
         c.stop().await;

@@ -108,6 +108,24 @@ pub async fn settled(router: &ClusterRouter) {
     }
 }
 
+/// Waits until `router` serves all the partitions (a cached claim of another router makes
+/// [`settled`] true before the hand-over has landed).
+pub async fn owns_all(router: &ClusterRouter) {
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let owned = owned(router);
+        if owned == PARTITIONS as usize {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} serves {owned} partitions, not all",
+            router.node_id
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Retries `f` while it fails with UNAVAILABLE (a partition changing owner), up to 15 s.
 pub async fn retrying<T, F, Fut>(mut f: F) -> T
 where
