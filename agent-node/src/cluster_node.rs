@@ -1,7 +1,7 @@
 //! An agent-node of a cluster: agent desktops connect here (AgentDesk); routers reserve
-//! agents and follow their availability (AgentNodeInternal). Membership in etcd, one
-//! agent-node per agent, and agents' conversations restored when they come from another
-//! node.
+//! agents and follow their availability (AgentNodeInternal). Membership in etcd (or its
+//! in-memory twin, see [`start_with`]), one agent-node per agent, and agents' conversations
+//! restored when they come from another node.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use centralino_base::clock;
 use centralino_base::config::AgentNodeConfig;
 use centralino_base::server::{GrpcServer, Listener};
 use centralino_membership::etcd::Etcd;
+use centralino_membership::kv::Kv;
 use centralino_membership::membership::{Member, Membership, Role};
 
 /// A running agent-node.
@@ -37,10 +38,30 @@ pub struct RunningAgentNode {
     arbiters: Vec<Arbiter>,
 }
 
-/// Starts an agent-node. Must run inside an actix `System` on a multi-thread runtime.
-/// Installing a metrics exporter is the caller's business.
+/// Starts an agent-node of a cluster coordinated by etcd (`cluster.etcd_endpoints`). Must
+/// run inside an actix `System` on a multi-thread runtime. Installing a metrics exporter is
+/// the caller's business.
 pub async fn start(config: AgentNodeConfig) -> Result<RunningAgentNode, String> {
     let problems = config.cluster.problems();
+    if !problems.is_empty() {
+        return Err(format!("invalid configuration: {}", problems.join("; ")));
+    }
+    let etcd = Etcd::connect(
+        &config.cluster.etcd_endpoints,
+        Duration::from_millis(config.cluster.request_timeout_ms),
+    )
+    .await
+    .map_err(|e| format!("connecting to etcd: {e}"))?;
+    start_with(config, Arc::new(etcd)).await
+}
+
+/// Starts an agent-node of the cluster coordinated by `kv` (etcd, or the in-memory twin of
+/// in-process tests); `cluster.etcd_endpoints` is not used.
+pub async fn start_with(
+    config: AgentNodeConfig,
+    kv: Arc<dyn Kv>,
+) -> Result<RunningAgentNode, String> {
+    let problems = config.cluster.settings_problems();
     if !problems.is_empty() {
         return Err(format!("invalid configuration: {}", problems.join("; ")));
     }
@@ -55,14 +76,8 @@ pub async fn start(config: AgentNodeConfig) -> Result<RunningAgentNode, String> 
     } else {
         config.node.advertise_addr.clone()
     };
-    let etcd = Etcd::connect(
-        &config.cluster.etcd_endpoints,
-        Duration::from_millis(config.cluster.request_timeout_ms),
-    )
-    .await
-    .map_err(|e| format!("connecting to etcd: {e}"))?;
     let membership = Membership::join(
-        etcd,
+        kv,
         &config.cluster.prefix,
         Member {
             id: id.clone(),

@@ -321,13 +321,13 @@ impl crate::node::LoginHook for ClusterLogin {
     async fn claim(&self, agent_id: &str) -> Result<Vec<String>, Status> {
         let me = self.membership.me();
         let lease = self.membership.lease();
-        let etcd = self.membership.etcd();
+        let kv = self.membership.kv();
         let key = self.key(agent_id);
         // A node that died holds its agents until its lease expires: wait that long for
         // the claim before refusing the login.
         let deadline = Instant::now() + Duration::from_secs(self.membership.ttl_secs() as u64 + 1);
         loop {
-            let claimed = etcd
+            let claimed = kv
                 .create_if_absent(&key, me.id.clone().into_bytes(), Some(lease))
                 .await
                 .map_err(|e| Status::unavailable(e.to_string()))?;
@@ -339,7 +339,7 @@ impl crate::node::LoginHook for ClusterLogin {
             if holder == me.id {
                 if existing.lease != lease {
                     // Ours from before a lost lease: bind it to the current one.
-                    etcd.put(&key, me.id.clone().into_bytes(), Some(lease))
+                    kv.put(&key, me.id.clone().into_bytes(), Some(lease))
                         .await
                         .map_err(|e| Status::unavailable(e.to_string()))?;
                 }
@@ -358,10 +358,10 @@ impl crate::node::LoginHook for ClusterLogin {
     }
 
     async fn release(&self, agent_id: &str) {
-        let etcd = self.membership.etcd();
-        if let Ok(Some(kv)) = etcd.get(&self.key(agent_id)).await {
-            if kv.value == self.membership.me().id.into_bytes() {
-                let _ = etcd.delete_if(&kv.key, kv.create_revision).await;
+        let kv = self.membership.kv();
+        if let Ok(Some(claim)) = kv.get(&self.key(agent_id)).await {
+            if claim.value == self.membership.me().id.into_bytes() {
+                let _ = kv.delete_if(&claim.key, claim.create_revision).await;
             }
         }
     }

@@ -1,7 +1,8 @@
 //! A router of a cluster (`router --config FILE` with `[cluster] etcd_endpoints`): the same
-//! conversation and queue actors as standalone mode, with etcd as the store, partitions
-//! claimed from etcd, agents reached on their agent-nodes over gRPC, and customer calls for
-//! other routers' conversations forwarded to their owners.
+//! conversation and queue actors as standalone mode, with etcd (or its in-memory twin, see
+//! [`start_with`]) as the store, partitions claimed there, agents reached on their
+//! agent-nodes over gRPC, and customer calls for other routers' conversations forwarded to
+//! their owners.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use centralino_base::server::{GrpcServer, Listener};
 use centralino_base::shifts::Shifts;
 use centralino_link::AgentNodeLink;
 use centralino_membership::etcd::Etcd;
+use centralino_membership::kv::Kv;
 use centralino_membership::membership::{Member, Membership, Role};
 use centralino_proto::v1::admin_server::AdminServer;
 use centralino_proto::v1::conversation_service_server::ConversationServiceServer;
@@ -23,7 +25,7 @@ use tracing::{info, warn};
 
 use crate::standalone::{install_metrics, StartError, SHUTDOWN_GRACE, TEAM_TICK};
 use centralino_cluster::agents::{run_feed, RemoteAgents};
-use centralino_cluster::etcd_store::{EtcdStore, Fences};
+use centralino_cluster::fenced_store::{FencedStore, Fences};
 use centralino_cluster::partitions::{ClusterView, Partitions};
 use centralino_cluster::peer::{ClusterCustomerApi, InternalApi};
 use centralino_core::config::Config;
@@ -57,9 +59,27 @@ pub struct ClusterRouter {
     drain_budget: Duration,
 }
 
-/// Starts a clustered router. Must run inside an actix `System` on a multi-thread runtime.
+/// Starts a router of a cluster coordinated by etcd (`cluster.etcd_endpoints`). Must run
+/// inside an actix `System` on a multi-thread runtime.
 pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     let problems = config.cluster.problems();
+    if !problems.is_empty() {
+        return Err(StartError::Config(problems.join("; ")));
+    }
+    let etcd = Etcd::connect(
+        &config.cluster.etcd_endpoints,
+        Duration::from_millis(config.cluster.request_timeout_ms),
+    )
+    .await
+    .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
+    start_with(config, Arc::new(etcd)).await
+}
+
+/// Starts a router of the cluster coordinated by `kv` (etcd, or the in-memory twin of
+/// in-process tests): membership, claims and the fenced records all live there;
+/// `cluster.etcd_endpoints` is not used.
+pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter, StartError> {
+    let problems = config.cluster.settings_problems();
     if !problems.is_empty() {
         return Err(StartError::Config(problems.join("; ")));
     }
@@ -85,15 +105,9 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     };
 
     let cluster = &config.cluster;
-    let etcd = Etcd::connect(
-        &cluster.etcd_endpoints,
-        Duration::from_millis(cluster.request_timeout_ms),
-    )
-    .await
-    .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
     let (fences, lost) = Fences::new();
-    let store: Arc<dyn Store> = Arc::new(Instrumented::new(EtcdStore::new(
-        etcd.clone(),
+    let store: Arc<dyn Store> = Arc::new(Instrumented::new(FencedStore::new(
+        kv.clone(),
         &cluster.prefix,
         fences.clone(),
     )));
@@ -112,7 +126,7 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
 
     let membership = Membership::join(
-        etcd.clone(),
+        kv,
         &cluster.prefix,
         Member {
             id: node_id.clone(),
@@ -123,7 +137,7 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
         cluster.lease_ttl_secs as i64,
     )
     .await
-    .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
+    .map_err(|e| StartError::Config(format!("joining the cluster: {e}")))?;
 
     let agent_config = config.agent_node();
     let shifts = Arc::new(Shifts::new(&agent_config));
@@ -256,7 +270,7 @@ impl ClusterRouter {
             warn!("cluster: drain budget spent with partitions still held; they expire with the lease");
         }
         info!(elapsed = ?started.elapsed(), handed_over = done, "cluster: drained");
-        self.finish(done).await;
+        self.finish(true).await;
         done
     }
 
@@ -265,10 +279,21 @@ impl ClusterRouter {
         if let Some(manager) = self.manager.take() {
             manager.abort();
         }
+        self.finish(true).await;
+    }
+
+    /// Stops at once without leaving the cluster, as a crashed router would: its lease,
+    /// registration and claims stay until the lease expires (tests expire it in the twin).
+    pub async fn halt(mut self) {
+        if let Some(manager) = self.manager.take() {
+            manager.abort();
+        }
+        self.membership.halt();
         self.finish(false).await;
     }
 
-    async fn finish(self, _drained: bool) {
+    /// Stops serving and the actors; leaves the cluster (revokes the lease) if `leave`.
+    async fn finish(self, leave: bool) {
         let _ = self.stop.send(true);
         let mut server = self.server;
         if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
@@ -277,7 +302,9 @@ impl ClusterRouter {
         {
             server.abort();
         }
-        self.membership.leave().await;
+        if leave {
+            self.membership.leave().await;
+        }
         for arbiter in self.arbiters {
             arbiter.stop();
         }

@@ -1,132 +1,39 @@
 //! Cluster mode in one process against a real etcd: two routers and an agent-node. Requests
 //! reach the owner of a conversation from any router; a router that stops hands over (or
 //! loses) its partitions and their conversations continue on the other router.
-//! (Multi-process fault tests with kill -9 and SIGSTOP are in scripts/cluster_faults.py.)
+//! (The same over the in-memory twin of etcd, no process: `cluster_memory.rs`. Multi-process
+//! fault tests with kill -9 and SIGSTOP are in scripts/cluster_faults.py.)
 
 use centralino_testkit as common;
 
-use std::time::Duration;
-
 use centralino_agent_node::cluster_node::{self, RunningAgentNode};
 use centralino_membership::etcd::testing::EtcdCluster;
-use centralino_proto::v1::agent_desk_client::AgentDeskClient;
 use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
-use centralino_proto::v1::{
-    agent_command, agent_event, conversation_event, AgentCommand, Login, Sender,
-};
+use centralino_proto::v1::{agent_event, conversation_event, Sender};
 use centralino_router::clustered::{self, ClusterRouter};
 use centralino_router::config::Config;
-use common::{start_conversation, Desk};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
+use common::cluster::{
+    agent_node_config, channel_at as channel, cluster_config, login_at, owned, owns_all, retrying,
+    settled, unique_id,
+};
+use common::start_conversation;
 
-fn cluster_config(endpoints: &[String], node: &str, prefix: &str) -> Config {
-    let mut config = common::config("");
+fn etcd_config(endpoints: &[String], node: &str, prefix: &str) -> Config {
+    let mut config = cluster_config(node, prefix);
     config.cluster.etcd_endpoints = endpoints.to_vec();
-    config.cluster.prefix = prefix.to_string();
-    // The production default: shorter leases make a busy test machine look like a
-    // paused router (renewals late by more than the lease allows).
-    config.cluster.lease_ttl_secs = 3;
-    config.cluster.drain_budget_secs = 20;
-    config.node.node_id = node.to_string();
-    config.node.data_dir = std::env::temp_dir().join(format!(
-        "centralino-cluster-test-{}-{node}",
-        std::process::id()
-    ));
     config
 }
 
 async fn router(endpoints: &[String], node: &str, prefix: &str) -> ClusterRouter {
-    clustered::start(cluster_config(endpoints, node, prefix))
+    clustered::start(etcd_config(endpoints, node, prefix))
         .await
         .expect("router starts")
 }
 
 async fn agent_node(endpoints: &[String], node: &str, prefix: &str) -> RunningAgentNode {
-    let mut config = cluster_config(endpoints, node, prefix).agent_node();
-    config.node.grpc_addr = "127.0.0.1:0".to_string();
-    config.node.metrics_addr = String::new();
-    cluster_node::start(config)
+    cluster_node::start(agent_node_config(&etcd_config(endpoints, node, prefix)))
         .await
         .expect("agent-node starts")
-}
-
-async fn channel(addr: std::net::SocketAddr) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect")
-}
-
-async fn login_at(addr: std::net::SocketAddr, agent_id: &str) -> Result<Desk, tonic::Status> {
-    let mut client = AgentDeskClient::new(channel(addr).await);
-    let (tx, rx) = mpsc::channel(64);
-    tx.send(AgentCommand {
-        request_id: String::new(),
-        kind: Some(agent_command::Kind::Login(Login {
-            agent_id: agent_id.to_string(),
-            password: "pw".to_string(),
-        })),
-    })
-    .await
-    .expect("queue login");
-    let events = client.session(ReceiverStream::new(rx)).await?.into_inner();
-    let mut desk = Desk { tx, events };
-    desk.next(5, |k| {
-        matches!(k, agent_event::Kind::LoggedIn(_)).then_some(())
-    })
-    .await
-    .ok_or_else(|| tonic::Status::internal("no logged_in event"))?;
-    Ok(desk)
-}
-
-/// Waits until every partition has an active owner, as seen by `router`.
-async fn settled(router: &ClusterRouter) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let id = uuid_like();
-        let owner = router
-            .router
-            .shared
-            .owner(centralino_core::store::records::partition_of(&id));
-        let all = (0..256)
-            .all(|p| router.router.shared.owner(p) != centralino_router::shared::Owner::Unknown);
-        if all && owner != centralino_router::shared::Owner::Unknown {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "partitions did not settle"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn uuid_like() -> String {
-    format!("{:x}", uuid::Uuid::new_v4().as_u128())
-}
-
-/// Retries `f` while it fails with UNAVAILABLE (a partition changing owner), up to 15 s.
-async fn retrying<T, F, Fut>(mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        match f().await {
-            Ok(t) => return t,
-            Err(s)
-                if s.code() == tonic::Code::Unavailable
-                    && tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(s) => panic!("call failed: {s}"),
-        }
-    }
 }
 
 #[test]
@@ -136,19 +43,14 @@ fn conversations_route_across_routers_and_survive_a_router_leaving() {
             .await
             .expect("etcd (run scripts/ensure_etcd.sh)");
         let endpoints = etcd.endpoints();
-        let prefix = format!("/test-{}", uuid_like());
+        let prefix = format!("/test-{}", unique_id());
         let a = router(&endpoints, "router-a", &prefix).await;
         let b = router(&endpoints, "router-b", &prefix).await;
         let agents = agent_node(&endpoints, "agent-node-1", &prefix).await;
         settled(&a).await;
         settled(&b).await;
         // Both routers own partitions.
-        let owned_by_a = (0..256)
-            .filter(|p| a.router.shared.owner(*p) == centralino_router::shared::Owner::Local)
-            .count();
-        let owned_by_b = (0..256)
-            .filter(|p| b.router.shared.owner(*p) == centralino_router::shared::Owner::Local)
-            .count();
+        let (owned_by_a, owned_by_b) = (owned(&a), owned(&b));
         assert_eq!(
             owned_by_a + owned_by_b,
             256,
@@ -265,11 +167,7 @@ fn conversations_route_across_routers_and_survive_a_router_leaving() {
         let c = router(&endpoints, "router-c", &prefix).await;
         settled(&c).await;
         assert!(stays.drain().await, "drained within the budget");
-        settled(&c).await;
-        let owned_by_c = (0..256)
-            .filter(|p| c.router.shared.owner(*p) == centralino_router::shared::Owner::Local)
-            .count();
-        assert_eq!(owned_by_c, 256);
+        owns_all(&c).await;
         c.stop().await;
         second.shutdown().await;
         agents.shutdown().await;

@@ -1,10 +1,11 @@
-//! `EtcdStore` against a real etcd (`scripts/ensure_etcd.sh` installs etcd; these tests
-//! fail, never skip, without it).
+//! `FencedStore` against a real etcd (`scripts/ensure_etcd.sh` installs etcd; these tests
+//! fail, never skip, without it). The same fencing runs over the in-memory twin in the unit
+//! tests of `centralino_cluster::fenced_store`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use centralino_cluster::etcd_store::{claim_key, EtcdStore, Fences};
+use centralino_cluster::fenced_store::{claim_key, FencedStore, Fences};
 use centralino_core::store::group_commit::GroupCommit;
 use centralino_core::store::records::{
     conversation_key, message_key, messages_prefix, partition_of, profile_key,
@@ -12,6 +13,7 @@ use centralino_core::store::records::{
 use centralino_core::store::{Op, Store, StoreError};
 use centralino_membership::etcd::testing::EtcdCluster;
 use centralino_membership::etcd::Etcd;
+use centralino_membership::kv::Kv;
 use tokio::sync::{mpsc, watch};
 
 const PREFIX: &str = "/centralino-test";
@@ -21,7 +23,7 @@ struct Setup {
     etcd: Etcd,
     fences: Arc<Fences>,
     lost: mpsc::UnboundedReceiver<u32>,
-    store: Arc<EtcdStore>,
+    store: Arc<FencedStore>,
 }
 
 async fn setup() -> Setup {
@@ -32,7 +34,11 @@ async fn setup() -> Setup {
         .await
         .expect("connect");
     let (fences, lost) = Fences::new();
-    let store = Arc::new(EtcdStore::new(etcd.clone(), PREFIX, fences.clone()));
+    let store = Arc::new(FencedStore::new(
+        Arc::new(etcd.clone()),
+        PREFIX,
+        fences.clone(),
+    ));
     Setup {
         _cluster: cluster,
         etcd,

@@ -66,8 +66,15 @@ impl Default for ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// Returns the configuration problems of cluster mode.
+    /// Returns the configuration problems of cluster mode over etcd.
     pub fn problems(&self) -> Vec<String> {
+        let mut out = self.endpoint_problems();
+        out.extend(self.settings_problems());
+        out
+    }
+
+    /// Returns the problems of the etcd endpoints.
+    fn endpoint_problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.etcd_endpoints.is_empty() {
             out.push(
@@ -81,6 +88,13 @@ impl ClusterConfig {
                 ));
             }
         }
+        out
+    }
+
+    /// Returns the configuration problems of cluster mode whatever the coordination store
+    /// (etcd, or an in-memory twin that needs no endpoints).
+    pub fn settings_problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
         if !self.prefix.starts_with('/') || self.prefix.ends_with('/') {
             out.push("cluster.prefix: must start with '/' and not end with '/'".into());
         }
@@ -506,5 +520,19 @@ mod tests {
         });
         let problems = config.problems();
         assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn cluster_settings_need_no_etcd_endpoints_but_etcd_does() {
+        let mut cluster = ClusterConfig::default();
+        cluster.etcd_endpoints.clear();
+        assert!(cluster.settings_problems().is_empty());
+        let problems = cluster.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("cluster.etcd_endpoints"));
+
+        cluster.lease_ttl_secs = 0;
+        assert_eq!(cluster.settings_problems().len(), 1);
+        assert_eq!(cluster.problems().len(), 2);
     }
 }

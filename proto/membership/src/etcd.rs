@@ -5,7 +5,7 @@
 //! `Unavailable`. [`Etcd`] keeps one client per member and a preferred member; a call that
 //! fails with a transient error moves the preference to the next member and is retried with
 //! exponential backoff until its request timeout is spent. A dead member therefore costs one
-//! failed attempt, not a third of all calls.
+//! failed attempt, not a third of all calls. [`Etcd`] is the real [`Kv`].
 //!
 //! [`testing::EtcdCluster`] spawns real etcd processes for multi-process tests.
 
@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use etcd_client::{
     Client, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, PutOptions, Txn,
     TxnOpResponse, WatchOptions,
@@ -24,6 +25,8 @@ use tokio::time::Instant;
 use tonic::Code;
 use tracing::{debug, warn};
 
+use crate::kv::{self, Compare, Kv, KvError, TxnOp};
+
 /// Bounds one attempt of a call (one member); a dead member never holds a call longer.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bounds establishing a connection to one member.
@@ -32,7 +35,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(20);
 /// Longest pause between retries.
 pub const MAX_BACKOFF: Duration = Duration::from_millis(500);
-/// Keys fetched per page by [`Etcd::get_prefix`].
+/// Keys fetched per page by [`Kv::get_prefix`].
 pub const PAGE_SIZE: i64 = 10_000;
 /// Interval of HTTP/2 pings, which detect a member that vanished under an open watch.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
@@ -57,111 +60,40 @@ const OP_LEASE: &str = "etcd_lease";
 /// `op` label of watch (re)connects.
 const OP_WATCH: &str = "etcd_watch";
 
-/// Why an etcd call failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum EtcdError {
-    /// No member answered within the request timeout.
-    #[error("etcd unavailable: {0}")]
-    Unavailable(String),
-    /// etcd refused the request (a permanent error; retrying does not help).
-    #[error("etcd: {0}")]
-    Other(String),
+/// Returns a key-value pair as etcd-client reports it in our terms.
+fn key_value(kv: &KeyValue) -> kv::KeyValue {
+    kv::KeyValue {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        value: kv.value().to_vec(),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+        lease: kv.lease(),
+    }
 }
 
-/// A key-value pair as stored in etcd.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Kv {
-    /// Key (etcd keys are bytes; ours are UTF-8).
-    pub key: String,
-    /// Value.
-    pub value: Vec<u8>,
-    /// Revision that created the key (0 for an absent key); stays the same across updates.
-    pub create_revision: i64,
-    /// Revision of the last update.
-    pub mod_revision: i64,
-    /// Lease the key is attached to (0 for none).
-    pub lease: i64,
-}
-
-impl From<&KeyValue> for Kv {
-    fn from(kv: &KeyValue) -> Self {
-        Self {
-            key: String::from_utf8_lossy(kv.key()).into_owned(),
-            value: kv.value().to_vec(),
-            create_revision: kv.create_revision(),
-            mod_revision: kv.mod_revision(),
-            lease: kv.lease(),
+/// Returns a write of a transaction as etcd-client spells it.
+fn txn_op(op: &TxnOp) -> etcd_client::TxnOp {
+    match op {
+        TxnOp::Put { key, value, lease } => etcd_client::TxnOp::put(
+            key.as_str(),
+            value.clone(),
+            lease.map(|l| PutOptions::new().with_lease(l)),
+        ),
+        TxnOp::Delete { key } => etcd_client::TxnOp::delete(key.as_str(), None),
+        TxnOp::DeletePrefix { prefix } => {
+            etcd_client::TxnOp::delete(prefix.as_str(), Some(DeleteOptions::new().with_prefix()))
         }
     }
 }
 
-/// One write of a transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TxnOp {
-    /// Sets `key` to `value`, attached to `lease` if given.
-    Put {
-        /// Key.
-        key: String,
-        /// Value.
-        value: Vec<u8>,
-        /// Lease id.
-        lease: Option<i64>,
-    },
-    /// Removes `key`.
-    Delete {
-        /// Key.
-        key: String,
-    },
-    /// Removes every key starting with `prefix`.
-    DeletePrefix {
-        /// Key prefix.
-        prefix: String,
-    },
-}
-
-impl TxnOp {
-    fn to_etcd(&self) -> etcd_client::TxnOp {
-        match self {
-            TxnOp::Put { key, value, lease } => etcd_client::TxnOp::put(
-                key.as_str(),
-                value.clone(),
-                lease.map(|l| PutOptions::new().with_lease(l)),
-            ),
-            TxnOp::Delete { key } => etcd_client::TxnOp::delete(key.as_str(), None),
-            TxnOp::DeletePrefix { prefix } => etcd_client::TxnOp::delete(
-                prefix.as_str(),
-                Some(DeleteOptions::new().with_prefix()),
-            ),
+/// Returns a condition of a transaction as etcd-client spells it.
+fn compare(compare: &Compare) -> etcd_client::Compare {
+    match compare {
+        Compare::CreateRevision { key, revision } => {
+            etcd_client::Compare::create_revision(key.as_str(), CompareOp::Equal, *revision)
         }
-    }
-}
-
-/// A condition of a transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Compare {
-    /// The key's create_revision equals `revision` (the key exists and was not re-created).
-    CreateRevision {
-        /// Key.
-        key: String,
-        /// Expected create_revision.
-        revision: i64,
-    },
-    /// The key does not exist (its create_revision is 0).
-    Absent {
-        /// Key.
-        key: String,
-    },
-}
-
-impl Compare {
-    fn to_etcd(&self) -> etcd_client::Compare {
-        match self {
-            Compare::CreateRevision { key, revision } => {
-                etcd_client::Compare::create_revision(key.as_str(), CompareOp::Equal, *revision)
-            }
-            Compare::Absent { key } => {
-                etcd_client::Compare::create_revision(key.as_str(), CompareOp::Equal, 0)
-            }
+        Compare::Absent { key } => {
+            etcd_client::Compare::create_revision(key.as_str(), CompareOp::Equal, 0)
         }
     }
 }
@@ -258,12 +190,9 @@ impl Etcd {
     /// Connects to the cluster at `endpoints` (`http://host:port`); succeeds while at least
     /// one member answers within `request_timeout`, which also bounds every later call
     /// including its retries.
-    pub async fn connect(
-        endpoints: &[String],
-        request_timeout: Duration,
-    ) -> Result<Etcd, EtcdError> {
+    pub async fn connect(endpoints: &[String], request_timeout: Duration) -> Result<Etcd, KvError> {
         if endpoints.is_empty() {
-            return Err(EtcdError::Other("no etcd endpoints configured".into()));
+            return Err(KvError::Other("no etcd endpoints configured".into()));
         }
         let options = ConnectOptions::new()
             .with_timeout(ATTEMPT_TIMEOUT)
@@ -275,7 +204,7 @@ impl Etcd {
             // Connecting is lazy: this only validates the endpoint.
             let client = Client::connect([endpoint.as_str()], Some(options.clone()))
                 .await
-                .map_err(|e| EtcdError::Other(format!("endpoint {endpoint}: {e}")))?;
+                .map_err(|e| KvError::Other(format!("endpoint {endpoint}: {e}")))?;
             members.push(Member {
                 endpoint: endpoint.clone(),
                 client,
@@ -326,7 +255,7 @@ impl Etcd {
 
     /// Runs `attempt` against the preferred member, retrying transient failures on the next
     /// members with backoff until the request timeout is spent; records the call's metrics.
-    async fn call<T, F, Fut>(&self, op: &'static str, mut attempt: F) -> Result<T, EtcdError>
+    async fn call<T, F, Fut>(&self, op: &'static str, mut attempt: F) -> Result<T, KvError>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
@@ -343,14 +272,14 @@ impl Etcd {
                     .await;
             let reason = match outcome {
                 Ok(Ok(value)) => break Ok(value),
-                Ok(Err(Failure::Permanent(reason))) => break Err(EtcdError::Other(reason)),
+                Ok(Err(Failure::Permanent(reason))) => break Err(KvError::Other(reason)),
                 Ok(Err(Failure::Transient(reason))) => reason,
                 Err(_) => format!("no answer within {ATTEMPT_TIMEOUT:?}"),
             };
             self.rotate_from(index);
             let pause = jittered(backoff);
             if Instant::now() + pause >= deadline {
-                break Err(EtcdError::Unavailable(format!(
+                break Err(KvError::Unavailable(format!(
                     "{op} failed for {:?}, last from {}: {reason}",
                     self.inner.request_timeout, member.endpoint
                 )));
@@ -368,75 +297,13 @@ impl Etcd {
         result
     }
 
-    /// Grants a lease of `ttl_secs` seconds; returns its id.
-    pub async fn grant(&self, ttl_secs: i64) -> Result<i64, EtcdError> {
-        self.call(OP_LEASE, |mut client| async move {
-            let response = client.lease_grant(ttl_secs, None).await?;
-            if response.error().is_empty() {
-                Ok(response.id())
-            } else {
-                Err(Failure::Permanent(response.error().to_string()))
-            }
-        })
-        .await
-    }
-
-    /// Refreshes `lease` once; returns its remaining TTL in seconds, 0 if the lease is gone
-    /// (expired or revoked).
-    pub async fn keep_alive(&self, lease: i64) -> Result<i64, EtcdError> {
-        self.call(OP_LEASE, |mut client| async move {
-            // etcd-client sends the first keep-alive itself and keeps its answer, failing
-            // with "lease not found" if the TTL was 0; a second round trip on the same stream
-            // reports the TTL.
-            let (mut keeper, mut stream) = match client.lease_keep_alive(lease).await {
-                Ok(pair) => pair,
-                Err(etcd_client::Error::LeaseKeepAliveError(m)) if m.contains("not found") => {
-                    return Ok(0)
-                }
-                Err(e) => return Err(e.into()),
-            };
-            keeper.keep_alive().await?;
-            match stream.message().await? {
-                Some(response) => Ok(response.ttl().max(0)),
-                None => Err(Failure::Transient("keep-alive stream closed".into())),
-            }
-        })
-        .await
-    }
-
-    /// Revokes `lease`, deleting its keys; a lease that is already gone is fine.
-    pub async fn revoke(&self, lease: i64) -> Result<(), EtcdError> {
-        self.call(OP_LEASE, |mut client| async move {
-            match client.lease_revoke(lease).await {
-                Ok(_) => Ok(()),
-                Err(etcd_client::Error::GRpcStatus(s)) if s.code() == Code::NotFound => Ok(()),
-                Err(e) => Err(e.into()),
-            }
-        })
-        .await
-    }
-
-    /// Returns the pair stored at `key`.
-    pub async fn get(&self, key: &str) -> Result<Option<Kv>, EtcdError> {
-        self.call(OP_GET, |mut client| async move {
-            let response = client.get(key, None).await?;
-            Ok(response.kvs().first().map(Kv::from))
-        })
-        .await
-    }
-
-    /// Returns every pair whose key starts with `prefix`, in key order, and the revision the
-    /// listing is consistent at. Reads pages of [`PAGE_SIZE`] keys, all at that revision.
-    pub async fn get_prefix(&self, prefix: &str) -> Result<(Vec<Kv>, i64), EtcdError> {
-        self.get_prefix_paged(prefix, PAGE_SIZE).await
-    }
-
-    /// Returns what [`Etcd::get_prefix`] does, reading pages of `page_size` keys.
+    /// Returns what [`Kv::get_prefix`] does, reading pages of `page_size` keys, all at the
+    /// revision of the first page.
     pub async fn get_prefix_paged(
         &self,
         prefix: &str,
         page_size: i64,
-    ) -> Result<(Vec<Kv>, i64), EtcdError> {
+    ) -> Result<(Vec<kv::KeyValue>, i64), KvError> {
         let page_size = page_size.max(1);
         let end = prefix_end(prefix.as_bytes());
         let mut kvs = Vec::new();
@@ -454,7 +321,8 @@ impl Etcd {
                         }
                         let response = client.get(from, Some(options)).await?;
                         let page_revision = response.header().map_or(0, |h| h.revision());
-                        let page: Vec<Kv> = response.kvs().iter().map(Kv::from).collect();
+                        let page: Vec<kv::KeyValue> =
+                            response.kvs().iter().map(key_value).collect();
                         Ok((page, response.more(), page_revision))
                     }
                 })
@@ -473,112 +341,6 @@ impl Etcd {
                 _ => return Ok((kvs, revision)),
             }
         }
-    }
-
-    /// Sets `key` to `value`, attached to `lease` if given.
-    pub async fn put(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        lease: Option<i64>,
-    ) -> Result<(), EtcdError> {
-        self.call(OP_PUT, |mut client| {
-            let value = value.clone();
-            async move {
-                let options = lease.map(|l| PutOptions::new().with_lease(l));
-                client.put(key, value, options).await?;
-                Ok(())
-            }
-        })
-        .await
-    }
-
-    /// Applies `ops` if every compare holds; returns whether it did. A retry after an
-    /// ambiguous failure (the answer was lost) may apply the ops a second time.
-    pub async fn txn(&self, compares: Vec<Compare>, ops: Vec<TxnOp>) -> Result<bool, EtcdError> {
-        let compares: Vec<etcd_client::Compare> = compares.iter().map(Compare::to_etcd).collect();
-        let ops: Vec<etcd_client::TxnOp> = ops.iter().map(TxnOp::to_etcd).collect();
-        self.call(OP_TXN, |mut client| {
-            let txn = Txn::new().when(compares.clone()).and_then(ops.clone());
-            async move { Ok(client.txn(txn).await?.succeeded()) }
-        })
-        .await
-    }
-
-    /// Creates `key` unless it exists, in one transaction: returns `Ok` with the new pair or
-    /// `Err` with the existing one. After a lost answer the retry may find the pair this call
-    /// created: callers compare the existing pair's lease with their own.
-    pub async fn create_if_absent(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        lease: Option<i64>,
-    ) -> Result<Result<Kv, Kv>, EtcdError> {
-        let absent = Compare::Absent { key: key.into() }.to_etcd();
-        let put = TxnOp::Put {
-            key: key.into(),
-            value: value.clone(),
-            lease,
-        }
-        .to_etcd();
-        let read = etcd_client::TxnOp::get(key, None);
-        let response = self
-            .call(OP_TXN, |mut client| {
-                let txn = Txn::new()
-                    .when(vec![absent.clone()])
-                    .and_then(vec![put.clone()])
-                    .or_else(vec![read.clone()]);
-                async move { Ok(client.txn(txn).await?) }
-            })
-            .await?;
-        if response.succeeded() {
-            // The put is the transaction's only write: the key was created at its revision.
-            let revision = response.header().map_or(0, |h| h.revision());
-            return Ok(Ok(Kv {
-                key: key.into(),
-                value,
-                create_revision: revision,
-                mod_revision: revision,
-                lease: lease.unwrap_or(0),
-            }));
-        }
-        let existing = response.op_responses().iter().find_map(|r| match r {
-            TxnOpResponse::Get(get) => get.kvs().first().map(Kv::from),
-            _ => None,
-        });
-        existing
-            .map(Err)
-            .ok_or_else(|| EtcdError::Other(format!("{key} exists but could not be read")))
-    }
-
-    /// Deletes `key` if its create_revision is `create_revision`; returns whether it did.
-    pub async fn delete_if(&self, key: &str, create_revision: i64) -> Result<bool, EtcdError> {
-        self.txn(
-            vec![Compare::CreateRevision {
-                key: key.into(),
-                revision: create_revision,
-            }],
-            vec![TxnOp::Delete { key: key.into() }],
-        )
-        .await
-    }
-
-    /// Watches every key under `prefix`: the receiver gets `()` after each change and once
-    /// after every (re)connect of the watch, whereupon the consumer re-reads. The watch
-    /// reconnects with backoff (across members) after errors and ends when the receiver is
-    /// dropped. Must be called within a Tokio runtime (it spawns the watch task).
-    pub fn watch_prefix(&self, prefix: &str) -> mpsc::Receiver<()> {
-        let (tx, rx) = mpsc::channel(1);
-        let etcd = self.clone();
-        let prefix = prefix.to_string();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = etcd.watch_loop(&prefix, &tx) => {}
-                _ = tx.closed() => {}
-            }
-            debug!(%prefix, "etcd watch stopped");
-        });
-        rx
     }
 
     /// Keeps a watch on `prefix` open, notifying `tx`; returns when `tx` is closed.
@@ -637,6 +399,147 @@ impl Etcd {
     }
 }
 
+/// The trait's methods, each retried across members until the request timeout is spent.
+/// A transaction retried after an ambiguous failure (the answer was lost) may apply its ops
+/// a second time; `create_if_absent` then finds the pair its first attempt created.
+#[async_trait]
+impl Kv for Etcd {
+    async fn grant(&self, ttl_secs: i64) -> Result<i64, KvError> {
+        self.call(OP_LEASE, |mut client| async move {
+            let response = client.lease_grant(ttl_secs, None).await?;
+            if response.error().is_empty() {
+                Ok(response.id())
+            } else {
+                Err(Failure::Permanent(response.error().to_string()))
+            }
+        })
+        .await
+    }
+
+    async fn keep_alive(&self, lease: i64) -> Result<i64, KvError> {
+        self.call(OP_LEASE, |mut client| async move {
+            // etcd-client sends the first keep-alive itself and keeps its answer, failing
+            // with "lease not found" if the TTL was 0; a second round trip on the same stream
+            // reports the TTL.
+            let (mut keeper, mut stream) = match client.lease_keep_alive(lease).await {
+                Ok(pair) => pair,
+                Err(etcd_client::Error::LeaseKeepAliveError(m)) if m.contains("not found") => {
+                    return Ok(0)
+                }
+                Err(e) => return Err(e.into()),
+            };
+            keeper.keep_alive().await?;
+            match stream.message().await? {
+                Some(response) => Ok(response.ttl().max(0)),
+                None => Err(Failure::Transient("keep-alive stream closed".into())),
+            }
+        })
+        .await
+    }
+
+    async fn revoke(&self, lease: i64) -> Result<(), KvError> {
+        self.call(OP_LEASE, |mut client| async move {
+            match client.lease_revoke(lease).await {
+                Ok(_) => Ok(()),
+                Err(etcd_client::Error::GRpcStatus(s)) if s.code() == Code::NotFound => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<kv::KeyValue>, KvError> {
+        self.call(OP_GET, |mut client| async move {
+            let response = client.get(key, None).await?;
+            Ok(response.kvs().first().map(key_value))
+        })
+        .await
+    }
+
+    // Pages of `PAGE_SIZE` keys, all read at the revision of the first page.
+    async fn get_prefix(&self, prefix: &str) -> Result<(Vec<kv::KeyValue>, i64), KvError> {
+        self.get_prefix_paged(prefix, PAGE_SIZE).await
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, lease: Option<i64>) -> Result<(), KvError> {
+        self.call(OP_PUT, |mut client| {
+            let value = value.clone();
+            async move {
+                let options = lease.map(|l| PutOptions::new().with_lease(l));
+                client.put(key, value, options).await?;
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn txn(&self, compares: Vec<Compare>, ops: Vec<TxnOp>) -> Result<bool, KvError> {
+        let compares: Vec<etcd_client::Compare> = compares.iter().map(compare).collect();
+        let ops: Vec<etcd_client::TxnOp> = ops.iter().map(txn_op).collect();
+        self.call(OP_TXN, |mut client| {
+            let txn = Txn::new().when(compares.clone()).and_then(ops.clone());
+            async move { Ok(client.txn(txn).await?.succeeded()) }
+        })
+        .await
+    }
+
+    async fn create_if_absent(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<i64>,
+    ) -> Result<Result<kv::KeyValue, kv::KeyValue>, KvError> {
+        let absent = compare(&Compare::Absent { key: key.into() });
+        let put = txn_op(&TxnOp::Put {
+            key: key.into(),
+            value: value.clone(),
+            lease,
+        });
+        let read = etcd_client::TxnOp::get(key, None);
+        let response = self
+            .call(OP_TXN, |mut client| {
+                let txn = Txn::new()
+                    .when(vec![absent.clone()])
+                    .and_then(vec![put.clone()])
+                    .or_else(vec![read.clone()]);
+                async move { Ok(client.txn(txn).await?) }
+            })
+            .await?;
+        if response.succeeded() {
+            // The put is the transaction's only write: the key was created at its revision.
+            let revision = response.header().map_or(0, |h| h.revision());
+            return Ok(Ok(kv::KeyValue {
+                key: key.into(),
+                value,
+                create_revision: revision,
+                mod_revision: revision,
+                lease: lease.unwrap_or(0),
+            }));
+        }
+        let existing = response.op_responses().iter().find_map(|r| match r {
+            TxnOpResponse::Get(get) => get.kvs().first().map(key_value),
+            _ => None,
+        });
+        existing
+            .map(Err)
+            .ok_or_else(|| KvError::Other(format!("{key} exists but could not be read")))
+    }
+
+    fn watch_prefix(&self, prefix: &str) -> mpsc::Receiver<()> {
+        let (tx, rx) = mpsc::channel(1);
+        let etcd = self.clone();
+        let prefix = prefix.to_string();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = etcd.watch_loop(&prefix, &tx) => {}
+                _ = tx.closed() => {}
+            }
+            debug!(%prefix, "etcd watch stopped");
+        });
+        rx
+    }
+}
+
 /// Signals a change to the watcher; returns false once the receiver is gone. A full channel
 /// already holds an unread signal, which covers this change too.
 fn notify(tx: &mpsc::Sender<()>) -> bool {
@@ -653,6 +556,7 @@ pub mod testing {
     use std::time::Duration;
 
     use super::Etcd;
+    use crate::kv::Kv;
 
     /// How long a new cluster may take until every member answers.
     const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);

@@ -1,5 +1,6 @@
-//! Cluster membership in etcd: every router and agent-node registers a key bound to its
-//! lease, keeps the lease alive, and watches everyone else's keys.
+//! Cluster membership: every router and agent-node registers a key bound to its lease in the
+//! coordination store ([`Kv`]: etcd, or its in-memory twin), keeps the lease alive, and
+//! watches everyone else's keys.
 //!
 //! A process that cannot renew its lease for a whole TTL (etcd unreachable, or the process
 //! was paused) assumes it lost it: the lease epoch moves on, the owner of partitions steps
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::etcd::{Etcd, EtcdError};
+use crate::kv::{Kv, KvError};
 
 /// Safety margin of [`Membership::lease_fresh`] against clock drift.
 const LEASE_MARGIN: Duration = Duration::from_millis(300);
@@ -58,7 +59,7 @@ pub type Members = BTreeMap<(Role, String), Member>;
 
 /// This process's registration.
 pub struct Membership {
-    etcd: Etcd,
+    kv: Arc<dyn Kv>,
     prefix: String,
     me: Mutex<Member>,
     ttl_secs: i64,
@@ -75,32 +76,28 @@ pub fn members_prefix(prefix: &str) -> String {
     format!("{prefix}/members/")
 }
 
-fn member_key(prefix: &str, member: &Member) -> String {
-    format!(
-        "{}{}/{}",
-        members_prefix(prefix),
-        member.role.as_str(),
-        member.id
-    )
+/// Returns the key a member registers under.
+pub fn member_key(prefix: &str, role: Role, id: &str) -> String {
+    format!("{}{}/{id}", members_prefix(prefix), role.as_str())
 }
 
 impl Membership {
     /// Registers `me` with a lease of `ttl_secs`, then keeps it alive and watches the other
     /// members in background tasks (until [`Membership::leave`]).
     pub async fn join(
-        etcd: Etcd,
+        kv: Arc<dyn Kv>,
         prefix: &str,
         me: Member,
         ttl_secs: i64,
-    ) -> Result<Arc<Self>, EtcdError> {
+    ) -> Result<Arc<Self>, KvError> {
         let granted = Instant::now();
-        let lease = etcd.grant(ttl_secs).await?;
-        let value = serde_json::to_vec(&me).map_err(|e| EtcdError::Other(e.to_string()))?;
-        etcd.put(&member_key(prefix, &me), value, Some(lease))
+        let lease = kv.grant(ttl_secs).await?;
+        let value = serde_json::to_vec(&me).map_err(|e| KvError::Other(e.to_string()))?;
+        kv.put(&member_key(prefix, me.role, &me.id), value, Some(lease))
             .await?;
         info!(node_id = %me.id, role = me.role.as_str(), lease, "cluster: joined");
         let this = Arc::new(Self {
-            etcd,
+            kv,
             prefix: prefix.to_string(),
             me: Mutex::new(me),
             ttl_secs,
@@ -144,9 +141,9 @@ impl Membership {
         *self.epoch.borrow()
     }
 
-    /// Returns the etcd client.
-    pub fn etcd(&self) -> &Etcd {
-        &self.etcd
+    /// Returns the coordination store (claims are written there, bound to the lease).
+    pub fn kv(&self) -> &Arc<dyn Kv> {
+        &self.kv
     }
 
     /// Returns the cluster prefix.
@@ -176,15 +173,19 @@ impl Membership {
     }
 
     /// Marks this member as draining (others stop giving it work).
-    pub async fn set_draining(&self) -> Result<(), EtcdError> {
+    pub async fn set_draining(&self) -> Result<(), KvError> {
         let me = {
             let mut me = self.me.lock();
             me.draining = true;
             me.clone()
         };
-        let value = serde_json::to_vec(&me).map_err(|e| EtcdError::Other(e.to_string()))?;
-        self.etcd
-            .put(&member_key(&self.prefix, &me), value, Some(self.lease()))
+        let value = serde_json::to_vec(&me).map_err(|e| KvError::Other(e.to_string()))?;
+        self.kv
+            .put(
+                &member_key(&self.prefix, me.role, &me.id),
+                value,
+                Some(self.lease()),
+            )
             .await?;
         self.read_members().await;
         Ok(())
@@ -194,13 +195,19 @@ impl Membership {
     /// at once instead of after the TTL).
     pub async fn leave(&self) {
         let _ = self.stop.send(true);
-        if let Err(e) = self.etcd.revoke(self.lease()).await {
+        if let Err(e) = self.kv.revoke(self.lease()).await {
             warn!(error = %e, "cluster: cannot revoke the lease; it expires by itself");
         }
     }
 
+    /// Stops the background tasks without revoking the lease, as a crashed process would:
+    /// its keys stay until the lease expires.
+    pub fn halt(&self) {
+        let _ = self.stop.send(true);
+    }
+
     async fn read_members(&self) {
-        match self.etcd.get_prefix(&members_prefix(&self.prefix)).await {
+        match self.kv.get_prefix(&members_prefix(&self.prefix)).await {
             Ok((kvs, _)) => {
                 let mut members = Members::new();
                 for kv in kvs {
@@ -225,13 +232,17 @@ impl Membership {
     }
 
     /// Registers again under a new lease after the old one was lost.
-    async fn rejoin(&self) -> Result<(), EtcdError> {
+    async fn rejoin(&self) -> Result<(), KvError> {
         let granted = Instant::now();
-        let lease = self.etcd.grant(self.ttl_secs).await?;
+        let lease = self.kv.grant(self.ttl_secs).await?;
         let me = self.me();
-        let value = serde_json::to_vec(&me).map_err(|e| EtcdError::Other(e.to_string()))?;
-        self.etcd
-            .put(&member_key(&self.prefix, &me), value, Some(lease))
+        let value = serde_json::to_vec(&me).map_err(|e| KvError::Other(e.to_string()))?;
+        self.kv
+            .put(
+                &member_key(&self.prefix, me.role, &me.id),
+                value,
+                Some(lease),
+            )
             .await?;
         self.lease.store(lease, Ordering::SeqCst);
         *self.renewed_at.lock() = granted;
@@ -254,7 +265,7 @@ async fn keep_alive(this: Arc<Membership>) {
             _ = stop.wait_for(|s| *s) => return,
         }
         let sent = Instant::now();
-        let lost = match this.etcd.keep_alive(this.lease()).await {
+        let lost = match this.kv.keep_alive(this.lease()).await {
             Ok(left) if left > 0 => {
                 // A pause (SIGSTOP) longer than the TTL shows as a late renewal: the lease
                 // may have expired and been granted back to nobody, so step down anyway.
@@ -294,7 +305,7 @@ async fn keep_alive(this: Arc<Membership>) {
 
 /// Re-reads the members on every change under the prefix, and every second anyway.
 async fn watch_members(this: Arc<Membership>) {
-    let mut changes = this.etcd.watch_prefix(&members_prefix(&this.prefix));
+    let mut changes = this.kv.watch_prefix(&members_prefix(&this.prefix));
     let mut stop = this.stop.subscribe();
     loop {
         tokio::select! {
@@ -303,5 +314,119 @@ async fn watch_members(this: Arc<Membership>) {
             _ = stop.wait_for(|s| *s) => return,
         }
         this.read_members().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryKv;
+
+    const PREFIX: &str = "/test";
+    /// Bounds every wait for the background tasks.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn member(id: &str, role: Role) -> Member {
+        Member {
+            id: id.into(),
+            role,
+            addr: format!("{id}:1"),
+            draining: false,
+        }
+    }
+
+    async fn join(kv: &Arc<MemoryKv>, id: &str, role: Role) -> Arc<Membership> {
+        Membership::join(kv.clone(), PREFIX, member(id, role), 3)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `membership` sees members for which `ok` holds.
+    async fn until(membership: &Membership, ok: impl FnMut(&Members) -> bool) {
+        let mut members = membership.members();
+        let seen = tokio::time::timeout(WAIT, members.wait_for(ok)).await;
+        assert!(
+            matches!(seen, Ok(Ok(_))),
+            "members never became as expected"
+        );
+    }
+
+    fn has(members: &Members, id: &str) -> Option<Member> {
+        members.values().find(|m| m.id == id).cloned()
+    }
+
+    #[tokio::test]
+    async fn members_see_each_other_join_drain_and_leave() {
+        let kv = Arc::new(MemoryKv::new());
+        let router = join(&kv, "router-a", Role::Router).await;
+        let node = join(&kv, "agent-node-1", Role::AgentNode).await;
+        until(&router, |m| has(m, "agent-node-1").is_some()).await;
+        until(&node, |m| has(m, "router-a").is_some()).await;
+        assert_eq!(
+            router.with_role(Role::AgentNode),
+            vec![member("agent-node-1", Role::AgentNode)]
+        );
+        assert!(router.lease_fresh());
+
+        node.set_draining().await.unwrap();
+        until(&router, |m| {
+            has(m, "agent-node-1").is_some_and(|n| n.draining)
+        })
+        .await;
+        node.leave().await;
+        until(&router, |m| has(m, "agent-node-1").is_none()).await;
+        assert!(kv
+            .get(&member_key(PREFIX, Role::AgentNode, "agent-node-1"))
+            .await
+            .unwrap()
+            .is_none());
+        router.leave().await;
+    }
+
+    #[tokio::test]
+    async fn a_lost_lease_moves_the_epoch_and_the_member_joins_again() {
+        let kv = Arc::new(MemoryKv::new());
+        let a = join(&kv, "router-a", Role::Router).await;
+        let old = a.lease();
+        let mut epochs = a.epochs();
+        assert!(kv.expire(old));
+
+        let moved = tokio::time::timeout(WAIT, epochs.wait_for(|e| *e == 1)).await;
+        assert!(matches!(moved, Ok(Ok(_))), "the epoch did not move on");
+        let key = member_key(PREFIX, Role::Router, "router-a");
+        let deadline = Instant::now() + WAIT;
+        let registered = loop {
+            match kv.get(&key).await.unwrap() {
+                Some(kv) if kv.lease != old => break kv,
+                _ => {}
+            }
+            assert!(Instant::now() < deadline, "never registered again");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(registered.lease, a.lease());
+        assert!(a.lease_fresh());
+        a.leave().await;
+    }
+
+    #[tokio::test]
+    async fn a_halted_member_stays_until_its_lease_expires() {
+        let kv = Arc::new(MemoryKv::new());
+        let a = join(&kv, "router-a", Role::Router).await;
+        let b = join(&kv, "router-b", Role::Router).await;
+        until(&a, |m| has(m, "router-b").is_some()).await;
+
+        b.halt();
+        let key = member_key(PREFIX, Role::Router, "router-b");
+        assert!(
+            kv.get(&key).await.unwrap().is_some(),
+            "halting revokes nothing"
+        );
+        assert!(kv.expire_lease_of(&key));
+        until(&a, |m| has(m, "router-b").is_none()).await;
+        // Halted: it does not come back under a new lease.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(kv.get(&key).await.unwrap().is_none());
+        assert_eq!(b.epoch(), 0);
+        a.leave().await;
     }
 }

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use centralino_membership::etcd::testing::EtcdCluster;
-use centralino_membership::etcd::{Compare, Etcd, TxnOp};
+use centralino_membership::etcd::Etcd;
+use centralino_membership::kv::{contract, Kv, TxnOp};
 use tokio::time::{timeout, Instant};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,22 +28,11 @@ async fn signal(rx: &mut tokio::sync::mpsc::Receiver<()>, within: Duration) {
         .expect("watch ended");
 }
 
+/// The twin (`MemoryKv`) passes the same checks in its unit tests.
 #[tokio::test]
-async fn leases_are_granted_kept_alive_and_revoked() {
+async fn etcd_meets_the_kv_contract() {
     let (_cluster, etcd) = start(1).await;
-    let lease = etcd.grant(10).await.unwrap();
-    let ttl = etcd.keep_alive(lease).await.unwrap();
-    assert!(ttl > 0 && ttl <= 10, "ttl {ttl}");
-    etcd.put("leased/a", b"1".to_vec(), Some(lease))
-        .await
-        .unwrap();
-    assert_eq!(etcd.get("leased/a").await.unwrap().unwrap().lease, lease);
-
-    etcd.revoke(lease).await.unwrap();
-    assert!(etcd.keep_alive(lease).await.unwrap() <= 0);
-    assert_eq!(etcd.get("leased/a").await.unwrap(), None);
-    // Revoking a lease that is gone is fine.
-    etcd.revoke(lease).await.unwrap();
+    contract::check(&etcd).await;
 }
 
 #[tokio::test]
@@ -59,72 +49,6 @@ async fn an_expired_lease_deletes_its_keys() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(etcd.keep_alive(lease).await.unwrap() <= 0);
-}
-
-#[tokio::test]
-async fn create_if_absent_returns_the_existing_pair_the_second_time() {
-    let (_cluster, etcd) = start(1).await;
-    let created = etcd
-        .create_if_absent("claim", b"first".to_vec(), None)
-        .await
-        .unwrap()
-        .expect("key was absent");
-    let stored = etcd.get("claim").await.unwrap().unwrap();
-    assert_eq!(created, stored, "revision read back from the txn header");
-
-    let lease = etcd.grant(30).await.unwrap();
-    let existing = etcd
-        .create_if_absent("claim", b"second".to_vec(), Some(lease))
-        .await
-        .unwrap()
-        .expect_err("key exists");
-    assert_eq!(existing, stored);
-}
-
-#[tokio::test]
-async fn delete_if_needs_the_create_revision() {
-    let (_cluster, etcd) = start(1).await;
-    let kv = etcd
-        .create_if_absent("owned", b"v".to_vec(), None)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(!etcd
-        .delete_if("owned", kv.create_revision + 1)
-        .await
-        .unwrap());
-    assert!(etcd.get("owned").await.unwrap().is_some());
-    assert!(etcd.delete_if("owned", kv.create_revision).await.unwrap());
-    assert_eq!(etcd.get("owned").await.unwrap(), None);
-    assert!(!etcd.delete_if("owned", kv.create_revision).await.unwrap());
-}
-
-#[tokio::test]
-async fn txn_applies_only_when_compares_hold() {
-    let (_cluster, etcd) = start(1).await;
-    let put = |key: &str| TxnOp::Put {
-        key: key.into(),
-        value: b"v".to_vec(),
-        lease: None,
-    };
-    let absent = Compare::Absent { key: "t/a".into() };
-    assert!(etcd
-        .txn(vec![absent.clone()], vec![put("t/a"), put("t/b")])
-        .await
-        .unwrap());
-    assert!(!etcd.txn(vec![absent], vec![put("t/c")]).await.unwrap());
-    assert_eq!(etcd.get("t/c").await.unwrap(), None);
-
-    let a = etcd.get("t/a").await.unwrap().unwrap();
-    let held = Compare::CreateRevision {
-        key: "t/a".into(),
-        revision: a.create_revision,
-    };
-    let delete = TxnOp::DeletePrefix {
-        prefix: "t/".into(),
-    };
-    assert!(etcd.txn(vec![held], vec![delete]).await.unwrap());
-    assert!(etcd.get_prefix("t/").await.unwrap().0.is_empty());
 }
 
 #[tokio::test]
@@ -154,33 +78,6 @@ async fn get_prefix_pages_through_many_keys_at_one_revision() {
 
     let (all, _) = etcd.get_prefix("many/").await.unwrap();
     assert_eq!(all, kvs);
-}
-
-#[tokio::test]
-async fn watch_prefix_signals_on_connect_and_on_change() {
-    let (_cluster, etcd) = start(1).await;
-    let mut rx = etcd.watch_prefix("watched/");
-    signal(&mut rx, Duration::from_secs(5)).await;
-
-    etcd.put("elsewhere", b"x".to_vec(), None).await.unwrap();
-    assert!(
-        timeout(Duration::from_millis(300), rx.recv())
-            .await
-            .is_err(),
-        "a change outside the prefix signalled"
-    );
-
-    etcd.put("watched/a", b"1".to_vec(), None).await.unwrap();
-    signal(&mut rx, Duration::from_secs(5)).await;
-    etcd.txn(
-        vec![],
-        vec![TxnOp::DeletePrefix {
-            prefix: "watched/".into(),
-        }],
-    )
-    .await
-    .unwrap();
-    signal(&mut rx, Duration::from_secs(5)).await;
 }
 
 /// Kills the leader or a follower of a 3-member cluster, the member the client prefers,
@@ -263,7 +160,7 @@ async fn calls_give_up_as_unavailable_when_no_member_answers() {
     assert!(
         matches!(
             result,
-            Err(centralino_membership::etcd::EtcdError::Unavailable(_))
+            Err(centralino_membership::kv::KvError::Unavailable(_))
         ),
         "{result:?}"
     );

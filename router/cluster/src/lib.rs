@@ -3,7 +3,8 @@
 //! Module map:
 //! - [`partitions`]: rendezvous placement over live routers, partition claims in etcd
 //!   (fencing tokens), adoption and hand-over of a partition's conversations and queues.
-//! - [`etcd_store`]: the `Store` of cluster mode, every write fenced by its partitions' claims.
+//! - [`fenced_store`]: the `Store` of cluster mode, every write fenced by its partitions'
+//!   claims, over etcd or its in-memory twin.
 //! - [`peer`]: the `RouterInternal` service and forwarding of customer and agent-node calls
 //!   to a partition's owner.
 //! - [`agents`]: the agent-nodes seen from a router: reservations over gRPC, availability
@@ -12,6 +13,6 @@
 #![forbid(unsafe_code)]
 
 pub mod agents;
-pub mod etcd_store;
+pub mod fenced_store;
 pub mod partitions;
 pub mod peer;

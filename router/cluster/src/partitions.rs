@@ -3,7 +3,7 @@
 //! Each of the [`PARTITIONS`] partitions has one owner router: the winner of rendezvous
 //! hashing over the live, non-draining routers, which *claims* it with a key bound to its
 //! lease. The claim's create revision is the fencing token of every durable write for the
-//! partition ([`crate::etcd_store::Fences`]). A claim is written inactive, and marked active
+//! partition ([`crate::fenced_store::Fences`]). A claim is written inactive, and marked active
 //! once the owner has rebuilt the partition's conversations and queues; other routers
 //! forward to an owner only when its claim is active.
 //!
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use centralino_link::grpc::Channels;
-use centralino_membership::etcd::{Compare, Etcd, TxnOp};
+use centralino_membership::kv::{Compare, Kv, TxnOp};
 use centralino_membership::membership::{Members, Membership, Role};
 use centralino_proto::v1::router_internal_client::RouterInternalClient;
 use centralino_proto::v1::TellRequest;
@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::etcd_store::{claim_key, Fences};
+use crate::fenced_store::{claim_key, Fences};
 use centralino_core::conversation::{Requeue, Retire};
 use centralino_core::metrics as m;
 use centralino_core::queue::{self};
@@ -49,7 +49,7 @@ pub struct ClaimValue {
     pub active: bool,
 }
 
-/// A claim as read from etcd.
+/// A claim as read from the coordination store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Claim {
     value: ClaimValue,
@@ -221,7 +221,7 @@ pub struct Partitions {
     view: Arc<ClusterView>,
     membership: Arc<Membership>,
     fences: Arc<Fences>,
-    etcd: Etcd,
+    kv: Arc<dyn Kv>,
     prefix: String,
     /// Departments by the partition of their queue.
     departments: HashMap<u32, Vec<String>>,
@@ -245,7 +245,7 @@ impl Partitions {
                 .push(d.name.clone());
         }
         Self {
-            etcd: membership.etcd().clone(),
+            kv: membership.kv().clone(),
             prefix: membership.prefix().to_string(),
             router,
             view,
@@ -266,7 +266,7 @@ impl Partitions {
     pub async fn run(mut self, mut lost: tokio::sync::mpsc::UnboundedReceiver<u32>) {
         let mut members = self.membership.members();
         let mut epochs = self.membership.epochs();
-        let mut claims = self.etcd.watch_prefix(&self.claims_prefix());
+        let mut claims = self.kv.watch_prefix(&self.claims_prefix());
         let mut epoch = *epochs.borrow();
         loop {
             let current = *epochs.borrow();
@@ -317,7 +317,7 @@ impl Partitions {
 
     async fn read_claims(&self) -> Result<Vec<Option<Claim>>, String> {
         let (kvs, _) = self
-            .etcd
+            .kv
             .get_prefix(&self.claims_prefix())
             .await
             .map_err(|e| e.to_string())?;
@@ -371,7 +371,7 @@ impl Partitions {
                     Some(c) if c.value.node == me => {
                         // Ours from before a lost lease (or a restart): clear it.
                         let _ = self
-                            .etcd
+                            .kv
                             .delete_if(&claim_key(&self.prefix, p), c.revision)
                             .await;
                     }
@@ -434,7 +434,7 @@ impl Partitions {
         };
         let bytes = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
         let claimed = self
-            .etcd
+            .kv
             .create_if_absent(&key, bytes, Some(lease))
             .await
             .map_err(|e| e.to_string())?;
@@ -453,7 +453,7 @@ impl Partitions {
                 warn!(partition = p, error = %e, "cluster: cannot load a claimed partition, giving it up");
                 self.view.set_local(p, Local::None);
                 self.fences.release(p);
-                let _ = self.etcd.delete_if(&key, token).await;
+                let _ = self.kv.delete_if(&key, token).await;
                 return Ok(());
             }
         };
@@ -467,7 +467,7 @@ impl Partitions {
         };
         let bytes = serde_json::to_vec(&active).map_err(|e| e.to_string())?;
         let marked = self
-            .etcd
+            .kv
             .txn(
                 vec![Compare::CreateRevision {
                     key: key.clone(),
@@ -534,11 +534,7 @@ impl Partitions {
         // Every write submitted before this one is durable when it returns.
         let _ = self.router.shared.commits.write(Vec::new()).await;
         self.fences.release(p);
-        if let Err(e) = self
-            .etcd
-            .delete_if(&claim_key(&self.prefix, p), token)
-            .await
-        {
+        if let Err(e) = self.kv.delete_if(&claim_key(&self.prefix, p), token).await {
             warn!(partition = p, error = %e, "cluster: cannot delete a released claim; it expires with the lease");
         }
         self.view.set_local(p, Local::None);

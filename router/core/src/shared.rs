@@ -81,7 +81,7 @@ pub enum Owner {
     Unknown,
 }
 
-/// The cluster as the hub needs it: partition owners and a way to reach other routers.
+/// The cluster as a router needs it: partition owners and a way to reach other routers.
 pub trait Placement: Send + Sync + 'static {
     /// Returns the owner of `partition`.
     fn owner(&self, partition: u32) -> Owner;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use centralino_agent_node::cluster_node::{self, RunningAgentNode};
 use centralino_membership::etcd::testing::EtcdCluster;
 use centralino_membership::etcd::Etcd;
+use centralino_membership::kv::Kv;
 use centralino_proto::v1::agent_desk_client::AgentDeskClient;
 use centralino_proto::v1::{agent_command, agent_event, AgentCommand, Login};
 use serde::Serialize;

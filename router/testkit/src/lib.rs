@@ -1,6 +1,8 @@
 //! Test harness: a standalone node on loopback with a small configuration, and gRPC clients
-//! for customers, agents and operators.
+//! for customers, agents and operators; [`cluster`] adds cluster nodes in one process.
 #![allow(dead_code)]
+
+pub mod cluster;
 
 use std::future::Future;
 use std::path::Path;

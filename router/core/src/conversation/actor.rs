@@ -295,7 +295,7 @@ impl ConversationActor {
     }
 
     /// Refuses a change while this router may not own the conversation (see
-    /// [`Hub::serving`]); the caller retries on the owner.
+    /// [`crate::shared::Shared::serving`]); the caller retries on the owner.
     pub(super) fn check_serving(&self) -> Result<(), Status> {
         if self.shared.serving() {
             Ok(())

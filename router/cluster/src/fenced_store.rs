@@ -1,4 +1,6 @@
-//! The cluster's durable [`Store`]: records in etcd, writes fenced by partition claims.
+//! The cluster's durable [`Store`]: records in the coordination store ([`Kv`]: etcd, or its
+//! in-memory twin), writes fenced by partition claims. The fencing is written once, over the
+//! trait, so the twin fences exactly as etcd does.
 //!
 //! A router writes a partition's records only while it holds the partition's claim key
 //! (`<prefix>/claims/<partition>`); the claim's create_revision is the fencing token. Every
@@ -12,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use centralino_membership::etcd::{Compare, Etcd, TxnOp};
+use centralino_membership::kv::{Compare, Kv, TxnOp, MAX_TXN_OPS};
 use metrics::counter;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
@@ -21,9 +23,6 @@ use tracing::warn;
 use centralino_core::store::records::partition_of_key;
 use centralino_core::store::{Op, Store, StoreError};
 
-/// etcd's default `--max-txn-ops`: the limit for the compares and, separately, the
-/// operations of one transaction.
-pub const MAX_TXN_OPS: usize = 128;
 /// Rounds of a batch whose compares failed without a claim found lost (a claim re-taken
 /// while the batch was in flight) before the batch gives up.
 const MAX_FENCE_ROUNDS: usize = 5;
@@ -86,9 +85,9 @@ impl Fences {
     }
 }
 
-/// [`Store`] over etcd, fencing partitioned writes with the claims in [`Fences`].
-pub struct EtcdStore {
-    etcd: Etcd,
+/// [`Store`] over a [`Kv`], fencing partitioned writes with the claims in [`Fences`].
+pub struct FencedStore {
+    kv: Arc<dyn Kv>,
     prefix: String,
     data: String,
     fences: Arc<Fences>,
@@ -176,13 +175,13 @@ impl Group {
     }
 }
 
-impl EtcdStore {
+impl FencedStore {
     /// Returns a store keeping records under `<prefix>/data/` and fencing writes with the
     /// claims under `<prefix>/claims/` held in `fences`.
-    pub fn new(etcd: Etcd, prefix: &str, fences: Arc<Fences>) -> Self {
+    pub fn new(kv: Arc<dyn Kv>, prefix: &str, fences: Arc<Fences>) -> Self {
         let prefix = prefix.trim_end_matches('/').to_string();
         Self {
-            etcd,
+            kv,
             data: format!("{prefix}/data/"),
             prefix,
             fences,
@@ -264,7 +263,7 @@ impl EtcdStore {
                 })
                 .collect();
             let ops = writers.iter().flat_map(Writer::txn_ops).collect();
-            let failure = match self.etcd.txn(compares, ops).await {
+            let failure = match self.kv.txn(compares, ops).await {
                 Ok(true) => {
                     for w in &writers {
                         results[w.index] = Some(Ok(()));
@@ -310,7 +309,7 @@ impl EtcdStore {
     async fn release_lost(&self, tokens: &BTreeMap<u32, i64>) -> Result<usize, StoreError> {
         let claims = format!("{}/claims/", self.prefix);
         let (kvs, _) = self
-            .etcd
+            .kv
             .get_prefix(&claims)
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?;
@@ -335,7 +334,7 @@ impl EtcdStore {
 }
 
 #[async_trait]
-impl Store for EtcdStore {
+impl Store for FencedStore {
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         self.apply_batch(vec![ops])
             .await
@@ -385,7 +384,7 @@ impl Store for EtcdStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.etcd
+        self.kv
             .get(&self.data_key(key))
             .await
             .map(|kv| kv.map(|kv| kv.value))
@@ -394,7 +393,7 @@ impl Store for EtcdStore {
 
     async fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let (kvs, _) = self
-            .etcd
+            .kv
             .get_prefix(&self.data_key(prefix))
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?;
@@ -405,5 +404,251 @@ impl Store for EtcdStore {
                 Some((key, kv.value))
             })
             .collect())
+    }
+}
+
+/// The fencing of `router/tests/etcd_store.rs`, over the in-memory twin: no etcd process.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use centralino_core::store::records::{
+        conversation_key, message_key, messages_prefix, partition_of, profile_key,
+    };
+    use centralino_membership::memory::MemoryKv;
+
+    const PREFIX: &str = "/centralino-test";
+
+    struct Setup {
+        kv: Arc<MemoryKv>,
+        fences: Arc<Fences>,
+        lost: mpsc::UnboundedReceiver<u32>,
+        store: FencedStore,
+    }
+
+    fn setup() -> Setup {
+        let kv = Arc::new(MemoryKv::new());
+        let (fences, lost) = Fences::new();
+        let store = FencedStore::new(kv.clone(), PREFIX, fences.clone());
+        Setup {
+            kv,
+            fences,
+            lost,
+            store,
+        }
+    }
+
+    /// Claims `partition` as router-a would, bound to `lease` if given, and holds it;
+    /// returns the token.
+    async fn claim(s: &Setup, partition: u32, lease: Option<i64>) -> i64 {
+        let created =
+            s.kv.create_if_absent(&claim_key(PREFIX, partition), b"router-a".to_vec(), lease)
+                .await
+                .unwrap()
+                .unwrap();
+        s.fences.hold(partition, created.create_revision);
+        created.create_revision
+    }
+
+    /// Returns two conversation ids in different partitions.
+    fn two_conversations() -> (String, String) {
+        let a = "conv-a".to_string();
+        let b = (0..)
+            .map(|i| format!("conv-b{i}"))
+            .find(|b| partition_of(b) != partition_of(&a))
+            .unwrap();
+        (a, b)
+    }
+
+    #[tokio::test]
+    async fn records_round_trip_under_the_data_prefix() {
+        let s = setup();
+        let id = "conv-a";
+        claim(&s, partition_of(id), None).await;
+        s.store
+            .apply(vec![
+                Op::Put(conversation_key(id), b"record".to_vec()),
+                Op::Put(message_key(id, 2), b"m2".to_vec()),
+                Op::Put(message_key(id, 1), b"m1".to_vec()),
+                Op::Put(profile_key("c1"), b"profile".to_vec()),
+            ])
+            .await
+            .unwrap();
+        let raw = format!("{PREFIX}/data/{}", conversation_key(id));
+        assert_eq!(s.kv.get(&raw).await.unwrap().unwrap().value, b"record");
+        assert_eq!(
+            s.store.scan("msg/").await.unwrap(),
+            vec![
+                (message_key(id, 1), b"m1".to_vec()),
+                (message_key(id, 2), b"m2".to_vec()),
+            ]
+        );
+        s.store
+            .apply(vec![
+                Op::Delete(conversation_key(id)),
+                Op::DeletePrefix(messages_prefix(id)),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            s.store.scan("").await.unwrap(),
+            vec![(profile_key("c1"), b"profile".to_vec())]
+        );
+    }
+
+    #[tokio::test]
+    async fn writers_of_one_key_and_oversized_batches_are_split_into_transactions() {
+        let s = setup();
+        let id = "conv-a";
+        claim(&s, partition_of(id), None).await;
+        let key = conversation_key(id);
+
+        // Like etcd, the twin refuses a transaction that writes a key twice: later writers
+        // go to a later one, and each writer gets its own result.
+        let before = s.kv.revision();
+        let results = s
+            .store
+            .apply_batch(vec![
+                vec![Op::Put(key.clone(), b"1".to_vec())],
+                vec![Op::Put(key.clone(), b"2".to_vec())],
+                vec![Op::Put(profile_key("c1"), b"p".to_vec())],
+                vec![Op::Delete(key.clone())],
+                vec![Op::Put(key.clone(), b"3".to_vec())],
+            ])
+            .await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(s.store.get(&key).await.unwrap(), Some(b"3".to_vec()));
+        assert_eq!(s.kv.revision() - before, 4);
+
+        // A put under a prefix another writer deletes goes to a later transaction too.
+        let results = s
+            .store
+            .apply_batch(vec![
+                vec![Op::DeletePrefix(messages_prefix(id))],
+                vec![Op::Put(message_key(id, 999), b"m999".to_vec())],
+            ])
+            .await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(s.store.scan("msg/").await.unwrap().len(), 1);
+        // Within one writer it cannot be expressed atomically: refused, nothing written.
+        let result = s
+            .store
+            .apply(vec![
+                Op::DeletePrefix(messages_prefix(id)),
+                Op::Put(message_key(id, 8), b"m8".to_vec()),
+            ])
+            .await;
+        assert!(matches!(result, Err(StoreError::Backend(_))), "{result:?}");
+        assert_eq!(s.store.scan("msg/").await.unwrap().len(), 1);
+
+        // 3 × 60 ops do not fit one transaction of at most 128: two writers, then one.
+        let before = s.kv.revision();
+        let batch: Vec<Vec<Op>> = (0..3)
+            .map(|w| {
+                (0..60)
+                    .map(|i| Op::Put(message_key(id, w * 100 + i), vec![1]))
+                    .collect()
+            })
+            .collect();
+        let results = s.store.apply_batch(batch).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(s.kv.revision() - before, 2);
+        assert_eq!(s.store.scan(&messages_prefix(id)).await.unwrap().len(), 181);
+    }
+
+    #[tokio::test]
+    async fn a_router_that_lost_its_claim_is_fenced() {
+        let mut s = setup();
+        let (a, b) = two_conversations();
+        let (pa, pb) = (partition_of(&a), partition_of(&b));
+        let token = claim(&s, pa, None).await;
+        claim(&s, pb, None).await;
+        s.store
+            .apply(vec![Op::Put(conversation_key(&a), b"mine".to_vec())])
+            .await
+            .unwrap();
+
+        // Another router takes partition a over: the claim is deleted and re-created.
+        assert!(s.kv.delete_if(&claim_key(PREFIX, pa), token).await.unwrap());
+        let theirs =
+            s.kv.create_if_absent(&claim_key(PREFIX, pa), b"router-b".to_vec(), None)
+                .await
+                .unwrap()
+                .unwrap();
+        assert_ne!(theirs.create_revision, token);
+
+        let before = s.kv.revision();
+        let results = s
+            .store
+            .apply_batch(vec![
+                vec![Op::Put(conversation_key(&a), b"stale".to_vec())],
+                vec![Op::Put(conversation_key(&b), b"fine".to_vec())],
+                vec![Op::Put(profile_key("c1"), b"unfenced".to_vec())],
+            ])
+            .await;
+        assert!(
+            matches!(results[0], Err(StoreError::Fenced(p)) if p == pa),
+            "{results:?}"
+        );
+        assert!(results[1].is_ok() && results[2].is_ok(), "{results:?}");
+        assert_eq!(s.kv.revision() - before, 1, "the others in one transaction");
+
+        assert_eq!(
+            s.store.get(&conversation_key(&a)).await.unwrap(),
+            Some(b"mine".to_vec())
+        );
+        assert_eq!(
+            s.store.get(&conversation_key(&b)).await.unwrap(),
+            Some(b"fine".to_vec())
+        );
+        assert_eq!(s.fences.token(pa), None);
+        assert_eq!(s.fences.held(), vec![pb]);
+        assert_eq!(s.lost.try_recv().unwrap(), pa);
+        assert!(
+            s.lost.try_recv().is_err(),
+            "a partition reported lost twice"
+        );
+
+        // Later writes to the lost partition are refused without asking the store.
+        let before = s.kv.revision();
+        let result = s
+            .store
+            .apply(vec![Op::Put(conversation_key(&a), b"again".to_vec())])
+            .await;
+        assert!(
+            matches!(result, Err(StoreError::Fenced(p)) if p == pa),
+            "{result:?}"
+        );
+        assert_eq!(s.kv.revision(), before);
+    }
+
+    #[tokio::test]
+    async fn a_router_whose_lease_expired_is_fenced() {
+        let mut s = setup();
+        let id = "conv-a";
+        let p = partition_of(id);
+        let lease = s.kv.grant(30).await.unwrap();
+        claim(&s, p, Some(lease)).await;
+        s.store
+            .apply(vec![Op::Put(conversation_key(id), b"mine".to_vec())])
+            .await
+            .unwrap();
+
+        // The lease expires (the router was paused): its claim goes with it, and a write
+        // it still had in flight is refused even before anyone else claims the partition.
+        assert!(s.kv.expire(lease));
+        let result = s
+            .store
+            .apply(vec![Op::Put(conversation_key(id), b"late".to_vec())])
+            .await;
+        assert!(
+            matches!(result, Err(StoreError::Fenced(q)) if q == p),
+            "{result:?}"
+        );
+        assert_eq!(
+            s.store.get(&conversation_key(id)).await.unwrap(),
+            Some(b"mine".to_vec())
+        );
+        assert_eq!(s.lost.try_recv().unwrap(), p);
+        assert!(s.fences.held().is_empty());
     }
 }
