@@ -54,6 +54,7 @@ impl AgentDesk for AgentDeskService {
         &self,
         request: Request<Streaming<AgentCommand>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        let client = request.remote_addr().map(|a| a.ip());
         let mut commands = request.into_inner();
         let first = commands
             .next()
@@ -62,7 +63,10 @@ impl AgentDesk for AgentDeskService {
         let Some(Kind::Login(login)) = first.kind else {
             return Err(Status::invalid_argument("the first command must be login"));
         };
-        let addr = self.node.login(&login.agent_id, &login.password).await?;
+        let addr = self
+            .node
+            .login(&login.agent_id, &login.password, client)
+            .await?;
         let (tx, rx) = mpsc::channel(DESKTOP_BUFFER);
         let session_id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let logged_in = addr

@@ -27,6 +27,10 @@ pub fn describe() {
         "centralino_agent_logins_total",
         "Agent logins, by result (ok, denied)"
     );
+    describe_counter!(
+        "centralino_agent_login_refusals_total",
+        "Logins refused, by reason (bad_credentials, throttled)"
+    );
 }
 
 /// Makes the agent-node's labelled series visible from the start (at zero): per team, per
@@ -41,6 +45,9 @@ pub fn zero(teams: &[TeamConfig], departments: &[String]) {
     }
     for result in ["ok", "denied"] {
         counter!("centralino_agent_logins_total", "result" => result).increment(0);
+    }
+    for reason in ["bad_credentials", "throttled"] {
+        counter!("centralino_agent_login_refusals_total", "reason" => reason).increment(0);
     }
     for answer in ["accepted", "declined", "timed_out", "revoked"] {
         counter!("centralino_agent_offer_answers_total", "answer" => answer).increment(0);
@@ -60,6 +67,10 @@ pub(crate) fn agent_logged_in(team: &str, connected: bool) {
 pub(crate) fn login(ok: bool) {
     counter!("centralino_agent_logins_total", "result" => if ok { "ok" } else { "denied" })
         .increment(1);
+}
+
+pub(crate) fn login_refused(reason: &'static str) {
+    counter!("centralino_agent_login_refusals_total", "reason" => reason).increment(1);
 }
 
 pub(crate) fn offer_made(department: &str) {

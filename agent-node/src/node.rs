@@ -2,6 +2,7 @@
 //! [`AgentNodeLink`] that routers use to reach them.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -10,8 +11,10 @@ use async_trait::async_trait;
 use centralino_proto::v1::{AgentStatus, ChatMessage, ConversationOutcome};
 use parking_lot::Mutex;
 use tonic::Status;
+use tracing::warn;
 
 use crate::agent::{self, AgentActor};
+use crate::throttle::{LoginThrottle, Verdict, ADDRESS_FREE_FAILURES, AGENT_FREE_FAILURES};
 use centralino_base::clock::SharedClock;
 use centralino_base::config::{AgentConfig, AgentNodeConfig, CannedConfig};
 use centralino_base::shifts::Shifts;
@@ -40,6 +43,8 @@ pub struct AgentNode {
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
     shifts: Arc<Shifts>,
+    /// Failed logins per agent and per client address.
+    throttle: Mutex<LoginThrottle>,
 }
 
 impl AgentNode {
@@ -68,6 +73,7 @@ impl AgentNode {
             arbiters,
             next_arbiter: AtomicUsize::new(0),
             shifts: Arc::new(Shifts::new(&config_for_shifts)),
+            throttle: Mutex::new(LoginThrottle::default()),
         })
     }
 
@@ -83,13 +89,19 @@ impl AgentNode {
 
     /// Checks credentials and, in a cluster, claims the agent for this node: an agent new
     /// to this node gets back the conversations it holds from another node.
-    pub async fn login(&self, agent_id: &str, password: &str) -> Result<Addr<AgentActor>, Status> {
+    /// Attempts are throttled per agent and per client address ([`crate::throttle`]).
+    pub async fn login(
+        &self,
+        agent_id: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Addr<AgentActor>, Status> {
         let Some(hook) = self.login_hook.get() else {
-            return self.authenticate(agent_id, password);
+            return self.authenticate(agent_id, password, client);
         };
         let known = self.agent(agent_id).is_some();
         // Credentials first: a wrong password claims nothing.
-        let addr = self.authenticate(agent_id, password)?;
+        let addr = self.authenticate(agent_id, password, client)?;
         if !known {
             match hook.claim(agent_id).await {
                 Ok(conversations) => {
@@ -160,15 +172,53 @@ impl AgentNode {
     }
 
     /// Checks an agent's credentials; returns the agent's actor (started on first login).
-    pub fn authenticate(&self, agent_id: &str, password: &str) -> Result<Addr<AgentActor>, Status> {
+    pub fn authenticate(
+        &self,
+        agent_id: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Addr<AgentActor>, Status> {
+        let now = self.clock.now_ms();
+        let agent_key = format!("agent:{agent_id}");
+        let client_key = client.map(|ip| format!("addr:{ip}"));
+        {
+            let throttle = self.throttle.lock();
+            let waits = [Some(&agent_key), client_key.as_ref()]
+                .into_iter()
+                .flatten()
+                .filter_map(|key| match throttle.check(key, now) {
+                    Verdict::Wait(ms) => Some(ms),
+                    Verdict::Allowed => None,
+                })
+                .max();
+            if let Some(wait_ms) = waits {
+                crate::metrics::login_refused("throttled");
+                warn!(%agent_id, client = ?client, wait_ms, "login refused: too many failed attempts");
+                return Err(throttled(wait_ms));
+            }
+        }
         let account = self
             .accounts
             .get(agent_id)
-            .filter(|a| constant_time_eq(a.password.as_bytes(), password.as_bytes()))
-            .ok_or_else(|| {
-                crate::metrics::login(false);
-                Status::unauthenticated("unknown agent or wrong password")
-            })?;
+            .filter(|a| constant_time_eq(a.password.as_bytes(), password.as_bytes()));
+        let Some(account) = account else {
+            let mut throttle = self.throttle.lock();
+            throttle.failed(&agent_key, AGENT_FREE_FAILURES, now);
+            if let Some(key) = &client_key {
+                throttle.failed(key, ADDRESS_FREE_FAILURES, now);
+            }
+            crate::metrics::login(false);
+            crate::metrics::login_refused("bad_credentials");
+            warn!(%agent_id, client = ?client, "login refused: unknown agent or wrong password");
+            return Err(Status::unauthenticated("unknown agent or wrong password"));
+        };
+        {
+            let mut throttle = self.throttle.lock();
+            throttle.succeeded(&agent_key);
+            if let Some(key) = &client_key {
+                throttle.succeeded(key);
+            }
+        }
         crate::metrics::login(true);
         self.actor_for(account.clone())
     }
@@ -303,6 +353,19 @@ impl centralino_link::AgentAdmin for AgentNode {
     async fn set_status(&self, agent_id: &str, status: AgentStatus) -> Result<(), Status> {
         AgentNode::set_status(self, agent_id, status).await
     }
+}
+
+/// RESOURCE_EXHAUSTED for a throttled login, with the wait as gRPC's retry pushback.
+fn throttled(wait_ms: i64) -> Status {
+    let secs = (wait_ms + 999) / 1000;
+    let mut status =
+        Status::resource_exhausted(format!("too many failed logins; try again in {secs} s"));
+    if let Ok(value) = wait_ms.to_string().parse() {
+        status
+            .metadata_mut()
+            .insert("grpc-retry-pushback-ms", value);
+    }
+    status
 }
 
 /// Maps an actor mailbox failure to a gRPC status.
