@@ -3,6 +3,7 @@
 //! Each figure is measured against a baseline in the same run (the machines are shared).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -258,37 +259,7 @@ pub async fn end_to_end(
     let node = standalone::start_with(config, store)
         .await
         .map_err(|e| e.to_string())?;
-    let (offer_tx, mut offer_rx) = mpsc::unbounded_channel::<(String, Instant)>();
-    let mut desks = Vec::new();
-    for i in 0..agents {
-        let channel = connect(node.grpc_addr).await?;
-        let mut client = AgentDeskClient::new(channel);
-        let (tx, rx) = mpsc::channel(4);
-        tx.send(AgentCommand {
-            request_id: String::new(),
-            kind: Some(agent_command::Kind::Login(Login {
-                agent_id: format!("a{i}"),
-                password: "pw".into(),
-            })),
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        let mut events = client
-            .session(ReceiverStream::new(rx))
-            .await
-            .map_err(|e| e.to_string())?
-            .into_inner();
-        let offers = offer_tx.clone();
-        desks.push(tx);
-        tokio::spawn(async move {
-            while let Some(Ok(event)) = events.next().await {
-                if let Some(agent_event::Kind::Offer(o)) = event.kind {
-                    let _ = offers.send((o.customer_display_name, Instant::now()));
-                }
-            }
-        });
-    }
-    drop(offer_tx);
+    let (desks, mut offer_rx) = log_in_agents(&[node.grpc_addr], agents).await?;
     // Let every agent's availability reach the queue.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -614,4 +585,50 @@ pub(crate) async fn drive_starts(
     }
     latencies.sort_by(f64::total_cmp);
     (elapsed, latencies)
+}
+
+/// Logs agents `a0`…`a<count-1>` in over `AgentDesk/Session` (agent i on node i mod the
+/// number of nodes); returns their command senders (dropping one ends its session) and a
+/// channel of (customer name, arrival) for every offer they receive.
+pub(crate) async fn log_in_agents(
+    nodes: &[SocketAddr],
+    count: usize,
+) -> Result<
+    (
+        Vec<mpsc::Sender<AgentCommand>>,
+        mpsc::UnboundedReceiver<(String, Instant)>,
+    ),
+    String,
+> {
+    let (offer_tx, offer_rx) = mpsc::unbounded_channel::<(String, Instant)>();
+    let mut desks = Vec::new();
+    for i in 0..count {
+        let channel = connect(nodes[i % nodes.len()]).await?;
+        let mut client = AgentDeskClient::new(channel);
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(AgentCommand {
+            request_id: String::new(),
+            kind: Some(agent_command::Kind::Login(Login {
+                agent_id: format!("a{i}"),
+                password: "pw".into(),
+            })),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut events = client
+            .session(ReceiverStream::new(rx))
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        let offers = offer_tx.clone();
+        desks.push(tx);
+        tokio::spawn(async move {
+            while let Some(Ok(event)) = events.next().await {
+                if let Some(agent_event::Kind::Offer(o)) = event.kind {
+                    let _ = offers.send((o.customer_display_name, Instant::now()));
+                }
+            }
+        });
+    }
+    Ok((desks, offer_rx))
 }

@@ -14,15 +14,13 @@ use centralino_agent_node::cluster_node::{self, RunningAgentNode};
 use centralino_membership::etcd::testing::EtcdCluster;
 use centralino_membership::etcd::Etcd;
 use centralino_membership::kv::Kv;
-use centralino_proto::v1::agent_desk_client::AgentDeskClient;
-use centralino_proto::v1::{agent_command, agent_event, AgentCommand, Login};
 use serde::Serialize;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-use crate::bench::{bench_config, connect, drive_starts, percentile, ThroughputResult};
+use crate::bench::{
+    bench_config, connect, drive_starts, log_in_agents, percentile, ThroughputResult,
+};
 use centralino_core::shared::Owner;
 use centralino_router::clustered::{self, ClusterRouter};
 use centralino_router::standalone::{self, StoreChoice};
@@ -111,50 +109,6 @@ async fn revision(etcd: &Etcd) -> Result<i64, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Logs the agents in (agent i on node i mod 2); returns their command senders and a
-/// channel of (customer name, offer time).
-async fn agents(
-    nodes: &[SocketAddr],
-) -> Result<
-    (
-        Vec<mpsc::Sender<AgentCommand>>,
-        mpsc::UnboundedReceiver<(String, Instant)>,
-    ),
-    String,
-> {
-    let (offer_tx, offer_rx) = mpsc::unbounded_channel::<(String, Instant)>();
-    let mut desks = Vec::new();
-    for i in 0..AGENTS {
-        let channel = connect(nodes[i % nodes.len()]).await?;
-        let mut client = AgentDeskClient::new(channel);
-        let (tx, rx) = mpsc::channel(4);
-        tx.send(AgentCommand {
-            request_id: String::new(),
-            kind: Some(agent_command::Kind::Login(Login {
-                agent_id: format!("a{i}"),
-                password: "pw".into(),
-            })),
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        let mut events = client
-            .session(ReceiverStream::new(rx))
-            .await
-            .map_err(|e| e.to_string())?
-            .into_inner();
-        let offers = offer_tx.clone();
-        desks.push(tx);
-        tokio::spawn(async move {
-            while let Some(Ok(event)) = events.next().await {
-                if let Some(agent_event::Kind::Offer(o)) = event.kind {
-                    let _ = offers.send((o.customer_display_name, Instant::now()));
-                }
-            }
-        });
-    }
-    Ok((desks, offer_rx))
-}
-
 /// Starts `conversations` conversations over `routers` with `concurrency` callers and
 /// waits for their offers; returns the throughput.
 async fn drive(
@@ -201,7 +155,7 @@ async fn cluster_run(
     let cluster = start_cluster(&endpoints, &prefix, max_ops, capacity).await?;
     let node_addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.grpc_addr).collect();
     let router_addrs: Vec<SocketAddr> = cluster.routers.iter().map(|r| r.grpc_addr).collect();
-    let (desks, mut offers) = agents(&node_addrs).await?;
+    let (desks, mut offers) = log_in_agents(&node_addrs, AGENTS).await?;
     // Let every agent's availability reach the queues.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = revision(&etcd).await?;
@@ -295,7 +249,7 @@ async fn standalone_shutdown(conversations: usize, concurrency: usize) -> Result
     let node = standalone::start_with(config, StoreChoice::Embedded)
         .await
         .map_err(|e| e.to_string())?;
-    let (desks, mut offers) = agents(&[node.grpc_addr]).await?;
+    let (desks, mut offers) = log_in_agents(&[node.grpc_addr], AGENTS).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     drive(
         &[node.grpc_addr],
