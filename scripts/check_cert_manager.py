@@ -10,7 +10,8 @@ issuer has exactly one issuer type, a CA issuer names its Secret. Solver and Vau
 details are left open (objects): the manifests use the selfSigned and ca issuers only.
 
 scripts/check_deploy.sh imports SCHEMAS; `check_cert_manager.py RENDERED.yaml` validates the
-cert-manager documents of a rendered overlay on its own.
+cert-manager documents of a rendered overlay on its own, and `--selftest RENDERED.yaml` also
+checks that broken variants of them (unknown fields, bad enums, two issuer types...) fail.
 """
 
 import sys
@@ -123,21 +124,70 @@ SCHEMAS = {
 }
 
 
-def main(path):
+def problems(doc):
     import jsonschema
+
+    schema = SCHEMAS.get((doc.get("apiVersion"), doc.get("kind")))
+    if schema is None:
+        return []
+    return ["%s/%s: %s: %s" % (doc["kind"], doc["metadata"].get("name"),
+                               ".".join(map(str, e.absolute_path)), e.message)
+            for e in jsonschema.Draft202012Validator(schema).iter_errors(doc)]
+
+
+# Mistakes the API server or cert-manager's webhook refuses; the schemas must refuse them too.
+MUTATIONS = {
+    "an unknown Certificate field": ("Certificate", lambda s: s.update({"dnsName": ["x"]})),
+    "a misspelt privateKey field": ("Certificate", lambda s: s["privateKey"].update({"rotation": "Always"})),
+    "an unknown key usage": ("Certificate", lambda s: s.update({"usages": ["server-auth"]})),
+    "a duration in days": ("Certificate", lambda s: s.update({"duration": "90d"})),
+    "an ECDSA key of 2048 bits": ("Certificate", lambda s: s["privateKey"].update({"size": 2048})),
+    "no secretName": ("Certificate", lambda s: s.pop("secretName")),
+    "no subject at all": ("Certificate", lambda s: [s.pop(k, None) for k in ("commonName", "dnsNames", "uris",
+                                                                           "ipAddresses")]),
+    "an issuerRef without name": ("Certificate", lambda s: s["issuerRef"].pop("name")),
+    "two issuer types": ("Issuer", lambda s: s.update({"selfSigned": {}, "ca": {"secretName": "x"}})),
+    "no issuer type": ("Issuer", lambda s: s.clear()),
+    "a CA issuer without its Secret": ("Issuer", lambda s: s.clear() or s.update({"ca": {}})),
+}
+
+
+def selftest(path):
+    import copy
+
     import yaml
 
-    errors = 0
     with open(path) as f:
-        for doc in yaml.safe_load_all(f):
-            if not doc or (doc.get("apiVersion"), doc.get("kind")) not in SCHEMAS:
-                continue
-            for e in jsonschema.Draft202012Validator(SCHEMAS[(doc["apiVersion"], doc["kind"])]).iter_errors(doc):
-                errors += 1
-                print("%s/%s: %s: %s" % (doc["kind"], doc["metadata"].get("name"),
-                                         ".".join(map(str, e.absolute_path)), e.message), file=sys.stderr)
-    return 1 if errors else 0
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    bad = [p for d in docs for p in problems(d)]
+    for kind in ("Certificate", "Issuer"):
+        if not any(d["kind"] == kind for d in docs):
+            bad.append("no %s in %s" % (kind, path))
+    for what, (kind, mutate) in MUTATIONS.items():
+        doc = copy.deepcopy(next(d for d in docs if d["kind"] == kind and
+                                 (kind != "Certificate" or "privateKey" in d["spec"])))
+        mutate(doc["spec"])
+        if not problems(doc):
+            bad.append("not refused: " + what)
+    for b in bad:
+        print("check_cert_manager.py: " + b, file=sys.stderr)
+    if not bad:
+        print("check_cert_manager.py: the render validates and all %d broken variants are refused"
+              % len(MUTATIONS))
+    return 1 if bad else 0
+
+
+def main(argv):
+    if len(argv) == 2 and argv[0] == "--selftest":
+        return selftest(argv[1])
+    import yaml
+
+    with open(argv[0]) as f:
+        bad = [p for d in yaml.safe_load_all(f) if d for p in problems(d)]
+    for b in bad:
+        print(b, file=sys.stderr)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1:]))

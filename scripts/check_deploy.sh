@@ -282,6 +282,11 @@ PYEOF
   "$PY" scripts/check_k8s_security.py check "$rendered" "${overlay%%-*}"
 done
 
+# The checks can fail: broken variants of the cluster render must be refused.
+step "security checks and cert-manager schemas refuse broken variants of the cluster render"
+"$PY" scripts/check_k8s_security.py selftest "$OUT/cluster.yaml"
+"$PY" scripts/check_cert_manager.py --selftest "$OUT/cluster.yaml"
+
 # --- Prometheus rules --------------------------------------------------------------------
 step "promtool check rules"
 promtool check rules deploy/prometheus/rules.yaml

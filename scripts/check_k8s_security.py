@@ -118,6 +118,8 @@ def _lookup(doc, path):
     node = doc
     for part in path:
         if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                return None
             node = node[int(part)]
         elif isinstance(node, dict) and part in node:
             node = node[part]
@@ -524,14 +526,14 @@ def _port_matches(rule_ports, dest: Peer, port_name, proto="TCP") -> bool:
     return False
 
 
-def allowed(policies, src: Peer, dst: Peer, port_name, proto="TCP") -> bool:
+def allowed(policies, src: Peer, dst: Peer, port_name, proto="TCP", egress_too=True) -> bool:
     def selecting(pod: Peer, direction):
         if pod.ip is not None or pod.namespace != "app":
             return None  # outside the namespace: not governed by these policies
         return [p for p in policies if matches(p["spec"].get("podSelector"), pod.labels)
                 and direction in p["spec"].get("policyTypes", ["Ingress"])]
 
-    egress = selecting(src, "Egress")
+    egress = selecting(src, "Egress") if egress_too else None
     if egress is not None and egress:
         if not any(_peer_matches(rule.get("to"), dst) and _port_matches(rule.get("ports"), dst, port_name, proto)
                    for p in egress for rule in p["spec"].get("egress", [])):
@@ -589,6 +591,13 @@ def check_network_policies(r: Render, overlay, errors):
                 if got != want:
                     errors.append(f"NetworkPolicy: {src_role} -> {dst_role}:{port_name} is "
                                   f"{'allowed' if got else 'denied'}, must be {'allowed' if want else 'denied'}")
+                # The destination's ingress rules must hold on their own too, whatever the
+                # sources' egress rules (a pod added later may get an egress allow).
+                alone = allowed(policies, src, dst, port_name, egress_too=False)
+                want_alone = True if port_name == "grpc" else want
+                if got == want and alone != want_alone:
+                    errors.append(f"NetworkPolicy: ingress of {dst_role}:{port_name} "
+                                  f"{'admits' if alone else 'refuses'} {src_role}")
         if not allowed(policies, dst, dns, 53, "UDP") or not allowed(policies, dst, dns, 53, "TCP"):
             errors.append(f"NetworkPolicy: {dst_role} cannot resolve names (DNS to kube-dns)")
         if allowed(policies, dst, outsiders["internet"], 443) and dst_role == "etcd":
@@ -617,11 +626,113 @@ def check(path, overlay) -> list[str]:
     return errors
 
 
+# --- self-test ---------------------------------------------------------------------------
+def _find(docs, kind, prefix):
+    return next(d for d in docs if d["kind"] == kind and name(d).startswith(prefix))
+
+
+def _container(docs, workload, cname):
+    w = _find(docs, "StatefulSet", workload)
+    return next(c for c in w["spec"]["template"]["spec"]["containers"] if c["name"] == cname)
+
+
+def _set_arg(c, flag, value=None):
+    c["args"] = [a for a in c["args"] if a.partition("=")[0] != flag]
+    if value is not None:
+        c["args"].append(value)
+
+
+def _internal_policy(docs):
+    return _find(docs, "NetworkPolicy", "centralino-allow-internal")["spec"]
+
+
+MUTATIONS = {
+    "an agent's password hash in the ConfigMap": lambda d: _find(d, "ConfigMap", "centralino-config")["data"].update(
+        {"centralino.toml": _find(d, "ConfigMap", "centralino-config")["data"]["centralino.toml"]
+         .replace('id = "giulia"', 'id = "giulia"\npassword_hash = "x"')}),
+    "a real value in the credentials Secret": lambda d: _find(d, "Secret", "centralino-credentials")["data"].update(
+        {"CENTRALINO_IDENTITY__SHOP_SECRET": base64.b64encode(b"00ff00ff").decode()}),
+    "a Secret key past the agents": lambda d: _find(d, "Secret", "centralino-credentials")["data"].update(
+        {"CENTRALINO_AGENTS__99__PASSWORD_HASH": base64.b64encode(b"CHANGE-ME-x").decode()}),
+    "etcd without --client-cert-auth": lambda d: _set_arg(_container(d, "centralino-etcd", "etcd"), "--client-cert-auth"),
+    "etcd without --peer-client-cert-auth": lambda d: _set_arg(_container(d, "centralino-etcd", "etcd"), "--peer-client-cert-auth"),
+    "etcd clients over http": lambda d: _set_arg(_container(d, "centralino-etcd", "etcd"), "--listen-client-urls",
+                                                 "--listen-client-urls=http://0.0.0.0:2379"),
+    "etcd probed on the client port": lambda d: _container(d, "centralino-etcd", "etcd")["readinessProbe"]["httpGet"]
+        .update({"port": 2379}),
+    "a router with --insecure": lambda d: _container(d, "centralino-router", "router")["args"].append("--insecure"),
+    "a router in dev mode": lambda d: _container(d, "centralino-router", "router")["env"].append(
+        {"name": "CENTRALINO_NODE__DEV_MODE", "value": "true"}),
+    "a literal secret in a pod's env": lambda d: _container(d, "centralino-router", "router")["env"].append(
+        {"name": "CENTRALINO_IDENTITY__SHOP_SECRET", "value": "abc"}),
+    "etcd endpoints over http": lambda d: next(e for e in _container(d, "centralino-router", "router")["env"]
+                                              if e["name"] == "CENTRALINO_CLUSTER__ETCD_ENDPOINTS").update(
+        {"value": '["http://centralino-etcd-0.centralino-etcd:2379"]'}),
+    "no internal mTLS key file": lambda d: _container(d, "centralino-router", "router").update(
+        {"env": [e for e in _container(d, "centralino-router", "router")["env"]
+                 if e["name"] != "CENTRALINO_CLUSTER__TLS__KEY_FILE"]}),
+    "a router certificate naming agent-nodes": lambda d: _find(d, "Certificate", "centralino-router-internal")["spec"]
+        .update({"uris": ["spiffe://centralino/agent-node/*"]}),
+    "certificates mounted with subPath": lambda d: next(m for m in _container(d, "centralino-router", "router")["volumeMounts"]
+                                                        if m["name"] == "internal-tls").update({"subPath": "tls.crt"}),
+    "an issuerRef to a missing Issuer": lambda d: _find(d, "Certificate", "centralino-etcd-server")["spec"]["issuerRef"]
+        .update({"name": "nope"}),
+    "a CA whose key rotates": lambda d: _find(d, "Certificate", "centralino-ca")["spec"]["privateKey"]
+        .update({"rotationPolicy": "Always"}),
+    "the internal port on the public Service": lambda d: _find(d, "Service", "centralino-clients")["spec"]["ports"].append(
+        {"name": "internal", "port": 7001, "targetPort": "internal"}),
+    "no default-deny": lambda d: d.remove(_find(d, "NetworkPolicy", "centralino-default-deny")),
+    "internal ports open to the namespace": lambda d: _internal_policy(d)["ingress"][0].update({"from": [{"podSelector": {}}]}),
+    "internal ports open to everyone": lambda d: _internal_policy(d)["ingress"][0].pop("from"),
+    "internal ports from another namespace": lambda d: _internal_policy(d)["ingress"][0]["from"][0].update(
+        {"namespaceSelector": {}}),
+    "etcd's peer port from routers": lambda d: _find(d, "NetworkPolicy", "centralino-etcd")["spec"]["ingress"][1]["from"]
+        .append({"podSelector": {"matchLabels": {"app.kubernetes.io/component": "router"}}}),
+    "etcd's client port from any pod": lambda d: _find(d, "NetworkPolicy", "centralino-etcd")["spec"]["ingress"][0]
+        .update({"from": [{"podSelector": {}}]}),
+    "metrics from anywhere": lambda d: _find(d, "NetworkPolicy", "centralino-allow-metrics")["spec"]["ingress"][0].pop("from"),
+    "no public port": lambda d: d.remove(_find(d, "NetworkPolicy", "centralino-allow-public")),
+    "no DNS": lambda d: d.remove(_find(d, "NetworkPolicy", "centralino-allow-dns")),
+}
+
+
+def selftest(path) -> int:
+    """Applies each mutation to a copy of a good cluster render and expects the checks to
+    fail on it (and to pass on the unmutated render): the checks can fail."""
+    import copy
+    import tempfile
+
+    import yaml
+
+    with open(path) as f:
+        good = [d for d in yaml.safe_load_all(f) if d]
+    if check(path, "cluster"):
+        print("selftest: the unmutated render fails the checks", file=sys.stderr)
+        return 1
+    missed = []
+    for what, mutate in MUTATIONS.items():
+        docs = copy.deepcopy(good)
+        mutate(docs)
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+            yaml.safe_dump_all(docs, f)
+            f.flush()
+            if not check(f.name, "cluster"):
+                missed.append(what)
+    for what in missed:
+        print(f"selftest: not caught: {what}", file=sys.stderr)
+    if missed:
+        return 1
+    print(f"selftest: all {len(MUTATIONS)} mutations of the cluster render are caught")
+    return 0
+
+
 def main(argv):
     if len(argv) == 2 and argv[0] == "render-config":
         sys.stdout.write(split_example(open(argv[1]).read())[0])
     elif len(argv) == 2 and argv[0] == "render-credentials":
         sys.stdout.write(render_credentials(split_example(open(argv[1]).read())[1]))
+    elif len(argv) == 2 and argv[0] == "selftest":
+        return selftest(argv[1])
     elif len(argv) == 3 and argv[0] == "check":
         errors = check(argv[1], argv[2])
         for e in errors:
