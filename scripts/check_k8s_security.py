@@ -26,7 +26,8 @@ Subcommands (scripts/check_deploy.sh calls them):
       - NetworkPolicies: a namespace default-deny, and the connection matrix evaluated from the
         policies (Kubernetes semantics: a connection needs an egress allow at the source and an
         ingress allow at the destination): public ports open to all, ports named `internal`
-        only from routers and agent-nodes, etcd's client port only from them, its peer port
+        only from the nodes that call them (RouterInternal: agent-nodes and
+        routers; AgentNodeInternal: routers), etcd's client port only from routers and agent-nodes, its peer port
         only from etcd, metrics only from Prometheus in the monitoring namespace.
 
 Exit status 1 with one line per problem.
@@ -578,8 +579,10 @@ def check_network_policies(r: Render, overlay, errors):
                     # Open to every source outside the namespace (clients, load balancers,
                     # ingress controllers); pods of the namespace have no egress to it.
                     want = src.ip is not None or src.namespace != "app"
+                elif port_name == "internal" and dst_role == "agent-node":
+                    want = src_role == "router"  # AgentNodeInternal: called by routers only
                 elif port_name == "internal":
-                    want = src_role in centralino
+                    want = src_role in centralino  # RouterInternal: agent-nodes and routers
                 elif port_name == "metrics":
                     want = src_role == "prometheus"
                 elif dst_role == "etcd" and port_name == "client":
@@ -643,7 +646,7 @@ def _set_arg(c, flag, value=None):
 
 
 def _internal_policy(docs):
-    return _find(docs, "NetworkPolicy", "centralino-allow-internal")["spec"]
+    return _find(docs, "NetworkPolicy", "centralino-router-internal")["spec"]
 
 
 MUTATIONS = {
@@ -686,6 +689,8 @@ MUTATIONS = {
     "internal ports open to everyone": lambda d: _internal_policy(d)["ingress"][0].pop("from"),
     "internal ports from another namespace": lambda d: _internal_policy(d)["ingress"][0]["from"][0].update(
         {"namespaceSelector": {}}),
+    "agent-nodes calling agent-nodes": lambda d: _find(d, "NetworkPolicy", "centralino-agent-node-internal")["spec"]
+        ["ingress"][0]["from"][0]["podSelector"]["matchLabels"].pop("app.kubernetes.io/component"),
     "etcd's peer port from routers": lambda d: _find(d, "NetworkPolicy", "centralino-etcd")["spec"]["ingress"][1]["from"]
         .append({"podSelector": {"matchLabels": {"app.kubernetes.io/component": "router"}}}),
     "etcd's client port from any pod": lambda d: _find(d, "NetworkPolicy", "centralino-etcd")["spec"]["ingress"][0]
