@@ -14,6 +14,8 @@ Subcommands (scripts/check_deploy.sh calls them):
         sets one as a literal environment value;
       - every value of the Secrets the manifests generate is a CHANGE-ME-... placeholder, and
         every key addresses something the configuration has (an agent's index exists ...);
+      - every $(VAR) in a pod's env refers to a variable defined before it (Kubernetes expands
+        nothing else);
       - every node runs without --dev/--insecure, with public TLS files, and in the cluster
         overlay with internal mTLS and etcd client TLS files that are mounted from Secrets
         cert-manager writes, from Certificates whose URI SANs name the pod's role;
@@ -386,6 +388,25 @@ def check_nodes(r: Render, overlay, errors):
         errors.append("no centralino node in the render")
 
 
+def check_env_references(r: Render, errors):
+    """$(VAR) in an env value expands only when VAR is defined earlier in the list; in command
+    and args, when VAR is in the list at all. Otherwise the text stays as is: three routers
+    would all register as node "$(POD_NAME)"."""
+    for w in r.workloads():
+        for c in containers(w):
+            where = f"{w['kind']}/{name(w)} container {c['name']}"
+            seen = set()
+            for e in c.get("env", []):
+                for ref in re.findall(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)", e.get("value") or ""):
+                    if ref not in seen:
+                        errors.append(f"{where}: env {e['name']} refers to $({ref}), not defined before it")
+                seen.add(e["name"])
+            for a in c.get("command", []) + c.get("args", []):
+                for ref in re.findall(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)", a):
+                    if ref not in seen:
+                        errors.append(f"{where}: argument {a!r} refers to $({ref}), not in env")
+
+
 def check_cert_chain(r: Render, errors):
     issuers = {(d["kind"], name(d)): d for d in r.kind("Issuer") + r.kind("ClusterIssuer")}
     certs_by_secret = {c["spec"]["secretName"]: c for c in r.kind("Certificate")}
@@ -621,6 +642,7 @@ def check(path, overlay) -> list[str]:
     check_configmaps(r, errors)
     check_secrets(r, errors)
     check_nodes(r, overlay, errors)
+    check_env_references(r, errors)
     check_cert_chain(r, errors)
     check_services(r, errors)
     check_network_policies(r, overlay, errors)
@@ -663,6 +685,8 @@ MUTATIONS = {
                                                  "--listen-client-urls=http://0.0.0.0:2379"),
     "etcd probed on the client port": lambda d: _container(d, "centralino-etcd", "etcd")["readinessProbe"]["httpGet"]
         .update({"port": 2379}),
+    "the node id expanded before POD_NAME is defined": lambda d: _container(d, "centralino-router", "router").update(
+        {"env": sorted(_container(d, "centralino-router", "router")["env"], key=lambda e: e["name"].startswith("POD_"))}),
     "a router with --insecure": lambda d: _container(d, "centralino-router", "router")["args"].append("--insecure"),
     "a router in dev mode": lambda d: _container(d, "centralino-router", "router")["env"].append(
         {"name": "CENTRALINO_NODE__DEV_MODE", "value": "true"}),
