@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """JSON schemas of the cert-manager kinds the manifests use (cert-manager.io/v1 Certificate,
-Issuer, ClusterIssuer), written by hand from cert-manager's CRDs and its webhook's rules.
+Issuer, ClusterIssuer), written by hand from cert-manager's CRDs (deploy/crds in its
+repository, v1.18) and its webhook's rules.
 
-They cover the fields of those CRDs that deploy/k8s can use, with the CRDs' types and enums,
-and are strict (additionalProperties: false) where the API server is: the CRDs are structural,
-so an unknown field is pruned or, with kubectl's default field validation, refused. The webhook
-rules included: a Certificate names at least one subject (commonName, dnsNames, uris, ...), an
-issuer has exactly one issuer type, a CA issuer names its Secret. Solver and Vault/Venafi
+They cover every spec field of the Certificate CRD, with its types and enums, and the
+selfSigned and ca issuer types in full, and are strict (additionalProperties: false) where the
+API server is: the CRDs are structural, so an unknown field is pruned or, with kubectl's
+default field validation, refused. The webhook rules included: a Certificate names at least
+one subject (commonName, dnsNames, uris, ...) and does not set both of an exclusive pair
+(renewBefore/renewBeforePercentage, literalSubject/commonName or subject); an issuer has
+exactly one issuer type; a CA issuer names its Secret. Solver and Vault/Venafi
 details are left open (objects): the manifests use the selfSigned and ca issuers only.
 
 scripts/check_deploy.sh imports SCHEMAS; `check_cert_manager.py RENDERED.yaml` validates the
@@ -41,6 +44,10 @@ CERTIFICATE_SPEC = {
     # emailSANs, otherNames or literalSubject must be set".
     "anyOf": [{"required": [k]} for k in ("commonName", "dnsNames", "uris", "ipAddresses",
                                           "emailAddresses", "otherNames", "literalSubject")],
+    # Mutually exclusive pairs (the CRD's descriptions, enforced by the webhook).
+    "not": {"anyOf": [{"required": ["literalSubject", "commonName"]},
+                      {"required": ["literalSubject", "subject"]},
+                      {"required": ["renewBefore", "renewBeforePercentage"]}]},
     "properties": {
         "secretName": {"type": "string", "minLength": 1},
         "issuerRef": ISSUER_REF,
@@ -74,7 +81,10 @@ CERTIFICATE_SPEC = {
                 {"if": {"properties": {"algorithm": {"const": "ECDSA"}}, "required": ["algorithm"]},
                  "then": {"properties": {"size": {"enum": [256, 384, 521]}}}},
                 {"if": {"properties": {"algorithm": {"const": "RSA"}}, "required": ["algorithm"]},
-                 "then": {"properties": {"size": {"minimum": 2048, "maximum": 8192}}}}]},
+                 "then": {"properties": {"size": {"enum": [2048, 4096, 8192]}}}}]},
+        "signatureAlgorithm": {"enum": ["SHA256WithRSA", "SHA384WithRSA", "SHA512WithRSA",
+                                        "ECDSAWithSHA256", "ECDSAWithSHA384", "ECDSAWithSHA512",
+                                        "PureEd25519"]},
         "secretTemplate": {"type": "object", "additionalProperties": False,
                            "properties": {"labels": LABELS, "annotations": LABELS}},
         "keystores": {"type": "object", "additionalProperties": False, "properties": {
@@ -114,7 +124,7 @@ def _kind(spec):
     return {"type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
             "additionalProperties": False,
             "properties": {"apiVersion": {"const": "cert-manager.io/v1"}, "kind": {"type": "string"},
-                           "metadata": META, "spec": spec}}
+                           "metadata": META, "spec": spec, "status": {"type": "object"}}}
 
 
 SCHEMAS = {
@@ -143,6 +153,8 @@ MUTATIONS = {
     "a duration in days": ("Certificate", lambda s: s.update({"duration": "90d"})),
     "an ECDSA key of 2048 bits": ("Certificate", lambda s: s["privateKey"].update({"size": 2048})),
     "no secretName": ("Certificate", lambda s: s.pop("secretName")),
+    "renewBefore and renewBeforePercentage": ("Certificate", lambda s: s.update({"renewBeforePercentage": 30})),
+    "an unknown signature algorithm": ("Certificate", lambda s: s.update({"signatureAlgorithm": "SHA1WithRSA"})),
     "no subject at all": ("Certificate", lambda s: [s.pop(k, None) for k in ("commonName", "dnsNames", "uris",
                                                                            "ipAddresses")]),
     "an issuerRef without name": ("Certificate", lambda s: s["issuerRef"].pop("name")),
