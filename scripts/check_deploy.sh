@@ -26,7 +26,8 @@
 #
 # Installs what it needs when missing (as root, no prompts): promtool from Debian's prometheus
 # package, python3-venv, and kubernetes-validate (pinned in scripts/requirements-deploy.txt)
-# in a virtualenv under target/. kubectl must already be installed.
+# in a virtualenv under target/. kubectl must already be installed; python3 3.11 or newer
+# (tomllib: --sync renders the configuration copy and the credentials placeholders with it).
 # Environment: K8S_VERSION (schemas to validate against, default below), DEPLOY_VENV.
 set -euo pipefail
 cd "$(dirname "$0")/.."
