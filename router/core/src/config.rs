@@ -51,6 +51,104 @@ pub struct Config {
     pub canned: Vec<CannedConfig>,
     /// Customer-facing message templates per language (built-in it and en by default).
     pub templates: BTreeMap<String, Templates>,
+    /// Who a customer is: the shop's identity tokens and anonymous visitor tokens.
+    pub identity: IdentityConfig,
+}
+
+/// The visitor secret of the example configuration: accepted in dev mode only.
+pub const PLACEHOLDER_VISITOR_SECRET: &str =
+    "hex:6578616d706c652d76697369746f722d7365637265742d6368616e67652d6d65";
+
+/// The shop secret of the example configuration: accepted in dev mode only.
+pub const PLACEHOLDER_SHOP_SECRET: &str =
+    "hex:6578616d706c652d73686f702d7365637265742d6368616e67652d6d65212121";
+
+/// Customer identity (issue 10): a `customer_id` is honoured only with an identity token
+/// the shop's backend signed with `shop_secret`; everybody else is an anonymous visitor
+/// with a visitor token signed with `visitor_secret` (see [`crate::identity`]).
+///
+/// Secrets are written `hex:<hex digits>` or `base64:<standard base64>` and hold at least
+/// 32 bytes of key (`openssl rand -hex 32`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// HMAC-SHA256 key shared with the shop's backend; empty: no identity token is
+    /// accepted and every customer is an anonymous visitor.
+    pub shop_secret: String,
+    /// HMAC-SHA256 key of visitor tokens; empty: a random key made at start (visitor tokens
+    /// then last until the node restarts). Required in cluster mode outside dev mode, the
+    /// same on every router.
+    pub visitor_secret: String,
+    /// A shop identity token whose expiry lies more than this many seconds after now is
+    /// refused, so a leaked token is short-lived.
+    pub max_token_lifetime_secs: u64,
+    /// How long a visitor token stays valid (seconds); it is renewed at each start.
+    pub visitor_token_max_age_secs: u64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            shop_secret: String::new(),
+            visitor_secret: String::new(),
+            max_token_lifetime_secs: 24 * 3600,
+            visitor_token_max_age_secs: 30 * 24 * 3600,
+        }
+    }
+}
+
+impl IdentityConfig {
+    /// Returns the problems of this section's values (empty when they are valid).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, value) in [
+            ("shop_secret", &self.shop_secret),
+            ("visitor_secret", &self.visitor_secret),
+        ] {
+            if let Err(e) = crate::identity::parse_key(value) {
+                problems.push(format!("identity.{name}: {e}"));
+            }
+        }
+        if self.max_token_lifetime_secs == 0 || self.visitor_token_max_age_secs == 0 {
+            problems.push(
+                "identity.max_token_lifetime_secs and visitor_token_max_age_secs must be positive"
+                    .to_string(),
+            );
+        }
+        problems
+    }
+
+    /// Returns the problems of the secrets, checked at start: outside `dev_mode` the
+    /// example's placeholders are refused, and a router of a `cluster` needs a
+    /// `visitor_secret` (every router must verify the visitor tokens of the others).
+    pub fn secret_problems(&self, dev_mode: bool, cluster: bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        if dev_mode {
+            return problems;
+        }
+        if self.shop_secret.trim() == PLACEHOLDER_SHOP_SECRET {
+            problems.push(
+                "identity.shop_secret: the example configuration's placeholder; set the shop's \
+                 own (hex:$(openssl rand -hex 32)) or leave it empty (accepted only in dev mode)"
+                    .to_string(),
+            );
+        }
+        if self.visitor_secret.trim() == PLACEHOLDER_VISITOR_SECRET {
+            problems.push(
+                "identity.visitor_secret: the example configuration's placeholder; set your own \
+                 (hex:$(openssl rand -hex 32)) (accepted only in dev mode)"
+                    .to_string(),
+            );
+        }
+        if cluster && self.visitor_secret.trim().is_empty() {
+            problems.push(
+                "identity.visitor_secret is required in cluster mode, the same on every router \
+                 (hex:$(openssl rand -hex 32))"
+                    .to_string(),
+            );
+        }
+        problems
+    }
 }
 
 /// Customer-facing texts of one language. `{name}`, `{reopens}`, `{language}`, `{wait}`
@@ -90,6 +188,8 @@ pub struct NodeConfig {
     pub node_id: String,
     /// Address other nodes dial (default: `grpc_addr`).
     pub advertise_addr: String,
+    /// Development mode: the example's placeholder secrets are accepted.
+    pub dev_mode: bool,
 }
 
 impl Default for NodeConfig {
@@ -102,6 +202,7 @@ impl Default for NodeConfig {
             actor_threads: 0,
             node_id: String::new(),
             advertise_addr: String::new(),
+            dev_mode: false,
         }
     }
 }
@@ -418,6 +519,7 @@ impl Config {
         if self.limits.max_message_bytes == 0 || self.limits.max_queue_length == 0 {
             problems.push("limits must be positive".to_string());
         }
+        problems.extend(self.identity.problems());
         problems
     }
 }
