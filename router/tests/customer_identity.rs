@@ -19,7 +19,7 @@ type Client = centralino_proto::v1::conversation_service_client::ConversationSer
 
 /// The test shop secret's key bytes.
 fn shop_key() -> Vec<u8> {
-    identity::parse_key(SHOP_SECRET)
+    centralino_router::config::parse_secret(SHOP_SECRET)
         .expect("valid")
         .expect("set")
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
 use centralino_base::config::{
     load_document, AgentConfig, AgentNodeConfig, CannedConfig, ClockConfig, DeskConfig,
     HandoverConfig, LanguagesConfig, TeamConfig,
@@ -105,7 +106,7 @@ impl IdentityConfig {
             ("shop_secret", &self.shop_secret),
             ("visitor_secret", &self.visitor_secret),
         ] {
-            if let Err(e) = crate::identity::parse_key(value) {
+            if let Err(e) = parse_secret(value) {
                 problems.push(format!("identity.{name}: {e}"));
             }
         }
@@ -168,6 +169,37 @@ pub struct Templates {
     pub transferred: Option<String>,
     /// Do not type sensitive data.
     pub sensitive: Option<String>,
+}
+
+/// Fewest key bytes accepted for a secret (the HMAC-SHA256 output length).
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// Parses a secret written `hex:<digits>` or `base64:<standard base64>`: `None` when
+/// empty, an error when malformed or shorter than [`MIN_KEY_BYTES`].
+pub fn parse_secret(value: &str) -> Result<Option<Vec<u8>>, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let key = if let Some(digits) = value.strip_prefix("hex:") {
+        hex::decode(digits).map_err(|e| format!("not valid hex after \"hex:\": {e}"))?
+    } else if let Some(text) = value.strip_prefix("base64:") {
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| format!("not valid base64 after \"base64:\": {e}"))?
+    } else {
+        return Err(
+            "write the secret as hex:<digits> or base64:<text> (e.g. hex:$(openssl rand -hex 32))"
+                .to_string(),
+        );
+    };
+    if key.len() < MIN_KEY_BYTES {
+        return Err(format!(
+            "{} bytes of key, at least {MIN_KEY_BYTES} are needed (openssl rand -hex 32)",
+            key.len()
+        ));
+    }
+    Ok(Some(key))
 }
 
 /// Where the node listens and keeps its data.

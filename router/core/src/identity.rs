@@ -17,11 +17,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::config::IdentityConfig;
+use crate::config::{parse_secret as parse_key, IdentityConfig};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -31,8 +30,6 @@ pub const CUSTOMER_TOKEN_VERSION: &str = "v1";
 pub const VISITOR_TOKEN_VERSION: &str = "vt1";
 /// Prefix of the customer id under which an anonymous visitor's profile is kept.
 pub const VISITOR_PREFIX: &str = "visitor:";
-/// Fewest key bytes accepted for a secret (the HMAC-SHA256 output length).
-pub const MIN_KEY_BYTES: usize = 32;
 /// Longest id accepted in a token, in bytes.
 pub const MAX_ID_BYTES: usize = 256;
 /// Bytes of a signature (HMAC-SHA256).
@@ -73,34 +70,6 @@ pub fn wall_clock_secs() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default()
-}
-
-/// Parses a secret written `hex:<digits>` or `base64:<standard base64>`: `None` when
-/// empty, an error when malformed or shorter than [`MIN_KEY_BYTES`].
-pub fn parse_key(value: &str) -> Result<Option<Vec<u8>>, String> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Ok(None);
-    }
-    let key = if let Some(digits) = value.strip_prefix("hex:") {
-        hex::decode(digits).map_err(|e| format!("not valid hex after \"hex:\": {e}"))?
-    } else if let Some(text) = value.strip_prefix("base64:") {
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .map_err(|e| format!("not valid base64 after \"base64:\": {e}"))?
-    } else {
-        return Err(
-            "write the secret as hex:<digits> or base64:<text> (e.g. hex:$(openssl rand -hex 32))"
-                .to_string(),
-        );
-    };
-    if key.len() < MIN_KEY_BYTES {
-        return Err(format!(
-            "{} bytes of key, at least {MIN_KEY_BYTES} are needed (openssl rand -hex 32)",
-            key.len()
-        ));
-    }
-    Ok(Some(key))
 }
 
 fn signature(key: &[u8], payload: &str) -> Option<HmacSha256> {
@@ -372,6 +341,7 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use proptest::prelude::*;
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
