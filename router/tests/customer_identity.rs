@@ -441,3 +441,45 @@ fn a_node_without_a_shop_secret_refuses_identity_tokens_and_serves_visitors() {
         node.shutdown().await;
     });
 }
+
+#[test]
+fn the_example_placeholder_secrets_are_refused_at_start_outside_dev_mode() {
+    use centralino_router::config::{PLACEHOLDER_SHOP_SECRET, PLACEHOLDER_VISITOR_SECRET};
+    use centralino_router::standalone::{self, StoreChoice};
+    run(|| async {
+        let placeholders = |dev_mode: bool| {
+            config_with("", |c| {
+                c.identity.shop_secret = PLACEHOLDER_SHOP_SECRET.into();
+                c.identity.visitor_secret = PLACEHOLDER_VISITOR_SECRET.into();
+                c.node.dev_mode = dev_mode;
+            })
+        };
+        let err = match standalone::start_with(placeholders(false), StoreChoice::Memory).await {
+            Ok(_) => panic!("a node started on the example's placeholder secrets"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains("identity.shop_secret") && err.contains("identity.visitor_secret"),
+            "{err}"
+        );
+        let node = start(placeholders(true)).await;
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn a_cluster_router_needs_a_shared_visitor_secret_outside_dev_mode() {
+    use centralino_membership::memory::MemoryKv;
+    use centralino_router::clustered;
+    run(|| async {
+        let mut config = common::cluster::cluster_config("router-1", "/identity");
+        config.identity.visitor_secret.clear();
+        config.node.dev_mode = false;
+        let kv = std::sync::Arc::new(MemoryKv::default());
+        let err = match clustered::start_with(config, kv).await {
+            Ok(_) => panic!("a cluster router started with a per-node visitor key"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("identity.visitor_secret is required"), "{err}");
+    });
+}

@@ -585,6 +585,34 @@ mod tests {
     }
 
     #[test]
+    fn identity_secrets_are_checked() {
+        let example = Config::from_toml(EXAMPLE_CONFIG, Vec::new()).unwrap();
+        assert_eq!(example.identity.shop_secret, PLACEHOLDER_SHOP_SECRET);
+        assert_eq!(example.identity.visitor_secret, PLACEHOLDER_VISITOR_SECRET);
+        let refused = example.identity.secret_problems(false, false);
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert!(refused[0].contains("identity.shop_secret"), "{refused:?}");
+        assert!(example.identity.secret_problems(true, true).is_empty());
+        let own = IdentityConfig {
+            shop_secret: format!("base64:{}", "c2hvcC1zZWNyZXQtb2YtdGhlLXNob3AtMzItYnl0ZXM="),
+            ..IdentityConfig::default()
+        };
+        assert!(own.problems().is_empty(), "{:?}", own.problems());
+        assert!(own.secret_problems(false, false).is_empty());
+        let cluster = own.secret_problems(false, true);
+        assert!(
+            cluster[0].contains("visitor_secret is required"),
+            "{cluster:?}"
+        );
+        let env = vec![(
+            "CENTRALINO_IDENTITY__SHOP_SECRET".to_string(),
+            "hex:abcd".to_string(),
+        )];
+        let err = Config::from_toml(EXAMPLE_CONFIG, env).unwrap_err();
+        assert!(err.to_string().contains("identity.shop_secret"), "{err}");
+    }
+
+    #[test]
     fn environment_overrides_apply() {
         let env = vec![(
             "CENTRALINO_LIMITS__MAX_QUEUE_LENGTH".to_string(),

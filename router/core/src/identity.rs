@@ -498,6 +498,26 @@ mod tests {
         assert_ne!(after, first);
     }
 
+    #[test]
+    fn routers_sharing_the_visitor_secret_continue_each_others_visitors() {
+        let config = IdentityConfig {
+            visitor_secret: format!("hex:{}", hex::encode(KEY)),
+            ..IdentityConfig::default()
+        };
+        let (a, b) = (
+            Identity::from_config(&config),
+            Identity::from_config(&config),
+        );
+        let token = a.visitor_token("v-1", NOW);
+        assert_eq!(
+            b.resolve("", "", &token, NOW),
+            Ok(Subject::Visitor {
+                id: "v-1".into(),
+                ignored_customer_id: false
+            })
+        );
+    }
+
     proptest! {
         #[test]
         fn tokens_round_trip_and_any_one_byte_change_is_refused(
