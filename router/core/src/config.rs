@@ -85,6 +85,13 @@ pub struct IdentityConfig {
     pub max_token_lifetime_secs: u64,
     /// How long a visitor token stays valid (seconds); it is renewed at each start.
     pub visitor_token_max_age_secs: u64,
+    /// Shop JWTs instead of (or beside) HMAC tokens: the JWKS file of the shop's signing
+    /// keys (RS256 or ES256); empty: no JWT is accepted. The `sub` claim is the customer id.
+    pub jwks_file: PathBuf,
+    /// Required `iss` of shop JWTs.
+    pub issuer: String,
+    /// Required `aud` of shop JWTs.
+    pub audience: String,
 }
 
 impl Default for IdentityConfig {
@@ -94,6 +101,9 @@ impl Default for IdentityConfig {
             visitor_secret: String::new(),
             max_token_lifetime_secs: 24 * 3600,
             visitor_token_max_age_secs: 30 * 24 * 3600,
+            jwks_file: PathBuf::new(),
+            issuer: String::new(),
+            audience: String::new(),
         }
     }
 }
@@ -110,6 +120,11 @@ impl IdentityConfig {
                 problems.push(format!("identity.{name}: {e}"));
             }
         }
+        if !self.jwks_file.as_os_str().is_empty()
+            && (self.issuer.trim().is_empty() || self.audience.trim().is_empty())
+        {
+            problems.push("identity.jwks_file needs identity.issuer and identity.audience".into());
+        }
         if self.max_token_lifetime_secs == 0 || self.visitor_token_max_age_secs == 0 {
             problems.push(
                 "identity.max_token_lifetime_secs and visitor_token_max_age_secs must be positive"
@@ -124,6 +139,14 @@ impl IdentityConfig {
     /// `visitor_secret` (every router must verify the visitor tokens of the others).
     pub fn secret_problems(&self, dev_mode: bool, cluster: bool) -> Vec<String> {
         let mut problems = Vec::new();
+        if !self.jwks_file.as_os_str().is_empty() {
+            if let Err(e) = std::fs::read_to_string(&self.jwks_file) {
+                problems.push(format!(
+                    "identity.jwks_file: cannot read {}: {e}",
+                    self.jwks_file.display()
+                ));
+            }
+        }
         if dev_mode {
             return problems;
         }

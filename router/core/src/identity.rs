@@ -53,6 +53,9 @@ pub enum TokenError {
     /// The expiry lies further ahead than the node accepts.
     #[error("expires more than {0} s from now; sign tokens with a shorter lifetime")]
     TooLong(u64),
+    /// A shop JWT failed verification (signature, issuer, audience, expiry, claims).
+    #[error("is not a valid shop JWT: {0}")]
+    Jwt(String),
 }
 
 /// A verified token: its id and expiry.
@@ -215,6 +218,7 @@ impl IdentityError {
             Self::Token(TokenError::BadSignature) => "bad_signature",
             Self::Token(TokenError::Expired) => "expired",
             Self::Token(TokenError::TooLong(_)) => "too_long",
+            Self::Token(TokenError::Jwt(_)) => "bad_jwt",
             Self::NotAccepted => "not_accepted",
             Self::Mismatch => "mismatch",
         }
@@ -235,6 +239,7 @@ impl From<IdentityError> for tonic::Status {
 /// The node's identity keys and the rules that use them.
 pub struct Identity {
     shop_key: Option<Vec<u8>>,
+    shop_jwt: Option<ShopJwt>,
     visitor_key: Vec<u8>,
     max_token_lifetime_secs: u64,
     visitor_token_max_age_secs: u64,
@@ -244,6 +249,10 @@ impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Identity")
             .field("shop_key", &self.shop_key.as_ref().map(|_| "<set>"))
+            .field(
+                "shop_jwt_keys",
+                &self.shop_jwt.as_ref().map(|j| j.keys.len()),
+            )
             .field("max_token_lifetime_secs", &self.max_token_lifetime_secs)
             .field(
                 "visitor_token_max_age_secs",
@@ -263,8 +272,13 @@ impl Identity {
             .ok()
             .flatten()
             .unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
+        let shop_jwt = ShopJwt::load(config).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "shop JWKS not loaded: shop JWTs are refused");
+            None
+        });
         Self {
             shop_key,
+            shop_jwt,
             visitor_key,
             max_token_lifetime_secs: config.max_token_lifetime_secs,
             visitor_token_max_age_secs: config.visitor_token_max_age_secs,
@@ -287,14 +301,22 @@ impl Identity {
         now: i64,
     ) -> Result<Subject, IdentityError> {
         if !identity_token.is_empty() {
-            let key = self.shop_key.as_deref().ok_or(IdentityError::NotAccepted)?;
-            let verified = verify(
-                CUSTOMER_TOKEN_VERSION,
-                key,
-                identity_token,
-                now,
-                self.max_token_lifetime_secs,
-            )
+            let hmac_token = identity_token.starts_with("v1.");
+            let verified = match &self.shop_jwt {
+                Some(jwt) if !hmac_token => {
+                    jwt.verify(identity_token, now, self.max_token_lifetime_secs)
+                }
+                _ => {
+                    let key = self.shop_key.as_deref().ok_or(IdentityError::NotAccepted)?;
+                    verify(
+                        CUSTOMER_TOKEN_VERSION,
+                        key,
+                        identity_token,
+                        now,
+                        self.max_token_lifetime_secs,
+                    )
+                }
+            }
             .map_err(IdentityError::Token)?;
             if verified.id.starts_with(VISITOR_PREFIX) {
                 return Err(IdentityError::ReservedId);
@@ -335,6 +357,125 @@ impl Identity {
             visitor_id,
             now + self.visitor_token_max_age_secs as i64,
         )
+    }
+}
+
+/// Shop JWTs: verified against the keys of a JWKS file (RS256 or ES256; the `kid` picks
+/// the key when present), with the configured issuer and audience, a required expiry and
+/// the customer id in `sub`.
+struct ShopJwt {
+    keys: Vec<JwtKey>,
+    issuer: String,
+    audience: String,
+}
+
+struct JwtKey {
+    kid: Option<String>,
+    alg: jsonwebtoken::Algorithm,
+    key: jsonwebtoken::DecodingKey,
+}
+
+/// The claims of a shop JWT the node reads.
+#[derive(serde::Deserialize)]
+struct ShopClaims {
+    sub: String,
+    exp: i64,
+}
+
+impl ShopJwt {
+    /// Returns the verifier of `config`'s `jwks_file` (`None` when it is not set).
+    fn load(config: &IdentityConfig) -> Result<Option<Self>, String> {
+        if config.jwks_file.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&config.jwks_file)
+            .map_err(|e| format!("cannot read {}: {e}", config.jwks_file.display()))?;
+        Self::from_jwks(&text, &config.issuer, &config.audience).map(Some)
+    }
+
+    /// Returns the verifier of the JWKS document `jwks`; keys other than RSA and P-256
+    /// are skipped.
+    fn from_jwks(jwks: &str, issuer: &str, audience: &str) -> Result<Self, String> {
+        use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+        use jsonwebtoken::Algorithm;
+        let set: JwkSet =
+            serde_json::from_str(jwks).map_err(|e| format!("not a JWKS document: {e}"))?;
+        let mut keys = Vec::new();
+        for jwk in &set.keys {
+            let alg = match &jwk.algorithm {
+                AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+                    Algorithm::ES256
+                }
+                _ => continue,
+            };
+            let key = jsonwebtoken::DecodingKey::from_jwk(jwk)
+                .map_err(|e| format!("bad key in the JWKS: {e}"))?;
+            keys.push(JwtKey {
+                kid: jwk.common.key_id.clone(),
+                alg,
+                key,
+            });
+        }
+        if keys.is_empty() {
+            return Err("the JWKS has no RSA or P-256 key".to_string());
+        }
+        Ok(Self {
+            keys,
+            issuer: issuer.to_string(),
+            audience: audience.to_string(),
+        })
+    }
+
+    /// Verifies the shop JWT `token` at `now` (Unix seconds).
+    fn verify(
+        &self,
+        token: &str,
+        now: i64,
+        max_lifetime_secs: u64,
+    ) -> Result<Verified, TokenError> {
+        use jsonwebtoken::Algorithm;
+        let bad = |e: jsonwebtoken::errors::Error| TokenError::Jwt(e.to_string());
+        let header = jsonwebtoken::decode_header(token).map_err(bad)?;
+        if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
+            return Err(TokenError::Jwt(format!(
+                "algorithm {:?} is not accepted (RS256, ES256)",
+                header.alg
+            )));
+        }
+        let mut validation = jsonwebtoken::Validation::new(header.alg);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 0;
+        let mut last = TokenError::Jwt("no key of the JWKS matches the token".to_string());
+        let candidates = self.keys.iter().filter(|k| {
+            k.alg == header.alg
+                && match (&header.kid, &k.kid) {
+                    (Some(want), Some(have)) => want == have,
+                    _ => true,
+                }
+        });
+        for key in candidates {
+            match jsonwebtoken::decode::<ShopClaims>(token, &key.key, &validation) {
+                Ok(data) => {
+                    let ShopClaims { sub, exp } = data.claims;
+                    check_id(&sub)?;
+                    if exp <= now {
+                        return Err(TokenError::Expired);
+                    }
+                    if exp - now > max_lifetime_secs as i64 {
+                        return Err(TokenError::TooLong(max_lifetime_secs));
+                    }
+                    return Ok(Verified {
+                        id: sub,
+                        expires_at: exp,
+                    });
+                }
+                Err(e) => last = bad(e),
+            }
+        }
+        Err(last)
     }
 }
 
@@ -515,6 +656,114 @@ mod tests {
                 id: "v-1".into(),
                 ignored_customer_id: false
             })
+        );
+    }
+
+    /// A P-256 key made for these tests (`openssl ecparam -name prime256v1 -genkey`), as
+    /// PKCS#8 DER, and its public half as a JWKS.
+    const TEST_EC_PKCS8: &str = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg5mC6UhiUF6MHP7ZsPvknCtc99AXeq2X903ho2o90KwKhRANCAAQZBQrH0nO8jyAiZTYz1D5tGYsMCeQnUzZzOyQcefmPExHfaqwSMxlYApMDdFtOYI4BsaPsPN9mHUkk7IeVDunT";
+    const TEST_JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"shop-1","use":"sig","alg":"ES256",
+        "x":"GQUKx9JzvI8gImU2M9Q-bRmLDAnkJ1M2czskHHn5jxM","y":"Ed9qrBIzGVgCkwN0W05gjgGxo-w832YdSSTsh5UO6dM"}]}"#;
+
+    fn shop_jwt(claims: serde_json::Value, kid: &str) -> String {
+        use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(TEST_EC_PKCS8)
+            .unwrap();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(kid.to_string());
+        encode(&header, &claims, &EncodingKey::from_ec_der(&der)).unwrap()
+    }
+
+    #[test]
+    fn shop_jwts_verify_against_the_jwks_with_issuer_audience_and_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let jwks_file = dir.path().join("shop-jwks.json");
+        std::fs::write(&jwks_file, TEST_JWKS).unwrap();
+        let config = IdentityConfig {
+            jwks_file,
+            issuer: "https://shop.example".into(),
+            audience: "centralino".into(),
+            ..IdentityConfig::default()
+        };
+        assert!(config.problems().is_empty() && config.secret_problems(false, false).is_empty());
+        let identity = Identity::from_config(&config);
+        let now = wall_clock_secs();
+        let claims = |sub: &str, exp: i64, iss: &str, aud: &str| serde_json::json!({ "sub": sub, "exp": exp, "iss": iss, "aud": aud });
+        let good = shop_jwt(
+            claims("anna", now + 600, "https://shop.example", "centralino"),
+            "shop-1",
+        );
+        assert_eq!(
+            identity.resolve("anna", &good, "", now),
+            Ok(Subject::Customer("anna".into()))
+        );
+        assert_eq!(
+            identity.resolve("bruno", &good, "", now),
+            Err(IdentityError::Mismatch)
+        );
+        let refused = [
+            shop_jwt(
+                claims("anna", now - 5, "https://shop.example", "centralino"),
+                "shop-1",
+            ),
+            shop_jwt(
+                claims("anna", now + 600, "https://evil.example", "centralino"),
+                "shop-1",
+            ),
+            shop_jwt(
+                claims("anna", now + 600, "https://shop.example", "other"),
+                "shop-1",
+            ),
+            shop_jwt(
+                claims("anna", now + 600, "https://shop.example", "centralino"),
+                "shop-2",
+            ),
+            shop_jwt(
+                claims(
+                    "anna",
+                    now + 400 * 86_400,
+                    "https://shop.example",
+                    "centralino",
+                ),
+                "shop-1",
+            ),
+            shop_jwt(
+                serde_json::json!({ "sub": "anna", "iss": "https://shop.example", "aud": "centralino" }),
+                "shop-1",
+            ),
+            {
+                // Another customer's id with anna's signature.
+                let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
+                parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+                    serde_json::to_vec(&claims(
+                        "bruno",
+                        now + 600,
+                        "https://shop.example",
+                        "centralino",
+                    ))
+                    .unwrap(),
+                );
+                parts.join(".")
+            },
+        ];
+        for token in refused {
+            let result = identity.resolve("", &token, "", now);
+            assert!(
+                matches!(result, Err(IdentityError::Token(_))),
+                "{token}: {result:?}"
+            );
+        }
+        // HMAC tokens are refused without a shop secret, JWTs without a JWKS.
+        let hmac = sign(CUSTOMER_TOKEN_VERSION, KEY, "anna", now + 60);
+        assert_eq!(
+            identity.resolve("", &hmac, "", now),
+            Err(IdentityError::NotAccepted)
+        );
+        let without = Identity::from_config(&IdentityConfig::default());
+        assert_eq!(
+            without.resolve("", &good, "", now),
+            Err(IdentityError::NotAccepted)
         );
     }
 
