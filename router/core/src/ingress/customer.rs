@@ -24,8 +24,8 @@ use crate::router::Router;
 
 use super::validate::{check_field, mailbox, reject, wait_durable, EventStream, MAX_PAGES_VISITED};
 
-/// Longest identity or visitor token accepted, in bytes.
-const MAX_TOKEN_BYTES: usize = 512;
+/// Longest identity or visitor token accepted, in bytes (room for an RS256 shop JWT).
+const MAX_TOKEN_BYTES: usize = 4096;
 
 /// The customer API.
 #[derive(Clone)]
