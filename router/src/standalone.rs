@@ -192,6 +192,11 @@ pub async fn start_with_clock(
     store_choice: StoreChoice,
     clock: SharedClock,
 ) -> Result<RunningNode, StartError> {
+    // Customer identity secrets (issue 10): placeholders only in dev mode.
+    let problems = config.identity.secret_problems(config.node.dev_mode, false);
+    if !problems.is_empty() {
+        return Err(StartError::Config(problems.join("; ")));
+    }
     let config = Arc::new(config);
     let metrics_addr = if config.node.metrics_addr.is_empty() {
         None
