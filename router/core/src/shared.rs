@@ -70,6 +70,100 @@ impl Counters {
     }
 }
 
+/// A place held for one new conversation — in the node's open conversations or in a
+/// department queue — taken atomically at admission and given back when dropped, unless
+/// its new holder [`keep`](Reserved::keep)s it (the count then belongs to that holder).
+pub struct Reserved(Option<Box<dyn FnOnce() + Send + Sync>>);
+
+impl Reserved {
+    /// Returns a place that runs `release` when dropped.
+    pub fn new(release: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Self(Some(Box::new(release)))
+    }
+
+    /// Keeps the place taken: dropping no longer gives it back.
+    pub fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if let Some(release) = self.0.take() {
+            release();
+        }
+    }
+}
+
+impl std::fmt::Debug for Reserved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Reserved" } else { "Kept" })
+    }
+}
+
+/// The places a new conversation holds from admission until its actor (open count) and
+/// its queue (queue length) take them over.
+#[derive(Debug, Default)]
+pub struct Places {
+    /// A place among the node's open conversations.
+    pub open: Option<Reserved>,
+    /// A place in the department queue.
+    pub queue: Option<Reserved>,
+}
+
+/// Tells a closed conversation to stop lingering now (too many closed conversations wait
+/// for a rating; the oldest make room).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EndLinger;
+
+/// Closed conversations whose actors still linger (rating window, late resumes), oldest
+/// first; at most `max_closed_lingering` of them, the oldest are told to stop beyond that.
+#[derive(Default)]
+pub struct Lingering {
+    actors: parking_lot::Mutex<std::collections::BTreeMap<u64, Recipient<EndLinger>>>,
+    next: AtomicU64,
+}
+
+impl Lingering {
+    /// Adds a closed conversation's actor; tells the oldest to stop while more than `cap`
+    /// linger. Returns the ticket to [`remove`](Self::remove) it with when it stops.
+    pub fn add(&self, actor: Recipient<EndLinger>, cap: usize) -> u64 {
+        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut evicted = Vec::new();
+        {
+            let mut actors = self.actors.lock();
+            actors.insert(ticket, actor);
+            while actors.len() > cap.max(1) {
+                match actors.pop_first() {
+                    Some((_, oldest)) => evicted.push(oldest),
+                    None => break,
+                }
+            }
+        }
+        for oldest in evicted {
+            crate::metrics::linger_evicted();
+            oldest.do_send(EndLinger);
+        }
+        ticket
+    }
+
+    /// Removes the actor of `ticket` (it stopped).
+    pub fn remove(&self, ticket: u64) {
+        self.actors.lock().remove(&ticket);
+    }
+
+    /// Returns how many closed conversations linger.
+    pub fn len(&self) -> usize {
+        self.actors.lock().len()
+    }
+
+    /// Returns whether no closed conversation lingers.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Where a partition lives, as this router sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Owner {
@@ -140,6 +234,8 @@ pub struct Shared {
     pub events: Arc<IntegrationLog>,
     /// Counters for snapshots.
     pub counters: Counters,
+    /// Closed conversations still lingering.
+    pub lingering: Lingering,
     placement: OnceLock<Arc<dyn Placement>>,
     mail: Weak<dyn Mailroom>,
     arbiters: Vec<ArbiterHandle>,
@@ -161,6 +257,7 @@ impl Shared {
             shifts: parts.shifts,
             events: parts.events,
             counters: Counters::default(),
+            lingering: Lingering::default(),
             placement: OnceLock::new(),
             mail,
             arbiters: parts.arbiters,
@@ -239,6 +336,22 @@ impl Shared {
         ops.push(put(key, &profile));
         self.commits.write(ops).await?;
         Ok(profile)
+    }
+
+    /// Takes a place among the node's open conversations for a new one, if fewer than
+    /// `max_live_conversations` are open (atomically: concurrent starts never exceed it).
+    pub fn reserve_open(self: &Arc<Self>) -> Option<Reserved> {
+        let max = self.config.limits.max_live_conversations as i64;
+        self.counters
+            .open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| {
+                (open < max).then_some(open + 1)
+            })
+            .ok()?;
+        let me = self.clone();
+        Some(Reserved::new(move || {
+            me.counters.open.fetch_sub(1, Ordering::SeqCst);
+        }))
     }
 
     /// Returns the next actor thread, round robin.

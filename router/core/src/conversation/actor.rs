@@ -18,7 +18,7 @@ use tracing::warn;
 use crate::mail::{QueueEntry, ToConversation, ToQueue};
 use crate::metrics as m;
 use crate::registry::Registry;
-use crate::shared::{Counters, Shared};
+use crate::shared::{Counters, EndLinger, Places, Shared};
 use crate::store::archive::retire_closed;
 use crate::store::group_commit::Durable;
 use crate::store::records::{
@@ -69,6 +69,10 @@ pub struct ConversationActor {
     pub(super) persist_on_start: bool,
     /// Handed over to another router: stopping must not archive or count anything.
     pub(super) retired: bool,
+    /// Places taken at admission, until the actor and its queue take them over.
+    pub(super) places: Places,
+    /// Closed and lingering: the ticket in [`crate::shared::Lingering`].
+    pub(super) linger_ticket: Option<u64>,
 }
 
 pub(super) type ProfileWrite = std::pin::Pin<
@@ -116,7 +120,15 @@ impl ConversationActor {
             restored: false,
             persist_on_start: false,
             retired: false,
+            places: Places::default(),
+            linger_ticket: None,
         }
+    }
+
+    /// Hands the actor the places its start took (open count, queue place).
+    pub fn with_places(mut self, places: Places) -> Self {
+        self.places = places;
+        self
     }
 
     /// Marks an actor rebuilt from the store (restart or failover): an accept of an offer
@@ -250,11 +262,12 @@ impl ConversationActor {
         )
     }
 
-    pub(super) fn enqueue(&self) {
-        self.shared.tell_queue(
-            &self.rec.department,
-            ToQueue::Enqueue(Box::new(self.queue_entry())),
-        );
+    pub(super) fn enqueue(&mut self) {
+        let mut entry = self.queue_entry();
+        // The first enqueue carries the place taken at admission.
+        entry.place = self.places.queue.take().map(Arc::new);
+        self.shared
+            .tell_queue(&self.rec.department, ToQueue::Enqueue(Box::new(entry)));
     }
 
     pub(super) fn dequeue(&self) {
@@ -368,7 +381,13 @@ impl Actor for ConversationActor {
             drop(self.persist_record());
         }
         if self.rec.state != State::Closed {
-            self.shared.counters.open.fetch_add(1, Ordering::Relaxed);
+            match self.places.open.take() {
+                // Counted at admission already.
+                Some(place) => place.keep(),
+                None => {
+                    self.shared.counters.open.fetch_add(1, Ordering::SeqCst);
+                }
+            }
         }
         match self.rec.state {
             State::Queued => self.enqueue(),
@@ -400,6 +419,9 @@ impl Actor for ConversationActor {
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
         self.registry.forget(&self.rec.id, &ctx.address());
+        if let Some(ticket) = self.linger_ticket.take() {
+            self.shared.lingering.remove(ticket);
+        }
         if self.retired {
             if self.rec.state != State::Closed {
                 self.shared.counters.open.fetch_sub(1, Ordering::Relaxed);
@@ -422,6 +444,16 @@ impl Actor for ConversationActor {
                 warn!(conversation_id = %rec.id, error = %e, "closed conversation not archived yet");
             }
         });
+    }
+}
+
+impl Handler<EndLinger> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: EndLinger, ctx: &mut Context<Self>) {
+        if self.rec.state == State::Closed {
+            ctx.stop();
+        }
     }
 }
 

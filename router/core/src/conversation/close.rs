@@ -112,10 +112,27 @@ impl ConversationActor {
         info!(conversation_id = %self.rec.id, ?outcome, "conversation closed");
         let durable = self.shared.commits.submit(ops);
         let durable = self.with_profile_write(durable);
-        // The actor lingers through the rating window (on the node's clock), then stops.
-        let linger = self.shared.clock.sleep(Duration::from_secs(
-            self.shared.config.routing.rating_window_secs,
-        ));
+        // Streams end after the last events (readers have them buffered); a closed
+        // conversation takes no new subscriber.
+        self.subscribers.clear();
+        // The actor lingers through the rating window (a completed conversation) or a short
+        // time for late resumes (on the node's clock), then stops; it does not count among
+        // the open conversations meanwhile, and at most `max_closed_lingering` linger: the
+        // oldest stop early.
+        let limits = &self.shared.config.limits;
+        let linger_secs = if outcome == Outcome::Completed {
+            self.shared.config.routing.rating_window_secs
+        } else {
+            limits.closed_linger_secs.min(self.shared.config.routing.rating_window_secs)
+        };
+        if self.linger_ticket.is_none() {
+            self.linger_ticket = Some(
+                self.shared
+                    .lingering
+                    .add(ctx.address().recipient(), limits.max_closed_lingering),
+            );
+        }
+        let linger = self.shared.clock.sleep(Duration::from_secs(linger_secs));
         ctx.spawn(actix::fut::wrap_future::<_, Self>(linger).map(|(), _act, ctx| ctx.stop()));
         durable
     }
