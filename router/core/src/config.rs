@@ -210,8 +210,14 @@ impl LimitsConfig {
             ("max_live_conversations", self.max_live_conversations),
             ("max_closed_lingering", self.max_closed_lingering),
             ("rate_limit_max_keys", self.rate_limit_max_keys),
-            ("max_streams_per_conversation", self.max_streams_per_conversation),
-            ("max_streams_per_connection", self.max_streams_per_connection),
+            (
+                "max_streams_per_conversation",
+                self.max_streams_per_conversation,
+            ),
+            (
+                "max_streams_per_connection",
+                self.max_streams_per_connection,
+            ),
             ("stream_buffer_events", self.stream_buffer_events),
             ("max_events_kept", self.max_events_kept),
             ("commit_queue_writes", self.commit_queue_writes),
@@ -222,7 +228,12 @@ impl LimitsConfig {
             }
         }
         let rates = [
-            ("starts", self.starts_per_minute_per_addr, self.starts_burst_per_addr, "addr"),
+            (
+                "starts",
+                self.starts_per_minute_per_addr,
+                self.starts_burst_per_addr,
+                "addr",
+            ),
             (
                 "starts",
                 self.starts_per_minute_per_customer,
@@ -249,7 +260,8 @@ impl LimitsConfig {
                 ));
             }
         }
-        if self.commit_batch_bytes < 64 * 1024 || self.commit_batch_bytes > Self::MAX_COMMIT_BATCH_BYTES
+        if self.commit_batch_bytes < 64 * 1024
+            || self.commit_batch_bytes > Self::MAX_COMMIT_BATCH_BYTES
         {
             problems.push(format!(
                 "limits.commit_batch_bytes must be between 65536 and {} (etcd refuses larger requests)",

@@ -29,7 +29,7 @@ impl Handler<Retire> for ConversationActor {
         self.retired = true;
         // Customers' streams end with UNAVAILABLE; they resume from their last event on
         // the next owner.
-        for tx in self.subscribers.drain(..) {
+        for (tx, _) in self.subscribers.drain(..) {
             let _ = tx.try_send(Err(Status::unavailable(
                 "conversation moved to another router, resume the stream",
             )));
@@ -123,7 +123,9 @@ impl ConversationActor {
         let linger_secs = if outcome == Outcome::Completed {
             self.shared.config.routing.rating_window_secs
         } else {
-            limits.closed_linger_secs.min(self.shared.config.routing.rating_window_secs)
+            limits
+                .closed_linger_secs
+                .min(self.shared.config.routing.rating_window_secs)
         };
         if self.linger_ticket.is_none() {
             self.linger_ticket = Some(

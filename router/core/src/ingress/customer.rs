@@ -1,6 +1,7 @@
 //! The customer `ConversationService`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use centralino_proto::v1::conversation_service_server::ConversationService;
@@ -11,6 +12,7 @@ use centralino_proto::v1::{
     StartConversationRequest, StartConversationResponse, StreamEventsRequest,
 };
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::conversation::start::start_conversation;
@@ -19,18 +21,28 @@ use crate::conversation::{
 };
 use crate::router::Router;
 
+use super::rate::RateLimits;
 use super::validate::{check_field, mailbox, reject, wait_durable, EventStream, MAX_PAGES_VISITED};
 
 /// The customer API.
 #[derive(Clone)]
 pub struct CustomerApi {
     router: Arc<Router>,
+    /// Rate limits on starts and messages.
+    rates: Arc<RateLimits>,
+    /// Open event streams per client connection.
+    streams: Arc<ConnectionStreams>,
 }
 
 impl CustomerApi {
     /// Returns the service over `router`.
     pub fn new(router: Arc<Router>) -> Self {
-        Self { router }
+        let limits = &router.shared.config.limits;
+        Self {
+            rates: Arc::new(RateLimits::new(limits)),
+            streams: Arc::new(ConnectionStreams::new(limits.max_streams_per_connection)),
+            router,
+        }
     }
 
     fn conversation(&self, id: &str) -> Result<actix::Addr<ConversationActor>, Status> {
@@ -92,6 +104,8 @@ impl ConversationService for CustomerApi {
         &self,
         request: Request<StartConversationRequest>,
     ) -> Result<Response<StartConversationResponse>, Status> {
+        let addr = request.remote_addr().map(|a| a.ip());
+        reject(self.rates.start(addr, &request.get_ref().customer_id))?;
         reject(self.start(request.into_inner()).await).map(Response::new)
     }
 
@@ -101,19 +115,26 @@ impl ConversationService for CustomerApi {
         &self,
         request: Request<StreamEventsRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        let connection = request.remote_addr();
         let req = request.into_inner();
         let result = async {
-            let rx = self
-                .conversation(&req.conversation_id)?
+            let actor = self.conversation(&req.conversation_id)?;
+            // One connection may hold only so many streams (all conversations together).
+            let held = match connection {
+                Some(connection) => Some(self.streams.open(connection)?),
+                None => None,
+            };
+            let rx = actor
                 .send(Subscribe {
                     token: Some(req.token),
                     after_event_id: req.after_event_id,
                 })
                 .await
                 .map_err(mailbox)??;
-            Ok(Response::new(
-                Box::pin(ReceiverStream::new(rx)) as EventStream
-            ))
+            Ok(Response::new(Box::pin(HeldStream {
+                inner: ReceiverStream::new(rx),
+                _held: held,
+            }) as EventStream))
         }
         .await;
         reject(result)
@@ -123,6 +144,7 @@ impl ConversationService for CustomerApi {
         &self,
         request: Request<SendMessageRequest>,
     ) -> Result<Response<SendMessageResponse>, Status> {
+        let addr = request.remote_addr().map(|a| a.ip());
         let req = request.into_inner();
         let result = async {
             let limits = &self.router.shared.config.limits;
@@ -136,6 +158,7 @@ impl ConversationService for CustomerApi {
                     limits.max_message_bytes
                 )));
             }
+            self.rates.message(addr, &req.conversation_id)?;
             let (seq, duplicate, durable) = self
                 .conversation(&req.conversation_id)?
                 .send(CustomerSend {
@@ -272,5 +295,80 @@ impl ConversationService for CustomerApi {
         }
         .await;
         reject(result)
+    }
+}
+
+/// Open event streams per client connection (remote address and port), at most `max` each.
+pub struct ConnectionStreams {
+    open: parking_lot::Mutex<HashMap<SocketAddr, usize>>,
+    max: usize,
+}
+
+impl ConnectionStreams {
+    /// Returns an empty count with `max` streams per connection.
+    pub fn new(max: usize) -> Self {
+        Self {
+            open: parking_lot::Mutex::new(HashMap::new()),
+            max,
+        }
+    }
+
+    /// Counts one more stream on `connection`, until the returned guard drops; refuses
+    /// it with RESOURCE_EXHAUSTED when the connection holds `max` already.
+    fn open(self: &Arc<Self>, connection: SocketAddr) -> Result<StreamHeld, Status> {
+        let mut open = self.open.lock();
+        let count = open.entry(connection).or_insert(0);
+        if *count >= self.max {
+            crate::metrics::limit_refused("streams_connection");
+            return Err(Status::resource_exhausted(format!(
+                "this connection holds {} event streams already; close one first",
+                self.max
+            )));
+        }
+        *count += 1;
+        Ok(StreamHeld {
+            streams: self.clone(),
+            connection,
+        })
+    }
+
+    /// Returns how many streams `connection` holds.
+    pub fn held(&self, connection: &SocketAddr) -> usize {
+        self.open.lock().get(connection).copied().unwrap_or(0)
+    }
+}
+
+/// One open stream of a connection; dropping it (the stream ended) frees the place.
+struct StreamHeld {
+    streams: Arc<ConnectionStreams>,
+    connection: SocketAddr,
+}
+
+impl Drop for StreamHeld {
+    fn drop(&mut self) {
+        let mut open = self.streams.open.lock();
+        if let Some(count) = open.get_mut(&self.connection) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.connection);
+            }
+        }
+    }
+}
+
+/// An event stream that holds its connection's place while it lives.
+struct HeldStream<S> {
+    inner: S,
+    _held: Option<StreamHeld>,
+}
+
+impl<S: Stream + Unpin> Stream for HeldStream<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.inner).poll_next(cx)
     }
 }
