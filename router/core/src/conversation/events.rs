@@ -34,11 +34,24 @@ impl Handler<Subscribe> for ConversationActor {
             }
         }
         self.last_activity_ms = self.shared.clock.now_ms();
-        let backlog = self.backlog(msg.after_event_id);
+        let mut backlog = self.backlog(msg.after_event_id);
         debug!(conversation_id = %self.rec.id, after = msg.after_event_id, backlog = backlog.len(), next = self.next_event_id, subscribers = self.subscribers.len(), "subscribe");
-        // The backlog (bounded by the events kept and the transcript) plus a bounded
-        // buffer; the last place is for the status that cuts a slow reader.
-        let (tx, rx) = mpsc::channel(backlog.len() + limits.stream_buffer_events + 1);
+        let buffer = limits.stream_buffer_events;
+        if backlog.len() > buffer {
+            // A long backlog comes in pages of `buffer` events, each ended with the status
+            // that says where to resume: a stream never holds more than its buffer.
+            backlog.truncate(buffer);
+            let last = backlog.last().map_or(msg.after_event_id, |e| e.event_id);
+            let (tx, rx) = mpsc::channel(buffer + 1);
+            for event in backlog {
+                let _ = tx.try_send(Ok(event));
+            }
+            let _ = tx.try_send(Err(super::actor::slow_reader(last)));
+            return Ok(rx);
+        }
+        // The backlog plus a bounded buffer; the last place is for the status that cuts a
+        // slow reader.
+        let (tx, rx) = mpsc::channel(backlog.len() + buffer + 1);
         for event in backlog {
             let _ = tx.try_send(Ok(event));
         }
