@@ -600,6 +600,25 @@ mod tests {
     }
 
     #[test]
+    fn limits_have_defaults_and_are_validated() {
+        let config = Config::from_toml(EXAMPLE_CONFIG, Vec::new()).unwrap();
+        assert_eq!(config.limits.max_streams_per_conversation, 4);
+        assert!(config.limits.commit_batch_bytes <= LimitsConfig::MAX_COMMIT_BATCH_BYTES);
+        let env =
+            |key: &str, value: &str| vec![(format!("CENTRALINO_LIMITS__{key}"), value.to_string())];
+        let err =
+            Config::from_toml(EXAMPLE_CONFIG, env("COMMIT_BATCH_BYTES", "2000000")).unwrap_err();
+        assert!(err.to_string().contains("commit_batch_bytes"), "{err}");
+        let err = Config::from_toml(EXAMPLE_CONFIG, env("STARTS_BURST_PER_ADDR", "0")).unwrap_err();
+        assert!(err.to_string().contains("starts_burst_per_addr"), "{err}");
+        let err = Config::from_toml(EXAMPLE_CONFIG, env("MAX_EVENTS_KEPT", "0")).unwrap_err();
+        assert!(err.to_string().contains("max_events_kept"), "{err}");
+        let off =
+            Config::from_toml(EXAMPLE_CONFIG, env("STARTS_PER_MINUTE_PER_ADDR", "0")).unwrap();
+        assert_eq!(off.limits.starts_per_minute_per_addr, 0);
+    }
+
+    #[test]
     fn environment_overrides_apply() {
         let env = vec![(
             "CENTRALINO_LIMITS__MAX_QUEUE_LENGTH".to_string(),

@@ -70,7 +70,7 @@ pub struct QueueEntry {
     pub info: Arc<OfferInfo>,
     /// The queue place taken at admission, kept by the queue when the entry joins it (in
     /// process only; never sent to another router).
-    pub place: Option<Arc<crate::shared::Reserved>>,
+    pub place: Option<Arc<crate::places::Reserved>>,
 }
 
 impl QueueEntry {

@@ -22,6 +22,10 @@ use crate::store::records::{conversation_key, put, Outcome, State};
 use super::actor::ConversationActor;
 use super::messages::Retire;
 
+/// Events a closed conversation keeps for late resumes (its last ones: the close, the
+/// rating request).
+const CLOSED_EVENTS_KEPT: usize = 4;
+
 impl Handler<Retire> for ConversationActor {
     type Result = ();
 
@@ -113,8 +117,12 @@ impl ConversationActor {
         let durable = self.shared.commits.submit(ops);
         let durable = self.with_profile_write(durable);
         // Streams end after the last events (readers have them buffered); a closed
-        // conversation takes no new subscriber.
+        // conversation takes no new subscriber. While it lingers it keeps only its last
+        // events: an older resume point gets the messages from the transcript.
         self.subscribers.clear();
+        let keep_from = self.events.len().saturating_sub(CLOSED_EVENTS_KEPT);
+        self.events.drain(..keep_from);
+        self.events.shrink_to_fit();
         // The actor lingers through the rating window (a completed conversation) or a short
         // time for late resumes (on the node's clock), then stops; it does not count among
         // the open conversations meanwhile, and at most `max_closed_lingering` linger: the

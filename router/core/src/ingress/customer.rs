@@ -24,6 +24,22 @@ use crate::router::Router;
 use super::rate::RateLimits;
 use super::validate::{check_field, mailbox, reject, wait_durable, EventStream, MAX_PAGES_VISITED};
 
+/// Metadata a router sets on a customer call it forwards to the partition's owner (the
+/// cluster's forwarding). Such a call comes from the peer's address and over the peer's
+/// shared connection, so the per-address and per-connection limits were applied by the
+/// router that took the call; the per-customer, per-conversation and per-token limits
+/// apply here. (Until the internal plane authenticates its peers, a client setting this
+/// header escapes only the per-address and per-connection limits.)
+pub const FORWARDED_HEADER: &str = "x-centralino-forwarded";
+
+/// Returns the client address of a request, `None` for a call forwarded by a router.
+fn client_addr<T>(request: &Request<T>) -> Option<SocketAddr> {
+    if request.metadata().get(FORWARDED_HEADER).is_some() {
+        return None;
+    }
+    request.remote_addr()
+}
+
 /// The customer API.
 #[derive(Clone)]
 pub struct CustomerApi {
@@ -104,7 +120,7 @@ impl ConversationService for CustomerApi {
         &self,
         request: Request<StartConversationRequest>,
     ) -> Result<Response<StartConversationResponse>, Status> {
-        let addr = request.remote_addr().map(|a| a.ip());
+        let addr = client_addr(&request).map(|a| a.ip());
         reject(self.rates.start(addr, &request.get_ref().customer_id))?;
         reject(self.start(request.into_inner()).await).map(Response::new)
     }
@@ -115,7 +131,7 @@ impl ConversationService for CustomerApi {
         &self,
         request: Request<StreamEventsRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
-        let connection = request.remote_addr();
+        let connection = client_addr(&request);
         let req = request.into_inner();
         let result = async {
             let actor = self.conversation(&req.conversation_id)?;
@@ -144,7 +160,7 @@ impl ConversationService for CustomerApi {
         &self,
         request: Request<SendMessageRequest>,
     ) -> Result<Response<SendMessageResponse>, Status> {
-        let addr = request.remote_addr().map(|a| a.ip());
+        let addr = client_addr(&request).map(|a| a.ip());
         let req = request.into_inner();
         let result = async {
             let limits = &self.router.shared.config.limits;
