@@ -120,8 +120,8 @@ pub struct LimitsConfig {
     pub max_transcript_messages: usize,
     /// Most open conversations on the node (closed ones waiting for a rating do not count).
     pub max_live_conversations: usize,
-    // Limits no client can break (issue 10). Rates are in wall time, per minute, with a
-    // burst; 0 turns a rate limit off.
+    // Limits no client can break (issue 10). Rates are per minute of the node's clock (a
+    // simulated clock scales them with its speed), with a burst; 0 turns a rate limit off.
     /// Closed conversations kept in memory (rating window, late resumes); beyond this the
     /// oldest stop early and their rating window ends.
     pub max_closed_lingering: usize,
@@ -271,8 +271,8 @@ impl LimitsConfig {
         problems
     }
 
-    /// Turns the rate limits off (tests and simulations, whose clients act faster than
-    /// people on one address).
+    /// Turns the rate limits off (tests and benchmarks, whose clients act faster than
+    /// people, from one address).
     pub fn without_rate_limits(mut self) -> Self {
         self.starts_per_minute_per_addr = 0;
         self.starts_per_minute_per_customer = 0;

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use centralino_base::config::ClockMode;
 use centralino_proto::v1::conversation_service_server::ConversationService;
 use centralino_proto::v1::{
     CloseConversationRequest, CloseConversationResponse, LeaveOfflineMessageRequest,
@@ -53,9 +54,14 @@ pub struct CustomerApi {
 impl CustomerApi {
     /// Returns the service over `router`.
     pub fn new(router: Arc<Router>) -> Self {
-        let limits = &router.shared.config.limits;
+        let config = &router.shared.config;
+        let limits = &config.limits;
+        let speed = match config.clock.mode {
+            ClockMode::Simulated => config.clock.speed,
+            ClockMode::System => 1.0,
+        };
         Self {
-            rates: Arc::new(RateLimits::new(limits)),
+            rates: Arc::new(RateLimits::new(limits, speed)),
             streams: Arc::new(ConnectionStreams::new(limits.max_streams_per_connection)),
             router,
         }

@@ -9,8 +9,10 @@
 //! and if that is not enough, starts afresh (an attacker with very many addresses can at
 //! worst reset the limits, never grow memory).
 //!
-//! Rates are in wall time: they limit what people and their clients do, not the node's
-//! (possibly simulated) clock.
+//! Rates are per minute of the node's clock: on a simulated clock running `speed` times
+//! faster than wall time (the demo, the simulator's runs) the rates and bursts are scaled
+//! by `speed`, so that simulated customers are limited as real ones would be. The
+//! limiters themselves measure wall time.
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -37,16 +39,20 @@ struct Keyed<K: Hash + Eq + Clone> {
 
 impl<K: Hash + Eq + Clone> Keyed<K> {
     fn new(
-        per_minute: u32,
-        burst: u32,
+        (per_minute, burst): (u32, u32),
+        speed: f64,
         max_keys: usize,
         name: &'static str,
         what: &'static str,
     ) -> Self {
-        let quota = NonZeroU32::new(per_minute).and_then(|rate| {
-            let burst = NonZeroU32::new(burst.max(1))?;
-            Some(Quota::per_minute(rate).allow_burst(burst))
+        let quota = (per_minute > 0).then(|| {
+            let per_wall_minute = per_minute as f64 * speed;
+            let period = Duration::from_secs_f64(60.0 / per_wall_minute.max(1e-9));
+            let burst = (burst.max(1) as f64 * speed.max(1.0)).min(u32::MAX as f64) as u32;
+            Quota::with_period(period.max(Duration::from_nanos(1)))
+                .map(|q| q.allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)))
         });
+        let quota = quota.flatten();
         let quota_or_any = quota.unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN));
         Self {
             quota,
@@ -108,34 +114,52 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    /// Returns the limiters `limits` configures.
-    pub fn new(limits: &LimitsConfig) -> Self {
+    /// Returns the limiters `limits` configures, for a node clock running `speed` times
+    /// faster than wall time (1 on the system clock).
+    pub fn new(limits: &LimitsConfig, speed: f64) -> Self {
         let keys = limits.rate_limit_max_keys;
+        let speed = if speed.is_finite() && speed > 0.0 {
+            speed
+        } else {
+            1.0
+        };
         Self {
             starts_addr: Keyed::new(
-                limits.starts_per_minute_per_addr,
-                limits.starts_burst_per_addr,
+                (
+                    limits.starts_per_minute_per_addr,
+                    limits.starts_burst_per_addr,
+                ),
+                speed,
                 keys,
                 "start_addr",
                 "conversation starts from this address",
             ),
             starts_customer: Keyed::new(
-                limits.starts_per_minute_per_customer,
-                limits.starts_burst_per_customer,
+                (
+                    limits.starts_per_minute_per_customer,
+                    limits.starts_burst_per_customer,
+                ),
+                speed,
                 keys,
                 "start_customer",
                 "conversation starts for this customer",
             ),
             messages_addr: Keyed::new(
-                limits.messages_per_minute_per_addr,
-                limits.messages_burst_per_addr,
+                (
+                    limits.messages_per_minute_per_addr,
+                    limits.messages_burst_per_addr,
+                ),
+                speed,
                 keys,
                 "message_addr",
                 "messages from this address",
             ),
             messages_conversation: Keyed::new(
-                limits.messages_per_minute_per_conversation,
-                limits.messages_burst_per_conversation,
+                (
+                    limits.messages_per_minute_per_conversation,
+                    limits.messages_burst_per_conversation,
+                ),
+                speed,
                 keys,
                 "message_conversation",
                 "messages in this conversation",
@@ -188,7 +212,7 @@ mod tests {
 
     #[test]
     fn an_address_over_its_burst_is_refused_with_a_pushback() {
-        let rates = RateLimits::new(&limits());
+        let rates = RateLimits::new(&limits(), 1.0);
         let addr: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..3 {
             rates.start(Some(addr), "c").unwrap();
@@ -210,7 +234,7 @@ mod tests {
 
     #[test]
     fn keys_stay_bounded() {
-        let rates = RateLimits::new(&limits());
+        let rates = RateLimits::new(&limits(), 1.0);
         for i in 0..1000u32 {
             let addr = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
             let _ = rates.start(Some(addr), "");
@@ -223,8 +247,19 @@ mod tests {
     }
 
     #[test]
+    fn a_simulated_clock_scales_the_rates() {
+        // 60 per minute, burst 3, on a clock 10 times faster: a burst of 30.
+        let rates = RateLimits::new(&limits(), 10.0);
+        let addr: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..30 {
+            rates.start(Some(addr), "").unwrap();
+        }
+        assert!(rates.start(Some(addr), "").is_err());
+    }
+
+    #[test]
     fn a_rate_of_zero_is_no_limit() {
-        let rates = RateLimits::new(&LimitsConfig::default().without_rate_limits());
+        let rates = RateLimits::new(&LimitsConfig::default().without_rate_limits(), 1.0);
         for _ in 0..10_000 {
             rates
                 .start(Some("192.0.2.1".parse().unwrap()), "c")

@@ -217,9 +217,6 @@ fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         speed,
         anchor_unix_ms: None,
     };
-    // The simulated customers act at many times real speed from one address: wall-time
-    // rate limits do not apply to the demo.
-    config.limits = config.limits.without_rate_limits();
     let problems = config.problems();
     if !problems.is_empty() {
         bail!("invalid configuration:\n  {}", problems.join("\n  "));
