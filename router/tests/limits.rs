@@ -464,3 +464,42 @@ fn idle_queued_conversations_end_on_the_node_clock() {
         drop(watching.message().await);
     });
 }
+
+#[test]
+fn idle_offline_conversations_end_on_the_node_clock() {
+    run(|| async {
+        let config = config_with("", |c| {
+            c.limits.idle_offline_secs = 900;
+            set_schedule(c, "italian", rome_daily(&["10:00-22:00"]));
+            set_schedule(c, "english", rome_daily(&["10:00-22:00"]));
+        });
+        let (node, clock) = start_manual(config, "2026-03-02T23:00:00+01:00").await;
+        let mut client = customer(&node).await;
+        let night = start_conversation(&mut client, "support", "it", "night-owl")
+            .await
+            .unwrap();
+        assert!(night.offline, "nobody serves at 23:00");
+        let mut stream = events(&mut client, &night, 0).await;
+        drop(stream.message().await);
+        drop(stream);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        advance_settled(&clock, Duration::from_secs(899)).await;
+        assert_eq!(node.router.open_conversations(), 1);
+        clock.advance(Duration::from_secs(2));
+        assert!(
+            wait_until(5, || async { node.router.open_conversations() == 0 }).await,
+            "the idle offline conversation ended"
+        );
+        let mut stream = events(&mut client, &night, 0).await;
+        let closed = next_event(&mut stream, 5, |e| match &e.kind {
+            Some(centralino_proto::v1::conversation_event::Kind::Closed(c)) => Some(c.clone()),
+            _ => None,
+        })
+        .await
+        .expect("closed event");
+        assert!(
+            closed.reason.contains("no activity for 15 min"),
+            "{closed:?}"
+        );
+    });
+}
