@@ -19,7 +19,7 @@ use centralino_proto::v1::{
 };
 use tokio::sync::mpsc;
 use tonic::Status;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::metrics as m;
 use centralino_base::clock::{Clock, SharedClock};
@@ -202,6 +202,10 @@ pub struct AgentActor {
     handover: HandoverConfig,
     on_shift: bool,
     off_shift_since_ms: Option<i64>,
+    /// This actor's address (to detach a desktop it cut).
+    me: Option<Addr<AgentActor>>,
+    /// The session cut for reading too slowly, until its detach is handled.
+    cut_session: Option<u64>,
 }
 
 impl AgentActor {
@@ -240,6 +244,8 @@ impl AgentActor {
             handover,
             on_shift,
             off_shift_since_ms: (!on_shift).then_some(now),
+            me: None,
+            cut_session: None,
         }
     }
 
@@ -333,11 +339,33 @@ impl AgentActor {
         ));
     }
 
+    /// Sends an event to the desktop. A desktop that does not keep up (its buffer full but
+    /// for one place) is cut: the last place takes an UNAVAILABLE status saying to resume,
+    /// and the session is detached as if the stream had ended (offers revoked, disconnect
+    /// grace). Logging in again resumes without loss: the login confirmation lists the
+    /// conversations held and each comes back with its whole transcript.
     fn push(&mut self, kind: agent_event::Kind) {
-        if let Some((_, tx)) = &self.session {
-            if tx.try_send(Ok(AgentEvent { kind: Some(kind) })).is_err() {
-                m::desktop_events_dropped();
+        let Some((session_id, tx)) = &self.session else {
+            return;
+        };
+        let session_id = *session_id;
+        if self.cut_session == Some(session_id) {
+            m::desktop_events_dropped();
+            return;
+        }
+        if tx.capacity() <= 1 {
+            m::desktop_events_dropped();
+            m::desktop_cut();
+            let _ = tx.try_send(Err(slow_desktop()));
+            warn!(agent_id = %self.config.id, session_id, "desktop too slow, stream cut");
+            self.cut_session = Some(session_id);
+            if let Some(me) = &self.me {
+                me.do_send(Detach { session_id });
             }
+            return;
+        }
+        if tx.try_send(Ok(AgentEvent { kind: Some(kind) })).is_err() {
+            m::desktop_events_dropped();
         }
     }
 
@@ -528,6 +556,7 @@ impl Actor for AgentActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(256);
+        self.me = Some(ctx.address());
         self.schedule_shift_check(ctx);
     }
 }
@@ -928,6 +957,13 @@ impl Handler<GetAvailability> for AgentActor {
     fn handle(&mut self, _msg: GetAvailability, _ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(self.availability())
     }
+}
+
+/// The status that cuts a desktop stream whose reader fell behind.
+pub fn slow_desktop() -> Status {
+    Status::unavailable(
+        "slow reader; the desktop fell behind: log in again to resume (held conversations come back with their transcripts)",
+    )
 }
 
 /// Returns an error event for the desktop.

@@ -24,6 +24,10 @@ pub fn describe() {
         "Events not delivered because a desktop stream was full"
     );
     describe_counter!(
+        "centralino_agent_desktop_cuts_total",
+        "Desktop streams cut because the desktop did not keep up (it logs in again to resume)"
+    );
+    describe_counter!(
         "centralino_agent_logins_total",
         "Agent logins, by result (ok, denied)"
     );
@@ -85,6 +89,11 @@ pub(crate) fn offer_answered(answer: OfferAnswer) {
         OfferAnswer::Revoked => "revoked",
     };
     counter!("centralino_agent_offer_answers_total", "answer" => label).increment(1);
+}
+
+/// A desktop stream cut because its reader fell behind.
+pub(crate) fn desktop_cut() {
+    counter!("centralino_agent_desktop_cuts_total").increment(1);
 }
 
 pub(crate) fn desktop_events_dropped() {

@@ -28,7 +28,7 @@ use centralino_core::shared::SharedParts;
 use centralino_core::store::archive::Archive;
 use centralino_core::store::embedded::EmbeddedStore;
 use centralino_core::store::events::IntegrationLog;
-use centralino_core::store::group_commit::{GroupCommit, DEFAULT_MAX_DELAY, DEFAULT_MAX_OPS};
+use centralino_core::store::group_commit::{CommitLimits, GroupCommit};
 use centralino_core::store::{Instrumented, MemoryStore, Store};
 
 /// Why a node could not start.
@@ -219,10 +219,9 @@ pub async fn start_with_clock(
         StoreChoice::Memory => (Arc::new(MemoryStore::default()), Archive::new(None)),
     };
     let (stop, stop_rx) = watch::channel(false);
-    let commits = GroupCommit::new(
+    let commits = GroupCommit::with_limits(
         store.clone(),
-        DEFAULT_MAX_OPS,
-        DEFAULT_MAX_DELAY,
+        CommitLimits::from_config(&config.limits),
         stop_rx.clone(),
     );
 

@@ -452,3 +452,70 @@ fn the_shift_end_is_noticed_on_the_next_check() {
         assert_eq!(rig.clock.pending_timers(), 1);
     });
 }
+
+#[test]
+fn a_desktop_that_stops_reading_is_cut_with_resume_and_a_login_resumes() {
+    run(async {
+        let mut rig = Rig::start(T0, 2, desk(10, 3, 60, 0), Vec::new()).await;
+        rig.agent
+            .send(Restore(vec!["c1".to_string()]))
+            .await
+            .expect("restore");
+        // The desktop reads nothing while 100 messages arrive (its buffer holds 64).
+        for seq in 1..=100u64 {
+            let delivered = rig
+                .agent
+                .send(Deliver {
+                    conversation_id: "c1".to_string(),
+                    message: ChatMessage {
+                        message_id: format!("m{seq}"),
+                        seq,
+                        text: format!("testo {seq}"),
+                        ..ChatMessage::default()
+                    },
+                })
+                .await
+                .expect("deliver");
+            assert!(delivered.is_ok());
+        }
+        let mut events = 0;
+        let cut = loop {
+            match tokio::time::timeout(PATIENCE, rig.desktop.recv()).await {
+                Ok(Some(Ok(_))) => events += 1,
+                Ok(Some(Err(status))) => break status,
+                Ok(None) | Err(_) => panic!("the stream ended without a status"),
+            }
+        };
+        assert_eq!(cut.code(), tonic::Code::Unavailable);
+        assert!(cut.message().contains("slow reader"), "{cut}");
+        assert!(cut.message().contains("log in again to resume"), "{cut}");
+        assert!(events < 64, "{events} events before the cut");
+        assert!(
+            tokio::time::timeout(PATIENCE, rig.desktop.recv())
+                .await
+                .expect("the stream ends")
+                .is_none(),
+            "nothing after the cut"
+        );
+        // Cut like a dropped stream: the agent is disconnected, within the grace.
+        rig.router_hears("the agent disconnected", |c| match c {
+            Call::Availability {
+                status: AgentStatus::Disconnected,
+                ..
+            } => Some(()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(rig.load().await, 1, "the conversation is kept");
+        // Logging in again resumes: the held conversation is listed.
+        let (tx, desktop) = mpsc::channel(64);
+        let again = rig
+            .agent
+            .send(Attach { session_id: 2, tx })
+            .await
+            .expect("attach");
+        rig.desktop = desktop;
+        assert_eq!(again.conversation_ids, vec!["c1".to_string()]);
+        assert_eq!(again.status, AgentStatus::Available as i32);
+    });
+}

@@ -274,8 +274,54 @@ pub struct LimitsConfig {
     pub max_queue_length: usize,
     /// Most messages in one transcript.
     pub max_transcript_messages: usize,
-    /// Most live conversations on the node.
+    /// Most open conversations on the node (closed ones waiting for a rating do not count).
     pub max_live_conversations: usize,
+    // Limits no client can break (issue 10). Rates are per minute of the node's clock (a
+    // simulated clock scales them with its speed), with a burst; 0 turns a rate limit off.
+    /// Closed conversations kept in memory (rating window, late resumes); beyond this the
+    /// oldest stop early and their rating window ends.
+    pub max_closed_lingering: usize,
+    /// How long a closed conversation that cannot be rated stays reachable (seconds).
+    pub closed_linger_secs: u64,
+    /// Conversation starts per minute from one client address.
+    pub starts_per_minute_per_addr: u32,
+    /// Starts one client address may make at once.
+    pub starts_burst_per_addr: u32,
+    /// Conversation starts per minute of one customer id.
+    pub starts_per_minute_per_customer: u32,
+    /// Starts one customer id may make at once.
+    pub starts_burst_per_customer: u32,
+    /// Customer messages per minute from one client address.
+    pub messages_per_minute_per_addr: u32,
+    /// Customer messages one client address may send at once.
+    pub messages_burst_per_addr: u32,
+    /// Customer messages per minute in one conversation.
+    pub messages_per_minute_per_conversation: u32,
+    /// Customer messages one conversation may send at once.
+    pub messages_burst_per_conversation: u32,
+    /// Keys (addresses, customers, conversations) one rate limiter remembers; beyond this
+    /// it forgets the idle ones, then all.
+    pub rate_limit_max_keys: usize,
+    /// Open event streams per conversation token.
+    pub max_streams_per_conversation: usize,
+    /// Open event streams per client connection (address and port).
+    pub max_streams_per_connection: usize,
+    /// Events buffered for one stream; a reader further behind is cut and resumes.
+    pub stream_buffer_events: usize,
+    /// Events kept in memory per conversation for resuming streams; older resume points
+    /// are answered from the transcript (messages) or refused.
+    pub max_events_kept: usize,
+    /// A queued conversation with no customer activity ends after this long (seconds;
+    /// 0 = never).
+    pub idle_queued_secs: u64,
+    /// An offline conversation with no customer activity ends after this long (seconds;
+    /// 0 = never).
+    pub idle_offline_secs: u64,
+    /// Writes waiting for group commit; beyond this writes are refused (RESOURCE_EXHAUSTED).
+    pub commit_queue_writes: usize,
+    /// Largest group-commit batch in bytes (keys and values; etcd refuses requests over
+    /// 1.5 MiB).
+    pub commit_batch_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -286,7 +332,109 @@ impl Default for LimitsConfig {
             max_queue_length: 1000,
             max_transcript_messages: 500,
             max_live_conversations: 200_000,
+            max_closed_lingering: 20_000,
+            closed_linger_secs: 10,
+            starts_per_minute_per_addr: 1200,
+            starts_burst_per_addr: 100,
+            starts_per_minute_per_customer: 10,
+            starts_burst_per_customer: 5,
+            messages_per_minute_per_addr: 6000,
+            messages_burst_per_addr: 500,
+            messages_per_minute_per_conversation: 120,
+            messages_burst_per_conversation: 30,
+            rate_limit_max_keys: 100_000,
+            max_streams_per_conversation: 4,
+            max_streams_per_connection: 16,
+            stream_buffer_events: 256,
+            max_events_kept: 1000,
+            idle_queued_secs: 3600,
+            idle_offline_secs: 1800,
+            commit_queue_writes: 100_000,
+            commit_batch_bytes: 1024 * 1024,
         }
+    }
+}
+
+impl LimitsConfig {
+    /// Largest group-commit batch etcd accepts, with room for the request's framing.
+    pub const MAX_COMMIT_BATCH_BYTES: usize = 1_500_000;
+
+    /// Returns what is wrong with these limits.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let positive = [
+            ("max_live_conversations", self.max_live_conversations),
+            ("max_closed_lingering", self.max_closed_lingering),
+            ("rate_limit_max_keys", self.rate_limit_max_keys),
+            (
+                "max_streams_per_conversation",
+                self.max_streams_per_conversation,
+            ),
+            (
+                "max_streams_per_connection",
+                self.max_streams_per_connection,
+            ),
+            ("stream_buffer_events", self.stream_buffer_events),
+            ("max_events_kept", self.max_events_kept),
+            ("commit_queue_writes", self.commit_queue_writes),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                problems.push(format!("limits.{name} must be positive"));
+            }
+        }
+        let rates = [
+            (
+                "starts",
+                self.starts_per_minute_per_addr,
+                self.starts_burst_per_addr,
+                "addr",
+            ),
+            (
+                "starts",
+                self.starts_per_minute_per_customer,
+                self.starts_burst_per_customer,
+                "customer",
+            ),
+            (
+                "messages",
+                self.messages_per_minute_per_addr,
+                self.messages_burst_per_addr,
+                "addr",
+            ),
+            (
+                "messages",
+                self.messages_per_minute_per_conversation,
+                self.messages_burst_per_conversation,
+                "conversation",
+            ),
+        ];
+        for (what, rate, burst, per) in rates {
+            if rate > 0 && burst == 0 {
+                problems.push(format!(
+                    "limits.{what}_burst_per_{per} must be positive when limits.{what}_per_minute_per_{per} is set"
+                ));
+            }
+        }
+        if self.commit_batch_bytes < 64 * 1024
+            || self.commit_batch_bytes > Self::MAX_COMMIT_BATCH_BYTES
+        {
+            problems.push(format!(
+                "limits.commit_batch_bytes must be between 65536 and {} (etcd refuses larger requests)",
+                Self::MAX_COMMIT_BATCH_BYTES
+            ));
+        }
+        problems
+    }
+
+    /// Turns the rate limits off (tests and benchmarks, whose clients act faster than
+    /// people, from one address).
+    pub fn without_rate_limits(mut self) -> Self {
+        self.starts_per_minute_per_addr = 0;
+        self.starts_per_minute_per_customer = 0;
+        self.messages_per_minute_per_addr = 0;
+        self.messages_per_minute_per_conversation = 0;
+        self
     }
 }
 
@@ -575,6 +723,7 @@ impl Config {
             problems.push("limits must be positive".to_string());
         }
         problems.extend(self.identity.problems());
+        problems.extend(self.limits.problems());
         problems
     }
 }
@@ -633,6 +782,25 @@ mod tests {
         )];
         let err = Config::from_toml(EXAMPLE_CONFIG, env).unwrap_err();
         assert!(err.to_string().contains("identity.shop_secret"), "{err}");
+    }
+
+    #[test]
+    fn limits_have_defaults_and_are_validated() {
+        let config = Config::from_toml(EXAMPLE_CONFIG, Vec::new()).unwrap();
+        assert_eq!(config.limits.max_streams_per_conversation, 4);
+        assert!(config.limits.commit_batch_bytes <= LimitsConfig::MAX_COMMIT_BATCH_BYTES);
+        let env =
+            |key: &str, value: &str| vec![(format!("CENTRALINO_LIMITS__{key}"), value.to_string())];
+        let err =
+            Config::from_toml(EXAMPLE_CONFIG, env("COMMIT_BATCH_BYTES", "2000000")).unwrap_err();
+        assert!(err.to_string().contains("commit_batch_bytes"), "{err}");
+        let err = Config::from_toml(EXAMPLE_CONFIG, env("STARTS_BURST_PER_ADDR", "0")).unwrap_err();
+        assert!(err.to_string().contains("starts_burst_per_addr"), "{err}");
+        let err = Config::from_toml(EXAMPLE_CONFIG, env("MAX_EVENTS_KEPT", "0")).unwrap_err();
+        assert!(err.to_string().contains("max_events_kept"), "{err}");
+        let off =
+            Config::from_toml(EXAMPLE_CONFIG, env("STARTS_PER_MINUTE_PER_ADDR", "0")).unwrap();
+        assert_eq!(off.limits.starts_per_minute_per_addr, 0);
     }
 
     #[test]

@@ -23,6 +23,6 @@ pub mod transfer;
 pub use actor::ConversationActor;
 pub use messages::{
     AddNote, AgentClose, AgentSend, Callback, CustomerClose, CustomerSend, Escalate, EventTx,
-    GetRecord, GetTranscript, HandOver, LeaveOffline, MarkSensitive, Moved, OfferEnded,
+    EventsKept, GetRecord, GetTranscript, HandOver, LeaveOffline, MarkSensitive, Moved, OfferEnded,
     OfferWithdrawn, Offering, Position, Rate, Release, Requeue, Retire, Subscribe, Transfer,
 };

@@ -5,9 +5,11 @@
 //! - [`validate`]: field checks and status mapping.
 //! - [`customer`]: [`CustomerApi`] (`ConversationService`).
 //! - [`admin`]: [`AdminApi`] (`Admin`).
+//! - [`rate`]: rate limits on customers' requests.
 
 pub mod admin;
 pub mod customer;
+pub mod rate;
 pub mod validate;
 
 pub use admin::AdminApi;

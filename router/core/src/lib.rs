@@ -12,6 +12,8 @@
 //! - [`mail`]: the messages between queues and conversation actors, and the [`mail::Mailroom`]
 //!   that carries them (in process or across routers).
 //! - [`recovery`]: rebuilding a partition's conversations from the store.
+//! - [`places`]: places (open count, queue length) a new conversation holds from
+//!   admission on.
 //! - [`shared`]: what a router's actors share; [`registry`]: live actors by id;
 //!   [`router`]: a router's registries of conversations and queues, its mailroom.
 //! - [`texts`]: customer-facing texts per language.
@@ -27,6 +29,7 @@ pub mod identity;
 pub mod ingress;
 pub mod mail;
 pub mod metrics;
+pub mod places;
 pub mod queue;
 pub mod recovery;
 pub mod registry;

@@ -68,6 +68,9 @@ pub struct QueueEntry {
     pub sticky_until_ms: i64,
     /// Shown in offers.
     pub info: Arc<OfferInfo>,
+    /// The queue place taken at admission, kept by the queue when the entry joins it (in
+    /// process only; never sent to another router).
+    pub place: Option<Arc<crate::places::Reserved>>,
 }
 
 impl QueueEntry {
@@ -103,6 +106,7 @@ impl QueueEntry {
                 history,
                 transfer,
             }),
+            place: None,
         }
     }
 }
@@ -247,6 +251,7 @@ impl From<WireEntry> for QueueEntry {
                     .transfer
                     .and_then(|b| TransferInfo::decode(b.as_slice()).ok()),
             }),
+            place: None,
         }
     }
 }

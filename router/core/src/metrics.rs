@@ -108,6 +108,26 @@ pub fn describe() {
         "Customer event streams cut because the client did not keep up"
     );
     describe_counter!(
+        "centralino_limits_refusals_total",
+        "Requests refused by a limit (limit: start_addr, start_customer, message_addr, message_conversation, streams_conversation, streams_connection)"
+    );
+    describe_counter!(
+        "centralino_limits_linger_evictions_total",
+        "Closed conversations stopped before their rating window ended, to bound the closed conversations kept"
+    );
+    describe_counter!(
+        "centralino_limits_slow_reader_cuts_total",
+        "Event streams cut because the reader fell behind (it resumes from its last event)"
+    );
+    describe_counter!(
+        "centralino_limits_idle_expired_total",
+        "Queued or offline conversations ended because they stayed idle too long, by state"
+    );
+    describe_counter!(
+        "centralino_store_writes_shed_total",
+        "Writes refused by group commit (queue full or record too large), by reason"
+    );
+    describe_counter!(
         "centralino_requests_rejected_total",
         "Requests rejected with an error, by code"
     );
@@ -480,6 +500,31 @@ pub(crate) fn routing_decision(elapsed: Duration) {
 
 pub(crate) fn csat(department: &str, good: bool) {
     counter!("centralino_csat_ratings_total", "department" => department.to_string(), "rating" => if good { "good" } else { "bad" }).increment(1);
+}
+
+/// A request refused by a limit (`limit` is one of a fixed set of names).
+pub(crate) fn limit_refused(limit: &'static str) {
+    counter!("centralino_limits_refusals_total", "limit" => limit).increment(1);
+}
+
+/// A closed conversation stopped early to bound the closed conversations kept.
+pub(crate) fn linger_evicted() {
+    counter!("centralino_limits_linger_evictions_total").increment(1);
+}
+
+/// A stream cut because its reader fell behind.
+pub(crate) fn slow_reader_cut() {
+    counter!("centralino_limits_slow_reader_cuts_total").increment(1);
+}
+
+/// A conversation ended because it stayed idle (`state`: queued or offline).
+pub(crate) fn idle_expired(state: &'static str) {
+    counter!("centralino_limits_idle_expired_total", "state" => state).increment(1);
+}
+
+/// A write refused by group commit (`reason`: queue_full, too_large).
+pub(crate) fn store_write_shed(reason: &'static str) {
+    counter!("centralino_store_writes_shed_total", "reason" => reason).increment(1);
 }
 
 pub(crate) fn stream_overflow() {

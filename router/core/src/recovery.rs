@@ -96,6 +96,7 @@ pub async fn adopt_partition(router: &Router, p: u32) -> Result<Adopted, StoreEr
             transcript,
             profile,
             restored: true,
+            places: Default::default(),
         });
         adopted.restored += 1;
     }

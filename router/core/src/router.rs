@@ -16,7 +16,7 @@ use crate::conversation::ConversationActor;
 use crate::mail::{Mailroom, ToConversation, ToQueue};
 use crate::queue::DepartmentQueue;
 use crate::registry::Registry;
-use crate::shared::{Owner, Shared, SharedParts};
+use crate::shared::{Owner, Places, Reserved, Shared, SharedParts};
 use crate::store::records::{partition_of, ConversationRecord, MessageRecord, ProfileRecord};
 
 /// One router's actors and the state they share.
@@ -26,6 +26,8 @@ pub struct Router {
     conversations: Arc<Registry<ConversationActor>>,
     queues: Registry<DepartmentQueue>,
     depths: RwLock<HashMap<String, Arc<AtomicUsize>>>,
+    /// Places in each queue taken by starts whose conversation has not joined it yet.
+    pending: RwLock<HashMap<String, Arc<AtomicUsize>>>,
 }
 
 /// A new or restored conversation to start on a router.
@@ -38,6 +40,8 @@ pub struct Revival {
     pub profile: ProfileRecord,
     /// Rebuilt from the store (after a restart or a failover), not new.
     pub restored: bool,
+    /// Places taken at admission (a new conversation), handed to the actor.
+    pub places: Places,
 }
 
 impl Router {
@@ -50,6 +54,7 @@ impl Router {
                 conversations: Arc::new(Registry::default()),
                 queues: Registry::default(),
                 depths: RwLock::new(HashMap::new()),
+                pending: RwLock::new(HashMap::new()),
             }
         })
     }
@@ -84,12 +89,53 @@ impl Router {
         self.queues.remove(department)
     }
 
-    /// Returns how many conversations wait in `department`'s queue.
+    /// Returns how many conversations wait in `department`'s queue, counting the places
+    /// taken by starts on their way to it.
     pub fn queue_depth(&self, department: &str) -> usize {
-        self.depths
+        let waiting = self
+            .depths
             .read()
             .get(department)
-            .map_or(0, |d| d.load(Ordering::Relaxed))
+            .map_or(0, |d| d.load(Ordering::SeqCst));
+        let pending = self
+            .pending
+            .read()
+            .get(department)
+            .map_or(0, |p| p.load(Ordering::SeqCst));
+        waiting + pending
+    }
+
+    /// Takes a place in `department`'s queue for a new conversation if the queue (with the
+    /// places already taken) is shorter than `max_queue_length`. The check and the taking
+    /// are one atomic step, so concurrent starts never overfill the queue; the queue keeps
+    /// the place when the conversation joins it (see [`crate::mail::QueueEntry::place`]),
+    /// and dropping it unused gives it back. A queue another router runs is not counted
+    /// here (its owner checks it); the place is then free.
+    pub fn reserve_queue_place(&self, department: &str) -> Option<Reserved> {
+        let Some(depth) = self.depths.read().get(department).cloned() else {
+            return Some(Reserved::new(|| {}));
+        };
+        let pending = self
+            .pending
+            .write()
+            .entry(department.to_string())
+            .or_default()
+            .clone();
+        let max = self.shared.config.limits.max_queue_length;
+        pending
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| {
+                (depth.load(Ordering::SeqCst) + p < max).then_some(p + 1)
+            })
+            .ok()?;
+        Some(Reserved::new(move || {
+            let _ = pending.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| p.checked_sub(1));
+        }))
+    }
+
+    /// Returns how many conversations are open (closed ones waiting for a rating do not
+    /// count), including the places taken by starts under way.
+    pub fn open_conversations(&self) -> usize {
+        self.shared.counters.open.load(Ordering::SeqCst).max(0) as usize
     }
 
     /// Returns the queue of `department` when it runs on this router.
@@ -136,7 +182,8 @@ impl Router {
                     revival.record,
                     revival.transcript,
                     revival.profile,
-                );
+                )
+                .with_places(revival.places);
                 if revival.restored {
                     actor.restored()
                 } else {

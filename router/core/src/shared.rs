@@ -14,6 +14,7 @@ use centralino_link::AgentNodeLink;
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::mail::{Mailroom, ToConversation, ToQueue};
+pub use crate::places::{Places, Reserved};
 use crate::store::archive::Archive;
 use crate::store::events::IntegrationLog;
 use crate::store::group_commit::GroupCommit;
@@ -68,6 +69,59 @@ impl Counters {
     /// Adds one to `counter`.
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Tells a closed conversation to stop lingering now (too many closed conversations wait
+/// for a rating; the oldest make room).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EndLinger;
+
+/// Closed conversations whose actors still linger (rating window, late resumes), oldest
+/// first; at most `max_closed_lingering` of them, the oldest are told to stop beyond that.
+#[derive(Default)]
+pub struct Lingering {
+    actors: parking_lot::Mutex<std::collections::BTreeMap<u64, Recipient<EndLinger>>>,
+    next: AtomicU64,
+}
+
+impl Lingering {
+    /// Adds a closed conversation's actor; tells the oldest to stop while more than `cap`
+    /// linger. Returns the ticket to [`remove`](Self::remove) it with when it stops.
+    pub fn add(&self, actor: Recipient<EndLinger>, cap: usize) -> u64 {
+        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut evicted = Vec::new();
+        {
+            let mut actors = self.actors.lock();
+            actors.insert(ticket, actor);
+            while actors.len() > cap.max(1) {
+                match actors.pop_first() {
+                    Some((_, oldest)) => evicted.push(oldest),
+                    None => break,
+                }
+            }
+        }
+        for oldest in evicted {
+            crate::metrics::linger_evicted();
+            oldest.do_send(EndLinger);
+        }
+        ticket
+    }
+
+    /// Removes the actor of `ticket` (it stopped).
+    pub fn remove(&self, ticket: u64) {
+        self.actors.lock().remove(&ticket);
+    }
+
+    /// Returns how many closed conversations linger.
+    pub fn len(&self) -> usize {
+        self.actors.lock().len()
+    }
+
+    /// Returns whether no closed conversation lingers.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -143,6 +197,8 @@ pub struct Shared {
     pub counters: Counters,
     /// Identity keys: shop identity tokens and visitor tokens.
     pub identity: Identity,
+    /// Closed conversations still lingering.
+    pub lingering: Lingering,
     placement: OnceLock<Arc<dyn Placement>>,
     mail: Weak<dyn Mailroom>,
     arbiters: Vec<ArbiterHandle>,
@@ -166,6 +222,7 @@ impl Shared {
             events: parts.events,
             counters: Counters::default(),
             identity,
+            lingering: Lingering::default(),
             placement: OnceLock::new(),
             mail,
             arbiters: parts.arbiters,
@@ -244,6 +301,22 @@ impl Shared {
         ops.push(put(key, &profile));
         self.commits.write(ops).await?;
         Ok(profile)
+    }
+
+    /// Takes a place among the node's open conversations for a new one, if fewer than
+    /// `max_live_conversations` are open (atomically: concurrent starts never exceed it).
+    pub fn reserve_open(self: &Arc<Self>) -> Option<Reserved> {
+        let max = self.config.limits.max_live_conversations as i64;
+        self.counters
+            .open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| {
+                (open < max).then_some(open + 1)
+            })
+            .ok()?;
+        let me = self.clone();
+        Some(Reserved::new(move || {
+            me.counters.open.fetch_sub(1, Ordering::SeqCst);
+        }))
     }
 
     /// Returns the next actor thread, round robin.

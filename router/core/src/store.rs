@@ -38,6 +38,17 @@ pub enum StoreError {
     /// was refused (the fencing token did not match).
     #[error("partition {0} is owned by another router")]
     Fenced(u32),
+    /// Too many writes wait for the store: this one was shed (the caller retries later).
+    #[error("the store is overloaded; retry later")]
+    Overloaded,
+    /// One write is larger than a store transaction may be.
+    #[error("a write of {bytes} bytes is larger than the store accepts ({max} bytes)")]
+    TooLarge {
+        /// Size of the write (keys and values).
+        bytes: usize,
+        /// Largest accepted.
+        max: usize,
+    },
     /// A record could not be decoded.
     #[error("corrupt record {key}: {reason}")]
     Corrupt {
@@ -50,7 +61,24 @@ pub enum StoreError {
 
 impl From<StoreError> for tonic::Status {
     fn from(e: StoreError) -> Self {
-        tonic::Status::unavailable(e.to_string())
+        match e {
+            StoreError::Overloaded | StoreError::TooLarge { .. } => {
+                tonic::Status::resource_exhausted(e.to_string())
+            }
+            _ => tonic::Status::unavailable(e.to_string()),
+        }
+    }
+}
+
+impl Op {
+    /// Returns the bytes this operation adds to a store request (key, value and a little
+    /// framing).
+    pub fn size(&self) -> usize {
+        const FRAMING: usize = 16;
+        match self {
+            Op::Put(key, value) => key.len() + value.len() + FRAMING,
+            Op::Delete(key) | Op::DeletePrefix(key) => key.len() + FRAMING,
+        }
     }
 }
 

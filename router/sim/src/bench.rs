@@ -209,6 +209,11 @@ data_dir = "{}"
 [limits]
 max_queue_length = 1000000
 max_live_conversations = 1000000
+# load from one address: no rate limits
+starts_per_minute_per_addr = 0
+starts_per_minute_per_customer = 0
+messages_per_minute_per_addr = 0
+messages_per_minute_per_conversation = 0
 [[departments]]
 name = "bench"
 auto_accept = true

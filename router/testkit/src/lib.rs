@@ -113,7 +113,14 @@ skills = {{ "lang:en" = 5, sales = 4, support = 4 }}
 
 /// Parses a test configuration.
 pub fn config(extra: &str) -> Config {
-    Config::from_toml(&config_text(extra), Vec::new()).expect("test configuration")
+    let mut config =
+        Config::from_toml(&config_text(extra), Vec::new()).expect("test configuration");
+    // limits: tests start conversations faster than people, from one address, and move
+    // manual clocks by hours; the limits tests turn these on.
+    config.limits = config.limits.without_rate_limits();
+    config.limits.idle_queued_secs = 0;
+    config.limits.idle_offline_secs = 0;
+    config
 }
 
 /// Runs `f` inside an actix system on a multi-thread tokio runtime.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use centralino_proto::v1::{
     conversation_event::Kind, Assigned, ChatMessage, ConversationEvent, ConversationOutcome,
@@ -18,11 +18,12 @@ use tracing::warn;
 use crate::mail::{QueueEntry, ToConversation, ToQueue};
 use crate::metrics as m;
 use crate::registry::Registry;
-use crate::shared::{Counters, Shared};
+use crate::shared::{Counters, EndLinger, Places, Shared};
 use crate::store::archive::retire_closed;
 use crate::store::group_commit::Durable;
 use crate::store::records::{
-    conversation_key, message_key, put, ConversationRecord, MessageRecord, ProfileRecord, State,
+    conversation_key, message_key, put, ConversationRecord, MessageRecord, Outcome, ProfileRecord,
+    State,
 };
 use crate::texts::{self, Text};
 
@@ -36,8 +37,6 @@ pub(super) const DELIVERY_RETRY: Duration = Duration::from_millis(300);
 /// Event ids skipped after a restore (more than a conversation emits between two writes of
 /// its record).
 pub(super) const RESTORE_EVENT_GAP: u64 = 1 << 20;
-/// Events buffered per subscriber before the stream is cut (the client resumes).
-pub(super) const SUBSCRIBER_BUFFER: usize = 256;
 
 /// The actor behind one conversation.
 pub struct ConversationActor {
@@ -46,9 +45,13 @@ pub struct ConversationActor {
     pub(super) registry: Arc<Registry<ConversationActor>>,
     pub(super) rec: ConversationRecord,
     pub(super) transcript: Vec<MessageRecord>,
-    pub(super) events: Vec<ConversationEvent>,
+    /// The last `limits.max_events_kept` events, for resuming streams.
+    pub(super) events: VecDeque<ConversationEvent>,
     pub(super) next_event_id: u64,
-    pub(super) subscribers: Vec<EventTx>,
+    /// Open streams, each marked whether a customer (not a supervisor) reads it.
+    pub(super) subscribers: Vec<(EventTx, bool)>,
+    /// Last customer request or subscription (node clock, Unix ms), for idle expiry.
+    pub(super) last_activity_ms: i64,
     pub(super) offer: Option<(String, String)>,
     pub(super) last_position: Option<(u32, u32)>,
     pub(super) profile: ProfileRecord,
@@ -69,6 +72,10 @@ pub struct ConversationActor {
     pub(super) persist_on_start: bool,
     /// Handed over to another router: stopping must not archive or count anything.
     pub(super) retired: bool,
+    /// Places taken at admission, until the actor and its queue take them over.
+    pub(super) places: Places,
+    /// Closed and lingering: the ticket in [`crate::shared::Lingering`].
+    pub(super) linger_ticket: Option<u64>,
 }
 
 pub(super) type ProfileWrite = std::pin::Pin<
@@ -84,9 +91,13 @@ impl ConversationActor {
         transcript: Vec<MessageRecord>,
         profile: ProfileRecord,
     ) -> Self {
-        let mut events = Vec::with_capacity(transcript.len() + 2);
-        for m in &transcript {
-            events.push(ConversationEvent {
+        let keep = shared.config.limits.max_events_kept;
+        let mut events = VecDeque::with_capacity(transcript.len().min(keep) + 2);
+        for m in transcript
+            .iter()
+            .skip(transcript.len().saturating_sub(keep))
+        {
+            events.push_back(ConversationEvent {
                 event_id: m.event_id,
                 at_unix_ms: m.at_ms,
                 kind: Some(Kind::Message(m.to_proto())),
@@ -104,6 +115,7 @@ impl ConversationActor {
             events,
             next_event_id,
             subscribers: Vec::new(),
+            last_activity_ms: 0,
             offer: None,
             last_position: None,
             profile,
@@ -116,7 +128,15 @@ impl ConversationActor {
             restored: false,
             persist_on_start: false,
             retired: false,
+            places: Places::default(),
+            linger_ticket: None,
         }
+    }
+
+    /// Hands the actor the places its start took (open count, queue place).
+    pub fn with_places(mut self, places: Places) -> Self {
+        self.places = places;
+        self
     }
 
     /// Marks an actor rebuilt from the store (restart or failover): an accept of an offer
@@ -214,23 +234,39 @@ impl ConversationActor {
         if !self.shared.serving() {
             // This router may no longer own the conversation (paused beyond its lease):
             // nothing that may not be durable reaches a customer; they resume elsewhere.
-            for tx in self.subscribers.drain(..) {
+            for (tx, _) in self.subscribers.drain(..) {
                 let _ = tx.try_send(Err(Status::unavailable(
                     "this router is not serving the conversation, resume the stream",
                 )));
             }
         }
-        self.subscribers
-            .retain(|tx| match tx.try_send(Ok(event.clone())) {
+        // A reader whose buffer is full but for one place is cut: that place takes the
+        // status telling it where to resume (it has every event up to the previous one).
+        let previous = event.event_id.saturating_sub(1);
+        self.subscribers.retain(|(tx, _)| {
+            if tx.is_closed() {
+                return false;
+            }
+            if tx.capacity() <= 1 {
+                m::stream_overflow();
+                m::slow_reader_cut();
+                let _ = tx.try_send(Err(slow_reader(previous)));
+                return false;
+            }
+            match tx.try_send(Ok(event.clone())) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     m::stream_overflow();
                     false
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
-            });
+            }
+        });
         let id = event.event_id;
-        self.events.push(event);
+        self.events.push_back(event);
+        while self.events.len() > self.shared.config.limits.max_events_kept {
+            self.events.pop_front();
+        }
         id
     }
 
@@ -250,11 +286,12 @@ impl ConversationActor {
         )
     }
 
-    pub(super) fn enqueue(&self) {
-        self.shared.tell_queue(
-            &self.rec.department,
-            ToQueue::Enqueue(Box::new(self.queue_entry())),
-        );
+    pub(super) fn enqueue(&mut self) {
+        let mut entry = self.queue_entry();
+        // The first enqueue carries the place taken at admission.
+        entry.place = self.places.queue.take().map(Arc::new);
+        self.shared
+            .tell_queue(&self.rec.department, ToQueue::Enqueue(Box::new(entry)));
     }
 
     pub(super) fn dequeue(&self) {
@@ -364,11 +401,21 @@ impl Actor for ConversationActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(64);
+        self.last_activity_ms = self.shared.clock.now_ms();
+        if self.rec.state != State::Closed {
+            self.arm_idle(ctx);
+        }
         if std::mem::take(&mut self.persist_on_start) && self.rec.state != State::Closed {
             drop(self.persist_record());
         }
         if self.rec.state != State::Closed {
-            self.shared.counters.open.fetch_add(1, Ordering::Relaxed);
+            match self.places.open.take() {
+                // Counted at admission already.
+                Some(place) => place.keep(),
+                None => {
+                    self.shared.counters.open.fetch_add(1, Ordering::SeqCst);
+                }
+            }
         }
         match self.rec.state {
             State::Queued => self.enqueue(),
@@ -400,6 +447,9 @@ impl Actor for ConversationActor {
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
         self.registry.forget(&self.rec.id, &ctx.address());
+        if let Some(ticket) = self.linger_ticket.take() {
+            self.shared.lingering.remove(ticket);
+        }
         if self.retired {
             if self.rec.state != State::Closed {
                 self.shared.counters.open.fetch_sub(1, Ordering::Relaxed);
@@ -422,6 +472,83 @@ impl Actor for ConversationActor {
                 warn!(conversation_id = %rec.id, error = %e, "closed conversation not archived yet");
             }
         });
+    }
+}
+
+/// The status that cuts a stream whose reader fell behind: UNAVAILABLE (retry), naming
+/// the event to resume after; no event is lost by resuming from there.
+pub fn slow_reader(last_event_id: u64) -> Status {
+    Status::unavailable(format!(
+        "slow reader; resume from event {last_event_id} (stream again with after_event_id = {last_event_id})"
+    ))
+}
+
+impl ConversationActor {
+    /// Idle expiry of the current state (`limits.idle_queued_secs` while queued — and as
+    /// the re-check period while assigned —, `idle_offline_secs` while offline); `None`
+    /// when off.
+    fn idle_limit_ms(&self) -> Option<i64> {
+        let limits = &self.shared.config.limits;
+        let secs = match self.rec.state {
+            State::Queued | State::Assigned => limits.idle_queued_secs,
+            State::Offline => limits.idle_offline_secs,
+            State::Closed => 0,
+        };
+        (secs > 0).then_some(secs as i64 * 1000)
+    }
+
+    /// Arms the next idle check on the node's clock.
+    pub(super) fn arm_idle(&mut self, ctx: &mut Context<Self>) {
+        let Some(limit) = self.idle_limit_ms() else {
+            return;
+        };
+        let wait = (self.last_activity_ms + limit - self.shared.clock.now_ms()).max(1);
+        let sleep = self.shared.clock.sleep(Duration::from_millis(wait as u64));
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(sleep).map(|(), act, ctx| act.check_idle(ctx)),
+        );
+    }
+
+    /// Ends a queued or offline conversation whose customer did nothing (no request, no
+    /// open stream) for its idle time; the customer's stream gets the closed event.
+    fn check_idle(&mut self, ctx: &mut Context<Self>) {
+        let Some(limit) = self.idle_limit_ms() else {
+            return;
+        };
+        let now = self.shared.clock.now_ms();
+        let present = self
+            .subscribers
+            .iter()
+            .any(|(tx, customer)| *customer && !tx.is_closed());
+        if present || self.rec.state == State::Assigned {
+            self.last_activity_ms = now;
+        }
+        if now - self.last_activity_ms < limit {
+            self.arm_idle(ctx);
+            return;
+        }
+        let state = if self.rec.state == State::Offline {
+            "offline"
+        } else {
+            "queued"
+        };
+        m::idle_expired(state);
+        tracing::info!(conversation_id = %self.rec.id, state, "idle conversation ended");
+        self.dequeue();
+        self.cancel_direct_offer();
+        let minutes = (limit / 60_000).max(1);
+        let reason = format!("no activity for {minutes} min; the conversation has ended");
+        drop(self.close(Outcome::Abandoned, &reason, ctx));
+    }
+}
+
+impl Handler<EndLinger> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: EndLinger, ctx: &mut Context<Self>) {
+        if self.rec.state == State::Closed {
+            ctx.stop();
+        }
     }
 }
 

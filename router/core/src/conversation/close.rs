@@ -22,6 +22,10 @@ use crate::store::records::{conversation_key, put, Outcome, State};
 use super::actor::ConversationActor;
 use super::messages::Retire;
 
+/// Events a closed conversation keeps for late resumes (its last ones: the close, the
+/// rating request).
+const CLOSED_EVENTS_KEPT: usize = 4;
+
 impl Handler<Retire> for ConversationActor {
     type Result = ();
 
@@ -29,7 +33,7 @@ impl Handler<Retire> for ConversationActor {
         self.retired = true;
         // Customers' streams end with UNAVAILABLE; they resume from their last event on
         // the next owner.
-        for tx in self.subscribers.drain(..) {
+        for (tx, _) in self.subscribers.drain(..) {
             let _ = tx.try_send(Err(Status::unavailable(
                 "conversation moved to another router, resume the stream",
             )));
@@ -112,10 +116,33 @@ impl ConversationActor {
         info!(conversation_id = %self.rec.id, ?outcome, "conversation closed");
         let durable = self.shared.commits.submit(ops);
         let durable = self.with_profile_write(durable);
-        // The actor lingers through the rating window (on the node's clock), then stops.
-        let linger = self.shared.clock.sleep(Duration::from_secs(
-            self.shared.config.routing.rating_window_secs,
-        ));
+        // Streams end after the last events (readers have them buffered); a closed
+        // conversation takes no new subscriber. While it lingers it keeps only its last
+        // events: an older resume point gets the messages from the transcript.
+        self.subscribers.clear();
+        let keep_from = self.events.len().saturating_sub(CLOSED_EVENTS_KEPT);
+        self.events.drain(..keep_from);
+        self.events.shrink_to_fit();
+        // The actor lingers through the rating window (a completed conversation) or a short
+        // time for late resumes (on the node's clock), then stops; it does not count among
+        // the open conversations meanwhile, and at most `max_closed_lingering` linger: the
+        // oldest stop early.
+        let limits = &self.shared.config.limits;
+        let linger_secs = if outcome == Outcome::Completed {
+            self.shared.config.routing.rating_window_secs
+        } else {
+            limits
+                .closed_linger_secs
+                .min(self.shared.config.routing.rating_window_secs)
+        };
+        if self.linger_ticket.is_none() {
+            self.linger_ticket = Some(
+                self.shared
+                    .lingering
+                    .add(ctx.address().recipient(), limits.max_closed_lingering),
+            );
+        }
+        let linger = self.shared.clock.sleep(Duration::from_secs(linger_secs));
         ctx.spawn(actix::fut::wrap_future::<_, Self>(linger).map(|(), _act, ctx| ctx.stop()));
         durable
     }

@@ -27,6 +27,7 @@ impl Handler<CustomerSend> for ConversationActor {
         if self.rec.state == State::Closed {
             return Err(Status::failed_precondition("conversation is closed"));
         }
+        self.last_activity_ms = self.shared.clock.now_ms();
         let (seq, durable) =
             self.add_message(Sender::Customer, "", msg.message_id, msg.text, false)?;
         if let (State::Assigned, Some(agent_id)) = (self.rec.state, self.rec.agent_id.clone()) {

@@ -141,6 +141,11 @@ pub struct Callback {
     pub details: BTreeMap<String, String>,
 }
 
+/// Returns how many events the actor keeps for resuming streams (diagnostics, tests).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct EventsKept;
+
 /// Returns the record and the transcript (admin).
 #[derive(Message)]
 #[rtype(result = "(ConversationRecord, Vec<MessageRecord>)")]

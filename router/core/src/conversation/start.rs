@@ -14,7 +14,7 @@ use crate::identity::{wall_clock_secs, Subject};
 use crate::metrics as m;
 use crate::router::{Revival, Router};
 use crate::routing::admission::{self, Admission, Ask, Refusal, Serving};
-use crate::shared::{Counters, Owner};
+use crate::shared::{Counters, Owner, Places};
 use crate::store::records::{
     conversation_key, decode, message_key, partition_of, profile_key, put, ConversationRecord,
     MessageRecord, ProfileRecord, State, Visitor,
@@ -55,9 +55,15 @@ pub async fn start_conversation(
     admission::check_room(
         &placement.department,
         &config.limits,
-        router.live_conversations(),
+        router.open_conversations(),
         router.queue_depth(&placement.department),
     )?;
+    // Places are taken atomically (concurrent starts never exceed a cap) and given back
+    // on every early return below, when `places` is dropped.
+    let mut places = Places {
+        open: Some(shared.reserve_open().ok_or(Refusal::NodeFull)?),
+        queue: None,
+    };
     let now = shared.clock.now_ms();
     // Profile read-modify-write is serialised with the other profile updates.
     let _profile_guard = shared.profile_guard(&req.customer_id).await;
@@ -75,6 +81,13 @@ pub async fn start_conversation(
         },
     };
     let admitted = admission::admit(placement, profile.as_ref(), serving, &config.routing, now);
+    if !admitted.offline() {
+        places.queue = Some(
+            router
+                .reserve_queue_place(&admitted.department)
+                .ok_or_else(|| Refusal::QueueFull(admitted.department.clone()))?,
+        );
+    }
     let id = new_id(router)?;
     let token = format!(
         "{}{}",
@@ -121,6 +134,7 @@ pub async fn start_conversation(
         transcript,
         profile: new_profile,
         restored: false,
+        places,
     });
     let department = &admitted.department;
     Counters::inc(&shared.counters.started);

@@ -1,8 +1,10 @@
 //! The customer `ConversationService`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use centralino_base::config::ClockMode;
 use centralino_proto::v1::conversation_service_server::ConversationService;
 use centralino_proto::v1::{
     CloseConversationRequest, CloseConversationResponse, LeaveOfflineMessageRequest,
@@ -11,6 +13,7 @@ use centralino_proto::v1::{
     StartConversationRequest, StartConversationResponse, StreamEventsRequest,
 };
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
@@ -22,21 +25,51 @@ use crate::identity::wall_clock_secs;
 use crate::metrics as m;
 use crate::router::Router;
 
+use super::rate::RateLimits;
 use super::validate::{check_field, mailbox, reject, wait_durable, EventStream, MAX_PAGES_VISITED};
 
 /// Longest identity or visitor token accepted, in bytes (room for an RS256 shop JWT).
 const MAX_TOKEN_BYTES: usize = 4096;
+/// Metadata a router sets on a customer call it forwards to the partition's owner (the
+/// cluster's forwarding). Such a call comes from the peer's address and over the peer's
+/// shared connection, so the per-address and per-connection limits were applied by the
+/// router that took the call; the per-customer, per-conversation and per-token limits
+/// apply here. (Until the internal plane authenticates its peers, a client setting this
+/// header escapes only the per-address and per-connection limits.)
+pub const FORWARDED_HEADER: &str = "x-centralino-forwarded";
+
+/// Returns the client address of a request, `None` for a call forwarded by a router.
+fn client_addr<T>(request: &Request<T>) -> Option<SocketAddr> {
+    if request.metadata().get(FORWARDED_HEADER).is_some() {
+        return None;
+    }
+    request.remote_addr()
+}
 
 /// The customer API.
 #[derive(Clone)]
 pub struct CustomerApi {
     router: Arc<Router>,
+    /// Rate limits on starts and messages.
+    rates: Arc<RateLimits>,
+    /// Open event streams per client connection.
+    streams: Arc<ConnectionStreams>,
 }
 
 impl CustomerApi {
     /// Returns the service over `router`.
     pub fn new(router: Arc<Router>) -> Self {
-        Self { router }
+        let config = &router.shared.config;
+        let limits = &config.limits;
+        let speed = match config.clock.mode {
+            ClockMode::Simulated => config.clock.speed,
+            ClockMode::System => 1.0,
+        };
+        Self {
+            rates: Arc::new(RateLimits::new(limits, speed)),
+            streams: Arc::new(ConnectionStreams::new(limits.max_streams_per_connection)),
+            router,
+        }
     }
 
     fn conversation(&self, id: &str) -> Result<actix::Addr<ConversationActor>, Status> {
@@ -108,6 +141,7 @@ impl CustomerApi {
                 m::identity_refused(e.reason());
                 info!(reason = e.reason(), "identity token refused");
             })?;
+        self.rates.start(None, &subject.profile_id())?;
         start_conversation(&self.router, req, subject).await
     }
 }
@@ -118,6 +152,10 @@ impl ConversationService for CustomerApi {
         &self,
         request: Request<StartConversationRequest>,
     ) -> Result<Response<StartConversationResponse>, Status> {
+        let addr = client_addr(&request).map(|a| a.ip());
+        // The per-customer limit is counted once the identity is known (in `start`): a
+        // customer_id without the shop's signature must not use up that customer's starts.
+        reject(self.rates.start(addr, ""))?;
         reject(self.start(request.into_inner()).await).map(Response::new)
     }
 
@@ -127,19 +165,26 @@ impl ConversationService for CustomerApi {
         &self,
         request: Request<StreamEventsRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        let connection = client_addr(&request);
         let req = request.into_inner();
         let result = async {
-            let rx = self
-                .conversation(&req.conversation_id)?
+            let actor = self.conversation(&req.conversation_id)?;
+            // One connection may hold only so many streams (all conversations together).
+            let held = match connection {
+                Some(connection) => Some(self.streams.open(connection)?),
+                None => None,
+            };
+            let rx = actor
                 .send(Subscribe {
                     token: Some(req.token),
                     after_event_id: req.after_event_id,
                 })
                 .await
                 .map_err(mailbox)??;
-            Ok(Response::new(
-                Box::pin(ReceiverStream::new(rx)) as EventStream
-            ))
+            Ok(Response::new(Box::pin(HeldStream {
+                inner: ReceiverStream::new(rx),
+                _held: held,
+            }) as EventStream))
         }
         .await;
         reject(result)
@@ -149,6 +194,7 @@ impl ConversationService for CustomerApi {
         &self,
         request: Request<SendMessageRequest>,
     ) -> Result<Response<SendMessageResponse>, Status> {
+        let addr = client_addr(&request).map(|a| a.ip());
         let req = request.into_inner();
         let result = async {
             let limits = &self.router.shared.config.limits;
@@ -162,6 +208,7 @@ impl ConversationService for CustomerApi {
                     limits.max_message_bytes
                 )));
             }
+            self.rates.message(addr, &req.conversation_id)?;
             let (seq, duplicate, durable) = self
                 .conversation(&req.conversation_id)?
                 .send(CustomerSend {
@@ -298,5 +345,80 @@ impl ConversationService for CustomerApi {
         }
         .await;
         reject(result)
+    }
+}
+
+/// Open event streams per client connection (remote address and port), at most `max` each.
+pub struct ConnectionStreams {
+    open: parking_lot::Mutex<HashMap<SocketAddr, usize>>,
+    max: usize,
+}
+
+impl ConnectionStreams {
+    /// Returns an empty count with `max` streams per connection.
+    pub fn new(max: usize) -> Self {
+        Self {
+            open: parking_lot::Mutex::new(HashMap::new()),
+            max,
+        }
+    }
+
+    /// Counts one more stream on `connection`, until the returned guard drops; refuses
+    /// it with RESOURCE_EXHAUSTED when the connection holds `max` already.
+    fn open(self: &Arc<Self>, connection: SocketAddr) -> Result<StreamHeld, Status> {
+        let mut open = self.open.lock();
+        let count = open.entry(connection).or_insert(0);
+        if *count >= self.max {
+            crate::metrics::limit_refused("streams_connection");
+            return Err(Status::resource_exhausted(format!(
+                "this connection holds {} event streams already; close one first",
+                self.max
+            )));
+        }
+        *count += 1;
+        Ok(StreamHeld {
+            streams: self.clone(),
+            connection,
+        })
+    }
+
+    /// Returns how many streams `connection` holds.
+    pub fn held(&self, connection: &SocketAddr) -> usize {
+        self.open.lock().get(connection).copied().unwrap_or(0)
+    }
+}
+
+/// One open stream of a connection; dropping it (the stream ended) frees the place.
+struct StreamHeld {
+    streams: Arc<ConnectionStreams>,
+    connection: SocketAddr,
+}
+
+impl Drop for StreamHeld {
+    fn drop(&mut self) {
+        let mut open = self.streams.open.lock();
+        if let Some(count) = open.get_mut(&self.connection) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.connection);
+            }
+        }
+    }
+}
+
+/// An event stream that holds its connection's place while it lives.
+struct HeldStream<S> {
+    inner: S,
+    _held: Option<StreamHeld>,
+}
+
+impl<S: Stream + Unpin> Stream for HeldStream<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.inner).poll_next(cx)
     }
 }

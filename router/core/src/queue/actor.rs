@@ -107,7 +107,7 @@ impl DepartmentQueue {
     fn remove(&mut self, conversation_id: &str) -> Option<Waiting> {
         let waiting = self.entries.remove(conversation_id)?;
         self.order.remove(&waiting.key);
-        self.depth.store(self.entries.len(), Ordering::Relaxed);
+        self.depth.store(self.entries.len(), Ordering::SeqCst);
         self.positions_dirty = true;
         Some(waiting)
     }
@@ -478,7 +478,10 @@ impl Handler<Shutdown> for DepartmentQueue {
 impl Handler<Enqueue> for DepartmentQueue {
     type Result = ();
 
-    fn handle(&mut self, Enqueue(entry): Enqueue, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Enqueue(mut entry): Enqueue, ctx: &mut Context<Self>) {
+        // The place taken at admission becomes this entry's: the depth counts the entry
+        // before the place is given back, so the two never undercount together.
+        let place = entry.place.take();
         if self.entries.contains_key(&entry.conversation_id) {
             return;
         }
@@ -497,7 +500,8 @@ impl Handler<Enqueue> for DepartmentQueue {
                 told: false,
             },
         );
-        self.depth.store(self.entries.len(), Ordering::Relaxed);
+        self.depth.store(self.entries.len(), Ordering::SeqCst);
+        drop(place);
         self.positions_dirty = true;
         self.dispatch(ctx);
         // The newcomer learns its place with the next round of positions (at most
