@@ -281,6 +281,127 @@ fn peer_extensions(mut request: tonic::Request<()>) -> Result<tonic::Request<()>
     Ok(request)
 }
 
+/// Who may call the services of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (public listeners; the internal plane in dev mode, plaintext).
+    Open,
+    /// Callers with a certificate of the cluster CA naming a centralino identity (the
+    /// internal plane in cluster mode); each call then checks the caller's role.
+    Mtls,
+}
+
+impl Access {
+    /// Returns the caller's identity when it has one of `roles`: None with [`Access::Open`]
+    /// (no check); UNAUTHENTICATED without an identity, PERMISSION_DENIED with another
+    /// role.
+    #[allow(clippy::result_large_err)]
+    pub fn check<T>(
+        self,
+        request: &tonic::Request<T>,
+        roles: &[crate::tls::PeerRole],
+        call: &str,
+    ) -> Result<Option<PeerIdentity>, tonic::Status> {
+        self.check_identity(peer_identity(request), roles, call)
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn check_identity(
+        self,
+        peer: Option<&PeerIdentity>,
+        roles: &[crate::tls::PeerRole],
+        call: &str,
+    ) -> Result<Option<PeerIdentity>, tonic::Status> {
+        if self == Access::Open {
+            return Ok(None);
+        }
+        let Some(peer) = peer else {
+            return Err(tonic::Status::unauthenticated(
+                "the internal plane needs a peer certificate of the cluster CA",
+            ));
+        };
+        if !roles.contains(&peer.role) {
+            warn!(%peer, call, "internal call refused: wrong role");
+            return Err(tonic::Status::permission_denied(format!(
+                "{call} is not for a {}",
+                peer.role
+            )));
+        }
+        Ok(Some(peer.clone()))
+    }
+
+    /// Wraps `service` so that only callers of `roles` reach it (every call of it).
+    pub fn guard<S>(self, roles: &'static [crate::tls::PeerRole], service: S) -> Guarded<S> {
+        Guarded {
+            inner: service,
+            access: self,
+            roles,
+        }
+    }
+}
+
+/// A service only callers of some roles reach (see [`Access::guard`]); the others get
+/// UNAUTHENTICATED or PERMISSION_DENIED.
+#[derive(Debug, Clone)]
+pub struct Guarded<S> {
+    inner: S,
+    access: Access,
+    roles: &'static [crate::tls::PeerRole],
+}
+
+impl<S: NamedService> NamedService for Guarded<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> Service<Request<Body>> for Guarded<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let peer = request.extensions().get::<PeerIdentity>();
+        match self
+            .access
+            .check_identity(peer, self.roles, request.uri().path())
+        {
+            Ok(_) => Box::pin(self.inner.call(request)),
+            Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
+        }
+    }
+}
+
+/// Refuses a plaintext listener (`tls` false) on an address that is not a loopback one,
+/// unless `insecure` (`--insecure`, `[node] insecure = true`).
+pub fn check_plaintext(key: &str, addr: &str, tls: bool, insecure: bool) -> Result<(), String> {
+    if tls || insecure {
+        return Ok(());
+    }
+    let host = match addr.rsplit_once(':') {
+        Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
+        None => addr,
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key}: {addr} is not a loopback address and has no TLS; configure TLS or \
+             start with --insecure ([node] insecure = true)"
+        ))
+    }
+}
+
 /// Returns the identity named by the certificate the caller presented (None without TLS,
 /// without a client certificate, or when it names no centralino identity).
 pub fn peer_identity<T>(request: &tonic::Request<T>) -> Option<&PeerIdentity> {
@@ -688,6 +809,18 @@ mod tests {
             use rustls::pki_types::pem::PemObject;
             let der = rustls::pki_types::CertificateDer::from_pem_file(cert_file).unwrap();
             PeerIdentity::from_certificate(&der)
+        }
+
+        #[test]
+        fn plaintext_listens_on_loopback_only_unless_insecure() {
+            assert!(check_plaintext("node.grpc_addr", "127.0.0.1:1", false, false).is_ok());
+            assert!(check_plaintext("node.grpc_addr", "[::1]:1", false, false).is_ok());
+            assert!(check_plaintext("node.grpc_addr", "localhost:1", false, false).is_ok());
+            let refused = check_plaintext("node.grpc_addr", "0.0.0.0:1", false, false);
+            assert!(refused.unwrap_err().contains("--insecure"));
+            assert!(check_plaintext("node.grpc_addr", "10.0.0.5:1", false, false).is_err());
+            assert!(check_plaintext("node.grpc_addr", "0.0.0.0:1", true, false).is_ok());
+            assert!(check_plaintext("node.grpc_addr", "0.0.0.0:1", false, true).is_ok());
         }
 
         #[tokio::test]

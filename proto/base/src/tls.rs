@@ -275,6 +275,29 @@ impl<T: Send + Sync + 'static> Reloading<T> {
     }
 }
 
+/// Returns the identity this node's own certificate names, checked against the node's
+/// role and id (a certificate for `*` serves any id of its role).
+pub fn own_identity(
+    files: &TlsFiles,
+    role: PeerRole,
+    node_id: &str,
+) -> Result<PeerIdentity, TlsError> {
+    let certs = read_certs(&files.cert_file)?;
+    let identity = PeerIdentity::from_certificate(&certs[0]).ok_or_else(|| {
+        file_error(
+            &files.cert_file,
+            format!("the certificate has no URI SAN {SPIFFE_PREFIX}<role>/<node-id>"),
+        )
+    })?;
+    if identity.role != role || !identity.is_node(node_id) {
+        return Err(file_error(
+            &files.cert_file,
+            format!("the certificate names {identity}, but this is {role} {node_id:?}"),
+        ));
+    }
+    Ok(identity)
+}
+
 /// TLS of a listener: its identity and, optionally, the CA its clients' certificates must
 /// be signed by. Cheap to clone; reloads its files while any clone lives.
 #[derive(Clone)]

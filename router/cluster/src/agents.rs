@@ -53,11 +53,15 @@ pub struct RemoteAgents {
 }
 
 impl RemoteAgents {
-    /// Returns the link.
-    pub fn new(membership: Arc<Membership>) -> Arc<Self> {
+    /// Returns the link; agent-nodes are dialled over TLS with `tls` (the internal plane),
+    /// plaintext without.
+    pub fn new(
+        membership: Arc<Membership>,
+        tls: Option<centralino_base::tls::ClientTls>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             membership,
-            channels: Channels::default(),
+            channels: Channels::with_tls(tls),
             agents: RwLock::new(HashMap::new()),
         })
     }

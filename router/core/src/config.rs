@@ -51,6 +51,8 @@ pub struct Config {
     pub canned: Vec<CannedConfig>,
     /// Customer-facing message templates per language (built-in it and en by default).
     pub templates: BTreeMap<String, Templates>,
+    /// TLS of the public listener (customers, admin, agent desktops).
+    pub tls: centralino_base::config::TlsConfig,
 }
 
 /// Customer-facing texts of one language. `{name}`, `{reopens}`, `{language}`, `{wait}`
@@ -90,6 +92,16 @@ pub struct NodeConfig {
     pub node_id: String,
     /// Address other nodes dial (default: `grpc_addr`).
     pub advertise_addr: String,
+    /// Listen address of the internal plane in cluster mode (`RouterInternal`, mutual
+    /// TLS); required there, never the same as `grpc_addr`.
+    pub internal_addr: String,
+    /// Internal address other nodes dial (default: the bound `internal_addr`); it is what
+    /// membership registers and partition claims name.
+    pub advertise_internal_addr: String,
+    /// Allows plaintext on a non-loopback public address (`--insecure`).
+    pub insecure: bool,
+    /// Development mode: plaintext internal plane, dev credentials (never in production).
+    pub dev_mode: bool,
 }
 
 impl Default for NodeConfig {
@@ -102,6 +114,10 @@ impl Default for NodeConfig {
             actor_threads: 0,
             node_id: String::new(),
             advertise_addr: String::new(),
+            internal_addr: String::new(),
+            advertise_internal_addr: String::new(),
+            insecure: false,
+            dev_mode: false,
         }
     }
 }
@@ -343,7 +359,12 @@ impl Config {
                 node_id: self.node.node_id.clone(),
                 advertise_addr: self.node.advertise_addr.clone(),
                 actor_threads: self.node.actor_threads,
+                internal_addr: self.node.internal_addr.clone(),
+                advertise_internal_addr: self.node.advertise_internal_addr.clone(),
+                insecure: self.node.insecure,
+                dev_mode: self.node.dev_mode,
             },
+            tls: self.tls.clone(),
         }
     }
 
