@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use centralino_base::config::{AgentNodeConfig, ClusterTlsConfig};
 pub use centralino_base::test_pki::Pki;
-use centralino_base::tls::{PeerIdentity, PeerRole, TlsFiles};
+use centralino_base::tls::{ClientTls, PeerIdentity, PeerRole, TlsFiles};
 use centralino_core::shared::Owner;
 use centralino_core::store::records::PARTITIONS;
 use centralino_proto::v1::agent_desk_client::AgentDeskClient;
@@ -42,6 +42,14 @@ pub fn cluster_tls(pki: &Pki, role: PeerRole, node_id: &str) -> ClusterTlsConfig
         Some(&PeerIdentity::new(role, node_id)),
     );
     tls_section(&files)
+}
+
+/// Returns the client TLS of a peer named `identity` (no URI SAN when None) with a
+/// certificate of `pki`, for servers of `server_role`: what an outsider holding such a
+/// certificate would dial the internal plane with.
+pub fn peer_tls(pki: &Pki, identity: Option<PeerIdentity>, server_role: PeerRole) -> ClientTls {
+    let files = pki.issue(&format!("peer-{}", unique_id()), identity.as_ref());
+    ClientTls::load(files, Some(server_role)).expect("client tls")
 }
 
 /// Returns the `[cluster.tls]` section of a set of files.
