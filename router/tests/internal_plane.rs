@@ -377,3 +377,64 @@ fn a_link_call_for_an_agent_of_another_agent_node_is_refused() {
         drop(c.node_2);
     });
 }
+
+#[test]
+fn a_public_listener_on_a_non_loopback_address_needs_tls_or_insecure() {
+    common::run(|| async {
+        let mut config = common::config("");
+        config.node.grpc_addr = "0.0.0.0:0".into();
+        let refused = centralino_router::standalone::start_with(
+            config.clone(),
+            centralino_router::standalone::StoreChoice::Memory,
+        )
+        .await;
+        let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("--insecure"), "{message}");
+
+        let mut insecure = config.clone();
+        insecure.node.insecure = true;
+        let node = common::start(insecure).await;
+        node.shutdown().await;
+
+        // With [tls] the same address is fine, and clients speak TLS to it.
+        let files = pki().issue("public", None);
+        config.tls = centralino_base::config::TlsConfig {
+            cert_file: files.cert_file.display().to_string(),
+            key_file: files.key_file.display().to_string(),
+            client_ca_file: String::new(),
+        };
+        let node = common::start(config).await;
+        let port = node.grpc_addr.port();
+        let ca = std::fs::read(pki().ca_file()).expect("ca");
+        let channel = Channel::from_shared(format!("https://localhost:{port}"))
+            .expect("uri")
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+                    .domain_name("localhost"),
+            )
+            .expect("tls config")
+            .connect()
+            .await
+            .expect("TLS connection");
+        let services = listed_services(channel).await;
+        assert!(services.contains(&"centralino.v1.ConversationService".to_string()));
+        // A plaintext client gets nothing.
+        let plain = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("uri")
+            .connect()
+            .await;
+        if let Ok(plain) = plain {
+            let status = RouterInternalClient::new(plain)
+                .tell(TellRequest::default())
+                .await
+                .expect_err("plaintext refused");
+            assert_ne!(
+                status.code(),
+                Code::Unimplemented,
+                "plaintext reached the server"
+            );
+        }
+        node.shutdown().await;
+    });
+}
