@@ -15,7 +15,7 @@ use centralino_base::server::{check_plaintext, Access, GrpcServer, Listener};
 use centralino_base::shifts::Shifts;
 use centralino_base::tls::{own_identity, ClientTls, PeerRole, ServerTls};
 use centralino_link::AgentNodeLink;
-use centralino_membership::etcd::Etcd;
+use centralino_membership::etcd::{Etcd, EtcdSecurity};
 use centralino_membership::kv::Kv;
 use centralino_membership::membership::{Member, Membership, Role};
 use centralino_proto::v1::admin_server::AdminServer;
@@ -144,9 +144,10 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     if !problems.is_empty() {
         return Err(StartError::Config(problems.join("; ")));
     }
-    let etcd = Etcd::connect(
+    let etcd = Etcd::connect_with(
         &config.cluster.etcd_endpoints,
         Duration::from_millis(config.cluster.request_timeout_ms),
+        &etcd_security(&config.cluster),
     )
     .await
     .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
@@ -415,5 +416,16 @@ impl ClusterRouter {
         for arbiter in self.arbiters {
             arbiter.stop();
         }
+    }
+}
+
+/// The etcd client's TLS and user from `[cluster]`.
+fn etcd_security(c: &centralino_base::config::ClusterConfig) -> EtcdSecurity {
+    EtcdSecurity {
+        ca_file: c.etcd_ca_file.clone(),
+        cert_file: c.etcd_cert_file.clone(),
+        key_file: c.etcd_key_file.clone(),
+        username: c.etcd_username.clone(),
+        password: c.etcd_password.clone(),
     }
 }

@@ -140,6 +140,11 @@ impl ClusterConfig {
             );
         }
         for e in &self.etcd_endpoints {
+            if !self.etcd_ca_file.is_empty() && e.starts_with("http://") {
+                out.push(format!(
+                    "cluster.etcd_endpoints: {e:?} is plaintext but etcd_ca_file is set (https://)"
+                ));
+            }
             if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() < 10 {
                 out.push(format!(
                     "cluster.etcd_endpoints: {e:?} is not an http(s) URL"
