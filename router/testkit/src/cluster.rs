@@ -90,7 +90,9 @@ pub fn agent_node_config(config: &Config) -> AgentNodeConfig {
     config.node.grpc_addr = "127.0.0.1:0".to_string();
     config.node.internal_addr = "127.0.0.1:0".to_string();
     config.node.metrics_addr = String::new();
-    config.cluster.tls = cluster_tls(pki(), PeerRole::AgentNode, &config.node.node_id);
+    if !config.cluster.tls.ca_file.is_empty() {
+        config.cluster.tls = cluster_tls(pki(), PeerRole::AgentNode, &config.node.node_id);
+    }
     config
 }
 
