@@ -115,7 +115,7 @@ def main():
             fail(f"router-1's certificate was refused by agent-node-1: {code}")
     # A forged agent id: agent-node-2 acting for an agent nobody logged in as there.
     with grpc.secure_channel(f"127.0.0.1:{ROUTERS_INTERNAL[0]}", tls(args.pki, "agent-node-2")) as ch:
-        transcript = field(1, "c-forged") + field(2, "giulia") + bytes([18 << 3 | 2, 0])
+        transcript = field(1, "c-forged") + field(2, "giulia") + bytes([0x92, 0x01, 0x00])  # field 18 (transcript): an empty message
         code = unary(ch, "/centralino.v1.RouterInternal/Link", transcript)
         if code != grpc.StatusCode.PERMISSION_DENIED:
             fail(f"a Link call for giulia from agent-node-2 got {code}")
