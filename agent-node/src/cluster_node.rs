@@ -17,15 +17,21 @@ use crate::node::AgentNode;
 use crate::remote::{AvailabilityHub, ClusterLogin, InternalService, RemoteRouters};
 use centralino_base::clock;
 use centralino_base::config::AgentNodeConfig;
-use centralino_base::server::{GrpcServer, Listener};
-use centralino_membership::etcd::Etcd;
+use centralino_base::server::{check_plaintext, Access, GrpcServer, Listener};
+use centralino_base::tls::{own_identity, ClientTls, PeerRole, ServerTls};
+use centralino_membership::etcd::{Etcd, EtcdSecurity};
 use centralino_membership::kv::Kv;
 use centralino_membership::membership::{Member, Membership, Role};
 
+/// Concurrent calls on one internal connection (a router's calls for all its customers).
+const INTERNAL_MAX_STREAMS: u32 = 1024;
+
 /// A running agent-node.
 pub struct RunningAgentNode {
-    /// Bound gRPC address.
+    /// Bound gRPC address (agent desktops).
     pub grpc_addr: SocketAddr,
+    /// Bound address of the internal plane (routers call `AgentNodeInternal` here).
+    pub internal_addr: SocketAddr,
     /// Node id in the cluster.
     pub node_id: String,
     /// The agents.
@@ -34,6 +40,7 @@ pub struct RunningAgentNode {
     health: tonic_health::server::HealthReporter,
     stop: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
+    internal_server: tokio::task::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
     arbiters: Vec<Arbiter>,
 }
@@ -46,9 +53,10 @@ pub async fn start(config: AgentNodeConfig) -> Result<RunningAgentNode, String> 
     if !problems.is_empty() {
         return Err(format!("invalid configuration: {}", problems.join("; ")));
     }
-    let etcd = Etcd::connect(
+    let etcd = Etcd::connect_with(
         &config.cluster.etcd_endpoints,
         Duration::from_millis(config.cluster.request_timeout_ms),
+        &etcd_security(&config.cluster),
     )
     .await
     .map_err(|e| format!("connecting to etcd: {e}"))?;
@@ -67,14 +75,66 @@ pub async fn start_with(
     }
     let id = centralino_base::process::node_id(&config.node.node_id, "agent-node");
     let clock = clock::from_config(&config.clock)?;
-    let listener = Listener::bind(&config.node.grpc_addr)
+    let node_config = &config.node;
+    let internal_files = config.cluster.internal_tls(node_config.dev_mode)?;
+    let public_files = config.tls.files()?;
+    if node_config.internal_addr.is_empty() {
+        return Err("node.internal_addr: cluster mode needs the internal plane's address".into());
+    }
+    if node_config.internal_addr == node_config.grpc_addr && !node_config.grpc_addr.ends_with(":0")
+    {
+        return Err("node.internal_addr: must differ from node.grpc_addr".into());
+    }
+    check_plaintext(
+        "node.grpc_addr",
+        &node_config.grpc_addr,
+        public_files.is_some(),
+        node_config.insecure,
+    )?;
+    check_plaintext(
+        "node.internal_addr",
+        &node_config.internal_addr,
+        internal_files.is_some(),
+        node_config.insecure,
+    )?;
+    let public_tls = public_files
+        .map(ServerTls::load)
+        .transpose()
+        .map_err(|e| format!("tls: {e}"))?;
+    let (internal_tls, router_tls) = match &internal_files {
+        Some(files) => {
+            own_identity(files, PeerRole::AgentNode, &id)
+                .map_err(|e| format!("cluster.tls: {e}"))?;
+            (
+                Some(ServerTls::load(files.clone()).map_err(|e| format!("cluster.tls: {e}"))?),
+                Some(
+                    ClientTls::load(files.clone(), Some(PeerRole::Router))
+                        .map_err(|e| format!("cluster.tls: {e}"))?,
+                ),
+            )
+        }
+        None => {
+            warn!("dev mode: the internal plane is plaintext and unauthenticated");
+            (None, None)
+        }
+    };
+    let access = if internal_tls.is_some() {
+        Access::Mtls
+    } else {
+        Access::Open
+    };
+    let listener = Listener::bind(&node_config.grpc_addr)
         .await
         .map_err(|e| e.to_string())?;
     let grpc_addr = listener.local_addr();
-    let advertise = if config.node.advertise_addr.is_empty() {
-        grpc_addr.to_string()
+    let internal_listener = Listener::bind(&node_config.internal_addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let internal_addr = internal_listener.local_addr();
+    let advertise = if node_config.advertise_internal_addr.is_empty() {
+        internal_addr.to_string()
     } else {
-        config.node.advertise_addr.clone()
+        node_config.advertise_internal_addr.clone()
     };
     let membership = Membership::join(
         kv,
@@ -98,7 +158,7 @@ pub async fn start_with(
     let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
     let node = AgentNode::new(config.clone(), clock, handles);
     let feed = Arc::new(AvailabilityHub::default());
-    let routers = RemoteRouters::new(membership.clone(), feed.clone());
+    let routers = RemoteRouters::new(membership.clone(), feed.clone(), router_tls);
     node.set_router(routers.clone());
     node.set_login_hook(ClusterLogin::new(membership.clone(), routers));
 
@@ -106,15 +166,25 @@ pub async fn start_with(
     let grpc = GrpcServer::new()
         .describe(centralino_proto::PUBLIC_FILE_DESCRIPTOR_SET)
         .public(AgentDeskServer::new(AgentDeskService::new(node.clone())))
-        .internal(AgentNodeInternalServer::new(InternalService::new(
-            node.clone(),
-            feed,
-            id.clone(),
-        )));
+        .tls(public_tls);
     let health = grpc.health();
+    let mut stop_internal = stop_rx.clone();
     let server = grpc
         .start(listener, async move {
             let _ = stop_rx.wait_for(|s| *s).await;
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    // Only routers call the internal plane of an agent-node, and only here.
+    let internal_server = GrpcServer::new()
+        .internal(access.guard(
+            &[PeerRole::Router],
+            AgentNodeInternalServer::new(InternalService::new(node.clone(), feed, id.clone())),
+        ))
+        .max_concurrent_streams(INTERNAL_MAX_STREAMS)
+        .tls(internal_tls)
+        .start(internal_listener, async move {
+            let _ = stop_internal.wait_for(|s| *s).await;
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -126,9 +196,11 @@ pub async fn start_with(
             sweeper_node.forget_idle().await;
         }
     });
-    info!(node_id = %id, %grpc_addr, advertise = %advertise, "cluster: agent-node listening");
+    info!(node_id = %id, %grpc_addr, %internal_addr, advertise = %advertise, "cluster: agent-node listening");
     Ok(RunningAgentNode {
         grpc_addr,
+        internal_addr,
+        internal_server,
         node_id: id,
         node,
         membership,
@@ -162,9 +234,27 @@ impl RunningAgentNode {
             server.abort();
             warn!("open desktop streams cut at shutdown");
         }
+        let mut internal = self.internal_server;
+        if tokio::time::timeout(Duration::from_secs(1), &mut internal)
+            .await
+            .is_err()
+        {
+            internal.abort();
+        }
         self.membership.leave().await;
         for arbiter in self.arbiters {
             arbiter.stop();
         }
+    }
+}
+
+/// The etcd client's TLS and user from `[cluster]`.
+fn etcd_security(c: &centralino_base::config::ClusterConfig) -> EtcdSecurity {
+    EtcdSecurity {
+        ca_file: c.etcd_ca_file.clone(),
+        cert_file: c.etcd_cert_file.clone(),
+        key_file: c.etcd_key_file.clone(),
+        username: c.etcd_username.clone(),
+        password: c.etcd_password.clone(),
     }
 }

@@ -193,10 +193,15 @@ pub struct RemoteRouters {
 
 impl RemoteRouters {
     /// Returns the link; availability updates go to `feed`.
-    pub fn new(membership: Arc<Membership>, feed: Arc<AvailabilityHub>) -> Arc<Self> {
+    /// Routers are dialled over TLS with `tls` (the internal plane), plaintext without.
+    pub fn new(
+        membership: Arc<Membership>,
+        feed: Arc<AvailabilityHub>,
+        tls: Option<centralino_base::tls::ClientTls>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             membership,
-            channels: Channels::default(),
+            channels: Channels::with_tls(tls),
             next: AtomicUsize::new(0),
             feed,
         })
@@ -312,7 +317,7 @@ impl ClusterLogin {
     }
 
     fn key(&self, agent_id: &str) -> String {
-        format!("{}/agents/{agent_id}", self.membership.prefix())
+        centralino_membership::membership::agent_claim_key(self.membership.prefix(), agent_id)
     }
 }
 

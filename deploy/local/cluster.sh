@@ -6,8 +6,16 @@
 #   deploy/local/cluster.sh status             processes and router-1's cluster metrics
 #   deploy/local/cluster.sh start|stop|restart NAME   one process (etcd-1, router-2, agent-node-1 …)
 #
-# Ports: etcd clients 2379/2479/2579, peers 2380/2480/2580; routers gRPC 50051-50053, metrics
-# 9464-9466; agent-nodes gRPC 50061-50062, metrics 9474-9475.
+# Ports: etcd clients 2379/2479/2579, peers 2380/2480/2580; routers gRPC 50051-50053, internal
+# 50151-50153, metrics 9464-9466; agent-nodes gRPC 50061-50062, internal 50161-50162, metrics
+# 9474-9475.
+#
+# Everything between the processes runs with mutual TLS: `up` makes a local CA and one
+# certificate per process with openssl in $CENTRALINO_LOCAL_DIR/pki (kept across restarts):
+# router-N and agent-node-N carry the URI SAN spiffe://centralino/<role>/<name> and IP SAN
+# 127.0.0.1 ([cluster.tls] of the internal plane); etcd serves TLS with client-cert auth and
+# peer TLS, and the nodes present etcd-client.pem ([cluster] etcd_*_file). The public gRPC
+# ports stay plaintext on loopback (the demo, the sim and the fault scenarios use them).
 #
 # Environment:
 #   CENTRALINO_LOCAL_DIR       data, logs and pid files (default /tmp/centralino-local):
@@ -39,8 +47,9 @@ UP_TIMEOUT=${CENTRALINO_UP_TIMEOUT_SECS:-60}
 ETCD_NAMES=(etcd-1 etcd-2 etcd-3)
 ROUTER_NAMES=(router-1 router-2 router-3)
 AGENT_NODE_NAMES=(agent-node-1 agent-node-2)
-ETCD_ENDPOINTS=http://127.0.0.1:2379,http://127.0.0.1:2479,http://127.0.0.1:2579
-ETCD_INITIAL_CLUSTER=etcd-1=http://127.0.0.1:2380,etcd-2=http://127.0.0.1:2480,etcd-3=http://127.0.0.1:2580
+ETCD_ENDPOINTS=https://127.0.0.1:2379,https://127.0.0.1:2479,https://127.0.0.1:2579
+ETCD_INITIAL_CLUSTER=etcd-1=https://127.0.0.1:2380,etcd-2=https://127.0.0.1:2480,etcd-3=https://127.0.0.1:2580
+PKI=$DIR/pki
 
 log() { printf 'cluster.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -80,6 +89,47 @@ addr_of() {
 }
 
 etcd_peer_port() { echo $((2280 + 100 * $(index_of "$1"))); }
+
+# The internal-plane address of a router or agent-node.
+internal_of() {
+  local i
+  i=$(index_of "$1")
+  case $(kind_of "$1") in
+    router) echo "127.0.0.1:$((50150 + i))" ;;
+    agent-node) echo "127.0.0.1:$((50160 + i))" ;;
+  esac
+}
+
+# Issues $PKI/NAME.pem and NAME-key.pem signed by the local CA, with the given subjectAltName.
+issue_cert() {
+  local name=$1 san=$2
+  [[ -f $PKI/$name.pem && -f $PKI/$name-key.pem ]] && return 0
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$PKI/$name-key.pem" -out "$PKI/$name.csr" -subj "/CN=$name" 2>/dev/null
+  printf 'subjectAltName=%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n' "$san" >"$PKI/$name.ext"
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca-key.pem" \
+    -CAcreateserial -days 365 -sha256 -extfile "$PKI/$name.ext" -out "$PKI/$name.pem" 2>/dev/null
+  rm -f "$PKI/$name.csr" "$PKI/$name.ext"
+  chmod 600 "$PKI/$name-key.pem"
+}
+
+# The local CA and every process's certificate (made once; `rm -r $DIR/pki` renews them).
+ensure_pki() {
+  command -v openssl >/dev/null 2>&1 || die "openssl is missing (apt-get install openssl)"
+  mkdir -p "$PKI"
+  if [[ ! -f $PKI/ca.pem || ! -f $PKI/ca-key.pem ]]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 -sha256 \
+      -keyout "$PKI/ca-key.pem" -out "$PKI/ca.pem" -subj "/CN=centralino local CA" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+    chmod 600 "$PKI/ca-key.pem"
+    log "made a local CA in $PKI"
+  fi
+  local name
+  for name in "${ROUTER_NAMES[@]}"; do issue_cert "$name" "URI:spiffe://centralino/router/$name,IP:127.0.0.1"; done
+  for name in "${AGENT_NODE_NAMES[@]}"; do issue_cert "$name" "URI:spiffe://centralino/agent-node/$name,IP:127.0.0.1"; done
+  issue_cert etcd-server "IP:127.0.0.1,DNS:localhost"
+  issue_cert etcd-client "DNS:centralino-etcd-client"
+}
 
 metrics_of() {
   local i
@@ -162,7 +212,8 @@ save_settings() {
     while IFS= read -r name; do
       case $name in
         CENTRALINO_NODE__NODE_ID | CENTRALINO_NODE__GRPC_ADDR | CENTRALINO_NODE__ADVERTISE_ADDR | \
-          CENTRALINO_NODE__METRICS_ADDR | CENTRALINO_NODE__DATA_DIR | CENTRALINO_CLUSTER__ETCD_ENDPOINTS) ;;
+          CENTRALINO_NODE__METRICS_ADDR | CENTRALINO_NODE__DATA_DIR | CENTRALINO_CLUSTER__ETCD_ENDPOINTS | \
+          CENTRALINO_NODE__INTERNAL_ADDR | CENTRALINO_CLUSTER__TLS__* | CENTRALINO_CLUSTER__ETCD_*_FILE) ;;
         CENTRALINO_*__* | RUST_LOG | CENTRALINO_LOG_FORMAT) printf 'export %s=%q\n' "$name" "${!name}" ;;
       esac
     done < <(compgen -e | sort)
@@ -192,13 +243,17 @@ start_process() {
   local env_vars=()
   case $kind in
     etcd)
-      local client_url="http://$addr" peer_url
-      peer_url="http://127.0.0.1:$(etcd_peer_port "$name")"
+      local client_url="https://$addr" peer_url
+      peer_url="https://127.0.0.1:$(etcd_peer_port "$name")"
       cmd=(etcd --name "$name" --data-dir "$DIR/$name"
         --listen-client-urls "$client_url" --advertise-client-urls "$client_url"
         --listen-peer-urls "$peer_url" --initial-advertise-peer-urls "$peer_url"
         --initial-cluster "$ETCD_INITIAL_CLUSTER" --initial-cluster-state new
-        --initial-cluster-token centralino-local)
+        --initial-cluster-token centralino-local
+        --client-cert-auth --trusted-ca-file "$PKI/ca.pem"
+        --cert-file "$PKI/etcd-server.pem" --key-file "$PKI/etcd-server-key.pem"
+        --peer-client-cert-auth --peer-trusted-ca-file "$PKI/ca.pem"
+        --peer-cert-file "$PKI/etcd-server.pem" --peer-key-file "$PKI/etcd-server-key.pem")
       ;;
     router | agent-node)
       local config=${CENTRALINO_CONFIG_FILE:-$ROOT/deploy/config/centralino.example.toml}
@@ -209,6 +264,13 @@ start_process() {
         "CENTRALINO_NODE__ADVERTISE_ADDR=$addr"
         "CENTRALINO_NODE__METRICS_ADDR=$(metrics_of "$name")"
         "CENTRALINO_CLUSTER__ETCD_ENDPOINTS=$ETCD_ENDPOINTS"
+        "CENTRALINO_NODE__INTERNAL_ADDR=$(internal_of "$name")"
+        "CENTRALINO_CLUSTER__TLS__CA_FILE=$PKI/ca.pem"
+        "CENTRALINO_CLUSTER__TLS__CERT_FILE=$PKI/$name.pem"
+        "CENTRALINO_CLUSTER__TLS__KEY_FILE=$PKI/$name-key.pem"
+        "CENTRALINO_CLUSTER__ETCD_CA_FILE=$PKI/ca.pem"
+        "CENTRALINO_CLUSTER__ETCD_CERT_FILE=$PKI/etcd-client.pem"
+        "CENTRALINO_CLUSTER__ETCD_KEY_FILE=$PKI/etcd-client-key.pem"
       )
       if [[ $kind == router ]]; then
         env_vars+=("CENTRALINO_NODE__DATA_DIR=$DIR/$name")
@@ -253,7 +315,8 @@ wait_gone() {
 etcd_healthy() {
   local name
   for name in "${ETCD_NAMES[@]}"; do
-    curl -sf --max-time 2 "http://$(addr_of "$name")/health" | grep -q '"health":"true"' || return 1
+    curl -sf --max-time 2 --cacert "$PKI/ca.pem" --cert "$PKI/etcd-client.pem" --key "$PKI/etcd-client-key.pem" \
+      "https://$(addr_of "$name")/health" | grep -q '"health":"true"' || return 1
   done
 }
 
@@ -313,6 +376,7 @@ cmd_up() {
   ensure_etcd
   ensure_binaries
   mkdir -p "$DIR/pids" "$DIR/logs"
+  ensure_pki
   save_settings
   for name in "${ETCD_NAMES[@]}"; do start_process "$name"; done
   wait_for "etcd (3 members healthy)" etcd_healthy
@@ -320,7 +384,7 @@ cmd_up() {
   for name in "${ROUTER_NAMES[@]}" "${AGENT_NODE_NAMES[@]}"; do start_process "$name"; done
   wait_for "routers' and agent-nodes' metrics" nodes_ready
   wait_for "router-1: centralino_cluster_partitions_unowned 0" all_partitions_owned
-  log "cluster up in $DIR (routers $(addr_of router-1),$(addr_of router-2),$(addr_of router-3); agent-nodes $(addr_of agent-node-1),$(addr_of agent-node-2))"
+  log "cluster up in $DIR (routers $(addr_of router-1),$(addr_of router-2),$(addr_of router-3); agent-nodes $(addr_of agent-node-1),$(addr_of agent-node-2); internal plane and etcd with mutual TLS, CA $PKI/ca.pem)"
 }
 
 cmd_down() {
@@ -380,6 +444,7 @@ main() {
       kind_of "$2" >/dev/null
       load_settings
       [[ $command == restart ]] && stop_process "$2"
+      ensure_pki
       [[ $(kind_of "$2") == etcd ]] || ensure_binaries
       start_process "$2"
       ;;

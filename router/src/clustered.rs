@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use centralino_agent_node::node::AgentNode;
 use centralino_base::clock::{self, SharedClock};
-use centralino_base::server::{GrpcServer, Listener};
+use centralino_base::server::{check_plaintext, Access, GrpcServer, Listener};
 use centralino_base::shifts::Shifts;
+use centralino_base::tls::{own_identity, ClientTls, PeerRole, ServerTls};
 use centralino_link::AgentNodeLink;
-use centralino_membership::etcd::Etcd;
+use centralino_membership::etcd::{Etcd, EtcdSecurity};
 use centralino_membership::kv::Kv;
 use centralino_membership::membership::{Member, Membership, Role};
 use centralino_proto::v1::admin_server::AdminServer;
@@ -27,7 +28,7 @@ use crate::standalone::{install_metrics, StartError, SHUTDOWN_GRACE, TEAM_TICK};
 use centralino_cluster::agents::{run_feed, RemoteAgents};
 use centralino_cluster::fenced_store::{FencedStore, Fences};
 use centralino_cluster::partitions::{ClusterView, Partitions};
-use centralino_cluster::peer::{ClusterCustomerApi, InternalApi};
+use centralino_cluster::peer::{Claims, ClusterCustomerApi, InternalApi};
 use centralino_core::config::Config;
 use centralino_core::dispatch::Dispatch;
 use centralino_core::ingress::AdminApi;
@@ -36,13 +37,89 @@ use centralino_core::router::Router;
 use centralino_core::shared::{Placement, SharedParts};
 use centralino_core::store::archive::Archive;
 use centralino_core::store::events::IntegrationLog;
-use centralino_core::store::group_commit::{GroupCommit, DEFAULT_MAX_DELAY, DEFAULT_MAX_OPS};
+use centralino_core::store::group_commit::{CommitLimits, GroupCommit, DEFAULT_MAX_OPS};
 use centralino_core::store::{Instrumented, Store};
+
+/// Concurrent calls on one internal connection (an agent-node's calls for all its agents).
+const INTERNAL_MAX_STREAMS: u32 = 1024;
+
+/// The TLS of a clustered router's listeners and channels.
+struct Tls {
+    public: Option<ServerTls>,
+    internal: Option<ServerTls>,
+    access: Access,
+    routers: Option<ClientTls>,
+    agent_nodes: Option<ClientTls>,
+}
+
+impl Tls {
+    /// Reads `[tls]` and `[cluster.tls]`; refuses plaintext where it is not allowed and a
+    /// certificate that does not name this router.
+    fn from_config(config: &Config, node_id: &str) -> Result<Self, StartError> {
+        let node = &config.node;
+        let bad = |e: String| StartError::Config(e);
+        if node.internal_addr.is_empty() {
+            return Err(bad(
+                "node.internal_addr: cluster mode needs the internal plane's address".into(),
+            ));
+        }
+        if node.internal_addr == node.grpc_addr && !node.grpc_addr.ends_with(":0") {
+            return Err(bad(
+                "node.internal_addr: must differ from node.grpc_addr".into()
+            ));
+        }
+        let public = config.tls.files().map_err(bad)?;
+        let internal = config.cluster.internal_tls(node.dev_mode).map_err(bad)?;
+        check_plaintext(
+            "node.grpc_addr",
+            &node.grpc_addr,
+            public.is_some(),
+            node.insecure,
+        )
+        .map_err(bad)?;
+        check_plaintext(
+            "node.internal_addr",
+            &node.internal_addr,
+            internal.is_some(),
+            node.insecure,
+        )
+        .map_err(bad)?;
+        let public = public
+            .map(ServerTls::load)
+            .transpose()
+            .map_err(|e| bad(format!("tls: {e}")))?;
+        let Some(files) = internal else {
+            warn!("dev mode: the internal plane is plaintext and unauthenticated");
+            return Ok(Self {
+                public,
+                internal: None,
+                access: Access::Open,
+                routers: None,
+                agent_nodes: None,
+            });
+        };
+        let cluster_tls = |e: centralino_base::tls::TlsError| bad(format!("cluster.tls: {e}"));
+        own_identity(&files, PeerRole::Router, node_id).map_err(cluster_tls)?;
+        Ok(Self {
+            public,
+            internal: Some(ServerTls::load(files.clone()).map_err(cluster_tls)?),
+            access: Access::Mtls,
+            routers: Some(
+                ClientTls::load(files.clone(), Some(PeerRole::Router)).map_err(cluster_tls)?,
+            ),
+            agent_nodes: Some(
+                ClientTls::load(files, Some(PeerRole::AgentNode)).map_err(cluster_tls)?,
+            ),
+        })
+    }
+}
 
 /// A running clustered router.
 pub struct ClusterRouter {
-    /// Bound gRPC address.
+    /// Bound gRPC address (customers, admin).
     pub grpc_addr: SocketAddr,
+    /// Bound address of the internal plane (`RouterInternal`, forwarded customer calls).
+    pub internal_addr: SocketAddr,
     /// This router's node id.
     pub node_id: String,
     /// Shared router state.
@@ -55,6 +132,7 @@ pub struct ClusterRouter {
     manager: Option<tokio::task::JoinHandle<()>>,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
+    internal_server: tokio::task::JoinHandle<()>,
     arbiters: Vec<Arbiter>,
     drain_budget: Duration,
 }
@@ -66,9 +144,10 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     if !problems.is_empty() {
         return Err(StartError::Config(problems.join("; ")));
     }
-    let etcd = Etcd::connect(
+    let etcd = Etcd::connect_with(
         &config.cluster.etcd_endpoints,
         Duration::from_millis(config.cluster.request_timeout_ms),
+        &etcd_security(&config.cluster),
     )
     .await
     .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
@@ -99,12 +178,15 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
         metrics::zero(&config);
         metrics::cluster_start();
     }
+    let tls = Tls::from_config(&config, &node_id)?;
     let listener = Listener::bind(&config.node.grpc_addr).await?;
     let grpc_addr = listener.local_addr();
-    let advertise = if config.node.advertise_addr.is_empty() {
-        grpc_addr.to_string()
+    let internal_listener = Listener::bind(&config.node.internal_addr).await?;
+    let internal_addr = internal_listener.local_addr();
+    let advertise = if config.node.advertise_internal_addr.is_empty() {
+        internal_addr.to_string()
     } else {
-        config.node.advertise_addr.clone()
+        config.node.advertise_internal_addr.clone()
     };
 
     let cluster = &config.cluster;
@@ -115,10 +197,13 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
         fences.clone(),
     )));
     let (stop, stop_rx) = watch::channel(false);
-    let commits = GroupCommit::new(
+    // etcd takes at most 128 operations and 1.5 MiB per transaction: batches stay under both.
+    let commits = GroupCommit::with_limits(
         store.clone(),
-        cluster.group_commit_max_ops.min(DEFAULT_MAX_OPS),
-        DEFAULT_MAX_DELAY,
+        CommitLimits {
+            max_ops: cluster.group_commit_max_ops.min(DEFAULT_MAX_OPS),
+            ..CommitLimits::from_config(&config.limits)
+        },
         stop_rx.clone(),
     );
     let threads = match config.node.actor_threads {
@@ -141,10 +226,11 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
     )
     .await
     .map_err(|e| StartError::Config(format!("joining the cluster: {e}")))?;
+    let claims = Claims::new(membership.kv().clone(), &cluster.prefix);
 
     let agent_config = config.agent_node();
     let shifts = Arc::new(Shifts::new(&agent_config));
-    let remote_agents = RemoteAgents::new(membership.clone());
+    let remote_agents = RemoteAgents::new(membership.clone(), tls.agent_nodes);
     let events = Arc::new(IntegrationLog::open_for_node(store.as_ref(), &node_id).await?);
     let router = Router::new(SharedParts {
         config: config.clone(),
@@ -157,7 +243,11 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
         events,
         arbiters: handles.clone(),
     });
-    let view = ClusterView::new(node_id.clone(), tokio::runtime::Handle::current());
+    let view = ClusterView::new(
+        node_id.clone(),
+        tokio::runtime::Handle::current(),
+        tls.routers,
+    );
     view.guard_with(membership.clone());
     router
         .shared
@@ -176,15 +266,35 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
             view.clone(),
         )))
         .public(AdminServer::new(AdminApi::new(router.clone(), no_agents)))
-        .internal(RouterInternalServer::new(InternalApi::new(
-            router.clone(),
-            dispatch.clone(),
-            view.clone(),
-        )));
+        .tls(tls.public);
     let health = grpc.health();
     let server = grpc
         .start(listener, async move {
             let _ = stop_server.wait_for(|s| *s).await;
+        })
+        .await?;
+    // The internal plane: agent-nodes' and routers' calls, and customer calls other routers
+    // forward here; never on the public listener.
+    let access = tls.access;
+    let mut stop_internal = stop_rx.clone();
+    let internal_server = GrpcServer::new()
+        .internal(RouterInternalServer::new(InternalApi::new(
+            router.clone(),
+            dispatch.clone(),
+            view.clone(),
+            access,
+            claims,
+        )))
+        .internal(access.guard(
+            &[PeerRole::Router],
+            ConversationServiceServer::new(
+                ClusterCustomerApi::new(router.clone(), view.clone()).for_peers(),
+            ),
+        ))
+        .max_concurrent_streams(INTERNAL_MAX_STREAMS)
+        .tls(tls.internal)
+        .start(internal_listener, async move {
+            let _ = stop_internal.wait_for(|s| *s).await;
         })
         .await?;
 
@@ -220,9 +330,11 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
         )
         .run(lost),
     );
-    info!(%node_id, %grpc_addr, advertise = %advertise, "cluster: router listening");
+    info!(%node_id, %grpc_addr, %internal_addr, advertise = %advertise, "cluster: router listening");
     Ok(ClusterRouter {
         grpc_addr,
+        internal_addr,
+        internal_server,
         node_id,
         router,
         clock,
@@ -298,12 +410,13 @@ impl ClusterRouter {
     /// Stops serving and the actors; leaves the cluster (revokes the lease) if `leave`.
     async fn finish(self, leave: bool) {
         let _ = self.stop.send(true);
-        let mut server = self.server;
-        if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
-            .await
-            .is_err()
-        {
-            server.abort();
+        for mut server in [self.server, self.internal_server] {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
+                .await
+                .is_err()
+            {
+                server.abort();
+            }
         }
         if leave {
             self.membership.leave().await;
@@ -311,5 +424,16 @@ impl ClusterRouter {
         for arbiter in self.arbiters {
             arbiter.stop();
         }
+    }
+}
+
+/// The etcd client's TLS and user from `[cluster]`.
+fn etcd_security(c: &centralino_base::config::ClusterConfig) -> EtcdSecurity {
+    EtcdSecurity {
+        ca_file: c.etcd_ca_file.clone(),
+        cert_file: c.etcd_cert_file.clone(),
+        key_file: c.etcd_key_file.clone(),
+        username: c.etcd_username.clone(),
+        password: c.etcd_password.clone(),
     }
 }

@@ -272,10 +272,23 @@ pub async fn start_with_clock(
 
     recover(&router, &agent_node).await?;
 
+    let public_files = config.tls.files().map_err(StartError::Config)?;
+    centralino_base::server::check_plaintext(
+        "node.grpc_addr",
+        &config.node.grpc_addr,
+        public_files.is_some(),
+        config.node.insecure,
+    )
+    .map_err(StartError::Config)?;
+    let public_tls = public_files
+        .map(centralino_base::tls::ServerTls::load)
+        .transpose()
+        .map_err(|e| StartError::Config(format!("tls: {e}")))?;
     let listener = Listener::bind(&config.node.grpc_addr).await?;
     let grpc_addr = listener.local_addr();
     let mut stop_server = stop_rx.clone();
     let server = GrpcServer::new()
+        .tls(public_tls)
         .describe(centralino_proto::PUBLIC_FILE_DESCRIPTOR_SET)
         .public(ConversationServiceServer::new(CustomerApi::new(
             router.clone(),

@@ -22,6 +22,9 @@ struct Args {
     /// Log format: text or json (also CENTRALINO_LOG_FORMAT).
     #[arg(long, env = "CENTRALINO_LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// Allow a plaintext listener on a non-loopback address (`[node] insecure`).
+    #[arg(long)]
+    insecure: bool,
 }
 
 fn load(path: &PathBuf) -> anyhow::Result<AgentNodeConfig> {
@@ -41,7 +44,10 @@ fn load(path: &PathBuf) -> anyhow::Result<AgentNodeConfig> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     process::init_logging(args.log_format == "json", "info");
-    let config = load(&args.config)?;
+    let mut config = load(&args.config)?;
+    if args.insecure {
+        config.node.insecure = true;
+    }
     actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -67,8 +73,8 @@ fn main() -> anyhow::Result<()> {
             .await
             .map_err(anyhow::Error::msg)?;
         println!(
-            "centralino agent-node {}: gRPC {}",
-            node.node_id, node.grpc_addr
+            "centralino agent-node {}: gRPC {}, internal {}",
+            node.node_id, node.grpc_addr, node.internal_addr
         );
         process::shutdown_signal().await;
         node.shutdown().await;

@@ -28,6 +28,46 @@ pub struct AgentNodeConfig {
     /// This process: listen addresses and its name in the cluster (the `[node]` section
     /// shared with the router; keys only a router reads are ignored here).
     pub node: ProcessConfig,
+    /// TLS of the public listener (agent desktops).
+    pub tls: TlsConfig,
+}
+
+/// TLS of a public listener (`[tls]`): empty files = plaintext (allowed on loopback
+/// addresses, elsewhere only with `[node] insecure = true`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The listener's certificate chain (PEM).
+    pub cert_file: String,
+    /// Its private key (PEM).
+    pub key_file: String,
+    /// When set, clients must present a certificate signed by this CA (PEM).
+    pub client_ca_file: String,
+}
+
+impl TlsConfig {
+    /// Returns the files, None for plaintext, or what is wrong.
+    pub fn files(&self) -> Result<Option<crate::tls::TlsFiles>, String> {
+        crate::tls::TlsFiles::from_config(
+            &self.cert_file,
+            &self.key_file,
+            &self.client_ca_file,
+            "tls",
+        )
+    }
+}
+
+/// Mutual TLS of the internal plane (`[cluster.tls]`): the cluster CA and this node's
+/// certificate, whose URI SAN names its role and id (`spiffe://centralino/<role>/<id>`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterTlsConfig {
+    /// The cluster CA (PEM): peers' certificates must be signed by it.
+    pub ca_file: String,
+    /// This node's certificate chain (PEM), served and presented to peers.
+    pub cert_file: String,
+    /// Its private key (PEM).
+    pub key_file: String,
 }
 
 /// Cluster mode: where etcd is and how membership and drain behave. Shared by routers and
@@ -50,6 +90,18 @@ pub struct ClusterConfig {
     /// Most operations in one etcd transaction of the group-commit batcher (etcd allows
     /// 128); 1 commits every writer on its own (for comparison).
     pub group_commit_max_ops: usize,
+    /// Mutual TLS between the nodes (required in cluster mode unless `[node] dev_mode`).
+    pub tls: ClusterTlsConfig,
+    /// CA of etcd's server certificates (PEM); set it to use `https://` endpoints.
+    pub etcd_ca_file: String,
+    /// Client certificate presented to etcd (PEM; etcd's `--client-cert-auth`).
+    pub etcd_cert_file: String,
+    /// Its private key (PEM).
+    pub etcd_key_file: String,
+    /// etcd user (etcd's authentication); empty = none.
+    pub etcd_username: String,
+    /// That user's password.
+    pub etcd_password: String,
 }
 
 impl Default for ClusterConfig {
@@ -61,6 +113,12 @@ impl Default for ClusterConfig {
             drain_budget_secs: 30,
             request_timeout_ms: 5000,
             group_commit_max_ops: 120,
+            tls: ClusterTlsConfig::default(),
+            etcd_ca_file: String::new(),
+            etcd_cert_file: String::new(),
+            etcd_key_file: String::new(),
+            etcd_username: String::new(),
+            etcd_password: String::new(),
         }
     }
 }
@@ -82,6 +140,11 @@ impl ClusterConfig {
             );
         }
         for e in &self.etcd_endpoints {
+            if !self.etcd_ca_file.is_empty() && e.starts_with("http://") {
+                out.push(format!(
+                    "cluster.etcd_endpoints: {e:?} is plaintext but etcd_ca_file is set (https://)"
+                ));
+            }
             if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() < 10 {
                 out.push(format!(
                     "cluster.etcd_endpoints: {e:?} is not an http(s) URL"
@@ -91,10 +154,37 @@ impl ClusterConfig {
         out
     }
 
+    /// Returns the files of the internal plane's mutual TLS; None (plaintext) only in dev
+    /// mode with `[cluster.tls]` empty.
+    pub fn internal_tls(&self, dev_mode: bool) -> Result<Option<crate::tls::TlsFiles>, String> {
+        let t = &self.tls;
+        if t.ca_file.is_empty() && t.cert_file.is_empty() && t.key_file.is_empty() {
+            return if dev_mode {
+                Ok(None)
+            } else {
+                Err(
+                    "cluster.tls: cluster mode needs ca_file, cert_file and key_file \
+                     (mutual TLS between the nodes), or [node] dev_mode = true"
+                        .into(),
+                )
+            };
+        }
+        if t.ca_file.is_empty() || t.cert_file.is_empty() || t.key_file.is_empty() {
+            return Err("cluster.tls: ca_file, cert_file and key_file go together".into());
+        }
+        crate::tls::TlsFiles::from_config(&t.cert_file, &t.key_file, &t.ca_file, "cluster.tls")
+    }
+
     /// Returns the configuration problems of cluster mode whatever the coordination store
     /// (etcd, or an in-memory twin that needs no endpoints).
     pub fn settings_problems(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.etcd_cert_file.is_empty() != self.etcd_key_file.is_empty() {
+            out.push("cluster.etcd_cert_file and cluster.etcd_key_file go together".into());
+        }
+        if !self.etcd_password.is_empty() && self.etcd_username.is_empty() {
+            out.push("cluster.etcd_password: set etcd_username too".into());
+        }
         if !self.prefix.starts_with('/') || self.prefix.ends_with('/') {
             out.push("cluster.prefix: must start with '/' and not end with '/'".into());
         }
@@ -136,8 +226,18 @@ fn endpoints<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::E
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ProcessConfig {
-    /// gRPC listen address (agent desktop, the routers' internal API, health).
+    /// gRPC listen address (agent desktops, health).
     pub grpc_addr: String,
+    /// Listen address of the internal plane in cluster mode (`AgentNodeInternal`, mutual
+    /// TLS); required there, never the same as `grpc_addr`.
+    pub internal_addr: String,
+    /// Internal address other nodes dial (default: the bound `internal_addr`); it is what
+    /// membership registers.
+    pub advertise_internal_addr: String,
+    /// Allows plaintext on a non-loopback public address (`--insecure`).
+    pub insecure: bool,
+    /// Development mode: plaintext internal plane, dev credentials (never in production).
+    pub dev_mode: bool,
     /// Prometheus `/metrics` listen address; empty disables it.
     pub metrics_addr: String,
     /// Name of this process in the cluster (default: host name, else a random id).
@@ -152,6 +252,10 @@ impl Default for ProcessConfig {
     fn default() -> Self {
         Self {
             grpc_addr: "127.0.0.1:50061".to_string(),
+            internal_addr: String::new(),
+            advertise_internal_addr: String::new(),
+            insecure: false,
+            dev_mode: false,
             metrics_addr: "127.0.0.1:9474".to_string(),
             node_id: String::new(),
             advertise_addr: String::new(),

@@ -6,6 +6,7 @@
 //! - [`config`]: the shared part of the configuration file and its loading (TOML plus
 //!   `CENTRALINO_*` overrides).
 //! - [`process`]: logging, signals and node ids, alike in every binary.
+//! - [`tls`]: TLS identities from files (reloaded when they change), peer identities.
 //! - [`server`]: the gRPC listener and server every node and benchmark serves with (TCP and
 //!   HTTP/2 keepalive, `TCP_NODELAY`, health, reflection of the public services).
 
@@ -17,3 +18,6 @@ pub mod process;
 pub mod schedule;
 pub mod server;
 pub mod shifts;
+#[cfg(any(test, feature = "test-pki"))]
+pub mod test_pki;
+pub mod tls;

@@ -1,7 +1,14 @@
 //! The one way every gRPC listener of centralino is built (standalone node, cluster router,
 //! agent-node, benchmarks): a [`Listener`] whose accepted connections have `TCP_NODELAY`
 //! and TCP keepalive, and a [`GrpcServer`] with health, reflection (v1 and v1alpha, listing
-//! the public services only) and HTTP/2 keepalive.
+//! the public services only), HTTP/2 keepalive, a cap on concurrent streams per connection,
+//! a timeout for unary calls and, optionally, TLS ([`GrpcServer::tls`]).
+//!
+//! With TLS the server accepts the handshakes itself (tokio-rustls, each handshake in its
+//! own task with a deadline) and hands the encrypted connections to tonic, so the socket
+//! options stay. Every request carries the client's address (tonic's `remote_addr()` works)
+//! and, when it presented a certificate naming a centralino identity, that
+//! [`PeerIdentity`] in its extensions ([`peer_identity`]).
 //!
 //! tonic ignores its own `tcp_nodelay`/`tcp_keepalive` settings when it is given the
 //! incoming connections, so they are set here on every accepted socket; without
@@ -11,17 +18,22 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::body::Body;
 use tonic::codegen::http::{Request, Response};
 use tonic::codegen::Service;
 use tonic::server::NamedService;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
+use tracing::debug;
+
+use crate::tls::{PeerIdentity, ServerTls};
 use tonic_health::pb::health_server::{self, HealthServer};
 use tonic_health::server::{HealthReporter, HealthService};
 use tonic_health::ServingStatus;
@@ -33,6 +45,15 @@ pub const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 pub const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 /// A PING not acknowledged within this closes the connection.
 pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap on concurrent streams (calls) of one HTTP/2 connection.
+pub const MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Deadline of a unary call (and of the response headers of a streaming one); a client's
+/// shorter `grpc-timeout` wins.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A TLS handshake not done within this is dropped.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most TLS handshakes in progress at once on one listener; further connections wait.
+const MAX_HANDSHAKES: usize = 512;
 
 /// Why a gRPC listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +122,8 @@ pub struct GrpcServer {
     served: Vec<&'static str>,
     public: Vec<&'static str>,
     descriptors: Vec<&'static [u8]>,
+    tls: Option<ServerTls>,
+    max_concurrent_streams: u32,
 }
 
 impl Default for GrpcServer {
@@ -120,7 +143,22 @@ impl GrpcServer {
             served: Vec::new(),
             public: vec![health_server::SERVICE_NAME],
             descriptors: vec![tonic_health::pb::FILE_DESCRIPTOR_SET],
+            tls: None,
+            max_concurrent_streams: MAX_CONCURRENT_STREAMS,
         }
+    }
+
+    /// Serves TLS with `tls` (plaintext when None).
+    pub fn tls(mut self, tls: Option<ServerTls>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Sets the cap on concurrent streams of one connection (default
+    /// [`MAX_CONCURRENT_STREAMS`]).
+    pub fn max_concurrent_streams(mut self, max: u32) -> Self {
+        self.max_concurrent_streams = max;
+        self
     }
 
     /// Returns the health reporter (to turn services NOT_SERVING while draining).
@@ -211,16 +249,330 @@ impl GrpcServer {
         let router = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
+            .max_concurrent_streams(self.max_concurrent_streams)
+            .timeout(REQUEST_TIMEOUT)
+            .layer(tonic::service::InterceptorLayer::new(peer_extensions))
             .add_routes(routes);
+        let incoming: Pin<Box<dyn Stream<Item = std::io::Result<Conn>> + Send>> = match self.tls {
+            None => Box::pin(listener.map(|accepted| accepted.map(Conn::plain))),
+            Some(tls) => Box::pin(tls_incoming(listener, tls)),
+        };
         Ok(tokio::spawn(async move {
             if let Err(e) = router
-                .serve_with_incoming_shutdown(listener, shutdown)
+                .serve_with_incoming_shutdown(incoming, shutdown)
                 .await
             {
                 warn!(error = %e, "gRPC server stopped with an error");
             }
         }))
     }
+}
+
+/// Copies what the connection knows into each request: the client's address in tonic's
+/// own form (for `remote_addr()`) and the peer's identity.
+#[allow(clippy::result_large_err)]
+fn peer_extensions(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    if let Some(info) = request.extensions().get::<ConnInfo>().cloned() {
+        request.extensions_mut().insert(info.tcp);
+        if let Some(peer) = info.peer {
+            request.extensions_mut().insert(peer);
+        }
+    }
+    Ok(request)
+}
+
+/// Who may call the services of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (public listeners; the internal plane in dev mode, plaintext).
+    Open,
+    /// Callers with a certificate of the cluster CA naming a centralino identity (the
+    /// internal plane in cluster mode); each call then checks the caller's role.
+    Mtls,
+}
+
+impl Access {
+    /// Returns the caller's identity when it has one of `roles`: None with [`Access::Open`]
+    /// (no check); UNAUTHENTICATED without an identity, PERMISSION_DENIED with another
+    /// role.
+    #[allow(clippy::result_large_err)]
+    pub fn check<T>(
+        self,
+        request: &tonic::Request<T>,
+        roles: &[crate::tls::PeerRole],
+        call: &str,
+    ) -> Result<Option<PeerIdentity>, tonic::Status> {
+        self.check_identity(peer_identity(request), roles, call)
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn check_identity(
+        self,
+        peer: Option<&PeerIdentity>,
+        roles: &[crate::tls::PeerRole],
+        call: &str,
+    ) -> Result<Option<PeerIdentity>, tonic::Status> {
+        if self == Access::Open {
+            return Ok(None);
+        }
+        let Some(peer) = peer else {
+            return Err(tonic::Status::unauthenticated(
+                "the internal plane needs a peer certificate of the cluster CA",
+            ));
+        };
+        if !roles.contains(&peer.role) {
+            warn!(%peer, call, "internal call refused: wrong role");
+            return Err(tonic::Status::permission_denied(format!(
+                "{call} is not for a {}",
+                peer.role
+            )));
+        }
+        Ok(Some(peer.clone()))
+    }
+
+    /// Wraps `service` so that only callers of `roles` reach it (every call of it).
+    pub fn guard<S>(self, roles: &'static [crate::tls::PeerRole], service: S) -> Guarded<S> {
+        Guarded {
+            inner: service,
+            access: self,
+            roles,
+        }
+    }
+}
+
+/// A service only callers of some roles reach (see [`Access::guard`]); the others get
+/// UNAUTHENTICATED or PERMISSION_DENIED.
+#[derive(Debug, Clone)]
+pub struct Guarded<S> {
+    inner: S,
+    access: Access,
+    roles: &'static [crate::tls::PeerRole],
+}
+
+impl<S: NamedService> NamedService for Guarded<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> Service<Request<Body>> for Guarded<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let peer = request.extensions().get::<PeerIdentity>();
+        match self
+            .access
+            .check_identity(peer, self.roles, request.uri().path())
+        {
+            Ok(_) => Box::pin(self.inner.call(request)),
+            Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
+        }
+    }
+}
+
+/// Refuses a plaintext listener (`tls` false) on an address that is not a loopback one,
+/// unless `insecure` (`--insecure`, `[node] insecure = true`).
+pub fn check_plaintext(key: &str, addr: &str, tls: bool, insecure: bool) -> Result<(), String> {
+    if tls || insecure {
+        return Ok(());
+    }
+    let host = match addr.rsplit_once(':') {
+        Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
+        None => addr,
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key}: {addr} is not a loopback address and has no TLS; configure TLS or \
+             start with --insecure ([node] insecure = true)"
+        ))
+    }
+}
+
+/// Returns the identity named by the certificate the caller presented (None without TLS,
+/// without a client certificate, or when it names no centralino identity).
+pub fn peer_identity<T>(request: &tonic::Request<T>) -> Option<&PeerIdentity> {
+    request.extensions().get::<PeerIdentity>()
+}
+
+/// What a connection tells each of its requests.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// Local and remote address.
+    pub tcp: TcpConnectInfo,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// The identity the client's certificate names.
+    pub peer: Option<PeerIdentity>,
+}
+
+/// An accepted connection, plaintext or TLS.
+pub struct Conn {
+    io: ConnIo,
+    info: ConnInfo,
+}
+
+enum ConnIo {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Conn {
+    fn plain(tcp: TcpStream) -> Self {
+        let info = ConnInfo {
+            tcp: tcp.connect_info(),
+            tls: false,
+            peer: None,
+        };
+        Self {
+            io: ConnIo::Plain(tcp),
+            info,
+        }
+    }
+
+    fn tls(stream: tokio_rustls::server::TlsStream<TcpStream>) -> Self {
+        let (tcp, session) = stream.get_ref();
+        let peer = session
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(|leaf| PeerIdentity::from_certificate(leaf));
+        let info = ConnInfo {
+            tcp: tcp.connect_info(),
+            tls: true,
+            peer,
+        };
+        Self {
+            io: ConnIo::Tls(Box::new(stream)),
+            info,
+        }
+    }
+}
+
+impl Connected for Conn {
+    type ConnectInfo = ConnInfo;
+
+    fn connect_info(&self) -> ConnInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().io {
+            ConnIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ConnIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match &mut self.get_mut().io {
+            ConnIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ConnIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().io {
+            ConnIo::Plain(s) => Pin::new(s).poll_flush(cx),
+            ConnIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().io {
+            ConnIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ConnIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match &mut self.get_mut().io {
+            ConnIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ConnIo::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.io {
+            ConnIo::Plain(s) => s.is_write_vectored(),
+            ConnIo::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// The TLS connections of `listener`: every accepted socket's handshake runs in its own
+/// task (a slow client holds nobody else up), with [`TLS_HANDSHAKE_TIMEOUT`]; failed
+/// handshakes are dropped. The accepting task ends when the returned stream is dropped.
+fn tls_incoming(
+    mut listener: Listener,
+    tls: ServerTls,
+) -> impl Stream<Item = std::io::Result<Conn>> + Send {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Conn>>(64);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = tx.closed() => return,
+                accepted = listener.next() => accepted,
+            };
+            let tcp = match accepted {
+                None => return,
+                Some(Ok(tcp)) => tcp,
+                Some(Err(e)) => {
+                    debug!(error = %e, "accept failed");
+                    continue;
+                }
+            };
+            let permit = tokio::select! {
+                _ = tx.closed() => return,
+                permit = handshakes.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+            };
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.rustls());
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let peer = tcp.peer_addr().ok();
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        drop(permit);
+                        let _ = tx.send(Ok(Conn::tls(stream))).await;
+                    }
+                    Ok(Err(e)) => debug!(?peer, error = %e, "TLS handshake failed"),
+                    Err(_) => debug!(?peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 #[cfg(test)]
@@ -251,6 +603,42 @@ mod tests {
 
         fn call(&mut self, request: Request<Body>) -> Self::Future {
             self.0.call(request)
+        }
+    }
+
+    /// A service that records the identity of each caller, to see what handlers see.
+    #[derive(Clone)]
+    struct Recording {
+        inner: Internal,
+        seen: Seen,
+    }
+
+    /// Who called, from where.
+    type Seen = Arc<std::sync::Mutex<Vec<(Option<PeerIdentity>, Option<SocketAddr>)>>>;
+
+    impl NamedService for Recording {
+        const NAME: &'static str = "centralino.test.Internal";
+    }
+
+    impl Service<Request<Body>> for Recording {
+        type Response = Response<Body>;
+        type Error = Infallible;
+        type Future = <Internal as Service<Request<Body>>>::Future;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Service::<Request<Body>>::poll_ready(&mut self.inner.0, cx)
+        }
+
+        fn call(&mut self, request: Request<Body>) -> Self::Future {
+            let peer = request.extensions().get::<PeerIdentity>().cloned();
+            let addr = request
+                .extensions()
+                .get::<TcpConnectInfo>()
+                .and_then(|i| i.remote_addr());
+            self.seen.lock().unwrap().push((peer, addr));
+            let mut request = request;
+            *request.uri_mut() = "/grpc.health.v1.Health/Check".parse().unwrap();
+            self.inner.0.call(request)
         }
     }
 
@@ -352,5 +740,191 @@ mod tests {
             status,
             tonic_health::pb::health_check_response::ServingStatus::Serving as i32
         );
+    }
+
+    mod tls {
+        use super::*;
+        use crate::test_pki::Pki;
+        use crate::tls::{ClientTls, PeerRole, TlsFiles};
+
+        async fn serve_tls(
+            files: TlsFiles,
+        ) -> (SocketAddr, Seen, tokio::sync::oneshot::Sender<()>) {
+            let listener = Listener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr();
+            let seen = Seen::default();
+            let tls = crate::tls::ServerTls::load_every(files, Duration::from_millis(50)).unwrap();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            GrpcServer::new()
+                .internal(Recording {
+                    inner: internal(),
+                    seen: seen.clone(),
+                })
+                .tls(Some(tls))
+                .start(listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            (addr, seen, stop)
+        }
+
+        async fn check(addr: SocketAddr, client: &ClientTls) -> Result<i32, tonic::Status> {
+            let client = client.clone();
+            let channel = Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect_with_connector(tower::service_fn(move |uri: tonic::codegen::http::Uri| {
+                    let client = client.clone();
+                    async move {
+                        let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+                        client
+                            .connect(&authority)
+                            .await
+                            .map(hyper_util::rt::TokioIo::new)
+                    }
+                }))
+                .await
+                .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            // Through the recording service (its path), answered by a health service.
+            let mut grpc = tonic::client::Grpc::new(channel);
+            grpc.ready()
+                .await
+                .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            let codec = tonic_prost::ProstCodec::<
+                HealthCheckRequest,
+                tonic_health::pb::HealthCheckResponse,
+            >::default();
+            grpc.unary(
+                tonic::Request::new(HealthCheckRequest::default()),
+                tonic::codegen::http::uri::PathAndQuery::from_static(
+                    "/centralino.test.Internal/Check",
+                ),
+                codec,
+            )
+            .await
+            .map(|r| r.into_inner().status)
+        }
+
+        fn leaf_identity(cert_file: &std::path::Path) -> Option<PeerIdentity> {
+            use rustls::pki_types::pem::PemObject;
+            let der = rustls::pki_types::CertificateDer::from_pem_file(cert_file).unwrap();
+            PeerIdentity::from_certificate(&der)
+        }
+
+        #[test]
+        fn plaintext_listens_on_loopback_only_unless_insecure() {
+            assert!(check_plaintext("node.grpc_addr", "127.0.0.1:1", false, false).is_ok());
+            assert!(check_plaintext("node.grpc_addr", "[::1]:1", false, false).is_ok());
+            assert!(check_plaintext("node.grpc_addr", "localhost:1", false, false).is_ok());
+            let refused = check_plaintext("node.grpc_addr", "0.0.0.0:1", false, false);
+            assert!(refused.unwrap_err().contains("--insecure"));
+            assert!(check_plaintext("node.grpc_addr", "10.0.0.5:1", false, false).is_err());
+            assert!(check_plaintext("node.grpc_addr", "0.0.0.0:1", true, false).is_ok());
+            assert!(check_plaintext("node.grpc_addr", "0.0.0.0:1", false, true).is_ok());
+        }
+
+        #[tokio::test]
+        async fn mutual_tls_gives_handlers_the_callers_identity_and_address() {
+            let pki = Pki::new();
+            let (addr, seen, _stop) = serve_tls(pki.node(PeerRole::Router, "router-1")).await;
+            let client = ClientTls::load(
+                pki.node(PeerRole::AgentNode, "agent-node-1"),
+                Some(PeerRole::Router),
+            )
+            .unwrap();
+            assert_eq!(check(addr, &client).await.unwrap(), 1, "SERVING");
+            let seen = seen.lock().unwrap().clone();
+            assert_eq!(
+                seen,
+                vec![(
+                    Some(PeerIdentity::new(PeerRole::AgentNode, "agent-node-1")),
+                    seen[0].1
+                )]
+            );
+            assert_eq!(
+                seen[0].1.map(|a| a.ip()),
+                Some(std::net::Ipv4Addr::LOCALHOST.into())
+            );
+        }
+
+        #[tokio::test]
+        async fn clients_without_a_certificate_of_the_ca_or_the_wrong_server_role_fail() {
+            let pki = Pki::new();
+            let (addr, seen, _stop) = serve_tls(pki.node(PeerRole::Router, "router-1")).await;
+            // A certificate of another CA.
+            let other = Pki::new();
+            let mut stranger = other.node(PeerRole::AgentNode, "agent-node-1");
+            stranger.ca_file = Some(pki.ca_file().to_path_buf());
+            let stranger = ClientTls::load(stranger, Some(PeerRole::Router)).unwrap();
+            assert!(check(addr, &stranger).await.is_err());
+            // No certificate at all: a plaintext client and a TLS client without identity.
+            let plain = Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await;
+            if let Ok(plain) = plain {
+                assert!(HealthClient::new(plain)
+                    .check(HealthCheckRequest::default())
+                    .await
+                    .is_err());
+            }
+            // Our own CA, but the server is not the role we expect.
+            let wrong_role = ClientTls::load(
+                pki.node(PeerRole::Router, "router-2"),
+                Some(PeerRole::AgentNode),
+            )
+            .unwrap();
+            assert!(check(addr, &wrong_role).await.is_err());
+            assert!(
+                seen.lock().unwrap().is_empty(),
+                "a refused client reached a handler"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_rotated_certificate_is_served_to_new_connections() {
+            let pki = Pki::new();
+            let first = pki.issue(
+                "server",
+                Some(&PeerIdentity::new(PeerRole::Router, "r-old")),
+            );
+            let (addr, _seen, _stop) = serve_tls(first.clone()).await;
+            let client =
+                ClientTls::load(pki.node(PeerRole::AgentNode, "a1"), Some(PeerRole::Router))
+                    .unwrap();
+            let served = |client: ClientTls| async move {
+                let stream = client.connect(&addr.to_string()).await.unwrap();
+                let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
+                PeerIdentity::from_certificate(&leaf)
+            };
+            assert_eq!(
+                served(client.clone()).await,
+                Some(PeerIdentity::new(PeerRole::Router, "r-old"))
+            );
+            // mtimes have a coarse granularity on some file systems.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let second = pki.issue(
+                "server",
+                Some(&PeerIdentity::new(PeerRole::Router, "r-new")),
+            );
+            assert_eq!(second.cert_file, first.cert_file);
+            assert_eq!(
+                leaf_identity(&second.cert_file),
+                Some(PeerIdentity::new(PeerRole::Router, "r-new"))
+            );
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let now = served(client.clone()).await;
+                if now == Some(PeerIdentity::new(PeerRole::Router, "r-new")) {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "still serving {now:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(check(addr, &client).await.unwrap(), 1);
+        }
     }
 }

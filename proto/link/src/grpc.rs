@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use centralino_base::tls::ClientTls;
 use centralino_proto::v1::{self as pb, AvailabilityUpdate, OfferAnswerKind, ReserveResult};
 use parking_lot::Mutex;
 use tonic::transport::{Channel, Endpoint};
@@ -15,37 +16,61 @@ use crate::{
     ReserveRequest, RouterCall, RouterReply, TransferTarget,
 };
 
-/// Returns a lazily connecting channel to `addr` (`host:port`).
+/// Returns a lazily connecting plaintext channel to `addr` (`host:port`).
 pub fn channel(addr: &str) -> Result<Channel, Status> {
-    let uri = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    Ok(Endpoint::from_shared(uri)
+    channel_with(addr, None)
+}
+
+/// Returns a lazily connecting channel to `addr` (`host:port`): over TLS with `tls` (the
+/// internal plane: the cluster CA, this node's certificate, the server's expected role),
+/// plaintext without.
+pub fn channel_with(addr: &str, tls: Option<&ClientTls>) -> Result<Channel, Status> {
+    let host_port = addr.split_once("://").map_or(addr, |(_, rest)| rest);
+    let uri = format!("http://{host_port}");
+    let endpoint = Endpoint::from_shared(uri)
         .map_err(|e| Status::internal(format!("bad node address {addr:?}: {e}")))?
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(10))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .connect_lazy())
+        .keep_alive_timeout(Duration::from_secs(5));
+    let Some(tls) = tls else {
+        return Ok(endpoint.connect_lazy());
+    };
+    let tls = tls.clone();
+    let target = host_port.to_string();
+    Ok(endpoint.connect_with_connector_lazy(tower::service_fn(
+        move |_: tonic::codegen::http::Uri| {
+            let tls = tls.clone();
+            let target = target.clone();
+            async move { tls.connect(&target).await.map(hyper_util::rt::TokioIo::new) }
+        },
+    )))
 }
 
-/// Channels by address, created on first use.
+/// Channels by address, created on first use; TLS ones when made [`with_tls`](Self::with_tls).
 #[derive(Default)]
 pub struct Channels {
     map: Mutex<HashMap<String, Channel>>,
+    tls: Option<ClientTls>,
 }
 
 impl Channels {
+    /// Returns channels over TLS with `tls` (plaintext when None).
+    pub fn with_tls(tls: Option<ClientTls>) -> Self {
+        Self {
+            map: Mutex::default(),
+            tls,
+        }
+    }
+
     /// Returns the channel to `addr`.
     pub fn get(&self, addr: &str) -> Result<Channel, Status> {
         let mut map = self.map.lock();
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
         }
-        let c = channel(addr)?;
+        let c = channel_with(addr, self.tls.as_ref())?;
         map.insert(addr.to_string(), c.clone());
         Ok(c)
     }

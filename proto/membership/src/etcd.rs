@@ -111,11 +111,15 @@ struct Inner {
     preferred: AtomicUsize,
     /// Bounds one call including its retries.
     request_timeout: Duration,
+    /// etcd user and password, when etcd authenticates users.
+    creds: Option<(String, String)>,
 }
 
 struct Member {
     endpoint: String,
     client: Client,
+    /// Whether the client has authenticated as the user (always true without one).
+    authenticated: std::sync::atomic::AtomicBool,
 }
 
 /// What one failed attempt tells the retry loop.
@@ -186,19 +190,75 @@ fn jittered(backoff: Duration) -> Duration {
     backoff / 2 + backoff * random / 2000
 }
 
+/// How the client proves itself to etcd and checks etcd's certificate (`[cluster]
+/// etcd_ca_file, etcd_cert_file, etcd_key_file, etcd_username, etcd_password`); all empty =
+/// plaintext without authentication.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdSecurity {
+    /// CA of etcd's server certificates (PEM); with it the endpoints are `https://`.
+    pub ca_file: String,
+    /// Client certificate (PEM), for etcd's `--client-cert-auth`.
+    pub cert_file: String,
+    /// Its key (PEM).
+    pub key_file: String,
+    /// etcd user; empty = none.
+    pub username: String,
+    /// That user's password.
+    pub password: String,
+}
+
+impl EtcdSecurity {
+    fn apply(&self, mut options: ConnectOptions) -> Result<ConnectOptions, KvError> {
+        let read = |path: &str| {
+            std::fs::read(path).map_err(|e| KvError::Other(format!("etcd tls: {path}: {e}")))
+        };
+        if !self.ca_file.is_empty() || !self.cert_file.is_empty() {
+            let mut tls = etcd_client::TlsOptions::new();
+            if !self.ca_file.is_empty() {
+                tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read(&self.ca_file)?));
+            }
+            if !self.cert_file.is_empty() {
+                tls = tls.identity(etcd_client::Identity::from_pem(
+                    read(&self.cert_file)?,
+                    read(&self.key_file)?,
+                ));
+            }
+            options = options.with_tls(tls);
+        }
+        // The user is set per member at its first call (see `Etcd::call`): connecting with
+        // it would authenticate at once and fail while a member is down.
+        if !self.username.is_empty() {
+            options = options.with_auto_token_refresh(true);
+        }
+        Ok(options)
+    }
+}
+
 impl Etcd {
     /// Connects to the cluster at `endpoints` (`http://host:port`); succeeds while at least
     /// one member answers within `request_timeout`, which also bounds every later call
     /// including its retries.
     pub async fn connect(endpoints: &[String], request_timeout: Duration) -> Result<Etcd, KvError> {
+        Self::connect_with(endpoints, request_timeout, &EtcdSecurity::default()).await
+    }
+
+    /// Like [`connect`](Self::connect), with TLS and/or a user (`https://` endpoints with
+    /// a CA file).
+    pub async fn connect_with(
+        endpoints: &[String],
+        request_timeout: Duration,
+        security: &EtcdSecurity,
+    ) -> Result<Etcd, KvError> {
         if endpoints.is_empty() {
             return Err(KvError::Other("no etcd endpoints configured".into()));
         }
-        let options = ConnectOptions::new()
-            .with_timeout(ATTEMPT_TIMEOUT)
-            .with_connect_timeout(CONNECT_TIMEOUT)
-            .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT)
-            .with_require_leader(true);
+        let options = security.apply(
+            ConnectOptions::new()
+                .with_timeout(ATTEMPT_TIMEOUT)
+                .with_connect_timeout(CONNECT_TIMEOUT)
+                .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT)
+                .with_require_leader(true),
+        )?;
         let mut members = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
             // Connecting is lazy: this only validates the endpoint.
@@ -208,6 +268,7 @@ impl Etcd {
             members.push(Member {
                 endpoint: endpoint.clone(),
                 client,
+                authenticated: std::sync::atomic::AtomicBool::new(security.username.is_empty()),
             });
         }
         let etcd = Etcd {
@@ -215,6 +276,8 @@ impl Etcd {
                 members,
                 preferred: AtomicUsize::new(0),
                 request_timeout,
+                creds: (!security.username.is_empty())
+                    .then(|| (security.username.clone(), security.password.clone())),
             }),
         };
         // Probe until a member answers; it becomes the preferred one. A member that answers
@@ -267,9 +330,11 @@ impl Etcd {
             let index = self.inner.preferred.load(Ordering::Relaxed) % self.inner.members.len();
             let member = &self.inner.members[index];
             let budget = deadline.saturating_duration_since(Instant::now());
-            let outcome =
-                tokio::time::timeout(budget.min(ATTEMPT_TIMEOUT), attempt(member.client.clone()))
-                    .await;
+            let outcome = tokio::time::timeout(budget.min(ATTEMPT_TIMEOUT), async {
+                self.authenticate(member).await?;
+                attempt(member.client.clone()).await
+            })
+            .await;
             let reason = match outcome {
                 Ok(Ok(value)) => break Ok(value),
                 Ok(Err(Failure::Permanent(reason))) => break Err(KvError::Other(reason)),
@@ -295,6 +360,25 @@ impl Etcd {
             warn!(op, error = %e, "etcd call failed");
         }
         result
+    }
+
+    /// Authenticates `member`'s client as the configured user, once (the client refreshes
+    /// an expired token itself).
+    async fn authenticate(&self, member: &Member) -> Result<(), Failure> {
+        let Some(creds) = &self.inner.creds else {
+            return Ok(());
+        };
+        if member.authenticated.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        member
+            .client
+            .clone()
+            .update_user(Some(creds.clone()))
+            .await
+            .map_err(|e| Failure::Transient(format!("authenticating as {:?}: {e}", creds.0)))?;
+        member.authenticated.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Returns what [`Kv::get_prefix`] does, reading pages of `page_size` keys, all at the
@@ -351,6 +435,11 @@ impl Etcd {
             let member = &self.inner.members[index];
             let started = Instant::now();
             let opened = tokio::time::timeout(ATTEMPT_TIMEOUT, async {
+                if let Err(Failure::Transient(reason) | Failure::Permanent(reason)) =
+                    self.authenticate(member).await
+                {
+                    return Err(etcd_client::Error::WatchError(reason));
+                }
                 let mut client = member.client.clone();
                 let options = WatchOptions::new().with_prefix();
                 let mut stream = client.watch(prefix, Some(options)).await?;
@@ -555,8 +644,22 @@ pub mod testing {
     use std::process::{Child, Command, Stdio};
     use std::time::Duration;
 
-    use super::Etcd;
+    use super::{Etcd, EtcdSecurity};
     use crate::kv::Kv;
+
+    /// TLS of a test etcd cluster: its CA, the members' server (and peer) certificate, and
+    /// what its clients present.
+    #[derive(Debug, Clone)]
+    pub struct EtcdTls {
+        /// CA of every certificate (clients, members, peers).
+        pub ca_file: PathBuf,
+        /// The members' certificate (valid for 127.0.0.1), also used between peers.
+        pub cert_file: PathBuf,
+        /// Its key.
+        pub key_file: PathBuf,
+        /// What clients of [`EtcdCluster::endpoints`] use (client certificate, user).
+        pub client: EtcdSecurity,
+    }
 
     /// How long a new cluster may take until every member answers.
     const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -568,6 +671,7 @@ pub mod testing {
     pub struct EtcdCluster {
         dir: PathBuf,
         members: Vec<Process>,
+        tls: Option<EtcdTls>,
     }
 
     struct Process {
@@ -626,10 +730,28 @@ pub mod testing {
         /// Starts a cluster of `members` etcd processes and waits until every member
         /// answers a read.
         pub async fn start(members: usize) -> Result<EtcdCluster, String> {
+            Self::start_with(members, None).await
+        }
+
+        /// Starts a cluster whose clients and peers speak TLS with client certificates
+        /// (`--client-cert-auth`, `--peer-client-cert-auth`).
+        pub async fn start_secure(members: usize, tls: EtcdTls) -> Result<EtcdCluster, String> {
+            Self::start_with(members, Some(tls)).await
+        }
+
+        /// What clients must use (plaintext without TLS).
+        pub fn security(&self) -> EtcdSecurity {
+            self.tls
+                .as_ref()
+                .map(|t| t.client.clone())
+                .unwrap_or_default()
+        }
+
+        async fn start_with(members: usize, tls: Option<EtcdTls>) -> Result<EtcdCluster, String> {
             let binary = etcd_binary()?;
             let mut last_error = String::new();
             for _ in 0..START_ATTEMPTS {
-                match Self::try_start(&binary, members.max(1)).await {
+                match Self::try_start(&binary, members.max(1), tls.clone()).await {
                     Ok(cluster) => return Ok(cluster),
                     Err(e) => last_error = e,
                 }
@@ -637,19 +759,51 @@ pub mod testing {
             Err(last_error)
         }
 
-        async fn try_start(binary: &Path, members: usize) -> Result<EtcdCluster, String> {
+        async fn try_start(
+            binary: &Path,
+            members: usize,
+            tls: Option<EtcdTls>,
+        ) -> Result<EtcdCluster, String> {
+            let scheme = if tls.is_some() { "https" } else { "http" };
             let ports = free_ports(2 * members)?;
             let (client_ports, peer_ports) = ports.split_at(members);
             let initial_cluster = peer_ports
                 .iter()
                 .enumerate()
-                .map(|(i, port)| format!("m{i}=http://127.0.0.1:{port}"))
+                .map(|(i, port)| format!("m{i}={scheme}://127.0.0.1:{port}"))
                 .collect::<Vec<_>>()
                 .join(",");
             let token = format!("centralino-{}", uuid::Uuid::new_v4().simple());
             let mut cluster = EtcdCluster {
                 dir: data_root()?,
                 members: Vec::with_capacity(members),
+                tls: tls.clone(),
+            };
+            let tls_args: Vec<String> = match &tls {
+                None => Vec::new(),
+                Some(t) => {
+                    let (ca, cert, key) = (
+                        t.ca_file.display().to_string(),
+                        t.cert_file.display().to_string(),
+                        t.key_file.display().to_string(),
+                    );
+                    vec![
+                        "--client-cert-auth".into(),
+                        "--trusted-ca-file".into(),
+                        ca.clone(),
+                        "--cert-file".into(),
+                        cert.clone(),
+                        "--key-file".into(),
+                        key.clone(),
+                        "--peer-client-cert-auth".into(),
+                        "--peer-trusted-ca-file".into(),
+                        ca,
+                        "--peer-cert-file".into(),
+                        cert,
+                        "--peer-key-file".into(),
+                        key,
+                    ]
+                }
             };
             for (i, (client, peer)) in client_ports.iter().zip(peer_ports).enumerate() {
                 let log = cluster.dir.join(format!("m{i}.log"));
@@ -657,8 +811,8 @@ pub mod testing {
                 let err = out
                     .try_clone()
                     .map_err(|e| format!("cannot create log: {e}"))?;
-                let client_url = format!("http://127.0.0.1:{client}");
-                let peer_url = format!("http://127.0.0.1:{peer}");
+                let client_url = format!("{scheme}://127.0.0.1:{client}");
+                let peer_url = format!("{scheme}://127.0.0.1:{peer}");
                 let child = Command::new(binary)
                     .arg("--name")
                     .arg(format!("m{i}"))
@@ -671,6 +825,7 @@ pub mod testing {
                     .args(["--initial-cluster", &initial_cluster])
                     .args(["--initial-cluster-state", "new"])
                     .args(["--initial-cluster-token", &token])
+                    .args(&tls_args)
                     .stdin(Stdio::null())
                     .stdout(out)
                     .stderr(err)
@@ -702,7 +857,14 @@ pub mod testing {
                             tail(&self.members[i].log)
                         ));
                     }
-                    let answered = match Etcd::connect(&endpoint, Duration::from_secs(1)).await {
+                    let security = self.security();
+                    let answered = match Etcd::connect_with(
+                        &endpoint,
+                        Duration::from_secs(1),
+                        &security,
+                    )
+                    .await
+                    {
                         Ok(etcd) => etcd.get("centralino-ready").await.is_ok(),
                         Err(_) => false,
                     };
@@ -722,10 +884,11 @@ pub mod testing {
         }
 
         fn endpoint(&self, member: usize) -> String {
-            format!("http://127.0.0.1:{}", self.members[member].client_port)
+            let scheme = if self.tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://127.0.0.1:{}", self.members[member].client_port)
         }
 
-        /// Returns the client URLs of all members (`http://127.0.0.1:PORT`), killed ones
+        /// Returns the client URLs of all members (`http(s)://127.0.0.1:PORT`), killed ones
         /// included.
         pub fn endpoints(&self) -> Vec<String> {
             (0..self.members.len()).map(|i| self.endpoint(i)).collect()
@@ -737,7 +900,11 @@ pub mod testing {
                 if member.child.is_none() {
                     continue;
                 }
-                let Ok(mut client) = etcd_client::Client::connect([self.endpoint(i)], None).await
+                let Ok(options) = self.security().apply(etcd_client::ConnectOptions::new()) else {
+                    continue;
+                };
+                let Ok(mut client) =
+                    etcd_client::Client::connect([self.endpoint(i)], Some(options)).await
                 else {
                     continue;
                 };

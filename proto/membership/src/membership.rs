@@ -71,6 +71,12 @@ pub struct Membership {
     stop: watch::Sender<bool>,
 }
 
+/// Returns the key of an agent's login claim: it holds the id of the agent-node the agent
+/// is logged in on, bound to that node's lease.
+pub fn agent_claim_key(prefix: &str, agent_id: &str) -> String {
+    format!("{prefix}/agents/{agent_id}")
+}
+
 /// Returns the key prefix of members under a cluster prefix.
 pub fn members_prefix(prefix: &str) -> String {
     format!("{prefix}/members/")

@@ -53,11 +53,15 @@ pub struct RemoteAgents {
 }
 
 impl RemoteAgents {
-    /// Returns the link.
-    pub fn new(membership: Arc<Membership>) -> Arc<Self> {
+    /// Returns the link; agent-nodes are dialled over TLS with `tls` (the internal plane),
+    /// plaintext without.
+    pub fn new(
+        membership: Arc<Membership>,
+        tls: Option<centralino_base::tls::ClientTls>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             membership,
-            channels: Channels::default(),
+            channels: Channels::with_tls(tls),
             agents: RwLock::new(HashMap::new()),
         })
     }
@@ -214,14 +218,27 @@ async fn follow(agents: Arc<RemoteAgents>, dispatch: Arc<Dispatch>, node: String
                 match stream.message().await {
                     Ok(Some(update)) => {
                         let a = availability_from_proto(&update);
-                        agents.agents.write().insert(
-                            a.agent_id.clone(),
-                            Seen {
-                                node: update.node_id.clone(),
-                                last: a.clone(),
-                                orphaned: None,
-                            },
-                        );
+                        {
+                            let mut seen = agents.agents.write();
+                            // An agent offline here but live on another node (a login
+                            // refused here, a node that forgets her) stays where she is.
+                            let elsewhere = seen
+                                .get(&a.agent_id)
+                                .is_some_and(|s| s.node != node && s.orphaned.is_none());
+                            if elsewhere && a.status == AgentStatus::Offline {
+                                continue;
+                            }
+                            // The node is the one this stream comes from, whatever the
+                            // update says.
+                            seen.insert(
+                                a.agent_id.clone(),
+                                Seen {
+                                    node: node.clone(),
+                                    last: a.clone(),
+                                    orphaned: None,
+                                },
+                            );
+                        }
                         dispatch.availability(a);
                     }
                     Ok(None) => break,

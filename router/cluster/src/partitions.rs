@@ -112,15 +112,20 @@ pub struct ClusterView {
 }
 
 impl ClusterView {
-    /// Returns an empty view for router `me`; calls to other routers run on `runtime`.
-    pub fn new(me: String, runtime: tokio::runtime::Handle) -> Arc<Self> {
+    /// Returns an empty view for router `me`; calls to other routers run on `runtime`, over
+    /// TLS with `tls` (the internal plane; plaintext without).
+    pub fn new(
+        me: String,
+        runtime: tokio::runtime::Handle,
+        tls: Option<centralino_base::tls::ClientTls>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             me,
             guard: std::sync::OnceLock::new(),
             epoch: std::sync::atomic::AtomicU64::new(0),
             claims: RwLock::new(vec![None; PARTITIONS as usize]),
             local: RwLock::new(vec![Local::None; PARTITIONS as usize]),
-            channels: Channels::default(),
+            channels: Channels::with_tls(tls),
             runtime,
         })
     }

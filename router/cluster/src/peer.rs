@@ -3,8 +3,17 @@
 //! customer API of a clustered router, which forwards calls for conversations of other
 //! routers' partitions to their owners.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use centralino_base::server::Access;
+use centralino_base::tls::{PeerIdentity, PeerRole};
+use centralino_membership::kv::Kv;
+use centralino_membership::membership::agent_claim_key;
+use parking_lot::Mutex;
+use tracing::warn;
 
 use centralino_link::grpc::{call_from_proto, reply_to_proto};
 use centralino_link::RouterLink;
@@ -32,20 +41,97 @@ fn no_owner() -> Status {
     Status::unavailable("the conversation's partition is changing owner, retry shortly")
 }
 
+/// How long a checked login claim is trusted without asking the store again.
+const CLAIM_FRESH: Duration = Duration::from_secs(1);
+/// Most remembered claim checks.
+const CLAIM_CACHE: usize = 50_000;
+
+/// Checks that the agent-node making a call holds the login claim of the agent it acts for
+/// (the claims agent-nodes write in the coordination store at login).
+pub struct Claims {
+    kv: Arc<dyn Kv>,
+    prefix: String,
+    checked: Mutex<HashMap<(String, String), Instant>>,
+}
+
+impl Claims {
+    /// Returns the check over the claims under cluster `prefix` in `kv`.
+    pub fn new(kv: Arc<dyn Kv>, prefix: &str) -> Self {
+        Self {
+            kv,
+            prefix: prefix.to_string(),
+            checked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// OK when `peer` (an agent-node) holds `agent_id`'s claim; PERMISSION_DENIED when
+    /// another node or nobody does.
+    pub async fn check(&self, peer: &PeerIdentity, agent_id: &str) -> Result<(), Status> {
+        if agent_id.is_empty() || agent_id.len() > 256 {
+            return Err(Status::invalid_argument("agent_id"));
+        }
+        let key = (agent_id.to_string(), peer.node_id.clone());
+        if self
+            .checked
+            .lock()
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < CLAIM_FRESH)
+        {
+            return Ok(());
+        }
+        let claim = self
+            .kv
+            .get(&agent_claim_key(&self.prefix, agent_id))
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!("cannot read the agent's login claim: {e}"))
+            })?;
+        let holder = claim.map(|c| String::from_utf8_lossy(&c.value).to_string());
+        match holder {
+            Some(holder) if peer.is_node(&holder) => {
+                let mut checked = self.checked.lock();
+                if checked.len() >= CLAIM_CACHE {
+                    checked.retain(|_, at| at.elapsed() < CLAIM_FRESH);
+                }
+                checked.insert(key, Instant::now());
+                Ok(())
+            }
+            holder => {
+                warn!(%peer, %agent_id, ?holder, "internal call refused: the agent is not logged in on the calling agent-node");
+                Err(Status::permission_denied(format!(
+                    "agent {agent_id:?} is not logged in on {peer}"
+                )))
+            }
+        }
+    }
+}
+
 /// The `RouterInternal` service of a clustered router.
 pub struct InternalApi {
     router: Arc<Router>,
     dispatch: Arc<Dispatch>,
     view: Arc<ClusterView>,
+    access: Access,
+    claims: Claims,
 }
 
 impl InternalApi {
-    /// Returns the service.
-    pub fn new(router: Arc<Router>, dispatch: Arc<Dispatch>, view: Arc<ClusterView>) -> Self {
+    /// Returns the service. With [`Access::Mtls`] every call checks the caller: `Link` and
+    /// `AgentConversations` are for the agent-node holding the agent's login claim (and
+    /// `Link` for routers forwarding one), `Tell` for routers.
+    pub fn new(
+        router: Arc<Router>,
+        dispatch: Arc<Dispatch>,
+        view: Arc<ClusterView>,
+        access: Access,
+        claims: Claims,
+    ) -> Self {
         Self {
             router,
             dispatch,
             view,
+            access,
+            claims,
         }
     }
 
@@ -58,9 +144,26 @@ impl InternalApi {
 #[tonic::async_trait]
 impl RouterInternal for InternalApi {
     async fn link(&self, request: Request<LinkRequest>) -> Result<Response<LinkResponse>, Status> {
+        let peer = self
+            .access
+            .check(&request, &[PeerRole::AgentNode, PeerRole::Router], "Link")?;
         let mut r = request.into_inner();
         if r.conversation_id.is_empty() || r.conversation_id.len() > 256 {
             return Err(Status::invalid_argument("conversation_id"));
+        }
+        match peer {
+            Some(peer) if peer.role == PeerRole::Router && !r.forwarded => {
+                return Err(Status::permission_denied(
+                    "a router only forwards Link calls of agent-nodes",
+                ));
+            }
+            Some(peer) if peer.role == PeerRole::AgentNode => {
+                if r.forwarded {
+                    return Err(Status::permission_denied("only routers forward Link calls"));
+                }
+                self.claims.check(&peer, &r.agent_id).await?;
+            }
+            _ => {}
         }
         match self.router.shared.owner(partition_of(&r.conversation_id)) {
             Owner::Local => self.link_local(r).await.map(Response::new),
@@ -77,7 +180,13 @@ impl RouterInternal for InternalApi {
         &self,
         request: Request<AgentConversationsRequest>,
     ) -> Result<Response<AgentConversationsResponse>, Status> {
+        let peer = self
+            .access
+            .check(&request, &[PeerRole::AgentNode], "AgentConversations")?;
         let agent_id = request.into_inner().agent_id;
+        if let Some(peer) = peer {
+            self.claims.check(&peer, &agent_id).await?;
+        }
         let mut conversation_ids = Vec::new();
         for actor in self.router.all_conversations() {
             if let Ok(rec) = actor.send(GetRecord).await {
@@ -93,6 +202,7 @@ impl RouterInternal for InternalApi {
     }
 
     async fn tell(&self, request: Request<TellRequest>) -> Result<Response<Empty>, Status> {
+        self.access.check(&request, &[PeerRole::Router], "Tell")?;
         let mut r = request.into_inner();
         if !r.conversation_id.is_empty() {
             let msg: ToConversation = serde_json::from_slice(&r.payload)
@@ -149,6 +259,14 @@ impl ClusterCustomerApi {
             router,
             view,
         }
+    }
+
+    /// Returns the service for the internal plane (routers only, mutual TLS): a call
+    /// another router forwarded is served here without forwarding it again, and without the
+    /// per-address limits its first router applied.
+    pub fn for_peers(mut self) -> Self {
+        self.inner = self.inner.for_peers();
+        self
     }
 
     fn route<T>(&self, request: &Request<T>, conversation_id: &str) -> Result<Route, Status> {

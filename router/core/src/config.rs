@@ -54,6 +54,8 @@ pub struct Config {
     pub templates: BTreeMap<String, Templates>,
     /// Who a customer is: the shop's identity tokens and anonymous visitor tokens.
     pub identity: IdentityConfig,
+    /// TLS of the public listener (customers, admin, agent desktops).
+    pub tls: centralino_base::config::TlsConfig,
 }
 
 /// The visitor secret of the example configuration: accepted in dev mode only.
@@ -243,7 +245,15 @@ pub struct NodeConfig {
     pub node_id: String,
     /// Address other nodes dial (default: `grpc_addr`).
     pub advertise_addr: String,
-    /// Development mode: the example's placeholder secrets are accepted.
+    /// Listen address of the internal plane in cluster mode (`RouterInternal`, mutual
+    /// TLS); required there, never the same as `grpc_addr`.
+    pub internal_addr: String,
+    /// Internal address other nodes dial (default: the bound `internal_addr`); it is what
+    /// membership registers and partition claims name.
+    pub advertise_internal_addr: String,
+    /// Allows plaintext on a non-loopback public address (`--insecure`).
+    pub insecure: bool,
+    /// Development mode: plaintext internal plane, dev credentials and the example's placeholder secrets (never in production).
     pub dev_mode: bool,
 }
 
@@ -257,6 +267,9 @@ impl Default for NodeConfig {
             actor_threads: 0,
             node_id: String::new(),
             advertise_addr: String::new(),
+            internal_addr: String::new(),
+            advertise_internal_addr: String::new(),
+            insecure: false,
             dev_mode: false,
         }
     }
@@ -647,7 +660,12 @@ impl Config {
                 node_id: self.node.node_id.clone(),
                 advertise_addr: self.node.advertise_addr.clone(),
                 actor_threads: self.node.actor_threads,
+                internal_addr: self.node.internal_addr.clone(),
+                advertise_internal_addr: self.node.advertise_internal_addr.clone(),
+                insecure: self.node.insecure,
+                dev_mode: self.node.dev_mode,
             },
+            tls: self.tls.clone(),
         }
     }
 

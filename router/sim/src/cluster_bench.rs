@@ -69,6 +69,9 @@ async fn start_cluster(
     base.cluster.prefix = prefix.to_string();
     base.cluster.group_commit_max_ops = max_ops;
     base.node.actor_threads = 1;
+    // The bench runs in dev mode: a plaintext internal plane on loopback.
+    base.node.dev_mode = true;
+    base.node.internal_addr = "127.0.0.1:0".into();
     let mut routers = Vec::new();
     for i in 1..=3 {
         let mut config = base.clone();

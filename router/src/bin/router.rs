@@ -35,6 +35,9 @@ struct Args {
     /// Log format: text or json (also CENTRALINO_LOG_FORMAT).
     #[arg(long, env = "CENTRALINO_LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// Allow a plaintext public listener on a non-loopback address (`[node] insecure`).
+    #[arg(long)]
+    insecure: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,6 +52,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(dir) = args.data_dir {
         config.node.data_dir = dir;
+    }
+    if args.insecure {
+        config.node.insecure = true;
     }
     actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -65,8 +71,8 @@ fn main() -> anyhow::Result<()> {
                 .await
                 .context("starting the router")?;
             println!(
-                "centralino router {}: gRPC {}",
-                router.node_id, router.grpc_addr
+                "centralino router {}: gRPC {}, internal {}",
+                router.node_id, router.grpc_addr, router.internal_addr
             );
             process::shutdown_signal().await;
             tracing::info!("shutting down: handing partitions over");

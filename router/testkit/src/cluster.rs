@@ -1,11 +1,15 @@
-//! Cluster mode in one process: configurations for routers and agent-nodes, desks that log
-//! in at an agent-node, and waits for partitions to settle. Used by the cluster tests over
-//! real etcd and over its in-memory twin alike.
+//! Cluster mode in one process: configurations for routers and agent-nodes (with mutual TLS
+//! on the internal plane: certificates of a test CA, [`pki`]), desks that log in at an
+//! agent-node, and waits for partitions to settle. Used by the cluster tests over real etcd
+//! and over its in-memory twin alike.
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use centralino_base::config::AgentNodeConfig;
+use centralino_base::config::{AgentNodeConfig, ClusterTlsConfig};
+pub use centralino_base::test_pki::Pki;
+use centralino_base::tls::{ClientTls, PeerIdentity, PeerRole, TlsFiles};
 use centralino_core::shared::Owner;
 use centralino_core::store::records::PARTITIONS;
 use centralino_proto::v1::agent_desk_client::AgentDeskClient;
@@ -23,10 +27,48 @@ const SETTLE: Duration = Duration::from_secs(20);
 /// How long [`retrying`] retries UNAVAILABLE.
 const RETRY: Duration = Duration::from_secs(15);
 
-/// Returns the test configuration of cluster node `node` under `prefix`, without etcd
-/// endpoints.
+/// The test CA of this process: every node of [`cluster_config`] and
+/// [`agent_node_config`] has a certificate of it.
+pub fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(Pki::new)
+}
+
+/// Issues a certificate of `pki` for `role` `node_id` (in files of their own) and returns
+/// the `[cluster.tls]` section naming them.
+pub fn cluster_tls(pki: &Pki, role: PeerRole, node_id: &str) -> ClusterTlsConfig {
+    let files = pki.issue(
+        &format!("{role}-{node_id}-{}", unique_id()),
+        Some(&PeerIdentity::new(role, node_id)),
+    );
+    tls_section(&files)
+}
+
+/// Returns the client TLS of a peer named `identity` (no URI SAN when None) with a
+/// certificate of `pki`, for servers of `server_role`: what an outsider holding such a
+/// certificate would dial the internal plane with.
+pub fn peer_tls(pki: &Pki, identity: Option<PeerIdentity>, server_role: PeerRole) -> ClientTls {
+    let files = pki.issue(&format!("peer-{}", unique_id()), identity.as_ref());
+    ClientTls::load(files, Some(server_role)).expect("client tls")
+}
+
+/// Returns the `[cluster.tls]` section of a set of files.
+pub fn tls_section(files: &TlsFiles) -> ClusterTlsConfig {
+    let path = |p: &std::path::Path| p.display().to_string();
+    ClusterTlsConfig {
+        ca_file: files.ca_file.as_deref().map(path).unwrap_or_default(),
+        cert_file: path(&files.cert_file),
+        key_file: path(&files.key_file),
+    }
+}
+
+/// Returns the test configuration of cluster router `node` under `prefix`, without etcd
+/// endpoints: the internal plane on a free loopback port with mutual TLS (a router
+/// certificate of [`pki`]).
 pub fn cluster_config(node: &str, prefix: &str) -> Config {
     let mut config = crate::config("");
+    config.node.internal_addr = "127.0.0.1:0".to_string();
+    config.cluster.tls = cluster_tls(pki(), PeerRole::Router, node);
     config.cluster.prefix = prefix.to_string();
     // The production default: shorter leases make a busy test machine look like a
     // paused router (renewals late by more than the lease allows).
@@ -40,12 +82,17 @@ pub fn cluster_config(node: &str, prefix: &str) -> Config {
     config
 }
 
-/// Returns the agent-node configuration derived from a cluster configuration, on a free
-/// loopback port and without metrics.
+/// Returns the agent-node configuration derived from a cluster configuration, on free
+/// loopback ports, without metrics, with an agent-node certificate of [`pki`] for its
+/// node id.
 pub fn agent_node_config(config: &Config) -> AgentNodeConfig {
     let mut config = config.agent_node();
     config.node.grpc_addr = "127.0.0.1:0".to_string();
+    config.node.internal_addr = "127.0.0.1:0".to_string();
     config.node.metrics_addr = String::new();
+    if !config.cluster.tls.ca_file.is_empty() {
+        config.cluster.tls = cluster_tls(pki(), PeerRole::AgentNode, &config.node.node_id);
+    }
     config
 }
 

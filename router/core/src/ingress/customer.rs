@@ -34,17 +34,10 @@ const MAX_TOKEN_BYTES: usize = 4096;
 /// cluster's forwarding). Such a call comes from the peer's address and over the peer's
 /// shared connection, so the per-address and per-connection limits were applied by the
 /// router that took the call; the per-customer, per-conversation and per-token limits
-/// apply here. (Until the internal plane authenticates its peers, a client setting this
-/// header escapes only the per-address and per-connection limits.)
+/// apply here. The header is believed only by the service on the internal plane
+/// ([`CustomerApi::for_peers`]).
 pub const FORWARDED_HEADER: &str = "x-centralino-forwarded";
 
-/// Returns the client address of a request, `None` for a call forwarded by a router.
-fn client_addr<T>(request: &Request<T>) -> Option<SocketAddr> {
-    if request.metadata().get(FORWARDED_HEADER).is_some() {
-        return None;
-    }
-    request.remote_addr()
-}
 
 /// The customer API.
 #[derive(Clone)]
@@ -54,6 +47,9 @@ pub struct CustomerApi {
     rates: Arc<RateLimits>,
     /// Open event streams per client connection.
     streams: Arc<ConnectionStreams>,
+    /// Whether [`FORWARDED_HEADER`] is believed: only on the internal plane, where mutual
+    /// TLS lets routers alone in. On a public listener anybody could set it.
+    trust_forwarded: bool,
 }
 
 impl CustomerApi {
@@ -69,7 +65,24 @@ impl CustomerApi {
             rates: Arc::new(RateLimits::new(limits, speed)),
             streams: Arc::new(ConnectionStreams::new(limits.max_streams_per_connection)),
             router,
+            trust_forwarded: false,
         }
+    }
+
+    /// Returns the service for the internal plane: calls that carry [`FORWARDED_HEADER`]
+    /// were forwarded by a router, which applied the per-address and per-connection limits.
+    pub fn for_peers(mut self) -> Self {
+        self.trust_forwarded = true;
+        self
+    }
+
+    /// Returns the client address of a request; `None` for a call a router forwarded
+    /// (believed on the internal plane only).
+    fn client_addr<T>(&self, request: &Request<T>) -> Option<SocketAddr> {
+        if self.trust_forwarded && request.metadata().get(FORWARDED_HEADER).is_some() {
+            return None;
+        }
+        request.remote_addr()
     }
 
     fn conversation(&self, id: &str) -> Result<actix::Addr<ConversationActor>, Status> {
@@ -152,7 +165,7 @@ impl ConversationService for CustomerApi {
         &self,
         request: Request<StartConversationRequest>,
     ) -> Result<Response<StartConversationResponse>, Status> {
-        let addr = client_addr(&request).map(|a| a.ip());
+        let addr = self.client_addr(&request).map(|a| a.ip());
         // The per-customer limit is counted once the identity is known (in `start`): a
         // customer_id without the shop's signature must not use up that customer's starts.
         reject(self.rates.start(addr, ""))?;
@@ -165,7 +178,7 @@ impl ConversationService for CustomerApi {
         &self,
         request: Request<StreamEventsRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
-        let connection = client_addr(&request);
+        let connection = self.client_addr(&request);
         let req = request.into_inner();
         let result = async {
             let actor = self.conversation(&req.conversation_id)?;
@@ -194,7 +207,7 @@ impl ConversationService for CustomerApi {
         &self,
         request: Request<SendMessageRequest>,
     ) -> Result<Response<SendMessageResponse>, Status> {
-        let addr = client_addr(&request).map(|a| a.ip());
+        let addr = self.client_addr(&request).map(|a| a.ip());
         let req = request.into_inner();
         let result = async {
             let limits = &self.router.shared.config.limits;
