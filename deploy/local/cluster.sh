@@ -209,6 +209,9 @@ start_process() {
         "CENTRALINO_NODE__ADVERTISE_ADDR=$addr"
         "CENTRALINO_NODE__METRICS_ADDR=$(metrics_of "$name")"
         "CENTRALINO_CLUSTER__ETCD_ENDPOINTS=$ETCD_ENDPOINTS"
+        # The example configuration's credentials are published placeholders: dev mode
+        # (set CENTRALINO_NODE__DEV_MODE=false with a configuration holding real secrets).
+        "CENTRALINO_NODE__DEV_MODE=${CENTRALINO_NODE__DEV_MODE:-true}"
       )
       if [[ $kind == router ]]; then
         env_vars+=("CENTRALINO_NODE__DATA_DIR=$DIR/$name")

@@ -79,7 +79,8 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
 /// in-process tests): membership, claims and the fenced records all live there;
 /// `cluster.etcd_endpoints` is not used.
 pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter, StartError> {
-    let problems = config.cluster.settings_problems();
+    let mut problems = config.cluster.settings_problems();
+    problems.extend(config.credential_problems());
     if !problems.is_empty() {
         return Err(StartError::Config(problems.join("; ")));
     }

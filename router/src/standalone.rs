@@ -192,6 +192,10 @@ pub async fn start_with_clock(
     store_choice: StoreChoice,
     clock: SharedClock,
 ) -> Result<RunningNode, StartError> {
+    let problems = config.credential_problems();
+    if !problems.is_empty() {
+        return Err(StartError::Config(problems.join("; ")));
+    }
     let config = Arc::new(config);
     let metrics_addr = if config.node.metrics_addr.is_empty() {
         None

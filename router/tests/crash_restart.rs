@@ -41,6 +41,7 @@ async fn spawn_node(dir: &std::path::Path, port: u16) -> Node {
     let child = Command::new(env!("CARGO_BIN_EXE_router"))
         .args([
             "--standalone",
+            "--dev",
             "--grpc-addr",
             &format!("127.0.0.1:{port}"),
             "--metrics-addr",

@@ -19,6 +19,10 @@ struct Args {
     /// Configuration file (TOML), the same file the routers read.
     #[arg(long, env = "CENTRALINO_CONFIG")]
     config: PathBuf,
+    /// Dev mode (demo, local tests): accepts plaintext agent passwords and the example
+    /// configuration's placeholder secrets. Never in production.
+    #[arg(long)]
+    dev: bool,
     /// Log format: text or json (also CENTRALINO_LOG_FORMAT).
     #[arg(long, env = "CENTRALINO_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -41,7 +45,13 @@ fn load(path: &PathBuf) -> anyhow::Result<AgentNodeConfig> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     process::init_logging(args.log_format == "json", "info");
-    let config = load(&args.config)?;
+    let mut config = load(&args.config)?;
+    if args.dev {
+        config.node.dev_mode = true;
+    }
+    if config.node.dev_mode {
+        tracing::warn!("dev mode: plaintext passwords and placeholder secrets are accepted");
+    }
     actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -28,6 +28,8 @@ pub struct AgentNodeConfig {
     /// This process: listen addresses and its name in the cluster (the `[node]` section
     /// shared with the router; keys only a router reads are ignored here).
     pub node: ProcessConfig,
+    /// OIDC/JWT logins (agents may present an ID token instead of a password).
+    pub oidc: crate::oidc::OidcConfig,
 }
 
 /// Cluster mode: where etcd is and how membership and drain behave. Shared by routers and
@@ -146,6 +148,9 @@ pub struct ProcessConfig {
     pub advertise_addr: String,
     /// Actor threads (0 = one per core).
     pub actor_threads: usize,
+    /// Dev mode (demo, tests): plaintext agent passwords, the `admin_token` and the
+    /// example's placeholder secrets are accepted. Never in production.
+    pub dev_mode: bool,
 }
 
 impl Default for ProcessConfig {
@@ -156,6 +161,7 @@ impl Default for ProcessConfig {
             node_id: String::new(),
             advertise_addr: String::new(),
             actor_threads: 0,
+            dev_mode: false,
         }
     }
 }
@@ -296,8 +302,10 @@ pub struct AgentConfig {
     pub id: String,
     /// Name shown to customers.
     pub name: String,
-    /// Login secret.
+    /// Plaintext login secret: accepted in dev mode only.
     pub password: String,
+    /// argon2id PHC string of the login secret (`centralino hash-password`).
+    pub password_hash: String,
     /// Team name.
     pub team: String,
     /// Maximum concurrent chats.
@@ -312,6 +320,7 @@ impl Default for AgentConfig {
             id: String::new(),
             name: String::new(),
             password: String::new(),
+            password_hash: String::new(),
             team: String::new(),
             capacity: 3,
             skills: BTreeMap::new(),
@@ -320,6 +329,45 @@ impl Default for AgentConfig {
 }
 
 impl AgentNodeConfig {
+    /// Returns the problems of the agents' credentials and of `[oidc]`, checked at start:
+    /// outside dev mode plaintext `password`s, agents without a secret (unless OIDC is
+    /// configured, their only way in) and the example's placeholder hashes are refused.
+    pub fn credential_problems(&self) -> Vec<String> {
+        use crate::credentials::{check_password_hash, is_placeholder};
+        let dev = self.node.dev_mode;
+        let mut out = self.oidc.problems();
+        for (i, agent) in self.agents.iter().enumerate() {
+            let key = format!("agents[{i}] (id {:?})", agent.id);
+            if !agent.password.is_empty() && !agent.password_hash.is_empty() {
+                out.push(format!("{key}: set password_hash or password, not both"));
+            }
+            if !agent.password_hash.is_empty() {
+                if let Err(e) = check_password_hash(&agent.password_hash) {
+                    out.push(format!("{key}.password_hash: {e}"));
+                } else if !dev && is_placeholder(&agent.password_hash) {
+                    out.push(format!(
+                        "{key}.password_hash: the example configuration's published hash; \
+                         make a real one with `centralino hash-password` (accepted only in dev mode)"
+                    ));
+                }
+            }
+            if dev {
+                continue;
+            }
+            if !agent.password.is_empty() {
+                out.push(format!(
+                    "{key}.password: plaintext passwords are accepted only in dev mode; \
+                     use password_hash (`centralino hash-password`)"
+                ));
+            } else if agent.password_hash.is_empty() && !self.oidc.enabled() {
+                out.push(format!(
+                    "{key}.password_hash: the agent has no secret (empty password_hash, no [oidc])"
+                ));
+            }
+        }
+        out
+    }
+
     /// Returns a list of problems with the configuration (empty when it is valid).
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();

@@ -5,6 +5,8 @@
 //! - [`schedule`], [`shifts`]: team working hours, time zones, holidays, language fallback.
 //! - [`config`]: the shared part of the configuration file and its loading (TOML plus
 //!   `CENTRALINO_*` overrides).
+//! - [`credentials`], [`oidc`]: password hashes, operator tokens and scopes, placeholder
+//!   secrets, JWT verification against a JWKS.
 //! - [`process`]: logging, signals and node ids, alike in every binary.
 //! - [`server`]: the gRPC listener and server every node and benchmark serves with (TCP and
 //!   HTTP/2 keepalive, `TCP_NODELAY`, health, reflection of the public services).
@@ -13,6 +15,9 @@
 
 pub mod clock;
 pub mod config;
+pub mod credentials;
+mod credentials_example;
+pub mod oidc;
 pub mod process;
 pub mod schedule;
 pub mod server;

@@ -205,6 +205,7 @@ pub(crate) fn bench_config(
 grpc_addr = "127.0.0.1:0"
 metrics_addr = ""
 admin_token = "bench"
+dev_mode = true
 data_dir = "{}"
 [limits]
 max_queue_length = 1000000

@@ -38,6 +38,7 @@ grpc_addr = "127.0.0.1:0"
 metrics_addr = ""
 admin_token = "{ADMIN}"
 actor_threads = 2
+dev_mode = true
 
 [desk]
 offer_timeout_secs = 2
