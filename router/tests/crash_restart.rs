@@ -86,6 +86,7 @@ async fn desk(
         kind: Some(agent_command::Kind::Login(Login {
             agent_id: agent.into(),
             password: format!("{agent}-pw"),
+            ..Default::default()
         })),
     })
     .await

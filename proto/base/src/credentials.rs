@@ -64,7 +64,7 @@ pub const PLACEHOLDER_SECRETS: &[&str] = &[
 /// `demo-operator-token`): public, so refused outside dev mode like the plaintext ones.
 pub const PLACEHOLDER_HASHES: &[&str] = &[
     // The demo operator token "demo-operator-token".
-    "sha256:79bd5e64c4e9c8a5f8d7e3f0b0a0e3c8b3f1c5d2a4e6f8091a2b3c4d5e6f7081",
+    "sha256:61112491d046c3f6f8ab801f170d9b2d0c734a17ceff60dee92123fb507cfc3f",
 ];
 
 /// Whether `secret` is one of the project's published placeholder secrets or hashes.
@@ -296,5 +296,14 @@ mod tests {
         assert!(is_placeholder("my-CHANGEME-token"));
         assert!(is_placeholder("giulia-pw"));
         assert!(!is_placeholder(&new_token().0));
+        assert!(is_placeholder(&token_hash("demo-operator-token")));
+        // The example's password hashes are of the documented demo passwords.
+        for (hash, id) in crate::credentials_example::EXAMPLE_PASSWORD_HASHES
+            .iter()
+            .zip(["giulia", "marco"])
+        {
+            assert!(is_placeholder(hash));
+            assert!(verify_password(hash, &format!("{id}-pw")));
+        }
     }
 }

@@ -612,6 +612,7 @@ pub(crate) async fn log_in_agents(
             kind: Some(agent_command::Kind::Login(Login {
                 agent_id: format!("a{i}"),
                 password: "pw".into(),
+                ..Default::default()
             })),
         })
         .await

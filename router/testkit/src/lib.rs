@@ -289,6 +289,7 @@ pub async fn login(
         kind: Some(agent_command::Kind::Login(Login {
             agent_id: agent_id.to_string(),
             password: password.to_string(),
+            ..Default::default()
         })),
     })
     .await
@@ -390,6 +391,7 @@ pub async fn login_full(
         kind: Some(agent_command::Kind::Login(Login {
             agent_id: agent_id.to_string(),
             password: password.to_string(),
+            ..Default::default()
         })),
     })
     .await
