@@ -49,7 +49,6 @@ fn the_example_configuration_is_refused_outside_dev_mode_naming_each_key() {
         assert!(!example.node.dev_mode, "the example is not in dev mode");
         let err = start_error(example.clone()).await;
         for key in [
-            "node.admin_token: the example configuration's placeholder token",
             "agents[0] (id \"giulia\").password_hash: the example configuration's published hash",
             "agents[17] (id \"oliver\").password_hash",
             "operators[0] (name \"demo-admin\").token_hash: the example configuration's published token",

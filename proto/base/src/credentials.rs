@@ -32,6 +32,7 @@ pub const TOKEN_HASH_PREFIX: &str = "sha256:";
 /// secret is configured. Anything containing `change-me` or `changeme` is refused too.
 pub const PLACEHOLDER_SECRETS: &[&str] = &[
     "admin-secret-change-me",
+    "demo-operator-token",
     "change-me-admin-token",
     "giulia-pw",
     "marco-pw",
@@ -66,6 +67,10 @@ pub const PLACEHOLDER_HASHES: &[&str] = &[
     // The demo operator token "demo-operator-token".
     "sha256:61112491d046c3f6f8ab801f170d9b2d0c734a17ceff60dee92123fb507cfc3f",
 ];
+
+/// The example configuration's demo operator token (admin scope; its digest is a
+/// placeholder, accepted in dev mode only).
+pub const DEMO_OPERATOR_TOKEN: &str = "demo-operator-token";
 
 /// Whether `secret` is one of the project's published placeholder secrets or hashes.
 pub fn is_placeholder(secret: &str) -> bool {
