@@ -337,3 +337,41 @@ fn a_bad_oidc_section_is_refused_at_start() {
     assert!(problems.contains("oidc.audience: required"), "{problems}");
     assert!(problems.contains("oidc.jwks_url"), "{problems}");
 }
+
+#[test]
+fn a_rotated_jwks_file_is_read_again() {
+    let keys = keys();
+    let config = config(&oidc_section(&keys));
+    run(|| async move {
+        let node = start(config).await;
+        let rotated = ec_key();
+        let token = sign(&rotated, Algorithm::ES256, "ec2", &claims("giulia"));
+        assert_eq!(
+            code(token_login(&node, "", &token).await),
+            Code::Unauthenticated,
+            "the new key is not published yet"
+        );
+        // The identity provider publishes the new key next to the old one.
+        let mut set: JwkSet =
+            serde_json::from_str(&std::fs::read_to_string(&keys.jwks_file).expect("read"))
+                .expect("jwks");
+        let mut jwk = Jwk::from_encoding_key(&rotated, Algorithm::ES256).expect("jwk");
+        jwk.common.key_id = Some("ec2".into());
+        set.keys.push(jwk);
+        std::fs::write(&keys.jwks_file, serde_json::to_string(&set).expect("json")).expect("write");
+        tokio::time::sleep(
+            centralino_base::oidc::JWKS_RECHECK + std::time::Duration::from_millis(500),
+        )
+        .await;
+        assert_eq!(
+            token_login(&node, "", &token).await.expect("rotated key"),
+            "giulia"
+        );
+        let old = sign(&keys.ec, Algorithm::ES256, "ec1", &claims("marco"));
+        assert_eq!(
+            token_login(&node, "", &old).await.expect("old key"),
+            "marco"
+        );
+        node.shutdown().await;
+    });
+}

@@ -94,13 +94,24 @@ pub struct TokenError(String);
 #[derive(Debug, Clone)]
 pub struct Claims(serde_json::Map<String, serde_json::Value>);
 
-/// Verifies tokens against the keys of one JWKS.
+/// How often the JWKS file's modification time is looked at (key rotation).
+pub const JWKS_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Verifies tokens against the keys of one JWKS; the file is read again when it changes
+/// (looked at most every [`JWKS_RECHECK`]; a broken new file keeps the old keys, logged).
 pub struct OidcVerifier {
-    keys: Vec<Key>,
+    keys: parking_lot::RwLock<Keys>,
+    file: Option<PathBuf>,
     issuer: String,
     audience: String,
     agent_claim: String,
     scopes_claim: String,
+}
+
+struct Keys {
+    keys: Vec<Key>,
+    modified: Option<std::time::SystemTime>,
+    checked: std::time::Instant,
 }
 
 struct Key {
@@ -112,7 +123,7 @@ struct Key {
 impl std::fmt::Debug for OidcVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OidcVerifier")
-            .field("keys", &self.keys.len())
+            .field("keys", &self.keys.read().keys.len())
             .field("issuer", &self.issuer)
             .finish()
     }
@@ -121,9 +132,13 @@ impl std::fmt::Debug for OidcVerifier {
 impl OidcVerifier {
     /// Reads the JWKS file of `config`; keys other than RSA and P-256 are skipped.
     pub fn new(config: &OidcConfig) -> Result<Self, String> {
-        let text = std::fs::read_to_string(&config.jwks_file)
-            .map_err(|e| format!("cannot read {}: {e}", config.jwks_file.display()))?;
-        Self::from_jwks(config, &text)
+        let (keys, modified) = read_keys(&config.jwks_file)?;
+        Ok(Self::with_keys(
+            config,
+            keys,
+            modified,
+            Some(config.jwks_file.clone()),
+        ))
     }
 
     /// Returns the verifier of `config` when OIDC is enabled.
@@ -137,36 +152,55 @@ impl OidcVerifier {
 
     /// Builds a verifier from a JWKS document.
     pub fn from_jwks(config: &OidcConfig, jwks: &str) -> Result<Self, String> {
-        let set: JwkSet =
-            serde_json::from_str(jwks).map_err(|e| format!("not a JWKS document: {e}"))?;
-        let mut keys = Vec::new();
-        for jwk in &set.keys {
-            let alg = match &jwk.algorithm {
-                AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                AlgorithmParameters::EllipticCurve(ec)
-                    if ec.curve == jsonwebtoken::jwk::EllipticCurve::P256 =>
-                {
-                    Algorithm::ES256
-                }
-                _ => continue,
-            };
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("bad key: {e}"))?;
-            keys.push(Key {
-                kid: jwk.common.key_id.clone(),
-                alg,
-                key,
-            });
-        }
-        if keys.is_empty() {
-            return Err("the JWKS has no RSA or P-256 key".to_string());
-        }
-        Ok(Self {
-            keys,
+        Ok(Self::with_keys(config, parse_keys(jwks)?, None, None))
+    }
+
+    fn with_keys(
+        config: &OidcConfig,
+        keys: Vec<Key>,
+        modified: Option<std::time::SystemTime>,
+        file: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            keys: parking_lot::RwLock::new(Keys {
+                keys,
+                modified,
+                checked: std::time::Instant::now(),
+            }),
+            file,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             agent_claim: config.agent_claim.clone(),
             scopes_claim: config.scopes_claim.clone(),
-        })
+        }
+    }
+
+    /// Reads the JWKS file again when its modification time changed.
+    fn refresh(&self) {
+        let Some(file) = &self.file else { return };
+        {
+            let keys = self.keys.read();
+            if keys.checked.elapsed() < JWKS_RECHECK {
+                return;
+            }
+        }
+        let mut keys = self.keys.write();
+        keys.checked = std::time::Instant::now();
+        let modified = std::fs::metadata(file).and_then(|m| m.modified()).ok();
+        if modified.is_none() || modified == keys.modified {
+            return;
+        }
+        match read_keys(file) {
+            Ok((new, modified)) => {
+                tracing::info!(file = %file.display(), keys = new.len(), "JWKS reloaded");
+                keys.keys = new;
+                keys.modified = modified;
+            }
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "JWKS not reloaded, keeping the old keys");
+                keys.modified = modified;
+            }
+        }
     }
 
     /// Verifies `token`: signature (RS256 or ES256, by a key of the JWKS; the `kid` picks
@@ -186,8 +220,10 @@ impl OidcVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
+        self.refresh();
+        let keys = self.keys.read();
         let mut last = TokenError("no key of the JWKS matches the token".to_string());
-        for key in self.keys.iter().filter(|k| {
+        for key in keys.keys.iter().filter(|k| {
             k.alg == header.alg
                 && match (&header.kid, &k.kid) {
                     (Some(want), Some(have)) => want == have,
@@ -243,6 +279,41 @@ impl OidcVerifier {
             .to_string();
         Ok((subject, scopes))
     }
+}
+
+fn read_keys(file: &std::path::Path) -> Result<(Vec<Key>, Option<std::time::SystemTime>), String> {
+    let modified = std::fs::metadata(file).and_then(|m| m.modified()).ok();
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    Ok((parse_keys(&text)?, modified))
+}
+
+/// Returns the RSA and P-256 keys of a JWKS document (others are skipped).
+fn parse_keys(jwks: &str) -> Result<Vec<Key>, String> {
+    let set: JwkSet =
+        serde_json::from_str(jwks).map_err(|e| format!("not a JWKS document: {e}"))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        let alg = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => Algorithm::RS256,
+            AlgorithmParameters::EllipticCurve(ec)
+                if ec.curve == jsonwebtoken::jwk::EllipticCurve::P256 =>
+            {
+                Algorithm::ES256
+            }
+            _ => continue,
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("bad key: {e}"))?;
+        keys.push(Key {
+            kid: jwk.common.key_id.clone(),
+            alg,
+            key,
+        });
+    }
+    if keys.is_empty() {
+        return Err("the JWKS has no RSA or P-256 key".to_string());
+    }
+    Ok(keys)
 }
 
 /// Whether `token` has the shape of a JWT (three base64url parts).
