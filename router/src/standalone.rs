@@ -194,7 +194,7 @@ pub async fn start_with_clock(
 ) -> Result<RunningNode, StartError> {
     let problems = config.credential_problems();
     if !problems.is_empty() {
-        return Err(StartError::Config(problems.join("; ")));
+        return Err(StartError::Config(format!("\n  {}", problems.join("\n  "))));
     }
     let config = Arc::new(config);
     let metrics_addr = if config.node.metrics_addr.is_empty() {
