@@ -2,9 +2,16 @@
 # Checks the operator-facing deployment assets in deploy/:
 #   - the generated copies under deploy/k8s are in sync with their sources,
 #   - every kustomize overlay renders without warnings and validates against the Kubernetes
-#     schemas (kubernetes-validate, strict) plus minimal schemas of the two Prometheus Operator
-#     kinds, and every pod runs non-root, read-only, without privilege escalation or
-#     capabilities, with seccomp RuntimeDefault, probes and resource limits,
+#     schemas (kubernetes-validate, strict; NetworkPolicy included) plus minimal schemas of the
+#     two Prometheus Operator kinds and of cert-manager's Certificate, Issuer and ClusterIssuer
+#     (scripts/check_cert_manager.py), and every pod runs non-root, read-only, without
+#     privilege escalation or capabilities, with seccomp RuntimeDefault, probes and resource
+#     limits,
+#   - the security checks of scripts/check_k8s_security.py on each render: no credential in a
+#     ConfigMap, Secret values only CHANGE-ME- placeholders, TLS files from cert-manager
+#     Secrets with the right SPIFFE URIs, etcd https + client-cert auth, no --dev/--insecure,
+#     and the NetworkPolicy connection matrix (default-deny, internal ports from centralino
+#     pods only, etcd client/peer ports, metrics from Prometheus only),
 #   - promtool check rules / test rules on deploy/prometheus,
 #   - promtool check metrics on a scrape of a live node reports nothing,
 #   - every metric the dashboard and the rules use is in that scrape (scripts/check_dashboard.py),
@@ -19,7 +26,8 @@
 #
 # Installs what it needs when missing (as root, no prompts): promtool from Debian's prometheus
 # package, python3-venv, and kubernetes-validate (pinned in scripts/requirements-deploy.txt)
-# in a virtualenv under target/. kubectl must already be installed.
+# in a virtualenv under target/. kubectl must already be installed; python3 3.11 or newer
+# (tomllib: --sync renders the configuration copy and the credentials placeholders with it).
 # Environment: K8S_VERSION (schemas to validate against, default below), DEPLOY_VENV.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +37,7 @@ cd "$(dirname "$0")/.."
 K8S_VERSION=${K8S_VERSION:-1.33.0}
 VENV=${DEPLOY_VENV:-target/deploy-venv}
 OUT=target/deploy
-OVERLAYS=(standalone cluster)
+OVERLAYS=(standalone cluster cluster-per-pod-identity)
 
 step() { printf '\n==> %s\n' "$*"; }
 fail() { printf 'check_deploy.sh: %s\n' "$*" >&2; exit 1; }
@@ -46,11 +54,15 @@ apt_install() {
 
 # --- generated copies --------------------------------------------------------------------
 # kustomize reads only files below a kustomization, so deploy/k8s keeps copies of the example
-# configuration and the dashboard, and wraps rules.yaml's groups in a PrometheusRule.
+# configuration (without its credentials, which become CHANGE-ME- placeholders of the Secret
+# in credentials.env) and the dashboard, and wraps rules.yaml's groups in a PrometheusRule.
 render_copies() { # $1: directory to write deploy/k8s's generated files into
   local dest=$1
   mkdir -p "$dest/base" "$dest/components/monitoring"
-  cp deploy/config/centralino.example.toml "$dest/base/centralino.toml"
+  python3 scripts/check_k8s_security.py render-config deploy/config/centralino.example.toml \
+    >"$dest/base/centralino.toml"
+  python3 scripts/check_k8s_security.py render-credentials deploy/config/centralino.example.toml \
+    >"$dest/base/credentials.env"
   cp deploy/grafana/centralino.json "$dest/components/monitoring/centralino.json"
   {
     cat <<'EOF'
@@ -68,7 +80,7 @@ EOF
     sed -n '/^groups:/,$p' deploy/prometheus/rules.yaml | sed 's/^\(.\)/  \1/'
   } >"$dest/components/monitoring/prometheusrule.yaml"
 }
-GENERATED=(base/centralino.toml components/monitoring/centralino.json
+GENERATED=(base/centralino.toml base/credentials.env components/monitoring/centralino.json
            components/monitoring/prometheusrule.yaml)
 
 if [ "${1:-}" = "--sync" ]; then
@@ -144,11 +156,14 @@ for overlay in "${OVERLAYS[@]}"; do
   echo "rendered $(grep -c '^kind:' "$rendered") resources into $rendered"
 
   # kubernetes-validate (strict: unknown fields are errors) for the built-in kinds; the two
-  # Prometheus Operator kinds against the minimal schemas below (kubernetes-validate has no
-  # CRD schemas); any other kind without a schema fails. Then the pod policy of this project.
+  # Prometheus Operator kinds against the minimal schemas below and cert-manager's kinds
+  # against scripts/check_cert_manager.py (kubernetes-validate has no CRD schemas); any other
+  # kind without a schema fails. Then the pod policy of this project.
   "$PY" - "$K8S_VERSION" "$rendered" <<'PYEOF'
 import sys
+sys.path.insert(0, "scripts")
 import jsonschema
+from check_cert_manager import SCHEMAS as CERT_MANAGER_SCHEMAS
 import yaml
 import kubernetes_validate
 from kubernetes_validate.utils import SchemaNotFoundError, ValidationError
@@ -198,6 +213,7 @@ CRD_SCHEMAS = {
                                "limit": {"type": "integer"},
                                "rules": {"type": "array", "items": rule}}}}}}}},
 }
+CRD_SCHEMAS.update(CERT_MANAGER_SCHEMAS)
 
 errors = []
 with open(path) as f:
@@ -212,9 +228,7 @@ for doc in docs:
     seen.add(key)
     where = "%s/%s" % (kind, name)
     if (api, kind) in CRD_SCHEMAS:
-        try:
-            jsonschema.validate(doc, CRD_SCHEMAS[(api, kind)])
-        except jsonschema.ValidationError as e:
+        for e in jsonschema.Draft202012Validator(CRD_SCHEMAS[(api, kind)]).iter_errors(doc):
             errors.append("%s: %s: %s" % (where, ".".join(map(str, e.absolute_path)), e.message))
         continue
     try:
@@ -266,7 +280,13 @@ if errors:
     sys.exit(1)
 print("validated %d resources against Kubernetes %s (strict) and the pod policy" % (len(docs), version))
 PYEOF
+  "$PY" scripts/check_k8s_security.py check "$rendered" "${overlay%%-*}"
 done
+
+# The checks can fail: broken variants of the cluster render must be refused.
+step "security checks and cert-manager schemas refuse broken variants of the cluster render"
+"$PY" scripts/check_k8s_security.py selftest "$OUT/cluster.yaml"
+"$PY" scripts/check_cert_manager.py --selftest "$OUT/cluster.yaml"
 
 # --- Prometheus rules --------------------------------------------------------------------
 step "promtool check rules"

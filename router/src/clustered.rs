@@ -80,6 +80,9 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
 /// `cluster.etcd_endpoints` is not used.
 pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter, StartError> {
     let mut problems = config.cluster.settings_problems();
+    // Customer identity secrets (issue 10): placeholders only in dev mode, a shared
+    // visitor secret on every router.
+    problems.extend(config.identity.secret_problems(config.node.dev_mode, true));
     problems.extend(config.credential_problems());
     if !problems.is_empty() {
         return Err(StartError::Config(problems.join("; ")));

@@ -192,7 +192,10 @@ pub async fn start_with_clock(
     store_choice: StoreChoice,
     clock: SharedClock,
 ) -> Result<RunningNode, StartError> {
-    let problems = config.credential_problems();
+    // Customer identity secrets (issue 10): placeholders only in dev mode.
+    // Agents' and operators' credentials likewise (every problem at once).
+    let mut problems = config.identity.secret_problems(config.node.dev_mode, false);
+    problems.extend(config.credential_problems());
     if !problems.is_empty() {
         return Err(StartError::Config(format!("\n  {}", problems.join("\n  "))));
     }

@@ -11,6 +11,8 @@ use centralino_proto::v1::{
     agent_command, agent_event, conversation_event, AcceptOffer, AgentCommand, AgentEvent, Login,
     SendMessageRequest, StartConversationRequest, StreamEventsRequest,
 };
+use centralino_router::config::PLACEHOLDER_SHOP_SECRET;
+use centralino_router::identity::customer_token;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
@@ -49,6 +51,8 @@ async fn spawn_node(dir: &std::path::Path, port: u16) -> Node {
         ])
         .arg("--data-dir")
         .arg(dir)
+        // The built-in example configuration holds placeholder secrets.
+        .env("CENTRALINO_NODE__DEV_MODE", "true")
         .env(
             "RUST_LOG",
             std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()),
@@ -122,6 +126,8 @@ async fn queued_and_assigned_conversations_survive_kill_9() {
         language: "it".into(),
         customer_id: customer.into(),
         display_name: "Anna".into(),
+        identity_token: customer_token(PLACEHOLDER_SHOP_SECRET, customer, 3600)
+            .expect("the example's shop secret is valid"),
         ..Default::default()
     };
     let a = customers

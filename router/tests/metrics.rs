@@ -46,7 +46,7 @@ fn a_fresh_node_exports_every_metric_of_the_dashboard_and_rules_and_its_threshol
         let dir = tempfile::tempdir().expect("data dir");
         let mut config = Config::from_toml(EXAMPLE_CONFIG, Vec::new()).expect("example");
         config.node.grpc_addr = "127.0.0.1:0".to_string();
-        config.node.dev_mode = true; // the example's demo credentials
+        config.node.dev_mode = true;
         let metrics_addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
             .parse()
             .expect("address");

@@ -210,6 +210,7 @@ fn a_resumed_stream_after_restart_does_not_miss_new_events() {
                 department: "support".into(),
                 language: "it".into(),
                 customer_id: "resumer".into(),
+                identity_token: identity_token("resumer"),
                 display_name: "Resumer".into(),
                 first_message: "buongiorno".into(),
                 ..Default::default()

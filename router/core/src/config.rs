@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
 use centralino_base::config::{
     load_document, AgentConfig, AgentNodeConfig, CannedConfig, ClockConfig, DeskConfig,
     HandoverConfig, LanguagesConfig, TeamConfig,
@@ -55,6 +56,8 @@ pub struct Config {
     pub operators: Vec<OperatorConfig>,
     /// OIDC/JWT: agents and operators may present a token of the identity provider.
     pub oidc: centralino_base::oidc::OidcConfig,
+    /// Who a customer is: the shop's identity tokens and anonymous visitor tokens.
+    pub identity: IdentityConfig,
 }
 
 /// An operator of the Admin API (`[[operators]]`): a bearer token, stored as its SHA-256
@@ -71,6 +74,125 @@ pub struct OperatorConfig {
     pub token_hash: String,
     /// `admin`, `supervisor`, `integration`, `read-only`.
     pub scopes: Vec<centralino_base::credentials::Scope>,
+}
+
+/// The visitor secret of the example configuration: accepted in dev mode only.
+pub const PLACEHOLDER_VISITOR_SECRET: &str =
+    "hex:6578616d706c652d76697369746f722d7365637265742d6368616e67652d6d65";
+
+/// The shop secret of the example configuration: accepted in dev mode only.
+pub const PLACEHOLDER_SHOP_SECRET: &str =
+    "hex:6578616d706c652d73686f702d7365637265742d6368616e67652d6d65212121";
+
+/// Customer identity (issue 10): a `customer_id` is honoured only with an identity token
+/// the shop's backend signed with `shop_secret`; everybody else is an anonymous visitor
+/// with a visitor token signed with `visitor_secret` (see [`crate::identity`]).
+///
+/// Secrets are written `hex:<hex digits>` or `base64:<standard base64>` and hold at least
+/// 32 bytes of key (`openssl rand -hex 32`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// HMAC-SHA256 key shared with the shop's backend; empty: no identity token is
+    /// accepted and every customer is an anonymous visitor.
+    pub shop_secret: String,
+    /// HMAC-SHA256 key of visitor tokens; empty: a random key made at start (visitor tokens
+    /// then last until the node restarts). Required in cluster mode outside dev mode, the
+    /// same on every router.
+    pub visitor_secret: String,
+    /// A shop identity token whose expiry lies more than this many seconds after now is
+    /// refused, so a leaked token is short-lived.
+    pub max_token_lifetime_secs: u64,
+    /// How long a visitor token stays valid (seconds); it is renewed at each start.
+    pub visitor_token_max_age_secs: u64,
+    /// Shop JWTs instead of (or beside) HMAC tokens: the JWKS file of the shop's signing
+    /// keys (RS256 or ES256); empty: no JWT is accepted. The `sub` claim is the customer id.
+    pub jwks_file: PathBuf,
+    /// Required `iss` of shop JWTs.
+    pub issuer: String,
+    /// Required `aud` of shop JWTs.
+    pub audience: String,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            shop_secret: String::new(),
+            visitor_secret: String::new(),
+            max_token_lifetime_secs: 24 * 3600,
+            visitor_token_max_age_secs: 30 * 24 * 3600,
+            jwks_file: PathBuf::new(),
+            issuer: String::new(),
+            audience: String::new(),
+        }
+    }
+}
+
+impl IdentityConfig {
+    /// Returns the problems of this section's values (empty when they are valid).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, value) in [
+            ("shop_secret", &self.shop_secret),
+            ("visitor_secret", &self.visitor_secret),
+        ] {
+            if let Err(e) = parse_secret(value) {
+                problems.push(format!("identity.{name}: {e}"));
+            }
+        }
+        if !self.jwks_file.as_os_str().is_empty()
+            && (self.issuer.trim().is_empty() || self.audience.trim().is_empty())
+        {
+            problems.push("identity.jwks_file needs identity.issuer and identity.audience".into());
+        }
+        if self.max_token_lifetime_secs == 0 || self.visitor_token_max_age_secs == 0 {
+            problems.push(
+                "identity.max_token_lifetime_secs and visitor_token_max_age_secs must be positive"
+                    .to_string(),
+            );
+        }
+        problems
+    }
+
+    /// Returns the problems of the secrets, checked at start: outside `dev_mode` the
+    /// example's placeholders are refused, and a router of a `cluster` needs a
+    /// `visitor_secret` (every router must verify the visitor tokens of the others).
+    pub fn secret_problems(&self, dev_mode: bool, cluster: bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.jwks_file.as_os_str().is_empty() {
+            if let Err(e) = std::fs::read_to_string(&self.jwks_file) {
+                problems.push(format!(
+                    "identity.jwks_file: cannot read {}: {e}",
+                    self.jwks_file.display()
+                ));
+            }
+        }
+        if dev_mode {
+            return problems;
+        }
+        if self.shop_secret.trim() == PLACEHOLDER_SHOP_SECRET {
+            problems.push(
+                "identity.shop_secret: the example configuration's placeholder; set the shop's \
+                 own (hex:$(openssl rand -hex 32)) or leave it empty (accepted only in dev mode)"
+                    .to_string(),
+            );
+        }
+        if self.visitor_secret.trim() == PLACEHOLDER_VISITOR_SECRET {
+            problems.push(
+                "identity.visitor_secret: the example configuration's placeholder; set your own \
+                 (hex:$(openssl rand -hex 32)) (accepted only in dev mode)"
+                    .to_string(),
+            );
+        }
+        if cluster && self.visitor_secret.trim().is_empty() {
+            problems.push(
+                "identity.visitor_secret is required in cluster mode, the same on every router \
+                 (hex:$(openssl rand -hex 32))"
+                    .to_string(),
+            );
+        }
+        problems
+    }
 }
 
 /// Customer-facing texts of one language. `{name}`, `{reopens}`, `{language}`, `{wait}`
@@ -90,6 +212,37 @@ pub struct Templates {
     pub transferred: Option<String>,
     /// Do not type sensitive data.
     pub sensitive: Option<String>,
+}
+
+/// Fewest key bytes accepted for a secret (the HMAC-SHA256 output length).
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// Parses a secret written `hex:<digits>` or `base64:<standard base64>`: `None` when
+/// empty, an error when malformed or shorter than [`MIN_KEY_BYTES`].
+pub fn parse_secret(value: &str) -> Result<Option<Vec<u8>>, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let key = if let Some(digits) = value.strip_prefix("hex:") {
+        hex::decode(digits).map_err(|e| format!("not valid hex after \"hex:\": {e}"))?
+    } else if let Some(text) = value.strip_prefix("base64:") {
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| format!("not valid base64 after \"base64:\": {e}"))?
+    } else {
+        return Err(
+            "write the secret as hex:<digits> or base64:<text> (e.g. hex:$(openssl rand -hex 32))"
+                .to_string(),
+        );
+    };
+    if key.len() < MIN_KEY_BYTES {
+        return Err(format!(
+            "{} bytes of key, at least {MIN_KEY_BYTES} are needed (openssl rand -hex 32)",
+            key.len()
+        ));
+    }
+    Ok(Some(key))
 }
 
 /// Where the node listens and keeps its data.
@@ -487,6 +640,7 @@ impl Config {
         if self.limits.max_message_bytes == 0 || self.limits.max_queue_length == 0 {
             problems.push("limits must be positive".to_string());
         }
+        problems.extend(self.identity.problems());
         problems
     }
 }
@@ -517,6 +671,34 @@ mod tests {
             err.to_string().contains("unknown department \"nope\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn identity_secrets_are_checked() {
+        let example = Config::from_toml(EXAMPLE_CONFIG, Vec::new()).unwrap();
+        assert_eq!(example.identity.shop_secret, PLACEHOLDER_SHOP_SECRET);
+        assert_eq!(example.identity.visitor_secret, PLACEHOLDER_VISITOR_SECRET);
+        let refused = example.identity.secret_problems(false, false);
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert!(refused[0].contains("identity.shop_secret"), "{refused:?}");
+        assert!(example.identity.secret_problems(true, true).is_empty());
+        let own = IdentityConfig {
+            shop_secret: format!("base64:{}", "c2hvcC1zZWNyZXQtb2YtdGhlLXNob3AtMzItYnl0ZXM="),
+            ..IdentityConfig::default()
+        };
+        assert!(own.problems().is_empty(), "{:?}", own.problems());
+        assert!(own.secret_problems(false, false).is_empty());
+        let cluster = own.secret_problems(false, true);
+        assert!(
+            cluster[0].contains("visitor_secret is required"),
+            "{cluster:?}"
+        );
+        let env = vec![(
+            "CENTRALINO_IDENTITY__SHOP_SECRET".to_string(),
+            "hex:abcd".to_string(),
+        )];
+        let err = Config::from_toml(EXAMPLE_CONFIG, env).unwrap_err();
+        assert!(err.to_string().contains("identity.shop_secret"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! - [`shared`]: what a router's actors share; [`registry`]: live actors by id;
 //!   [`router`]: a router's registries of conversations and queues, its mailroom.
 //! - [`texts`]: customer-facing texts per language.
+//! - [`identity`]: who a customer is: shop identity tokens and anonymous visitor tokens.
 //! - [`config`], [`metrics`]: configuration and metrics.
 
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@
 pub mod config;
 pub mod conversation;
 pub mod dispatch;
+pub mod identity;
 pub mod ingress;
 pub mod mail;
 pub mod metrics;

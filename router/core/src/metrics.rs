@@ -111,6 +111,10 @@ pub fn describe() {
         "centralino_requests_rejected_total",
         "Requests rejected with an error, by code"
     );
+    describe_counter!(
+        "centralino_identity_tokens_refused_total",
+        "Conversation starts refused for their identity token, by reason"
+    );
     describe_histogram!(
         "centralino_store_commit_seconds",
         Unit::Seconds,
@@ -484,6 +488,10 @@ pub(crate) fn stream_overflow() {
 
 pub(crate) fn rejected(code: tonic::Code) {
     counter!("centralino_requests_rejected_total", "code" => format!("{code:?}")).increment(1);
+}
+
+pub(crate) fn identity_refused(reason: &'static str) {
+    counter!("centralino_identity_tokens_refused_total", "reason" => reason).increment(1);
 }
 
 pub(crate) fn live(count: usize) {

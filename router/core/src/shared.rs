@@ -12,6 +12,7 @@ use centralino_base::shifts::Shifts;
 use centralino_link::AgentNodeLink;
 
 use crate::config::Config;
+use crate::identity::Identity;
 use crate::mail::{Mailroom, ToConversation, ToQueue};
 use crate::store::archive::Archive;
 use crate::store::events::IntegrationLog;
@@ -140,6 +141,8 @@ pub struct Shared {
     pub events: Arc<IntegrationLog>,
     /// Counters for snapshots.
     pub counters: Counters,
+    /// Identity keys: shop identity tokens and visitor tokens.
+    pub identity: Identity,
     placement: OnceLock<Arc<dyn Placement>>,
     mail: Weak<dyn Mailroom>,
     arbiters: Vec<ArbiterHandle>,
@@ -151,6 +154,7 @@ pub struct Shared {
 impl Shared {
     /// Returns the shared state; mail goes through `mail` (the router that owns it).
     pub fn new(parts: SharedParts, mail: Weak<dyn Mailroom>) -> Self {
+        let identity = Identity::from_config(&parts.config.identity);
         Self {
             config: parts.config,
             clock: parts.clock,
@@ -161,6 +165,7 @@ impl Shared {
             shifts: parts.shifts,
             events: parts.events,
             counters: Counters::default(),
+            identity,
             placement: OnceLock::new(),
             mail,
             arbiters: parts.arbiters,

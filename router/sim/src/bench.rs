@@ -216,8 +216,12 @@ auto_accept = true
 [[teams]]
 name = "bench"
 language = "it"
+[identity]
+visitor_secret = "hex:{}"
 "#,
-        data_dir.display()
+        data_dir.display(),
+        // One visitor key for the routers of a cluster run (customers are anonymous).
+        uuid::Uuid::new_v4().simple().to_string().repeat(2)
     );
     for i in 0..agents {
         text.push_str(&format!(

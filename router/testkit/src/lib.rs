@@ -29,6 +29,21 @@ use tonic::transport::Channel;
 /// Admin token of the test configuration.
 pub const ADMIN: &str = "test-admin";
 
+/// Shop secret of the test configuration (`[identity] shop_secret`).
+pub const SHOP_SECRET: &str =
+    "hex:746573742d73686f702d7365637265742d666f722d63656e7472616c696e6f21";
+/// Visitor secret of the test configuration (`[identity] visitor_secret`), shared by the
+/// routers of in-process clusters.
+pub const VISITOR_SECRET: &str =
+    "hex:746573742d76697369746f722d7365637265742d666f722d63656e7472616c21";
+
+/// Returns an identity token for `customer_id`, valid for an hour, signed with the test
+/// configuration's shop secret (what a shop's backend hands its widget).
+pub fn identity_token(customer_id: &str) -> String {
+    centralino_core::identity::customer_token(SHOP_SECRET, customer_id, 3600)
+        .expect("the test shop secret is valid")
+}
+
 /// A small shop: two departments, Italian and English agents. `extra` is appended.
 pub fn config_text(extra: &str) -> String {
     format!(
@@ -49,6 +64,10 @@ wrap_up_secs = 0
 [routing]
 sticky_wait_secs = 2
 rating_window_secs = 30
+
+[identity]
+shop_secret = "{SHOP_SECRET}"
+visitor_secret = "{VISITOR_SECRET}"
 
 [[departments]]
 name = "sales"
@@ -304,7 +323,8 @@ pub async fn login(
     Ok(desk)
 }
 
-/// Starts a conversation.
+/// Starts a conversation for the shop's customer `customer_id`, with its identity token
+/// ([`identity_token`]); an empty id starts an anonymous visitor's.
 pub async fn start_conversation(
     client: &mut ConversationServiceClient<Channel>,
     department: &str,
@@ -317,6 +337,11 @@ pub async fn start_conversation(
             language: language.to_string(),
             customer_id: customer_id.to_string(),
             display_name: format!("Customer {customer_id}"),
+            identity_token: if customer_id.is_empty() {
+                String::new()
+            } else {
+                identity_token(customer_id)
+            },
             ..Default::default()
         })
         .await

@@ -10,6 +10,7 @@ use centralino_proto::v1::{
 use tonic::Status;
 use tracing::info;
 
+use crate::identity::{wall_clock_secs, Subject};
 use crate::metrics as m;
 use crate::router::{Revival, Router};
 use crate::routing::admission::{self, Admission, Ask, Refusal, Serving};
@@ -32,10 +33,16 @@ impl From<Refusal> for Status {
 
 /// Starts the conversation `req` asks for on `router`: admits it, writes its record, the
 /// customer's profile and the first messages in one durable write, then spawns its actor.
+///
+/// The conversation runs for `subject` (see [`crate::identity`]): its profile, sticky
+/// agent, tier and history are that subject's alone, whatever `customer_id` the request
+/// named.
 pub async fn start_conversation(
     router: &Router,
     mut req: StartConversationRequest,
+    subject: Subject,
 ) -> Result<StartConversationResponse, Status> {
+    req.customer_id = subject.profile_id();
     let shared = &router.shared;
     let config = &shared.config;
     let visitor = req.visitor.take().unwrap_or_default();
@@ -124,6 +131,16 @@ pub async fn start_conversation(
     m::conversation_started(department, &req.language);
     m::live(router.live_conversations());
     info!(conversation_id = %id, %department, language = %req.language, returning = admitted.returning, "conversation started");
+    let (visitor_id, visitor_token, customer_id_ignored) = match subject {
+        Subject::Customer(_) => (String::new(), String::new(), false),
+        Subject::Visitor {
+            id,
+            ignored_customer_id,
+        } => {
+            let token = shared.identity.visitor_token(&id, wall_clock_secs());
+            (id, token, ignored_customer_id)
+        }
+    };
     Ok(StartConversationResponse {
         conversation_id: id,
         token,
@@ -133,6 +150,9 @@ pub async fn start_conversation(
         offline: admitted.offline(),
         reopens_at_unix_ms: admitted.reopens_at_ms.unwrap_or_default(),
         recontact: admitted.recontact,
+        visitor_id,
+        visitor_token,
+        customer_id_ignored,
     })
 }
 

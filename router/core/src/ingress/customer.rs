@@ -12,14 +12,20 @@ use centralino_proto::v1::{
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use tracing::info;
 
 use crate::conversation::start::start_conversation;
 use crate::conversation::{
     Callback, ConversationActor, CustomerClose, CustomerSend, LeaveOffline, Rate, Subscribe,
 };
+use crate::identity::wall_clock_secs;
+use crate::metrics as m;
 use crate::router::Router;
 
 use super::validate::{check_field, mailbox, reject, wait_durable, EventStream, MAX_PAGES_VISITED};
+
+/// Longest identity or visitor token accepted, in bytes (room for an RS256 shop JWT).
+const MAX_TOKEN_BYTES: usize = 4096;
 
 /// The customer API.
 #[derive(Clone)]
@@ -55,8 +61,14 @@ impl CustomerApi {
             &req.customer_id,
             "customer_id",
             limits.max_field_bytes,
-            true,
+            false,
         )?;
+        for (token, field) in [
+            (&req.identity_token, "identity_token"),
+            (&req.visitor_token, "visitor_token"),
+        ] {
+            check_field(token, field, MAX_TOKEN_BYTES, false)?;
+        }
         check_field(
             &req.display_name,
             "display_name",
@@ -82,7 +94,21 @@ impl CustomerApi {
                 )));
             }
         }
-        start_conversation(&self.router, req).await
+        let subject = self
+            .router
+            .shared
+            .identity
+            .resolve(
+                &req.customer_id,
+                &req.identity_token,
+                &req.visitor_token,
+                wall_clock_secs(),
+            )
+            .inspect_err(|e| {
+                m::identity_refused(e.reason());
+                info!(reason = e.reason(), "identity token refused");
+            })?;
+        start_conversation(&self.router, req, subject).await
     }
 }
 

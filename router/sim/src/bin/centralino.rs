@@ -255,7 +255,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .map(|port| format!("127.0.0.1:{port}"))
         .unwrap_or_default();
     config.node.data_dir = data_dir.clone();
-    // The demo runs on the example's published demo credentials.
+    // The demo runs on the example configuration's published placeholder secrets.
     config.node.dev_mode = true;
     config.clock = ClockConfig {
         mode: ClockMode::Simulated,

@@ -36,9 +36,12 @@ use super::ledger::CustomerHistory;
 use super::net::{is_unavailable, wall_unix_ms, Cursor, CALL_TIMEOUT, RETRY_BUDGET, RETRY_PAUSE};
 use super::run::Shared;
 use centralino_core::config::Config;
+use centralino_core::identity::customer_token;
 
 /// Longest a customer stays (simulated): afterwards they close the conversation themselves.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(40 * 60);
+/// Lifetime of the identity tokens the simulated shop signs (wall seconds).
+const IDENTITY_TOKEN_TTL_SECS: i64 = 3600;
 /// How long after a close request the `closed` event may take (simulated), at least
 /// [`MIN_CLOSE_WAIT`] of wall time.
 const CLOSE_WAIT: Duration = Duration::from_secs(60);
@@ -355,6 +358,14 @@ impl Customer {
                 plan.customer_id
             )
         });
+        // The simulated shop is logged in: it signs its customers' ids with the shop secret
+        // (without one, every customer is an anonymous visitor and nobody is recognised).
+        let identity_token = customer_token(
+            &shared.config.identity.shop_secret,
+            &plan.customer_id,
+            IDENTITY_TOKEN_TTL_SECS,
+        )
+        .unwrap_or_default();
         let request = StartConversationRequest {
             department: plan.department.clone(),
             language: plan.language.clone(),
@@ -362,6 +373,8 @@ impl Customer {
             display_name: plan.display_name.clone(),
             visitor: plan.visitor.clone(),
             first_message: first_text.clone().unwrap_or_default(),
+            identity_token,
+            ..Default::default()
         };
         let started_ms = shared.clock.now_ms();
         // Customers spread over the routers, as behind a load balancer.
