@@ -69,7 +69,8 @@ pub async fn start_with(
     config: AgentNodeConfig,
     kv: Arc<dyn Kv>,
 ) -> Result<RunningAgentNode, String> {
-    let problems = config.cluster.settings_problems();
+    let mut problems = config.cluster.settings_problems();
+    problems.extend(config.credential_problems());
     if !problems.is_empty() {
         return Err(format!("invalid configuration: {}", problems.join("; ")));
     }

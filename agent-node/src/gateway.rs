@@ -63,10 +63,12 @@ impl AgentDesk for AgentDeskService {
         let Some(Kind::Login(login)) = first.kind else {
             return Err(Status::invalid_argument("the first command must be login"));
         };
-        let addr = self
-            .node
-            .login(&login.agent_id, &login.password, client)
-            .await?;
+        let credentials = crate::node::Credentials {
+            agent_id: &login.agent_id,
+            password: &login.password,
+            id_token: &login.id_token,
+        };
+        let (addr, agent_id) = self.node.login(credentials, client).await?;
         let (tx, rx) = mpsc::channel(DESKTOP_BUFFER);
         let session_id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let logged_in = addr
@@ -76,8 +78,7 @@ impl AgentDesk for AgentDeskService {
             })
             .await
             .map_err(mailbox_error)?;
-        info!(agent_id = %login.agent_id, session_id, held = logged_in.conversation_ids.len(), "agent logged in");
-        let agent_id = login.agent_id;
+        info!(%agent_id, session_id, held = logged_in.conversation_ids.len(), "agent logged in");
         let node = self.node.clone();
         tokio::spawn(async move {
             while let Some(item) = commands.next().await {

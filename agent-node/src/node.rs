@@ -17,6 +17,8 @@ use crate::agent::{self, AgentActor};
 use crate::throttle::{LoginThrottle, Verdict, ADDRESS_FREE_FAILURES, AGENT_FREE_FAILURES};
 use centralino_base::clock::SharedClock;
 use centralino_base::config::{AgentConfig, AgentNodeConfig, CannedConfig};
+use centralino_base::credentials;
+use centralino_base::oidc::OidcVerifier;
 use centralino_base::shifts::Shifts;
 use centralino_link::{
     AgentNodeLink, Availability, RejectReason, ReserveOutcome, ReserveRequest, RouterLink,
@@ -45,7 +47,37 @@ pub struct AgentNode {
     shifts: Arc<Shifts>,
     /// Failed logins per agent and per client address.
     throttle: Mutex<LoginThrottle>,
+    /// Verifies agents' ID tokens when `[oidc]` is configured.
+    oidc: Option<Arc<OidcVerifier>>,
+    /// Bounds the argon2 verifications running at once (each takes ~20 ms and 19 MiB).
+    hashing: Arc<tokio::sync::Semaphore>,
 }
+
+/// What a desktop presents at login: a password, or an OIDC ID token (then `agent_id` may
+/// be empty; when given it must be the token's agent).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    /// The agent id typed at the desk.
+    pub agent_id: &'a str,
+    /// The password (empty with an ID token).
+    pub password: &'a str,
+    /// An OIDC ID token (JWT), or empty.
+    pub id_token: &'a str,
+}
+
+impl<'a> Credentials<'a> {
+    /// Password credentials.
+    pub fn password(agent_id: &'a str, password: &'a str) -> Self {
+        Self {
+            agent_id,
+            password,
+            id_token: "",
+        }
+    }
+}
+
+/// Most argon2 verifications at once.
+const PARALLEL_HASHES: usize = 4;
 
 impl AgentNode {
     /// Returns a node for the configured agents whose actors run on `arbiters`.
@@ -58,6 +90,15 @@ impl AgentNode {
         arbiters: Vec<ArbiterHandle>,
     ) -> Arc<Self> {
         let config_for_shifts = config.clone();
+        // The start checks (`credential_problems`) have read the JWKS already; a failure
+        // here leaves OIDC logins refused.
+        let oidc = match OidcVerifier::from_config(&config.oidc) {
+            Ok(v) => v.map(Arc::new),
+            Err(e) => {
+                warn!(error = %e, "OIDC disabled: the JWKS cannot be read");
+                None
+            }
+        };
         let accounts = config
             .agents
             .iter()
@@ -74,6 +115,8 @@ impl AgentNode {
             next_arbiter: AtomicUsize::new(0),
             shifts: Arc::new(Shifts::new(&config_for_shifts)),
             throttle: Mutex::new(LoginThrottle::default()),
+            oidc,
+            hashing: Arc::new(tokio::sync::Semaphore::new(PARALLEL_HASHES)),
         })
     }
 
@@ -90,18 +133,21 @@ impl AgentNode {
     /// Checks credentials and, in a cluster, claims the agent for this node: an agent new
     /// to this node gets back the conversations it holds from another node.
     /// Attempts are throttled per agent and per client address ([`crate::throttle`]).
+    /// Returns the agent's actor and id (the ID token's agent for OIDC logins).
     pub async fn login(
         &self,
-        agent_id: &str,
-        password: &str,
+        credentials: Credentials<'_>,
         client: Option<IpAddr>,
-    ) -> Result<Addr<AgentActor>, Status> {
-        let Some(hook) = self.login_hook.get() else {
-            return self.authenticate(agent_id, password, client);
-        };
-        let known = self.agent(agent_id).is_some();
+    ) -> Result<(Addr<AgentActor>, String), Status> {
         // Credentials first: a wrong password claims nothing.
-        let addr = self.authenticate(agent_id, password, client)?;
+        let account = self.verify(credentials, client).await?;
+        let id = account.id.clone();
+        let Some(hook) = self.login_hook.get() else {
+            return Ok((self.actor_for(account)?, id));
+        };
+        let agent_id = id.as_str();
+        let known = self.agent(agent_id).is_some();
+        let addr = self.actor_for(account)?;
         if !known {
             match hook.claim(agent_id).await {
                 Ok(conversations) => {
@@ -129,7 +175,7 @@ impl AgentNode {
                 }
             }
         }
-        Ok(addr)
+        Ok((addr, id))
     }
 
     /// Forgets agents that are offline with nothing held (their grace ran out or they
@@ -171,19 +217,33 @@ impl AgentNode {
         &self.clock
     }
 
-    /// Checks an agent's credentials; returns the agent's actor (started on first login).
-    pub fn authenticate(
+    /// Checks an agent's credentials; returns the agent's actor (started on first login)
+    /// and id.
+    pub async fn authenticate(
         &self,
-        agent_id: &str,
-        password: &str,
+        credentials: Credentials<'_>,
         client: Option<IpAddr>,
-    ) -> Result<Addr<AgentActor>, Status> {
+    ) -> Result<(Addr<AgentActor>, String), Status> {
+        let account = self.verify(credentials, client).await?;
+        let id = account.id.clone();
+        Ok((self.actor_for(account)?, id))
+    }
+
+    /// Checks credentials behind the throttle: a password against the agent's argon2id
+    /// hash (on the blocking pool; plaintext only in dev mode, an empty secret never), or an
+    /// ID token against the JWKS. Every refusal is logged, counted and throttled.
+    async fn verify(
+        &self,
+        credentials: Credentials<'_>,
+        client: Option<IpAddr>,
+    ) -> Result<Arc<AgentConfig>, Status> {
+        let agent_id = credentials.agent_id;
         let now = self.clock.now_ms();
-        let agent_key = format!("agent:{agent_id}");
+        let agent_key = (!agent_id.is_empty()).then(|| format!("agent:{agent_id}"));
         let client_key = client.map(|ip| format!("addr:{ip}"));
         {
             let throttle = self.throttle.lock();
-            let waits = [Some(&agent_key), client_key.as_ref()]
+            let waits = [agent_key.as_ref(), client_key.as_ref()]
                 .into_iter()
                 .flatten()
                 .filter_map(|key| match throttle.check(key, now) {
@@ -197,30 +257,106 @@ impl AgentNode {
                 return Err(throttled(wait_ms));
             }
         }
-        let account = self
-            .accounts
-            .get(agent_id)
-            .filter(|a| constant_time_eq(a.password.as_bytes(), password.as_bytes()));
-        let Some(account) = account else {
-            let mut throttle = self.throttle.lock();
-            throttle.failed(&agent_key, AGENT_FREE_FAILURES, now);
-            if let Some(key) = &client_key {
-                throttle.failed(key, ADDRESS_FREE_FAILURES, now);
+        let outcome = if credentials.id_token.is_empty() {
+            self.check_password(agent_id, credentials.password)
+                .await
+                .map_err(str::to_string)
+        } else {
+            self.check_id_token(agent_id, credentials.id_token)
+        };
+        let account = match outcome {
+            Ok(account) => account,
+            Err(reason) => {
+                let mut throttle = self.throttle.lock();
+                if let Some(key) = &agent_key {
+                    throttle.failed(key, AGENT_FREE_FAILURES, now);
+                }
+                if let Some(key) = &client_key {
+                    throttle.failed(key, ADDRESS_FREE_FAILURES, now);
+                }
+                crate::metrics::login(false);
+                crate::metrics::login_refused("bad_credentials");
+                warn!(%agent_id, client = ?client, %reason, "login refused");
+                return Err(Status::unauthenticated(
+                    if credentials.id_token.is_empty() {
+                        "unknown agent or wrong password"
+                    } else {
+                        "ID token refused"
+                    },
+                ));
             }
-            crate::metrics::login(false);
-            crate::metrics::login_refused("bad_credentials");
-            warn!(%agent_id, client = ?client, "login refused: unknown agent or wrong password");
-            return Err(Status::unauthenticated("unknown agent or wrong password"));
         };
         {
             let mut throttle = self.throttle.lock();
-            throttle.succeeded(&agent_key);
-            if let Some(key) = &client_key {
+            for key in [agent_key.as_ref(), client_key.as_ref()]
+                .into_iter()
+                .flatten()
+            {
                 throttle.succeeded(key);
             }
+            throttle.succeeded(&format!("agent:{}", account.id));
         }
         crate::metrics::login(true);
-        self.actor_for(account.clone())
+        Ok(account)
+    }
+
+    /// Returns the account when `password` is the agent's; else why not (for the log).
+    async fn check_password(
+        &self,
+        agent_id: &str,
+        password: &str,
+    ) -> Result<Arc<AgentConfig>, &'static str> {
+        let account = self.accounts.get(agent_id).cloned();
+        let hash = match &account {
+            Some(a) if !a.password_hash.is_empty() => a.password_hash.clone(),
+            Some(a) => {
+                // Plaintext: dev mode only, and an empty secret never logs in.
+                let ok = self.config.node.dev_mode
+                    && !a.password.is_empty()
+                    && credentials::constant_time_eq(a.password.as_bytes(), password.as_bytes());
+                return if ok {
+                    Ok(a.clone())
+                } else {
+                    Err("wrong password")
+                };
+            }
+            // Unknown agents cost a verification too, so timing tells nothing.
+            None => dummy_hash().to_string(),
+        };
+        let permit = self
+            .hashing
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| "node stopping")?;
+        let password = password.to_string();
+        let matches = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            credentials::verify_password(&hash, &password)
+        })
+        .await
+        .unwrap_or(false);
+        match account {
+            Some(a) if matches => Ok(a),
+            Some(_) => Err("wrong password"),
+            None => Err("unknown agent"),
+        }
+    }
+
+    /// Returns the account an ID token names; else why not (for the log).
+    fn check_id_token(&self, agent_id: &str, token: &str) -> Result<Arc<AgentConfig>, String> {
+        let verifier = self
+            .oidc
+            .as_ref()
+            .ok_or_else(|| "an ID token, but [oidc] is not configured".to_string())?;
+        let id = verifier.agent_id(token).map_err(|e| e.to_string())?;
+        if !agent_id.is_empty() && agent_id != id {
+            return Err(format!("the token is agent {id:?}'s"));
+        }
+        self.accounts
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| format!("the token's agent {id:?} is not configured"))
     }
 
     /// Returns the actor of a configured agent, starting it when needed.
@@ -336,8 +472,12 @@ impl AgentNode {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// An argon2id hash of a random secret, verified for unknown agents.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        credentials::hash_password(&uuid::Uuid::new_v4().to_string()).unwrap_or_default()
+    })
 }
 
 #[async_trait]

@@ -271,6 +271,9 @@ start_process() {
         "CENTRALINO_CLUSTER__ETCD_CA_FILE=$PKI/ca.pem"
         "CENTRALINO_CLUSTER__ETCD_CERT_FILE=$PKI/etcd-client.pem"
         "CENTRALINO_CLUSTER__ETCD_KEY_FILE=$PKI/etcd-client-key.pem"
+        # The example configuration's credentials are published placeholders: dev mode
+        # (set CENTRALINO_NODE__DEV_MODE=false with a configuration holding real secrets).
+        "CENTRALINO_NODE__DEV_MODE=${CENTRALINO_NODE__DEV_MODE:-true}"
       )
       if [[ $kind == router ]]; then
         env_vars+=("CENTRALINO_NODE__DATA_DIR=$DIR/$name")

@@ -162,6 +162,7 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
     // Customer identity secrets (issue 10): placeholders only in dev mode, a shared
     // visitor secret on every router.
     problems.extend(config.identity.secret_problems(config.node.dev_mode, true));
+    problems.extend(config.credential_problems());
     if !problems.is_empty() {
         return Err(StartError::Config(problems.join("; ")));
     }

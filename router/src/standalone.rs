@@ -193,9 +193,11 @@ pub async fn start_with_clock(
     clock: SharedClock,
 ) -> Result<RunningNode, StartError> {
     // Customer identity secrets (issue 10): placeholders only in dev mode.
-    let problems = config.identity.secret_problems(config.node.dev_mode, false);
+    // Agents' and operators' credentials likewise (every problem at once).
+    let mut problems = config.identity.secret_problems(config.node.dev_mode, false);
+    problems.extend(config.credential_problems());
     if !problems.is_empty() {
-        return Err(StartError::Config(problems.join("; ")));
+        return Err(StartError::Config(format!("\n  {}", problems.join("\n  "))));
     }
     let config = Arc::new(config);
     let metrics_addr = if config.node.metrics_addr.is_empty() {

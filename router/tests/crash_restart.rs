@@ -43,6 +43,7 @@ async fn spawn_node(dir: &std::path::Path, port: u16) -> Node {
     let child = Command::new(env!("CARGO_BIN_EXE_router"))
         .args([
             "--standalone",
+            "--dev",
             "--grpc-addr",
             &format!("127.0.0.1:{port}"),
             "--metrics-addr",
@@ -89,6 +90,7 @@ async fn desk(
         kind: Some(agent_command::Kind::Login(Login {
             agent_id: agent.into(),
             password: format!("{agent}-pw"),
+            ..Default::default()
         })),
     })
     .await

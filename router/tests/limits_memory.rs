@@ -70,6 +70,7 @@ async fn spawn_node(dir: &std::path::Path) -> Node {
     let child = Command::new(env!("CARGO_BIN_EXE_router"))
         .args([
             "--standalone",
+            "--dev", // the built-in example configuration's secrets are placeholders
             "--grpc-addr",
             &format!("127.0.0.1:{port}"),
             "--metrics-addr",

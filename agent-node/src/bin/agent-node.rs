@@ -19,6 +19,10 @@ struct Args {
     /// Configuration file (TOML), the same file the routers read.
     #[arg(long, env = "CENTRALINO_CONFIG")]
     config: PathBuf,
+    /// Dev mode (demo, local tests): accepts plaintext agent passwords and the example
+    /// configuration's placeholder secrets. Never in production.
+    #[arg(long)]
+    dev: bool,
     /// Log format: text or json (also CENTRALINO_LOG_FORMAT).
     #[arg(long, env = "CENTRALINO_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -47,6 +51,12 @@ fn main() -> anyhow::Result<()> {
     let mut config = load(&args.config)?;
     if args.insecure {
         config.node.insecure = true;
+    }
+    if args.dev {
+        config.node.dev_mode = true;
+    }
+    if config.node.dev_mode {
+        tracing::warn!("dev mode: plaintext passwords and placeholder secrets are accepted");
     }
     actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()

@@ -30,6 +30,8 @@ pub struct AgentNodeConfig {
     pub node: ProcessConfig,
     /// TLS of the public listener (agent desktops).
     pub tls: TlsConfig,
+    /// OIDC/JWT logins (agents may present an ID token instead of a password).
+    pub oidc: crate::oidc::OidcConfig,
 }
 
 /// TLS of a public listener (`[tls]`): empty files = plaintext (allowed on loopback
@@ -236,8 +238,6 @@ pub struct ProcessConfig {
     pub advertise_internal_addr: String,
     /// Allows plaintext on a non-loopback public address (`--insecure`).
     pub insecure: bool,
-    /// Development mode: plaintext internal plane, dev credentials (never in production).
-    pub dev_mode: bool,
     /// Prometheus `/metrics` listen address; empty disables it.
     pub metrics_addr: String,
     /// Name of this process in the cluster (default: host name, else a random id).
@@ -246,6 +246,9 @@ pub struct ProcessConfig {
     pub advertise_addr: String,
     /// Actor threads (0 = one per core).
     pub actor_threads: usize,
+    /// Dev mode (demo, tests): plaintext internal plane and agent passwords, the
+    /// `admin_token` and the example's placeholder secrets are accepted. Never in production.
+    pub dev_mode: bool,
 }
 
 impl Default for ProcessConfig {
@@ -255,11 +258,11 @@ impl Default for ProcessConfig {
             internal_addr: String::new(),
             advertise_internal_addr: String::new(),
             insecure: false,
-            dev_mode: false,
             metrics_addr: "127.0.0.1:9474".to_string(),
             node_id: String::new(),
             advertise_addr: String::new(),
             actor_threads: 0,
+            dev_mode: false,
         }
     }
 }
@@ -400,8 +403,10 @@ pub struct AgentConfig {
     pub id: String,
     /// Name shown to customers.
     pub name: String,
-    /// Login secret.
+    /// Plaintext login secret: accepted in dev mode only.
     pub password: String,
+    /// argon2id PHC string of the login secret (`centralino hash-password`).
+    pub password_hash: String,
     /// Team name.
     pub team: String,
     /// Maximum concurrent chats.
@@ -416,6 +421,7 @@ impl Default for AgentConfig {
             id: String::new(),
             name: String::new(),
             password: String::new(),
+            password_hash: String::new(),
             team: String::new(),
             capacity: 3,
             skills: BTreeMap::new(),
@@ -424,6 +430,45 @@ impl Default for AgentConfig {
 }
 
 impl AgentNodeConfig {
+    /// Returns the problems of the agents' credentials and of `[oidc]`, checked at start:
+    /// outside dev mode plaintext `password`s, agents without a secret (unless OIDC is
+    /// configured, their only way in) and the example's placeholder hashes are refused.
+    pub fn credential_problems(&self) -> Vec<String> {
+        use crate::credentials::{check_password_hash, is_placeholder};
+        let dev = self.node.dev_mode;
+        let mut out = self.oidc.problems();
+        for (i, agent) in self.agents.iter().enumerate() {
+            let key = format!("agents[{i}] (id {:?})", agent.id);
+            if !agent.password.is_empty() && !agent.password_hash.is_empty() {
+                out.push(format!("{key}: set password_hash or password, not both"));
+            }
+            if !agent.password_hash.is_empty() {
+                if let Err(e) = check_password_hash(&agent.password_hash) {
+                    out.push(format!("{key}.password_hash: {e}"));
+                } else if !dev && is_placeholder(&agent.password_hash) {
+                    out.push(format!(
+                        "{key}.password_hash: the example configuration's published hash; \
+                         make a real one with `centralino hash-password` (accepted only in dev mode)"
+                    ));
+                }
+            }
+            if dev {
+                continue;
+            }
+            if !agent.password.is_empty() {
+                out.push(format!(
+                    "{key}.password: plaintext passwords are accepted only in dev mode; \
+                     use password_hash (`centralino hash-password`)"
+                ));
+            } else if agent.password_hash.is_empty() && !self.oidc.enabled() {
+                out.push(format!(
+                    "{key}.password_hash: the agent has no secret (empty password_hash, no [oidc])"
+                ));
+            }
+        }
+        out
+    }
+
     /// Returns a list of problems with the configuration (empty when it is valid).
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();

@@ -5,6 +5,8 @@
 //! - [`schedule`], [`shifts`]: team working hours, time zones, holidays, language fallback.
 //! - [`config`]: the shared part of the configuration file and its loading (TOML plus
 //!   `CENTRALINO_*` overrides).
+//! - [`credentials`], [`oidc`]: password hashes, operator tokens and scopes, placeholder
+//!   secrets, JWT verification against a JWKS.
 //! - [`process`]: logging, signals and node ids, alike in every binary.
 //! - [`tls`]: TLS identities from files (reloaded when they change), peer identities.
 //! - [`server`]: the gRPC listener and server every node and benchmark serves with (TCP and
@@ -14,6 +16,9 @@
 
 pub mod clock;
 pub mod config;
+pub mod credentials;
+mod credentials_example;
+pub mod oidc;
 pub mod process;
 pub mod schedule;
 pub mod server;

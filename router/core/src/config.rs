@@ -52,10 +52,30 @@ pub struct Config {
     pub canned: Vec<CannedConfig>,
     /// Customer-facing message templates per language (built-in it and en by default).
     pub templates: BTreeMap<String, Templates>,
+    /// Operators of the Admin API: hashed bearer tokens with scopes.
+    pub operators: Vec<OperatorConfig>,
+    /// OIDC/JWT: agents and operators may present a token of the identity provider.
+    pub oidc: centralino_base::oidc::OidcConfig,
     /// Who a customer is: the shop's identity tokens and anonymous visitor tokens.
     pub identity: IdentityConfig,
     /// TLS of the public listener (customers, admin, agent desktops).
     pub tls: centralino_base::config::TlsConfig,
+}
+
+/// An operator of the Admin API (`[[operators]]`): a bearer token, stored as its SHA-256
+/// digest, and what it may do.
+///
+/// Tokens are high-entropy random values (`centralino new-token`), not passwords: a fast
+/// digest is safe for them, and argon2 would cost ~20 ms on every admin call.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// Who holds the token (logs).
+    pub name: String,
+    /// `sha256:<64 hex digits>` of the token.
+    pub token_hash: String,
+    /// `admin`, `supervisor`, `integration`, `read-only`.
+    pub scopes: Vec<centralino_base::credentials::Scope>,
 }
 
 /// The visitor secret of the example configuration: accepted in dev mode only.
@@ -237,7 +257,7 @@ pub struct NodeConfig {
     pub metrics_addr: String,
     /// Directory of the embedded store and the transcript archive.
     pub data_dir: PathBuf,
-    /// Bearer token of the admin API.
+    /// Bearer token of the admin API with every scope: dev mode only (use `[[operators]]`).
     pub admin_token: String,
     /// Actor threads (0 = one per core).
     pub actor_threads: usize,
@@ -253,7 +273,8 @@ pub struct NodeConfig {
     pub advertise_internal_addr: String,
     /// Allows plaintext on a non-loopback public address (`--insecure`).
     pub insecure: bool,
-    /// Development mode: plaintext internal plane, dev credentials and the example's placeholder secrets (never in production).
+    /// Dev mode (demo, tests; CLI `--dev`): plaintext internal plane and agent passwords,
+    /// `admin_token` and the example's placeholder secrets are accepted. Never in production.
     pub dev_mode: bool,
 }
 
@@ -666,7 +687,51 @@ impl Config {
                 dev_mode: self.node.dev_mode,
             },
             tls: self.tls.clone(),
+            oidc: self.oidc.clone(),
         }
+    }
+
+    /// Returns the problems of the configured secrets, checked at start (see
+    /// [`AgentNodeConfig::credential_problems`] for the agents): outside dev mode the
+    /// `admin_token` is refused (use `[[operators]]`), and operators' token digests must be
+    /// well formed, not the example's, with at least one known scope.
+    pub fn credential_problems(&self) -> Vec<String> {
+        use centralino_base::credentials::{check_token_hash, is_placeholder};
+        let dev = self.node.dev_mode;
+        let mut out = self.agent_node().credential_problems();
+        if !dev && !self.node.admin_token.is_empty() {
+            out.push(if is_placeholder(&self.node.admin_token) {
+                "node.admin_token: the example configuration's placeholder token; node.admin_token \
+                 is accepted only in dev mode — configure [[operators]] with token_hash \
+                 (`centralino new-token`)"
+                    .to_string()
+            } else {
+                "node.admin_token: accepted only in dev mode; configure [[operators]] with \
+                 token_hash (`centralino new-token`)"
+                    .to_string()
+            });
+        }
+        let mut names = BTreeSet::new();
+        for (i, op) in self.operators.iter().enumerate() {
+            let key = format!("operators[{i}] (name {:?})", op.name);
+            if op.name.trim().is_empty() {
+                out.push(format!("{key}.name: must not be empty"));
+            } else if !names.insert(op.name.as_str()) {
+                out.push(format!("{key}.name: configured twice"));
+            }
+            if let Err(e) = check_token_hash(&op.token_hash) {
+                out.push(format!("{key}.token_hash: {e}"));
+            } else if !dev && is_placeholder(&op.token_hash) {
+                out.push(format!(
+                    "{key}.token_hash: the example configuration's published token; make a real \
+                     one with `centralino new-token` (accepted only in dev mode)"
+                ));
+            }
+            if op.scopes.is_empty() {
+                out.push(format!("{key}.scopes: at least one scope is required"));
+            }
+        }
+        out
     }
 
     /// Returns the department called `name`.

@@ -205,6 +205,7 @@ pub(crate) fn bench_config(
 grpc_addr = "127.0.0.1:0"
 metrics_addr = ""
 admin_token = "bench"
+dev_mode = true
 data_dir = "{}"
 [limits]
 max_queue_length = 1000000
@@ -620,6 +621,7 @@ pub(crate) async fn log_in_agents(
             kind: Some(agent_command::Kind::Login(Login {
                 agent_id: format!("a{i}"),
                 password: "pw".into(),
+                ..Default::default()
             })),
         })
         .await

@@ -140,7 +140,7 @@ pub async fn run(options: SimOptions) -> Result<Report, SimError> {
     } else {
         Routers::new(&options.agent_nodes)?
     };
-    let token = options.config.node.admin_token.clone();
+    let token = admin_token(&options.config);
     let first = reach(&routers, &token).await?;
     let clock = match &options.clock {
         ClockSource::Shared(clock) => clock.clone(),
@@ -257,7 +257,7 @@ pub async fn run(options: SimOptions) -> Result<Report, SimError> {
         let _ = tokio::time::timeout(Duration::from_secs(2), progress).await;
     }
 
-    let server = snapshot(&shared.routers, &shared.config.node.admin_token)
+    let server = snapshot(&shared.routers, &admin_token(&shared.config))
         .await
         .ok()
         .and_then(|s| s.counters);
@@ -382,9 +382,19 @@ async fn progress_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// The bearer token the simulator reads snapshots with: `node.admin_token` (dev mode) when
+/// set, else the example configuration's demo operator token.
+pub fn admin_token(config: &Config) -> String {
+    if config.node.admin_token.is_empty() {
+        centralino_base::credentials::DEMO_OPERATOR_TOKEN.to_string()
+    } else {
+        config.node.admin_token.clone()
+    }
+}
+
 /// Logs the server's queues and agents (debug level), to explain waits.
 async fn log_server_state(shared: &Shared) {
-    let Ok(snapshot) = snapshot(&shared.routers, &shared.config.node.admin_token).await else {
+    let Ok(snapshot) = snapshot(&shared.routers, &admin_token(&shared.config)).await else {
         return;
     };
     let queues: Vec<String> = snapshot

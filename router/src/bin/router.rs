@@ -32,6 +32,10 @@ struct Args {
     /// Data directory (overrides node.data_dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Dev mode (demo, local tests): accepts plaintext agent passwords, node.admin_token and
+    /// the example configuration's placeholder secrets. Never in production.
+    #[arg(long)]
+    dev: bool,
     /// Log format: text or json (also CENTRALINO_LOG_FORMAT).
     #[arg(long, env = "CENTRALINO_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -55,6 +59,12 @@ fn main() -> anyhow::Result<()> {
     }
     if args.insecure {
         config.node.insecure = true;
+    }
+    if args.dev {
+        config.node.dev_mode = true;
+    }
+    if config.node.dev_mode {
+        tracing::warn!("dev mode: plaintext passwords and placeholder secrets are accepted");
     }
     actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()

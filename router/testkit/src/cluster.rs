@@ -119,6 +119,7 @@ pub async fn login_at(addr: SocketAddr, agent_id: &str) -> Result<Desk, tonic::S
         kind: Some(agent_command::Kind::Login(Login {
             agent_id: agent_id.to_string(),
             password: "pw".to_string(),
+            ..Default::default()
         })),
     })
     .await

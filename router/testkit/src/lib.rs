@@ -53,6 +53,7 @@ grpc_addr = "127.0.0.1:0"
 metrics_addr = ""
 admin_token = "{ADMIN}"
 actor_threads = 2
+dev_mode = true
 
 [desk]
 offer_timeout_secs = 2
@@ -314,6 +315,7 @@ pub async fn login(
         kind: Some(agent_command::Kind::Login(Login {
             agent_id: agent_id.to_string(),
             password: password.to_string(),
+            ..Default::default()
         })),
     })
     .await
@@ -421,6 +423,7 @@ pub async fn login_full(
         kind: Some(agent_command::Kind::Login(Login {
             agent_id: agent_id.to_string(),
             password: password.to_string(),
+            ..Default::default()
         })),
     })
     .await

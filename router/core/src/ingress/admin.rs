@@ -4,6 +4,8 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use centralino_base::credentials::{self, Scope};
+use centralino_base::oidc::{self, OidcVerifier};
 use centralino_link::AgentAdmin;
 use centralino_link::TransferTarget;
 use centralino_proto::v1::admin_server::Admin;
@@ -15,9 +17,11 @@ use centralino_proto::v1::{
     Snapshot, StreamIntegrationEventsRequest, Transcript, WatchConversationRequest,
 };
 use futures::Stream;
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use tracing::warn;
 
 use crate::conversation::{GetTranscript, Subscribe, Transfer};
 use crate::queue::GetStats;
@@ -27,45 +31,102 @@ use crate::store::records::Outcome;
 
 use super::validate::{check_field, mailbox, reject, EventStream};
 
-/// The operator API (needs the admin token).
+/// The operator API. Every call needs a bearer token with the call's scope (see
+/// [`required_scope`]): an `[[operators]]` token (SHA-256 digest compared in constant time),
+/// a JWT of the `[oidc]` identity provider with the scope in its scopes claim, or — in dev
+/// mode only — `node.admin_token` (every scope). Unknown tokens get UNAUTHENTICATED, known
+/// ones without the scope PERMISSION_DENIED.
 #[derive(Clone)]
 pub struct AdminApi {
     router: Arc<Router>,
     agents: Arc<dyn AgentAdmin>,
+    oidc: Option<Arc<OidcVerifier>>,
+}
+
+/// The scope each Admin call requires (`admin` grants every call, `supervisor` also the
+/// read-only ones).
+pub fn required_scope(method: &str) -> Scope {
+    match method {
+        "ForceTransfer" | "SetAgentStatus" | "SetCustomerTier" => Scope::Supervisor,
+        "StreamIntegrationEvents" => Scope::Integration,
+        "GetSnapshot" | "ListConversations" | "GetTranscript" | "WatchConversation" => {
+            Scope::ReadOnly
+        }
+        _ => Scope::Admin,
+    }
 }
 
 impl AdminApi {
     /// Returns the service over `router` and the local agent-node.
     pub fn new(router: Arc<Router>, agents: Arc<dyn AgentAdmin>) -> Self {
-        Self { router, agents }
+        let oidc = match OidcVerifier::from_config(&router.shared.config.oidc) {
+            Ok(v) => v.map(Arc::new),
+            Err(e) => {
+                warn!(error = %e, "OIDC disabled for the admin API: the JWKS cannot be read");
+                None
+            }
+        };
+        Self {
+            router,
+            agents,
+            oidc,
+        }
     }
 
-    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let expected = &self.router.shared.config.node.admin_token;
-        if expected.is_empty() {
-            return Err(Status::permission_denied(
-                "the admin API is disabled (no admin_token configured)",
-            ));
-        }
+    fn authorize<T>(&self, request: &Request<T>, method: &str) -> Result<(), Status> {
+        let required = required_scope(method);
         let given = request
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                Status::unauthenticated("missing authorization: Bearer <admin token>")
-            })?;
-        let same = given.len() == expected.len()
-            && given
-                .bytes()
-                .zip(expected.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if same {
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer <token>"))?;
+        let (who, scopes) = self.identify(given).ok_or_else(|| {
+            warn!(method, "admin call refused: unknown token");
+            Status::unauthenticated("unknown or invalid token")
+        })?;
+        if scopes.iter().any(|s| s.grants(required)) {
             Ok(())
         } else {
-            Err(Status::permission_denied("wrong admin token"))
+            warn!(method, operator = %who, %required, "admin call refused: missing scope");
+            Err(Status::permission_denied(format!(
+                "{method} needs the {required} scope"
+            )))
         }
+    }
+
+    /// Returns who holds `token` and their scopes, or `None` for an unknown token.
+    fn identify(&self, token: &str) -> Option<(String, BTreeSet<Scope>)> {
+        let config = &self.router.shared.config;
+        let mut found = None;
+        // Every digest is compared (no early exit on a match): timing tells nothing.
+        let digest = credentials::token_hash(token);
+        for op in &config.operators {
+            if credentials::constant_time_eq(digest.as_bytes(), op.token_hash.as_bytes()) {
+                found = Some((op.name.clone(), op.scopes.iter().copied().collect()));
+            }
+        }
+        if found.is_some() {
+            return found;
+        }
+        let dev_token = &config.node.admin_token;
+        if config.node.dev_mode
+            && !dev_token.is_empty()
+            && credentials::constant_time_eq(token.as_bytes(), dev_token.as_bytes())
+        {
+            return Some(("admin_token".to_string(), Scope::ALL.into_iter().collect()));
+        }
+        if let Some(verifier) = &self.oidc {
+            if oidc::looks_like_jwt(token) {
+                match verifier.operator(token) {
+                    Ok((subject, scopes)) => return Some((format!("oidc:{subject}"), scopes)),
+                    Err(e) => warn!(error = %e, "admin JWT refused"),
+                }
+            }
+        }
+        None
     }
 }
 
@@ -75,7 +136,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<GetSnapshotRequest>,
     ) -> Result<Response<Snapshot>, Status> {
-        reject(self.authorize(&request))?;
+        reject(self.authorize(&request, "GetSnapshot"))?;
         let mut queues = Vec::new();
         for (_, queue) in self.router.queues() {
             queues.push(queue.send(GetStats).await.map_err(mailbox)?);
@@ -140,7 +201,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<ListConversationsRequest>,
     ) -> Result<Response<ListConversationsResponse>, Status> {
-        reject(self.authorize(&request))?;
+        reject(self.authorize(&request, "ListConversations"))?;
         let req = request.into_inner();
         let rating = match req.rating.as_str() {
             "" => None,
@@ -178,7 +239,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<GetTranscriptRequest>,
     ) -> Result<Response<Transcript>, Status> {
-        reject(self.authorize(&request))?;
+        reject(self.authorize(&request, "GetTranscript"))?;
         let id = request.into_inner().conversation_id;
         reject(check_field(&id, "conversation_id", 256, true))?;
         let archived = match self.router.conversation(&id) {
@@ -214,7 +275,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<WatchConversationRequest>,
     ) -> Result<Response<Self::WatchConversationStream>, Status> {
-        reject(self.authorize(&request))?;
+        reject(self.authorize(&request, "WatchConversation"))?;
         let req = request.into_inner();
         let actor = reject(
             self.router
@@ -237,7 +298,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<ForceTransferRequest>,
     ) -> Result<Response<ForceTransferResponse>, Status> {
-        reject(self.authorize(&request))?;
+        reject(self.authorize(&request, "ForceTransfer"))?;
         let req = request.into_inner();
         let target = match (
             req.agent_id.is_empty(),
@@ -279,7 +340,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<StreamIntegrationEventsRequest>,
     ) -> Result<Response<Self::StreamIntegrationEventsStream>, Status> {
-        reject(self.authorize(&request))?;
+        reject(self.authorize(&request, "StreamIntegrationEvents"))?;
         let after = request.into_inner().after_event_id;
         // Subscribe first, then read the stored backlog: nothing falls in between.
         let mut live = self.router.shared.events.subscribe();
@@ -326,7 +387,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<SetCustomerTierRequest>,
     ) -> Result<Response<SetCustomerTierResponse>, Status> {
-        reject(self.authorize(&request))?;
+        reject(self.authorize(&request, "SetCustomerTier"))?;
         let req = request.into_inner();
         reject(check_field(
             &req.customer_id,
@@ -351,7 +412,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<SetAgentStatusRequest>,
     ) -> Result<Response<SetAgentStatusResponse>, Status> {
-        reject(self.authorize(&request))?;
+        reject(self.authorize(&request, "SetAgentStatus"))?;
         let req = request.into_inner();
         let status = AgentStatus::try_from(req.status)
             .map_err(|_| Status::invalid_argument("unknown status"));

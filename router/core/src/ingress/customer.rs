@@ -38,7 +38,6 @@ const MAX_TOKEN_BYTES: usize = 4096;
 /// ([`CustomerApi::for_peers`]).
 pub const FORWARDED_HEADER: &str = "x-centralino-forwarded";
 
-
 /// The customer API.
 #[derive(Clone)]
 pub struct CustomerApi {

@@ -6,6 +6,10 @@
 //! - `centralino sim --router ADDR[,ADDR…] [--agent-node ADDR[,ADDR…]] --duration 2h
 //!   --report-json r.json`: plays the same traffic against running routers (agents' desktops
 //!   on the agent-nodes, or on the routers when no agent-node is given).
+//! - `centralino hash-password < secret.txt`: the argon2id PHC string of a password read
+//!   from stdin, for `[[agents]] password_hash`.
+//! - `centralino new-token`: a random operator token and its digest for
+//!   `[[operators]] token_hash`.
 
 #![forbid(unsafe_code)]
 
@@ -49,6 +53,20 @@ enum Command {
     /// Measures routing decisions, end-to-end throughput over gRPC (with a plain tonic
     /// unary call as the ceiling) and memory per live conversation.
     Bench(BenchArgs),
+    /// Reads a password from stdin (one line; never from the command line) and prints its
+    /// argon2id PHC string for `[[agents]] password_hash`.
+    HashPassword(HashPasswordArgs),
+    /// Prints a new random operator token (line 1, give it to the operator) and its digest
+    /// (line 2, for `[[operators]] token_hash`).
+    NewToken,
+}
+
+#[derive(Debug, Args)]
+struct HashPasswordArgs {
+    /// Read the password from stdin (the default and only way: arguments end up in shell
+    /// histories and process lists).
+    #[arg(long, default_value_t = true)]
+    password_stdin: bool,
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +156,12 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo(args),
         Command::Sim(args) => run_sim(args),
         Command::Bench(args) => bench(args),
+        Command::HashPassword(_) => hash_password(),
+        Command::NewToken => {
+            let (token, hash) = centralino_base::credentials::new_token();
+            println!("{token}\n{hash}");
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -194,6 +218,26 @@ fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 fn init_logging(default: &str) {
     let json = std::env::var("CENTRALINO_LOG_FORMAT").is_ok_and(|f| f == "json");
     centralino_base::process::init_logging(json, default);
+}
+
+fn hash_password() -> anyhow::Result<ExitCode> {
+    use std::io::{BufRead as _, IsTerminal as _};
+    if std::io::stdin().is_terminal() {
+        eprint!("password (one line, shown as typed): ");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        bail!("empty password: give the password on stdin, e.g. `centralino hash-password < file`");
+    }
+    let phc = centralino_base::credentials::hash_password(password).map_err(anyhow::Error::msg)?;
+    println!("{phc}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {

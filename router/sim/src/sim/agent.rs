@@ -272,7 +272,8 @@ impl Desk {
             request_id: String::new(),
             kind: Some(Command::Login(Login {
                 agent_id: self.agent.id.clone(),
-                password: self.agent.password.clone(),
+                password: login_secret(&self.agent),
+                ..Default::default()
             })),
         };
         tx.try_send(login).ok()?;
@@ -1385,6 +1386,17 @@ fn summary(language: &str, messages: u32) -> String {
         format!("Cliente assistito, {messages} messaggi; richiesta risolta.")
     } else {
         format!("Customer helped, {messages} messages; request solved.")
+    }
+}
+
+/// The password a simulated agent types: the configured plaintext `password` (dev mode), or
+/// else the example configuration's documented demo password `<agent id>-pw` (its
+/// `password_hash`es are hashes of those).
+fn login_secret(agent: &AgentConfig) -> String {
+    if agent.password.is_empty() {
+        format!("{}-pw", agent.id)
+    } else {
+        agent.password.clone()
     }
 }
 
