@@ -26,6 +26,9 @@ use centralino_link::{Escalation, TransferTarget};
 
 /// Events buffered per desktop before new ones are dropped (and counted).
 const DESKTOP_BUFFER: usize = 1024;
+/// How long a new desk stream may wait before its `login` command; then it is refused
+/// with DEADLINE_EXCEEDED (a stream that never logs in must not hold a slot).
+pub const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Longest accepted message text, in bytes.
 pub const MAX_AGENT_TEXT_BYTES: usize = 8 * 1024;
 
@@ -56,9 +59,14 @@ impl AgentDesk for AgentDeskService {
     ) -> Result<Response<Self::SessionStream>, Status> {
         let client = request.remote_addr().map(|a| a.ip());
         let mut commands = request.into_inner();
-        let first = commands
-            .next()
+        let first = tokio::time::timeout(LOGIN_TIMEOUT, commands.next())
             .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "no login within {} s of opening the desk stream",
+                    LOGIN_TIMEOUT.as_secs()
+                ))
+            })?
             .ok_or_else(|| Status::invalid_argument("stream ended before login"))??;
         let Some(Kind::Login(login)) = first.kind else {
             return Err(Status::invalid_argument("the first command must be login"));

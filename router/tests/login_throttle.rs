@@ -70,3 +70,28 @@ fn repeated_wrong_passwords_are_throttled_then_forgiven() {
         node.shutdown().await;
     });
 }
+
+#[test]
+fn a_desk_stream_that_never_logs_in_is_refused_after_the_login_timeout() {
+    run(|| async {
+        let node = start(config("")).await;
+        let channel = channel(&node).await;
+        let mut desk = centralino_proto::v1::agent_desk_client::AgentDeskClient::new(channel);
+        // The stream stays open (its sender is kept) but no command is ever sent.
+        let (_keep, rx) = tokio::sync::mpsc::channel::<centralino_proto::v1::AgentCommand>(1);
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(30),
+            desk.session(tokio_stream::wrappers::ReceiverStream::new(rx)),
+        )
+        .await
+        .expect("the node answers within 30 s");
+        let status = answer.expect_err("no session without a login");
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status}");
+        assert!(
+            started.elapsed() >= centralino_agent_node::gateway::LOGIN_TIMEOUT,
+            "refused before the timeout"
+        );
+        node.shutdown().await;
+    });
+}

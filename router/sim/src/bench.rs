@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use centralino_base::server::{GrpcServer, Listener};
+use centralino_base::test_pki::Pki;
+use centralino_base::tls::{ClientTls, PeerRole};
 use centralino_link::Availability;
 use centralino_proto::v1::agent_desk_client::AgentDeskClient;
 use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
@@ -237,11 +239,52 @@ visitor_secret = "hex:{}"
 }
 
 pub(crate) async fn connect(addr: std::net::SocketAddr) -> Result<Channel, String> {
-    Channel::from_shared(format!("http://{addr}"))
+    connect_with(addr, None).await
+}
+
+/// Connects to `addr`, over TLS (rustls, the servers' CA) when `tls` is given; no request
+/// timeout, since desk sessions are long streams.
+pub(crate) async fn connect_with(
+    addr: std::net::SocketAddr,
+    tls: Option<&ClientTls>,
+) -> Result<Channel, String> {
+    let endpoint = Channel::from_shared(format!("http://{addr}"))
         .map_err(|e| e.to_string())?
-        .connect()
+        .tcp_nodelay(true);
+    let Some(tls) = tls else {
+        return endpoint.connect().await.map_err(|e| e.to_string());
+    };
+    let tls = tls.clone();
+    let target = addr.to_string();
+    endpoint
+        .connect_with_connector(tower::service_fn(move |_: tonic::codegen::http::Uri| {
+            let tls = tls.clone();
+            let target = target.clone();
+            async move { tls.connect(&target).await.map(hyper_util::rt::TokioIo::new) }
+        }))
         .await
         .map_err(|e| e.to_string())
+}
+
+/// A test CA, the node's server certificate (configured as its public `[tls]`) and a
+/// client that trusts the CA: the TLS variant of the end-to-end benchmark.
+struct BenchTls {
+    _pki: Pki,
+    client: ClientTls,
+}
+
+impl BenchTls {
+    fn configure(config: &mut Config) -> Result<Self, String> {
+        let pki = Pki::new();
+        // The project's rustls client checks the chain and that the certificate names a
+        // centralino identity; the handshake and record costs are those of any TLS client.
+        let server = pki.node(PeerRole::Router, "bench-node");
+        config.tls.cert_file = server.cert_file.display().to_string();
+        config.tls.key_file = server.key_file.display().to_string();
+        let client = ClientTls::load(pki.issue("bench-client", None), None)
+            .map_err(|e| format!("client TLS: {e}"))?;
+        Ok(Self { _pki: pki, client })
+    }
 }
 
 /// Starts `conversations` conversations with `concurrency` callers against a standalone
@@ -251,6 +294,7 @@ pub async fn end_to_end(
     conversations: usize,
     concurrency: usize,
     store: StoreChoice,
+    tls: bool,
 ) -> Result<ThroughputResult, String> {
     let agents = 200usize;
     let capacity = (conversations.div_ceil(agents) as u32 + 1).min(64);
@@ -264,19 +308,24 @@ pub async fn end_to_end(
         "centralino-bench-{}",
         uuid::Uuid::new_v4().simple()
     ));
-    let config = bench_config(agents, capacity, &dir)?;
+    let mut config = bench_config(agents, capacity, &dir)?;
+    let tls = match tls {
+        true => Some(BenchTls::configure(&mut config)?),
+        false => None,
+    };
+    let client_tls = tls.as_ref().map(|t| &t.client);
     let durable = matches!(store, StoreChoice::Embedded);
     let node = standalone::start_with(config, store)
         .await
         .map_err(|e| e.to_string())?;
-    let (desks, mut offer_rx) = log_in_agents(&[node.grpc_addr], agents).await?;
+    let (desks, mut offer_rx) = log_in_agents_with(&[node.grpc_addr], agents, client_tls).await?;
     // Let every agent's availability reach the queue.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let channels: Vec<Channel> = {
         let mut v = Vec::new();
         for _ in 0..4 {
-            v.push(connect(node.grpc_addr).await?);
+            v.push(connect_with(node.grpc_addr, client_tls).await?);
         }
         v
     };
@@ -287,12 +336,13 @@ pub async fn end_to_end(
     let _ = std::fs::remove_dir_all(&dir);
     Ok(ThroughputResult {
         workload: format!(
-            "start + auto-accepted offer, {} store, {concurrency} callers",
+            "start + auto-accepted offer, {} store, {concurrency} callers{}",
             if durable {
                 "embedded (fsync)"
             } else {
                 "memory"
-            }
+            },
+            if tls.is_some() { ", TLS" } else { "" }
         ),
         operations: latencies.len(),
         per_sec: latencies.len() as f64 / elapsed,
@@ -477,6 +527,10 @@ pub struct Report {
     pub end_to_end_embedded: Option<ThroughputResult>,
     /// End to end with the memory store.
     pub end_to_end_memory: Option<ThroughputResult>,
+    /// End to end with the embedded store, customers and desktops over TLS.
+    pub end_to_end_embedded_tls: Option<ThroughputResult>,
+    /// End to end with the memory store, over TLS.
+    pub end_to_end_memory_tls: Option<ThroughputResult>,
     /// Memory per live conversation.
     pub memory: Option<MemoryResult>,
 }
@@ -512,12 +566,19 @@ pub async fn run(which: Which, conversations: usize, concurrency: usize) -> Resu
         let ceiling = unary_echo(conversations * 2, concurrency).await?;
         print(&ceiling);
         report.unary_ceiling = Some(ceiling);
-        let embedded = end_to_end(conversations, concurrency, StoreChoice::Embedded).await?;
+        // Plaintext and TLS runs alternate, so that both see the same machine.
+        let embedded = end_to_end(conversations, concurrency, StoreChoice::Embedded, false).await?;
         print(&embedded);
         report.end_to_end_embedded = Some(embedded);
-        let memory = end_to_end(conversations, concurrency, StoreChoice::Memory).await?;
+        let embedded = end_to_end(conversations, concurrency, StoreChoice::Embedded, true).await?;
+        print(&embedded);
+        report.end_to_end_embedded_tls = Some(embedded);
+        let memory = end_to_end(conversations, concurrency, StoreChoice::Memory, false).await?;
         print(&memory);
         report.end_to_end_memory = Some(memory);
+        let memory = end_to_end(conversations, concurrency, StoreChoice::Memory, true).await?;
+        print(&memory);
+        report.end_to_end_memory_tls = Some(memory);
     }
     if all || which == Which::Memory {
         let r = memory(100_000, concurrency).await?;
@@ -610,10 +671,25 @@ pub(crate) async fn log_in_agents(
     ),
     String,
 > {
+    log_in_agents_with(nodes, count, None).await
+}
+
+/// [`log_in_agents`] over TLS when `tls` is given.
+pub(crate) async fn log_in_agents_with(
+    nodes: &[SocketAddr],
+    count: usize,
+    tls: Option<&ClientTls>,
+) -> Result<
+    (
+        Vec<mpsc::Sender<AgentCommand>>,
+        mpsc::UnboundedReceiver<(String, Instant)>,
+    ),
+    String,
+> {
     let (offer_tx, offer_rx) = mpsc::unbounded_channel::<(String, Instant)>();
     let mut desks = Vec::new();
     for i in 0..count {
-        let channel = connect(nodes[i % nodes.len()]).await?;
+        let channel = connect_with(nodes[i % nodes.len()], tls).await?;
         let mut client = AgentDeskClient::new(channel);
         let (tx, rx) = mpsc::channel(4);
         tx.send(AgentCommand {

@@ -203,7 +203,7 @@ async fn cluster_run(
 /// Runs the cluster benchmark. Must run inside an actix system on a multi-thread runtime.
 pub async fn run(conversations: usize, concurrency: usize) -> Result<ClusterReport, String> {
     let standalone_result =
-        crate::bench::end_to_end(conversations, concurrency, StoreChoice::Embedded).await?;
+        crate::bench::end_to_end(conversations, concurrency, StoreChoice::Embedded, false).await?;
     println!(
         "standalone: {} ops, {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
         standalone_result.operations,
