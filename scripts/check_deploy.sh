@@ -101,7 +101,7 @@ started=$(date +%s)
 step "tools"
 command -v kubectl >/dev/null 2>&1 ||
   fail "kubectl is not installed; it is needed for 'kubectl kustomize' (kustomize v5). Install it from the Kubernetes package repository or your distribution."
-kubectl version --client 2>/dev/null | head -2
+kubectl version --client 2>/dev/null | sed -n 1,2p
 command -v python3 >/dev/null 2>&1 || apt_install python3
 if ! command -v promtool >/dev/null 2>&1; then
   echo "installing promtool (Debian package prometheus)"
@@ -111,7 +111,7 @@ if ! command -v promtool >/dev/null 2>&1; then
     systemctl disable --now prometheus >/dev/null 2>&1 || true
   fi
 fi
-promtool --version 2>&1 | head -1
+promtool --version 2>&1 | sed -n 1p
 
 # kubernetes-validate in a virtualenv (Debian's system Python refuses pip installs, PEP 668).
 requirements=scripts/requirements-deploy.txt
@@ -137,7 +137,7 @@ trap 'rm -rf "$fresh"' EXIT
 render_copies "$fresh"
 for file in "${GENERATED[@]}"; do
   if ! cmp -s "$fresh/$file" "deploy/k8s/$file"; then
-    diff -u "deploy/k8s/$file" "$fresh/$file" | head -20 >&2 || true
+    diff -u "deploy/k8s/$file" "$fresh/$file" | sed -n 1,20p >&2 || true
     fail "deploy/k8s/$file is stale: run scripts/check_deploy.sh --sync"
   fi
 done

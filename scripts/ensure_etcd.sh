@@ -43,4 +43,4 @@ if ! etcd_bin="$(find_etcd)"; then
     fi
 fi
 
-"$etcd_bin" --version | head -n 1
+"$etcd_bin" --version | sed -n 1p # sed reads it all: no SIGPIPE under pipefail

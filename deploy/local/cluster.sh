@@ -160,7 +160,7 @@ live_pid() {
       router) program=router ;;
       agent-node) program=agent-node ;;
     esac
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$program" || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -- "$program" >/dev/null || return 1
   fi
   echo "$pid"
 }
@@ -319,7 +319,7 @@ etcd_healthy() {
   local name
   for name in "${ETCD_NAMES[@]}"; do
     curl -sf --max-time 2 --cacert "$PKI/ca.pem" --cert "$PKI/etcd-client.pem" --key "$PKI/etcd-client-key.pem" \
-      "https://$(addr_of "$name")/health" | grep -q '"health":"true"' || return 1
+      "https://$(addr_of "$name")/health" | grep '"health":"true"' >/dev/null || return 1
   done
 }
 
