@@ -11,7 +11,9 @@
 #     ConfigMap, Secret values only CHANGE-ME- placeholders, TLS files from cert-manager
 #     Secrets with the right SPIFFE URIs, etcd https + client-cert auth, no --dev/--insecure,
 #     and the NetworkPolicy connection matrix (default-deny, internal ports from centralino
-#     pods only, etcd client/peer ports, metrics from Prometheus only),
+#     pods only, etcd client/peer ports, metrics from Prometheus only, PostgreSQL's 5432 from
+#     routers only), nothing durable on an emptyDir (data dirs on persistent volume claims),
+#     PostgreSQL's password and DSN from Secrets only, with TLS (verify-full),
 #   - promtool check rules / test rules on deploy/prometheus,
 #   - promtool check metrics on a scrape of a live node reports nothing,
 #   - every metric the dashboard and the rules use is in that scrape (scripts/check_dashboard.py),
@@ -37,7 +39,7 @@ cd "$(dirname "$0")/.."
 K8S_VERSION=${K8S_VERSION:-1.33.0}
 VENV=${DEPLOY_VENV:-target/deploy-venv}
 OUT=target/deploy
-OVERLAYS=(standalone cluster cluster-per-pod-identity)
+OVERLAYS=(standalone cluster cluster-per-pod-identity cluster-external-postgresql)
 
 step() { printf '\n==> %s\n' "$*"; }
 fail() { printf 'check_deploy.sh: %s\n' "$*" >&2; exit 1; }
@@ -284,8 +286,9 @@ PYEOF
 done
 
 # The checks can fail: broken variants of the cluster render must be refused.
-step "security checks and cert-manager schemas refuse broken variants of the cluster render"
-"$PY" scripts/check_k8s_security.py selftest "$OUT/cluster.yaml"
+step "security checks and cert-manager schemas refuse broken variants of the renders"
+"$PY" scripts/check_k8s_security.py selftest "$OUT/cluster.yaml" "$OUT/standalone.yaml" \
+  "$OUT/cluster-external-postgresql.yaml"
 "$PY" scripts/check_cert_manager.py --selftest "$OUT/cluster.yaml"
 
 # --- Prometheus rules --------------------------------------------------------------------

@@ -30,7 +30,25 @@ Subcommands (scripts/check_deploy.sh calls them):
         ingress allow at the destination): public ports open to all, ports named `internal`
         only from the nodes that call them (RouterInternal: agent-nodes and
         routers; AgentNodeInternal: routers), etcd's client port only from routers and agent-nodes, its peer port
-        only from etcd, metrics only from Prometheus in the monitoring namespace.
+        only from etcd, metrics only from Prometheus in the monitoring namespace, PostgreSQL's
+        5432 only from routers (self-contained: its pod; managed: the ipBlock of the routers'
+        egress, which no other pod gets and which is not the whole internet);
+      - nothing durable on an emptyDir or a container's own filesystem: a router's data_dir when
+        it holds the embedded store (standalone) or the archive (a cluster router without the
+        PostgreSQL DSN), etcd's --data-dir and PostgreSQL's PGDATA are on persistent volume
+        claims (an agent-node's data dir, and a cluster router's with PostgreSQL, are scratch);
+      - PostgreSQL, the cluster's record: its password and the routers' DSN
+        (CENTRALINO_RECORD__POSTGRES_URL) only by secretKeyRef, never a literal, an argument or
+        the ConfigMap ([record] postgres_url unset there); the Secret centralino-postgres holds
+        placeholders only; the DSN has sslmode=verify-full and an sslrootcert mounted from a
+        ConfigMap or only the ca.crt of a Secret; self-contained, the DSN names the server's
+        user, database, password and a DNS name of its certificate, and the server (image pinned)
+        runs with ssl=on and a pg_hba that admits TLS + SCRAM network connections only.
+
+  selftest CLUSTER STANDALONE EXTERNAL
+                               applies broken variants to renders of overlays/cluster,
+                               overlays/standalone and overlays/cluster-external-postgresql and
+                               fails unless the checks refuse each one (and pass the originals)
 
 Exit status 1 with one line per problem.
 """
@@ -53,6 +71,17 @@ MOVED = {"password": "password_hash", "password_hash": "password_hash",
          "etcd_password": "etcd_password"}
 # Dev-mode-only keys: removed from the ConfigMap, not carried by the Secret.
 DEV_ONLY = {("node", "admin_token")}
+# Keys that hold a credential inside a value (a DSN with its password), carried by a Secret
+# of their own, referenced by secretKeyRef (not by centralino-credentials): removed from the
+# ConfigMap with a comment naming the Secret, key and variable.
+OWN_SECRET = {("record", "postgres_url"): ("centralino-postgres", "postgres-url")}
+# The PostgreSQL record: the Secret, the variables that carry its password or DSN (only ever
+# from a Secret), a DSN with a password in it (never in a ConfigMap, an argument or a
+# literal value), and where the routers find the server's CA (sslrootcert).
+PG_SECRET = "centralino-postgres"
+PG_URL_ENV = "CENTRALINO_RECORD__POSTGRES_URL"
+PG_SECRET_ENV = {PG_URL_ENV, "POSTGRES_PASSWORD", "PGPASSWORD", "POSTGRES_PASSWORD_FILE", "PGPASSFILE"}
+DSN_WITH_PASSWORD = re.compile(r"postgres(ql)?://[^/@\s:]*:[^/@\s]+@", re.IGNORECASE)
 # Credentials every production node needs, whether or not the example sets them.
 ALWAYS = {("identity", "shop_secret"): "CHANGE-ME-shop-secret-hex-32-bytes",
           ("identity", "visitor_secret"): "CHANGE-ME-visitor-secret-hex-32-bytes"}
@@ -88,6 +117,11 @@ def split_example(text: str) -> tuple[str, list[tuple[list[str], str]]]:
         elif table:
             section = table.group(1).split(".")
         key = re.match(r"^(\s*)([A-Za-z0-9_-]+)\s*=", line)
+        if key and tuple(section + [key.group(2)]) in OWN_SECRET:
+            secret, secret_key = OWN_SECRET[tuple(section + [key.group(2)])]
+            out.append(f"{key.group(1)}# {key.group(2)}: from the Secret {secret} (key {secret_key}), "
+                       f"{_env_name(section + [key.group(2)])}\n")
+            continue
         if key and (key.group(2) in MOVED or tuple(section + [key.group(2)]) in DEV_ONLY):
             indent, name = key.group(1), key.group(2)
             if tuple(section + [name]) in DEV_ONLY:
@@ -214,6 +248,8 @@ def check_configmaps(r: Render, errors):
                 errors.append(f"{where}: a credential as a ConfigMap key")
             if "$argon2" in text or re.search(r"sha256:[0-9a-f]{64}", text):
                 errors.append(f"{where}: holds a password or token hash")
+            if DSN_WITH_PASSWORD.search(text):
+                errors.append(f"{where}: holds a PostgreSQL DSN with a password (belongs in the Secret {PG_SECRET})")
             if key.endswith(".toml"):
                 try:
                     doc = tomllib.loads(text)
@@ -222,6 +258,10 @@ def check_configmaps(r: Render, errors):
                     continue
                 for path in _secret_keys(doc, []):
                     errors.append(f"{where}: credential key {'.'.join(path)} (belongs in a Secret)")
+                for path, (secret, secret_key) in OWN_SECRET.items():
+                    if _lookup(doc, list(path)):
+                        errors.append(f"{where}: {'.'.join(path)} is set (it belongs in the Secret "
+                                      f"{secret}, key {secret_key})")
 
 
 def config_doc(r: Render):
@@ -232,10 +272,21 @@ def config_doc(r: Render):
     return None
 
 
+def is_generated(n, base):
+    """Whether n is the generator's name base, with or without kustomize's content hash."""
+    return re.fullmatch(re.escape(base) + r"(-[a-z0-9]{10})?", n) is not None
+
+
+def secret_values(s):
+    return {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (s.get("data") or {}).items()}
+
+
 def check_secrets(r: Render, errors):
     config = config_doc(r)
     for s in r.kind("Secret"):
         where = f"Secret/{name(s)}"
+        if is_generated(name(s), PG_SECRET):
+            continue  # its own rules: check_postgres
         for key, value in (s.get("stringData") or {}).items():
             errors.append(f"{where} {key}: stringData (use a generator)")
         for key, b64 in (s.get("data") or {}).items():
@@ -493,6 +544,227 @@ def check_services(r: Render, errors):
                 errors.append(f"Service/{name(s)}: exposes {target} on a cluster IP (only the public port may be)")
 
 
+def workload_role(w):
+    """router / agent-node for centralino nodes, else the app.kubernetes.io/name label."""
+    labels = pod_labels(w)
+    if labels.get("app.kubernetes.io/name") == "centralino":
+        return labels.get("app.kubernetes.io/component")
+    return labels.get("app.kubernetes.io/name")
+
+
+def is_postgres(c):
+    """A PostgreSQL server: the official image run by its entrypoint (a container of that image
+    with a command of its own, such as the tls-reload sidecar, is a client)."""
+    return re.match(r"^(docker\.io/)?(library/)?postgres[:@]", c.get("image", "")) is not None \
+        and not c.get("command")
+
+
+def secret_ref(c, var):
+    """The (Secret name, key) a variable comes from, None for a literal or another source."""
+    for e in c.get("env", []):
+        if e["name"] == var:
+            ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+            return (ref["name"], ref["key"]) if ref and "value" not in e else None
+    return None
+
+
+def volume_at(w, c, path):
+    """The volume a path of a container is on (the longest mount path above it), and its kind:
+    "pvc" (volumeClaimTemplates or persistentVolumeClaim), "emptyDir", another volume type,
+    or (None, "root filesystem")."""
+    pod = w["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    claims = {t["metadata"]["name"] for t in w["spec"].get("volumeClaimTemplates", [])}
+    best = None
+    for m in c.get("volumeMounts", []):
+        mp = m["mountPath"].rstrip("/") + "/"
+        if (path.rstrip("/") + "/").startswith(mp) and (best is None or len(mp) > len(best[0])):
+            best = (mp, m["name"])
+    if best is None:
+        return None, "root filesystem"
+    v = volumes.get(best[1])
+    if v is None:
+        return best[1], "pvc" if best[1] in claims else "missing volume"
+    if "persistentVolumeClaim" in v:
+        return best[1], "pvc"
+    kind = next((k for k in v if k != "name"), "?")
+    return best[1], kind
+
+
+def durable_paths(w, c):
+    """What a container keeps that must outlive its pod: [(path, what)].
+
+    - a router's data_dir, when it holds the embedded store (--standalone) or the archive (a
+      cluster router without the PostgreSQL record from a Secret); in cluster mode with
+      [record] postgres_url the data_dir is scratch;
+    - nothing of an agent-node (it writes nothing durable: logins are etcd claims,
+      conversations the routers');
+    - etcd's --data-dir; PostgreSQL's PGDATA.
+    """
+    role = workload_role(w)
+    env = env_map(c)
+    args = c.get("command", []) + c.get("args", [])
+    out = []
+    if role == "router" and pod_labels(w).get("app.kubernetes.io/name") == "centralino":
+        data = env.get("CENTRALINO_NODE__DATA_DIR") or "data/centralino"
+        if "--standalone" in args:
+            out.append((data, "the router's data_dir (the embedded store)"))
+        elif secret_ref(c, PG_URL_ENV) is None:
+            out.append((data, "the router's data_dir (the transcript archive: no PostgreSQL record)"))
+    for a in args:
+        if a.startswith("--data-dir="):
+            out.append((a.partition("=")[2], "etcd's --data-dir"))
+    if c.get("name") == "etcd" and not any(a.startswith("--data-dir=") for a in args):
+        out.append(("<name>.etcd", "etcd's default data dir"))
+    if is_postgres(c):
+        out.append((env.get("PGDATA") or "/var/lib/postgresql/data", "PostgreSQL's PGDATA"))
+    return out
+
+
+def check_durable_volumes(r: Render, errors):
+    """Nothing durable on an emptyDir (or the container's own filesystem): it is lost on every
+    rollout, eviction and reschedule. Durable paths must be on a PersistentVolumeClaim."""
+    for w in r.workloads():
+        for c in containers(w):
+            where = f"{w['kind']}/{name(w)} container {c['name']}"
+            for path, what in durable_paths(w, c):
+                if not path.startswith("/"):
+                    errors.append(f"{where}: {what} {path} is a relative path (set it on a persistent volume)")
+                    continue
+                volume, kind = volume_at(w, c, path)
+                if kind != "pvc":
+                    errors.append(f"{where}: {what} {path} is on {kind}"
+                                  f"{f' volume {volume}' if volume else ''}, not a persistent volume claim")
+
+
+def check_postgres(r: Render, overlay, errors):
+    """PostgreSQL, the cluster's system of record: its password and the routers' DSN only from
+    Secrets (never a literal, an argument or a ConfigMap), placeholders only in the render, TLS
+    with verify-full, and, self-contained, a server that takes TLS + SCRAM connections only."""
+    secrets = {name(s): secret_values(s) for s in r.kind("Secret")}
+    configmaps = {name(cm): cm.get("data") or {} for cm in r.kind("ConfigMap")}
+    # Everywhere: the password and DSN variables from a Secret, no DSN with a password in a
+    # literal value or an argument.
+    for w in r.workloads():
+        for c in containers(w):
+            where = f"{w['kind']}/{name(w)} container {c['name']}"
+            for e in c.get("env", []):
+                if e["name"] in PG_SECRET_ENV and not (e.get("valueFrom") or {}).get("secretKeyRef") \
+                        and not e["name"].endswith("_FILE"):
+                    errors.append(f"{where}: {e['name']} is not from a Secret (secretKeyRef)")
+                if DSN_WITH_PASSWORD.search(e.get("value") or ""):
+                    errors.append(f"{where}: env {e['name']} holds a PostgreSQL DSN with a password")
+            for a in c.get("command", []) + c.get("args", []):
+                if DSN_WITH_PASSWORD.search(a) or re.search(r"(^|\s)password\s*=", a):
+                    errors.append(f"{where}: argument {a!r} holds a PostgreSQL password")
+            for ef in c.get("envFrom", []):
+                if "configMapRef" in ef and any(DSN_WITH_PASSWORD.search(str(v)) or k in PG_SECRET_ENV
+                                                for k, v in configmaps.get(ef["configMapRef"]["name"], {}).items()):
+                    errors.append(f"{where}: envFrom ConfigMap {ef['configMapRef']['name']} carries a PostgreSQL credential")
+    pg_secrets = {n: v for n, v in secrets.items() if is_generated(n, PG_SECRET)}
+    for n, values in pg_secrets.items():
+        for key, value in values.items():
+            if key not in ("password", "postgres-url"):
+                errors.append(f"Secret/{n} {key}: not a key of the PostgreSQL Secret (password, postgres-url)")
+            elif key == "password" and not value.startswith(PLACEHOLDER):
+                errors.append(f"Secret/{n} password: value is not a {PLACEHOLDER}... placeholder")
+            elif key == "postgres-url" and PLACEHOLDER not in value:
+                errors.append(f"Secret/{n} postgres-url: the DSN holds no {PLACEHOLDER}... placeholder")
+    if overlay != "cluster":
+        return
+
+    servers = [(w, c) for w in r.workloads() for c in containers(w) if is_postgres(c)]
+    routers = [(w, c) for w in r.workloads() if workload_role(w) == "router"
+               and pod_labels(w).get("app.kubernetes.io/name") == "centralino" for c in containers(w)]
+    for w, c in routers:
+        where = f"{w['kind']}/{name(w)} container {c['name']}"
+        ref = secret_ref(c, PG_URL_ENV)
+        if ref is None:
+            errors.append(f"{where}: no {PG_URL_ENV} from a Secret (cluster mode needs PostgreSQL as the record)")
+            continue
+        dsn = secrets.get(ref[0], {}).get(ref[1])
+        if dsn is None:
+            errors.append(f"{where}: {PG_URL_ENV} refers to Secret {ref[0]} key {ref[1]}, not in the render")
+            continue
+        m = re.match(r"^postgres(ql)?://(?:([^:@/]*)(?::([^@/]*))?@)?([^:/?]+)(?::(\d+))?/([^?]*)(?:\?(.*))?$", dsn)
+        if not m:
+            errors.append(f"{where}: the DSN in {ref[0]}/{ref[1]} is not a postgres:// URL")
+            continue
+        user, password, host, db = m.group(2), m.group(3), m.group(4), m.group(6)
+        params = dict(p.partition("=")[::2] for p in (m.group(7) or "").split("&") if p)
+        if params.get("sslmode") != "verify-full":
+            errors.append(f"{where}: the DSN's sslmode is {params.get('sslmode')!r}, not verify-full")
+        root = params.get("sslrootcert")
+        if not root:
+            errors.append(f"{where}: the DSN names no sslrootcert (the CA the server is verified against)")
+        else:
+            volume, kind = volume_at(w, c, root)
+            vol = next((v for v in w["spec"]["template"]["spec"].get("volumes", []) if v["name"] == volume), {})
+            if kind not in ("secret", "configMap"):
+                errors.append(f"{where}: sslrootcert {root} is on {kind}, not a mounted Secret or ConfigMap")
+            elif kind == "secret" and [i.get("key") for i in vol["secret"].get("items", [])] != ["ca.crt"]:
+                errors.append(f"{where}: volume {volume} mounts Secret {vol['secret']['secretName']} beyond its "
+                              "ca.crt (a router must not get the database server's key)")
+        if servers:
+            # Self-contained: the DSN must name this server, its user, database and password,
+            # and a DNS name of its certificate (verify-full checks it).
+            sw, sc = servers[0]
+            senv = env_map(sc)
+            pw_ref = secret_ref(sc, "POSTGRES_PASSWORD")
+            server_pw = secrets.get(pw_ref[0], {}).get(pw_ref[1]) if pw_ref else None
+            if user != senv.get("POSTGRES_USER") or db != senv.get("POSTGRES_DB"):
+                errors.append(f"{where}: the DSN's user/database {user}/{db} are not the server's "
+                              f"{senv.get('POSTGRES_USER')}/{senv.get('POSTGRES_DB')}")
+            if server_pw is not None and password != server_pw:
+                errors.append(f"{where}: the DSN's password is not the server's (Secret {pw_ref[0]} key {pw_ref[1]})")
+            names = {d for cert in r.kind("Certificate") for d in cert["spec"].get("dnsNames", [])
+                     if any(v.get("secret", {}).get("secretName") == cert["spec"]["secretName"]
+                            for v in sw["spec"]["template"]["spec"].get("volumes", []))}
+            if host not in names:
+                errors.append(f"{where}: the DSN's host {host} is not a DNS name of the server's certificate {sorted(names)}")
+    for w, c in servers:
+        where = f"{w['kind']}/{name(w)} container {c['name']}"
+        env = env_map(c)
+        if not any(e["name"] in ("POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE") for e in c.get("env", [])):
+            errors.append(f"{where}: no POSTGRES_PASSWORD (from a Secret)")
+        if str(env.get("POSTGRES_HOST_AUTH_METHOD", "")).lower() in ("trust", "password", "md5"):
+            errors.append(f"{where}: POSTGRES_HOST_AUTH_METHOD={env['POSTGRES_HOST_AUTH_METHOD']}")
+        if not re.search(r"postgres:\d+(\.\d+)*(-[a-z0-9]+)?(@sha256:[0-9a-f]{64})?$", c["image"]):
+            errors.append(f"{where}: image {c['image']} is not pinned to a version")
+        settings = {}
+        args = c.get("args", [])
+        for i, a in enumerate(args):
+            if a == "-c" and i + 1 < len(args):
+                k, _, v = args[i + 1].partition("=")
+                settings[k] = v
+        if settings.get("ssl") != "on" or not settings.get("ssl_cert_file") or not settings.get("ssl_key_file"):
+            errors.append(f"{where}: TLS is not on (-c ssl=on, ssl_cert_file, ssl_key_file)")
+        for k in ("ssl_cert_file", "ssl_key_file"):
+            if settings.get(k):
+                volume, kind = volume_at(w, c, settings[k])
+                if kind != "secret":
+                    errors.append(f"{where}: {k} is on {kind}, not a Secret cert-manager writes")
+        hba = settings.get("hba_file")
+        if not hba:
+            errors.append(f"{where}: no hba_file (the image's default admits every address without TLS)")
+            continue
+        volume, kind = volume_at(w, c, hba)
+        vol = next((v for v in w["spec"]["template"]["spec"].get("volumes", []) if v["name"] == volume), {})
+        text = configmaps.get(vol.get("configMap", {}).get("name"), {}).get(hba.rsplit("/", 1)[-1]) \
+            if kind == "configMap" else None
+        if text is None:
+            errors.append(f"{where}: hba_file {hba} is not a file of a mounted ConfigMap")
+            continue
+        for line in text.splitlines():
+            fields = line.split("#", 1)[0].split()
+            if not fields:
+                continue
+            if fields[0] in ("host", "hostnossl", "hostgssenc", "hostnogssenc"):
+                errors.append(f"{where}: pg_hba line {line.strip()!r} admits connections without TLS")
+            elif fields[0] == "hostssl" and fields[-1] not in ("scram-sha-256", "cert"):
+                errors.append(f"{where}: pg_hba line {line.strip()!r} does not authenticate with SCRAM or a certificate")
+
+
 # --- NetworkPolicy evaluation ------------------------------------------------------------
 class Peer:
     """A source or destination of a connection: a pod (labels, namespace) or an address."""
@@ -578,9 +850,7 @@ def check_network_policies(r: Render, overlay, errors):
     for w in r.workloads():
         labels = pod_labels(w)
         ports = {p.get("name"): p["containerPort"] for c in containers(w) for p in c.get("ports", [])}
-        role = labels.get("app.kubernetes.io/component") if labels.get("app.kubernetes.io/name") == "centralino" \
-            else labels.get("app.kubernetes.io/name")
-        pods[role] = Peer(role, labels, ports=ports)
+        pods[workload_role(w)] = Peer(workload_role(w), labels, ports=ports)
     centralino = {"router", "agent-node"}
     outsiders = {
         "other pod": Peer("other pod", {"app": "other"}),
@@ -610,6 +880,8 @@ def check_network_policies(r: Render, overlay, errors):
                     want = src_role in centralino
                 elif dst_role == "etcd" and port_name == "peer":
                     want = src_role == "etcd"
+                elif dst_role == "postgresql" and port_name == "postgresql":
+                    want = src_role == "router"  # the record: routers only, never agent-nodes
                 else:
                     want = False
                 if got != want:
@@ -624,13 +896,45 @@ def check_network_policies(r: Render, overlay, errors):
                                   f"{'admits' if alone else 'refuses'} {src_role}")
         if not allowed(policies, dst, dns, 53, "UDP") or not allowed(policies, dst, dns, 53, "TCP"):
             errors.append(f"NetworkPolicy: {dst_role} cannot resolve names (DNS to kube-dns)")
-        if allowed(policies, dst, outsiders["internet"], 443) and dst_role == "etcd":
-            errors.append("NetworkPolicy: etcd reaches the internet")
+        if allowed(policies, dst, outsiders["internet"], 443) and dst_role in ("etcd", "postgresql"):
+            errors.append(f"NetworkPolicy: {dst_role} reaches the internet")
     if overlay == "cluster" and not any("internal" in p.ports for p in pods.values()):
         errors.append("no container port named 'internal' in the cluster overlay")
     expected = {"router"} | ({"agent-node", "etcd"} if overlay == "cluster" else set())
+    if overlay == "cluster" and "postgresql" in pods:
+        expected.add("postgresql")  # self-contained (components/postgresql)
+    elif overlay == "cluster":
+        check_external_postgres_egress(policies, pods, outsiders, errors)
     if set(pods) != expected:
         errors.append(f"workloads {sorted(pods)}, expected {sorted(expected)} (update the matrix)")
+
+
+def check_external_postgres_egress(policies, pods, outsiders, errors):
+    """A managed PostgreSQL (components/postgresql-external): the routers, and only they, may
+    dial its addresses (an ipBlock) on 5432, and not the whole internet."""
+    import ipaddress
+
+    db_port = {"postgresql": 5432}
+    blocks = [peer["ipBlock"] for p in policies if "Egress" in p["spec"].get("policyTypes", [])
+              for rule in p["spec"].get("egress", [])
+              if rule.get("ports") and _port_matches(rule["ports"], Peer("db", ports=db_port), "postgresql")
+              for peer in rule.get("to") or [] if "ipBlock" in peer]
+    if not blocks:
+        errors.append("NetworkPolicy: no egress to an external PostgreSQL (an ipBlock on port 5432) "
+                      "and no PostgreSQL in the render")
+        return
+    for block in blocks:
+        net = ipaddress.ip_network(block["cidr"])
+        db = Peer("external postgresql", ip=str(next(net.hosts(), net.network_address)), ports=db_port)
+        for role, src in pods.items():
+            if allowed(policies, src, db, "postgresql") != (role == "router"):
+                errors.append(f"NetworkPolicy: {role} -> external PostgreSQL {block['cidr']}:5432 is "
+                              f"{'allowed' if role != 'router' else 'denied'}, must be "
+                              f"{'denied' if role != 'router' else 'allowed'}")
+    if "router" in pods and allowed(policies, pods["router"], Peer("internet", ip="203.0.113.7", ports=db_port),
+                                    "postgresql"):
+        errors.append("NetworkPolicy: routers reach port 5432 anywhere on the internet (narrow the ipBlock "
+                      "to the database's addresses)")
 
 
 def check(path, overlay) -> list[str]:
@@ -646,6 +950,8 @@ def check(path, overlay) -> list[str]:
     check_cert_chain(r, errors)
     check_services(r, errors)
     check_network_policies(r, overlay, errors)
+    check_durable_volumes(r, errors)
+    check_postgres(r, overlay, errors)
     if overlay == "cluster":
         check_etcd(r, errors)
     return errors
@@ -665,6 +971,33 @@ def _set_arg(c, flag, value=None):
     c["args"] = [a for a in c["args"] if a.partition("=")[0] != flag]
     if value is not None:
         c["args"].append(value)
+
+
+def _env(c, var):
+    return next(e for e in c["env"] if e["name"] == var)
+
+
+def _volume(w, vname):
+    return next(v for v in w["spec"]["template"]["spec"]["volumes"] if v["name"] == vname)
+
+
+def _to_empty_dir(w, vname):
+    """The claim template vname becomes an emptyDir volume of the same name."""
+    w["spec"]["volumeClaimTemplates"] = [t for t in w["spec"].get("volumeClaimTemplates", [])
+                                         if t["metadata"]["name"] != vname]
+    volumes = [v for v in w["spec"]["template"]["spec"].get("volumes", []) if v["name"] != vname]
+    w["spec"]["template"]["spec"]["volumes"] = volumes + [{"name": vname, "emptyDir": {}}]
+
+
+def _edit_dsn(docs, edit):
+    secret = _find(docs, "Secret", PG_SECRET)
+    url = base64.b64decode(secret["data"]["postgres-url"]).decode()
+    secret["data"]["postgres-url"] = base64.b64encode(edit(url).encode()).decode()
+
+
+def _edit_hba(docs, line):
+    cm = _find(docs, "ConfigMap", "centralino-postgres-hba")
+    cm["data"]["pg_hba.conf"] += line + "\n"
 
 
 def _internal_policy(docs):
@@ -722,37 +1055,105 @@ MUTATIONS = {
     "metrics from anywhere": lambda d: _find(d, "NetworkPolicy", "centralino-allow-metrics")["spec"]["ingress"][0].pop("from"),
     "no public port": lambda d: d.remove(_find(d, "NetworkPolicy", "centralino-allow-public")),
     "no DNS": lambda d: d.remove(_find(d, "NetworkPolicy", "centralino-allow-dns")),
+    # PostgreSQL, the record (components/postgresql).
+    "routers without the PostgreSQL record": lambda d: _container(d, "centralino-router", "router").update(
+        {"env": [e for e in _container(d, "centralino-router", "router")["env"] if e["name"] != PG_URL_ENV]}),
+    "the routers' DSN as a literal value": lambda d: _env(_container(d, "centralino-router", "router"), PG_URL_ENV).update(
+        {"value": "postgres://centralino:pw@centralino-postgres:5432/centralino?sslmode=verify-full"}) or
+        _env(_container(d, "centralino-router", "router"), PG_URL_ENV).pop("valueFrom"),
+    "the PostgreSQL password as a literal value": lambda d: _env(_container(d, "centralino-postgres", "postgresql"),
+                                                               "POSTGRES_PASSWORD").update({"value": "pw"}) or
+        _env(_container(d, "centralino-postgres", "postgresql"), "POSTGRES_PASSWORD").pop("valueFrom"),
+    "a real password in the PostgreSQL Secret": lambda d: _find(d, "Secret", PG_SECRET)["data"].update(
+        {"password": base64.b64encode(b"s3cret-password").decode()}),
+    "the DSN's password not the server's": lambda d: _find(d, "Secret", PG_SECRET)["data"].update(
+        {"password": base64.b64encode(b"CHANGE-ME-another-password").decode()}),
+    "a DSN without verify-full": lambda d: _edit_dsn(d, lambda u: u.replace("sslmode=verify-full", "sslmode=require")),
+    "a DSN naming a host the certificate does not": lambda d: _edit_dsn(
+        d, lambda u: u.replace("@centralino-postgres:", "@centralino-postgres.default.svc:")),
+    "a DSN in the ConfigMap": lambda d: _find(d, "ConfigMap", "centralino-config")["data"].update(
+        {"centralino.toml": _find(d, "ConfigMap", "centralino-config")["data"]["centralino.toml"]
+         + '\n[record]\npostgres_url = "postgres://centralino:pw@db:5432/centralino"\n'}),
+    "a router mounting the PostgreSQL server's key": lambda d: _volume(
+        _find(d, "StatefulSet", "centralino-router"), "postgres-ca")["secret"].pop("items"),
+    "PostgreSQL's data on an emptyDir": lambda d: _to_empty_dir(_find(d, "StatefulSet", "centralino-postgres"), "data"),
+    "etcd's data on an emptyDir": lambda d: _to_empty_dir(_find(d, "StatefulSet", "centralino-etcd"), "data"),
+    "PostgreSQL without TLS": lambda d: _container(d, "centralino-postgres", "postgresql").update(
+        {"args": [a for a in _container(d, "centralino-postgres", "postgresql")["args"] if a != "ssl=on"][1:]}),
+    "pg_hba admitting connections without TLS": lambda d: _edit_hba(d, "host all all 0.0.0.0/0 scram-sha-256"),
+    "pg_hba trusting the network": lambda d: _edit_hba(d, "hostssl all all 10.0.0.0/8 trust"),
+    "an unpinned PostgreSQL image": lambda d: _container(d, "centralino-postgres", "postgresql").update(
+        {"image": "postgres:latest"}),
+    "5432 from agent-nodes": lambda d: _find(d, "NetworkPolicy", "centralino-postgres")["spec"]["ingress"][0]["from"][0]
+        ["podSelector"]["matchLabels"].pop("app.kubernetes.io/component"),
+    "5432 from any pod": lambda d: _find(d, "NetworkPolicy", "centralino-postgres")["spec"]["ingress"][0].update(
+        {"from": [{"podSelector": {}}]}),
+    "PostgreSQL reaching the internet": lambda d: _find(d, "NetworkPolicy", "centralino-postgres")["spec"].update(
+        {"egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}),
+}
+
+# Broken variants of the standalone render.
+STANDALONE_MUTATIONS = {
+    "the embedded store on an emptyDir": lambda d: _to_empty_dir(_find(d, "StatefulSet", "centralino-router"), "data"),
+    "the embedded store on the root filesystem": lambda d: _env(_container(d, "centralino-router", "router"),
+                                                              "CENTRALINO_NODE__DATA_DIR").update({"value": "/data"}),
+}
+
+# Broken variants of the cluster render with a managed PostgreSQL (components/postgresql-external).
+EXTERNAL_MUTATIONS = {
+    "routers without the PostgreSQL record": MUTATIONS["routers without the PostgreSQL record"],
+    "the routers' DSN as a literal value": MUTATIONS["the routers' DSN as a literal value"],
+    "an external DSN without verify-full": MUTATIONS["a DSN without verify-full"],
+    "an external DSN without sslrootcert": lambda d: _edit_dsn(d, lambda u: u.split("&sslrootcert=")[0]),
+    "an external DSN without a placeholder": lambda d: _edit_dsn(d, lambda u: u.replace("CHANGE-ME-", "")),
+    "no egress to the external PostgreSQL": lambda d: d.remove(_find(d, "NetworkPolicy", "centralino-routers-to-postgres")),
+    "the external PostgreSQL egress open to the internet": lambda d: _find(
+        d, "NetworkPolicy", "centralino-routers-to-postgres")["spec"]["egress"][0]["to"][0]["ipBlock"].update(
+        {"cidr": "0.0.0.0/0"}),
+    "agent-nodes reaching the external PostgreSQL": lambda d: _find(
+        d, "NetworkPolicy", "centralino-routers-to-postgres")["spec"]["podSelector"]["matchLabels"].pop(
+        "app.kubernetes.io/component"),
+    "the routers' DSN from a ConfigMap": lambda d: _env(
+        _container(d, "centralino-router", "router"), PG_URL_ENV).update(
+        {"valueFrom": {"configMapKeyRef": {"name": "centralino-postgres-ca", "key": "ca.crt"}}}),
 }
 
 
-def selftest(path) -> int:
-    """Applies each mutation to a copy of a good cluster render and expects the checks to
-    fail on it (and to pass on the unmutated render): the checks can fail."""
+def selftest(cluster, standalone, external) -> int:
+    """Applies each mutation to a copy of a good render (cluster, standalone, cluster with a
+    managed PostgreSQL) and expects the checks to fail on it (and to pass on the unmutated
+    render): the checks can fail."""
     import copy
     import tempfile
 
     import yaml
 
-    with open(path) as f:
-        good = [d for d in yaml.safe_load_all(f) if d]
-    if check(path, "cluster"):
-        print("selftest: the unmutated render fails the checks", file=sys.stderr)
-        return 1
-    missed = []
-    for what, mutate in MUTATIONS.items():
-        docs = copy.deepcopy(good)
-        mutate(docs)
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
-            yaml.safe_dump_all(docs, f)
-            f.flush()
-            if not check(f.name, "cluster"):
-                missed.append(what)
-    for what in missed:
-        print(f"selftest: not caught: {what}", file=sys.stderr)
-    if missed:
-        return 1
-    print(f"selftest: all {len(MUTATIONS)} mutations of the cluster render are caught")
-    return 0
+    failed = 0
+    for label, path, overlay, mutations in (("cluster", cluster, "cluster", MUTATIONS),
+                                            ("standalone", standalone, "standalone", STANDALONE_MUTATIONS),
+                                            ("cluster-external-postgresql", external, "cluster", EXTERNAL_MUTATIONS)):
+        with open(path) as f:
+            good = [d for d in yaml.safe_load_all(f) if d]
+        if check(path, overlay):
+            print(f"selftest: the unmutated {label} render fails the checks", file=sys.stderr)
+            failed += 1
+            continue
+        missed = []
+        for what, mutate in mutations.items():
+            docs = copy.deepcopy(good)
+            mutate(docs)
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+                yaml.safe_dump_all(docs, f)
+                f.flush()
+                if not check(f.name, overlay):
+                    missed.append(what)
+        for what in missed:
+            print(f"selftest: not caught in the {label} render: {what}", file=sys.stderr)
+        if missed:
+            failed += 1
+        else:
+            print(f"selftest: all {len(mutations)} mutations of the {label} render are caught")
+    return 1 if failed else 0
 
 
 def main(argv):
@@ -760,8 +1161,8 @@ def main(argv):
         sys.stdout.write(split_example(open(argv[1]).read())[0])
     elif len(argv) == 2 and argv[0] == "render-credentials":
         sys.stdout.write(render_credentials(split_example(open(argv[1]).read())[1]))
-    elif len(argv) == 2 and argv[0] == "selftest":
-        return selftest(argv[1])
+    elif len(argv) == 4 and argv[0] == "selftest":
+        return selftest(argv[1], argv[2], argv[3])
     elif len(argv) == 3 and argv[0] == "check":
         errors = check(argv[1], argv[2])
         for e in errors:
