@@ -36,11 +36,17 @@ use super::validate::{check_field, mailbox, reject, EventStream};
 /// a JWT of the `[oidc]` identity provider with the scope in its scopes claim, or — in dev
 /// mode only — `node.admin_token` (every scope). Unknown tokens get UNAUTHENTICATED, known
 /// ones without the scope PERMISSION_DENIED.
+///
+/// Every call answers for this router: in cluster mode the router's public listener serves
+/// a wrapper that fans `GetSnapshot` out and forwards calls about other routers'
+/// conversations to this service on their owners' internal listeners
+/// ([`for_peers`](Self::for_peers)).
 #[derive(Clone)]
 pub struct AdminApi {
     router: Arc<Router>,
     agents: Arc<dyn AgentAdmin>,
     oidc: Option<Arc<OidcVerifier>>,
+    trust_callers: bool,
 }
 
 /// The scope each Admin call requires (`admin` grants every call, `supervisor` also the
@@ -70,10 +76,31 @@ impl AdminApi {
             router,
             agents,
             oidc,
+            trust_callers: false,
         }
     }
 
-    fn authorize<T>(&self, request: &Request<T>, method: &str) -> Result<(), Status> {
+    /// Returns the service for the internal plane, where other routers forward the Admin
+    /// calls their operators made. With `trusted` (mutual TLS, and the listener lets only
+    /// routers through) the entry router has checked the operator's scope and calls are
+    /// served without a token; without (dev mode's plaintext internal plane) the forwarded
+    /// `authorization` is checked again.
+    pub fn for_peers(mut self, trusted: bool) -> Self {
+        self.trust_callers = trusted;
+        self
+    }
+
+    /// Checks that `request` carries a token with the scope `method` needs (see
+    /// [`required_scope`]): UNAUTHENTICATED without a known token, PERMISSION_DENIED
+    /// without the scope. Counted as a rejected request when it fails.
+    pub fn authorize<T>(&self, request: &Request<T>, method: &str) -> Result<(), Status> {
+        reject(self.check_token(request, method))
+    }
+
+    fn check_token<T>(&self, request: &Request<T>, method: &str) -> Result<(), Status> {
+        if self.trust_callers {
+            return Ok(());
+        }
         let required = required_scope(method);
         let given = request
             .metadata()
@@ -136,7 +163,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<GetSnapshotRequest>,
     ) -> Result<Response<Snapshot>, Status> {
-        reject(self.authorize(&request, "GetSnapshot"))?;
+        self.authorize(&request, "GetSnapshot")?;
         let mut queues = Vec::new();
         for (_, queue) in self.router.queues() {
             queues.push(queue.send(GetStats).await.map_err(mailbox)?);
@@ -194,6 +221,8 @@ impl Admin for AdminApi {
             agents,
             counters: Some(counters),
             now_unix_ms: self.router.shared.clock.now_ms(),
+            routers: Vec::new(),
+            routers_missing: Vec::new(),
         }))
     }
 
@@ -201,7 +230,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<ListConversationsRequest>,
     ) -> Result<Response<ListConversationsResponse>, Status> {
-        reject(self.authorize(&request, "ListConversations"))?;
+        self.authorize(&request, "ListConversations")?;
         let req = request.into_inner();
         let rating = match req.rating.as_str() {
             "" => None,
@@ -239,7 +268,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<GetTranscriptRequest>,
     ) -> Result<Response<Transcript>, Status> {
-        reject(self.authorize(&request, "GetTranscript"))?;
+        self.authorize(&request, "GetTranscript")?;
         let id = request.into_inner().conversation_id;
         reject(check_field(&id, "conversation_id", 256, true))?;
         let archived = match self.router.conversation(&id) {
@@ -275,7 +304,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<WatchConversationRequest>,
     ) -> Result<Response<Self::WatchConversationStream>, Status> {
-        reject(self.authorize(&request, "WatchConversation"))?;
+        self.authorize(&request, "WatchConversation")?;
         let req = request.into_inner();
         let actor = reject(
             self.router
@@ -298,7 +327,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<ForceTransferRequest>,
     ) -> Result<Response<ForceTransferResponse>, Status> {
-        reject(self.authorize(&request, "ForceTransfer"))?;
+        self.authorize(&request, "ForceTransfer")?;
         let req = request.into_inner();
         let target = match (
             req.agent_id.is_empty(),
@@ -340,7 +369,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<StreamIntegrationEventsRequest>,
     ) -> Result<Response<Self::StreamIntegrationEventsStream>, Status> {
-        reject(self.authorize(&request, "StreamIntegrationEvents"))?;
+        self.authorize(&request, "StreamIntegrationEvents")?;
         let after = request.into_inner().after_event_id;
         // Subscribe first, then read the stored backlog: nothing falls in between.
         let mut live = self.router.shared.events.subscribe();
@@ -387,7 +416,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<SetCustomerTierRequest>,
     ) -> Result<Response<SetCustomerTierResponse>, Status> {
-        reject(self.authorize(&request, "SetCustomerTier"))?;
+        self.authorize(&request, "SetCustomerTier")?;
         let req = request.into_inner();
         reject(check_field(
             &req.customer_id,
@@ -412,7 +441,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<SetAgentStatusRequest>,
     ) -> Result<Response<SetAgentStatusResponse>, Status> {
-        reject(self.authorize(&request, "SetAgentStatus"))?;
+        self.authorize(&request, "SetAgentStatus")?;
         let req = request.into_inner();
         let status = AgentStatus::try_from(req.status)
             .map_err(|_| Status::invalid_argument("unknown status"));
