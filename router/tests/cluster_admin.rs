@@ -236,7 +236,7 @@ fn every_router_answers_for_the_whole_cluster() {
         for snap in [&from_a, &from_b] {
             assert_eq!(snap.routers, both);
             assert!(snap.routers_missing.is_empty(), "{snap:?}");
-            let counters = snap.counters.clone().expect("counters");
+            let counters = snap.counters.expect("counters");
             assert_eq!(counters.conversations_started, 2, "summed over routers");
             assert_eq!(counters.conversations_open, 2);
             assert_eq!(agent_in(snap, "giulia").status, AgentStatus::Away as i32);
