@@ -17,6 +17,7 @@
 //! Archive listings and the integration event stream answer for this router (the record
 //! shared by all routers is another part of the system).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -178,31 +179,45 @@ fn add_counters(a: &mut Counters, b: &Counters) {
     a.recontacts += b.recontacts;
 }
 
-/// One router's part of a snapshot: who reported it, and whether this router sees it as the
-/// owner of a department's partition.
-struct Part {
-    owns: Box<dyn Fn(&str) -> bool + Send>,
-    snapshot: Snapshot,
+/// Who reported a part of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reporter {
+    /// This router.
+    Here,
+    /// The router at this internal address.
+    At(String),
 }
 
-/// Merges the parts of a snapshot: for each department the queue its owner reports (the
-/// first report when no reporter owns it, as during a hand-over), counters summed.
-fn merge(parts: Vec<Part>) -> (Vec<QueueSnapshot>, Counters) {
-    let mut queues: std::collections::BTreeMap<String, (bool, QueueSnapshot)> =
-        std::collections::BTreeMap::new();
+impl Reporter {
+    /// Returns whether this reporter is `owner`.
+    fn is(&self, owner: &Owner) -> bool {
+        match (self, owner) {
+            (Reporter::Here, Owner::Local) => true,
+            (Reporter::At(addr), Owner::Remote(owner)) => addr == owner,
+            _ => false,
+        }
+    }
+}
+
+/// Merges the parts of a snapshot: for each department the queue its owner (as
+/// `owner_of` tells) reports, or the first report when no reporter owns it (as during a
+/// hand-over); counters summed.
+fn merge(
+    parts: Vec<(Reporter, Snapshot)>,
+    owner_of: impl Fn(&str) -> Owner,
+) -> (Vec<QueueSnapshot>, Counters) {
+    let mut queues: BTreeMap<String, (bool, QueueSnapshot)> = BTreeMap::new();
     let mut counters = Counters::default();
-    for part in parts {
-        if let Some(c) = &part.snapshot.counters {
+    for (reporter, snapshot) in parts {
+        if let Some(c) = &snapshot.counters {
             add_counters(&mut counters, c);
         }
-        for q in part.snapshot.queues {
-            let owner = (part.owns)(&q.department);
-            match queues.get(&q.department) {
-                Some((true, _)) => {}
-                Some((false, _)) if !owner => {}
-                _ => {
-                    queues.insert(q.department.clone(), (owner, q));
-                }
+        for q in snapshot.queues {
+            let by_owner = reporter.is(&owner_of(&q.department));
+            let keep = matches!(queues.get(&q.department), Some((true, _)))
+                || (queues.contains_key(&q.department) && !by_owner);
+            if !keep {
+                queues.insert(q.department.clone(), (by_owner, q));
             }
         }
     }
@@ -230,32 +245,21 @@ impl Admin for ClusterAdminApi {
         }));
         let (local, answers) = tokio::join!(self.inner.get_snapshot(request), asked);
         let mut local = local?.into_inner();
-        let router = self.router.clone();
-        let owned_here =
-            move |department: &str| router.shared.owner(partition_of(department)) == Owner::Local;
         let mut routers = vec![self.node_id.clone()];
         let mut missing = Vec::new();
-        let mut parts = vec![Part {
-            owns: Box::new(owned_here),
-            snapshot: Snapshot {
+        let mut parts = vec![(
+            Reporter::Here,
+            Snapshot {
                 queues: std::mem::take(&mut local.queues),
                 counters: local.counters.take(),
                 ..Default::default()
             },
-        }];
+        )];
         for (id, addr, answer) in answers {
             match answer {
                 Some(snapshot) => {
                     routers.push(id.clone());
-                    let router = self.router.clone();
-                    let addr = addr.clone();
-                    parts.push(Part {
-                        owns: Box::new(move |department: &str| {
-                            router.shared.owner(partition_of(department))
-                                == Owner::Remote(addr.clone())
-                        }),
-                        snapshot,
-                    });
+                    parts.push((Reporter::At(addr.clone()), snapshot));
                 }
                 None => missing.push(id.clone()),
             }
@@ -264,7 +268,9 @@ impl Admin for ClusterAdminApi {
             warn!(?missing, "snapshot: routers missing from the cluster view");
             m::cluster_snapshot_missing(missing.len());
         }
-        let (queues, counters) = merge(parts);
+        let (queues, counters) = merge(parts, |department| {
+            self.router.shared.owner(partition_of(department))
+        });
         routers.sort();
         missing.sort();
         Ok(Response::new(Snapshot {
@@ -387,33 +393,52 @@ mod tests {
         }
     }
 
-    fn part(owned: &'static [&'static str], queues: Vec<QueueSnapshot>, started: u64) -> Part {
-        Part {
-            owns: Box::new(move |d: &str| owned.contains(&d)),
-            snapshot: Snapshot {
-                queues,
-                counters: Some(Counters {
-                    conversations_started: started,
-                    transfers: 1,
-                    ..Default::default()
-                }),
+    fn part(reporter: Reporter, queues: Vec<QueueSnapshot>, started: u64) -> (Reporter, Snapshot) {
+        let snapshot = Snapshot {
+            queues,
+            counters: Some(Counters {
+                conversations_started: started,
+                transfers: 1,
                 ..Default::default()
-            },
+            }),
+            ..Default::default()
+        };
+        (reporter, snapshot)
+    }
+
+    fn owner_of(department: &str) -> Owner {
+        match department {
+            "support" => Owner::Local,
+            "sales" => Owner::Remote("10.0.0.2:7001".into()),
+            _ => Owner::Unknown,
         }
     }
 
     #[test]
     fn merge_sums_counters_and_takes_each_queue_from_its_owner() {
-        let (queues, counters) = merge(vec![
-            // A stale queue of "sales" on a router that no longer owns it.
-            part(
-                &["support"],
-                vec![queue("support", 2), queue("sales", 9)],
-                3,
-            ),
-            part(&["sales"], vec![queue("sales", 1)], 4),
-            part(&[], vec![queue("billing", 5)], 0),
-        ]);
+        let (queues, counters) = merge(
+            vec![
+                // A stale queue of "sales" on a router that no longer owns it.
+                part(
+                    Reporter::Here,
+                    vec![queue("support", 2), queue("sales", 9)],
+                    3,
+                ),
+                part(
+                    Reporter::At("10.0.0.2:7001".into()),
+                    vec![queue("sales", 1), queue("support", 7)],
+                    4,
+                ),
+                // Nobody owns "billing" right now: the first report stands.
+                part(
+                    Reporter::At("10.0.0.3:7001".into()),
+                    vec![queue("billing", 5)],
+                    0,
+                ),
+                part(Reporter::Here, vec![queue("billing", 6)], 0),
+            ],
+            owner_of,
+        );
         let got: Vec<(String, u32)> = queues
             .into_iter()
             .map(|q| (q.department, q.depth))
@@ -427,6 +452,6 @@ mod tests {
             ]
         );
         assert_eq!(counters.conversations_started, 7);
-        assert_eq!(counters.transfers, 3);
+        assert_eq!(counters.transfers, 4);
     }
 }
