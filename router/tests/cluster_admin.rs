@@ -5,7 +5,8 @@
 //! through a router that does not own the agent or the conversation take effect; a router
 //! that does not answer is named in the snapshot, which still succeeds; a call on the public
 //! port with a forged forwarding header still needs its scope. The internal plane serves
-//! forwarded admin calls to routers only.
+//! forwarded admin calls to routers only (over the in-memory twin of etcd), and checks the
+//! forwarded token again when it is plaintext (dev mode).
 
 use centralino_testkit as common;
 
@@ -29,7 +30,7 @@ use centralino_proto::v1::agent_node_internal_client::AgentNodeInternalClient;
 use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
 use centralino_proto::v1::{
     AgentStatus, ForceTransferRequest, GetSnapshotRequest, GetTranscriptRequest,
-    SetAgentStatusRequest, Snapshot,
+    SetAgentStatusRequest, Snapshot, WatchConversationRequest,
 };
 use centralino_router::clustered::{self, ClusterRouter};
 use centralino_router::config::{Config, OperatorConfig};
@@ -267,6 +268,22 @@ fn every_router_answers_for_the_whole_cluster() {
         let summary = transcript.conversation.expect("summary");
         assert_eq!(summary.customer_id, "ada");
         assert_eq!(summary.department, "sales");
+        // And its live events, watched through the other router.
+        let mut watched = admin(b.grpc_addr)
+            .await
+            .watch_conversation(authed(WatchConversationRequest {
+                conversation_id: sales.conversation_id.clone(),
+                after_event_id: 0,
+            }))
+            .await
+            .expect("a live watch through the other router")
+            .into_inner();
+        let first = tokio::time::timeout(Duration::from_secs(5), watched.message())
+            .await
+            .expect("an event within 5 s")
+            .expect("the watch stream");
+        assert!(first.is_some_and(|e| e.event_id > 0), "a first event");
+        drop(watched);
 
         // A forged forwarding header on the public port changes nothing: the scope is
         // still needed.
@@ -543,5 +560,44 @@ fn forwarded_admin_calls_are_for_routers_on_the_internal_plane_only() {
 
         router.stop().await;
         node.shutdown().await;
+    });
+}
+
+/// Dev mode, whose internal plane is plaintext and names nobody: a forwarded Admin call
+/// there is checked against the operator's token again.
+#[test]
+fn a_plaintext_internal_plane_checks_the_forwarded_token_again() {
+    common::run(|| async {
+        let mut config = cluster_config("router-dev", "/cluster-admin-dev");
+        config.cluster.tls = Default::default();
+        assert!(config.node.dev_mode);
+        let router = clustered::start_with(config, Arc::new(MemoryKv::new()))
+            .await
+            .expect("router starts");
+        settled(&router).await;
+        let plain =
+            centralino_link::grpc::channel(&router.internal_addr.to_string()).expect("channel");
+        let anonymous = AdminClient::new(plain.clone())
+            .get_snapshot(GetSnapshotRequest {})
+            .await;
+        assert_eq!(
+            anonymous.err().map(|s| s.code()),
+            Some(Code::Unauthenticated)
+        );
+        let forged = AdminClient::new(plain.clone())
+            .force_transfer(forged(tonic::Request::new(ForceTransferRequest {
+                conversation_id: "c1".into(),
+                department: "support".into(),
+                ..Default::default()
+            })))
+            .await;
+        assert_eq!(forged.err().map(|s| s.code()), Some(Code::Unauthenticated));
+        let part = AdminClient::new(plain)
+            .get_snapshot(authed(GetSnapshotRequest {}))
+            .await
+            .expect("with the operator's token")
+            .into_inner();
+        assert!(part.routers.is_empty(), "a part is this router's only");
+        router.stop().await;
     });
 }
