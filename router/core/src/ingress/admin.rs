@@ -93,11 +93,11 @@ impl AdminApi {
     /// Checks that `request` carries a token with the scope `method` needs (see
     /// [`required_scope`]): UNAUTHENTICATED without a known token, PERMISSION_DENIED
     /// without the scope. Counted as a rejected request when it fails.
-    pub fn authorize<T>(&self, request: &Request<T>, method: &str) -> Result<(), Status> {
-        reject(self.check_token(request, method))
+    pub fn check_scope<T>(&self, request: &Request<T>, method: &str) -> Result<(), Status> {
+        reject(self.authorize(request, method))
     }
 
-    fn check_token<T>(&self, request: &Request<T>, method: &str) -> Result<(), Status> {
+    fn authorize<T>(&self, request: &Request<T>, method: &str) -> Result<(), Status> {
         if self.trust_callers {
             return Ok(());
         }
@@ -163,7 +163,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<GetSnapshotRequest>,
     ) -> Result<Response<Snapshot>, Status> {
-        self.authorize(&request, "GetSnapshot")?;
+        reject(self.authorize(&request, "GetSnapshot"))?;
         let mut queues = Vec::new();
         for (_, queue) in self.router.queues() {
             queues.push(queue.send(GetStats).await.map_err(mailbox)?);
@@ -230,7 +230,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<ListConversationsRequest>,
     ) -> Result<Response<ListConversationsResponse>, Status> {
-        self.authorize(&request, "ListConversations")?;
+        reject(self.authorize(&request, "ListConversations"))?;
         let req = request.into_inner();
         let rating = match req.rating.as_str() {
             "" => None,
@@ -268,7 +268,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<GetTranscriptRequest>,
     ) -> Result<Response<Transcript>, Status> {
-        self.authorize(&request, "GetTranscript")?;
+        reject(self.authorize(&request, "GetTranscript"))?;
         let id = request.into_inner().conversation_id;
         reject(check_field(&id, "conversation_id", 256, true))?;
         let archived = match self.router.conversation(&id) {
@@ -304,7 +304,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<WatchConversationRequest>,
     ) -> Result<Response<Self::WatchConversationStream>, Status> {
-        self.authorize(&request, "WatchConversation")?;
+        reject(self.authorize(&request, "WatchConversation"))?;
         let req = request.into_inner();
         let actor = reject(
             self.router
@@ -327,7 +327,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<ForceTransferRequest>,
     ) -> Result<Response<ForceTransferResponse>, Status> {
-        self.authorize(&request, "ForceTransfer")?;
+        reject(self.authorize(&request, "ForceTransfer"))?;
         let req = request.into_inner();
         let target = match (
             req.agent_id.is_empty(),
@@ -369,7 +369,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<StreamIntegrationEventsRequest>,
     ) -> Result<Response<Self::StreamIntegrationEventsStream>, Status> {
-        self.authorize(&request, "StreamIntegrationEvents")?;
+        reject(self.authorize(&request, "StreamIntegrationEvents"))?;
         let after = request.into_inner().after_event_id;
         // Subscribe first, then read the stored backlog: nothing falls in between.
         let mut live = self.router.shared.events.subscribe();
@@ -416,7 +416,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<SetCustomerTierRequest>,
     ) -> Result<Response<SetCustomerTierResponse>, Status> {
-        self.authorize(&request, "SetCustomerTier")?;
+        reject(self.authorize(&request, "SetCustomerTier"))?;
         let req = request.into_inner();
         reject(check_field(
             &req.customer_id,
@@ -441,7 +441,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<SetAgentStatusRequest>,
     ) -> Result<Response<SetAgentStatusResponse>, Status> {
-        self.authorize(&request, "SetAgentStatus")?;
+        reject(self.authorize(&request, "SetAgentStatus"))?;
         let req = request.into_inner();
         let status = AgentStatus::try_from(req.status)
             .map_err(|_| Status::invalid_argument("unknown status"));
