@@ -124,6 +124,17 @@ impl AgentNodeInternal for InternalService {
         Ok(Response::new(pb::Empty {}))
     }
 
+    async fn set_agent_status(
+        &self,
+        request: Request<pb::SetAgentStatusRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = request.into_inner();
+        let status = pb::AgentStatus::try_from(r.status)
+            .map_err(|_| Status::invalid_argument("unknown status"))?;
+        self.node.set_status(&r.agent_id, status).await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
     type WatchAvailabilityStream = UpdateStream;
 
     async fn watch_availability(

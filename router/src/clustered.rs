@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use centralino_agent_node::node::AgentNode;
 use centralino_base::clock::{self, SharedClock};
 use centralino_base::server::{check_plaintext, Access, GrpcServer, Listener};
 use centralino_base::shifts::Shifts;
@@ -25,7 +24,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::standalone::{install_metrics, StartError, SHUTDOWN_GRACE, TEAM_TICK};
-use centralino_cluster::agents::{run_feed, RemoteAgents};
+use centralino_cluster::admin::ClusterAdminApi;
+use centralino_cluster::agents::{run_feed, ClusterAgentAdmin, RemoteAgents};
 use centralino_cluster::fenced_store::{FencedStore, Fences};
 use centralino_cluster::partitions::{ClusterView, Partitions};
 use centralino_cluster::peer::{Claims, ClusterCustomerApi, InternalApi};
@@ -255,9 +255,10 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
         .set_placement(view.clone() as Arc<dyn Placement>);
     let dispatch = Dispatch::new(router.clone());
 
-    // Agents do not log in here; the admin API's agent view is this router's.
-    let no_agents = AgentNode::new(agent_config, clock.clone(), handles.clone());
-    no_agents.set_router(dispatch.clone());
+    // Agents do not log in here: the admin API sees them as the agent-nodes publish them
+    // and sends status changes to the node each agent is logged in on.
+    let agent_admin = ClusterAgentAdmin::new(remote_agents.clone(), agent_config.agents.clone());
+    let local_admin = AdminApi::new(router.clone(), agent_admin);
 
     let mut stop_server = stop_rx.clone();
     let grpc = GrpcServer::new()
@@ -266,7 +267,13 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
             router.clone(),
             view.clone(),
         )))
-        .public(AdminServer::new(AdminApi::new(router.clone(), no_agents)))
+        .public(AdminServer::new(ClusterAdminApi::new(
+            local_admin.clone(),
+            router.clone(),
+            view.clone(),
+            membership.clone(),
+            node_id.clone(),
+        )))
         .tls(tls.public);
     let health = grpc.health();
     let server = grpc
@@ -291,6 +298,12 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
             ConversationServiceServer::new(
                 ClusterCustomerApi::new(router.clone(), view.clone()).for_peers(),
             ),
+        ))
+        // Admin calls other routers forward here after checking the operator's scope, and
+        // their snapshots' requests for this router's part.
+        .internal(access.guard(
+            &[PeerRole::Router],
+            AdminServer::new(local_admin.for_peers(access == Access::Mtls)),
         ))
         .max_concurrent_streams(INTERNAL_MAX_STREAMS)
         .tls(tls.internal)
@@ -361,7 +374,9 @@ impl ClusterRouter {
         health
             .set_not_serving::<ConversationServiceServer<ClusterCustomerApi>>()
             .await;
-        health.set_not_serving::<AdminServer<AdminApi>>().await;
+        health
+            .set_not_serving::<AdminServer<ClusterAdminApi>>()
+            .await;
         // The overall status ("") is what Kubernetes' gRPC probes ask.
         health
             .set_service_status("", tonic_health::ServingStatus::NotServing)

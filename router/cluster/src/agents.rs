@@ -12,17 +12,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use centralino_base::config::AgentConfig;
 use centralino_link::grpc::{
     availability_from_proto, outcome_from_proto, reserve_to_proto, Channels,
 };
 use centralino_link::{
-    AgentNodeLink, Availability, RejectReason, ReserveOutcome, ReserveRequest, RouterLink,
+    AgentAdmin, AgentNodeLink, Availability, RejectReason, ReserveOutcome, ReserveRequest,
+    RouterLink,
 };
 use centralino_membership::membership::{Membership, Role};
 use centralino_proto::v1::agent_node_internal_client::AgentNodeInternalClient;
 use centralino_proto::v1::{
     AgentStatus, CancelReservationRequest, ChatMessage, ConversationEndedRequest,
-    ConversationOutcome, DeliverRequest, Empty,
+    ConversationOutcome, DeliverRequest, Empty, SetAgentStatusRequest,
 };
 use parking_lot::RwLock;
 use tokio::task::JoinHandle;
@@ -142,6 +144,67 @@ impl AgentNodeLink for RemoteAgents {
                 })
                 .await?;
         }
+        Ok(())
+    }
+}
+
+/// The operators' view of the agents in a cluster ([`AgentAdmin`]): every agent as the
+/// agent-nodes (the capacity authorities) last published them on their availability
+/// streams, and a supervisor's status change carried to the agent-node the agent is logged
+/// in on, whichever router the Admin call reached.
+pub struct ClusterAgentAdmin {
+    agents: Arc<RemoteAgents>,
+    accounts: Vec<AgentConfig>,
+}
+
+impl ClusterAgentAdmin {
+    /// Returns the view over `agents`, for the configured `accounts`.
+    pub fn new(agents: Arc<RemoteAgents>, accounts: Vec<AgentConfig>) -> Arc<Self> {
+        Arc::new(Self { agents, accounts })
+    }
+}
+
+#[async_trait]
+impl AgentAdmin for ClusterAgentAdmin {
+    async fn availability(&self) -> Vec<Availability> {
+        let mut all: Vec<Availability> = self
+            .agents
+            .agents
+            .read()
+            .values()
+            .map(|s| s.last.clone())
+            .collect();
+        all.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+        all
+    }
+
+    fn accounts(&self) -> Vec<AgentConfig> {
+        self.accounts.clone()
+    }
+
+    async fn set_status(&self, agent_id: &str, status: AgentStatus) -> Result<(), Status> {
+        if !self.accounts.iter().any(|a| a.id == agent_id) {
+            return Err(Status::not_found(format!("unknown agent {agent_id:?}")));
+        }
+        let mut client = self.agents.client(agent_id)?.ok_or_else(|| {
+            Status::failed_precondition("agent is not logged in on any agent-node")
+        })?;
+        m::cluster_forwarded();
+        client
+            .set_agent_status(SetAgentStatusRequest {
+                agent_id: agent_id.to_string(),
+                status: status as i32,
+            })
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::Cancelled | tonic::Code::Unknown | tonic::Code::DeadlineExceeded => {
+                    Status::unavailable(format!(
+                        "the agent's agent-node did not answer ({}); try again",
+                        s.message()
+                    ))
+                }
+                _ => s,
+            })?;
         Ok(())
     }
 }

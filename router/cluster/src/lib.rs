@@ -8,10 +8,13 @@
 //! - [`peer`]: the `RouterInternal` service and forwarding of customer and agent-node calls
 //!   to a partition's owner.
 //! - [`agents`]: the agent-nodes seen from a router: reservations over gRPC, availability
-//!   feeds, login claims.
+//!   feeds, login claims, the operators' view of the agents.
+//! - [`admin`]: the cluster-wide `Admin` service: snapshots merged from every router,
+//!   operator calls forwarded to the owner.
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod agents;
 pub mod fenced_store;
 pub mod partitions;

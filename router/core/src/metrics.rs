@@ -214,6 +214,10 @@ pub fn describe() {
         "Requests forwarded to the router owning the conversation"
     );
     describe_counter!(
+        "centralino_cluster_snapshot_routers_missing_total",
+        "Routers that did not answer an admin snapshot in time (counted per snapshot)"
+    );
+    describe_counter!(
         "centralino_cluster_fenced_writes_total",
         "Writes refused because this router no longer owns the partition"
     );
@@ -298,6 +302,7 @@ pub fn standalone_cluster(partitions: u32) {
         "centralino_cluster_claims_total",
         "centralino_cluster_handoffs_total",
         "centralino_cluster_forwarded_requests_total",
+        "centralino_cluster_snapshot_routers_missing_total",
         "centralino_cluster_fenced_writes_total",
     ] {
         counter!(name).increment(0);
@@ -316,6 +321,7 @@ pub fn cluster_start() {
         "centralino_cluster_claims_total",
         "centralino_cluster_handoffs_total",
         "centralino_cluster_forwarded_requests_total",
+        "centralino_cluster_snapshot_routers_missing_total",
         "centralino_cluster_fenced_writes_total",
     ] {
         counter!(name).increment(0);
@@ -357,6 +363,11 @@ pub fn cluster_handoff() {
 /// A request forwarded to the owner of its partition.
 pub fn cluster_forwarded() {
     counter!("centralino_cluster_forwarded_requests_total").increment(1);
+}
+
+/// An admin snapshot went without the parts of `missing` routers.
+pub fn cluster_snapshot_missing(missing: usize) {
+    counter!("centralino_cluster_snapshot_routers_missing_total").increment(missing as u64);
 }
 
 pub(crate) fn store_request(op: &'static str, secs: f64, ok: bool) {

@@ -36,11 +36,17 @@ use super::validate::{check_field, mailbox, reject, EventStream};
 /// a JWT of the `[oidc]` identity provider with the scope in its scopes claim, or — in dev
 /// mode only — `node.admin_token` (every scope). Unknown tokens get UNAUTHENTICATED, known
 /// ones without the scope PERMISSION_DENIED.
+///
+/// Every call answers for this router: in cluster mode the router's public listener serves
+/// a wrapper that fans `GetSnapshot` out and forwards calls about other routers'
+/// conversations to this service on their owners' internal listeners
+/// ([`for_peers`](Self::for_peers)).
 #[derive(Clone)]
 pub struct AdminApi {
     router: Arc<Router>,
     agents: Arc<dyn AgentAdmin>,
     oidc: Option<Arc<OidcVerifier>>,
+    trust_callers: bool,
 }
 
 /// The scope each Admin call requires (`admin` grants every call, `supervisor` also the
@@ -70,10 +76,31 @@ impl AdminApi {
             router,
             agents,
             oidc,
+            trust_callers: false,
         }
     }
 
+    /// Returns the service for the internal plane, where other routers forward the Admin
+    /// calls their operators made. With `trusted` (mutual TLS, and the listener lets only
+    /// routers through) the entry router has checked the operator's scope and calls are
+    /// served without a token; without (dev mode's plaintext internal plane) the forwarded
+    /// `authorization` is checked again.
+    pub fn for_peers(mut self, trusted: bool) -> Self {
+        self.trust_callers = trusted;
+        self
+    }
+
+    /// Checks that `request` carries a token with the scope `method` needs (see
+    /// [`required_scope`]): UNAUTHENTICATED without a known token, PERMISSION_DENIED
+    /// without the scope. Counted as a rejected request when it fails.
+    pub fn check_scope<T>(&self, request: &Request<T>, method: &str) -> Result<(), Status> {
+        reject(self.authorize(request, method))
+    }
+
     fn authorize<T>(&self, request: &Request<T>, method: &str) -> Result<(), Status> {
+        if self.trust_callers {
+            return Ok(());
+        }
         let required = required_scope(method);
         let given = request
             .metadata()
@@ -194,6 +221,8 @@ impl Admin for AdminApi {
             agents,
             counters: Some(counters),
             now_unix_ms: self.router.shared.clock.now_ms(),
+            routers: Vec::new(),
+            routers_missing: Vec::new(),
         }))
     }
 
