@@ -35,8 +35,7 @@ use crate::types::{
 };
 
 const CONVERSATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conversations");
-const BY_CLOSED: TableDefinition<(i64, &str), ()> =
-    TableDefinition::new("conversations_by_closed");
+const BY_CLOSED: TableDefinition<(i64, &str), ()> = TableDefinition::new("conversations_by_closed");
 const BY_CUSTOMER: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("conversations_by_customer");
 const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
@@ -186,7 +185,12 @@ impl EmbeddedRecord {
                     n += usize::from(hasb(v.value()));
                 }
             }
-            for item in tx.open_table(BY_CLOSED).map_err(db_err)?.iter().map_err(db_err)? {
+            for item in tx
+                .open_table(BY_CLOSED)
+                .map_err(db_err)?
+                .iter()
+                .map_err(db_err)?
+            {
                 let (k, _) = item.map_err(db_err)?;
                 n += usize::from(has(k.value().1));
             }
@@ -200,7 +204,12 @@ impl EmbeddedRecord {
                 let (a, b) = k.value();
                 n += usize::from(has(a) || has(b));
             }
-            for item in tx.open_table(DIRECTORY).map_err(db_err)?.iter().map_err(db_err)? {
+            for item in tx
+                .open_table(DIRECTORY)
+                .map_err(db_err)?
+                .iter()
+                .map_err(db_err)?
+            {
                 let (k, v) = item.map_err(db_err)?;
                 let (a, b) = k.value();
                 n += usize::from(has(a) || has(b) || hasb(v.value()));
@@ -325,10 +334,7 @@ fn customer_conversations(
     customer_id: &str,
 ) -> Result<Vec<String>, RecordError> {
     let mut ids = Vec::new();
-    for item in table
-        .range((customer_id, "")..)
-        .map_err(db_err)?
-    {
+    for item in table.range((customer_id, "")..).map_err(db_err)? {
         let (k, _) = item.map_err(db_err)?;
         let (c, id) = k.value();
         if c != customer_id {
@@ -350,8 +356,7 @@ fn customer_events(
         let (_, v) = item.map_err(db_err)?;
         let e: OutboxEvent = dec(v.value())?;
         let names = e.customer_id.as_deref() == Some(customer_id)
-            || e
-                .conversation_id
+            || e.conversation_id
                 .as_ref()
                 .is_some_and(|c| conversations.contains(c));
         if names {
@@ -361,10 +366,7 @@ fn customer_events(
     Ok(out)
 }
 
-fn profile_in(
-    tx: &WriteTransaction,
-    customer_id: &str,
-) -> Result<CustomerProfile, RecordError> {
+fn profile_in(tx: &WriteTransaction, customer_id: &str) -> Result<CustomerProfile, RecordError> {
     let table = tx.open_table(PROFILES).map_err(db_err)?;
     let got = table.get(customer_id).map_err(db_err)?;
     match got {
@@ -399,7 +401,11 @@ impl Record for EmbeddedRecord {
                 let tx = db.begin_write().map_err(db_err)?;
                 {
                     let mut conversations = tx.open_table(CONVERSATIONS).map_err(db_err)?;
-                    if conversations.get(row.id.as_str()).map_err(db_err)?.is_some() {
+                    if conversations
+                        .get(row.id.as_str())
+                        .map_err(db_err)?
+                        .is_some()
+                    {
                         return Ok(ArchiveOutcome {
                             inserted: false,
                             seqs: Vec::new(),
@@ -550,7 +556,9 @@ impl Record for EmbeddedRecord {
                     if let Some(v) = removed {
                         let row: ArchivedConversation = dec(v.value())?;
                         if let Some(c) = &row.customer_id {
-                            by_customer.remove((c.as_str(), id.as_str())).map_err(db_err)?;
+                            by_customer
+                                .remove((c.as_str(), id.as_str()))
+                                .map_err(db_err)?;
                         }
                         n += 1;
                     }
@@ -937,10 +945,8 @@ impl Record for EmbeddedRecord {
                 let got = table.get(customer_id.as_str()).map_err(db_err)?;
                 got.map(|v| dec::<CustomerProfile>(v.value())).transpose()?
             };
-            let ids = customer_conversations(
-                &tx.open_table(BY_CUSTOMER).map_err(db_err)?,
-                &customer_id,
-            )?;
+            let ids =
+                customer_conversations(&tx.open_table(BY_CUSTOMER).map_err(db_err)?, &customer_id)?;
             let mut conversations = Vec::new();
             {
                 let table = tx.open_table(CONVERSATIONS).map_err(db_err)?;
@@ -952,7 +958,8 @@ impl Record for EmbeddedRecord {
             }
             conversations.sort_by(|a, b| (b.closed_at_ms, &b.id).cmp(&(a.closed_at_ms, &a.id)));
             let ids: HashSet<String> = ids.into_iter().collect();
-            let events = customer_events(&tx.open_table(OUTBOX).map_err(db_err)?, &customer_id, &ids)?;
+            let events =
+                customer_events(&tx.open_table(OUTBOX).map_err(db_err)?, &customer_id, &ids)?;
             export_json(&customer_id, profile, conversations, events)
         })
         .await
@@ -963,14 +970,17 @@ impl Record for EmbeddedRecord {
         let customer_id = customer_id.to_string();
         self.run("erase_customer", move |db| {
             let tx = db.begin_write().map_err(db_err)?;
-            let mut report = ErasureReport::default();
-            report.profiles = u64::from(
+            let profiles = u64::from(
                 tx.open_table(PROFILES)
                     .map_err(db_err)?
                     .remove(customer_id.as_str())
                     .map_err(db_err)?
                     .is_some(),
             );
+            let mut report = ErasureReport {
+                profiles,
+                ..ErasureReport::default()
+            };
             let ids = {
                 let mut by_customer = tx.open_table(BY_CUSTOMER).map_err(db_err)?;
                 let ids = customer_conversations(&by_customer, &customer_id)?;
@@ -1002,9 +1012,7 @@ impl Record for EmbeddedRecord {
                 for mut e in events {
                     e.customer_id = None;
                     e.payload = erased_payload();
-                    outbox
-                        .insert(e.seq, enc(&e)?.as_slice())
-                        .map_err(db_err)?;
+                    outbox.insert(e.seq, enc(&e)?.as_slice()).map_err(db_err)?;
                     report.events += 1;
                 }
             }

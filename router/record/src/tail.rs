@@ -111,7 +111,10 @@ impl DirectoryFeed {
     pub async fn next(&mut self, limit: usize) -> Result<Vec<DirectoryChange>, RecordError> {
         loop {
             self.signal.borrow_and_update();
-            let changes = self.record.directory_changes_after(self.after, limit).await?;
+            let changes = self
+                .record
+                .directory_changes_after(self.after, limit)
+                .await?;
             if let Some(last) = changes.last() {
                 self.after = last.seq;
                 crate::metrics::tail_read("directory", changes.len());

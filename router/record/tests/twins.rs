@@ -1,0 +1,88 @@
+//! The record contract against the twins: the in-memory record and the redb-embedded one
+//! (on a temporary file), and the embedded record's durability across a reopen.
+
+mod common;
+
+use std::sync::Arc;
+
+use centralino_record::contract::{conversation, event};
+use centralino_record::{EmbeddedRecord, MemoryRecord, Record};
+
+async fn memory() -> (Arc<dyn Record>, Arc<dyn Record>, MemoryRecord, ()) {
+    let r = MemoryRecord::new().expect("memory record");
+    (Arc::new(r.clone()), Arc::new(r.clone()), r, ())
+}
+
+async fn embedded() -> (
+    Arc<dyn Record>,
+    Arc<dyn Record>,
+    EmbeddedRecord,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let r = EmbeddedRecord::open(dir.path()).expect("embedded record");
+    (Arc::new(r.clone()), Arc::new(r.clone()), r, dir)
+}
+
+mod on_memory {
+    use super::*;
+    contract_tests!(memory();
+        archive_is_idempotent, rating_updates_the_row, list_filters_and_pages,
+        retention_deletes_only_old_rows, concurrent_profile_updates_all_survive,
+        tier_is_never_undone, outbox_sequence_is_contiguous_across_writers,
+        tail_wakes_on_a_new_event, directory_versions_audit_and_feed, operator_tokens,
+        export_and_erase, check_all,
+    );
+}
+
+mod on_embedded {
+    use super::*;
+    contract_tests!(embedded();
+        archive_is_idempotent, rating_updates_the_row, list_filters_and_pages,
+        retention_deletes_only_old_rows, concurrent_profile_updates_all_survive,
+        tier_is_never_undone, outbox_sequence_is_contiguous_across_writers,
+        tail_wakes_on_a_new_event, directory_versions_audit_and_feed, operator_tokens,
+        export_and_erase, check_all,
+    );
+}
+
+/// What the embedded record committed is there after a reopen, and the sequences go on
+/// from where they were.
+#[tokio::test]
+async fn embedded_record_survives_a_reopen() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    {
+        let r = EmbeddedRecord::open(dir.path()).expect("open");
+        let out = r
+            .archive(
+                conversation(
+                    "reopen-1",
+                    Some("c"),
+                    Some("anna"),
+                    "sales",
+                    "it",
+                    1_000_000,
+                ),
+                vec![event("conversation.closed", Some("c"), Some("reopen-1"))],
+            )
+            .await
+            .expect("archive");
+        assert_eq!(out.seqs, vec![1]);
+    }
+    let r = EmbeddedRecord::open(dir.path()).expect("reopen");
+    assert!(
+        r.get("reopen-1").await.expect("get").is_some(),
+        "the archive survived"
+    );
+    assert_eq!(r.last_seq().await.expect("last_seq"), 1);
+    assert_eq!(
+        *r.outbox_signal().borrow(),
+        1,
+        "the signal starts at the stored sequence"
+    );
+    let seqs = r
+        .append(vec![event("next", None, None)])
+        .await
+        .expect("append");
+    assert_eq!(seqs, vec![2], "the sequence goes on");
+}
