@@ -532,9 +532,33 @@ pub async fn tier_is_never_undone(a: Arc<dyn Record>, b: Arc<dyn Record>) {
 /// Two handles appending concurrently get unique numbers that together form one gapless
 /// range; `read_after` returns the events in that order, page by page from any point.
 pub async fn outbox_sequence_is_contiguous_across_writers(a: Arc<dyn Record>, b: Arc<dyn Record>) {
+    const WRITERS: usize = 40;
     let start = ok("last_seq", a.last_seq().await);
+    let total: i64 = (0..WRITERS).map(|i| (i % 3 + 1) as i64).sum();
+    // a follower reading while the writers write must never skip a number: a number it has
+    // read past is never committed later (numbers are in commit order)
+    let follower = {
+        let r = b.clone();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut seen = Vec::new();
+            let mut at = start;
+            while at < start + total && Instant::now() < deadline {
+                let page = r
+                    .read_after(at, 100)
+                    .await
+                    .unwrap_or_else(|e| panic!("follow: {e}"));
+                if let Some(last) = page.last() {
+                    at = last.seq;
+                }
+                seen.extend(page.into_iter().map(|e| e.seq));
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            seen
+        })
+    };
     let mut tasks = Vec::new();
-    for i in 0..40usize {
+    for i in 0..WRITERS {
         let r = if i % 2 == 0 { a.clone() } else { b.clone() };
         tasks.push(tokio::spawn(async move {
             let batch: Vec<NewEvent> = (0..(i % 3 + 1))
@@ -560,8 +584,14 @@ pub async fn outbox_sequence_is_contiguous_across_writers(a: Arc<dyn Record>, b:
         }
     }
     let n = by_seq.len() as i64;
+    assert_eq!(n, total);
     let want: Vec<i64> = (start + 1..=start + n).collect();
     assert_eq!(by_seq.keys().copied().collect::<Vec<_>>(), want, "no gap");
+    let seen = follower.await.unwrap_or_else(|e| panic!("follower: {e}"));
+    assert_eq!(
+        seen, want,
+        "a concurrent follower saw every event once, in order"
+    );
     assert_eq!(ok("last_seq", b.last_seq().await), start + n);
     let all = ok("read", b.read_after(start, 1000).await);
     assert_eq!(

@@ -19,7 +19,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -61,6 +62,14 @@ fn db_err(e: impl Into<redb::Error>) -> RecordError {
         redb::Error::Io(io) => RecordError::Unavailable(io.to_string()),
         other => RecordError::Backend(other.to_string()),
     }
+}
+
+/// Begins a write transaction whose commit returns only once it is on disk (fsync).
+fn begin(db: &Database) -> Result<WriteTransaction, RecordError> {
+    let mut tx = db.begin_write().map_err(db_err)?;
+    tx.set_durability(Durability::Immediate)
+        .map_err(|e| RecordError::Backend(e.to_string()))?;
+    Ok(tx)
 }
 
 fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, RecordError> {
@@ -113,7 +122,7 @@ impl EmbeddedRecord {
     }
 
     fn from_database(db: Database) -> Result<Self, RecordError> {
-        let tx = db.begin_write().map_err(db_err)?;
+        let tx = begin(&db)?;
         tx.open_table(CONVERSATIONS).map_err(db_err)?;
         tx.open_table(BY_CLOSED).map_err(db_err)?;
         tx.open_table(BY_CUSTOMER).map_err(db_err)?;
@@ -398,7 +407,7 @@ impl Record for EmbeddedRecord {
         check_id("conversation id", &row.id)?;
         let out = self
             .run("archive", move |db| {
-                let tx = db.begin_write().map_err(db_err)?;
+                let tx = begin(db)?;
                 {
                     let mut conversations = tx.open_table(CONVERSATIONS).map_err(db_err)?;
                     if conversations
@@ -443,7 +452,7 @@ impl Record for EmbeddedRecord {
         check_id("conversation id", id)?;
         let (id, comment) = (id.to_string(), comment.to_string());
         self.run("set_rating", move |db| {
-            let tx = db.begin_write().map_err(db_err)?;
+            let tx = begin(db)?;
             {
                 let mut table = tx.open_table(CONVERSATIONS).map_err(db_err)?;
                 let got: Option<ArchivedConversation> = {
@@ -535,7 +544,7 @@ impl Record for EmbeddedRecord {
 
     async fn delete_older_than(&self, closed_before_ms: i64) -> Result<u64, RecordError> {
         self.run("delete_older_than", move |db| {
-            let tx = db.begin_write().map_err(db_err)?;
+            let tx = begin(db)?;
             let mut n = 0;
             {
                 let mut index = tx.open_table(BY_CLOSED).map_err(db_err)?;
@@ -590,7 +599,7 @@ impl Record for EmbeddedRecord {
         check_id("customer id", customer_id)?;
         let customer_id = customer_id.to_string();
         self.run("update_profile", move |db| {
-            let tx = db.begin_write().map_err(db_err)?;
+            let tx = begin(db)?;
             let mut p = profile_in(&tx, &customer_id)?;
             f(&mut p.data).map_err(|why| {
                 RecordError::InvalidInput(format!("profile update refused: {why}"))
@@ -612,7 +621,7 @@ impl Record for EmbeddedRecord {
         let customer_id = customer_id.to_string();
         let tier = tier.map(str::to_string);
         self.run("set_tier", move |db| {
-            let tx = db.begin_write().map_err(db_err)?;
+            let tx = begin(db)?;
             let mut p = profile_in(&tx, &customer_id)?;
             p.tier = tier;
             p.version += 1;
@@ -629,7 +638,7 @@ impl Record for EmbeddedRecord {
         }
         let seqs = self
             .run("append", move |db| {
-                let tx = db.begin_write().map_err(db_err)?;
+                let tx = begin(db)?;
                 let seqs = append_in(&tx, events)?;
                 tx.commit().map_err(db_err)?;
                 Ok(seqs)
@@ -684,7 +693,7 @@ impl Record for EmbeddedRecord {
         let by = by.clone();
         let (entry, seq) = self
             .run("put_entry", move |db| {
-                let tx = db.begin_write().map_err(db_err)?;
+                let tx = begin(db)?;
                 let old = get_entry_in(&tx, kind, &id)?;
                 let current = old.as_ref().map_or(0, |e| e.version);
                 if let Some(want) = expected_version {
@@ -765,7 +774,7 @@ impl Record for EmbeddedRecord {
         let by = by.clone();
         let (entry, seq) = self
             .run("set_disabled", move |db| {
-                let tx = db.begin_write().map_err(db_err)?;
+                let tx = begin(db)?;
                 let Some(mut entry) = get_entry_in(&tx, kind, &id)? else {
                     return Err(RecordError::NotFound(format!("{}/{id}", kind.as_str())));
                 };
@@ -841,7 +850,7 @@ impl Record for EmbeddedRecord {
         check_id("token digest", &token.digest)?;
         let by = by.clone();
         self.run("put_token", move |db| {
-            let tx = db.begin_write().map_err(db_err)?;
+            let tx = begin(db)?;
             {
                 let mut table = tx.open_table(TOKENS).map_err(db_err)?;
                 let clash = table
@@ -913,7 +922,7 @@ impl Record for EmbeddedRecord {
         let name = name.to_string();
         let by = by.clone();
         self.run("delete_token", move |db| {
-            let tx = db.begin_write().map_err(db_err)?;
+            let tx = begin(db)?;
             let existed = tx
                 .open_table(TOKENS)
                 .map_err(db_err)?
@@ -969,7 +978,7 @@ impl Record for EmbeddedRecord {
         check_id("customer id", customer_id)?;
         let customer_id = customer_id.to_string();
         self.run("erase_customer", move |db| {
-            let tx = db.begin_write().map_err(db_err)?;
+            let tx = begin(db)?;
             let profiles = u64::from(
                 tx.open_table(PROFILES)
                     .map_err(db_err)?
