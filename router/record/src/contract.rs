@@ -70,6 +70,7 @@ pub async fn check_all(a: Arc<dyn Record>, b: Arc<dyn Record>, probe: &dyn Probe
     directory_versions_audit_and_feed(a.clone(), b.clone()).await;
     operator_tokens(&*a, &*b).await;
     export_and_erase(&*a, &*b, probe).await;
+    bad_input_changes_nothing(&*a, &*b).await;
 }
 
 fn by(actor: &str, at_ms: i64) -> ChangedBy {
@@ -1181,4 +1182,103 @@ pub async fn export_and_erase(a: &dyn Record, b: &dyn Record, probe: &dyn Probe)
         crate::types::ErasureReport::default(),
         "a second erasure finds nothing"
     );
+}
+
+/// Bad input is refused with `InvalidInput` and changes nothing: an archive with a bad
+/// event archives nothing, a bad event in a batch appends none of it.
+pub async fn bad_input_changes_nothing(a: &dyn Record, b: &dyn Record) {
+    let seq = ok("last_seq", a.last_seq().await);
+    let long = "x".repeat(crate::types::MAX_ID_LEN + 1);
+    let mut no_department = conversation("bad-1", None, None, "", "it", BASE_MS);
+    assert!(matches!(
+        a.archive(no_department.clone(), vec![]).await,
+        Err(RecordError::InvalidInput(_))
+    ));
+    no_department.department = "sales".into();
+    let bad_event = event("", None, None);
+    assert!(matches!(
+        a.archive(
+            no_department,
+            vec![
+                event("conversation.closed", None, Some("bad-1")),
+                bad_event.clone()
+            ]
+        )
+        .await,
+        Err(RecordError::InvalidInput(_))
+    ));
+    assert_eq!(
+        ok("get", b.get("bad-1").await),
+        None,
+        "a refused archive archives nothing"
+    );
+    let long_customer = conversation("bad-2", Some(&long), None, "sales", "it", BASE_MS);
+    assert!(matches!(
+        a.archive(long_customer, vec![]).await,
+        Err(RecordError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        b.append(vec![event("ok", None, None), bad_event]).await,
+        Err(RecordError::InvalidInput(_))
+    ));
+    assert_eq!(
+        ok("last_seq", b.last_seq().await),
+        seq,
+        "a refused batch appends nothing"
+    );
+    assert!(matches!(
+        a.set_tier("bad-cust", Some("")).await,
+        Err(RecordError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        a.update_profile("", push_history("x".into())).await,
+        Err(RecordError::InvalidInput(_))
+    ));
+    assert_eq!(ok("profile", b.get_profile("bad-cust").await), None);
+    assert!(matches!(
+        a.put_entry(
+            DirectoryKind::Agent,
+            "bad-agent",
+            json!({}),
+            None,
+            &by("", BASE_MS)
+        )
+        .await,
+        Err(RecordError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        a.put_entry(
+            DirectoryKind::Agent,
+            &long,
+            json!({}),
+            None,
+            &by("admin", BASE_MS)
+        )
+        .await,
+        Err(RecordError::InvalidInput(_))
+    ));
+    assert_eq!(
+        ok("get", b.get_entry(DirectoryKind::Agent, "bad-agent").await),
+        None
+    );
+    let token = OperatorToken {
+        name: "bad".into(),
+        digest: String::new(),
+        scopes: vec![],
+    };
+    assert!(matches!(
+        a.put_token(token, &by("admin", BASE_MS)).await,
+        Err(RecordError::InvalidInput(_))
+    ));
+    assert!(ok("tokens", b.list_tokens().await)
+        .iter()
+        .all(|t| t.name != "bad"));
+    assert!(matches!(
+        a.erase_customer("").await,
+        Err(RecordError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        a.export_customer("").await,
+        Err(RecordError::InvalidInput(_))
+    ));
 }

@@ -27,7 +27,9 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::error::{check_id, check_limit, RecordError};
+use crate::error::{
+    check_actor, check_conversation, check_events, check_id, check_limit, check_opt_id, RecordError,
+};
 use crate::record::{erased_payload, export_json, Record};
 use crate::types::{
     ArchiveCursor, ArchiveFilter, ArchiveOutcome, ArchivedConversation, AuditEntry, ChangedBy,
@@ -404,7 +406,8 @@ impl Record for EmbeddedRecord {
         row: ArchivedConversation,
         events: Vec<NewEvent>,
     ) -> Result<ArchiveOutcome, RecordError> {
-        check_id("conversation id", &row.id)?;
+        check_conversation(&row)?;
+        check_events(&events)?;
         let out = self
             .run("archive", move |db| {
                 let tx = begin(db)?;
@@ -618,6 +621,7 @@ impl Record for EmbeddedRecord {
         tier: Option<&str>,
     ) -> Result<CustomerProfile, RecordError> {
         check_id("customer id", customer_id)?;
+        check_opt_id("tier", tier)?;
         let customer_id = customer_id.to_string();
         let tier = tier.map(str::to_string);
         self.run("set_tier", move |db| {
@@ -633,6 +637,7 @@ impl Record for EmbeddedRecord {
     }
 
     async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<i64>, RecordError> {
+        check_events(&events)?;
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -689,6 +694,7 @@ impl Record for EmbeddedRecord {
         by: &ChangedBy,
     ) -> Result<DirectoryEntry, RecordError> {
         check_id("directory id", id)?;
+        check_actor(by)?;
         let id = id.to_string();
         let by = by.clone();
         let (entry, seq) = self
@@ -770,6 +776,7 @@ impl Record for EmbeddedRecord {
         by: &ChangedBy,
     ) -> Result<DirectoryEntry, RecordError> {
         check_id("directory id", id)?;
+        check_actor(by)?;
         let id = id.to_string();
         let by = by.clone();
         let (entry, seq) = self
@@ -848,6 +855,7 @@ impl Record for EmbeddedRecord {
     async fn put_token(&self, token: OperatorToken, by: &ChangedBy) -> Result<(), RecordError> {
         check_id("token name", &token.name)?;
         check_id("token digest", &token.digest)?;
+        check_actor(by)?;
         let by = by.clone();
         self.run("put_token", move |db| {
             let tx = begin(db)?;
@@ -919,6 +927,7 @@ impl Record for EmbeddedRecord {
 
     async fn delete_token(&self, name: &str, by: &ChangedBy) -> Result<bool, RecordError> {
         check_id("token name", name)?;
+        check_actor(by)?;
         let name = name.to_string();
         let by = by.clone();
         self.run("delete_token", move |db| {

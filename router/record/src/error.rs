@@ -57,3 +57,34 @@ pub(crate) fn check_limit(limit: usize) -> Result<usize, RecordError> {
     }
     Ok(limit.min(crate::types::MAX_PAGE))
 }
+
+/// Checks an optional id: absent, or a valid id.
+pub(crate) fn check_opt_id(what: &str, id: Option<&str>) -> Result<(), RecordError> {
+    id.map_or(Ok(()), |id| check_id(what, id))
+}
+
+/// Checks a conversation row's ids and labels.
+pub(crate) fn check_conversation(
+    row: &crate::types::ArchivedConversation,
+) -> Result<(), RecordError> {
+    check_id("conversation id", &row.id)?;
+    check_opt_id("customer id", row.customer_id.as_deref())?;
+    check_opt_id("agent id", row.agent_id.as_deref())?;
+    check_id("department", &row.department)?;
+    check_id("language", &row.language)
+}
+
+/// Checks events before any of them is written.
+pub(crate) fn check_events(events: &[crate::types::NewEvent]) -> Result<(), RecordError> {
+    for e in events {
+        check_id("event kind", &e.kind)?;
+        check_opt_id("event customer id", e.customer_id.as_deref())?;
+        check_opt_id("event conversation id", e.conversation_id.as_deref())?;
+    }
+    Ok(())
+}
+
+/// Checks who makes a change.
+pub(crate) fn check_actor(by: &crate::types::ChangedBy) -> Result<(), RecordError> {
+    check_id("actor", &by.actor)
+}

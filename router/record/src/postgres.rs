@@ -26,7 +26,9 @@ use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::error::{check_id, check_limit, RecordError};
+use crate::error::{
+    check_actor, check_conversation, check_events, check_id, check_limit, check_opt_id, RecordError,
+};
 use crate::record::{erased_payload, export_json, Record};
 use crate::types::{
     ArchiveCursor, ArchiveFilter, ArchiveOutcome, ArchivedConversation, AuditEntry, ChangedBy,
@@ -546,7 +548,8 @@ impl Record for PgRecord {
         row: ArchivedConversation,
         events: Vec<NewEvent>,
     ) -> Result<ArchiveOutcome, RecordError> {
-        check_id("conversation id", &row.id)?;
+        check_conversation(&row)?;
+        check_events(&events)?;
         timed("archive", async {
             let mut tx = self.begin().await?;
             let q = format!(
@@ -766,6 +769,7 @@ impl Record for PgRecord {
         tier: Option<&str>,
     ) -> Result<CustomerProfile, RecordError> {
         check_id("customer id", customer_id)?;
+        check_opt_id("tier", tier)?;
         timed("set_tier", async {
             let row = sqlx::query(
                 "INSERT INTO customer_profiles (customer_id, version, tier, data) \
@@ -784,6 +788,7 @@ impl Record for PgRecord {
     }
 
     async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<i64>, RecordError> {
+        check_events(&events)?;
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -841,6 +846,7 @@ impl Record for PgRecord {
         by: &ChangedBy,
     ) -> Result<DirectoryEntry, RecordError> {
         check_id("directory id", id)?;
+        check_actor(by)?;
         timed("put_entry", async {
             let mut tx = self.begin().await?;
             let seq = reserve(&mut tx, "directory", 1).await?;
@@ -924,6 +930,7 @@ impl Record for PgRecord {
         by: &ChangedBy,
     ) -> Result<DirectoryEntry, RecordError> {
         check_id("directory id", id)?;
+        check_actor(by)?;
         timed("set_disabled", async {
             let mut tx = self.begin().await?;
             let seq = reserve(&mut tx, "directory", 1).await?;
@@ -1018,6 +1025,7 @@ impl Record for PgRecord {
     async fn put_token(&self, t: OperatorToken, by: &ChangedBy) -> Result<(), RecordError> {
         check_id("token name", &t.name)?;
         check_id("token digest", &t.digest)?;
+        check_actor(by)?;
         timed("put_token", async {
             let mut tx = self.begin().await?;
             sqlx::query(
@@ -1076,6 +1084,7 @@ impl Record for PgRecord {
 
     async fn delete_token(&self, name: &str, by: &ChangedBy) -> Result<bool, RecordError> {
         check_id("token name", name)?;
+        check_actor(by)?;
         timed("delete_token", async {
             let mut tx = self.begin().await?;
             let existed = sqlx::query("DELETE FROM operator_tokens WHERE name = $1")

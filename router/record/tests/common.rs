@@ -26,6 +26,7 @@ pub async fn run(name: &str, a: Arc<dyn Record>, b: Arc<dyn Record>, probe: &dyn
         }
         "operator_tokens" => contract::operator_tokens(&*a, &*b).await,
         "export_and_erase" => contract::export_and_erase(&*a, &*b, probe).await,
+        "bad_input_changes_nothing" => contract::bad_input_changes_nothing(&*a, &*b).await,
         "check_all" => contract::check_all(a, b, probe).await,
         other => panic!("no contract check {other}"),
     }

@@ -31,7 +31,7 @@ mod on_memory {
         retention_deletes_only_old_rows, concurrent_profile_updates_all_survive,
         tier_is_never_undone, outbox_sequence_is_contiguous_across_writers,
         tail_wakes_on_a_new_event, directory_versions_audit_and_feed, operator_tokens,
-        export_and_erase, check_all,
+        export_and_erase, bad_input_changes_nothing, check_all,
     );
 }
 
@@ -42,7 +42,7 @@ mod on_embedded {
         retention_deletes_only_old_rows, concurrent_profile_updates_all_survive,
         tier_is_never_undone, outbox_sequence_is_contiguous_across_writers,
         tail_wakes_on_a_new_event, directory_versions_audit_and_feed, operator_tokens,
-        export_and_erase, check_all,
+        export_and_erase, bad_input_changes_nothing, check_all,
     );
 }
 
