@@ -371,3 +371,100 @@ pub struct ErasureReport {
     /// Outbox events whose personal fields were blanked.
     pub events: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, closed: i64, rating: Option<bool>) -> ArchivedConversation {
+        ArchivedConversation {
+            id: id.into(),
+            customer_id: Some("c".into()),
+            agent_id: None,
+            department: "sales".into(),
+            language: "it".into(),
+            started_at_ms: 0,
+            closed_at_ms: closed,
+            rating: rating.map(|good| Rating {
+                good,
+                comment: String::new(),
+            }),
+            transcript: Value::Null,
+            details: Value::Null,
+        }
+    }
+
+    #[test]
+    fn cursor_text_round_trips_and_rejects_garbage() {
+        let c = ArchiveCursor {
+            closed_at_ms: -5,
+            id: "a:b".into(),
+        };
+        assert_eq!(c.to_string().parse::<ArchiveCursor>().ok(), Some(c));
+        for bad in ["", "12", "x:id", "12:", ":id"] {
+            assert!(bad.parse::<ArchiveCursor>().is_err(), "{bad:?} parses");
+        }
+    }
+
+    #[test]
+    fn cursor_orders_newest_first_with_id_ties() {
+        let c = ArchiveCursor::after(&row("m", 10, None));
+        assert!(
+            c.precedes(&row("a", 10, None)),
+            "same time, smaller id comes after"
+        );
+        assert!(!c.precedes(&row("z", 10, None)));
+        assert!(c.precedes(&row("z", 9, None)), "older comes after");
+        assert!(
+            !c.precedes(&row("m", 10, None)),
+            "the cursor row itself is not repeated"
+        );
+    }
+
+    #[test]
+    fn filters_narrow_by_every_field() {
+        let good = row("g", 100, Some(true));
+        let bad = row("b", 200, Some(false));
+        let none = row("n", 300, None);
+        let keeps = |f: &ArchiveFilter| {
+            [&good, &bad, &none]
+                .into_iter()
+                .filter(|c| f.keeps(c))
+                .map(|c| c.id.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keeps(&ArchiveFilter::default()), ["g", "b", "n"]);
+        let rating = |r| ArchiveFilter {
+            rating: Some(r),
+            ..Default::default()
+        };
+        assert_eq!(keeps(&rating(RatingFilter::Good)), ["g"]);
+        assert_eq!(keeps(&rating(RatingFilter::Bad)), ["b"]);
+        assert_eq!(keeps(&rating(RatingFilter::Rated)), ["g", "b"]);
+        assert_eq!(keeps(&rating(RatingFilter::Unrated)), ["n"]);
+        let range = ArchiveFilter {
+            closed_from_ms: Some(200),
+            closed_before_ms: Some(300),
+            ..Default::default()
+        };
+        assert_eq!(keeps(&range), ["b"], "from is inclusive, before exclusive");
+        let agent = ArchiveFilter {
+            agent_id: Some("anna".into()),
+            ..Default::default()
+        };
+        assert!(keeps(&agent).is_empty(), "no agent matches a wanted one");
+        let other = ArchiveFilter {
+            language: Some("en".into()),
+            ..Default::default()
+        };
+        assert!(keeps(&other).is_empty());
+    }
+
+    #[test]
+    fn directory_kinds_round_trip() {
+        for k in DirectoryKind::ALL {
+            assert_eq!(DirectoryKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(DirectoryKind::parse("robot"), None);
+    }
+}
