@@ -37,17 +37,19 @@ use crate::types::{
     OperatorToken, OutboxEvent, Page, ProfileFn,
 };
 
-const CONVERSATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conversations");
-const BY_CLOSED: TableDefinition<(i64, &str), ()> = TableDefinition::new("conversations_by_closed");
+const CONVERSATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("record_conversations");
+const BY_CLOSED: TableDefinition<(i64, &str), ()> =
+    TableDefinition::new("record_conversations_by_closed");
 const BY_CUSTOMER: TableDefinition<(&str, &str), ()> =
-    TableDefinition::new("conversations_by_customer");
-const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
-const OUTBOX: TableDefinition<i64, &[u8]> = TableDefinition::new("outbox");
-const COUNTERS: TableDefinition<&str, i64> = TableDefinition::new("counters");
-const DIRECTORY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("directory");
-const DIRECTORY_CHANGES: TableDefinition<i64, &[u8]> = TableDefinition::new("directory_changes");
-const AUDIT: TableDefinition<i64, &[u8]> = TableDefinition::new("audit");
-const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+    TableDefinition::new("record_conversations_by_customer");
+const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("record_profiles");
+const OUTBOX: TableDefinition<i64, &[u8]> = TableDefinition::new("record_outbox");
+const COUNTERS: TableDefinition<&str, i64> = TableDefinition::new("record_counters");
+const DIRECTORY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("record_directory");
+const DIRECTORY_CHANGES: TableDefinition<i64, &[u8]> =
+    TableDefinition::new("record_directory_changes");
+const AUDIT: TableDefinition<i64, &[u8]> = TableDefinition::new("record_audit");
+const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("record_tokens");
 
 const OUTBOX_COUNTER: &str = "outbox";
 const DIRECTORY_COUNTER: &str = "directory";
@@ -106,7 +108,7 @@ impl MemoryRecord {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(db_err)?;
-        Ok(Self(EmbeddedRecord::from_database(db)?))
+        Ok(Self(EmbeddedRecord::from_database(Arc::new(db))?))
     }
 
     /// Returns the embedded record underneath (for [`crate::contract`] probes).
@@ -120,10 +122,39 @@ impl EmbeddedRecord {
     pub fn open(dir: &Path) -> Result<Self, RecordError> {
         std::fs::create_dir_all(dir).map_err(|e| RecordError::Unavailable(e.to_string()))?;
         let db = Database::create(dir.join("record.redb")).map_err(db_err)?;
+        Self::from_database(Arc::new(db))
+    }
+
+    /// Opens the record inside an existing redb database, such as the one of the embedded
+    /// live store (its tables are named `record_*`), so that a close can archive the
+    /// conversation and remove its live keys in one transaction with
+    /// [`EmbeddedRecord::archive_in`].
+    pub fn with_database(db: Arc<Database>) -> Result<Self, RecordError> {
         Self::from_database(db)
     }
 
-    fn from_database(db: Database) -> Result<Self, RecordError> {
+    /// Archives a conversation (idempotently, as [`Record::archive`]) inside the caller's
+    /// write transaction, beside the caller's own writes; nothing is durable until the
+    /// caller commits. After the commit, hand the outcome to [`EmbeddedRecord::published`]
+    /// so that followers of the outbox wake.
+    pub fn archive_in(
+        tx: &WriteTransaction,
+        row: &ArchivedConversation,
+        events: Vec<NewEvent>,
+    ) -> Result<ArchiveOutcome, RecordError> {
+        check_conversation(row)?;
+        check_events(&events)?;
+        archive_in(tx, row, events)
+    }
+
+    /// Wakes the outbox's followers after a commit that included [`EmbeddedRecord::archive_in`].
+    pub fn published(&self, outcome: &ArchiveOutcome) {
+        if let Some(last) = outcome.seqs.last() {
+            Self::signal(&self.inner.outbox, *last);
+        }
+    }
+
+    fn from_database(db: Arc<Database>) -> Result<Self, RecordError> {
         let tx = begin(&db)?;
         tx.open_table(CONVERSATIONS).map_err(db_err)?;
         tx.open_table(BY_CLOSED).map_err(db_err)?;
@@ -142,7 +173,7 @@ impl EmbeddedRecord {
         drop(rtx);
         Ok(Self {
             inner: Arc::new(Inner {
-                db: Arc::new(db),
+                db,
                 outbox: watch::Sender::new(outbox),
                 directory: watch::Sender::new(directory),
             }),
@@ -399,6 +430,45 @@ fn put_profile_in(tx: &WriteTransaction, p: &CustomerProfile) -> Result<(), Reco
     Ok(())
 }
 
+/// Archives `row` and appends `events` inside `tx` (see [`EmbeddedRecord::archive_in`]).
+fn archive_in(
+    tx: &WriteTransaction,
+    row: &ArchivedConversation,
+    events: Vec<NewEvent>,
+) -> Result<ArchiveOutcome, RecordError> {
+    {
+        let mut conversations = tx.open_table(CONVERSATIONS).map_err(db_err)?;
+        if conversations
+            .get(row.id.as_str())
+            .map_err(db_err)?
+            .is_some()
+        {
+            return Ok(ArchiveOutcome {
+                inserted: false,
+                seqs: Vec::new(),
+            });
+        }
+        conversations
+            .insert(row.id.as_str(), enc(row)?.as_slice())
+            .map_err(db_err)?;
+    }
+    tx.open_table(BY_CLOSED)
+        .map_err(db_err)?
+        .insert((row.closed_at_ms, row.id.as_str()), ())
+        .map_err(db_err)?;
+    if let Some(c) = &row.customer_id {
+        tx.open_table(BY_CUSTOMER)
+            .map_err(db_err)?
+            .insert((c.as_str(), row.id.as_str()), ())
+            .map_err(db_err)?;
+    }
+    let seqs = append_in(tx, events)?;
+    Ok(ArchiveOutcome {
+        inserted: true,
+        seqs,
+    })
+}
+
 #[async_trait]
 impl Record for EmbeddedRecord {
     async fn archive(
@@ -411,38 +481,11 @@ impl Record for EmbeddedRecord {
         let out = self
             .run("archive", move |db| {
                 let tx = begin(db)?;
-                {
-                    let mut conversations = tx.open_table(CONVERSATIONS).map_err(db_err)?;
-                    if conversations
-                        .get(row.id.as_str())
-                        .map_err(db_err)?
-                        .is_some()
-                    {
-                        return Ok(ArchiveOutcome {
-                            inserted: false,
-                            seqs: Vec::new(),
-                        });
-                    }
-                    conversations
-                        .insert(row.id.as_str(), enc(&row)?.as_slice())
-                        .map_err(db_err)?;
+                let out = archive_in(&tx, &row, events)?;
+                if out.inserted {
+                    tx.commit().map_err(db_err)?;
                 }
-                tx.open_table(BY_CLOSED)
-                    .map_err(db_err)?
-                    .insert((row.closed_at_ms, row.id.as_str()), ())
-                    .map_err(db_err)?;
-                if let Some(c) = &row.customer_id {
-                    tx.open_table(BY_CUSTOMER)
-                        .map_err(db_err)?
-                        .insert((c.as_str(), row.id.as_str()), ())
-                        .map_err(db_err)?;
-                }
-                let seqs = append_in(&tx, events)?;
-                tx.commit().map_err(db_err)?;
-                Ok(ArchiveOutcome {
-                    inserted: true,
-                    seqs,
-                })
+                Ok(out)
             })
             .await?;
         if let Some(last) = out.seqs.last() {
