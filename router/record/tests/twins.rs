@@ -92,7 +92,7 @@ async fn embedded_record_survives_a_reopen() {
 /// neither did.
 #[tokio::test]
 async fn archive_and_live_key_removal_in_one_transaction() {
-    use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+    use redb::{ReadableDatabase, TableDefinition};
     const LIVE: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
     let dir = tempfile::tempdir().expect("temporary folder");
     let db = Arc::new(redb::Database::create(dir.path().join("centralino.redb")).expect("db"));
