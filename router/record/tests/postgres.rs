@@ -195,3 +195,37 @@ async fn bad_and_unreachable_dsns() {
         Err(RecordError::InvalidInput(_))
     ));
 }
+
+/// An event committed without a notification (a lost one) is still picked up, by the slow
+/// fallback poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_falls_back_to_a_slow_poll() {
+    let pg = TestPostgres::start_new().expect("postgres");
+    let url = pg.database("record").expect("database");
+    let r = connect(&url).await;
+    let mut tail =
+        OutboxTail::new(Arc::new(r.clone()), 0).with_fallback(Duration::from_millis(500));
+    let waiting = tokio::spawn(async move { tail.next(10).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut tx = r.pool().begin().await.expect("begin");
+    sqlx::query("UPDATE record_counters SET last = 1 WHERE name = 'outbox'")
+        .execute(&mut *tx)
+        .await
+        .expect("counter");
+    sqlx::query(
+        "INSERT INTO outbox_events (seq, kind, at_ms, payload) VALUES (1, 'silent', 0, '{}'::jsonb)",
+    )
+    .execute(&mut *tx)
+    .await
+    .expect("insert");
+    tx.commit().await.expect("commit");
+    let got = tokio::time::timeout(Duration::from_secs(3), waiting)
+        .await
+        .expect("the fallback poll found the event")
+        .expect("tail task")
+        .expect("tail");
+    assert_eq!(
+        got.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["silent"]
+    );
+}
