@@ -111,7 +111,7 @@ impl MemoryRecord {
         Ok(Self(EmbeddedRecord::from_database(Arc::new(db))?))
     }
 
-    /// Returns the embedded record underneath (for [`crate::contract`] probes).
+    /// Returns the embedded record underneath (for the contract's probes).
     pub fn as_embedded(&self) -> &EmbeddedRecord {
         &self.0
     }

@@ -5,7 +5,7 @@
 //! the indexed columns). Live state (queued and assigned conversations, claims, membership)
 //! is not here: it stays in etcd or the embedded store.
 //!
-//! Three implementations, held to one contract ([`contract`], feature `testing`):
+//! Three implementations, held to one contract (module `contract`, feature `testing`):
 //! - [`PgRecord`] — PostgreSQL, cluster mode: every router shares it.
 //! - [`EmbeddedRecord`] — one redb file, standalone mode: fsync-durable commits.
 //! - [`MemoryRecord`] — the in-memory twin for tests (the embedded code on redb's memory
