@@ -39,6 +39,7 @@ use centralino_core::store::archive::Archive;
 use centralino_core::store::events::IntegrationLog;
 use centralino_core::store::group_commit::{CommitLimits, GroupCommit, DEFAULT_MAX_OPS};
 use centralino_core::store::{Instrumented, Store};
+use centralino_record::{MemoryRecord, PgConfig, PgRecord, Record};
 
 /// Concurrent calls on one internal connection (an agent-node's calls for all its agents).
 const INTERNAL_MAX_STREAMS: u32 = 1024;
@@ -154,10 +155,55 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     start_with(config, Arc::new(etcd)).await
 }
 
+/// outbox11 (minimal, replaced by the `[record]` wiring): starts a router as [`start`]
+/// does, on the system of record `record` (tests hand every router of a cluster the same
+/// PostgreSQL record).
+pub async fn start_with_record(
+    config: Config,
+    record: Arc<dyn Record>,
+) -> Result<ClusterRouter, StartError> {
+    let etcd = Etcd::connect_with(
+        &config.cluster.etcd_endpoints,
+        Duration::from_millis(config.cluster.request_timeout_ms),
+        &etcd_security(&config.cluster),
+    )
+    .await
+    .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
+    start_on(config, Arc::new(etcd), Some(record)).await
+}
+
+/// outbox11 (minimal, replaced by the `[record]` wiring): the record of a router started
+/// without one: PostgreSQL at `CENTRALINO_RECORD__POSTGRES_URL` when it is set, else an
+/// in-memory record of this router alone.
+async fn default_record() -> Result<Arc<dyn Record>, StartError> {
+    let record_error = |e: centralino_record::RecordError| {
+        StartError::Store(centralino_core::store::StoreError::Backend(format!(
+            "record: {e}"
+        )))
+    };
+    match std::env::var("CENTRALINO_RECORD__POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Ok(Arc::new(
+            PgRecord::connect(&PgConfig::new(url))
+                .await
+                .map_err(record_error)?,
+        )),
+        _ => Ok(Arc::new(MemoryRecord::new().map_err(record_error)?)),
+    }
+}
+
 /// Starts a router of the cluster coordinated by `kv` (etcd, or the in-memory twin of
 /// in-process tests): membership, claims and the fenced records all live there;
 /// `cluster.etcd_endpoints` is not used.
 pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter, StartError> {
+    start_on(config, kv, None).await
+}
+
+/// Starts a router as [`start_with`] does, on `record` (or the default record).
+async fn start_on(
+    config: Config,
+    kv: Arc<dyn Kv>,
+    record: Option<Arc<dyn Record>>,
+) -> Result<ClusterRouter, StartError> {
     let mut problems = config.cluster.settings_problems();
     // Customer identity secrets (issue 10): placeholders only in dev mode, a shared
     // visitor secret on every router.
@@ -232,7 +278,11 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
     let agent_config = config.agent_node();
     let shifts = Arc::new(Shifts::new(&agent_config));
     let remote_agents = RemoteAgents::new(membership.clone(), tls.agent_nodes);
-    let events = Arc::new(IntegrationLog::open_for_node(store.as_ref(), &node_id).await?);
+    let record = match record {
+        Some(record) => record,
+        None => default_record().await?,
+    };
+    let events = Arc::new(IntegrationLog::new(record.clone()));
     let router = Router::new(SharedParts {
         config: config.clone(),
         clock: clock.clone(),
@@ -242,6 +292,7 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
         agents: remote_agents.clone() as Arc<dyn AgentNodeLink>,
         shifts,
         events,
+        record,
         arbiters: handles.clone(),
     });
     let view = ClusterView::new(

@@ -30,6 +30,7 @@ use centralino_core::store::embedded::EmbeddedStore;
 use centralino_core::store::events::IntegrationLog;
 use centralino_core::store::group_commit::{CommitLimits, GroupCommit};
 use centralino_core::store::{Instrumented, MemoryStore, Store};
+use centralino_record::{EmbeddedRecord, MemoryRecord, Record};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -235,7 +236,23 @@ pub async fn start_with_clock(
     let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
 
     let agent_node = AgentNode::new(config.agent_node(), clock.clone(), handles.clone());
-    let events = Arc::new(IntegrationLog::open(store.as_ref()).await?);
+    // outbox11 (minimal, replaced by the `[record]` wiring): the system of record beside
+    // the store, embedded in `node.data_dir` (memory with the memory store).
+    let record: Arc<dyn Record> = match store_choice {
+        StoreChoice::Embedded => Arc::new(
+            EmbeddedRecord::open(&config.node.data_dir).map_err(|e| {
+                StartError::Store(centralino_core::store::StoreError::Backend(format!(
+                    "record: {e}"
+                )))
+            })?,
+        ),
+        StoreChoice::Memory => Arc::new(MemoryRecord::new().map_err(|e| {
+            StartError::Store(centralino_core::store::StoreError::Backend(format!(
+                "record: {e}"
+            )))
+        })?),
+    };
+    let events = Arc::new(IntegrationLog::new(record.clone()));
     let router = Router::new(SharedParts {
         config: config.clone(),
         clock: clock.clone(),
@@ -245,6 +262,7 @@ pub async fn start_with_clock(
         agents: agent_node.clone() as Arc<dyn AgentNodeLink>,
         shifts: agent_node.shifts().clone(),
         events,
+        record,
         arbiters: handles.clone(),
     });
     for department in &config.departments {

@@ -39,6 +39,10 @@ pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]
 /// Describes every router metric once per process.
 pub fn describe() {
     describe_counter!(
+        "centralino_integration_events_lost_total",
+        "Integration events the record refused after every retry (logged with their conversation)"
+    );
+    describe_counter!(
         "centralino_conversations_started_total",
         "Conversations started, by department and language"
     );
@@ -348,6 +352,11 @@ pub fn cluster_partitions(owned: usize, unowned: usize) {
 pub fn cluster_members(routers: usize, agent_nodes: usize) {
     gauge!("centralino_cluster_members", "role" => "router").set(routers as f64);
     gauge!("centralino_cluster_members", "role" => "agent_node").set(agent_nodes as f64);
+}
+
+/// An integration event the record did not take after every retry.
+pub fn integration_event_lost() {
+    counter!("centralino_integration_events_lost_total").increment(1);
 }
 
 /// A partition claimed.

@@ -11,7 +11,7 @@ use tracing::warn;
 use crate::router::{Revival, Router};
 use crate::store::archive::retire_closed;
 use crate::store::records::{
-    decode, partition_conversations, profile_key, ConversationRecord, MessageRecord, ProfileRecord,
+    decode, partition_conversations, ConversationRecord, MessageRecord, ProfileRecord,
     State, MESSAGES,
 };
 use crate::store::StoreError;
@@ -86,10 +86,14 @@ pub async fn adopt_partition(router: &Router, p: u32) -> Result<Adopted, StoreEr
                     .push(rec.id.clone());
             }
         }
-        let key = profile_key(&rec.customer_id);
-        let profile: ProfileRecord = match shared.store.get(&key).await? {
-            Some(bytes) => decode(&key, &bytes).unwrap_or_default(),
-            None => ProfileRecord::default(),
+        // The profile only informs the agent's view; the record keeps the real one, so an
+        // unreadable profile does not keep the conversation from coming back.
+        let profile = match shared.profile(&rec.customer_id).await {
+            Ok(profile) => profile.unwrap_or_default(),
+            Err(e) => {
+                warn!(conversation_id = %rec.id, error = %e, "customer profile not read");
+                ProfileRecord::default()
+            }
         };
         router.spawn_conversation(Revival {
             record: rec,

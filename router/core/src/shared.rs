@@ -18,8 +18,10 @@ pub use crate::places::{Places, Reserved};
 use crate::store::archive::Archive;
 use crate::store::events::IntegrationLog;
 use crate::store::group_commit::GroupCommit;
-use crate::store::records::{decode, profile_key, put, ProfileRecord};
-use crate::store::{Op, Store, StoreError};
+use crate::store::profiles;
+use crate::store::records::ProfileRecord;
+use crate::store::{Store, StoreError};
+use centralino_record::{ProfileFn, Record};
 use centralino_proto::v1::TellRequest;
 
 /// Node-wide counters (the admin snapshot; Prometheus has the labelled versions).
@@ -150,9 +152,6 @@ pub trait Placement: Send + Sync + 'static {
     }
 }
 
-/// Lock stripes for profile updates.
-const PROFILE_STRIPES: usize = 256;
-
 /// What [`Shared`] is made of.
 pub struct SharedParts {
     /// Configuration.
@@ -171,6 +170,9 @@ pub struct SharedParts {
     pub shifts: Arc<Shifts>,
     /// Integration events.
     pub events: Arc<IntegrationLog>,
+    /// The system of record: customer profiles, the integration-event outbox (what
+    /// outlives a conversation).
+    pub record: Arc<dyn Record>,
     /// Actor threads.
     pub arbiters: Vec<ArbiterHandle>,
 }
@@ -191,8 +193,10 @@ pub struct Shared {
     pub agents: Arc<dyn AgentNodeLink>,
     /// Team schedules and language fallback.
     pub shifts: Arc<Shifts>,
-    /// Integration events.
+    /// Integration events (in the record's outbox).
     pub events: Arc<IntegrationLog>,
+    /// The system of record: customer profiles, the integration-event outbox.
+    pub record: Arc<dyn Record>,
     /// Counters for snapshots.
     pub counters: Counters,
     /// Identity keys: shop identity tokens and visitor tokens.
@@ -203,8 +207,6 @@ pub struct Shared {
     mail: Weak<dyn Mailroom>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
-    /// Serialise read-modify-write of one customer's profile (striped by customer id).
-    profiles: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl Shared {
@@ -220,6 +222,7 @@ impl Shared {
             agents: parts.agents,
             shifts: parts.shifts,
             events: parts.events,
+            record: parts.record,
             counters: Counters::default(),
             identity,
             lingering: Lingering::default(),
@@ -227,9 +230,6 @@ impl Shared {
             mail,
             arbiters: parts.arbiters,
             next_arbiter: AtomicUsize::new(0),
-            profiles: (0..PROFILE_STRIPES)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
         }
     }
 
@@ -270,37 +270,56 @@ impl Shared {
         }
     }
 
-    /// Holds off other updates of `customer_id`'s profile while the guard lives.
-    pub async fn profile_guard(&self, customer_id: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        customer_id.hash(&mut hasher);
-        let stripe = (hasher.finish() % PROFILE_STRIPES as u64) as usize;
-        self.profiles[stripe].lock().await
+    /// Returns a customer's profile from the record (with its tier), if there is one.
+    pub async fn profile(&self, customer_id: &str) -> Result<Option<ProfileRecord>, StoreError> {
+        match self
+            .record
+            .get_profile(customer_id)
+            .await
+            .map_err(profiles::store_error)?
+        {
+            Some(p) => Ok(Some(profiles::from_record(&p)?)),
+            None => Ok(None),
+        }
     }
 
-    /// Reads a customer's profile, changes it with `change` and writes it back durably, with
-    /// `extra` ops in the same transaction; profile updates never overwrite each other.
+    /// Changes a customer's profile with `change` in one transaction of the record, under
+    /// the profile's lock there: concurrent updates from any router all take effect, one
+    /// after the other (no lost update), and none of them touches the tier (see
+    /// [`Shared::set_tier`]). `change` may run more than once, so it has no effects of its
+    /// own. Returns the profile as written.
     pub async fn update_profile(
         &self,
         customer_id: &str,
-        extra: Vec<Op>,
-        change: impl FnOnce(&mut ProfileRecord),
+        change: impl Fn(&mut ProfileRecord) + Send + Sync + 'static,
     ) -> Result<ProfileRecord, StoreError> {
-        let _guard = self.profile_guard(customer_id).await;
-        let key = profile_key(customer_id);
-        let mut profile: ProfileRecord = match self.store.get(&key).await? {
-            Some(bytes) => decode(&key, &bytes)?,
-            None => ProfileRecord {
-                customer_id: customer_id.to_string(),
-                ..ProfileRecord::default()
-            },
-        };
-        change(&mut profile);
-        let mut ops = extra;
-        ops.push(put(key, &profile));
-        self.commits.write(ops).await?;
-        Ok(profile)
+        let id = customer_id.to_string();
+        let f: ProfileFn = Arc::new(move |data| {
+            let mut profile = profiles::from_data(&id, data).map_err(|e| e.to_string())?;
+            change(&mut profile);
+            *data = profiles::to_data(&profile)?;
+            Ok(())
+        });
+        let written = self
+            .record
+            .update_profile(customer_id, f)
+            .await
+            .map_err(profiles::store_error)?;
+        profiles::from_record(&written)
+    }
+
+    /// Sets a customer's tier (empty: none) in the record; no later profile update undoes it.
+    pub async fn set_tier(
+        &self,
+        customer_id: &str,
+        tier: &str,
+    ) -> Result<ProfileRecord, centralino_record::RecordError> {
+        let written = self
+            .record
+            .set_tier(customer_id, profiles::tier_of(tier))
+            .await?;
+        profiles::from_record(&written)
+            .map_err(|e| centralino_record::RecordError::Backend(e.to_string()))
     }
 
     /// Takes a place among the node's open conversations for a new one, if fewer than

@@ -7,6 +7,7 @@ pub mod archive;
 pub mod embedded;
 pub mod events;
 pub mod group_commit;
+pub mod profiles;
 pub mod records;
 
 use std::collections::BTreeMap;

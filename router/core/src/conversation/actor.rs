@@ -174,7 +174,6 @@ impl ConversationActor {
 
     pub(super) fn integration(&self, kind: &str, details: BTreeMap<String, String>) {
         self.shared.events.record(
-            &self.shared.commits,
             kind,
             &self.rec,
             self.shared.clock.now_ms(),

@@ -160,11 +160,11 @@ impl ConversationActor {
         let customer = self.rec.customer_id.clone();
         self.profile_write = Some(Box::pin(async move {
             shared
-                .update_profile(&customer, Vec::new(), move |p| {
+                .update_profile(&customer, move |p| {
                     if !name.is_empty() {
-                        p.display_name = name;
+                        p.display_name = name.clone();
                     }
-                    p.language = language;
+                    p.language = language.clone();
                     p.record_completed(agent.as_deref(), &summary, &notes, now);
                 })
                 .await

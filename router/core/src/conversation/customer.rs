@@ -144,7 +144,7 @@ impl Handler<Rate> for ConversationActor {
         let rating = self.profile.last_rating.clone();
         self.profile_write = Some(Box::pin(async move {
             shared
-                .update_profile(&customer, Vec::new(), move |p| p.last_rating = rating)
+                .update_profile(&customer, move |p| p.last_rating = rating.clone())
                 .await
                 .map(|_| ())
         }));

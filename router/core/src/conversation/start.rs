@@ -16,8 +16,8 @@ use crate::router::{Revival, Router};
 use crate::routing::admission::{self, Admission, Ask, Refusal, Serving};
 use crate::shared::{Counters, Owner, Places};
 use crate::store::records::{
-    conversation_key, decode, message_key, partition_of, profile_key, put, ConversationRecord,
-    MessageRecord, ProfileRecord, State, Visitor,
+    conversation_key, message_key, partition_of, put, ConversationRecord, MessageRecord,
+    ProfileRecord, State, Visitor,
 };
 use crate::texts::{self, Text};
 
@@ -31,8 +31,9 @@ impl From<Refusal> for Status {
     }
 }
 
-/// Starts the conversation `req` asks for on `router`: admits it, writes its record, the
-/// customer's profile and the first messages in one durable write, then spawns its actor.
+/// Starts the conversation `req` asks for on `router`: admits it, counts the contact in the
+/// customer's profile (in the record), writes its record and the first messages in one
+/// durable write, then spawns its actor.
 ///
 /// The conversation runs for `subject` (see [`crate::identity`]): its profile, sticky
 /// agent, tier and history are that subject's alone, whatever `customer_id` the request
@@ -65,13 +66,9 @@ pub async fn start_conversation(
         queue: None,
     };
     let now = shared.clock.now_ms();
-    // Profile read-modify-write is serialised with the other profile updates.
-    let _profile_guard = shared.profile_guard(&req.customer_id).await;
-    let key = profile_key(&req.customer_id);
-    let profile: Option<ProfileRecord> = match shared.store.get(&key).await? {
-        Some(bytes) => Some(decode(&key, &bytes)?),
-        None => None,
-    };
+    // The profile as it is now, from the record (admission reads it; the contact is
+    // counted below by the record's transactional update, never by writing it back).
+    let profile = shared.profile(&req.customer_id).await?;
     let serving_language = shared.shifts.serving_language(&req.language, now);
     let serving = Serving {
         language: serving_language,
@@ -104,23 +101,24 @@ pub async fn start_conversation(
         now,
     );
     let transcript = first_messages(router, &req, admitted.returning, &id, now);
-    let mut new_profile = profile.unwrap_or_default();
-    new_profile.customer_id = req.customer_id.clone();
-    if !req.display_name.is_empty() {
-        new_profile.display_name = req.display_name.clone();
-    }
-    new_profile.language = req.language.clone();
-    new_profile.contacts = new_profile.contacts.saturating_add(1);
-    let mut ops = vec![
-        put(conversation_key(&id), &rec),
-        put(profile_key(&req.customer_id), &new_profile),
-    ];
+    // The contact is counted in the record first: a failure there starts nothing; a failed
+    // conversation write after it leaves one contact counted too many (never one lost).
+    let (name, language) = (req.display_name.clone(), req.language.clone());
+    let new_profile = shared
+        .update_profile(&req.customer_id, move |p| {
+            if !name.is_empty() {
+                p.display_name = name.clone();
+            }
+            p.language = language.clone();
+            p.contacts = p.contacts.saturating_add(1);
+        })
+        .await?;
+    let mut ops = vec![put(conversation_key(&id), &rec)];
     for m in &transcript {
         ops.push(put(message_key(&id, m.seq), m));
     }
     shared.commits.write(ops).await?;
     shared.events.record(
-        &shared.commits,
         "started",
         &rec,
         now,

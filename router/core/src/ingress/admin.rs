@@ -27,9 +27,16 @@ use crate::conversation::{GetTranscript, Subscribe, Transfer};
 use crate::queue::GetStats;
 use crate::router::Router;
 use crate::store::archive::{Archived, Filter};
+use crate::store::events::to_proto;
+use crate::store::profiles::status as record_status;
 use crate::store::records::Outcome;
 
 use super::validate::{check_field, mailbox, reject, EventStream};
+
+/// Integration events an event stream holds for its reader before it waits for them.
+const STREAM_BUFFER: usize = 256;
+/// Events an event stream reads from the outbox at a time.
+const STREAM_BATCH: usize = 256;
 
 /// The operator API. Every call needs a bearer token with the call's scope (see
 /// [`required_scope`]): an `[[operators]]` token (SHA-256 digest compared in constant time),
@@ -371,41 +378,36 @@ impl Admin for AdminApi {
     ) -> Result<Response<Self::StreamIntegrationEventsStream>, Status> {
         reject(self.authorize(&request, "StreamIntegrationEvents"))?;
         let after = request.into_inner().after_event_id;
-        // Subscribe first, then read the stored backlog: nothing falls in between.
-        let mut live = self.router.shared.events.subscribe();
-        let backlog = self
-            .router
-            .shared
-            .events
-            .stored_after(self.router.shared.store.as_ref(), after)
-            .await?;
-        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        // The outbox holds one sequence for the whole cluster: the stream reads it after
+        // `after` and then follows it (woken by the record's signal, not by polling), from
+        // whichever router it reaches. It reads only as fast as the client takes events, so
+        // a slow reader falls behind nothing.
+        let mut tail = self.router.shared.events.subscribe(after);
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
         tokio::spawn(async move {
-            let mut last = after;
-            for event in backlog {
-                last = last.max(event.event_id);
-                if tx.send(Ok(event)).await.is_err() {
-                    return;
-                }
-            }
             loop {
-                match live.recv().await {
-                    Ok(event) if event.event_id > last => {
-                        last = event.event_id;
-                        if tx.send(Ok(event)).await.is_err() {
-                            return;
+                let events = tokio::select! {
+                    events = tail.next(STREAM_BATCH) => events,
+                    () = tx.closed() => return,
+                };
+                match events {
+                    Ok(events) => {
+                        for event in &events {
+                            if tx.send(Ok(to_proto(event))).await.is_err() {
+                                return;
+                            }
                         }
                     }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        let _ = tx
-                            .send(Err(Status::data_loss(format!(
-                                "the stream fell behind; resume after event {last}"
-                            ))))
-                            .await;
+                    Err(e) => {
+                        let last = tail.position();
+                        let mut status = record_status(e);
+                        status = Status::new(
+                            status.code(),
+                            format!("{}; resume after event {last}", status.message()),
+                        );
+                        let _ = tx.send(Err(status)).await;
                         return;
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
             }
         });
@@ -429,11 +431,12 @@ impl Admin for AdminApi {
                 "tier must be \"vip\" or empty",
             )));
         }
-        let tier = req.tier;
+        // The tier is the record's column of its own: no profile update of any router undoes it.
         self.router
             .shared
-            .update_profile(&req.customer_id, Vec::new(), move |p| p.tier = tier)
-            .await?;
+            .set_tier(&req.customer_id, &req.tier)
+            .await
+            .map_err(record_status)?;
         Ok(Response::new(SetCustomerTierResponse {}))
     }
 

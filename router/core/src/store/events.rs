@@ -1,153 +1,248 @@
-//! The integration event log: conversation lifecycle events for CRM and e-mail systems,
-//! stored durably (`event/<seq>`) and streamed live, resumable from an event id.
+//! The integration event log: conversation lifecycle events for CRM and e-mail systems, in
+//! the system of record's outbox ([`centralino_record::Record::append`]): one sequence for
+//! the whole cluster, assigned at commit, so a reader resumes on any router after the last
+//! event id it saw with no gap and no repeat. Live readers follow the outbox with an
+//! [`OutboxTail`] (woken by the record's signal, PostgreSQL LISTEN/NOTIFY in a cluster),
+//! never by polling it.
+//!
+//! An event is appended once its cause is durable: the callers record an event after the
+//! write that caused it; events of a close that belong with its archive row are built with
+//! [`IntegrationLog::event`] and passed to [`centralino_record::Record::archive`], which
+//! appends them in the same transaction as the row.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use centralino_proto::v1::IntegrationEvent;
-use tokio::sync::broadcast;
+use centralino_record::{NewEvent, OutboxEvent, OutboxTail, Record, RecordError};
+use serde_json::{json, Value};
+use tracing::warn;
 
-use crate::store::group_commit::GroupCommit;
 use crate::store::records::ConversationRecord;
-use crate::store::{Op, Store, StoreError};
 
-/// Key prefix of integration events.
-pub const EVENTS: &str = "event/";
-/// Events kept in the store; older ones are deleted as new ones arrive.
-pub const RETAINED: u64 = 100_000;
-/// Live events buffered for slow subscribers (they resume from the store).
-const LIVE_BUFFER: usize = 4096;
+/// How often a background append is tried before the event is given up (and counted).
+const APPEND_TRIES: u32 = 5;
+/// The pause before the first retry of a background append; it doubles with each retry.
+const APPEND_BACKOFF: Duration = Duration::from_millis(200);
 
-/// Returns the key of event `seq`.
-pub fn event_key(seq: u64) -> String {
-    format!("{EVENTS}{seq:020}")
+/// What an event is about (the fields of the API's event beside its kind and details).
+struct Subject<'a> {
+    conversation_id: &'a str,
+    customer_id: &'a str,
+    department: &'a str,
+    language: &'a str,
+    agent_id: &'a str,
 }
 
-/// Append-only integration events.
+/// Integration events in the record's outbox.
 pub struct IntegrationLog {
-    /// `event/` alone, or `event/<node>/` for each router of a cluster.
-    prefix: String,
-    next: AtomicU64,
-    live: broadcast::Sender<IntegrationEvent>,
+    record: Arc<dyn Record>,
 }
 
 impl IntegrationLog {
-    /// Returns a log continuing after the last event in `store`.
-    pub async fn open(store: &dyn Store) -> Result<Self, StoreError> {
-        Self::open_at(store, EVENTS.to_string()).await
+    /// Returns the log of `record`'s outbox.
+    pub fn new(record: Arc<dyn Record>) -> Self {
+        Self { record }
     }
 
-    /// Returns the log of one router of a cluster (events under `event/<node>/`).
-    pub async fn open_for_node(store: &dyn Store, node_id: &str) -> Result<Self, StoreError> {
-        Self::open_at(store, format!("{EVENTS}{node_id}/")).await
+    /// Returns the record the events live in.
+    pub fn outbox(&self) -> &Arc<dyn Record> {
+        &self.record
     }
 
-    async fn open_at(store: &dyn Store, prefix: String) -> Result<Self, StoreError> {
-        let last = store
-            .scan(&prefix)
-            .await?
-            .iter()
-            .filter_map(|(k, _)| k[prefix.len()..].parse::<u64>().ok())
-            .max()
-            .unwrap_or(0);
-        let (live, _) = broadcast::channel(LIVE_BUFFER);
-        Ok(Self {
-            prefix,
-            next: AtomicU64::new(last + 1),
-            live,
-        })
-    }
-
-    /// Returns the ops that append an event of `kind` about `rec`, and the event (to be
-    /// published with [`IntegrationLog::publish`] once the ops are durable).
-    pub fn append(
-        &self,
+    /// Returns the outbox event of `kind` about `rec` (to append with
+    /// [`IntegrationLog::append`], or with an archive row through
+    /// [`centralino_record::Record::archive`]).
+    pub fn event(
         kind: &str,
         rec: &ConversationRecord,
         at_ms: i64,
         details: BTreeMap<String, String>,
-    ) -> (Vec<Op>, IntegrationEvent) {
-        let seq = self.next.fetch_add(1, Ordering::Relaxed);
-        let event = IntegrationEvent {
-            event_id: seq,
-            at_unix_ms: at_ms,
+    ) -> NewEvent {
+        Self::event_about(
+            kind,
+            Subject {
+                conversation_id: &rec.id,
+                customer_id: &rec.customer_id,
+                department: &rec.department,
+                language: &rec.language,
+                agent_id: rec.agent_id.as_deref().unwrap_or_default(),
+            },
+            at_ms,
+            details,
+        )
+    }
+
+    fn event_about(
+        kind: &str,
+        about: Subject<'_>,
+        at_ms: i64,
+        details: BTreeMap<String, String>,
+    ) -> NewEvent {
+        NewEvent {
             kind: kind.to_string(),
-            conversation_id: rec.id.clone(),
-            customer_id: rec.customer_id.clone(),
-            department: rec.department.clone(),
-            language: rec.language.clone(),
-            agent_id: rec.agent_id.clone().unwrap_or_default(),
-            details: details.into_iter().collect(),
-        };
-        let mut ops = vec![Op::Put(
-            self.key(seq),
-            prost::Message::encode_to_vec(&event),
-        )];
-        if seq > RETAINED {
-            ops.push(Op::Delete(self.key(seq - RETAINED)));
+            customer_id: (!about.customer_id.is_empty()).then(|| about.customer_id.to_string()),
+            conversation_id: Some(about.conversation_id.to_string()),
+            at_ms,
+            payload: json!({
+                "department": about.department,
+                "language": about.language,
+                "agent_id": about.agent_id,
+                "details": details,
+            }),
         }
-        (ops, event)
     }
 
-    fn key(&self, seq: u64) -> String {
-        format!("{}{seq:020}", self.prefix)
+    /// Appends events durably and returns their sequence numbers (their event ids).
+    pub async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<i64>, RecordError> {
+        self.record.append(events).await
     }
 
-    /// Publishes a durable event to live subscribers.
-    pub fn publish(&self, event: IntegrationEvent) {
-        let _ = self.live.send(event);
-    }
-
-    /// Appends and publishes an event once it is durable, in the background.
+    /// Appends an event of `kind` about `rec` in the background; call it once the event's
+    /// cause is durable. A failed append is retried with backoff, then logged and counted.
     pub fn record(
-        self: &std::sync::Arc<Self>,
-        commits: &GroupCommit,
+        &self,
         kind: &str,
         rec: &ConversationRecord,
         at_ms: i64,
         details: BTreeMap<String, String>,
     ) {
-        let (ops, event) = self.append(kind, rec, at_ms, details);
-        let durable = commits.submit(ops);
-        let log = self.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if matches!(durable.await, Ok(Ok(()))) {
-                    log.publish(event);
+        let event = Self::event(kind, rec, at_ms, details);
+        let record = self.record.clone();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let mut pause = APPEND_BACKOFF;
+            for attempt in 1..=APPEND_TRIES {
+                match record.append(vec![event.clone()]).await {
+                    Ok(_) => return,
+                    Err(e) if e.is_transient() && attempt < APPEND_TRIES => {
+                        tokio::time::sleep(pause).await;
+                        pause *= 2;
+                    }
+                    Err(e) => {
+                        crate::metrics::integration_event_lost();
+                        warn!(kind = %event.kind, conversation_id = ?event.conversation_id, error = %e, "integration event not appended");
+                        return;
+                    }
                 }
-            });
-        }
+            }
+        });
     }
 
-    /// Returns a receiver of live events.
-    pub fn subscribe(&self) -> broadcast::Receiver<IntegrationEvent> {
-        self.live.subscribe()
-    }
-
-    /// Returns stored events after `after`, in order.
+    /// Returns up to `limit` stored events after event id `after`, in order.
     pub async fn stored_after(
         &self,
-        store: &dyn Store,
         after: u64,
-    ) -> Result<Vec<IntegrationEvent>, StoreError> {
-        let mut out = Vec::new();
-        for (key, bytes) in store.scan(&self.prefix).await? {
-            let Ok(seq) = key[self.prefix.len()..].parse::<u64>() else {
-                continue;
-            };
-            if seq <= after {
-                continue;
-            }
-            match <IntegrationEvent as prost::Message>::decode(bytes.as_slice()) {
-                Ok(event) => out.push(event),
-                Err(e) => {
-                    return Err(StoreError::Corrupt {
-                        key,
-                        reason: e.to_string(),
-                    })
-                }
-            }
-        }
-        Ok(out)
+        limit: usize,
+    ) -> Result<Vec<IntegrationEvent>, RecordError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        Ok(self
+            .record
+            .read_after(after, limit)
+            .await?
+            .iter()
+            .map(to_proto)
+            .collect())
+    }
+
+    /// Returns a follower of the outbox after event id `after`: each `next` returns the
+    /// next events, waiting (on the record's signal) while there are none.
+    pub fn subscribe(&self, after: u64) -> OutboxTail {
+        OutboxTail::new(self.record.clone(), i64::try_from(after).unwrap_or(i64::MAX))
+    }
+}
+
+/// Returns the API form of a stored event (its sequence number is its event id).
+pub fn to_proto(e: &OutboxEvent) -> IntegrationEvent {
+    let text = |key: &str| {
+        e.payload
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let details = e
+        .payload
+        .get("details")
+        .and_then(Value::as_object)
+        .map(|map| {
+            map.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    IntegrationEvent {
+        event_id: u64::try_from(e.seq).unwrap_or_default(),
+        at_unix_ms: e.at_ms,
+        kind: e.kind.clone(),
+        conversation_id: e.conversation_id.clone().unwrap_or_default(),
+        customer_id: e.customer_id.clone().unwrap_or_default(),
+        department: text("department"),
+        language: text("language"),
+        agent_id: text("agent_id"),
+        details,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use centralino_record::MemoryRecord;
+
+    fn event(kind: &str, id: &str, at_ms: i64, details: BTreeMap<String, String>) -> NewEvent {
+        let about = Subject {
+            conversation_id: id,
+            customer_id: "c1",
+            department: "support",
+            language: "it",
+            agent_id: "anna",
+        };
+        IntegrationLog::event_about(kind, about, at_ms, details)
+    }
+
+    #[tokio::test]
+    async fn events_round_trip_through_the_outbox_in_order() {
+        let log = IntegrationLog::new(Arc::new(MemoryRecord::new().unwrap()));
+        let details = BTreeMap::from([("rating".to_string(), "good".to_string())]);
+        let seqs = log
+            .append(vec![
+                event("started", "a", 5, BTreeMap::new()),
+                event("rated", "a", 9, details.clone()),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(seqs, [1, 2]);
+        let events = log.stored_after(0, 10).await.unwrap();
+        assert_eq!(events.len(), 2);
+        let rated = &events[1];
+        assert_eq!(rated.event_id, 2);
+        assert_eq!(rated.kind, "rated");
+        assert_eq!(rated.conversation_id, "a");
+        assert_eq!(rated.customer_id, "c1");
+        assert_eq!(rated.department, "support");
+        assert_eq!(rated.agent_id, "anna");
+        assert_eq!(rated.at_unix_ms, 9);
+        assert_eq!(rated.details, details.into_iter().collect());
+        assert_eq!(log.stored_after(1, 10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_background_event_wakes_a_follower() {
+        let log = IntegrationLog::new(Arc::new(MemoryRecord::new().unwrap()));
+        let mut tail = log.subscribe(0);
+        let appender = IntegrationLog::new(log.outbox().clone());
+        tokio::spawn(async move {
+            appender.append(vec![event("closed", "b", 7, BTreeMap::new())]).await
+        });
+        let events = tokio::time::timeout(Duration::from_secs(3), tail.next(10))
+            .await
+            .expect("woken")
+            .unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(to_proto(&events[0]).kind, "closed");
+        assert_eq!(tail.position(), 1);
     }
 }

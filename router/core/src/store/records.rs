@@ -297,16 +297,33 @@ pub struct ProfileRecord {
     /// Last rating: "good", "bad" or empty.
     #[serde(default)]
     pub last_rating: String,
-    /// Priority tier ("vip" or empty).
+    /// Priority tier ("vip" or empty). In the system of record it is a column of its own,
+    /// changed only by `SetCustomerTier`: no other profile write carries it.
     #[serde(default)]
     pub tier: String,
+    /// The last completed contacts with their close times, newest close first: where a
+    /// close that arrives late (another router's, closed earlier) belongs in the history.
+    #[serde(default)]
+    pub closes: Vec<ClosedContact>,
+}
+
+/// One completed contact in a profile's history.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClosedContact {
+    /// When it closed (Unix ms).
+    pub at_ms: i64,
+    /// The agent who served it, if any.
+    pub agent: Option<String>,
 }
 
 /// How many entries of each history list a profile keeps.
 pub const HISTORY_LEN: usize = 5;
 
 impl ProfileRecord {
-    /// Records a completed contact with `agent` and its summary and notes.
+    /// Records a completed contact with `agent` and its summary and notes, closed at
+    /// `at_ms`. The history is ordered by close time, not by arrival: a close that arrives
+    /// after a later one (two routers closing conversations of one customer) is kept in its
+    /// place, and the last agent (sticky routing) stays the agent of the latest close.
     pub fn record_completed(
         &mut self,
         agent: Option<&str>,
@@ -314,22 +331,52 @@ impl ProfileRecord {
         notes: &[String],
         at_ms: i64,
     ) {
-        if let Some(agent) = agent {
-            self.last_agent = Some(agent.to_string());
-            self.last_agents.retain(|a| a != agent);
-            self.last_agents.insert(0, agent.to_string());
-            self.last_agents.truncate(HISTORY_LEN);
+        // Newest first; among equal close times the one recorded later counts as newer.
+        let place = self
+            .closes
+            .iter()
+            .position(|c| c.at_ms <= at_ms)
+            .unwrap_or(self.closes.len());
+        let latest = place == 0 && at_ms >= self.last_contact_ms;
+        self.closes.insert(
+            place,
+            ClosedContact {
+                at_ms,
+                agent: agent.map(str::to_string),
+            },
+        );
+        self.closes.truncate(HISTORY_LEN);
+        if latest {
+            if let Some(agent) = agent {
+                self.last_agent = Some(agent.to_string());
+                self.last_agents.retain(|a| a != agent);
+                self.last_agents.insert(0, agent.to_string());
+            }
+            if !summary.is_empty() {
+                self.summaries.insert(0, summary.to_string());
+            }
+            self.last_summary = summary.to_string();
+            self.last_contact_ms = at_ms;
+        } else {
+            // An earlier close arriving late: behind the newer ones, never in front.
+            let newer = place.max(1);
+            if let Some(agent) = agent {
+                if !self.last_agents.iter().any(|a| a == agent) {
+                    let at = newer.min(self.last_agents.len());
+                    self.last_agents.insert(at, agent.to_string());
+                }
+            }
+            if !summary.is_empty() {
+                let at = newer.min(self.summaries.len());
+                self.summaries.insert(at, summary.to_string());
+            }
         }
-        if !summary.is_empty() {
-            self.summaries.insert(0, summary.to_string());
-            self.summaries.truncate(HISTORY_LEN);
-        }
+        self.last_agents.truncate(HISTORY_LEN);
+        self.summaries.truncate(HISTORY_LEN);
         for note in notes.iter().rev() {
             self.notes.insert(0, note.clone());
         }
         self.notes.truncate(2 * HISTORY_LEN);
-        self.last_summary = summary.to_string();
-        self.last_contact_ms = at_ms;
         self.contacts = self.contacts.max(1);
     }
 
@@ -406,5 +453,47 @@ mod tests {
             seen.insert(partition_of(&format!("conversation-{i}")));
         }
         assert_eq!(seen.len(), PARTITIONS as usize);
+    }
+
+    #[test]
+    fn history_follows_close_time_not_arrival() {
+        let mut p = ProfileRecord::default();
+        p.record_completed(Some("anna"), "first", &[], 1_000);
+        // A later close arrives, then an earlier one from another router.
+        p.record_completed(Some("bruno"), "third", &[], 3_000);
+        p.record_completed(Some("carla"), "second", &[], 2_000);
+        assert_eq!(p.last_agent.as_deref(), Some("bruno"), "sticky: latest close");
+        assert_eq!(p.last_contact_ms, 3_000);
+        assert_eq!(p.last_summary, "third");
+        assert_eq!(p.last_agents, ["bruno", "carla", "anna"]);
+        assert_eq!(p.summaries, ["third", "second", "first"]);
+        let times: Vec<i64> = p.closes.iter().map(|c| c.at_ms).collect();
+        assert_eq!(times, [3_000, 2_000, 1_000]);
+        // In arrival order it is the same history.
+        let mut q = ProfileRecord::default();
+        for (agent, summary, at) in [
+            ("anna", "first", 1_000),
+            ("carla", "second", 2_000),
+            ("bruno", "third", 3_000),
+        ] {
+            q.record_completed(Some(agent), summary, &[], at);
+        }
+        assert_eq!(q.last_agents, p.last_agents);
+        assert_eq!(q.summaries, p.summaries);
+        assert_eq!(q.last_agent, p.last_agent);
+    }
+
+    #[test]
+    fn history_stays_bounded() {
+        let mut p = ProfileRecord::default();
+        for i in 0..(3 * HISTORY_LEN as i64) {
+            p.record_completed(Some(&format!("agent-{i}")), "s", &["n".into()], i);
+            p.record_completed(Some("late"), "old", &[], -i);
+        }
+        assert_eq!(p.closes.len(), HISTORY_LEN);
+        assert!(p.last_agents.len() <= HISTORY_LEN);
+        assert!(p.summaries.len() <= HISTORY_LEN);
+        assert!(p.notes.len() <= 2 * HISTORY_LEN);
+        assert_eq!(p.last_agent.as_deref(), Some("agent-14"));
     }
 }
