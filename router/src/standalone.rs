@@ -239,13 +239,13 @@ pub async fn start_with_clock(
     // outbox11 (minimal, replaced by the `[record]` wiring): the system of record beside
     // the store, embedded in `node.data_dir` (memory with the memory store).
     let record: Arc<dyn Record> = match store_choice {
-        StoreChoice::Embedded => Arc::new(
-            EmbeddedRecord::open(&config.node.data_dir).map_err(|e| {
+        StoreChoice::Embedded => {
+            Arc::new(EmbeddedRecord::open(&config.node.data_dir).map_err(|e| {
                 StartError::Store(centralino_core::store::StoreError::Backend(format!(
                     "record: {e}"
                 )))
-            })?,
-        ),
+            })?)
+        }
         StoreChoice::Memory => Arc::new(MemoryRecord::new().map_err(|e| {
             StartError::Store(centralino_core::store::StoreError::Backend(format!(
                 "record: {e}"

@@ -10,7 +10,8 @@ use centralino_proto::v1::{
 };
 use centralino_router::identity::{self, CUSTOMER_TOKEN_VERSION, VISITOR_TOKEN_VERSION};
 use centralino_router::standalone::RunningNode;
-use centralino_router::store::records::{decode, profile_key, ProfileRecord};
+use centralino_router::store::profiles;
+use centralino_router::store::records::ProfileRecord;
 use common::*;
 use tonic::transport::Channel;
 use tonic::Code;
@@ -46,12 +47,18 @@ async fn start_with(
         .map(|r| r.into_inner())
 }
 
-/// Returns the stored profile of `customer_id` (raw bytes, to compare, and decoded).
+/// Returns the profile of `customer_id` in the record (its stored form with its version,
+/// to compare, and decoded).
 async fn profile(node: &RunningNode, customer_id: &str) -> Option<(Vec<u8>, ProfileRecord)> {
-    let key = profile_key(customer_id);
-    let bytes = node.router.shared.store.get(&key).await.expect("store")?;
-    let record = decode(&key, &bytes).expect("profile record");
-    Some((bytes, record))
+    let stored = node
+        .router
+        .shared
+        .record
+        .get_profile(customer_id)
+        .await
+        .expect("record")?;
+    let record = profiles::from_record(&stored).expect("profile record");
+    Some((serde_json::to_vec(&stored).expect("json"), record))
 }
 
 /// The reply fields that could tell something about the customer (everything but the

@@ -11,8 +11,8 @@ use tracing::warn;
 use crate::router::{Revival, Router};
 use crate::store::archive::retire_closed;
 use crate::store::records::{
-    decode, partition_conversations, ConversationRecord, MessageRecord, ProfileRecord,
-    State, MESSAGES,
+    decode, partition_conversations, ConversationRecord, MessageRecord, ProfileRecord, State,
+    MESSAGES,
 };
 use crate::store::StoreError;
 

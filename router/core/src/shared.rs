@@ -21,8 +21,8 @@ use crate::store::group_commit::GroupCommit;
 use crate::store::profiles;
 use crate::store::records::ProfileRecord;
 use crate::store::{Store, StoreError};
-use centralino_record::{ProfileFn, Record};
 use centralino_proto::v1::TellRequest;
+use centralino_record::{ProfileFn, Record};
 
 /// Node-wide counters (the admin snapshot; Prometheus has the labelled versions).
 #[derive(Debug, Default)]

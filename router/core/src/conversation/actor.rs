@@ -173,12 +173,9 @@ impl ConversationActor {
     }
 
     pub(super) fn integration(&self, kind: &str, details: BTreeMap<String, String>) {
-        self.shared.events.record(
-            kind,
-            &self.rec,
-            self.shared.clock.now_ms(),
-            details,
-        );
+        self.shared
+            .events
+            .record(kind, &self.rec, self.shared.clock.now_ms(), details);
     }
 
     /// Sends a system note to an agent's desktop (not part of the customer's transcript).

@@ -151,7 +151,10 @@ impl IntegrationLog {
     /// Returns a follower of the outbox after event id `after`: each `next` returns the
     /// next events, waiting (on the record's signal) while there are none.
     pub fn subscribe(&self, after: u64) -> OutboxTail {
-        OutboxTail::new(self.record.clone(), i64::try_from(after).unwrap_or(i64::MAX))
+        OutboxTail::new(
+            self.record.clone(),
+            i64::try_from(after).unwrap_or(i64::MAX),
+        )
     }
 }
 
@@ -235,7 +238,9 @@ mod tests {
         let mut tail = log.subscribe(0);
         let appender = IntegrationLog::new(log.outbox().clone());
         tokio::spawn(async move {
-            appender.append(vec![event("closed", "b", 7, BTreeMap::new())]).await
+            appender
+                .append(vec![event("closed", "b", 7, BTreeMap::new())])
+                .await
         });
         let events = tokio::time::timeout(Duration::from_secs(3), tail.next(10))
             .await

@@ -462,7 +462,11 @@ mod tests {
         // A later close arrives, then an earlier one from another router.
         p.record_completed(Some("bruno"), "third", &[], 3_000);
         p.record_completed(Some("carla"), "second", &[], 2_000);
-        assert_eq!(p.last_agent.as_deref(), Some("bruno"), "sticky: latest close");
+        assert_eq!(
+            p.last_agent.as_deref(),
+            Some("bruno"),
+            "sticky: latest close"
+        );
         assert_eq!(p.last_contact_ms, 3_000);
         assert_eq!(p.last_summary, "third");
         assert_eq!(p.last_agents, ["bruno", "carla", "anna"]);
