@@ -18,17 +18,18 @@ use centralino_membership::etcd::testing::EtcdCluster;
 use centralino_proto::v1::admin_client::AdminClient;
 use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
 use centralino_proto::v1::{
-    agent_event, AgentStatus, IntegrationEvent, SetCustomerTierRequest,
+    agent_command, agent_event, AcceptOffer, AgentStatus, IntegrationEvent, SetCustomerTierRequest,
     StreamIntegrationEventsRequest,
 };
 use centralino_record::testing::TestPostgres;
 use centralino_record::{PgConfig, PgRecord, Record};
 use centralino_router::clustered::{self, ClusterRouter};
 use centralino_router::config::Config;
+use centralino_router::shared::Shared;
 use centralino_router::store::profiles;
 use centralino_router::store::records::ProfileRecord;
 use common::cluster::{
-    agent_node_config, channel_at, cluster_config, login_at, retrying, settled, unique_id,
+    agent_node_config, channel_at, cluster_config, login_at, owned, retrying, settled, unique_id,
 };
 use common::{authed, start_conversation, Desk};
 use tokio_stream::StreamExt;
@@ -48,15 +49,45 @@ async fn start_at(addr: SocketAddr, customer: &str) -> String {
     .conversation_id
 }
 
-/// Waits for the next offer on `desk`, checks it is for `conversation_id`, accepts it.
+/// Waits for the offer of `conversation_id` on `desk` and accepts it; when the offer ran
+/// out before the accept landed (a busy test machine), takes the next offer of it again.
 async fn take(desk: &mut Desk, conversation_id: &str, who: &str) -> centralino_proto::v1::Offer {
-    let offer = desk
+    enum Seen {
+        Offer(centralino_proto::v1::Offer),
+        Assigned,
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut offer = desk
         .offer(20)
         .await
         .unwrap_or_else(|| panic!("{who} gets no offer for {conversation_id}"));
-    assert_eq!(offer.conversation_id, conversation_id, "{who}'s offer");
-    desk.accept(&offer).await;
-    offer
+    loop {
+        assert_eq!(offer.conversation_id, conversation_id, "{who}'s offer");
+        desk.send(agent_command::Kind::Accept(AcceptOffer {
+            reservation_id: offer.reservation_id.clone(),
+        }))
+        .await;
+        // Generous: the accept waits for the assignment's etcd write, slow on a busy machine.
+        let seen = desk
+            .next(30, |k| match k {
+                agent_event::Kind::Assigned(a) if a.conversation_id == conversation_id => {
+                    Some(Seen::Assigned)
+                }
+                agent_event::Kind::Offer(o) if o.conversation_id == conversation_id => {
+                    Some(Seen::Offer(o))
+                }
+                _ => None,
+            })
+            .await;
+        match seen {
+            Some(Seen::Assigned) => return offer,
+            Some(Seen::Offer(again)) if tokio::time::Instant::now() < deadline => offer = again,
+            _ => {
+                let later = desk.collect_for(3000).await;
+                panic!("{who} is not assigned {conversation_id}; then: {later:?}")
+            }
+        }
+    }
 }
 
 /// Waits until `desk` saw every conversation of `ids` end.
@@ -124,15 +155,21 @@ async fn profiles_scenario(routers: [SocketAddr; 2], agents: SocketAddr, record:
     let mut marco = login_at(agents, "marco").await.expect("marco logs in");
     marco.set_status_and_wait(AgentStatus::Away).await;
 
-    // Two conversations of one customer, one per router, both with giulia.
+    // Two conversations of one customer, one per router: giulia has the first, marco the
+    // second.
     let c1 = start_at(routers[0], &customer).await;
     take(&mut giulia, &c1, "giulia").await;
+    giulia.set_status_and_wait(AgentStatus::Away).await;
+    marco.set_status_and_wait(AgentStatus::Available).await;
     let c2 = start_at(routers[1], &customer).await;
-    take(&mut giulia, &c2, "giulia").await;
+    take(&mut marco, &c2, "marco").await;
     // Closed at the same moment: the two closes update the profile on two routers at once.
-    giulia.close(&c1, "first summary").await;
-    giulia.close(&c2, "second summary").await;
-    ended(&mut giulia, &[&c1, &c2]).await;
+    tokio::join!(
+        giulia.close(&c1, "first summary"),
+        marco.close(&c2, "second summary")
+    );
+    ended(&mut giulia, &[&c1]).await;
+    ended(&mut marco, &[&c2]).await;
     let p = profile_until(&record, &customer, "both closes in the history", |p| {
         p.closes.len() == 2
     })
@@ -143,8 +180,12 @@ async fn profiles_scenario(routers: [SocketAddr; 2], agents: SocketAddr, record:
         BTreeSet::from(["first summary", "second summary"]),
         "neither close overwrote the other: {p:?}"
     );
+    let agents: BTreeSet<&str> = p.last_agents.iter().map(String::as_str).collect();
+    assert_eq!(agents, BTreeSet::from(["giulia", "marco"]), "{p:?}");
     assert_eq!(p.contacts, 2, "both starts counted: {p:?}");
-    assert_eq!(p.last_agent.as_deref(), Some("giulia"));
+    // Whichever close is the later one by close time is the sticky agent.
+    let latest = p.closes.first().and_then(|c| c.agent.clone());
+    assert_eq!(p.last_agent, latest, "{p:?}");
 
     // Marco serves the next one (giulia away: the sticky wait runs out), giulia the one
     // after (marco away).
@@ -207,6 +248,43 @@ async fn profiles_scenario(routers: [SocketAddr; 2], agents: SocketAddr, record:
     assert!(
         giulia_offer.is_none(),
         "giulia is not offered marco's customer: {giulia_offer:?}"
+    );
+}
+
+/// Many profile updates at once from two routers' shared state (their own record handles):
+/// none is lost, and the last agent is the one of the latest close time however the updates
+/// arrive.
+async fn concurrent_updates(routers: [Arc<Shared>; 2], record: Arc<dyn Record>) {
+    let customer = format!("busy-{}", unique_id());
+    const EACH: i64 = 20;
+    let mut tasks = Vec::new();
+    for n in 0..2 * EACH {
+        let shared = routers[(n % 2) as usize].clone();
+        let customer = customer.clone();
+        // Close times in a scrambled order, so arrival order is not close order.
+        let at_ms = 1_000 + (n * 7) % (2 * EACH);
+        tasks.push(tokio::spawn(async move {
+            shared
+                .update_profile(&customer, move |p| {
+                    p.contacts += 1;
+                    p.record_completed(Some(&format!("agent-{at_ms}")), "", &[], at_ms);
+                })
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task").expect("update");
+    }
+    let p = profile_until(&record, &customer, "every update", |_| true).await;
+    assert_eq!(p.contacts as i64, 2 * EACH, "no update lost: {p:?}");
+    let latest = 1_000 + 2 * EACH - 1;
+    assert_eq!(p.last_agent, Some(format!("agent-{latest}")), "{p:?}");
+    assert_eq!(p.last_contact_ms, latest);
+    let times: Vec<i64> = p.closes.iter().map(|c| c.at_ms).collect();
+    let newest: Vec<i64> = (0..5).map(|i| latest - i).collect();
+    assert_eq!(
+        times, newest,
+        "the history holds the latest closes, newest first"
     );
 }
 
@@ -333,6 +411,32 @@ struct Cluster {
     record: Arc<dyn Record>,
 }
 
+/// Waits until the two routers split the partitions between them and the split has held
+/// for a while (the hand-overs after the second router joined have landed).
+async fn stable(a: &ClusterRouter, b: &ClusterRouter) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut last = (0, 0);
+    let mut since = tokio::time::Instant::now();
+    loop {
+        let now = (owned(a), owned(b));
+        if now != last {
+            last = now;
+            since = tokio::time::Instant::now();
+        } else if now.0 + now.1 == 256
+            && now.0 > 0
+            && now.1 > 0
+            && since.elapsed() > Duration::from_secs(2)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "partitions did not settle between the routers: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn cluster() -> Cluster {
     let etcd = EtcdCluster::start(1)
         .await
@@ -368,6 +472,7 @@ async fn cluster() -> Cluster {
     .expect("agent-node starts");
     settled(&a).await;
     settled(&b).await;
+    stable(&a, &b).await;
     let record = connect().await;
     Cluster {
         _etcd: etcd,
@@ -386,6 +491,11 @@ fn cluster_profiles_keep_every_close_the_tier_and_the_latest_agent() {
         profiles_scenario(
             [c.a.grpc_addr, c.b.grpc_addr],
             c.agents.grpc_addr,
+            c.record.clone(),
+        )
+        .await;
+        concurrent_updates(
+            [c.a.router.shared.clone(), c.b.router.shared.clone()],
             c.record.clone(),
         )
         .await;
@@ -411,7 +521,14 @@ fn standalone_profiles_on_the_memory_record() {
     common::run(|| async {
         let node = common::start(common::config("")).await;
         let record = node.router.shared.record.clone();
-        profiles_scenario([node.grpc_addr, node.grpc_addr], node.grpc_addr, record).await;
+        profiles_scenario(
+            [node.grpc_addr, node.grpc_addr],
+            node.grpc_addr,
+            record.clone(),
+        )
+        .await;
+        let shared = node.router.shared.clone();
+        concurrent_updates([shared.clone(), shared], record).await;
         node.shutdown().await;
     });
 }
