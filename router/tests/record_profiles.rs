@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use centralino_agent_node::cluster_node::{self, RunningAgentNode};
+use centralino_cluster::partitions::winner;
 use centralino_membership::etcd::testing::EtcdCluster;
 use centralino_proto::v1::admin_client::AdminClient;
 use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
@@ -25,9 +26,9 @@ use centralino_record::testing::TestPostgres;
 use centralino_record::{PgConfig, PgRecord, Record};
 use centralino_router::clustered::{self, ClusterRouter};
 use centralino_router::config::Config;
-use centralino_router::shared::Shared;
+use centralino_router::shared::{Owner, Shared};
 use centralino_router::store::profiles;
-use centralino_router::store::records::ProfileRecord;
+use centralino_router::store::records::{partition_of, ProfileRecord};
 use common::cluster::{
     agent_node_config, channel_at, cluster_config, login_at, owned, retrying, settled, unique_id,
 };
@@ -39,11 +40,30 @@ use tokio_stream::StreamExt;
 /// Starts a conversation of `customer` through the router at `addr` (retrying while a
 /// partition changes owner) and returns its id.
 async fn start_at(addr: SocketAddr, customer: &str) -> String {
-    let client = ConversationServiceClient::new(channel_at(addr).await);
+    start_in(
+        Via {
+            addr,
+            department: "support",
+        },
+        customer,
+    )
+    .await
+}
+
+/// A router and the department whose queue it runs (see [`profiles_scenario`]).
+#[derive(Clone, Copy)]
+struct Via {
+    addr: SocketAddr,
+    department: &'static str,
+}
+
+/// Starts a conversation of `customer` in `via.department` through `via.addr`.
+async fn start_in(via: Via, customer: &str) -> String {
+    let client = ConversationServiceClient::new(channel_at(via.addr).await);
     retrying(|| {
         let mut c = client.clone();
         let customer = customer.to_string();
-        async move { start_conversation(&mut c, "support", "it", &customer).await }
+        async move { start_conversation(&mut c, via.department, "it", &customer).await }
     })
     .await
     .conversation_id
@@ -144,12 +164,14 @@ async fn set_tier(addr: SocketAddr, customer: &str, tier: &str) {
 }
 
 /// Two routers (`routers[0]`, `routers[1]`; the same node twice in standalone mode), the
-/// agents giulia and marco on the agent-node at `agents`, one customer:
+/// agents giulia and marco on the agent-node at `agents`, one customer. Each router starts
+/// conversations in a department whose queue it runs itself (on the base code an accept of
+/// a conversation whose queue runs on the other router can hang: see the outbox11 report).
 /// - two conversations, one on each router, closed by giulia at the same moment: both
 ///   enter the history;
 /// - the tier set through router 0 while conversations are open survives their closes;
 /// - giulia closes on router 1, then marco on router 0: the next conversation goes to marco.
-async fn profiles_scenario(routers: [SocketAddr; 2], agents: SocketAddr, record: Arc<dyn Record>) {
+async fn profiles_scenario(routers: [Via; 2], agents: SocketAddr, record: Arc<dyn Record>) {
     let customer = format!("cust-{}", unique_id());
     let mut giulia = login_at(agents, "giulia").await.expect("giulia logs in");
     let mut marco = login_at(agents, "marco").await.expect("marco logs in");
@@ -157,11 +179,11 @@ async fn profiles_scenario(routers: [SocketAddr; 2], agents: SocketAddr, record:
 
     // Two conversations of one customer, one per router: giulia has the first, marco the
     // second.
-    let c1 = start_at(routers[0], &customer).await;
+    let c1 = start_in(routers[0], &customer).await;
     take(&mut giulia, &c1, "giulia").await;
     giulia.set_status_and_wait(AgentStatus::Away).await;
     marco.set_status_and_wait(AgentStatus::Available).await;
-    let c2 = start_at(routers[1], &customer).await;
+    let c2 = start_in(routers[1], &customer).await;
     take(&mut marco, &c2, "marco").await;
     // Closed at the same moment: the two closes update the profile on two routers at once.
     tokio::join!(
@@ -187,18 +209,16 @@ async fn profiles_scenario(routers: [SocketAddr; 2], agents: SocketAddr, record:
     let latest = p.closes.first().and_then(|c| c.agent.clone());
     assert_eq!(p.last_agent, latest, "{p:?}");
 
-    // Marco serves the next one (giulia away: the sticky wait runs out), giulia the one
-    // after (marco away).
-    giulia.set_status_and_wait(AgentStatus::Away).await;
-    marco.set_status_and_wait(AgentStatus::Available).await;
-    let c3 = start_at(routers[0], &customer).await;
+    // Marco serves the next one (giulia is still away), giulia the one after (marco away);
+    // a sticky wait for the away agent runs out first.
+    let c3 = start_in(routers[0], &customer).await;
     take(&mut marco, &c3, "marco").await;
     marco.set_status_and_wait(AgentStatus::Away).await;
     giulia.set_status_and_wait(AgentStatus::Available).await;
-    let c4 = start_at(routers[1], &customer).await;
+    let c4 = start_in(routers[1], &customer).await;
     take(&mut giulia, &c4, "giulia").await;
     // VIP through router 0 while both actors hold the profile as it was without a tier.
-    set_tier(routers[0], &customer, "vip").await;
+    set_tier(routers[0].addr, &customer, "vip").await;
     // Giulia closes on router 1 first, then marco on router 0: marco's close is the latest.
     giulia.close(&c4, "giulia again").await;
     ended(&mut giulia, &[&c4]).await;
@@ -234,7 +254,7 @@ async fn profiles_scenario(routers: [SocketAddr; 2], agents: SocketAddr, record:
     // Both available: the returning customer goes back to marco, the agent of the latest
     // close, with the VIP tier in the history the offer shows.
     marco.set_status_and_wait(AgentStatus::Available).await;
-    let c5 = start_at(routers[1], &customer).await;
+    let c5 = start_in(routers[1], &customer).await;
     let offer = take(&mut marco, &c5, "marco").await;
     assert!(offer.returning_customer);
     let history = offer.history.expect("history with the offer");
@@ -411,6 +431,20 @@ struct Cluster {
     record: Arc<dyn Record>,
 }
 
+/// Returns two router ids whose rendezvous winners of the `support` and `sales` queues
+/// differ, so that each router runs one of the two queues.
+fn split_ids() -> (String, String) {
+    for n in 0..1000 {
+        let ids = vec![format!("router-a{n}"), format!("router-b{n}")];
+        let support = winner(partition_of("support"), &ids);
+        let sales = winner(partition_of("sales"), &ids);
+        if support.is_some() && sales.is_some() && support != sales {
+            return (ids[0].clone(), ids[1].clone());
+        }
+    }
+    panic!("no pair of router ids splits the two queues")
+}
+
 /// Waits until the two routers split the partitions between them and the split has held
 /// for a while (the hand-overs after the second router joined have landed).
 async fn stable(a: &ClusterRouter, b: &ClusterRouter) {
@@ -451,18 +485,13 @@ async fn cluster() -> Cluster {
     };
     let endpoints = etcd.endpoints();
     let prefix = format!("/test-{}", unique_id());
-    let a = clustered::start_with_record(
-        etcd_config(&endpoints, "router-a", &prefix),
-        connect().await,
-    )
-    .await
-    .expect("router a starts");
-    let b = clustered::start_with_record(
-        etcd_config(&endpoints, "router-b", &prefix),
-        connect().await,
-    )
-    .await
-    .expect("router b starts");
+    let (id_a, id_b) = split_ids();
+    let a = clustered::start_with_record(etcd_config(&endpoints, &id_a, &prefix), connect().await)
+        .await
+        .expect("router a starts");
+    let b = clustered::start_with_record(etcd_config(&endpoints, &id_b, &prefix), connect().await)
+        .await
+        .expect("router b starts");
     let agents = cluster_node::start(agent_node_config(&etcd_config(
         &endpoints,
         "agent-node-1",
@@ -488,12 +517,17 @@ async fn cluster() -> Cluster {
 fn cluster_profiles_keep_every_close_the_tier_and_the_latest_agent() {
     common::run(|| async {
         let c = cluster().await;
-        profiles_scenario(
-            [c.a.grpc_addr, c.b.grpc_addr],
-            c.agents.grpc_addr,
-            c.record.clone(),
-        )
-        .await;
+        let via = |r: &ClusterRouter| {
+            let department = ["support", "sales"]
+                .into_iter()
+                .find(|d| r.router.shared.owner(partition_of(d)) == Owner::Local)
+                .unwrap_or_else(|| panic!("{} runs neither queue", r.node_id));
+            Via {
+                addr: r.grpc_addr,
+                department,
+            }
+        };
+        profiles_scenario([via(&c.a), via(&c.b)], c.agents.grpc_addr, c.record.clone()).await;
         concurrent_updates(
             [c.a.router.shared.clone(), c.b.router.shared.clone()],
             c.record.clone(),
@@ -521,8 +555,12 @@ fn standalone_profiles_on_the_memory_record() {
     common::run(|| async {
         let node = common::start(common::config("")).await;
         let record = node.router.shared.record.clone();
+        let via = |department| Via {
+            addr: node.grpc_addr,
+            department,
+        };
         profiles_scenario(
-            [node.grpc_addr, node.grpc_addr],
+            [via("support"), via("sales")],
             node.grpc_addr,
             record.clone(),
         )
