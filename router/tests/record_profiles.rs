@@ -73,7 +73,7 @@ async fn start_in(via: Via, customer: &str) -> String {
 /// out before the accept landed (a busy test machine), takes the next offer of it again.
 async fn take(desk: &mut Desk, conversation_id: &str, who: &str) -> centralino_proto::v1::Offer {
     enum Seen {
-        Offer(centralino_proto::v1::Offer),
+        Offer(Box<centralino_proto::v1::Offer>),
         Assigned,
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -94,14 +94,14 @@ async fn take(desk: &mut Desk, conversation_id: &str, who: &str) -> centralino_p
                     Some(Seen::Assigned)
                 }
                 agent_event::Kind::Offer(o) if o.conversation_id == conversation_id => {
-                    Some(Seen::Offer(o))
+                    Some(Seen::Offer(Box::new(o)))
                 }
                 _ => None,
             })
             .await;
         match seen {
             Some(Seen::Assigned) => return offer,
-            Some(Seen::Offer(again)) if tokio::time::Instant::now() < deadline => offer = again,
+            Some(Seen::Offer(again)) if tokio::time::Instant::now() < deadline => offer = *again,
             _ => {
                 let later = desk.collect_for(3000).await;
                 panic!("{who} is not assigned {conversation_id}; then: {later:?}")
