@@ -11,12 +11,13 @@
 //! appends them in the same transaction as the row.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use centralino_proto::v1::IntegrationEvent;
 use centralino_record::{NewEvent, OutboxEvent, OutboxTail, Record, RecordError};
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::store::records::ConversationRecord;
@@ -25,6 +26,48 @@ use crate::store::records::ConversationRecord;
 const APPEND_TRIES: u32 = 5;
 /// The pause before the first retry of a background append; it doubles with each retry.
 const APPEND_BACKOFF: Duration = Duration::from_millis(200);
+/// Events waiting for the background appender; more are refused (and counted).
+const PENDING: usize = 4096;
+/// Events the background appender writes in one transaction at most.
+const BATCH: usize = 256;
+
+fn lost(event: &NewEvent, e: &RecordError) {
+    crate::metrics::integration_event_lost();
+    warn!(kind = %event.kind, conversation_id = ?event.conversation_id, error = %e, "integration event not appended");
+}
+
+/// Appends what `rx` receives, in order, batching what waits, until every sender is gone.
+async fn append_loop(record: Arc<dyn Record>, mut rx: mpsc::Receiver<NewEvent>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let events = std::mem::take(&mut batch);
+        let mut pause = APPEND_BACKOFF;
+        for attempt in 1..=APPEND_TRIES {
+            match record.append(events.clone()).await {
+                Ok(_) => break,
+                Err(e) if e.is_transient() && attempt < APPEND_TRIES => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) if events.len() > 1 && !e.is_transient() => {
+                    // One refused event must not take the others with it: one at a time.
+                    for event in &events {
+                        if let Err(e) = record.append(vec![event.clone()]).await {
+                            lost(event, &e);
+                        }
+                    }
+                    break;
+                }
+                Err(e) => {
+                    for event in &events {
+                        lost(event, &e);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
 
 /// What an event is about (the fields of the API's event beside its kind and details).
 struct Subject<'a> {
@@ -38,12 +81,18 @@ struct Subject<'a> {
 /// Integration events in the record's outbox.
 pub struct IntegrationLog {
     record: Arc<dyn Record>,
+    /// The background appender of [`IntegrationLog::record`], started on first use; it
+    /// stops when the log is dropped (its only sender with it).
+    appender: OnceLock<mpsc::Sender<NewEvent>>,
 }
 
 impl IntegrationLog {
     /// Returns the log of `record`'s outbox.
     pub fn new(record: Arc<dyn Record>) -> Self {
-        Self { record }
+        Self {
+            record,
+            appender: OnceLock::new(),
+        }
     }
 
     /// Returns the record the events live in.
@@ -100,7 +149,9 @@ impl IntegrationLog {
     }
 
     /// Appends an event of `kind` about `rec` in the background; call it once the event's
-    /// cause is durable. A failed append is retried with backoff, then logged and counted.
+    /// cause is durable. The events of one router are appended in the order they were
+    /// recorded (one appender, batches of what waits); a failed append is retried with
+    /// backoff, then logged and counted, as is an event that finds the appender's queue full.
     pub fn record(
         &self,
         kind: &str,
@@ -109,27 +160,17 @@ impl IntegrationLog {
         details: BTreeMap<String, String>,
     ) {
         let event = Self::event(kind, rec, at_ms, details);
-        let record = self.record.clone();
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn(async move {
-            let mut pause = APPEND_BACKOFF;
-            for attempt in 1..=APPEND_TRIES {
-                match record.append(vec![event.clone()]).await {
-                    Ok(_) => return,
-                    Err(e) if e.is_transient() && attempt < APPEND_TRIES => {
-                        tokio::time::sleep(pause).await;
-                        pause *= 2;
-                    }
-                    Err(e) => {
-                        crate::metrics::integration_event_lost();
-                        warn!(kind = %event.kind, conversation_id = ?event.conversation_id, error = %e, "integration event not appended");
-                        return;
-                    }
-                }
+        let sender = self.appender.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(PENDING);
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(append_loop(self.record.clone(), rx));
             }
+            tx
         });
+        if let Err(e) = sender.try_send(event) {
+            crate::metrics::integration_event_lost();
+            warn!(error = %e, "integration event not appended: the appender is behind");
+        }
     }
 
     /// Returns up to `limit` stored events after event id `after`, in order.
@@ -230,6 +271,29 @@ mod tests {
         assert_eq!(rated.at_unix_ms, 9);
         assert_eq!(rated.details, details.into_iter().collect());
         assert_eq!(log.stored_after(1, 10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_appender_keeps_the_order_and_survives_a_refused_event() {
+        let record: Arc<dyn Record> = Arc::new(MemoryRecord::new().unwrap());
+        let (tx, rx) = mpsc::channel(PENDING);
+        let appender = tokio::spawn(append_loop(record.clone(), rx));
+        for n in 0..50 {
+            let id = if n == 20 {
+                "x".repeat(10_000)
+            } else {
+                format!("c{n}")
+            };
+            tx.send(event("started", &id, n, BTreeMap::new()))
+                .await
+                .unwrap();
+        }
+        drop(tx);
+        appender.await.unwrap();
+        let stored = record.read_after(0, 100).await.unwrap();
+        let times: Vec<i64> = stored.iter().map(|e| e.at_ms).collect();
+        let want: Vec<i64> = (0..50).filter(|n| *n != 20).collect();
+        assert_eq!(times, want, "in order, only the refused one missing");
     }
 
     #[tokio::test]
