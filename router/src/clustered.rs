@@ -147,7 +147,7 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     let etcd = Etcd::connect_with(
         &config.cluster.etcd_endpoints,
         Duration::from_millis(config.cluster.request_timeout_ms),
-        &etcd_security(&config.cluster),
+        &EtcdSecurity::from_config(&config.cluster),
     )
     .await
     .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
@@ -425,16 +425,5 @@ impl ClusterRouter {
         for arbiter in self.arbiters {
             arbiter.stop();
         }
-    }
-}
-
-/// The etcd client's TLS and user from `[cluster]`.
-fn etcd_security(c: &centralino_base::config::ClusterConfig) -> EtcdSecurity {
-    EtcdSecurity {
-        ca_file: c.etcd_ca_file.clone(),
-        cert_file: c.etcd_cert_file.clone(),
-        key_file: c.etcd_key_file.clone(),
-        username: c.etcd_username.clone(),
-        password: c.etcd_password.clone(),
     }
 }

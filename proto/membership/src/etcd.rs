@@ -208,6 +208,18 @@ pub struct EtcdSecurity {
 }
 
 impl EtcdSecurity {
+    /// Returns the security of the `[cluster]` section: its `etcd_ca_file`,
+    /// `etcd_cert_file`, `etcd_key_file`, `etcd_username` and `etcd_password`.
+    pub fn from_config(c: &centralino_base::config::ClusterConfig) -> Self {
+        Self {
+            ca_file: c.etcd_ca_file.clone(),
+            cert_file: c.etcd_cert_file.clone(),
+            key_file: c.etcd_key_file.clone(),
+            username: c.etcd_username.clone(),
+            password: c.etcd_password.clone(),
+        }
+    }
+
     fn apply(&self, mut options: ConnectOptions) -> Result<ConnectOptions, KvError> {
         let read = |path: &str| {
             std::fs::read(path).map_err(|e| KvError::Other(format!("etcd tls: {path}: {e}")))
