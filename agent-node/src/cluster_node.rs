@@ -74,6 +74,7 @@ pub async fn start_with(
     if !problems.is_empty() {
         return Err(format!("invalid configuration: {}", problems.join("; ")));
     }
+    centralino_base::oidc::check_jwks_url(&config.oidc).await?;
     let id = centralino_base::process::node_id(&config.node.node_id, "agent-node");
     let clock = clock::from_config(&config.clock)?;
     let node_config = &config.node;

@@ -166,6 +166,9 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
     if !problems.is_empty() {
         return Err(StartError::Config(problems.join("; ")));
     }
+    centralino_base::oidc::check_jwks_url(&config.oidc)
+        .await
+        .map_err(StartError::Config)?;
     let config = Arc::new(config);
     let node_id = centralino_base::process::node_id(&config.node.node_id, "router");
     let clock = clock::from_config(&config.clock).map_err(StartError::Config)?;

@@ -336,6 +336,14 @@ pub struct LimitsConfig {
     /// Keys (addresses, customers, conversations) one rate limiter remembers; beyond this
     /// it forgets the idle ones, then all.
     pub rate_limit_max_keys: usize,
+    /// Agent login attempts per minute from one client address, successful ones too
+    /// (0 = no limit; see [`centralino_base::config::LoginLimits`]).
+    pub logins_per_minute_per_addr: u32,
+    /// Login attempts one client address may make at once.
+    pub login_burst_per_addr: u32,
+    /// Password logins waiting for an argon2 verification slot before new ones are
+    /// refused.
+    pub max_logins_waiting: usize,
     /// Open event streams per conversation token.
     pub max_streams_per_conversation: usize,
     /// Open event streams per client connection (address and port).
@@ -377,6 +385,9 @@ impl Default for LimitsConfig {
             messages_per_minute_per_conversation: 120,
             messages_burst_per_conversation: 30,
             rate_limit_max_keys: 100_000,
+            logins_per_minute_per_addr: 60,
+            login_burst_per_addr: 30,
+            max_logins_waiting: 64,
             max_streams_per_conversation: 4,
             max_streams_per_connection: 16,
             stream_buffer_events: 256,
@@ -400,6 +411,7 @@ impl LimitsConfig {
             ("max_live_conversations", self.max_live_conversations),
             ("max_closed_lingering", self.max_closed_lingering),
             ("rate_limit_max_keys", self.rate_limit_max_keys),
+            ("max_logins_waiting", self.max_logins_waiting),
             (
                 "max_streams_per_conversation",
                 self.max_streams_per_conversation,
@@ -443,6 +455,12 @@ impl LimitsConfig {
                 "conversation",
             ),
         ];
+        if self.logins_per_minute_per_addr > 0 && self.login_burst_per_addr == 0 {
+            problems.push(
+                "limits.login_burst_per_addr must be positive when limits.logins_per_minute_per_addr is set"
+                    .to_string(),
+            );
+        }
         for (what, rate, burst, per) in rates {
             if rate > 0 && burst == 0 {
                 problems.push(format!(
@@ -468,6 +486,7 @@ impl LimitsConfig {
         self.starts_per_minute_per_customer = 0;
         self.messages_per_minute_per_addr = 0;
         self.messages_per_minute_per_conversation = 0;
+        self.logins_per_minute_per_addr = 0;
         self
     }
 }
@@ -688,6 +707,12 @@ impl Config {
             },
             tls: self.tls.clone(),
             oidc: self.oidc.clone(),
+            limits: centralino_base::config::LoginLimits {
+                logins_per_minute_per_addr: self.limits.logins_per_minute_per_addr,
+                login_burst_per_addr: self.limits.login_burst_per_addr,
+                max_logins_waiting: self.limits.max_logins_waiting,
+                rate_limit_max_keys: self.limits.rate_limit_max_keys,
+            },
         }
     }
 
