@@ -326,6 +326,64 @@ mod tests {
         );
     }
 
+    const JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"shop-1","use":"sig","alg":"ES256",
+        "x":"GQUKx9JzvI8gImU2M9Q-bRmLDAnkJ1M2czskHHn5jxM","y":"Ed9qrBIzGVgCkwN0W05gjgGxo-w832YdSSTsh5UO6dM"}]}"#;
+
+    /// Serves `JWKS` over TLS with a certificate of `pki` for localhost; returns the port.
+    async fn https_server(pki: &crate::test_pki::Pki) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut files = pki.issue("jwks-server", None);
+        files.ca_file = None; // no client certificates
+        let tls = crate::tls::ServerTls::load(files).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.rustls());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.ends_with(b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{JWKS}",
+                        JWKS.len()
+                    );
+                    let _ = tls.write_all(response.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn an_https_jwks_is_fetched_with_a_trusted_ca_only() {
+        let pki = crate::test_pki::Pki::new();
+        let port = https_server(&pki).await;
+        let url = JwksUrl::parse(&format!("https://localhost:{port}/certs"), false).unwrap();
+        let keys = fetch(&url, Some(pki.ca_file())).await.expect("fetched");
+        assert_eq!(keys.len(), 1);
+        // The test CA is none of the public roots: the certificate is refused.
+        let refused = fetch(&url, None).await.unwrap_err();
+        assert!(refused.contains("TLS"), "{refused}");
+        // Nobody listening: a clear error, no hang.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let url = JwksUrl::parse(&format!("http://127.0.0.1:{port}/certs"), false).unwrap();
+        let err = fetch(&url, None).await.unwrap_err();
+        assert!(err.contains("cannot connect"), "{err}");
+    }
+
     #[test]
     fn a_jwks_without_usable_keys_is_refused() {
         assert!(KeySet::parse("{}").is_err());
