@@ -161,8 +161,7 @@ fn unknown_operator_tokens_from_one_address_are_throttled() {
         let refused = client
             .get_snapshot(authed(centralino_proto::v1::GetSnapshotRequest {}))
             .await
-            .err()
-            .expect("throttled");
+            .expect_err("throttled");
         assert_eq!(refused.code(), Code::ResourceExhausted, "{refused}");
         assert_eq!(pushback(&refused), Some(1000));
         clock.advance(Duration::from_millis(1000));
