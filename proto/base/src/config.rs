@@ -54,6 +54,23 @@ pub struct LoginLimits {
     pub rate_limit_max_keys: usize,
 }
 
+impl LoginLimits {
+    /// Returns what is wrong with these limits.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.logins_per_minute_per_addr > 0 && self.login_burst_per_addr == 0 {
+            out.push(
+                "limits.login_burst_per_addr must be positive when limits.logins_per_minute_per_addr is set"
+                    .to_string(),
+            );
+        }
+        if self.max_logins_waiting == 0 {
+            out.push("limits.max_logins_waiting must be positive".to_string());
+        }
+        out
+    }
+}
+
 impl Default for LoginLimits {
     fn default() -> Self {
         Self {
@@ -502,7 +519,7 @@ impl AgentNodeConfig {
 
     /// Returns a list of problems with the configuration (empty when it is valid).
     pub fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
+        let mut problems = self.limits.problems();
         let mut seen = std::collections::BTreeSet::new();
         for agent in &self.agents {
             if agent.id.trim().is_empty() {

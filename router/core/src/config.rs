@@ -411,7 +411,6 @@ impl LimitsConfig {
             ("max_live_conversations", self.max_live_conversations),
             ("max_closed_lingering", self.max_closed_lingering),
             ("rate_limit_max_keys", self.rate_limit_max_keys),
-            ("max_logins_waiting", self.max_logins_waiting),
             (
                 "max_streams_per_conversation",
                 self.max_streams_per_conversation,
@@ -455,12 +454,6 @@ impl LimitsConfig {
                 "conversation",
             ),
         ];
-        if self.logins_per_minute_per_addr > 0 && self.login_burst_per_addr == 0 {
-            problems.push(
-                "limits.login_burst_per_addr must be positive when limits.logins_per_minute_per_addr is set"
-                    .to_string(),
-            );
-        }
         for (what, rate, burst, per) in rates {
             if rate > 0 && burst == 0 {
                 problems.push(format!(
@@ -909,6 +902,27 @@ mod tests {
         let off =
             Config::from_toml(EXAMPLE_CONFIG, env("STARTS_PER_MINUTE_PER_ADDR", "0")).unwrap();
         assert_eq!(off.limits.starts_per_minute_per_addr, 0);
+        // The login limits reach the agent-node part, and are validated there once.
+        let logins = config.agent_node().limits;
+        assert_eq!(
+            (
+                logins.logins_per_minute_per_addr,
+                logins.login_burst_per_addr,
+                logins.max_logins_waiting
+            ),
+            (60, 30, 64)
+        );
+        let err = Config::from_toml(EXAMPLE_CONFIG, env("LOGIN_BURST_PER_ADDR", "0")).unwrap_err();
+        assert_eq!(
+            err.to_string().matches("login_burst_per_addr").count(),
+            1,
+            "{err}"
+        );
+        let err = Config::from_toml(EXAMPLE_CONFIG, env("MAX_LOGINS_WAITING", "0")).unwrap_err();
+        assert!(err.to_string().contains("max_logins_waiting"), "{err}");
+        let off =
+            Config::from_toml(EXAMPLE_CONFIG, env("LOGINS_PER_MINUTE_PER_ADDR", "0")).unwrap();
+        assert_eq!(off.agent_node().limits.logins_per_minute_per_addr, 0);
     }
 
     #[test]
