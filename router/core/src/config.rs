@@ -162,11 +162,9 @@ impl IdentityConfig {
     pub fn secret_problems(&self, dev_mode: bool, cluster: bool) -> Vec<String> {
         let mut problems = Vec::new();
         if !self.jwks_file.as_os_str().is_empty() {
-            if let Err(e) = std::fs::read_to_string(&self.jwks_file) {
-                problems.push(format!(
-                    "identity.jwks_file: cannot read {}: {e}",
-                    self.jwks_file.display()
-                ));
+            // Read and parsed as the identity check will (a broken JWKS stops the start).
+            if let Err(e) = centralino_base::jwks::KeySet::read(&self.jwks_file) {
+                problems.push(format!("identity.jwks_file: {e}"));
             }
         }
         if dev_mode {

@@ -519,6 +519,26 @@ mod tests {
     }
 
     #[test]
+    fn a_shop_jwks_that_is_no_key_set_stops_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let jwks_file = dir.path().join("shop-jwks.json");
+        std::fs::write(&jwks_file, r#"{"keys": []}"#).unwrap();
+        let config = IdentityConfig {
+            jwks_file,
+            issuer: "https://shop.example".into(),
+            audience: "centralino".into(),
+            ..IdentityConfig::default()
+        };
+        let problems = config.secret_problems(true, false).join("\n");
+        assert!(
+            problems.contains("identity.jwks_file: the JWKS has no RSA or P-256 key"),
+            "{problems}"
+        );
+        std::fs::write(&config.jwks_file, TEST_JWKS).unwrap();
+        assert!(config.secret_problems(true, false).is_empty());
+    }
+
+    #[test]
     fn a_customer_id_needs_an_identity_token() {
         let id = identity();
         let token = sign(CUSTOMER_TOKEN_VERSION, KEY, "anna", NOW + 60);
