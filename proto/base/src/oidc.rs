@@ -210,7 +210,24 @@ struct UrlSource {
 struct FetchState {
     /// When a token with an unknown key last made us download.
     last_kid_fetch: Option<Instant>,
+    /// When a download was last tried, for any reason.
+    last_attempt: Option<Instant>,
 }
+
+/// Why the JWKS is downloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// The periodic refresh.
+    Periodic,
+    /// No key set yet (URL only, before the first download succeeded); at most every
+    /// [`MISSING_REFETCH`].
+    Missing,
+    /// A token named a key the set does not hold; at most every [`KID_REFETCH`].
+    UnknownKid,
+}
+
+/// Without any key set, a verification triggers a download at most this often.
+const MISSING_REFETCH: Duration = Duration::from_secs(5);
 
 impl UrlSource {
     async fn fetch(&self) -> Result<KeySet, String> {
@@ -319,9 +336,9 @@ impl OidcVerifier {
             let current = inner.current();
             let unknown_key = current.as_ref().is_some_and(|k| !k.has_key_for(token));
             if current.is_none() {
-                inner.fetch(false).await;
+                inner.fetch(Why::Missing).await;
             } else if unknown_key && signed_as_accepted(token) {
-                inner.fetch(true).await;
+                inner.fetch(Why::UnknownKid).await;
             }
         }
         let keys = inner
@@ -404,10 +421,10 @@ impl Inner {
         }
     }
 
-    /// Downloads the JWKS from the URL (one download at a time); `for_kid`: because a
-    /// token named an unknown key, skipped when one such download ran within
-    /// [`KID_REFETCH`]. A failure keeps the old keys (logged and counted).
-    async fn fetch(&self, for_kid: bool) {
+    /// Downloads the JWKS from the URL (one download at a time), unless another task just
+    /// did, or `why` was tried too recently (see [`Why`]). A failure keeps the old keys
+    /// (logged and counted).
+    async fn fetch(&self, why: Why) {
         let Some(url) = &self.url else { return };
         let before = self.current();
         let mut state = url.state.lock().await;
@@ -419,15 +436,15 @@ impl Inner {
         if changed_meanwhile {
             return; // another task has just downloaded it
         }
-        if for_kid {
-            if state
-                .last_kid_fetch
-                .is_some_and(|t| t.elapsed() < KID_REFETCH)
-            {
-                return;
-            }
-            state.last_kid_fetch = Some(Instant::now());
+        let recent = |t: Option<Instant>, gap: Duration| t.is_some_and(|t| t.elapsed() < gap);
+        match why {
+            Why::Periodic => {}
+            Why::Missing if recent(state.last_attempt, MISSING_REFETCH) => return,
+            Why::Missing => {}
+            Why::UnknownKid if recent(state.last_kid_fetch, KID_REFETCH) => return,
+            Why::UnknownKid => state.last_kid_fetch = Some(Instant::now()),
         }
+        state.last_attempt = Some(Instant::now());
         match url.fetch().await {
             Ok(keys) => {
                 tracing::info!(url = %url.url, keys = keys.len(), "JWKS fetched");
@@ -448,7 +465,7 @@ async fn refresh_loop(inner: Weak<Inner>, every: Duration, stop: Arc<Notify>) {
         let Some(strong) = inner.upgrade() else {
             return;
         };
-        strong.fetch(false).await;
+        strong.fetch(Why::Periodic).await;
         drop(strong);
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -471,4 +488,79 @@ fn modified(path: &Path) -> Option<std::time::SystemTime> {
 /// Whether `token` has the shape of a JWT (three base64url parts).
 pub fn looks_like_jwt(token: &str) -> bool {
     token.split('.').count() == 3 && token.len() > 20
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A token with an ES256 header and a garbage signature.
+    fn es256_token(kid: &str) -> String {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.{}",
+            b64.encode(format!(r#"{{"alg":"ES256","kid":"{kid}"}}"#)),
+            b64.encode(r#"{"sub":"x"}"#),
+            b64.encode([7u8; 64])
+        )
+    }
+
+    #[tokio::test]
+    async fn an_identity_provider_that_fails_is_not_hammered_by_logins() {
+        // A server that accepts and hangs up: every download fails.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/certs", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                drop(socket);
+            }
+        });
+        let config = OidcConfig {
+            issuer: "https://idp.example".into(),
+            audience: "centralino".into(),
+            jwks_url: url,
+            jwks_refresh_secs: 3600,
+            ..OidcConfig::default()
+        };
+        assert_eq!(config.problems(false), Vec::<String>::new());
+        let verifier = OidcVerifier::new(&config).unwrap();
+        for kid in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+            let err = verifier.verify(&es256_token(kid)).await.unwrap_err();
+            assert!(err.to_string().contains("no JWKS"), "{err}");
+        }
+        let tried = connections.load(Ordering::SeqCst);
+        assert!(
+            (1..=2).contains(&tried),
+            "the start download and at most one more: {tried}"
+        );
+        drop(verifier);
+    }
+
+    #[test]
+    fn a_section_needs_a_key_source_and_https_off_loopback() {
+        let mut config = OidcConfig {
+            issuer: "https://idp.example".into(),
+            audience: "centralino".into(),
+            ..OidcConfig::default()
+        };
+        let problems = config.problems(false).join("\n");
+        assert!(
+            problems.contains("oidc.jwks_file or oidc.jwks_url"),
+            "{problems}"
+        );
+        config.jwks_url = "http://idp.example/certs".into();
+        assert!(config.problems(false).join("\n").contains("plain http://"));
+        assert!(config.problems(true).is_empty(), "dev mode allows http");
+        config.jwks_url = "https://idp.example/certs".into();
+        config.jwks_refresh_secs = 0;
+        assert!(config
+            .problems(false)
+            .join("\n")
+            .contains("jwks_refresh_secs"));
+    }
 }
