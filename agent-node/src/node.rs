@@ -145,6 +145,12 @@ impl AgentNode {
         })
     }
 
+    /// Returns the verifier of `[oidc]` tokens (None when OIDC is off), for the node's other
+    /// services to share.
+    pub fn oidc(&self) -> Option<Arc<OidcVerifier>> {
+        self.oidc.clone()
+    }
+
     /// Sets where offer answers, agent messages and availability go.
     pub fn set_router(&self, router: Arc<dyn RouterLink>) {
         let _ = self.router.set(router);

@@ -269,7 +269,11 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
             router.clone(),
             view.clone(),
         )))
-        .public(AdminServer::new(AdminApi::new(router.clone(), no_agents)))
+        .public(AdminServer::new(AdminApi::with_oidc(
+            router.clone(),
+            no_agents.clone(),
+            no_agents.oidc(),
+        )))
         .tls(tls.public);
     let health = grpc.health();
     let server = grpc

@@ -301,9 +301,10 @@ pub async fn start_with_clock(
         .public(AgentDeskServer::new(AgentDeskService::new(
             agent_node.clone(),
         )))
-        .public(AdminServer::new(AdminApi::new(
+        .public(AdminServer::new(AdminApi::with_oidc(
             router.clone(),
             agent_node.clone(),
+            agent_node.oidc(),
         )))
         .start(listener, async move {
             let _ = stop_server.wait_for(|s| *s).await;

@@ -70,7 +70,8 @@ pub fn required_scope(method: &str) -> Scope {
 }
 
 impl AdminApi {
-    /// Returns the service over `router` and the local agent-node.
+    /// Returns the service over `router` and the local agent-node, with its own verifier
+    /// of `[oidc]` tokens.
     pub fn new(router: Arc<Router>, agents: Arc<dyn AgentAdmin>) -> Self {
         let oidc = match OidcVerifier::from_config(&router.shared.config.oidc) {
             Ok(v) => v.map(Arc::new),
@@ -79,6 +80,16 @@ impl AdminApi {
                 None
             }
         };
+        Self::with_oidc(router, agents, oidc)
+    }
+
+    /// Returns the service verifying `[oidc]` tokens with `oidc` (the node's agent-side
+    /// verifier, so that one process keeps one key set and one JWKS refresh).
+    pub fn with_oidc(
+        router: Arc<Router>,
+        agents: Arc<dyn AgentAdmin>,
+        oidc: Option<Arc<OidcVerifier>>,
+    ) -> Self {
         Self {
             router,
             agents,
