@@ -147,7 +147,7 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     let etcd = Etcd::connect_with(
         &config.cluster.etcd_endpoints,
         Duration::from_millis(config.cluster.request_timeout_ms),
-        &etcd_security(&config.cluster),
+        &EtcdSecurity::from_config(&config.cluster),
     )
     .await
     .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
@@ -166,6 +166,9 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
     if !problems.is_empty() {
         return Err(StartError::Config(problems.join("; ")));
     }
+    centralino_base::oidc::check_jwks_url(&config.oidc)
+        .await
+        .map_err(StartError::Config)?;
     let config = Arc::new(config);
     let node_id = centralino_base::process::node_id(&config.node.node_id, "router");
     let clock = clock::from_config(&config.clock).map_err(StartError::Config)?;
@@ -440,16 +443,5 @@ impl ClusterRouter {
         for arbiter in self.arbiters {
             arbiter.stop();
         }
-    }
-}
-
-/// The etcd client's TLS and user from `[cluster]`.
-fn etcd_security(c: &centralino_base::config::ClusterConfig) -> EtcdSecurity {
-    EtcdSecurity {
-        ca_file: c.etcd_ca_file.clone(),
-        cert_file: c.etcd_cert_file.clone(),
-        key_file: c.etcd_key_file.clone(),
-        username: c.etcd_username.clone(),
-        password: c.etcd_password.clone(),
     }
 }

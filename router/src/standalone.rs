@@ -199,6 +199,9 @@ pub async fn start_with_clock(
     if !problems.is_empty() {
         return Err(StartError::Config(format!("\n  {}", problems.join("\n  "))));
     }
+    centralino_base::oidc::check_jwks_url(&config.oidc)
+        .await
+        .map_err(StartError::Config)?;
     let config = Arc::new(config);
     let metrics_addr = if config.node.metrics_addr.is_empty() {
         None
@@ -298,9 +301,10 @@ pub async fn start_with_clock(
         .public(AgentDeskServer::new(AgentDeskService::new(
             agent_node.clone(),
         )))
-        .public(AdminServer::new(AdminApi::new(
+        .public(AdminServer::new(AdminApi::with_oidc(
             router.clone(),
             agent_node.clone(),
+            agent_node.oidc(),
         )))
         .start(listener, async move {
             let _ = stop_server.wait_for(|s| *s).await;

@@ -38,6 +38,11 @@ pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]
 
 /// Describes every router metric once per process.
 pub fn describe() {
+    centralino_base::metrics::describe();
+    describe_counter!(
+        "centralino_admin_auth_refusals_total",
+        "Admin API calls refused before authorization, by reason (unknown_token, throttled: too many unknown tokens from one address)"
+    );
     describe_counter!(
         "centralino_conversations_started_total",
         "Conversations started, by department and language"
@@ -381,6 +386,10 @@ pub(crate) fn store_request(op: &'static str, secs: f64, ok: bool) {
 /// histograms registered without a sample (their buckets, sum and count at 0). Exports the
 /// service-level threshold.
 pub fn zero(config: &crate::config::Config) {
+    centralino_base::metrics::zero();
+    for reason in ["unknown_token", "throttled"] {
+        counter!("centralino_admin_auth_refusals_total", "reason" => reason).increment(0);
+    }
     let threshold = config.routing.service_level_secs as f64;
     // The label is written as the exporter writes the `le` of that bucket ("20", "30").
     gauge!("centralino_routing_service_level_threshold_seconds", "threshold" => threshold.to_string())
@@ -514,6 +523,11 @@ pub(crate) fn csat(department: &str, good: bool) {
 }
 
 /// A request refused by a limit (`limit` is one of a fixed set of names).
+/// An Admin API call refused for its token (`unknown_token`) or its address (`throttled`).
+pub(crate) fn admin_auth_refused(reason: &'static str) {
+    counter!("centralino_admin_auth_refusals_total", "reason" => reason).increment(1);
+}
+
 pub(crate) fn limit_refused(limit: &'static str) {
     counter!("centralino_limits_refusals_total", "limit" => limit).increment(1);
 }
