@@ -92,16 +92,18 @@ def main():
     logs = os.path.join(os.path.dirname(os.path.abspath(args.pki)), "logs")
 
     # Dev mode is off: the published demo token is refused where the cluster's own is honoured.
-    try:
-        reader = open(os.path.join(credentials, "reader.token"), encoding="utf-8").read().strip()
-    except OSError as e:
-        fail(f"no operator token of the cluster ({e}): was it started by cluster.sh up without dev mode?")
     for port in ROUTERS:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             code = unary(ch, "/centralino.v1.Admin/GetSnapshot", token=DEMO_OPERATOR_TOKEN)
             if code != grpc.StatusCode.UNAUTHENTICATED:
                 fail(f"router {port} answered GetSnapshot for the example's demo-operator-token with {code} "
                      "(dev mode on, or the example's operators configured)")
+    try:
+        reader = open(os.path.join(credentials, "reader.token"), encoding="utf-8").read().strip()
+    except OSError as e:
+        fail(f"no operator token of the cluster ({e}): was it started by cluster.sh up without dev mode?")
+    for port in ROUTERS:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             code = unary(ch, "/centralino.v1.Admin/GetSnapshot", token=reader)
             if code != grpc.StatusCode.OK:
                 fail(f"router {port} answered GetSnapshot for the cluster's read-only token with {code}")

@@ -232,7 +232,7 @@ class Run:
         if code == 1:
             self.fail("the sim reports broken invariants (exit 1)")
         with open(self.sim_log, encoding="utf-8", errors="replace") as f:
-            lines = f.readlines()
+            lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in f]  # without colours
         refused = [line.strip() for line in lines if "admin snapshot refused" in line]
         if refused:
             self.fail(f"the routers refused the sim's operator token: {refused[0][-300:]}")
