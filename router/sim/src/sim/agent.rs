@@ -1389,7 +1389,8 @@ fn summary(language: &str, messages: u32) -> String {
     }
 }
 
-/// The password a simulated agent types: the configured plaintext `password` (dev mode), or
+/// The password a simulated agent types: the configured plaintext `password` (a dev-mode
+/// node's, or a client configuration's such as the `sim.toml` of `deploy/local/cluster.sh`), or
 /// else the example configuration's documented demo password `<agent id>-pw` (its
 /// `password_hash`es are hashes of those).
 fn login_secret(agent: &AgentConfig) -> String {
