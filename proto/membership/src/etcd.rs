@@ -128,11 +128,22 @@ enum Failure {
     Transient(String),
     /// The request itself is wrong: give up.
     Permanent(String),
+    /// The cluster is out of space (NOSPACE) or the request over its size limit: give up,
+    /// retrying does not help.
+    NoSpace(String),
+}
+
+/// Returns whether an etcd error message says the cluster has no room for the write.
+pub fn is_no_space(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("database space exceeded") || message.contains("request is too large")
 }
 
 impl From<etcd_client::Error> for Failure {
     fn from(e: etcd_client::Error) -> Self {
-        if is_transient(&e) {
+        if is_no_space(&e.to_string()) {
+            Failure::NoSpace(e.to_string())
+        } else if is_transient(&e) {
             Failure::Transient(e.to_string())
         } else {
             Failure::Permanent(e.to_string())
@@ -338,6 +349,7 @@ impl Etcd {
             let reason = match outcome {
                 Ok(Ok(value)) => break Ok(value),
                 Ok(Err(Failure::Permanent(reason))) => break Err(KvError::Other(reason)),
+                Ok(Err(Failure::NoSpace(reason))) => break Err(KvError::NoSpace(reason)),
                 Ok(Err(Failure::Transient(reason))) => reason,
                 Err(_) => format!("no answer within {ATTEMPT_TIMEOUT:?}"),
             };
@@ -435,8 +447,11 @@ impl Etcd {
             let member = &self.inner.members[index];
             let started = Instant::now();
             let opened = tokio::time::timeout(ATTEMPT_TIMEOUT, async {
-                if let Err(Failure::Transient(reason) | Failure::Permanent(reason)) =
-                    self.authenticate(member).await
+                if let Err(
+                    Failure::Transient(reason)
+                    | Failure::Permanent(reason)
+                    | Failure::NoSpace(reason),
+                ) = self.authenticate(member).await
                 {
                     return Err(etcd_client::Error::WatchError(reason));
                 }
