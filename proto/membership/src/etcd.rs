@@ -745,13 +745,23 @@ pub mod testing {
         /// Starts a cluster of `members` etcd processes and waits until every member
         /// answers a read.
         pub async fn start(members: usize) -> Result<EtcdCluster, String> {
-            Self::start_with(members, None).await
+            Self::start_with(members, None, &[]).await
+        }
+
+        /// Starts a plaintext cluster whose members get the `extra` flags as well (e.g.
+        /// `--quota-backend-bytes=…` to reach NOSPACE in a test).
+        pub async fn start_with_flags(
+            members: usize,
+            extra: &[&str],
+        ) -> Result<EtcdCluster, String> {
+            let extra: Vec<String> = extra.iter().map(|f| f.to_string()).collect();
+            Self::start_with(members, None, &extra).await
         }
 
         /// Starts a cluster whose clients and peers speak TLS with client certificates
         /// (`--client-cert-auth`, `--peer-client-cert-auth`).
         pub async fn start_secure(members: usize, tls: EtcdTls) -> Result<EtcdCluster, String> {
-            Self::start_with(members, Some(tls)).await
+            Self::start_with(members, Some(tls), &[]).await
         }
 
         /// What clients must use (plaintext without TLS).
@@ -762,11 +772,15 @@ pub mod testing {
                 .unwrap_or_default()
         }
 
-        async fn start_with(members: usize, tls: Option<EtcdTls>) -> Result<EtcdCluster, String> {
+        async fn start_with(
+            members: usize,
+            tls: Option<EtcdTls>,
+            extra: &[String],
+        ) -> Result<EtcdCluster, String> {
             let binary = etcd_binary()?;
             let mut last_error = String::new();
             for _ in 0..START_ATTEMPTS {
-                match Self::try_start(&binary, members.max(1), tls.clone()).await {
+                match Self::try_start(&binary, members.max(1), tls.clone(), extra).await {
                     Ok(cluster) => return Ok(cluster),
                     Err(e) => last_error = e,
                 }
@@ -778,6 +792,7 @@ pub mod testing {
             binary: &Path,
             members: usize,
             tls: Option<EtcdTls>,
+            extra: &[String],
         ) -> Result<EtcdCluster, String> {
             let scheme = if tls.is_some() { "https" } else { "http" };
             let ports = free_ports(2 * members)?;
@@ -841,6 +856,7 @@ pub mod testing {
                     .args(["--initial-cluster-state", "new"])
                     .args(["--initial-cluster-token", &token])
                     .args(&tls_args)
+                    .args(extra)
                     .stdin(Stdio::null())
                     .stdout(out)
                     .stderr(err)
