@@ -140,6 +140,15 @@ pub struct ClusterRouter {
 /// Starts a router of a cluster coordinated by etcd (`cluster.etcd_endpoints`). Must run
 /// inside an actix `System` on a multi-thread runtime.
 pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
+    start_on_etcd(config, None).await
+}
+
+/// Starts a router as [`start`] does, its fenced store wrapped by `wrap` (see
+/// [`start_wrapped`]).
+pub async fn start_on_etcd(
+    config: Config,
+    wrap: Option<StoreWrap>,
+) -> Result<ClusterRouter, StartError> {
     let problems = config.cluster.problems();
     if !problems.is_empty() {
         return Err(StartError::Config(problems.join("; ")));
@@ -151,7 +160,7 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     )
     .await
     .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
-    start_with(config, Arc::new(etcd)).await
+    start_wrapped(config, Arc::new(etcd), wrap).await
 }
 
 /// Starts a router of the cluster coordinated by `kv` (etcd, or the in-memory twin of

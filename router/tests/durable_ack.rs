@@ -393,9 +393,10 @@ fn a_transfer_whose_write_fails_stays_with_the_agent() {
         assert!(giulia.ended(&cid, 1).await.is_none());
         assert_eq!(snapshot(&node).await.counters.unwrap().transfers, 0);
         // Then it goes through.
-        assert!(matches!(giulia.call("t2", transfer()).await, Reply::Ack));
+        let (reply, earlier) = giulia.call_keep("t2", transfer()).await;
+        assert!(matches!(reply, Reply::Ack));
         assert_eq!(
-            giulia.ended(&cid, 5).await,
+            giulia.ended_after(&earlier, &cid, 5).await,
             Some(ConversationOutcome::Transferred as i32)
         );
         assert_eq!(stored(&faults, &cid).await.department, "sales");
