@@ -139,6 +139,25 @@ pub fn is_no_space(message: &str) -> bool {
     message.contains("database space exceeded") || message.contains("request is too large")
 }
 
+#[cfg(test)]
+mod no_space_tests {
+    use super::*;
+
+    #[test]
+    fn nospace_and_oversized_requests_are_no_space_not_transient() {
+        for message in [
+            "etcdserver: mvcc: database space exceeded",
+            "etcdserver: request is too large",
+        ] {
+            assert!(is_no_space(message), "{message}");
+            let status = tonic::Status::resource_exhausted(message);
+            let failure = Failure::from(etcd_client::Error::GRpcStatus(status));
+            assert!(matches!(failure, Failure::NoSpace(_)), "{message}");
+        }
+        assert!(!is_no_space("etcdserver: no leader"));
+    }
+}
+
 impl From<etcd_client::Error> for Failure {
     fn from(e: etcd_client::Error) -> Self {
         if is_no_space(&e.to_string()) {

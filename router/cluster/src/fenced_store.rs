@@ -426,6 +426,20 @@ mod tests {
     };
     use centralino_membership::memory::MemoryKv;
 
+    #[test]
+    fn etcd_out_of_space_is_a_full_store() {
+        let e = store_error(KvError::NoSpace(
+            "etcdserver: mvcc: database space exceeded".into(),
+        ));
+        assert!(matches!(e, StoreError::Full(_)), "{e:?}");
+        assert_eq!(
+            tonic::Status::from(e).code(),
+            tonic::Code::ResourceExhausted
+        );
+        let other = store_error(KvError::Unavailable("no leader".into()));
+        assert!(matches!(other, StoreError::Backend(_)), "{other:?}");
+    }
+
     const PREFIX: &str = "/centralino-test";
 
     struct Setup {
