@@ -431,3 +431,90 @@ fn the_next_commits_failing_refuse_a_start_and_leave_no_trace() {
         node.shutdown().await;
     });
 }
+
+#[test]
+fn an_offline_message_or_an_escalation_whose_write_fails_changes_nothing() {
+    run(|| async {
+        let (node, faults) = node_on_faults().await;
+        let mut client = customer(&node).await;
+        // Nobody logged in: the conversation waits in its queue.
+        let waiting = start_conversation(&mut client, "support", "it", "gina")
+            .await
+            .expect("start");
+        let wid = waiting.conversation_id.clone();
+        let offline = centralino_proto::v1::LeaveOfflineMessageRequest {
+            conversation_id: wid.clone(),
+            token: waiting.token.clone(),
+            name: "Gina".into(),
+            email: "gina@example.com".into(),
+            phone: String::new(),
+            text: "richiamatemi".into(),
+        };
+        faults.fail_prefix(conversation_key(&wid), full());
+        let refused = client.leave_offline_message(offline.clone()).await;
+        assert_eq!(
+            refused.err().map(|s| s.code()),
+            Some(Code::ResourceExhausted)
+        );
+        faults.clear();
+        let still = live(&node, &wid).await;
+        assert_eq!((still.state, still.outcome), (State::Queued, None));
+        assert!(still.follow_up.is_empty());
+        assert_eq!(stored(&faults, &wid).await.state, State::Queued);
+        let c = snapshot(&node).await.counters.unwrap();
+        assert_eq!(c.conversations_offline, 0);
+        client
+            .leave_offline_message(offline)
+            .await
+            .expect("left once the store takes writes");
+        assert_eq!(stored(&faults, &wid).await.state, State::Closed);
+
+        // An agent's escalation.
+        let mut giulia = login(&node, "giulia", "pw").await.unwrap();
+        let (chat, mut stream) = assigned(&node, &mut giulia, "ivo").await;
+        let cid = chat.conversation_id.clone();
+        let escalate = || {
+            agent_command::Kind::Escalate(centralino_proto::v1::Escalate {
+                conversation_id: cid.clone(),
+                kind: centralino_proto::v1::EscalationKind::Callback as i32,
+                phone: "+39 055 000000".into(),
+                email: String::new(),
+                preferred_time: "domani".into(),
+                note: "dati della carta".into(),
+            })
+        };
+        faults.fail_prefix(conversation_key(&cid), backend());
+        assert_eq!(giulia.call("e1", escalate()).await.code(), "Unavailable");
+        faults.clear();
+        let still = live(&node, &cid).await;
+        assert_eq!((still.state, still.outcome), (State::Assigned, None));
+        assert_eq!(stored(&faults, &cid).await.state, State::Assigned);
+        let events = collect_events(&mut stream, 400).await;
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e.kind, Some(Kind::Closed(_)))),
+            "{events:?}"
+        );
+        assert_eq!(
+            snapshot(&node)
+                .await
+                .counters
+                .unwrap()
+                .conversations_escalated,
+            0
+        );
+        let (reply, earlier) = giulia.call_keep("e2", escalate()).await;
+        assert!(matches!(reply, Reply::Ack));
+        assert_eq!(
+            giulia.ended_after(&earlier, &cid, 5).await,
+            Some(ConversationOutcome::Escalated as i32)
+        );
+        assert_eq!(
+            closed_outcome(&mut stream, 5).await,
+            Some(ConversationOutcome::Escalated as i32)
+        );
+        drop((giulia, client, stream));
+        node.shutdown().await;
+    });
+}
