@@ -1,8 +1,9 @@
 //! Durable before acknowledged (DESIGN.md §6.8, issue 11): with commits failing on purpose
 //! (a [`FaultStore`] under the node), no customer or agent message, close, rating,
-//! transfer, offline message, escalation or start is acknowledged, shown to the customer's stream or delivered to the agent; the reply is
-//! UNAVAILABLE (RESOURCE_EXHAUSTED for a full store); the state after the failure — in the
-//! store and in the actor — is the state before; and a retry gets the original outcome.
+//! transfer, offline message, escalation or start is acknowledged, shown to the customer's
+//! stream or delivered to the agent; the reply is UNAVAILABLE (RESOURCE_EXHAUSTED for a
+//! full store); the state after the failure — in the store and in the actor — is the state
+//! before; and a retry gets the original outcome.
 
 use std::sync::Arc;
 use std::time::Duration;
