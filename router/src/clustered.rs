@@ -140,6 +140,15 @@ pub struct ClusterRouter {
 /// Starts a router of a cluster coordinated by etcd (`cluster.etcd_endpoints`). Must run
 /// inside an actix `System` on a multi-thread runtime.
 pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
+    start_on_etcd(config, None).await
+}
+
+/// Starts a router as [`start`] does, its fenced store wrapped by `wrap` (see
+/// [`start_wrapped`]).
+pub async fn start_on_etcd(
+    config: Config,
+    wrap: Option<StoreWrap>,
+) -> Result<ClusterRouter, StartError> {
     let problems = config.cluster.problems();
     if !problems.is_empty() {
         return Err(StartError::Config(problems.join("; ")));
@@ -151,13 +160,27 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     )
     .await
     .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
-    start_with(config, Arc::new(etcd)).await
+    start_wrapped(config, Arc::new(etcd), wrap).await
 }
 
 /// Starts a router of the cluster coordinated by `kv` (etcd, or the in-memory twin of
 /// in-process tests): membership, claims and the fenced records all live there;
 /// `cluster.etcd_endpoints` is not used.
 pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter, StartError> {
+    start_wrapped(config, kv, None).await
+}
+
+/// Wraps the router's durable store (tests: a fault-injecting twin around the fenced
+/// store, see `centralino_core::store::fault::FaultStore`).
+pub type StoreWrap = Arc<dyn Fn(Arc<dyn Store>) -> Arc<dyn Store> + Send + Sync>;
+
+/// Starts a router as [`start_with`] does, its fenced store wrapped by `wrap` (every
+/// read and write of records goes through the wrapper; membership and claims do not).
+pub async fn start_wrapped(
+    config: Config,
+    kv: Arc<dyn Kv>,
+    wrap: Option<StoreWrap>,
+) -> Result<ClusterRouter, StartError> {
     let mut problems = config.cluster.settings_problems();
     // Customer identity secrets (issue 10): placeholders only in dev mode, a shared
     // visitor secret on every router.
@@ -195,11 +218,16 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
 
     let cluster = &config.cluster;
     let (fences, lost) = Fences::new();
-    let store: Arc<dyn Store> = Arc::new(Instrumented::new(FencedStore::new(
+    let fenced: Arc<dyn Store> = Arc::new(FencedStore::new(
         kv.clone(),
         &cluster.prefix,
         fences.clone(),
-    )));
+    ));
+    let fenced = match &wrap {
+        Some(wrap) => wrap(fenced),
+        None => fenced,
+    };
+    let store: Arc<dyn Store> = Arc::new(Instrumented::new(fenced));
     let (stop, stop_rx) = watch::channel(false);
     // etcd takes at most 128 operations and 1.5 MiB per transaction: batches stay under both.
     let commits = GroupCommit::with_limits(

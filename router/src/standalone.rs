@@ -49,12 +49,25 @@ pub enum StartError {
 }
 
 /// Where the node keeps its data.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum StoreChoice {
     /// The embedded store in `node.data_dir` (default).
     Embedded,
     /// Memory only (benchmarks, tests that need no restart).
     Memory,
+    /// A store the caller built (tests: a fault-injecting twin around the memory or the
+    /// embedded store); archives stay in memory.
+    Custom(Arc<dyn Store>),
+}
+
+impl std::fmt::Debug for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreChoice::Embedded => "Embedded",
+            StoreChoice::Memory => "Memory",
+            StoreChoice::Custom(_) => "Custom",
+        })
+    }
 }
 
 /// A running standalone node.
@@ -222,6 +235,7 @@ pub async fn start_with_clock(
             Archive::new(Some(config.node.data_dir.clone())),
         ),
         StoreChoice::Memory => (Arc::new(MemoryStore::default()), Archive::new(None)),
+        StoreChoice::Custom(store) => (Arc::new(Instrumented::new(store)), Archive::new(None)),
     };
     let (stop, stop_rx) = watch::channel(false);
     let commits = GroupCommit::with_limits(

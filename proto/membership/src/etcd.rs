@@ -153,11 +153,41 @@ enum Failure {
     Transient(String),
     /// The request itself is wrong: give up.
     Permanent(String),
+    /// The cluster is out of space (NOSPACE) or the request over its size limit: give up,
+    /// retrying does not help.
+    NoSpace(String),
+}
+
+/// Returns whether an etcd error message says the cluster has no room for the write.
+pub fn is_no_space(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("database space exceeded") || message.contains("request is too large")
+}
+
+#[cfg(test)]
+mod no_space_tests {
+    use super::*;
+
+    #[test]
+    fn nospace_and_oversized_requests_are_no_space_not_transient() {
+        for message in [
+            "etcdserver: mvcc: database space exceeded",
+            "etcdserver: request is too large",
+        ] {
+            assert!(is_no_space(message), "{message}");
+            let status = tonic::Status::resource_exhausted(message);
+            let failure = Failure::from(etcd_client::Error::GRpcStatus(status));
+            assert!(matches!(failure, Failure::NoSpace(_)), "{message}");
+        }
+        assert!(!is_no_space("etcdserver: no leader"));
+    }
 }
 
 impl From<etcd_client::Error> for Failure {
     fn from(e: etcd_client::Error) -> Self {
-        if is_transient(&e) {
+        if is_no_space(&e.to_string()) {
+            Failure::NoSpace(e.to_string())
+        } else if is_transient(&e) {
             Failure::Transient(e.to_string())
         } else {
             Failure::Permanent(e.to_string())
@@ -493,6 +523,7 @@ impl Etcd {
             let reason = match outcome {
                 Ok(Ok(value)) => break Ok(value),
                 Ok(Err(Failure::Permanent(reason))) => break Err(KvError::Other(reason)),
+                Ok(Err(Failure::NoSpace(reason))) => break Err(KvError::NoSpace(reason)),
                 Ok(Err(Failure::Transient(reason))) => reason,
                 Err(_) => format!("no answer within {ATTEMPT_TIMEOUT:?}"),
             };
@@ -589,8 +620,11 @@ impl Etcd {
             let member = &self.inner.members[index];
             let started = Instant::now();
             let opened = tokio::time::timeout(ATTEMPT_TIMEOUT, async {
-                if let Err(Failure::Transient(reason) | Failure::Permanent(reason)) =
-                    self.authenticate(member).await
+                if let Err(
+                    Failure::Transient(reason)
+                    | Failure::Permanent(reason)
+                    | Failure::NoSpace(reason),
+                ) = self.authenticate(member).await
                 {
                     return Err(etcd_client::Error::WatchError(reason));
                 }
@@ -884,13 +918,23 @@ pub mod testing {
         /// Starts a cluster of `members` etcd processes and waits until every member
         /// answers a read.
         pub async fn start(members: usize) -> Result<EtcdCluster, String> {
-            Self::start_with(members, None).await
+            Self::start_with(members, None, &[]).await
+        }
+
+        /// Starts a plaintext cluster whose members get the `extra` flags as well (e.g.
+        /// `--quota-backend-bytes=…` to reach NOSPACE in a test).
+        pub async fn start_with_flags(
+            members: usize,
+            extra: &[&str],
+        ) -> Result<EtcdCluster, String> {
+            let extra: Vec<String> = extra.iter().map(|f| f.to_string()).collect();
+            Self::start_with(members, None, &extra).await
         }
 
         /// Starts a cluster whose clients and peers speak TLS with client certificates
         /// (`--client-cert-auth`, `--peer-client-cert-auth`).
         pub async fn start_secure(members: usize, tls: EtcdTls) -> Result<EtcdCluster, String> {
-            Self::start_with(members, Some(tls)).await
+            Self::start_with(members, Some(tls), &[]).await
         }
 
         /// What clients must use (plaintext without TLS).
@@ -901,11 +945,15 @@ pub mod testing {
                 .unwrap_or_default()
         }
 
-        async fn start_with(members: usize, tls: Option<EtcdTls>) -> Result<EtcdCluster, String> {
+        async fn start_with(
+            members: usize,
+            tls: Option<EtcdTls>,
+            extra: &[String],
+        ) -> Result<EtcdCluster, String> {
             let binary = etcd_binary()?;
             let mut last_error = String::new();
             for _ in 0..START_ATTEMPTS {
-                match Self::try_start(&binary, members.max(1), tls.clone()).await {
+                match Self::try_start(&binary, members.max(1), tls.clone(), extra).await {
                     Ok(cluster) => return Ok(cluster),
                     Err(e) => last_error = e,
                 }
@@ -917,6 +965,7 @@ pub mod testing {
             binary: &Path,
             members: usize,
             tls: Option<EtcdTls>,
+            extra: &[String],
         ) -> Result<EtcdCluster, String> {
             let scheme = if tls.is_some() { "https" } else { "http" };
             let ports = free_ports(2 * members)?;
@@ -980,6 +1029,7 @@ pub mod testing {
                     .args(["--initial-cluster-state", "new"])
                     .args(["--initial-cluster-token", &token])
                     .args(&tls_args)
+                    .args(extra)
                     .stdin(Stdio::null())
                     .stdout(out)
                     .stderr(err)

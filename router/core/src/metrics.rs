@@ -129,6 +129,12 @@ pub fn describe() {
         "Queued or offline conversations ended because they stayed idle too long, by state"
     );
     describe_counter!(
+        "centralino_conversation_changes_not_applied_total",
+        "Conversation changes (messages, closes, ratings, transfers …) whose write failed, so \
+         nothing was applied, shown or acknowledged; by reason (full, overloaded, too_large, \
+         fenced, closed, backend)"
+    );
+    describe_counter!(
         "centralino_store_writes_shed_total",
         "Writes refused by group commit (queue full or record too large), by reason"
     );
@@ -545,6 +551,20 @@ pub(crate) fn slow_reader_cut() {
 /// A conversation ended because it stayed idle (`state`: queued or offline).
 pub(crate) fn idle_expired(state: &'static str) {
     counter!("centralino_limits_idle_expired_total", "state" => state).increment(1);
+}
+
+/// A conversation change not applied because its write failed.
+pub(crate) fn change_not_applied(e: &crate::store::StoreError) {
+    use crate::store::StoreError;
+    let reason = match e {
+        StoreError::Full(_) => "full",
+        StoreError::Overloaded => "overloaded",
+        StoreError::TooLarge { .. } => "too_large",
+        StoreError::Fenced(_) => "fenced",
+        StoreError::Closed => "closed",
+        StoreError::Backend(_) | StoreError::Corrupt { .. } => "backend",
+    };
+    counter!("centralino_conversation_changes_not_applied_total", "reason" => reason).increment(1);
 }
 
 /// A write refused by group commit (`reason`: queue_full, too_large).
