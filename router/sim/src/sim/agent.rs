@@ -573,7 +573,16 @@ impl Desk {
             Some(Event::Status(_)) => {}
             Some(Event::Error(error)) => self.on_error(error).await,
             Some(Event::Ack(ack)) => {
-                self.requests.remove(&ack.request_id);
+                if let Some(Request::Send {
+                    conversation_id,
+                    message_id,
+                }) = self.requests.remove(&ack.request_id)
+                {
+                    self.shared
+                        .ledger
+                        .lock()
+                        .agent_message_acked(&conversation_id, &message_id);
+                }
             }
             Some(Event::Canned(canned)) => {
                 let request = self.requests.remove(&canned.request_id);
