@@ -322,7 +322,9 @@ impl Admin for ClusterAdminApi {
         &self,
         request: Request<WatchConversationRequest>,
     ) -> Result<Response<Self::WatchConversationStream>, Status> {
-        self.inner.check_scope(&request, "WatchConversation").await?;
+        self.inner
+            .check_scope(&request, "WatchConversation")
+            .await?;
         let id = request.get_ref().conversation_id.clone();
         match self.route(&id)? {
             Route::Here => self.inner.watch_conversation(request).await,
