@@ -19,7 +19,8 @@ the configuration it needs and asserts what an outsider can and cannot do:
   node's memory (VmRSS) bounded;
 - 400 streams that never read leave memory bounded;
 - the queue cap holds exactly under 256 concurrent starts;
-- operator tokens: a read-only token cannot act, an unknown token is refused.
+- operator tokens: a read-only token cannot act, an unknown token is refused, guessing
+  tokens gets the address throttled while another address is served.
 
 Client addresses: every connection to 127.0.0.1 comes from 127.0.0.1, so a second client is
 made by a small TCP relay whose outgoing socket binds another loopback address (127.0.0.2 …);
@@ -686,6 +687,28 @@ def operator_scopes(ctx):
     check(results["unknown token"] == grpc.StatusCode.UNAUTHENTICATED, f"{results}")
     check(results["the hash as token"] == grpc.StatusCode.UNAUTHENTICATED, f"{results}")
     check(results["admin acts"] == grpc.StatusCode.OK, f"{results}")
+    # Guessing tokens: after a few unknown ones from this address every call waits, the
+    # right token included, with a retry hint; another address is still served.
+    guesses = []
+    for i in range(12):
+        guesses.append(as_(f"guess-{i}", read))
+    check(all(c == grpc.StatusCode.UNAUTHENTICATED for c in guesses[:10]), f"guesses: {guesses}")
+    try:
+        read([("authorization", f"Bearer {ctx.creds.admin_token}")])
+        raise Failed("the right token went through while the address was throttled")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, f"throttled call: {e.code()}")
+        trailers = dict(e.trailing_metadata() or ())
+        check("grpc-retry-pushback-ms" in trailers, f"no retry hint: {trailers}")
+    relay = Relay(node.port, "127.0.0.2")
+    other = admin_client(relay.addr)
+    other_code = code_of(lambda: other.GetSnapshot(
+        admin_pb2.GetSnapshotRequest(),
+        metadata=[("authorization", f"Bearer {ctx.creds.reader_token}")], timeout=10))
+    relay.close()
+    check(other_code == grpc.StatusCode.OK, f"a reader from 127.0.0.2: {other_code}")
+    results["12 guesses, then the admin token"] = grpc.StatusCode.RESOURCE_EXHAUSTED
+    results["reader from 127.0.0.2"] = other_code
     return ", ".join(f"{k}: {v.name}" for k, v in results.items())
 
 

@@ -2,9 +2,14 @@
 """The local cluster's internal plane as an outsider meets it (issue 10), with grpcio only
 (no generated stubs: empty requests are valid protobuf messages).
 
-    python3 scripts/attack_cluster.py [--pki DIR]    # against `deploy/local/cluster.sh up`
+    python3 scripts/attack_cluster.py [--pki DIR] [--credentials DIR]
+                                     # against `deploy/local/cluster.sh up` (without dev mode)
 
 Checks, failing (exit 1) on the first surprise:
+- dev mode is off: every router refuses the example's published operator token
+  (`demo-operator-token`, UNAUTHENTICATED) while it answers GetSnapshot for the cluster's own
+  read-only token ($CENTRALINO_LOCAL_DIR/credentials/reader.token), which cannot act
+  (SetAgentStatus: PERMISSION_DENIED); no router's or agent-node's log has the dev-mode warning;
 - the public ports (routers 50051-50053, agent-nodes 50061-50062) do not serve
   RouterInternal / AgentNodeInternal (UNIMPLEMENTED) and reflection does not name them;
 - the internal ports (50151-50153, 50161-50162) refuse plaintext and TLS without a client
@@ -24,6 +29,9 @@ ROUTERS = [50051, 50052, 50053]
 AGENT_NODES = [50061, 50062]
 ROUTERS_INTERNAL = [50151, 50152, 50153]
 AGENT_NODES_INTERNAL = [50161, 50162]
+DEMO_OPERATOR_TOKEN = "demo-operator-token"  # the example configuration's, published
+DEV_MODE_WARNING = "dev mode: plaintext passwords and placeholder secrets are accepted"
+NODES = ["router-1", "router-2", "router-3", "agent-node-1", "agent-node-2"]
 ROUTER_INTERNAL = ["Link", "AgentConversations", "Tell"]
 AGENT_NODE_INTERNAL = ["Reserve", "CancelReservation", "Deliver", "ConversationEnded"]
 
@@ -33,11 +41,13 @@ def fail(message):
     sys.exit(1)
 
 
-def unary(channel, path, body=b""):
-    """Calls `path` with raw request bytes; returns the status code (OK when it answered)."""
+def unary(channel, path, body=b"", token=None):
+    """Calls `path` with raw request bytes (and `token` as the bearer token when given);
+    returns the status code (OK when it answered)."""
     call = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+    metadata = [("authorization", f"Bearer {token}")] if token is not None else None
     try:
-        call(body, timeout=5)
+        call(body, timeout=5, metadata=metadata)
         return grpc.StatusCode.OK
     except grpc.RpcError as e:
         return e.code()
@@ -75,7 +85,41 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--pki", default=os.path.join(
         os.environ.get("CENTRALINO_LOCAL_DIR", "/tmp/centralino-local"), "pki"))
+    parser.add_argument("--credentials", default=None,
+                        help="the cluster's credentials (default: next to --pki)")
     args = parser.parse_args()
+    credentials = args.credentials or os.path.join(os.path.dirname(os.path.abspath(args.pki)), "credentials")
+    logs = os.path.join(os.path.dirname(os.path.abspath(args.pki)), "logs")
+
+    # Dev mode is off: the published demo token is refused where the cluster's own is honoured.
+    for port in ROUTERS:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            code = unary(ch, "/centralino.v1.Admin/GetSnapshot", token=DEMO_OPERATOR_TOKEN)
+            if code != grpc.StatusCode.UNAUTHENTICATED:
+                fail(f"router {port} answered GetSnapshot for the example's demo-operator-token with {code} "
+                     "(dev mode on, or the example's operators configured)")
+    try:
+        reader = open(os.path.join(credentials, "reader.token"), encoding="utf-8").read().strip()
+    except OSError as e:
+        fail(f"no operator token of the cluster ({e}): was it started by cluster.sh up without dev mode?")
+    for port in ROUTERS:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            code = unary(ch, "/centralino.v1.Admin/GetSnapshot", token=reader)
+            if code != grpc.StatusCode.OK:
+                fail(f"router {port} answered GetSnapshot for the cluster's read-only token with {code}")
+            # SetAgentStatus { agent_id = "giulia" }: an action, beyond read-only.
+            code = unary(ch, "/centralino.v1.Admin/SetAgentStatus", field(1, "giulia"), token=reader)
+            if code != grpc.StatusCode.PERMISSION_DENIED:
+                fail(f"router {port} let the read-only token call SetAgentStatus: {code}")
+    for name in NODES:
+        try:
+            text = open(os.path.join(logs, f"{name}.log"), encoding="utf-8", errors="replace").read()
+        except OSError as e:
+            fail(f"cannot read {name}'s log: {e}")
+        if DEV_MODE_WARNING in text:
+            fail(f"{name} runs in dev mode (its log: {DEV_MODE_WARNING!r})")
+    print("dev mode off: demo-operator-token refused by every router, the cluster's read-only token "
+          "honoured and unable to act; no node logs dev mode")
 
     for port in ROUTERS + AGENT_NODES:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:

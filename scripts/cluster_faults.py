@@ -6,7 +6,10 @@ Usage: scripts/cluster_faults.py [--scenario NAME ...] [--keep] [--results PATH]
                                  [--fault-at SECS] [--lease-ttl SECS]
 
 Each scenario runs on a fresh cluster in its own temporary CENTRALINO_LOCAL_DIR:
-cluster up -> `centralino sim` in the background -> the fault, --fault-at seconds into the sim
+cluster up (without dev mode: the nodes run on the credentials cluster.sh makes, and no node's
+log may carry the dev-mode warning) -> `centralino sim --config $DIR/credentials/sim.toml`
+(the agents' generated passwords and an operator token of the cluster; a sim whose admin
+snapshot is refused fails the scenario) in the background -> the fault, --fault-at seconds into the sim
 -> wait for the sim -> checks -> cluster down. One PASS/FAIL line per scenario with the
 measured figures; the figures of all scenarios go to --results (default
 target/cluster-faults.json). Exits 1 when a scenario failed (with the tails of its logs).
@@ -33,7 +36,9 @@ drain-router.
 
 Environment: CENTRALINO_BIN_DIR (router, agent-node, centralino; default
 $CARGO_TARGET_DIR/release or target/release), CENTRALINO_SKIP_BUILD=1 (passed to cluster.sh),
-RUST_LOG for the cluster's processes (default info).
+RUST_LOG for the cluster's processes (default info), CENTRALINO_LOCAL_DEV_MODE=1 (passed to
+cluster.sh: the nodes run the example configuration in dev mode; the dev-mode check is then
+skipped).
 """
 import argparse
 import json
@@ -50,7 +55,8 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLUSTER = os.path.join(ROOT, "deploy", "local", "cluster.sh")
 CHECK_REPORT = os.path.join(ROOT, "scripts", "check_report.py")
-CONFIG = os.path.join(ROOT, "deploy", "config", "centralino.example.toml")
+DEV_MODE_WARNING = "dev mode: plaintext passwords and placeholder secrets are accepted"
+NODES = ["router-1", "router-2", "router-3", "agent-node-1", "agent-node-2"]
 
 # Monday 11:00 in Rome: the Italian and the English team are both on shift.
 SIM_START = "2026-11-23T11:00:00+01:00"
@@ -174,6 +180,14 @@ class Run:
         if result.returncode != 0:
             self.fail(f"cluster up failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
             return False
+        dev = self.env.get("CENTRALINO_LOCAL_DEV_MODE") == "1"
+        self.figures["dev_mode"] = dev
+        if not dev:
+            for name in NODES:
+                with open(os.path.join(self.dir, "logs", f"{name}.log"), encoding="utf-8", errors="replace") as f:
+                    if DEV_MODE_WARNING in f.read():
+                        self.fail(f"{name} runs in dev mode (its log: {DEV_MODE_WARNING!r})")
+                        return False
         return True
 
     def start_sim(self):
@@ -183,7 +197,7 @@ class Run:
         command = [
             os.path.join(bin_dir(), "centralino"), "sim",
             "--router", ROUTERS, "--agent-node", AGENT_NODES,
-            "--config", CONFIG, "--speed", str(self.args.speed),
+            "--config", os.path.join(self.dir, "credentials", "sim.toml"), "--speed", str(self.args.speed),
             "--duration", self.args.duration, "--drain", self.args.drain,
             "--conversations", str(self.args.conversations),
             "--seed", str(self.args.seed),
@@ -217,6 +231,22 @@ class Run:
             return None
         if code == 1:
             self.fail("the sim reports broken invariants (exit 1)")
+        with open(self.sim_log, encoding="utf-8", errors="replace") as f:
+            lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in f]  # without colours
+        refused = [line.strip() for line in lines if "admin snapshot refused" in line]
+        if refused:
+            self.fail(f"the routers refused the sim's operator token: {refused[0][-300:]}")
+        # Agents' logins an agent-node refused (wrong password, throttled …): counted, by code.
+        codes = {}
+        for line in lines:
+            if "login refused" in line:
+                m = re.search(r"code\W*=\W*(\w+)", line)
+                code_name = m.group(1) if m else "?"
+                codes[code_name] = codes.get(code_name, 0) + 1
+        self.figures["sim_logins_refused"] = codes
+        if codes.get("Unauthenticated"):
+            self.fail(f"agent-nodes refused {codes['Unauthenticated']} of the sim's logins as "
+                      "unauthenticated (do sim.toml's passwords match node.toml's hashes?)")
         try:
             with open(self.report_path, encoding="utf-8") as f:
                 return json.load(f)

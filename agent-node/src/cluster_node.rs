@@ -56,7 +56,7 @@ pub async fn start(config: AgentNodeConfig) -> Result<RunningAgentNode, String> 
     let etcd = Etcd::connect_with(
         &config.cluster.etcd_endpoints,
         Duration::from_millis(config.cluster.request_timeout_ms),
-        &etcd_security(&config.cluster),
+        &EtcdSecurity::from_config(&config.cluster),
     )
     .await
     .map_err(|e| format!("connecting to etcd: {e}"))?;
@@ -74,6 +74,7 @@ pub async fn start_with(
     if !problems.is_empty() {
         return Err(format!("invalid configuration: {}", problems.join("; ")));
     }
+    centralino_base::oidc::check_jwks_url(&config.oidc).await?;
     let id = centralino_base::process::node_id(&config.node.node_id, "agent-node");
     let clock = clock::from_config(&config.clock)?;
     let node_config = &config.node;
@@ -246,16 +247,5 @@ impl RunningAgentNode {
         for arbiter in self.arbiters {
             arbiter.stop();
         }
-    }
-}
-
-/// The etcd client's TLS and user from `[cluster]`.
-fn etcd_security(c: &centralino_base::config::ClusterConfig) -> EtcdSecurity {
-    EtcdSecurity {
-        ca_file: c.etcd_ca_file.clone(),
-        cert_file: c.etcd_cert_file.clone(),
-        key_file: c.etcd_key_file.clone(),
-        username: c.etcd_username.clone(),
-        password: c.etcd_password.clone(),
     }
 }

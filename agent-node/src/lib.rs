@@ -9,7 +9,7 @@
 //! - [`remote`]: cluster glue: the `AgentNodeInternal` service, the link to the routers over
 //!   gRPC, one login per agent across agent-nodes.
 //! - [`cluster_node`]: the agent-node process of a cluster.
-//! - [`throttle`]: login throttling (pure).
+//! - [`throttle`]: login throttling (pure; it lives in the base crate, shared with the router's Admin API).
 //! - [`metrics`]: the agent-node's metrics.
 
 #![forbid(unsafe_code)]
@@ -20,4 +20,4 @@ pub mod gateway;
 pub mod metrics;
 pub mod node;
 pub mod remote;
-pub mod throttle;
+pub use centralino_base::throttle;

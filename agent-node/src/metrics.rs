@@ -7,6 +7,7 @@ use centralino_link::OfferAnswer;
 
 /// Describes every agent-node metric once per process.
 pub fn describe() {
+    centralino_base::metrics::describe();
     describe_gauge!(
         "centralino_agent_sessions_connected",
         "Agent desktop streams connected, by team"
@@ -33,7 +34,7 @@ pub fn describe() {
     );
     describe_counter!(
         "centralino_agent_login_refusals_total",
-        "Logins refused, by reason (bad_credentials, throttled)"
+        "Logins refused, by reason (bad_credentials, throttled: after failures, rate_limited: too many from one address, busy: too many waiting for a password check)"
     );
 }
 
@@ -41,6 +42,7 @@ pub fn describe() {
 /// department (when the caller knows them: a standalone node does, an agent-node's file
 /// section does not), per login result and offer answer.
 pub fn zero(teams: &[TeamConfig], departments: &[String]) {
+    centralino_base::metrics::zero();
     for team in teams {
         gauge!("centralino_agent_sessions_connected", "team" => team.name.clone()).increment(0.0);
     }
@@ -50,7 +52,7 @@ pub fn zero(teams: &[TeamConfig], departments: &[String]) {
     for result in ["ok", "denied"] {
         counter!("centralino_agent_logins_total", "result" => result).increment(0);
     }
-    for reason in ["bad_credentials", "throttled"] {
+    for reason in ["bad_credentials", "throttled", "rate_limited", "busy"] {
         counter!("centralino_agent_login_refusals_total", "reason" => reason).increment(0);
     }
     for answer in ["accepted", "declined", "timed_out", "revoked"] {

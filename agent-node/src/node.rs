@@ -19,6 +19,7 @@ use centralino_base::clock::SharedClock;
 use centralino_base::config::{AgentConfig, AgentNodeConfig, CannedConfig};
 use centralino_base::credentials;
 use centralino_base::oidc::OidcVerifier;
+use centralino_base::rate::{too_many, with_pushback, KeyedLimit};
 use centralino_base::shifts::Shifts;
 use centralino_link::{
     AgentNodeLink, Availability, RejectReason, ReserveOutcome, ReserveRequest, RouterLink,
@@ -51,6 +52,18 @@ pub struct AgentNode {
     oidc: Option<Arc<OidcVerifier>>,
     /// Bounds the argon2 verifications running at once (each takes ~20 ms and 19 MiB).
     hashing: Arc<tokio::sync::Semaphore>,
+    /// Password logins waiting for (or about to take) a verification slot.
+    hashing_waiting: AtomicUsize,
+    /// Login attempts per client address, successful ones too (`[limits]`).
+    login_rate: KeyedLimit<IpAddr>,
+}
+
+/// Why credentials were not checked through, for [`AgentNode::verify`].
+enum Refusal {
+    /// Wrong credentials (the reason is for the log only).
+    Bad(String),
+    /// Too many logins wait for a verification slot; nothing was checked.
+    Busy,
 }
 
 /// What a desktop presents at login: a password, or an OIDC ID token (then `agent_id` may
@@ -78,6 +91,8 @@ impl<'a> Credentials<'a> {
 
 /// Most argon2 verifications at once.
 const PARALLEL_HASHES: usize = 4;
+/// The retry pushback of a login refused because too many wait for a verification slot.
+const BUSY_PUSHBACK_MS: u64 = 1_000;
 
 impl AgentNode {
     /// Returns a node for the configured agents whose actors run on `arbiters`.
@@ -90,6 +105,14 @@ impl AgentNode {
         arbiters: Vec<ArbiterHandle>,
     ) -> Arc<Self> {
         let config_for_shifts = config.clone();
+        let login_rate = KeyedLimit::new(
+            (
+                config.limits.logins_per_minute_per_addr,
+                config.limits.login_burst_per_addr,
+            ),
+            clock.speed(),
+            config.limits.rate_limit_max_keys,
+        );
         // The start checks (`credential_problems`) have read the JWKS already; a failure
         // here leaves OIDC logins refused.
         let oidc = match OidcVerifier::from_config(&config.oidc) {
@@ -117,7 +140,15 @@ impl AgentNode {
             throttle: Mutex::new(LoginThrottle::default()),
             oidc,
             hashing: Arc::new(tokio::sync::Semaphore::new(PARALLEL_HASHES)),
+            hashing_waiting: AtomicUsize::new(0),
+            login_rate,
         })
+    }
+
+    /// Returns the verifier of `[oidc]` tokens (None when OIDC is off), for the node's other
+    /// services to share.
+    pub fn oidc(&self) -> Option<Arc<OidcVerifier>> {
+        self.oidc.clone()
     }
 
     /// Sets where offer answers, agent messages and availability go.
@@ -132,7 +163,9 @@ impl AgentNode {
 
     /// Checks credentials and, in a cluster, claims the agent for this node: an agent new
     /// to this node gets back the conversations it holds from another node.
-    /// Attempts are throttled per agent and per client address ([`crate::throttle`]).
+    /// Attempts are rate limited per client address (`[limits] logins_per_minute_per_addr`,
+    /// successful ones too) and, after failures, throttled per agent and per client address
+    /// ([`crate::throttle`]).
     /// Returns the agent's actor and id (the ID token's agent for OIDC logins).
     pub async fn login(
         &self,
@@ -229,9 +262,11 @@ impl AgentNode {
         Ok((self.actor_for(account)?, id))
     }
 
-    /// Checks credentials behind the throttle: a password against the agent's argon2id
-    /// hash (on the blocking pool; plaintext only in dev mode, an empty secret never), or an
-    /// ID token against the JWKS. Every refusal is logged, counted and throttled.
+    /// Checks credentials behind the address's rate limit and the throttle: a password
+    /// against the agent's argon2id hash (on the blocking pool, at most
+    /// `[limits] max_logins_waiting` waiting for a slot; plaintext only in dev mode, an
+    /// empty secret never), or an ID token against the JWKS. Every refusal is logged and
+    /// counted; wrong credentials are throttled.
     async fn verify(
         &self,
         credentials: Credentials<'_>,
@@ -241,6 +276,13 @@ impl AgentNode {
         let now = self.clock.now_ms();
         let agent_key = (!agent_id.is_empty()).then(|| format!("agent:{agent_id}"));
         let client_key = client.map(|ip| format!("addr:{ip}"));
+        if let Some(ip) = client {
+            if let Err(wait) = self.login_rate.check(&ip) {
+                crate::metrics::login_refused("rate_limited");
+                warn!(%agent_id, client = %ip, wait_ms = wait.as_millis() as u64, "login refused: too many logins from this address");
+                return Err(too_many("logins from this address", wait));
+            }
+        }
         {
             let throttle = self.throttle.lock();
             let waits = [agent_key.as_ref(), client_key.as_ref()]
@@ -258,15 +300,25 @@ impl AgentNode {
             }
         }
         let outcome = if credentials.id_token.is_empty() {
-            self.check_password(agent_id, credentials.password)
-                .await
-                .map_err(str::to_string)
+            self.check_password(agent_id, credentials.password).await
         } else {
             self.check_id_token(agent_id, credentials.id_token)
+                .await
+                .map_err(Refusal::Bad)
         };
         let account = match outcome {
             Ok(account) => account,
-            Err(reason) => {
+            Err(Refusal::Busy) => {
+                crate::metrics::login_refused("busy");
+                warn!(%agent_id, client = ?client, "login refused: too many logins waiting for a password check");
+                return Err(with_pushback(
+                    Status::resource_exhausted(
+                        "too many logins waiting for a password check; retry shortly",
+                    ),
+                    BUSY_PUSHBACK_MS,
+                ));
+            }
+            Err(Refusal::Bad(reason)) => {
                 let mut throttle = self.throttle.lock();
                 if let Some(key) = &agent_key {
                     throttle.failed(key, AGENT_FREE_FAILURES, now);
@@ -300,12 +352,14 @@ impl AgentNode {
         Ok(account)
     }
 
-    /// Returns the account when `password` is the agent's; else why not (for the log).
+    /// Returns the account when `password` is the agent's; else why not (for the log), or
+    /// [`Refusal::Busy`] when `[limits] max_logins_waiting` logins wait for a slot already.
     async fn check_password(
         &self,
         agent_id: &str,
         password: &str,
-    ) -> Result<Arc<AgentConfig>, &'static str> {
+    ) -> Result<Arc<AgentConfig>, Refusal> {
+        let bad = |reason: &str| Refusal::Bad(reason.to_string());
         let account = self.accounts.get(agent_id).cloned();
         let hash = match &account {
             Some(a) if !a.password_hash.is_empty() => a.password_hash.clone(),
@@ -317,18 +371,20 @@ impl AgentNode {
                 return if ok {
                     Ok(a.clone())
                 } else {
-                    Err("wrong password")
+                    Err(bad("wrong password"))
                 };
             }
             // Unknown agents cost a verification too, so timing tells nothing.
             None => dummy_hash().to_string(),
         };
-        let permit = self
-            .hashing
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| "node stopping")?;
+        let waiting = self.hashing_waiting.fetch_add(1, Ordering::AcqRel);
+        if waiting >= self.config.limits.max_logins_waiting.max(1) {
+            self.hashing_waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refusal::Busy);
+        }
+        let permit = self.hashing.clone().acquire_owned().await;
+        self.hashing_waiting.fetch_sub(1, Ordering::AcqRel);
+        let permit = permit.map_err(|_| bad("node stopping"))?;
         let password = password.to_string();
         let matches = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -338,18 +394,22 @@ impl AgentNode {
         .unwrap_or(false);
         match account {
             Some(a) if matches => Ok(a),
-            Some(_) => Err("wrong password"),
-            None => Err("unknown agent"),
+            Some(_) => Err(bad("wrong password")),
+            None => Err(bad("unknown agent")),
         }
     }
 
     /// Returns the account an ID token names; else why not (for the log).
-    fn check_id_token(&self, agent_id: &str, token: &str) -> Result<Arc<AgentConfig>, String> {
+    async fn check_id_token(
+        &self,
+        agent_id: &str,
+        token: &str,
+    ) -> Result<Arc<AgentConfig>, String> {
         let verifier = self
             .oidc
             .as_ref()
             .ok_or_else(|| "an ID token, but [oidc] is not configured".to_string())?;
-        let id = verifier.agent_id(token).map_err(|e| e.to_string())?;
+        let id = verifier.agent_id(token).await.map_err(|e| e.to_string())?;
         if !agent_id.is_empty() && agent_id != id {
             return Err(format!("the token is agent {id:?}'s"));
         }
@@ -498,14 +558,10 @@ impl centralino_link::AgentAdmin for AgentNode {
 /// RESOURCE_EXHAUSTED for a throttled login, with the wait as gRPC's retry pushback.
 fn throttled(wait_ms: i64) -> Status {
     let secs = (wait_ms + 999) / 1000;
-    let mut status =
-        Status::resource_exhausted(format!("too many failed logins; try again in {secs} s"));
-    if let Ok(value) = wait_ms.to_string().parse() {
-        status
-            .metadata_mut()
-            .insert("grpc-retry-pushback-ms", value);
-    }
-    status
+    with_pushback(
+        Status::resource_exhausted(format!("too many failed logins; try again in {secs} s")),
+        wait_ms.max(1) as u64,
+    )
 }
 
 /// Maps an actor mailbox failure to a gRPC status.
@@ -562,5 +618,113 @@ impl AgentNodeLink for AgentNode {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use centralino_base::clock::SystemClock;
+    use centralino_base::rate::pushback_ms;
+    use std::time::Duration;
+
+    fn node(limits: centralino_base::config::LoginLimits) -> Arc<AgentNode> {
+        let config = AgentNodeConfig {
+            limits,
+            ..AgentNodeConfig::default()
+        };
+        AgentNode::new(config, Arc::new(SystemClock), Vec::new())
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_login_attempt_counts_against_the_address_rate() {
+        let node = node(centralino_base::config::LoginLimits {
+            logins_per_minute_per_addr: 60,
+            login_burst_per_addr: 3,
+            ..Default::default()
+        });
+        // Unknown agents: each attempt is checked (and refused) after the rate limit.
+        for i in 0..3 {
+            let got = node
+                .authenticate(Credentials::password("nobody", "x"), ip("192.0.2.7"))
+                .await
+                .err()
+                .unwrap();
+            assert_eq!(got.code(), tonic::Code::Unauthenticated, "attempt {i}");
+        }
+        let refused = node
+            .authenticate(Credentials::password("nobody", "x"), ip("192.0.2.7"))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            refused.message().contains("logins from this address"),
+            "{refused}"
+        );
+        let wait = pushback_ms(&refused).expect("retry hint");
+        assert!((1..=1000).contains(&wait), "{wait}");
+        // Another address is not affected.
+        let other = node
+            .authenticate(Credentials::password("nobody", "x"), ip("192.0.2.8"))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(other.code(), tonic::Code::Unauthenticated);
+    }
+
+    #[tokio::test]
+    async fn logins_beyond_the_waiting_cap_are_refused_not_queued() {
+        let node = node(centralino_base::config::LoginLimits {
+            logins_per_minute_per_addr: 0,
+            max_logins_waiting: 2,
+            ..Default::default()
+        });
+        // Every verification slot is busy.
+        let held = node
+            .hashing
+            .clone()
+            .acquire_many_owned(PARALLEL_HASHES as u32)
+            .await
+            .unwrap();
+        let waiting: Vec<_> = (0..2)
+            .map(|i| {
+                let node = node.clone();
+                tokio::spawn(async move {
+                    let agent = format!("ghost{i}");
+                    node.authenticate(Credentials::password(&agent, "x"), ip("192.0.2.1"))
+                        .await
+                        .err()
+                        .map(|s| s.code())
+                })
+            })
+            .collect();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while node.hashing_waiting.load(Ordering::Acquire) < 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("two logins wait");
+        let refused = node
+            .authenticate(Credentials::password("ghost9", "x"), ip("192.0.2.2"))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert!(refused.message().contains("waiting"), "{refused}");
+        assert_eq!(pushback_ms(&refused), Some(BUSY_PUSHBACK_MS));
+        // The waiting ones go on once slots free up, and the count goes back to zero.
+        drop(held);
+        for task in waiting {
+            assert_eq!(task.await.unwrap(), Some(tonic::Code::Unauthenticated));
+        }
+        assert_eq!(node.hashing_waiting.load(Ordering::Acquire), 0);
+        // A refusal for a full queue is no failed login: nothing is throttled.
+        assert!(node.throttle.lock().check("addr:192.0.2.2", i64::MAX / 2) == Verdict::Allowed);
     }
 }

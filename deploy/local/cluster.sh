@@ -17,6 +17,20 @@
 # peer TLS, and the nodes present etcd-client.pem ([cluster] etcd_*_file). The public gRPC
 # ports stay plaintext on loopback (the demo, the sim and the fault scenarios use them).
 #
+# The nodes run WITHOUT dev mode, on credentials `up` makes (afresh at every `up`) in
+# $CENTRALINO_LOCAL_DIR/credentials (mode 700, files 600; never printed): for every agent of
+# the configuration a random password and its argon2id hash (`centralino hash-password`), two
+# operators with random tokens stored as digests (`centralino new-token`): local-admin (scope
+# admin) and local-reader (read-only), and random identity secrets ([identity] shop_secret,
+# visitor_secret). Files there:
+#   node.toml            the configuration the routers and agent-nodes run: the given one with
+#                        those credentials in place of its own
+#   sim.toml             the same for clients (`centralino sim --config`): the agents' plaintext
+#                        passwords and `[node] admin_token` = local-reader's token (the token the
+#                        sim sends; no node accepts this file outside dev mode)
+#   admin.token, reader.token   the operators' tokens, one line each
+#                        (grpcurl -H "authorization: Bearer $(cat …/admin.token)" …)
+#
 # Environment:
 #   CENTRALINO_LOCAL_DIR       data, logs and pid files (default /tmp/centralino-local):
 #                              etcd-1/ router-1/ … logs/NAME.log pids/NAME.pid cluster.env
@@ -25,6 +39,10 @@
 #   CENTRALINO_BIN_DIR         where router and agent-node are (default $CARGO_TARGET_DIR/release,
 #                              else target/release)
 #   CENTRALINO_SKIP_BUILD=1    never run cargo build (fail when a binary is missing)
+#   CENTRALINO_LOCAL_DEV_MODE=1   explicit opt-in to dev mode: the nodes run the configuration
+#                              as given (the example's published placeholder secrets, plaintext
+#                              passwords, admin_token accepted); credentials/sim.toml is then a
+#                              copy of it and no credentials are made. Default: off.
 #   CENTRALINO_LOCAL_ONLY_ETCD=1   up/down/status handle the etcd members only
 #   CENTRALINO_UP_TIMEOUT_SECS how long `up` waits for readiness (default 60)
 #   CENTRALINO_CLOCK__MODE, __SPEED, __START, __ANCHOR_UNIX_MS: a simulated clock; when MODE is
@@ -194,9 +212,171 @@ ensure_binaries() {
   fi
   log "building ${missing[*]} (release)"
   (cd "$ROOT" && cargo build --release --bin router --bin agent-node --bin centralino)
-  for bin in router agent-node; do
+  for bin in router agent-node centralino; do
     [[ -x $BIN_DIR/$bin ]] || die "$BIN_DIR/$bin still missing after the build (CARGO_TARGET_DIR?)"
   done
+}
+
+dev_mode() { [[ ${CENTRALINO_LOCAL_DEV_MODE:-0} == 1 ]]; }
+
+base_config() { echo "${CENTRALINO_CONFIG_FILE:-$ROOT/deploy/config/centralino.example.toml}"; }
+
+CREDS=$DIR/credentials
+
+# The configuration the routers and agent-nodes run.
+node_config() {
+  if dev_mode; then base_config; else echo "$CREDS/node.toml"; fi
+}
+
+# Dev mode is only ever switched on by CENTRALINO_LOCAL_DEV_MODE=1: a CENTRALINO_NODE__DEV_MODE
+# from the caller's environment would reach the nodes unnoticed, so it is refused.
+check_dev_mode_setting() {
+  if [[ -n ${CENTRALINO_NODE__DEV_MODE:-} ]]; then
+    die "CENTRALINO_NODE__DEV_MODE is set: the local cluster runs without dev mode; opt in with CENTRALINO_LOCAL_DEV_MODE=1 instead"
+  fi
+  case ${CENTRALINO_LOCAL_DEV_MODE:-0} in
+    0 | 1) ;;
+    *) die "CENTRALINO_LOCAL_DEV_MODE must be 0 or 1, not '${CENTRALINO_LOCAL_DEV_MODE}'" ;;
+  esac
+}
+
+# Rewrites a configuration (stdin) with this cluster's credentials (file $1: tab-separated
+# lines "agent N SECRET", "admin_token TOKEN", "operator NAME DIGEST SCOPE", "shop_secret S",
+# "visitor_secret S"). $2 = node: agents get password_hash lines; $2 = sim: plaintext password
+# lines and [node] admin_token. Every password/password_hash of an agent, every [[operators]]
+# table, [node] admin_token and [identity] shop_secret/visitor_secret of the input are dropped;
+# the generated ones take their place (sections the input lacks are appended).
+rewrite_config() {
+  awk -F '\t' -v mode="$2" '
+    FNR == NR {
+      if ($1 == "agent") secret[$2] = $3
+      else if ($1 == "admin_token") admin_token = $2
+      else if ($1 == "operator") { ops++; op_name[ops] = $2; op_hash[ops] = $3; op_scope[ops] = $4 }
+      else if ($1 == "shop_secret" || $1 == "visitor_secret") identity[$1] = $2
+      next
+    }
+    function identity_lines() {
+      print "shop_secret = \"" identity["shop_secret"] "\""
+      print "visitor_secret = \"" identity["visitor_secret"] "\""
+    }
+    /^[ \t]*\[\[?[ \t]*[A-Za-z0-9_.-]+[ \t]*\]\]?[ \t]*(#.*)?$/ {
+      header = $0
+      sub(/#.*/, "", header)
+      gsub(/[][ \t]/, "", header)
+      section = header
+      if (section == "operators") { skipping = 1; next }
+      skipping = 0
+      print
+      if (section == "agents") {
+        agent++
+        if (!(agent in secret)) { print "cluster.sh: no secret for agent " agent > "/dev/stderr"; exit 3 }
+        print (mode == "node" ? "password_hash" : "password") " = \"" secret[agent] "\""
+      } else if (section == "identity") {
+        seen_identity = 1
+        identity_lines()
+      } else if (section == "node") {
+        seen_node = 1
+        if (mode == "sim") print "admin_token = \"" admin_token "\""
+      }
+      next
+    }
+    # An [[operators]] table ends at the next header, blank line or comment line.
+    skipping && /^[ \t]*(#.*)?$/ { skipping = 0 }
+    skipping { next }
+    section == "agents" && /^[ \t]*(password|password_hash)[ \t]*=/ { next }
+    section == "identity" && /^[ \t]*(shop_secret|visitor_secret)[ \t]*=/ { next }
+    section == "node" && /^[ \t]*admin_token[ \t]*=/ { next }
+    { print }
+    END {
+      if (!seen_node && mode == "sim") { print ""; print "[node]"; print "admin_token = \"" admin_token "\"" }
+      if (!seen_identity) { print ""; print "[identity]"; identity_lines() }
+      for (i = 1; i <= ops; i++) {
+        print ""
+        print "[[operators]]"
+        print "name = \"" op_name[i] "\""
+        print "token_hash = \"" op_hash[i] "\""
+        print "scopes = [\"" op_scope[i] "\"]"
+      }
+    }
+  ' "$1" -
+}
+
+# The first lines of node.toml and sim.toml.
+generated_header() {
+  printf '# Generated by deploy/local/cluster.sh up from %s for %s.\n' "$(base_config)" "$1"
+  printf '# This cluster'"'"'s own random credentials replace the agents'"'"' passwords, the operators, node.admin_token\n'
+  printf '# and [identity] shop_secret/visitor_secret of that file (its comments on placeholders no longer apply).\n'
+  printf '# Secret: readable by its owner only, made afresh at every cluster.sh up.\n\n'
+}
+
+# Prints a new operator token and its digest, tab-separated (`centralino new-token`).
+new_token() {
+  local out token digest
+  out=$("$BIN_DIR/centralino" new-token) || die "centralino new-token failed"
+  token=$(sed -n 1p <<<"$out")
+  digest=$(sed -n 2p <<<"$out")
+  [[ $token =~ ^[A-Za-z0-9_-]{20,}$ && $digest =~ ^sha256:[0-9a-f]{64}$ ]] ||
+    die "centralino new-token printed something else than a token and its sha256: digest"
+  printf '%s\t%s\n' "$token" "$digest"
+}
+
+# Makes this cluster's credentials in $CREDS (see the header): random per call. Secrets go
+# to files only (umask 077), never to the log or a command line.
+make_credentials() {
+  local base old_umask
+  base=$(base_config)
+  [[ -r $base ]] || die "cannot read the configuration $base"
+  old_umask=$(umask)
+  umask 077
+  rm -rf "$CREDS"
+  mkdir -p "$CREDS"
+  if dev_mode; then
+    cp "$base" "$CREDS/sim.toml"
+    umask "$old_umask"
+    log "dev mode (CENTRALINO_LOCAL_DEV_MODE=1): the nodes run $base as given, placeholder secrets accepted"
+    return
+  fi
+  local table=$CREDS/.secrets agents count password hash admin reader
+  # One random password per [[agents]] table of the configuration, in order.
+  agents=$(grep -cE '^[ \t]*\[\[[ \t]*agents[ \t]*\]\][ \t]*(#.*)?$' "$base" || true)
+  : >"$table"
+  for ((count = 1; count <= agents; count++)); do
+    password=$(openssl rand -hex 16)
+    hash=$(printf '%s\n' "$password" | "$BIN_DIR/centralino" hash-password) ||
+      die "centralino hash-password failed"
+    [[ $hash == "\$argon2id\$"* ]] || die "centralino hash-password printed no argon2id hash"
+    printf 'agent\t%d\t%s\t%s\n' "$count" "$hash" "$password" >>"$table"
+  done
+  admin=$(new_token)
+  reader=$(new_token)
+  {
+    printf 'operator\tlocal-admin\t%s\tadmin\n' "${admin#*$'\t'}"
+    printf 'operator\tlocal-reader\t%s\tread-only\n' "${reader#*$'\t'}"
+    printf 'shop_secret\thex:%s\nvisitor_secret\thex:%s\n' "$(openssl rand -hex 32)" "$(openssl rand -hex 32)"
+  } >>"$table"
+  printf '%s\n' "${admin%%$'\t'*}" >"$CREDS/admin.token"
+  printf '%s\n' "${reader%%$'\t'*}" >"$CREDS/reader.token"
+  # node.toml: the hashes; sim.toml: the passwords and the reader's token.
+  generated_header "the routers and agent-nodes (no dev mode)" >"$CREDS/node.toml"
+  rewrite_config "$table" node <"$base" >>"$CREDS/node.toml" || die "could not write $CREDS/node.toml"
+  {
+    printf 'admin_token\t%s\n' "${reader%%$'\t'*}"
+    awk -F '\t' -v OFS='\t' '$1 == "agent" { $3 = $4 } { print }' "$table"
+  } >"$table.sim"
+  generated_header "clients: centralino sim --config (plaintext passwords, local-reader's token as admin_token)" >"$CREDS/sim.toml"
+  rewrite_config "$table.sim" sim <"$base" >>"$CREDS/sim.toml" || die "could not write $CREDS/sim.toml"
+  rm -f "$table" "$table.sim"
+  umask "$old_umask"
+  log "made credentials in $CREDS: $agents agents' passwords (argon2id), operators local-admin and local-reader, identity secrets (not shown)"
+}
+
+# start/restart: the credentials of the last `up` (made now when there are none).
+ensure_credentials() {
+  if dev_mode; then
+    [[ -f $CREDS/sim.toml ]] || make_credentials
+  elif [[ ! -f $CREDS/node.toml || ! -f $CREDS/sim.toml ]]; then
+    make_credentials
+  fi
 }
 
 # Saves the settings shared by all processes (clock anchor included) for later restarts.
@@ -208,12 +388,14 @@ save_settings() {
   local name
   {
     echo "# written by cluster.sh up; sourced by start/restart"
-    printf 'export CENTRALINO_CONFIG_FILE=%q\n' "${CENTRALINO_CONFIG_FILE:-$ROOT/deploy/config/centralino.example.toml}"
+    printf 'export CENTRALINO_CONFIG_FILE=%q\n' "$(base_config)"
+    printf 'export CENTRALINO_LOCAL_DEV_MODE=%q\n' "${CENTRALINO_LOCAL_DEV_MODE:-0}"
     while IFS= read -r name; do
       case $name in
         CENTRALINO_NODE__NODE_ID | CENTRALINO_NODE__GRPC_ADDR | CENTRALINO_NODE__ADVERTISE_ADDR | \
           CENTRALINO_NODE__METRICS_ADDR | CENTRALINO_NODE__DATA_DIR | CENTRALINO_CLUSTER__ETCD_ENDPOINTS | \
-          CENTRALINO_NODE__INTERNAL_ADDR | CENTRALINO_CLUSTER__TLS__* | CENTRALINO_CLUSTER__ETCD_*_FILE) ;;
+          CENTRALINO_NODE__INTERNAL_ADDR | CENTRALINO_CLUSTER__TLS__* | CENTRALINO_CLUSTER__ETCD_*_FILE | \
+          CENTRALINO_NODE__DEV_MODE) ;;
         CENTRALINO_*__* | RUST_LOG | CENTRALINO_LOG_FORMAT) printf 'export %s=%q\n' "$name" "${!name}" ;;
       esac
     done < <(compgen -e | sort)
@@ -256,7 +438,9 @@ start_process() {
         --peer-cert-file "$PKI/etcd-server.pem" --peer-key-file "$PKI/etcd-server-key.pem")
       ;;
     router | agent-node)
-      local config=${CENTRALINO_CONFIG_FILE:-$ROOT/deploy/config/centralino.example.toml}
+      local config dev=false
+      config=$(node_config)
+      dev_mode && dev=true
       cmd=("$BIN_DIR/$kind" --config "$config")
       env_vars=(
         "CENTRALINO_NODE__NODE_ID=$name"
@@ -271,9 +455,8 @@ start_process() {
         "CENTRALINO_CLUSTER__ETCD_CA_FILE=$PKI/ca.pem"
         "CENTRALINO_CLUSTER__ETCD_CERT_FILE=$PKI/etcd-client.pem"
         "CENTRALINO_CLUSTER__ETCD_KEY_FILE=$PKI/etcd-client-key.pem"
-        # The example configuration's credentials are published placeholders: dev mode
-        # (set CENTRALINO_NODE__DEV_MODE=false with a configuration holding real secrets).
-        "CENTRALINO_NODE__DEV_MODE=${CENTRALINO_NODE__DEV_MODE:-true}"
+        # Off unless CENTRALINO_LOCAL_DEV_MODE=1: node.toml holds this cluster's own secrets.
+        "CENTRALINO_NODE__DEV_MODE=$dev"
       )
       if [[ $kind == router ]]; then
         env_vars+=("CENTRALINO_NODE__DATA_DIR=$DIR/$name")
@@ -380,6 +563,7 @@ cmd_up() {
   ensure_binaries
   mkdir -p "$DIR/pids" "$DIR/logs"
   ensure_pki
+  only_etcd || make_credentials
   save_settings
   for name in "${ETCD_NAMES[@]}"; do start_process "$name"; done
   wait_for "etcd (3 members healthy)" etcd_healthy
@@ -387,7 +571,7 @@ cmd_up() {
   for name in "${ROUTER_NAMES[@]}" "${AGENT_NODE_NAMES[@]}"; do start_process "$name"; done
   wait_for "routers' and agent-nodes' metrics" nodes_ready
   wait_for "router-1: centralino_cluster_partitions_unowned 0" all_partitions_owned
-  log "cluster up in $DIR (routers $(addr_of router-1),$(addr_of router-2),$(addr_of router-3); agent-nodes $(addr_of agent-node-1),$(addr_of agent-node-2); internal plane and etcd with mutual TLS, CA $PKI/ca.pem)"
+  log "cluster up in $DIR ($(dev_mode && echo 'DEV MODE, placeholder secrets accepted' || echo "dev mode off, credentials in $CREDS"); routers $(addr_of router-1),$(addr_of router-2),$(addr_of router-3); agent-nodes $(addr_of agent-node-1),$(addr_of agent-node-2); internal plane and etcd with mutual TLS, CA $PKI/ca.pem)"
 }
 
 cmd_down() {
@@ -438,6 +622,7 @@ cmd_status() {
 
 main() {
   local command=${1:-}
+  check_dev_mode_setting
   case $command in
     up) cmd_up ;;
     down) cmd_down ;;
@@ -448,7 +633,10 @@ main() {
       load_settings
       [[ $command == restart ]] && stop_process "$2"
       ensure_pki
-      [[ $(kind_of "$2") == etcd ]] || ensure_binaries
+      if [[ $(kind_of "$2") != etcd ]]; then
+        ensure_binaries
+        ensure_credentials
+      fi
       start_process "$2"
       ;;
     stop)

@@ -141,6 +141,15 @@ pub struct ClusterRouter {
 /// Starts a router of a cluster coordinated by etcd (`cluster.etcd_endpoints`). Must run
 /// inside an actix `System` on a multi-thread runtime.
 pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
+    start_on_etcd(config, None).await
+}
+
+/// Starts a router as [`start`] does, its fenced store wrapped by `wrap` (see
+/// [`start_wrapped`]).
+pub async fn start_on_etcd(
+    config: Config,
+    wrap: Option<StoreWrap>,
+) -> Result<ClusterRouter, StartError> {
     let problems = config.cluster.problems();
     if !problems.is_empty() {
         return Err(StartError::Config(problems.join("; ")));
@@ -148,11 +157,11 @@ pub async fn start(config: Config) -> Result<ClusterRouter, StartError> {
     let etcd = Etcd::connect_with(
         &config.cluster.etcd_endpoints,
         Duration::from_millis(config.cluster.request_timeout_ms),
-        &etcd_security(&config.cluster),
+        &EtcdSecurity::from_config(&config.cluster),
     )
     .await
     .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
-    start_with(config, Arc::new(etcd)).await
+    start_wrapped(config, Arc::new(etcd), wrap).await
 }
 
 /// outbox11 (minimal, replaced by the `[record]` wiring): starts a router as [`start`]
@@ -165,11 +174,11 @@ pub async fn start_with_record(
     let etcd = Etcd::connect_with(
         &config.cluster.etcd_endpoints,
         Duration::from_millis(config.cluster.request_timeout_ms),
-        &etcd_security(&config.cluster),
+        &EtcdSecurity::from_config(&config.cluster),
     )
     .await
     .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
-    start_on(config, Arc::new(etcd), Some(record)).await
+    start_on(config, Arc::new(etcd), Some(record), None).await
 }
 
 /// outbox11 (minimal, replaced by the `[record]` wiring): the record of a router started
@@ -195,14 +204,30 @@ async fn default_record() -> Result<Arc<dyn Record>, StartError> {
 /// in-process tests): membership, claims and the fenced records all live there;
 /// `cluster.etcd_endpoints` is not used.
 pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter, StartError> {
-    start_on(config, kv, None).await
+    start_wrapped(config, kv, None).await
 }
 
-/// Starts a router as [`start_with`] does, on `record` (or the default record).
+/// Wraps the router's durable store (tests: a fault-injecting twin around the fenced
+/// store, see `centralino_core::store::fault::FaultStore`).
+pub type StoreWrap = Arc<dyn Fn(Arc<dyn Store>) -> Arc<dyn Store> + Send + Sync>;
+
+/// Starts a router as [`start_with`] does, its fenced store wrapped by `wrap` (every
+/// read and write of records goes through the wrapper; membership and claims do not).
+pub async fn start_wrapped(
+    config: Config,
+    kv: Arc<dyn Kv>,
+    wrap: Option<StoreWrap>,
+) -> Result<ClusterRouter, StartError> {
+    start_on(config, kv, None, wrap).await
+}
+
+/// Starts a router as [`start_with`] does, on `record` (or the default record), its store
+/// wrapped by `wrap`.
 async fn start_on(
     config: Config,
     kv: Arc<dyn Kv>,
     record: Option<Arc<dyn Record>>,
+    wrap: Option<StoreWrap>,
 ) -> Result<ClusterRouter, StartError> {
     let mut problems = config.cluster.settings_problems();
     // Customer identity secrets (issue 10): placeholders only in dev mode, a shared
@@ -212,6 +237,9 @@ async fn start_on(
     if !problems.is_empty() {
         return Err(StartError::Config(problems.join("; ")));
     }
+    centralino_base::oidc::check_jwks_url(&config.oidc)
+        .await
+        .map_err(StartError::Config)?;
     let config = Arc::new(config);
     let node_id = centralino_base::process::node_id(&config.node.node_id, "router");
     let clock = clock::from_config(&config.clock).map_err(StartError::Config)?;
@@ -238,11 +266,16 @@ async fn start_on(
 
     let cluster = &config.cluster;
     let (fences, lost) = Fences::new();
-    let store: Arc<dyn Store> = Arc::new(Instrumented::new(FencedStore::new(
+    let fenced: Arc<dyn Store> = Arc::new(FencedStore::new(
         kv.clone(),
         &cluster.prefix,
         fences.clone(),
-    )));
+    ));
+    let fenced = match &wrap {
+        Some(wrap) => wrap(fenced),
+        None => fenced,
+    };
+    let store: Arc<dyn Store> = Arc::new(Instrumented::new(fenced));
     let (stop, stop_rx) = watch::channel(false);
     // etcd takes at most 128 operations and 1.5 MiB per transaction: batches stay under both.
     let commits = GroupCommit::with_limits(
@@ -491,16 +524,5 @@ impl ClusterRouter {
         for arbiter in self.arbiters {
             arbiter.stop();
         }
-    }
-}
-
-/// The etcd client's TLS and user from `[cluster]`.
-fn etcd_security(c: &centralino_base::config::ClusterConfig) -> EtcdSecurity {
-    EtcdSecurity {
-        ca_file: c.etcd_ca_file.clone(),
-        cert_file: c.etcd_cert_file.clone(),
-        key_file: c.etcd_key_file.clone(),
-        username: c.etcd_username.clone(),
-        password: c.etcd_password.clone(),
     }
 }

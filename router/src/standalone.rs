@@ -50,12 +50,25 @@ pub enum StartError {
 }
 
 /// Where the node keeps its data.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum StoreChoice {
     /// The embedded store in `node.data_dir` (default).
     Embedded,
     /// Memory only (benchmarks, tests that need no restart).
     Memory,
+    /// A store the caller built (tests: a fault-injecting twin around the memory or the
+    /// embedded store); archives stay in memory.
+    Custom(Arc<dyn Store>),
+}
+
+impl std::fmt::Debug for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreChoice::Embedded => "Embedded",
+            StoreChoice::Memory => "Memory",
+            StoreChoice::Custom(_) => "Custom",
+        })
+    }
 }
 
 /// A running standalone node.
@@ -200,6 +213,9 @@ pub async fn start_with_clock(
     if !problems.is_empty() {
         return Err(StartError::Config(format!("\n  {}", problems.join("\n  "))));
     }
+    centralino_base::oidc::check_jwks_url(&config.oidc)
+        .await
+        .map_err(StartError::Config)?;
     let config = Arc::new(config);
     let metrics_addr = if config.node.metrics_addr.is_empty() {
         None
@@ -212,6 +228,7 @@ pub async fn start_with_clock(
         install_metrics(addr, config.routing.service_level_secs)?;
         Some(addr)
     };
+    let embedded_record = matches!(store_choice, StoreChoice::Embedded);
     let (store, archive): (Arc<dyn Store>, Archive) = match store_choice {
         StoreChoice::Embedded => (
             Arc::new(Instrumented::new(EmbeddedStore::open(
@@ -220,6 +237,7 @@ pub async fn start_with_clock(
             Archive::new(Some(config.node.data_dir.clone())),
         ),
         StoreChoice::Memory => (Arc::new(MemoryStore::default()), Archive::new(None)),
+        StoreChoice::Custom(store) => (Arc::new(Instrumented::new(store)), Archive::new(None)),
     };
     let (stop, stop_rx) = watch::channel(false);
     let commits = GroupCommit::with_limits(
@@ -238,15 +256,13 @@ pub async fn start_with_clock(
     let agent_node = AgentNode::new(config.agent_node(), clock.clone(), handles.clone());
     // outbox11 (minimal, replaced by the `[record]` wiring): the system of record beside
     // the store, embedded in `node.data_dir` (memory with the memory store).
-    let record: Arc<dyn Record> = match store_choice {
-        StoreChoice::Embedded => {
-            Arc::new(EmbeddedRecord::open(&config.node.data_dir).map_err(|e| {
-                StartError::Store(centralino_core::store::StoreError::Backend(format!(
-                    "record: {e}"
-                )))
-            })?)
-        }
-        StoreChoice::Memory => Arc::new(MemoryRecord::new().map_err(|e| {
+    let record: Arc<dyn Record> = match embedded_record {
+        true => Arc::new(EmbeddedRecord::open(&config.node.data_dir).map_err(|e| {
+            StartError::Store(centralino_core::store::StoreError::Backend(format!(
+                "record: {e}"
+            )))
+        })?),
+        false => Arc::new(MemoryRecord::new().map_err(|e| {
             StartError::Store(centralino_core::store::StoreError::Backend(format!(
                 "record: {e}"
             )))
@@ -316,9 +332,10 @@ pub async fn start_with_clock(
         .public(AgentDeskServer::new(AgentDeskService::new(
             agent_node.clone(),
         )))
-        .public(AdminServer::new(AdminApi::new(
+        .public(AdminServer::new(AdminApi::with_oidc(
             router.clone(),
             agent_node.clone(),
+            agent_node.oidc(),
         )))
         .start(listener, async move {
             let _ = stop_server.wait_for(|s| *s).await;

@@ -205,16 +205,29 @@ fn every_call_needs_its_scope() {
             call(&mut admin, "GetSnapshot", &tokens[3].0).await,
             Code::Ok
         );
-        // Unknown tokens, the hash itself and no token at all: UNAUTHENTICATED.
+        // Unknown tokens, the hash itself and no token at all: UNAUTHENTICATED — until
+        // the address has guessed too often, then RESOURCE_EXHAUSTED (throttled), never
+        // anything that reaches the call.
+        let free = centralino_core::ingress::admin::OPERATOR_FREE_FAILURES as usize;
+        let mut guesses = 0;
         for token in ["cnt_unknown", tokens[3].1.as_str(), "test-admin"] {
             for c in CALLS {
-                assert_eq!(
-                    call(&mut admin, c, token).await,
-                    Code::Unauthenticated,
-                    "{c} with {token:?}"
-                );
+                let got = call(&mut admin, c, token).await;
+                guesses += 1;
+                let expected: &[Code] = if guesses <= free + 1 {
+                    &[Code::Unauthenticated]
+                } else {
+                    &[Code::Unauthenticated, Code::ResourceExhausted]
+                };
+                assert!(expected.contains(&got), "{c} with {token:?}: {got:?}");
             }
         }
+        assert!(guesses > free + 1, "the guesses reach the throttle");
+        assert_eq!(
+            call(&mut admin, "GetSnapshot", &tokens[3].0).await,
+            Code::ResourceExhausted,
+            "after the guesses the address waits, whatever its token"
+        );
         let err = admin
             .get_snapshot(GetSnapshotRequest {})
             .await

@@ -95,3 +95,93 @@ fn a_desk_stream_that_never_logs_in_is_refused_after_the_login_timeout() {
         node.shutdown().await;
     });
 }
+
+fn pushback(status: &tonic::Status) -> Option<u64> {
+    status
+        .metadata()
+        .get("grpc-retry-pushback-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn every_login_from_one_address_counts_against_its_rate_successful_ones_too() {
+    let mut config = config("");
+    config.limits.logins_per_minute_per_addr = 60;
+    config.limits.login_burst_per_addr = 3;
+    run(|| async {
+        let node = start(config).await;
+        // Three good logins from 127.0.0.1 use the burst up ...
+        let mut desks = Vec::new();
+        for agent in ["giulia", "marco", "emma"] {
+            desks.push(login(&node, agent, "pw").await.expect(agent));
+        }
+        // ... so the fourth is refused before its password is looked at, with a retry hint.
+        let refused = login(&node, "giulia", "pw")
+            .await
+            .err()
+            .expect("rate limited");
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused}");
+        assert!(
+            refused.message().contains("logins from this address"),
+            "{refused}"
+        );
+        let wait = pushback(&refused).expect("retry hint");
+        assert!((1..=1000).contains(&wait), "{wait}");
+        // One login a second comes back: after the hint, the next one goes through.
+        tokio::time::sleep(Duration::from_millis(wait + 50)).await;
+        assert!(login(&node, "giulia", "pw").await.is_ok(), "after the wait");
+        drop(desks);
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn unknown_operator_tokens_from_one_address_are_throttled() {
+    run(|| async {
+        let (node, clock) = start_manual(config(""), "2026-11-23T12:00:00+01:00").await;
+        let mut client = admin(&node).await;
+        let with_token = |token: &str| {
+            let mut request = tonic::Request::new(centralino_proto::v1::GetSnapshotRequest {});
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {token}").parse().expect("header"),
+            );
+            request
+        };
+        let free = centralino_core::ingress::admin::OPERATOR_FREE_FAILURES;
+        for i in 0..=free {
+            assert_eq!(
+                code(client.get_snapshot(with_token(&format!("guess-{i}"))).await),
+                Code::Unauthenticated,
+                "guess {i}"
+            );
+        }
+        // The address is delayed now: even the right token waits, told how long.
+        let refused = client
+            .get_snapshot(authed(centralino_proto::v1::GetSnapshotRequest {}))
+            .await
+            .expect_err("throttled");
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused}");
+        assert_eq!(pushback(&refused), Some(1000));
+        clock.advance(Duration::from_millis(1000));
+        assert!(
+            client
+                .get_snapshot(authed(centralino_proto::v1::GetSnapshotRequest {}))
+                .await
+                .is_ok(),
+            "the right token works once the delay has passed"
+        );
+        // ... and clears the count: one more guess is free again.
+        assert_eq!(
+            code(client.get_snapshot(with_token("guess-again")).await),
+            Code::Unauthenticated
+        );
+        assert!(client
+            .get_snapshot(authed(centralino_proto::v1::GetSnapshotRequest {}))
+            .await
+            .is_ok());
+        drop(client);
+        node.shutdown().await;
+    });
+}

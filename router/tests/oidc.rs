@@ -1,7 +1,8 @@
 //! OIDC/JWT: agents log in at the desk with an ID token and operators call the Admin API
-//! with a JWT, verified against a JWKS file (RS256 and ES256; keys made at test time):
-//! issuer, audience, expiry and signature are checked, `alg: none` and unknown keys are
-//! refused, and refused tokens count as failed logins for the throttle.
+//! with a JWT, verified against a JWKS file or a JWKS URL (RS256 and ES256; keys made at
+//! test time): issuer, audience, expiry and signature are checked, `alg: none` and unknown
+//! keys are refused, and refused tokens count as failed logins for the throttle. The URL is
+//! served by a small HTTP server on 127.0.0.1 started by the test, which rotates the keys.
 
 use centralino_testkit as common;
 
@@ -331,11 +332,32 @@ fn a_bad_oidc_section_is_refused_at_start() {
         "{problems}"
     );
     config.oidc.jwks_file = keys.jwks_file.clone();
-    config.oidc.audience.clear();
+    // An https JWKS URL is fine; plain http only on loopback (or in dev mode).
     config.oidc.jwks_url = "https://login.example.test/jwks".into();
+    assert_eq!(config.credential_problems(), Vec::<String>::new());
+    config.oidc.jwks_url = "http://127.0.0.1:8080/jwks".into();
+    assert_eq!(config.credential_problems(), Vec::<String>::new());
+    config.oidc.jwks_url = "http://login.example.test/jwks".into();
+    let problems = config.credential_problems().join("\n");
+    assert!(
+        problems.contains("oidc.jwks_url: plain http://"),
+        "{problems}"
+    );
+    config.node.dev_mode = true;
+    assert!(!config
+        .credential_problems()
+        .join("\n")
+        .contains("oidc.jwks_url"));
+    config.node.dev_mode = false;
+    config.oidc.jwks_file = Default::default();
+    config.oidc.jwks_url.clear();
+    config.oidc.audience.clear();
     let problems = config.credential_problems().join("\n");
     assert!(problems.contains("oidc.audience: required"), "{problems}");
-    assert!(problems.contains("oidc.jwks_url"), "{problems}");
+    assert!(
+        problems.contains("oidc.jwks_file or oidc.jwks_url: required"),
+        "{problems}"
+    );
 }
 
 #[test]
@@ -371,6 +393,198 @@ fn a_rotated_jwks_file_is_read_again() {
         assert_eq!(
             token_login(&node, "", &old).await.expect("old key"),
             "marco"
+        );
+        node.shutdown().await;
+    });
+}
+
+/// A JWKS server on 127.0.0.1: answers every request with the current document (or with
+/// the current error status) and counts the requests.
+struct JwksServer {
+    url: String,
+    body: std::sync::Arc<parking_lot::Mutex<Result<String, u16>>>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl JwksServer {
+    async fn start(jwks: String) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!(
+            "http://{}/realms/shop/certs",
+            listener.local_addr().expect("addr")
+        );
+        let body = std::sync::Arc::new(parking_lot::Mutex::new(Ok(jwks)));
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (served, count) = (body.clone(), requests.clone());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (served, count) = (served.clone(), count.clone());
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.ends_with(b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let current = served.lock().clone();
+                    let response = match current {
+                        Ok(body) => format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        ),
+                        Err(code) => format!(
+                            "HTTP/1.1 {code} Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        ),
+                    };
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Self {
+            url,
+            body,
+            requests,
+        }
+    }
+
+    fn serve(&self, answer: Result<String, u16>) {
+        *self.body.lock() = answer;
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn jwks_of(keys: &[(&EncodingKey, &str)]) -> String {
+    let keys = keys
+        .iter()
+        .map(|(key, kid)| {
+            let mut jwk = Jwk::from_encoding_key(key, Algorithm::ES256).expect("jwk");
+            jwk.common.key_id = Some(kid.to_string());
+            jwk
+        })
+        .collect();
+    serde_json::to_string(&JwkSet { keys }).expect("json")
+}
+
+fn url_section(url: &str, refresh_secs: u64) -> String {
+    format!(
+        "[oidc]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_url = \"{url}\"\njwks_refresh_secs = {refresh_secs}\n"
+    )
+}
+
+#[test]
+fn a_jwks_url_is_fetched_and_fetched_again_for_a_new_key() {
+    run(|| async move {
+        let first = ec_key();
+        let server = JwksServer::start(jwks_of(&[(&first, "k1")])).await;
+        // No periodic refresh within the test: only the new key's kid triggers one.
+        let node = start(config(&url_section(&server.url, 3600))).await;
+        assert!(server.requests() >= 1, "fetched at start");
+        let t = sign(&first, Algorithm::ES256, "k1", &claims("giulia"));
+        assert_eq!(token_login(&node, "", &t).await.expect("k1"), "giulia");
+
+        // The identity provider rotates: k2 replaces k1.
+        let second = ec_key();
+        server.serve(Ok(jwks_of(&[(&second, "k2")])));
+        let before = server.requests();
+        let t = sign(&second, Algorithm::ES256, "k2", &claims("marco"));
+        assert_eq!(
+            token_login(&node, "", &t).await.expect("the rotated key"),
+            "marco"
+        );
+        assert!(server.requests() > before, "the unknown kid made it fetch");
+        // k1 is gone; another unknown kid within 30 s does not fetch again.
+        let fetched = server.requests();
+        let old = sign(&first, Algorithm::ES256, "k1", &claims("emma"));
+        assert_eq!(
+            code(token_login(&node, "", &old).await),
+            Code::Unauthenticated
+        );
+        let stranger = sign(&ec_key(), Algorithm::ES256, "k3", &claims("emma"));
+        assert_eq!(
+            code(token_login(&node, "", &stranger).await),
+            Code::Unauthenticated
+        );
+        assert!(
+            server.requests() <= fetched + 1,
+            "at most one kid-triggered fetch per 30 s: {} after {fetched}",
+            server.requests()
+        );
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn a_failed_jwks_refresh_keeps_the_last_good_keys() {
+    run(|| async move {
+        let key = ec_key();
+        let server = JwksServer::start(jwks_of(&[(&key, "k1")])).await;
+        let node = start(config(&url_section(&server.url, 1))).await;
+        let t = sign(&key, Algorithm::ES256, "k1", &claims("giulia"));
+        assert_eq!(token_login(&node, "", &t).await.expect("k1"), "giulia");
+        // The identity provider fails; the periodic refreshes fail with it.
+        server.serve(Err(503));
+        let before = server.requests();
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        assert!(server.requests() > before, "refreshes were tried");
+        let t = sign(&key, Algorithm::ES256, "k1", &claims("marco"));
+        assert_eq!(
+            token_login(&node, "", &t)
+                .await
+                .expect("the last good keys"),
+            "marco"
+        );
+        // A broken document is refused the same way.
+        server.serve(Ok("{\"keys\": \"nope\"}".to_string()));
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let t = sign(&key, Algorithm::ES256, "k1", &claims("emma"));
+        assert_eq!(token_login(&node, "", &t).await.expect("still"), "emma");
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn a_start_without_a_reachable_jwks_url_or_file_fails_clearly() {
+    run(|| async move {
+        // A port nobody listens on.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/jwks", closed.local_addr().expect("addr"));
+        drop(closed);
+        let err = centralino_router::standalone::start_with(
+            config(&url_section(&url, 300)),
+            centralino_router::standalone::StoreChoice::Memory,
+        )
+        .await
+        .err()
+        .expect("the start fails");
+        let text = err.to_string();
+        assert!(
+            text.contains("oidc.jwks_url: cannot fetch the JWKS")
+                && text.contains("no oidc.jwks_file"),
+            "{text}"
+        );
+        // With a file to fall back on, the node starts and uses the file's keys.
+        let keys = keys();
+        let section = format!(
+            "{}jwks_file = \"{}\"\n",
+            url_section(&url, 300),
+            keys.jwks_file.display()
+        );
+        let node = start(config(&section)).await;
+        let t = sign(&keys.ec, Algorithm::ES256, "ec1", &claims("giulia"));
+        assert_eq!(
+            token_login(&node, "", &t).await.expect("file keys"),
+            "giulia"
         );
         node.shutdown().await;
     });

@@ -32,6 +32,54 @@ pub struct AgentNodeConfig {
     pub tls: TlsConfig,
     /// OIDC/JWT logins (agents may present an ID token instead of a password).
     pub oidc: crate::oidc::OidcConfig,
+    /// Limits on logins (the login keys of the shared `[limits]` section; keys only a
+    /// router reads are ignored here).
+    pub limits: LoginLimits,
+}
+
+/// Limits on agent logins, from `[limits]` (issue 10).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoginLimits {
+    /// Login attempts per minute from one client address, successful ones too (0 = no
+    /// limit). Agents of one office often share one address (NAT): allow a shift's logins.
+    pub logins_per_minute_per_addr: u32,
+    /// Login attempts one client address may make at once.
+    pub login_burst_per_addr: u32,
+    /// Password logins waiting for an argon2 verification slot; beyond this new ones are
+    /// refused (RESOURCE_EXHAUSTED) instead of queueing without bound.
+    pub max_logins_waiting: usize,
+    /// Client addresses the login rate limit remembers; beyond this it forgets the idle
+    /// ones, then all.
+    pub rate_limit_max_keys: usize,
+}
+
+impl LoginLimits {
+    /// Returns what is wrong with these limits.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.logins_per_minute_per_addr > 0 && self.login_burst_per_addr == 0 {
+            out.push(
+                "limits.login_burst_per_addr must be positive when limits.logins_per_minute_per_addr is set"
+                    .to_string(),
+            );
+        }
+        if self.max_logins_waiting == 0 {
+            out.push("limits.max_logins_waiting must be positive".to_string());
+        }
+        out
+    }
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        Self {
+            logins_per_minute_per_addr: 60,
+            login_burst_per_addr: 30,
+            max_logins_waiting: 64,
+            rate_limit_max_keys: 100_000,
+        }
+    }
 }
 
 /// TLS of a public listener (`[tls]`): empty files = plaintext (allowed on loopback
@@ -436,7 +484,7 @@ impl AgentNodeConfig {
     pub fn credential_problems(&self) -> Vec<String> {
         use crate::credentials::{check_password_hash, is_placeholder};
         let dev = self.node.dev_mode;
-        let mut out = self.oidc.problems();
+        let mut out = self.oidc.problems(dev);
         for (i, agent) in self.agents.iter().enumerate() {
             let key = format!("agents[{i}] (id {:?})", agent.id);
             if !agent.password.is_empty() && !agent.password_hash.is_empty() {
@@ -471,7 +519,7 @@ impl AgentNodeConfig {
 
     /// Returns a list of problems with the configuration (empty when it is valid).
     pub fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
+        let mut problems = self.limits.problems();
         let mut seen = std::collections::BTreeSet::new();
         for agent in &self.agents {
             if agent.id.trim().is_empty() {

@@ -6,8 +6,12 @@
 //! - [`config`]: the shared part of the configuration file and its loading (TOML plus
 //!   `CENTRALINO_*` overrides).
 //! - [`credentials`], [`oidc`]: password hashes, operator tokens and scopes, placeholder
-//!   secrets, JWT verification against a JWKS.
+//!   secrets, JWT verification against a JWKS; [`jwks`]: key sets, JWT checks and the JWKS
+//!   download, shared with the router's customer identity JWTs.
+//! - [`metrics`]: the base crate's metrics (the JWKS downloads).
 //! - [`process`]: logging, signals and node ids, alike in every binary.
+//! - [`rate`]: keyed rate limits with bounded keys, and the retry-pushback status.
+//! - [`throttle`]: failed-login throttling with growing delays (agents' and operators').
 //! - [`tls`]: TLS identities from files (reloaded when they change), peer identities.
 //! - [`server`]: the gRPC listener and server every node and benchmark serves with (TCP and
 //!   HTTP/2 keepalive, `TCP_NODELAY`, health, reflection of the public services).
@@ -18,11 +22,15 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 mod credentials_example;
+pub mod jwks;
+pub mod metrics;
 pub mod oidc;
 pub mod process;
+pub mod rate;
 pub mod schedule;
 pub mod server;
 pub mod shifts;
 #[cfg(any(test, feature = "test-pki"))]
 pub mod test_pki;
+pub mod throttle;
 pub mod tls;

@@ -7,6 +7,11 @@
 //! exponential backoff until its request timeout is spent. A dead member therefore costs one
 //! failed attempt, not a third of all calls. [`Etcd`] is the real [`Kv`].
 //!
+//! With TLS, the CA, client certificate and key files are looked at every
+//! [`TLS_RELOAD_EVERY`] (their modification times and sizes, as the node's own TLS files
+//! are): when they change, every member's client is replaced by one with the new identity
+//! (new calls and watches use it; a half-written set is retried at the next look).
+//!
 //! [`testing::EtcdCluster`] spawns real etcd processes for multi-process tests.
 
 use std::future::Future;
@@ -41,6 +46,10 @@ pub const PAGE_SIZE: i64 = 10_000;
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a ping may go unanswered before the connection is dropped.
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often the TLS files of the etcd client are looked at for a renewal.
+pub const TLS_RELOAD_EVERY: Duration = Duration::from_secs(2);
+/// Metric: reloads of the etcd client's TLS files (label `result`: ok, failed).
+const TLS_RELOADS: &str = "centralino_store_etcd_tls_reloads_total";
 
 /// Metric: duration of one call, retries included (label `op`).
 const REQUEST_SECONDS: &str = "centralino_store_request_seconds";
@@ -113,13 +122,29 @@ struct Inner {
     request_timeout: Duration,
     /// etcd user and password, when etcd authenticates users.
     creds: Option<(String, String)>,
+    /// Ends the TLS reload task when the last clone is dropped.
+    stop: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.notify_one();
+    }
 }
 
 struct Member {
     endpoint: String,
-    client: Client,
+    /// Replaced when the TLS files change.
+    client: parking_lot::RwLock<Client>,
     /// Whether the client has authenticated as the user (always true without one).
     authenticated: std::sync::atomic::AtomicBool,
+}
+
+impl Member {
+    /// Returns the member's current client (cheap: clones share the connection).
+    fn client(&self) -> Client {
+        self.client.read().clone()
+    }
 }
 
 /// What one failed attempt tells the retry loop.
@@ -128,11 +153,41 @@ enum Failure {
     Transient(String),
     /// The request itself is wrong: give up.
     Permanent(String),
+    /// The cluster is out of space (NOSPACE) or the request over its size limit: give up,
+    /// retrying does not help.
+    NoSpace(String),
+}
+
+/// Returns whether an etcd error message says the cluster has no room for the write.
+pub fn is_no_space(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("database space exceeded") || message.contains("request is too large")
+}
+
+#[cfg(test)]
+mod no_space_tests {
+    use super::*;
+
+    #[test]
+    fn nospace_and_oversized_requests_are_no_space_not_transient() {
+        for message in [
+            "etcdserver: mvcc: database space exceeded",
+            "etcdserver: request is too large",
+        ] {
+            assert!(is_no_space(message), "{message}");
+            let status = tonic::Status::resource_exhausted(message);
+            let failure = Failure::from(etcd_client::Error::GRpcStatus(status));
+            assert!(matches!(failure, Failure::NoSpace(_)), "{message}");
+        }
+        assert!(!is_no_space("etcdserver: no leader"));
+    }
 }
 
 impl From<etcd_client::Error> for Failure {
     fn from(e: etcd_client::Error) -> Self {
-        if is_transient(&e) {
+        if is_no_space(&e.to_string()) {
+            Failure::NoSpace(e.to_string())
+        } else if is_transient(&e) {
             Failure::Transient(e.to_string())
         } else {
             Failure::Permanent(e.to_string())
@@ -208,6 +263,36 @@ pub struct EtcdSecurity {
 }
 
 impl EtcdSecurity {
+    /// Returns the security of the `[cluster]` section: its `etcd_ca_file`,
+    /// `etcd_cert_file`, `etcd_key_file`, `etcd_username` and `etcd_password`.
+    pub fn from_config(c: &centralino_base::config::ClusterConfig) -> Self {
+        Self {
+            ca_file: c.etcd_ca_file.clone(),
+            cert_file: c.etcd_cert_file.clone(),
+            key_file: c.etcd_key_file.clone(),
+            username: c.etcd_username.clone(),
+            password: c.etcd_password.clone(),
+        }
+    }
+
+    /// Whether TLS files are configured.
+    fn has_files(&self) -> bool {
+        !self.ca_file.is_empty() || !self.cert_file.is_empty()
+    }
+
+    /// Modification times and sizes of the TLS files (what a renewal changes).
+    fn stamp(&self) -> Vec<Option<(std::time::SystemTime, u64)>> {
+        [&self.ca_file, &self.cert_file, &self.key_file]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                std::fs::metadata(p)
+                    .and_then(|m| Ok((m.modified()?, m.len())))
+                    .ok()
+            })
+            .collect()
+    }
+
     fn apply(&self, mut options: ConnectOptions) -> Result<ConnectOptions, KvError> {
         let read = |path: &str| {
             std::fs::read(path).map_err(|e| KvError::Other(format!("etcd tls: {path}: {e}")))
@@ -218,10 +303,9 @@ impl EtcdSecurity {
                 tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read(&self.ca_file)?));
             }
             if !self.cert_file.is_empty() {
-                tls = tls.identity(etcd_client::Identity::from_pem(
-                    read(&self.cert_file)?,
-                    read(&self.key_file)?,
-                ));
+                let (cert, key) = (read(&self.cert_file)?, read(&self.key_file)?);
+                check_identity(&self.cert_file, &cert, &self.key_file, &key)?;
+                tls = tls.identity(etcd_client::Identity::from_pem(cert, key));
             }
             options = options.with_tls(tls);
         }
@@ -234,6 +318,90 @@ impl EtcdSecurity {
     }
 }
 
+/// Checks that `cert` holds PEM certificates and `key` a PEM private key (a file caught
+/// half-written during a renewal is refused, not handed to the TLS stack).
+fn check_identity(cert_path: &str, cert: &[u8], key_path: &str, key: &[u8]) -> Result<(), KvError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(cert).collect();
+    match certs {
+        Ok(certs) if !certs.is_empty() => {}
+        Ok(_) => {
+            return Err(KvError::Other(format!(
+                "etcd tls: {cert_path}: no PEM certificate in the file"
+            )))
+        }
+        Err(e) => return Err(KvError::Other(format!("etcd tls: {cert_path}: {e}"))),
+    }
+    PrivateKeyDer::from_pem_slice(key)
+        .map(|_| ())
+        .map_err(|e| KvError::Other(format!("etcd tls: {key_path}: {e}")))
+}
+
+/// The connection options every member's client starts from.
+fn base_options() -> ConnectOptions {
+    ConnectOptions::new()
+        .with_timeout(ATTEMPT_TIMEOUT)
+        .with_connect_timeout(CONNECT_TIMEOUT)
+        .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT)
+        .with_require_leader(true)
+}
+
+/// Looks at `security`'s files every `every` and, when they changed, gives every member a
+/// client with the new identity; ends when the client is dropped (`stop`).
+async fn reload_tls(
+    inner: std::sync::Weak<Inner>,
+    security: EtcdSecurity,
+    mut stamp: Vec<Option<(std::time::SystemTime, u64)>>,
+    every: Duration,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.notified() => return,
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        let now = security.stamp();
+        if now == stamp {
+            continue;
+        }
+        match reconnect(&inner, &security).await {
+            Ok(()) => {
+                stamp = now;
+                counter!(TLS_RELOADS, "result" => "ok").increment(1);
+                tracing::info!(cert = %security.cert_file, "etcd client: certificates reloaded");
+            }
+            // A half-written set (certificate renewed, key not yet): try again next time.
+            Err(e) => {
+                counter!(TLS_RELOADS, "result" => "failed").increment(1);
+                warn!(error = %e, "etcd client: cannot reload certificates; keeping the old ones");
+            }
+        }
+    }
+}
+
+/// Replaces every member's client by one built from `security`'s files now.
+async fn reconnect(inner: &Inner, security: &EtcdSecurity) -> Result<(), KvError> {
+    let options = security.apply(base_options())?;
+    // Build them all first: a set that cannot be used replaces nothing.
+    let mut clients = Vec::with_capacity(inner.members.len());
+    for member in &inner.members {
+        let client = Client::connect([member.endpoint.as_str()], Some(options.clone()))
+            .await
+            .map_err(|e| KvError::Other(format!("endpoint {}: {e}", member.endpoint)))?;
+        clients.push(client);
+    }
+    for (member, client) in inner.members.iter().zip(clients) {
+        *member.client.write() = client;
+        // A new client authenticates as the user again at its first call.
+        member
+            .authenticated
+            .store(inner.creds.is_none(), Ordering::Relaxed);
+    }
+    Ok(())
+}
+
 impl Etcd {
     /// Connects to the cluster at `endpoints` (`http://host:port`); succeeds while at least
     /// one member answers within `request_timeout`, which also bounds every later call
@@ -243,22 +411,28 @@ impl Etcd {
     }
 
     /// Like [`connect`](Self::connect), with TLS and/or a user (`https://` endpoints with
-    /// a CA file).
+    /// a CA file); the TLS files are reloaded when they change (every
+    /// [`TLS_RELOAD_EVERY`]).
     pub async fn connect_with(
         endpoints: &[String],
         request_timeout: Duration,
         security: &EtcdSecurity,
     ) -> Result<Etcd, KvError> {
+        Self::connect_reloading(endpoints, request_timeout, security, TLS_RELOAD_EVERY).await
+    }
+
+    /// Like [`connect_with`](Self::connect_with), looking at the TLS files every `every`.
+    pub async fn connect_reloading(
+        endpoints: &[String],
+        request_timeout: Duration,
+        security: &EtcdSecurity,
+        every: Duration,
+    ) -> Result<Etcd, KvError> {
         if endpoints.is_empty() {
             return Err(KvError::Other("no etcd endpoints configured".into()));
         }
-        let options = security.apply(
-            ConnectOptions::new()
-                .with_timeout(ATTEMPT_TIMEOUT)
-                .with_connect_timeout(CONNECT_TIMEOUT)
-                .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT)
-                .with_require_leader(true),
-        )?;
+        let stamp = security.stamp();
+        let options = security.apply(base_options())?;
         let mut members = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
             // Connecting is lazy: this only validates the endpoint.
@@ -267,10 +441,11 @@ impl Etcd {
                 .map_err(|e| KvError::Other(format!("endpoint {endpoint}: {e}")))?;
             members.push(Member {
                 endpoint: endpoint.clone(),
-                client,
+                client: parking_lot::RwLock::new(client),
                 authenticated: std::sync::atomic::AtomicBool::new(security.username.is_empty()),
             });
         }
+        let stop = Arc::new(tokio::sync::Notify::new());
         let etcd = Etcd {
             inner: Arc::new(Inner {
                 members,
@@ -278,8 +453,18 @@ impl Etcd {
                 request_timeout,
                 creds: (!security.username.is_empty())
                     .then(|| (security.username.clone(), security.password.clone())),
+                stop: stop.clone(),
             }),
         };
+        if security.has_files() {
+            tokio::spawn(reload_tls(
+                Arc::downgrade(&etcd.inner),
+                security.clone(),
+                stamp,
+                every,
+                stop,
+            ));
+        }
         // Probe until a member answers; it becomes the preferred one. A member that answers
         // for itself ("etcdserver: no leader" while the cluster lacks quorum) is up.
         etcd.call(OP_GET, |mut client| async move {
@@ -332,12 +517,13 @@ impl Etcd {
             let budget = deadline.saturating_duration_since(Instant::now());
             let outcome = tokio::time::timeout(budget.min(ATTEMPT_TIMEOUT), async {
                 self.authenticate(member).await?;
-                attempt(member.client.clone()).await
+                attempt(member.client()).await
             })
             .await;
             let reason = match outcome {
                 Ok(Ok(value)) => break Ok(value),
                 Ok(Err(Failure::Permanent(reason))) => break Err(KvError::Other(reason)),
+                Ok(Err(Failure::NoSpace(reason))) => break Err(KvError::NoSpace(reason)),
                 Ok(Err(Failure::Transient(reason))) => reason,
                 Err(_) => format!("no answer within {ATTEMPT_TIMEOUT:?}"),
             };
@@ -372,8 +558,7 @@ impl Etcd {
             return Ok(());
         }
         member
-            .client
-            .clone()
+            .client()
             .update_user(Some(creds.clone()))
             .await
             .map_err(|e| Failure::Transient(format!("authenticating as {:?}: {e}", creds.0)))?;
@@ -435,12 +620,15 @@ impl Etcd {
             let member = &self.inner.members[index];
             let started = Instant::now();
             let opened = tokio::time::timeout(ATTEMPT_TIMEOUT, async {
-                if let Err(Failure::Transient(reason) | Failure::Permanent(reason)) =
-                    self.authenticate(member).await
+                if let Err(
+                    Failure::Transient(reason)
+                    | Failure::Permanent(reason)
+                    | Failure::NoSpace(reason),
+                ) = self.authenticate(member).await
                 {
                     return Err(etcd_client::Error::WatchError(reason));
                 }
-                let mut client = member.client.clone();
+                let mut client = member.client();
                 let options = WatchOptions::new().with_prefix();
                 let mut stream = client.watch(prefix, Some(options)).await?;
                 // Wait until etcd confirms the watch: changes after this point are seen.
@@ -730,13 +918,23 @@ pub mod testing {
         /// Starts a cluster of `members` etcd processes and waits until every member
         /// answers a read.
         pub async fn start(members: usize) -> Result<EtcdCluster, String> {
-            Self::start_with(members, None).await
+            Self::start_with(members, None, &[]).await
+        }
+
+        /// Starts a plaintext cluster whose members get the `extra` flags as well (e.g.
+        /// `--quota-backend-bytes=…` to reach NOSPACE in a test).
+        pub async fn start_with_flags(
+            members: usize,
+            extra: &[&str],
+        ) -> Result<EtcdCluster, String> {
+            let extra: Vec<String> = extra.iter().map(|f| f.to_string()).collect();
+            Self::start_with(members, None, &extra).await
         }
 
         /// Starts a cluster whose clients and peers speak TLS with client certificates
         /// (`--client-cert-auth`, `--peer-client-cert-auth`).
         pub async fn start_secure(members: usize, tls: EtcdTls) -> Result<EtcdCluster, String> {
-            Self::start_with(members, Some(tls)).await
+            Self::start_with(members, Some(tls), &[]).await
         }
 
         /// What clients must use (plaintext without TLS).
@@ -747,11 +945,15 @@ pub mod testing {
                 .unwrap_or_default()
         }
 
-        async fn start_with(members: usize, tls: Option<EtcdTls>) -> Result<EtcdCluster, String> {
+        async fn start_with(
+            members: usize,
+            tls: Option<EtcdTls>,
+            extra: &[String],
+        ) -> Result<EtcdCluster, String> {
             let binary = etcd_binary()?;
             let mut last_error = String::new();
             for _ in 0..START_ATTEMPTS {
-                match Self::try_start(&binary, members.max(1), tls.clone()).await {
+                match Self::try_start(&binary, members.max(1), tls.clone(), extra).await {
                     Ok(cluster) => return Ok(cluster),
                     Err(e) => last_error = e,
                 }
@@ -763,6 +965,7 @@ pub mod testing {
             binary: &Path,
             members: usize,
             tls: Option<EtcdTls>,
+            extra: &[String],
         ) -> Result<EtcdCluster, String> {
             let scheme = if tls.is_some() { "https" } else { "http" };
             let ports = free_ports(2 * members)?;
@@ -826,6 +1029,7 @@ pub mod testing {
                     .args(["--initial-cluster-state", "new"])
                     .args(["--initial-cluster-token", &token])
                     .args(&tls_args)
+                    .args(extra)
                     .stdin(Stdio::null())
                     .stdout(out)
                     .stderr(err)

@@ -24,6 +24,12 @@ pub enum KvError {
     /// The store refused the request (a permanent error; retrying does not help).
     #[error("etcd: {0}")]
     Other(String),
+    /// The store has no room: etcd's NOSPACE alarm ("etcdserver: mvcc: database space
+    /// exceeded", the backend reached `--quota-backend-bytes`) or a request over its
+    /// `--max-request-bytes` ("etcdserver: request is too large"). Writes fail until an
+    /// operator compacts, defragments and disarms the alarm.
+    #[error("etcd has no room: {0}")]
+    NoSpace(String),
 }
 
 /// A key-value pair as stored.

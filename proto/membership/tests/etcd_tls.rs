@@ -128,3 +128,72 @@ async fn etcd_with_users_serves_the_right_password_only() {
     // The certificate alone names user "etcd-client" (its CN), which does not exist.
     assert!(!reads(&endpoints, &security).await, "no user");
 }
+
+/// Writes `from`'s certificate and key over `to`'s (key first, each by rename: what a
+/// renewal by cert-manager or `cluster.sh` looks like to the node).
+fn install(from: &centralino_base::tls::TlsFiles, cert: &std::path::Path, key: &std::path::Path) {
+    for (src, dst) in [(&from.key_file, key), (&from.cert_file, cert)] {
+        let tmp = dst.with_extension("tmp");
+        std::fs::copy(src, &tmp).expect("copy");
+        std::fs::rename(&tmp, dst).expect("rename");
+    }
+}
+
+#[tokio::test]
+async fn a_renewed_client_certificate_is_used_without_a_restart() {
+    let pki = Pki::new();
+    let cluster = secure_cluster(&pki, 1).await;
+    let endpoints = cluster.endpoints();
+    // The node's own copy of its client certificate, which the test renews in place.
+    let dir = tempfile::tempdir().expect("dir");
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    install(&pki.issue("etcd-client-1", None), &cert, &key);
+    let security = EtcdSecurity {
+        cert_file: path(&cert),
+        key_file: path(&key),
+        ..cluster.security()
+    };
+    let every = Duration::from_millis(200);
+    let etcd = Etcd::connect_reloading(&endpoints, REQUEST_TIMEOUT, &security, every)
+        .await
+        .expect("connect");
+    etcd.put("k", b"1".to_vec(), None).await.expect("put");
+
+    // Replaced by a certificate of a CA etcd does not trust: once reloaded, calls fail —
+    // proof that the client now presents the new identity.
+    let other = Pki::new();
+    install(&other.issue("stranger", None), &cert, &key);
+    let refused = async {
+        loop {
+            if etcd.get("k").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(every).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), refused)
+        .await
+        .expect("the foreign certificate was picked up");
+
+    // Renewed with a good certificate again: calls work again, without reconnecting.
+    install(&pki.issue("etcd-client-2", None), &cert, &key);
+    let served = async {
+        loop {
+            if let Ok(Some(kv)) = etcd.get("k").await {
+                return kv.value;
+            }
+            tokio::time::sleep(every).await;
+        }
+    };
+    let value = tokio::time::timeout(Duration::from_secs(20), served)
+        .await
+        .expect("the renewed certificate was picked up");
+    assert_eq!(value, b"1".to_vec());
+
+    // A half-written renewal (an empty certificate) keeps the good client.
+    std::fs::write(&cert, b"").expect("truncate");
+    tokio::time::sleep(every * 3).await;
+    etcd.put("k", b"2".to_vec(), None)
+        .await
+        .expect("still served with the last good certificate");
+}

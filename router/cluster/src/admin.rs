@@ -230,7 +230,7 @@ impl Admin for ClusterAdminApi {
         &self,
         request: Request<GetSnapshotRequest>,
     ) -> Result<Response<Snapshot>, Status> {
-        self.inner.check_scope(&request, "GetSnapshot")?;
+        self.inner.check_scope(&request, "GetSnapshot").await?;
         let authorization = request.metadata().get("authorization").cloned();
         let peers: Vec<(String, String)> = self
             .membership
@@ -294,7 +294,7 @@ impl Admin for ClusterAdminApi {
         &self,
         request: Request<GetTranscriptRequest>,
     ) -> Result<Response<Transcript>, Status> {
-        self.inner.check_scope(&request, "GetTranscript")?;
+        self.inner.check_scope(&request, "GetTranscript").await?;
         let id = request.get_ref().conversation_id.clone();
         match self.route(&id)? {
             Route::Here => self.inner.get_transcript(request).await,
@@ -322,7 +322,9 @@ impl Admin for ClusterAdminApi {
         &self,
         request: Request<WatchConversationRequest>,
     ) -> Result<Response<Self::WatchConversationStream>, Status> {
-        self.inner.check_scope(&request, "WatchConversation")?;
+        self.inner
+            .check_scope(&request, "WatchConversation")
+            .await?;
         let id = request.get_ref().conversation_id.clone();
         match self.route(&id)? {
             Route::Here => self.inner.watch_conversation(request).await,
@@ -344,7 +346,7 @@ impl Admin for ClusterAdminApi {
         &self,
         request: Request<ForceTransferRequest>,
     ) -> Result<Response<ForceTransferResponse>, Status> {
-        self.inner.check_scope(&request, "ForceTransfer")?;
+        self.inner.check_scope(&request, "ForceTransfer").await?;
         let id = request.get_ref().conversation_id.clone();
         match self.route(&id)? {
             Route::Here => self.inner.force_transfer(request).await,

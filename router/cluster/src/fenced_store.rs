@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use centralino_membership::kv::{Compare, Kv, TxnOp, MAX_TXN_OPS};
+use centralino_membership::kv::{Compare, Kv, KvError, TxnOp, MAX_TXN_OPS};
 use metrics::counter;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
@@ -28,6 +28,16 @@ use centralino_core::store::{Op, Store, StoreError};
 const MAX_FENCE_ROUNDS: usize = 5;
 /// Metric: writers refused because their router no longer holds a partition.
 const FENCED_WRITES: &str = "centralino_cluster_fenced_writes_total";
+
+/// Maps a coordination store error: etcd's NOSPACE (and a request over its size limit)
+/// becomes [`StoreError::Full`] (RESOURCE_EXHAUSTED to a client), anything else
+/// [`StoreError::Backend`] (UNAVAILABLE).
+pub fn store_error(e: KvError) -> StoreError {
+    match e {
+        KvError::NoSpace(reason) => StoreError::Full(reason),
+        other => StoreError::Backend(other.to_string()),
+    }
+}
 
 /// Returns the claim key of `partition`.
 pub fn claim_key(prefix: &str, partition: u32) -> String {
@@ -280,7 +290,7 @@ impl FencedStore {
                     Ok(_) => StoreError::Backend("fencing compares keep failing".into()),
                     Err(e) => e,
                 },
-                Err(e) => StoreError::Backend(e.to_string()),
+                Err(e) => store_error(e),
             };
             for w in &writers {
                 results[w.index] = Some(Err(failure.clone()));
@@ -415,6 +425,20 @@ mod tests {
         conversation_key, message_key, messages_prefix, partition_of, profile_key,
     };
     use centralino_membership::memory::MemoryKv;
+
+    #[test]
+    fn etcd_out_of_space_is_a_full_store() {
+        let e = store_error(KvError::NoSpace(
+            "etcdserver: mvcc: database space exceeded".into(),
+        ));
+        assert!(matches!(e, StoreError::Full(_)), "{e:?}");
+        assert_eq!(
+            tonic::Status::from(e).code(),
+            tonic::Code::ResourceExhausted
+        );
+        let other = store_error(KvError::Unavailable("no leader".into()));
+        assert!(matches!(other, StoreError::Backend(_)), "{other:?}");
+    }
 
     const PREFIX: &str = "/centralino-test";
 

@@ -162,11 +162,9 @@ impl IdentityConfig {
     pub fn secret_problems(&self, dev_mode: bool, cluster: bool) -> Vec<String> {
         let mut problems = Vec::new();
         if !self.jwks_file.as_os_str().is_empty() {
-            if let Err(e) = std::fs::read_to_string(&self.jwks_file) {
-                problems.push(format!(
-                    "identity.jwks_file: cannot read {}: {e}",
-                    self.jwks_file.display()
-                ));
+            // Read and parsed as the identity check will (a broken JWKS stops the start).
+            if let Err(e) = centralino_base::jwks::KeySet::read(&self.jwks_file) {
+                problems.push(format!("identity.jwks_file: {e}"));
             }
         }
         if dev_mode {
@@ -336,6 +334,14 @@ pub struct LimitsConfig {
     /// Keys (addresses, customers, conversations) one rate limiter remembers; beyond this
     /// it forgets the idle ones, then all.
     pub rate_limit_max_keys: usize,
+    /// Agent login attempts per minute from one client address, successful ones too
+    /// (0 = no limit; see [`centralino_base::config::LoginLimits`]).
+    pub logins_per_minute_per_addr: u32,
+    /// Login attempts one client address may make at once.
+    pub login_burst_per_addr: u32,
+    /// Password logins waiting for an argon2 verification slot before new ones are
+    /// refused.
+    pub max_logins_waiting: usize,
     /// Open event streams per conversation token.
     pub max_streams_per_conversation: usize,
     /// Open event streams per client connection (address and port).
@@ -377,6 +383,9 @@ impl Default for LimitsConfig {
             messages_per_minute_per_conversation: 120,
             messages_burst_per_conversation: 30,
             rate_limit_max_keys: 100_000,
+            logins_per_minute_per_addr: 60,
+            login_burst_per_addr: 30,
+            max_logins_waiting: 64,
             max_streams_per_conversation: 4,
             max_streams_per_connection: 16,
             stream_buffer_events: 256,
@@ -468,6 +477,7 @@ impl LimitsConfig {
         self.starts_per_minute_per_customer = 0;
         self.messages_per_minute_per_addr = 0;
         self.messages_per_minute_per_conversation = 0;
+        self.logins_per_minute_per_addr = 0;
         self
     }
 }
@@ -688,6 +698,12 @@ impl Config {
             },
             tls: self.tls.clone(),
             oidc: self.oidc.clone(),
+            limits: centralino_base::config::LoginLimits {
+                logins_per_minute_per_addr: self.limits.logins_per_minute_per_addr,
+                login_burst_per_addr: self.limits.login_burst_per_addr,
+                max_logins_waiting: self.limits.max_logins_waiting,
+                rate_limit_max_keys: self.limits.rate_limit_max_keys,
+            },
         }
     }
 
@@ -884,6 +900,27 @@ mod tests {
         let off =
             Config::from_toml(EXAMPLE_CONFIG, env("STARTS_PER_MINUTE_PER_ADDR", "0")).unwrap();
         assert_eq!(off.limits.starts_per_minute_per_addr, 0);
+        // The login limits reach the agent-node part, and are validated there once.
+        let logins = config.agent_node().limits;
+        assert_eq!(
+            (
+                logins.logins_per_minute_per_addr,
+                logins.login_burst_per_addr,
+                logins.max_logins_waiting
+            ),
+            (60, 30, 64)
+        );
+        let err = Config::from_toml(EXAMPLE_CONFIG, env("LOGIN_BURST_PER_ADDR", "0")).unwrap_err();
+        assert_eq!(
+            err.to_string().matches("login_burst_per_addr").count(),
+            1,
+            "{err}"
+        );
+        let err = Config::from_toml(EXAMPLE_CONFIG, env("MAX_LOGINS_WAITING", "0")).unwrap_err();
+        assert!(err.to_string().contains("max_logins_waiting"), "{err}");
+        let off =
+            Config::from_toml(EXAMPLE_CONFIG, env("LOGINS_PER_MINUTE_PER_ADDR", "0")).unwrap();
+        assert_eq!(off.agent_node().limits.logins_per_minute_per_addr, 0);
     }
 
     #[test]

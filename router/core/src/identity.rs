@@ -17,6 +17,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use centralino_base::jwks::{KeySet, Rules};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -360,19 +361,14 @@ impl Identity {
     }
 }
 
-/// Shop JWTs: verified against the keys of a JWKS file (RS256 or ES256; the `kid` picks
-/// the key when present), with the configured issuer and audience, a required expiry and
-/// the customer id in `sub`.
+/// Shop JWTs: verified against the keys of a JWKS file with the base crate's JWT checks
+/// ([`centralino_base::jwks`]: RS256 or ES256, the `kid` picks the key when present), with
+/// the configured issuer and audience, a required expiry (no leeway) and the customer id
+/// in `sub`.
 struct ShopJwt {
-    keys: Vec<JwtKey>,
+    keys: KeySet,
     issuer: String,
     audience: String,
-}
-
-struct JwtKey {
-    kid: Option<String>,
-    alg: jsonwebtoken::Algorithm,
-    key: jsonwebtoken::DecodingKey,
 }
 
 /// The claims of a shop JWT the node reads.
@@ -388,43 +384,11 @@ impl ShopJwt {
         if config.jwks_file.as_os_str().is_empty() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&config.jwks_file)
-            .map_err(|e| format!("cannot read {}: {e}", config.jwks_file.display()))?;
-        Self::from_jwks(&text, &config.issuer, &config.audience).map(Some)
-    }
-
-    /// Returns the verifier of the JWKS document `jwks`; keys other than RSA and P-256
-    /// are skipped.
-    fn from_jwks(jwks: &str, issuer: &str, audience: &str) -> Result<Self, String> {
-        use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
-        use jsonwebtoken::Algorithm;
-        let set: JwkSet =
-            serde_json::from_str(jwks).map_err(|e| format!("not a JWKS document: {e}"))?;
-        let mut keys = Vec::new();
-        for jwk in &set.keys {
-            let alg = match &jwk.algorithm {
-                AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
-                    Algorithm::ES256
-                }
-                _ => continue,
-            };
-            let key = jsonwebtoken::DecodingKey::from_jwk(jwk)
-                .map_err(|e| format!("bad key in the JWKS: {e}"))?;
-            keys.push(JwtKey {
-                kid: jwk.common.key_id.clone(),
-                alg,
-                key,
-            });
-        }
-        if keys.is_empty() {
-            return Err("the JWKS has no RSA or P-256 key".to_string());
-        }
-        Ok(Self {
-            keys,
-            issuer: issuer.to_string(),
-            audience: audience.to_string(),
-        })
+        Ok(Some(Self {
+            keys: KeySet::read(&config.jwks_file)?,
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+        }))
     }
 
     /// Verifies the shop JWT `token` at `now` (Unix seconds).
@@ -434,48 +398,27 @@ impl ShopJwt {
         now: i64,
         max_lifetime_secs: u64,
     ) -> Result<Verified, TokenError> {
-        use jsonwebtoken::Algorithm;
-        let bad = |e: jsonwebtoken::errors::Error| TokenError::Jwt(e.to_string());
-        let header = jsonwebtoken::decode_header(token).map_err(bad)?;
-        if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
-            return Err(TokenError::Jwt(format!(
-                "algorithm {:?} is not accepted (RS256, ES256)",
-                header.alg
-            )));
+        let rules = Rules {
+            issuer: &self.issuer,
+            audience: &self.audience,
+            required: &["exp", "iss", "aud", "sub"],
+            leeway_secs: 0,
+        };
+        let ShopClaims { sub, exp } = self
+            .keys
+            .verify(token, &rules)
+            .map_err(|e| TokenError::Jwt(e.to_string()))?;
+        check_id(&sub)?;
+        if exp <= now {
+            return Err(TokenError::Expired);
         }
-        let mut validation = jsonwebtoken::Validation::new(header.alg);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 0;
-        let mut last = TokenError::Jwt("no key of the JWKS matches the token".to_string());
-        let candidates = self.keys.iter().filter(|k| {
-            k.alg == header.alg
-                && match (&header.kid, &k.kid) {
-                    (Some(want), Some(have)) => want == have,
-                    _ => true,
-                }
-        });
-        for key in candidates {
-            match jsonwebtoken::decode::<ShopClaims>(token, &key.key, &validation) {
-                Ok(data) => {
-                    let ShopClaims { sub, exp } = data.claims;
-                    check_id(&sub)?;
-                    if exp <= now {
-                        return Err(TokenError::Expired);
-                    }
-                    if exp - now > max_lifetime_secs as i64 {
-                        return Err(TokenError::TooLong(max_lifetime_secs));
-                    }
-                    return Ok(Verified {
-                        id: sub,
-                        expires_at: exp,
-                    });
-                }
-                Err(e) => last = bad(e),
-            }
+        if exp - now > max_lifetime_secs as i64 {
+            return Err(TokenError::TooLong(max_lifetime_secs));
         }
-        Err(last)
+        Ok(Verified {
+            id: sub,
+            expires_at: exp,
+        })
     }
 }
 
@@ -573,6 +516,26 @@ mod tests {
         assert!(parse_key(&hex::encode(KEY)).is_err(), "no prefix");
         assert!(parse_key("hex:abcd").unwrap_err().contains("at least 32"));
         assert!(parse_key("hex:zz").is_err());
+    }
+
+    #[test]
+    fn a_shop_jwks_that_is_no_key_set_stops_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let jwks_file = dir.path().join("shop-jwks.json");
+        std::fs::write(&jwks_file, r#"{"keys": []}"#).unwrap();
+        let config = IdentityConfig {
+            jwks_file,
+            issuer: "https://shop.example".into(),
+            audience: "centralino".into(),
+            ..IdentityConfig::default()
+        };
+        let problems = config.secret_problems(true, false).join("\n");
+        assert!(
+            problems.contains("identity.jwks_file: the JWKS has no RSA or P-256 key"),
+            "{problems}"
+        );
+        std::fs::write(&config.jwks_file, TEST_JWKS).unwrap();
+        assert!(config.secret_problems(true, false).is_empty());
     }
 
     #[test]

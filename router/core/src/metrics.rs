@@ -38,6 +38,11 @@ pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]
 
 /// Describes every router metric once per process.
 pub fn describe() {
+    centralino_base::metrics::describe();
+    describe_counter!(
+        "centralino_admin_auth_refusals_total",
+        "Admin API calls refused before authorization, by reason (unknown_token, throttled: too many unknown tokens from one address)"
+    );
     describe_counter!(
         "centralino_integration_events_lost_total",
         "Integration events the record refused after every retry (logged with their conversation)"
@@ -126,6 +131,12 @@ pub fn describe() {
     describe_counter!(
         "centralino_limits_idle_expired_total",
         "Queued or offline conversations ended because they stayed idle too long, by state"
+    );
+    describe_counter!(
+        "centralino_conversation_changes_not_applied_total",
+        "Conversation changes (messages, closes, ratings, transfers …) whose write failed, so \
+         nothing was applied, shown or acknowledged; by reason (full, overloaded, too_large, \
+         fenced, closed, backend)"
     );
     describe_counter!(
         "centralino_store_writes_shed_total",
@@ -390,6 +401,10 @@ pub(crate) fn store_request(op: &'static str, secs: f64, ok: bool) {
 /// histograms registered without a sample (their buckets, sum and count at 0). Exports the
 /// service-level threshold.
 pub fn zero(config: &crate::config::Config) {
+    centralino_base::metrics::zero();
+    for reason in ["unknown_token", "throttled"] {
+        counter!("centralino_admin_auth_refusals_total", "reason" => reason).increment(0);
+    }
     let threshold = config.routing.service_level_secs as f64;
     // The label is written as the exporter writes the `le` of that bucket ("20", "30").
     gauge!("centralino_routing_service_level_threshold_seconds", "threshold" => threshold.to_string())
@@ -523,6 +538,11 @@ pub(crate) fn csat(department: &str, good: bool) {
 }
 
 /// A request refused by a limit (`limit` is one of a fixed set of names).
+/// An Admin API call refused for its token (`unknown_token`) or its address (`throttled`).
+pub(crate) fn admin_auth_refused(reason: &'static str) {
+    counter!("centralino_admin_auth_refusals_total", "reason" => reason).increment(1);
+}
+
 pub(crate) fn limit_refused(limit: &'static str) {
     counter!("centralino_limits_refusals_total", "limit" => limit).increment(1);
 }
@@ -540,6 +560,20 @@ pub(crate) fn slow_reader_cut() {
 /// A conversation ended because it stayed idle (`state`: queued or offline).
 pub(crate) fn idle_expired(state: &'static str) {
     counter!("centralino_limits_idle_expired_total", "state" => state).increment(1);
+}
+
+/// A conversation change not applied because its write failed.
+pub(crate) fn change_not_applied(e: &crate::store::StoreError) {
+    use crate::store::StoreError;
+    let reason = match e {
+        StoreError::Full(_) => "full",
+        StoreError::Overloaded => "overloaded",
+        StoreError::TooLarge { .. } => "too_large",
+        StoreError::Fenced(_) => "fenced",
+        StoreError::Closed => "closed",
+        StoreError::Backend(_) | StoreError::Corrupt { .. } => "backend",
+    };
+    counter!("centralino_conversation_changes_not_applied_total", "reason" => reason).increment(1);
 }
 
 /// A write refused by group commit (`reason`: queue_full, too_large).

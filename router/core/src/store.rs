@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod embedded;
 pub mod events;
+pub mod fault;
 pub mod group_commit;
 pub mod profiles;
 pub mod records;
@@ -50,6 +51,11 @@ pub enum StoreError {
         /// Largest accepted.
         max: usize,
     },
+    /// The store has no room for the write (disk full, a quota reached: redb's ENOSPC or
+    /// EDQUOT, etcd's NOSPACE alarm "database space exceeded"): retrying soon does not help
+    /// until an operator makes room.
+    #[error("the store is full: {0}")]
+    Full(String),
     /// A record could not be decoded.
     #[error("corrupt record {key}: {reason}")]
     Corrupt {
@@ -63,7 +69,7 @@ pub enum StoreError {
 impl From<StoreError> for tonic::Status {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Overloaded | StoreError::TooLarge { .. } => {
+            StoreError::Overloaded | StoreError::TooLarge { .. } | StoreError::Full(_) => {
                 tonic::Status::resource_exhausted(e.to_string())
             }
             _ => tonic::Status::unavailable(e.to_string()),
@@ -100,6 +106,27 @@ pub trait Store: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Returns every key-value pair whose key starts with `prefix`, in key order.
     async fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+}
+
+/// A shared store is a store (wrappers such as [`fault::FaultStore`] take an
+/// `Arc<dyn Store>`).
+#[async_trait]
+impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
+    async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.as_ref().apply(ops).await
+    }
+
+    async fn apply_batch(&self, batch: Vec<Vec<Op>>) -> Vec<Result<(), StoreError>> {
+        self.as_ref().apply_batch(batch).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.as_ref().get(key).await
+    }
+
+    async fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.as_ref().scan(prefix).await
+    }
 }
 
 /// In-memory twin of the durable stores (tests, benchmarks).

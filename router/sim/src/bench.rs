@@ -217,6 +217,8 @@ starts_per_minute_per_addr = 0
 starts_per_minute_per_customer = 0
 messages_per_minute_per_addr = 0
 messages_per_minute_per_conversation = 0
+# every agent logs in from this one address
+logins_per_minute_per_addr = 0
 [[departments]]
 name = "bench"
 auto_accept = true

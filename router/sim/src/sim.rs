@@ -382,8 +382,10 @@ async fn progress_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// The bearer token the simulator reads snapshots with: `node.admin_token` (dev mode) when
-/// set, else the example configuration's demo operator token.
+/// The bearer token the simulator reads snapshots with: `node.admin_token` of the
+/// configuration it was given when set (a dev-mode node's all-scopes token, or an operator's
+/// token for nodes outside dev mode, as in the `sim.toml` of `deploy/local/cluster.sh`), else
+/// the example configuration's demo operator token.
 pub fn admin_token(config: &Config) -> String {
     if config.node.admin_token.is_empty() {
         centralino_base::credentials::DEMO_OPERATOR_TOKEN.to_string()

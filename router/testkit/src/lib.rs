@@ -147,6 +147,17 @@ pub async fn start(config: Config) -> RunningNode {
         .expect("node starts")
 }
 
+/// Starts a node on `store` (e.g. a [`centralino_core::store::fault::FaultStore`] the test
+/// keeps a handle to).
+pub async fn start_on(
+    config: Config,
+    store: std::sync::Arc<dyn centralino_core::store::Store>,
+) -> RunningNode {
+    standalone::start_with(config, StoreChoice::Custom(store))
+        .await
+        .expect("node starts")
+}
+
 /// Starts a node with the embedded store in `dir`.
 pub async fn start_durable(mut config: Config, dir: &Path) -> RunningNode {
     config.node.data_dir = dir.to_path_buf();

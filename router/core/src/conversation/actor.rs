@@ -20,11 +20,11 @@ use crate::metrics as m;
 use crate::registry::Registry;
 use crate::shared::{Counters, EndLinger, Places, Shared};
 use crate::store::archive::retire_closed;
-use crate::store::group_commit::Durable;
 use crate::store::records::{
     conversation_key, message_key, put, ConversationRecord, MessageRecord, Outcome, ProfileRecord,
     State,
 };
+use crate::store::{Op, StoreError};
 use crate::texts::{self, Text};
 
 use super::messages::{EventTx, HandOver, Moved, OfferWithdrawn, Offering, Position, Requeue};
@@ -76,11 +76,24 @@ pub struct ConversationActor {
     pub(super) places: Places,
     /// Closed and lingering: the ticket in [`crate::shared::Lingering`].
     pub(super) linger_ticket: Option<u64>,
+    /// When the close was applied (after its write) and its outcome: a close sent before
+    /// then was in flight with it and gets the same answer.
+    pub(super) closed_ack: Option<(std::time::Instant, ConversationOutcome)>,
 }
 
 pub(super) type ProfileWrite = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<(), crate::store::StoreError>> + Send>,
 >;
+
+/// What a writing handler answers: resolves once the change's write is durable and the
+/// change applied (then with its outcome), or with the status of the failed write (then
+/// nothing of the change was applied).
+pub type Acked<T> = futures::future::BoxFuture<'static, Result<T, Status>>;
+
+/// Returns an answer that needs no write (a refusal, a duplicate).
+pub(super) fn answer<T: Send + 'static>(result: Result<T, Status>) -> Acked<T> {
+    Box::pin(futures::future::ready(result))
+}
 
 impl ConversationActor {
     /// Returns an actor for `rec` with its stored transcript (new or restored).
@@ -130,6 +143,7 @@ impl ConversationActor {
             retired: false,
             places: Places::default(),
             linger_ticket: None,
+            closed_ack: None,
         }
     }
 
@@ -164,12 +178,12 @@ impl ConversationActor {
         texts::render(&self.shared.config, &self.rec.language, text, values)
     }
 
-    /// Adds a system message in the customer's language (not relayed to the agent).
-    pub(super) fn system_message(&mut self, text: String) {
+    /// Stages a system message in the customer's language (not relayed to the agent): its
+    /// record, to write with the change it belongs to and apply with
+    /// [`Self::apply_message`]; `None` when the transcript is full.
+    pub(super) fn stage_system(&mut self, text: String) -> Option<MessageRecord> {
         let id = format!("sys-{}", self.next_event_id);
-        if let Ok((_, durable)) = self.add_message(Sender::System, "", id, text, false) {
-            drop(durable);
-        }
+        self.stage_message(Sender::System, "", id, text, false).ok()
     }
 
     pub(super) fn integration(&self, kind: &str, details: BTreeMap<String, String>) {
@@ -221,12 +235,18 @@ impl ConversationActor {
     }
 
     pub(super) fn emit(&mut self, kind: Kind) -> u64 {
+        let id = self.reserve_event_id();
+        self.emit_at(id, kind)
+    }
+
+    /// Emits an event under an id reserved with [`Self::reserve_event_id`].
+    pub(super) fn emit_at(&mut self, event_id: u64, kind: Kind) -> u64 {
         let event = ConversationEvent {
-            event_id: self.next_event_id,
+            event_id,
             at_unix_ms: self.shared.clock.now_ms(),
             kind: Some(kind),
         };
-        self.next_event_id += 1;
+        self.next_event_id = self.next_event_id.max(event_id + 1);
         if !self.shared.serving() {
             // This router may no longer own the conversation (paused beyond its lease):
             // nothing that may not be durable reaches a customer; they resume elsewhere.
@@ -266,11 +286,103 @@ impl ConversationActor {
         id
     }
 
-    pub(super) fn persist_record(&mut self) -> Durable {
+    /// Writes the record as it is now without waiting (changes that no client waits for
+    /// and that show nothing: a restored actor's new event ids, an overflow's department).
+    pub(super) fn persist_record(&mut self) {
         self.rec.next_event_id = self.next_event_id;
-        self.shared
-            .commits
-            .submit(vec![put(conversation_key(&self.rec.id), &self.rec)])
+        drop(
+            self.shared
+                .commits
+                .submit(vec![put(conversation_key(&self.rec.id), &self.rec)]),
+        );
+    }
+
+    /// Returns the record as the next write of a change should store it: a copy of the
+    /// current one, to change and write before it is applied.
+    pub(super) fn next_record(&self) -> ConversationRecord {
+        let mut next = self.rec.clone();
+        next.next_event_id = self.next_event_id;
+        next
+    }
+
+    /// Returns the write of `next` and of the staged `messages`.
+    pub(super) fn record_ops(next: &ConversationRecord, messages: &[&MessageRecord]) -> Vec<Op> {
+        let mut ops = vec![put(conversation_key(&next.id), next)];
+        ops.extend(
+            messages
+                .iter()
+                .map(|m| put(message_key(&next.id, m.seq), *m)),
+        );
+        ops
+    }
+
+    /// Writes `ops` first and applies the change after: submits them to group commit and
+    /// pauses this actor's mailbox until they are durable (`ctx.wait`), so the
+    /// conversation's writes are serialised — the next change is built on the state this
+    /// one leaves, sequence numbers have no gaps, and a retry queued meanwhile sees the
+    /// outcome — while group commit still batches across conversations. On success `apply`
+    /// changes the state, emits and has the side effects; its future is the answer. On
+    /// failure nothing is applied, `failed` may undo what was prepared (a reservation), and
+    /// the answer is the store's status (UNAVAILABLE, or RESOURCE_EXHAUSTED for a full or
+    /// overloaded store, a write too large).
+    pub(super) fn write_or<T: Send + 'static>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        ops: Vec<Op>,
+        apply: impl FnOnce(&mut Self, &mut Context<Self>) -> Acked<T> + 'static,
+        failed: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
+    ) -> Acked<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<Acked<T>, Status>>();
+        let durable = self.shared.commits.submit(ops);
+        ctx.wait(
+            actix::fut::wrap_future::<_, Self>(async move {
+                durable.await.unwrap_or(Err(StoreError::Closed))
+            })
+            .map(move |result, act, ctx| {
+                let answer = match result {
+                    Ok(()) => Ok(apply(act, ctx)),
+                    Err(e) => {
+                        m::change_not_applied(&e);
+                        warn!(conversation_id = %act.rec.id, error = %e, "write failed; the change is not applied");
+                        failed(act, ctx);
+                        Err(Status::from(e))
+                    }
+                };
+                let _ = tx.send(answer);
+            }),
+        );
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(applied)) => applied.await,
+                Ok(Err(status)) => Err(status),
+                // The actor stopped before the write completed (a handover): the write may
+                // or may not be durable; a retry on the next owner finds out.
+                Err(_) => Err(Status::unavailable(
+                    "the conversation moved while the write was in flight; retry",
+                )),
+            }
+        })
+    }
+
+    /// [`Self::write_or`] with nothing to undo on failure.
+    pub(super) fn write_then<T: Send + 'static>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        ops: Vec<Op>,
+        apply: impl FnOnce(&mut Self, &mut Context<Self>) -> Acked<T> + 'static,
+    ) -> Acked<T> {
+        self.write_or(ctx, ops, apply, |_, _| {})
+    }
+
+    /// Returns `value` as the answer once the pending profile write (if any) is durable.
+    pub(super) fn after_profile<T: Send + 'static>(&mut self, value: T) -> Acked<T> {
+        let profile = self.profile_write.take();
+        Box::pin(async move {
+            if let Some(profile) = profile {
+                profile.await.map_err(Status::from)?;
+            }
+            Ok(value)
+        })
     }
 
     pub(super) fn queue_entry(&self) -> QueueEntry {
@@ -295,14 +407,17 @@ impl ConversationActor {
             .tell_queue(&self.rec.department, ToQueue::Dequeue(self.rec.id.clone()));
     }
 
-    pub(super) fn add_message(
+    /// Stages a message: checks the transcript's room and returns its record with the next
+    /// sequence number and a reserved event id, to write first and apply with
+    /// [`Self::apply_message`] once durable (a failed write leaves the number free).
+    pub(super) fn stage_message(
         &mut self,
         sender: Sender,
         author: &str,
         message_id: String,
         text: String,
         status_note: bool,
-    ) -> Result<(u64, Durable), Status> {
+    ) -> Result<MessageRecord, Status> {
         if self.transcript.len() >= self.shared.config.limits.max_transcript_messages {
             return Err(Status::resource_exhausted("transcript is full"));
         }
@@ -316,15 +431,23 @@ impl ConversationActor {
             at_unix_ms: self.shared.clock.now_ms(),
             status_note,
         };
-        let event_id = self.emit(Kind::Message(message.clone()));
-        let record = MessageRecord::from_proto(&message, event_id);
-        let durable = self
-            .shared
-            .commits
-            .submit(vec![put(message_key(&self.rec.id, seq), &record)]);
+        let event_id = self.reserve_event_id();
+        Ok(MessageRecord::from_proto(&message, event_id))
+    }
+
+    /// Takes the next event id for an event emitted once its write is durable (a failed
+    /// write leaves a gap in event ids, never in message sequence numbers).
+    pub(super) fn reserve_event_id(&mut self) -> u64 {
+        let id = self.next_event_id;
+        self.next_event_id += 1;
+        id
+    }
+
+    /// Applies a durable message: into the transcript and to the subscribers.
+    pub(super) fn apply_message(&mut self, record: MessageRecord) {
+        self.emit_at(record.event_id, Kind::Message(record.to_proto()));
         self.transcript.push(record);
         Counters::inc(&self.shared.counters.messages);
-        Ok((seq, durable))
     }
 
     /// Refuses a change while this router may not own the conversation (see
@@ -347,8 +470,15 @@ impl ConversationActor {
             .map(|m| m.seq)
     }
 
-    pub(super) fn assign(&mut self, agent_id: String, agent_name: String) {
-        let now = self.shared.clock.now_ms();
+    /// Applies a durable assignment to `agent_id` (first assigned at `assigned_at`, as
+    /// written).
+    pub(super) fn assign(
+        &mut self,
+        agent_id: String,
+        agent_name: String,
+        assigned_at: Option<i64>,
+    ) {
+        let now = assigned_at.unwrap_or_else(|| self.shared.clock.now_ms());
         if let Some(previous) = self.warm_from.take() {
             if previous != agent_id {
                 self.tell_agent_ended(previous, ConversationOutcome::Transferred);
@@ -377,18 +507,24 @@ impl ConversationActor {
         );
     }
 
-    pub(super) fn requeue(&mut self, reason: &str) {
-        self.rec.state = State::Queued;
-        self.rec.agent_id = None;
-        self.rec.agent_name.clear();
-        self.rec.queue_entered_at_ms = self.shared.clock.now_ms();
-        self.offer = None;
-        self.last_position = None;
-        self.emit(Kind::Requeued(Requeued {
-            reason: reason.to_string(),
-        }));
-        drop(self.persist_record());
-        self.enqueue();
+    /// Puts an assigned conversation back into its queue (its agent is gone), once the
+    /// record saying so is durable.
+    pub(super) fn requeue(&mut self, reason: &str, ctx: &mut Context<Self>) -> Acked<()> {
+        let mut next = self.next_record();
+        next.state = State::Queued;
+        next.agent_id = None;
+        next.agent_name.clear();
+        next.queue_entered_at_ms = self.shared.clock.now_ms();
+        let ops = Self::record_ops(&next, &[]);
+        let reason = reason.to_string();
+        self.write_then(ctx, ops, move |act, _ctx| {
+            act.rec = next;
+            act.offer = None;
+            act.last_position = None;
+            act.emit(Kind::Requeued(Requeued { reason }));
+            act.enqueue();
+            answer(Ok(()))
+        })
     }
 }
 
@@ -402,7 +538,7 @@ impl Actor for ConversationActor {
             self.arm_idle(ctx);
         }
         if std::mem::take(&mut self.persist_on_start) && self.rec.state != State::Closed {
-            drop(self.persist_record());
+            self.persist_record();
         }
         if self.rec.state != State::Closed {
             match self.places.open.take() {
@@ -528,13 +664,23 @@ impl ConversationActor {
         } else {
             "queued"
         };
-        m::idle_expired(state);
-        tracing::info!(conversation_id = %self.rec.id, state, "idle conversation ended");
-        self.dequeue();
-        self.cancel_direct_offer();
         let minutes = (limit / 60_000).max(1);
         let reason = format!("no activity for {minutes} min; the conversation has ended");
-        drop(self.close(Outcome::Abandoned, &reason, ctx));
+        let ended = self.close(
+            ctx,
+            Outcome::Abandoned,
+            &reason,
+            |_| {},
+            move |act| {
+                m::idle_expired(state);
+                tracing::info!(conversation_id = %act.rec.id, state, "idle conversation ended");
+                act.dequeue();
+                act.cancel_direct_offer();
+            },
+            // Not durable: still open; the next check tries again.
+            |act, ctx| act.arm_idle(ctx),
+        );
+        drop(ended);
     }
 }
 

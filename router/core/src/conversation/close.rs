@@ -16,10 +16,9 @@ use tracing::info;
 use crate::mail::ToQueue;
 use crate::metrics as m;
 use crate::shared::Counters;
-use crate::store::group_commit::Durable;
-use crate::store::records::{conversation_key, put, Outcome, State};
+use crate::store::records::{ConversationRecord, Outcome, State};
 
-use super::actor::ConversationActor;
+use super::actor::{Acked, ConversationActor};
 use super::messages::Retire;
 
 /// Events a closed conversation keeps for late resumes (its last ones: the close, the
@@ -43,21 +42,56 @@ impl Handler<Retire> for ConversationActor {
 }
 
 impl ConversationActor {
-    /// Ends the conversation: persists, tells the customer, updates the profile and
-    /// schedules archiving after the rating window.
+    /// Ends the conversation, write first: the closed record (with `change` made to it)
+    /// is written, and only once it is durable `effects` run (the caller's side effects:
+    /// leaving the queue, telling the agent) and the close is applied — the customer told,
+    /// counters and metrics, the profile updated, archiving scheduled after the rating
+    /// window. A failed write leaves the conversation open as it was (`failed` may re-arm
+    /// what the close consumed) and answers the store's status.
     pub(super) fn close(
         &mut self,
+        ctx: &mut Context<Self>,
         outcome: Outcome,
         reason: &str,
-        ctx: &mut Context<Self>,
-    ) -> Durable {
+        change: impl FnOnce(&mut ConversationRecord),
+        effects: impl FnOnce(&mut Self) + 'static,
+        failed: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
+    ) -> Acked<ConversationOutcome> {
         let now = self.shared.clock.now_ms();
+        let mut next = self.next_record();
+        change(&mut next);
+        next.state = State::Closed;
+        next.outcome = Some(outcome);
+        next.closed_at_ms = Some(now);
+        let ops = Self::record_ops(&next, &[]);
+        let reason = reason.to_string();
+        self.write_or(
+            ctx,
+            ops,
+            move |act, ctx| {
+                effects(act);
+                act.apply_close(next, &reason, ctx)
+            },
+            failed,
+        )
+    }
+
+    /// Applies a durable close (see [`Self::close`]).
+    fn apply_close(
+        &mut self,
+        next: ConversationRecord,
+        reason: &str,
+        ctx: &mut Context<Self>,
+    ) -> Acked<ConversationOutcome> {
         if self.rec.state != State::Closed {
             self.shared.counters.open.fetch_sub(1, Ordering::Relaxed);
         }
-        self.rec.state = State::Closed;
-        self.rec.outcome = Some(outcome);
-        self.rec.closed_at_ms = Some(now);
+        self.rec = next;
+        let now = self
+            .rec
+            .closed_at_ms
+            .unwrap_or_else(|| self.shared.clock.now_ms());
+        let outcome = self.rec.outcome.unwrap_or(Outcome::Abandoned);
         if self.warm_from.take().is_some() {
             // A warm transfer was still looking for the next agent: withdraw it.
             self.dequeue();
@@ -75,7 +109,6 @@ impl ConversationActor {
             reason: reason.to_string(),
         }));
         self.rec.next_event_id = self.next_event_id;
-        let ops = vec![put(conversation_key(&self.rec.id), &self.rec)];
         match outcome {
             Outcome::Completed => {
                 Counters::inc(&self.shared.counters.completed);
@@ -114,8 +147,7 @@ impl ConversationActor {
             }
         }
         info!(conversation_id = %self.rec.id, ?outcome, "conversation closed");
-        let durable = self.shared.commits.submit(ops);
-        let durable = self.with_profile_write(durable);
+        self.closed_ack = Some((std::time::Instant::now(), proto_outcome));
         // Streams end after the last events (readers have them buffered); a closed
         // conversation takes no new subscriber. While it lingers it keeps only its last
         // events: an older resume point gets the messages from the transcript.
@@ -144,7 +176,22 @@ impl ConversationActor {
         }
         let linger = self.shared.clock.sleep(Duration::from_secs(linger_secs));
         ctx.spawn(actix::fut::wrap_future::<_, Self>(linger).map(|(), _act, ctx| ctx.stop()));
-        durable
+        self.after_profile(proto_outcome)
+    }
+
+    /// Answers a close that finds the conversation closed: a close sent while the close
+    /// that won was in flight (a retry, or the other side closing at the same moment) gets
+    /// that close's outcome; a later one is refused.
+    pub(super) fn closed_already(
+        &self,
+        sent_at: std::time::Instant,
+    ) -> Result<ConversationOutcome, Status> {
+        match self.closed_ack {
+            Some((acked_at, outcome)) if sent_at <= acked_at => Ok(outcome),
+            _ => Err(Status::failed_precondition(
+                "conversation is already closed",
+            )),
+        }
     }
 
     /// Records the finished contact in the customer's profile (read, changed and written
@@ -170,20 +217,5 @@ impl ConversationActor {
                 .await
                 .map(|_| ())
         }));
-    }
-
-    /// Returns a durable handle that resolves when `first` and the pending profile write
-    /// (if any) are both durable.
-    pub(super) fn with_profile_write(&mut self, first: Durable) -> Durable {
-        let Some(profile) = self.profile_write.take() else {
-            return first;
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        actix::spawn(async move {
-            let a = first.await.unwrap_or(Err(crate::store::StoreError::Closed));
-            let b = profile.await;
-            let _ = tx.send(a.and(b));
-        });
-        rx
     }
 }

@@ -3,156 +3,197 @@
 use actix::prelude::*;
 use std::collections::BTreeMap;
 
-use centralino_proto::v1::{ConversationOutcome, Sender};
+use centralino_proto::v1::{ChatMessage, ConversationOutcome, Sender};
 use tonic::Status;
 use tracing::debug;
 
 use crate::metrics as m;
 use crate::shared::Counters;
-use crate::store::group_commit::Durable;
-use crate::store::records::{MessageRecord, Outcome, Rating, State};
+use crate::store::records::{message_key, put, Outcome, Rating, State};
 
-use super::actor::{ConversationActor, DELIVERY_ATTEMPTS, DELIVERY_RETRY};
+use super::actor::{answer, Acked, ConversationActor, DELIVERY_ATTEMPTS, DELIVERY_RETRY};
 use super::messages::{Callback, CustomerClose, CustomerSend, LeaveOffline, Rate};
 
 impl Handler<CustomerSend> for ConversationActor {
-    type Result = Result<(u64, bool, Option<Durable>), Status>;
+    type Result = ResponseFuture<Result<(u64, bool), Status>>;
 
-    fn handle(&mut self, msg: CustomerSend, _ctx: &mut Context<Self>) -> Self::Result {
-        self.check_token(&msg.token)?;
-        self.check_serving()?;
+    fn handle(&mut self, msg: CustomerSend, ctx: &mut Context<Self>) -> Self::Result {
+        if let Err(status) = self.check_token(&msg.token).and(self.check_serving()) {
+            return answer(Err(status));
+        }
+        // A retry of a durable message (the writes are serialised: a retry sent while the
+        // first attempt was in flight waits for it and lands here, or finds the number
+        // free again if that write failed).
         if let Some(seq) = self.duplicate(&msg.message_id) {
-            return Ok((seq, true, None));
+            return answer(Ok((seq, true)));
         }
         if self.rec.state == State::Closed {
-            return Err(Status::failed_precondition("conversation is closed"));
+            return answer(Err(Status::failed_precondition("conversation is closed")));
         }
         self.last_activity_ms = self.shared.clock.now_ms();
-        let (seq, durable) =
-            self.add_message(Sender::Customer, "", msg.message_id, msg.text, false)?;
-        if let (State::Assigned, Some(agent_id)) = (self.rec.state, self.rec.agent_id.clone()) {
-            let message = self.transcript.last().map(MessageRecord::to_proto);
-            let agents = self.shared.agents.clone();
-            let cid = self.rec.id.clone();
-            if let Some(message) = message {
-                actix::spawn(async move {
-                    // The agent may be between two agent-nodes (or two desktops): try again
-                    // for a while; the message is in the transcript the desktop gets back
-                    // when it logs in again anyway.
-                    for _ in 0..DELIVERY_ATTEMPTS {
-                        match agents.deliver(&agent_id, &cid, message.clone()).await {
-                            Ok(()) => return,
-                            Err(status)
-                                if matches!(
-                                    status.code(),
-                                    tonic::Code::Unavailable
-                                        | tonic::Code::NotFound
-                                        | tonic::Code::FailedPrecondition
-                                        | tonic::Code::DeadlineExceeded
-                                ) =>
-                            {
-                                debug!(conversation_id = %cid, %status, "delivery to agent failed, retrying");
-                                tokio::time::sleep(DELIVERY_RETRY).await;
-                            }
-                            Err(status) => {
-                                debug!(conversation_id = %cid, %status, "delivery to agent failed");
-                                return;
-                            }
-                        }
+        let record = match self.stage_message(Sender::Customer, "", msg.message_id, msg.text, false)
+        {
+            Ok(record) => record,
+            Err(status) => return answer(Err(status)),
+        };
+        let seq = record.seq;
+        let ops = vec![put(message_key(&self.rec.id, seq), &record)];
+        self.write_then(ctx, ops, move |act, _ctx| {
+            let message = record.to_proto();
+            act.apply_message(record);
+            act.deliver_to_agent(message);
+            answer(Ok((seq, false)))
+        })
+    }
+}
+
+impl ConversationActor {
+    /// Delivers a durable customer message to the assigned agent, retrying while the
+    /// agent is between connections.
+    fn deliver_to_agent(&self, message: ChatMessage) {
+        let (State::Assigned, Some(agent_id)) = (self.rec.state, self.rec.agent_id.clone()) else {
+            return;
+        };
+        let agents = self.shared.agents.clone();
+        let cid = self.rec.id.clone();
+        actix::spawn(async move {
+            // The agent may be between two agent-nodes (or two desktops): try again for a
+            // while; the message is in the transcript the desktop gets back when it logs in
+            // again anyway.
+            for _ in 0..DELIVERY_ATTEMPTS {
+                match agents.deliver(&agent_id, &cid, message.clone()).await {
+                    Ok(()) => return,
+                    Err(status)
+                        if matches!(
+                            status.code(),
+                            tonic::Code::Unavailable
+                                | tonic::Code::NotFound
+                                | tonic::Code::FailedPrecondition
+                                | tonic::Code::DeadlineExceeded
+                        ) =>
+                    {
+                        debug!(conversation_id = %cid, %status, "delivery to agent failed, retrying");
+                        tokio::time::sleep(DELIVERY_RETRY).await;
                     }
-                });
+                    Err(status) => {
+                        debug!(conversation_id = %cid, %status, "delivery to agent failed");
+                        return;
+                    }
+                }
             }
-        }
-        Ok((seq, false, Some(durable)))
+        });
     }
 }
 
 impl Handler<CustomerClose> for ConversationActor {
-    type Result = Result<(ConversationOutcome, Option<Durable>), Status>;
+    type Result = ResponseFuture<Result<ConversationOutcome, Status>>;
 
     fn handle(&mut self, msg: CustomerClose, ctx: &mut Context<Self>) -> Self::Result {
-        self.check_token(&msg.token)?;
+        if let Err(status) = self.check_token(&msg.token) {
+            return answer(Err(status));
+        }
         match self.rec.state {
-            State::Closed => Err(Status::failed_precondition(
-                "conversation is already closed",
-            )),
-            State::Queued | State::Offline => {
-                // The queue withdraws an open offer.
-                self.dequeue();
-                self.cancel_direct_offer();
-                let durable = self.close(Outcome::Abandoned, "customer left", ctx);
-                Ok((ConversationOutcome::Abandoned, Some(durable)))
-            }
-            State::Assigned => {
-                if self.warm_from.is_some() {
-                    self.dequeue();
-                    self.cancel_direct_offer();
-                }
-                if let Some(agent_id) = self.rec.agent_id.clone() {
-                    let agents = self.shared.agents.clone();
-                    let cid = self.rec.id.clone();
-                    actix::spawn(async move {
-                        let _ = agents
-                            .conversation_ended(&agent_id, &cid, ConversationOutcome::Completed)
-                            .await;
-                    });
-                }
-                let durable = self.close(Outcome::Completed, "customer closed", ctx);
-                Ok((ConversationOutcome::Completed, Some(durable)))
-            }
+            State::Closed => answer(self.closed_already(msg.sent_at)),
+            State::Queued | State::Offline => self.close(
+                ctx,
+                Outcome::Abandoned,
+                "customer left",
+                |_| {},
+                |act| {
+                    // The queue withdraws an open offer.
+                    act.dequeue();
+                    act.cancel_direct_offer();
+                },
+                |_, _| {},
+            ),
+            State::Assigned => self.close(
+                ctx,
+                Outcome::Completed,
+                "customer closed",
+                |_| {},
+                |act| {
+                    if act.warm_from.is_some() {
+                        act.dequeue();
+                        act.cancel_direct_offer();
+                    }
+                    if let Some(agent_id) = act.rec.agent_id.clone() {
+                        act.tell_agent_ended(agent_id, ConversationOutcome::Completed);
+                    }
+                },
+                |_, _| {},
+            ),
         }
     }
 }
 
 impl Handler<Rate> for ConversationActor {
-    type Result = Result<Durable, Status>;
+    type Result = ResponseFuture<Result<(), Status>>;
 
-    fn handle(&mut self, msg: Rate, _ctx: &mut Context<Self>) -> Self::Result {
-        self.check_token(&msg.token)?;
-        if self.rec.state != State::Closed || self.rec.outcome != Some(Outcome::Completed) {
-            return Err(Status::failed_precondition(
-                "only a completed conversation can be rated",
-            ));
+    fn handle(&mut self, msg: Rate, ctx: &mut Context<Self>) -> Self::Result {
+        if let Err(status) = self.check_token(&msg.token) {
+            return answer(Err(status));
         }
-        if self.rec.rating.is_some() {
-            return Err(Status::already_exists("conversation is already rated"));
+        if self.rec.state != State::Closed || self.rec.outcome != Some(Outcome::Completed) {
+            return answer(Err(Status::failed_precondition(
+                "only a completed conversation can be rated",
+            )));
+        }
+        if let Some(rating) = &self.rec.rating {
+            // The same rating again is a retry of a durable one: its outcome again.
+            return answer(
+                if rating.good == msg.good && rating.comment == msg.comment {
+                    Ok(())
+                } else {
+                    Err(Status::already_exists("conversation is already rated"))
+                },
+            );
         }
         if msg.comment.len() > self.shared.config.limits.max_message_bytes {
-            return Err(Status::invalid_argument("comment is too long"));
+            return answer(Err(Status::invalid_argument("comment is too long")));
         }
-        Counters::inc(if msg.good {
-            &self.shared.counters.csat_good
-        } else {
-            &self.shared.counters.csat_bad
-        });
-        m::csat(&self.rec.department, msg.good);
-        self.rec.rating = Some(Rating {
+        let rating = Rating {
             good: msg.good,
             comment: msg.comment.clone(),
-        });
-        self.profile.last_rating = if msg.good { "good" } else { "bad" }.to_string();
-        self.integration(
-            "rated",
-            BTreeMap::from([
-                ("rating".to_string(), self.profile.last_rating.clone()),
-                ("comment".to_string(), msg.comment),
-            ]),
-        );
-        let durable = self.persist_record();
-        let shared = self.shared.clone();
-        let customer = self.rec.customer_id.clone();
-        let rating = self.profile.last_rating.clone();
-        self.profile_write = Some(Box::pin(async move {
-            shared
-                .update_profile(&customer, move |p| p.last_rating = rating.clone())
-                .await
-                .map(|_| ())
-        }));
-        Ok(self.with_profile_write(durable))
+        };
+        let mut next = self.next_record();
+        next.rating = Some(rating.clone());
+        let ops = Self::record_ops(&next, &[]);
+        self.write_then(ctx, ops, move |act, _ctx| act.apply_rating(rating))
     }
 }
 
 impl ConversationActor {
+    /// Applies a durable rating: counters, the profile, the integration event.
+    fn apply_rating(&mut self, rating: Rating) -> Acked<()> {
+        let good = rating.good;
+        Counters::inc(if good {
+            &self.shared.counters.csat_good
+        } else {
+            &self.shared.counters.csat_bad
+        });
+        m::csat(&self.rec.department, good);
+        let comment = rating.comment.clone();
+        self.rec.rating = Some(rating);
+        self.profile.last_rating = if good { "good" } else { "bad" }.to_string();
+        self.integration(
+            "rated",
+            BTreeMap::from([
+                ("rating".to_string(), self.profile.last_rating.clone()),
+                ("comment".to_string(), comment),
+            ]),
+        );
+        let shared = self.shared.clone();
+        let customer = self.rec.customer_id.clone();
+        let last_rating = self.profile.last_rating.clone();
+        self.profile_write = Some(Box::pin(async move {
+            shared
+                .update_profile(&customer, move |p| p.last_rating = last_rating.clone())
+                .await
+                .map(|_| ())
+        }));
+        self.after_profile(())
+    }
+
     /// Ends a waiting conversation with a follow-up instead of a chat.
     pub(super) fn follow_up(
         &mut self,
@@ -160,42 +201,55 @@ impl ConversationActor {
         outcome: Outcome,
         details: BTreeMap<String, String>,
         ctx: &mut Context<Self>,
-    ) -> Result<Durable, Status> {
-        self.check_token(token)?;
+    ) -> Acked<ConversationOutcome> {
+        if let Err(status) = self.check_token(token) {
+            return answer(Err(status));
+        }
         match self.rec.state {
             State::Queued | State::Offline => {}
             State::Assigned => {
-                return Err(Status::failed_precondition(
+                return answer(Err(Status::failed_precondition(
                     "an agent is already serving this conversation",
-                ))
+                )))
             }
-            State::Closed => return Err(Status::failed_precondition("conversation is closed")),
+            State::Closed => {
+                return answer(Err(Status::failed_precondition("conversation is closed")))
+            }
         }
-        self.dequeue();
-        self.cancel_direct_offer();
-        self.rec.follow_up = details;
         let reason = match outcome {
             Outcome::Offline => "offline message",
             _ => "callback requested",
         };
-        Ok(self.close(outcome, reason, ctx))
+        self.close(
+            ctx,
+            outcome,
+            reason,
+            move |next| next.follow_up = details,
+            |act| {
+                act.dequeue();
+                act.cancel_direct_offer();
+            },
+            |_, _| {},
+        )
     }
 }
 
 impl Handler<LeaveOffline> for ConversationActor {
-    type Result = Result<Durable, Status>;
+    type Result = ResponseFuture<Result<(), Status>>;
 
     fn handle(&mut self, msg: LeaveOffline, ctx: &mut Context<Self>) -> Self::Result {
-        self.follow_up(&msg.token, Outcome::Offline, msg.details, ctx)
+        let done = self.follow_up(&msg.token, Outcome::Offline, msg.details, ctx);
+        Box::pin(async move { done.await.map(|_| ()) })
     }
 }
 
 impl Handler<Callback> for ConversationActor {
-    type Result = Result<Durable, Status>;
+    type Result = ResponseFuture<Result<(), Status>>;
 
     fn handle(&mut self, msg: Callback, ctx: &mut Context<Self>) -> Self::Result {
         let mut details = msg.details;
         details.insert("kind".to_string(), "callback".to_string());
-        self.follow_up(&msg.token, Outcome::Escalated, details, ctx)
+        let done = self.follow_up(&msg.token, Outcome::Escalated, details, ctx);
+        Box::pin(async move { done.await.map(|_| ()) })
     }
 }

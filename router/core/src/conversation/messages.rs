@@ -8,7 +8,6 @@ use centralino_proto::v1::{ChatMessage, ConversationEvent, ConversationOutcome};
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use crate::store::group_commit::Durable;
 use crate::store::records::{ConversationRecord, MessageRecord};
 
 /// Sender half of a customer's event stream.
@@ -26,7 +25,7 @@ pub struct Subscribe {
 
 /// A customer message.
 #[derive(Message)]
-#[rtype(result = "Result<(u64, bool, Option<Durable>), Status>")]
+#[rtype(result = "Result<(u64, bool), Status>")]
 pub struct CustomerSend {
     /// Customer token.
     pub token: String,
@@ -38,15 +37,18 @@ pub struct CustomerSend {
 
 /// The customer closes the conversation.
 #[derive(Message)]
-#[rtype(result = "Result<(ConversationOutcome, Option<Durable>), Status>")]
+#[rtype(result = "Result<ConversationOutcome, Status>")]
 pub struct CustomerClose {
     /// Customer token.
     pub token: String,
+    /// When the request was sent (a close sent while another was in flight gets its
+    /// outcome).
+    pub sent_at: std::time::Instant,
 }
 
 /// The customer rates the conversation.
 #[derive(Message)]
-#[rtype(result = "Result<Durable, Status>")]
+#[rtype(result = "Result<(), Status>")]
 pub struct Rate {
     /// Customer token.
     pub token: String,
@@ -95,7 +97,7 @@ pub struct Transfer {
 
 /// The assigned agent escalates out of chat.
 #[derive(Message)]
-#[rtype(result = "Result<Durable, Status>")]
+#[rtype(result = "Result<ConversationOutcome, Status>")]
 pub struct Escalate {
     /// Agent.
     pub agent_id: String,
@@ -105,7 +107,7 @@ pub struct Escalate {
 
 /// The assigned agent adds an internal note.
 #[derive(Message)]
-#[rtype(result = "Result<Durable, Status>")]
+#[rtype(result = "Result<(), Status>")]
 pub struct AddNote {
     /// Agent.
     pub agent_id: String,
@@ -115,7 +117,7 @@ pub struct AddNote {
 
 /// The assigned agent warns the customer about sensitive data.
 #[derive(Message)]
-#[rtype(result = "Result<Durable, Status>")]
+#[rtype(result = "Result<(), Status>")]
 pub struct MarkSensitive {
     /// Agent.
     pub agent_id: String,
@@ -123,7 +125,7 @@ pub struct MarkSensitive {
 
 /// The customer leaves a message instead of waiting.
 #[derive(Message)]
-#[rtype(result = "Result<Durable, Status>")]
+#[rtype(result = "Result<(), Status>")]
 pub struct LeaveOffline {
     /// Customer token.
     pub token: String,
@@ -133,7 +135,7 @@ pub struct LeaveOffline {
 
 /// The customer asks for a callback instead of waiting.
 #[derive(Message)]
-#[rtype(result = "Result<Durable, Status>")]
+#[rtype(result = "Result<(), Status>")]
 pub struct Callback {
     /// Customer token.
     pub token: String,
@@ -195,7 +197,7 @@ pub struct OfferEnded {
 
 /// From an agent: a message.
 #[derive(Message)]
-#[rtype(result = "Result<(u64, Option<Durable>), Status>")]
+#[rtype(result = "Result<u64, Status>")]
 pub struct AgentSend {
     /// Agent id (must be the assigned agent).
     pub agent_id: String,
@@ -209,12 +211,14 @@ pub struct AgentSend {
 
 /// From an agent: close with a summary.
 #[derive(Message)]
-#[rtype(result = "Result<Durable, Status>")]
+#[rtype(result = "Result<ConversationOutcome, Status>")]
 pub struct AgentClose {
     /// Agent id (must be the assigned agent).
     pub agent_id: String,
     /// Wrap-up summary.
     pub summary: String,
+    /// When the request was sent (see [`CustomerClose::sent_at`]).
+    pub sent_at: std::time::Instant,
 }
 
 /// From an agent-node: the agent is gone, requeue with the original age.

@@ -15,7 +15,7 @@ use crate::shared::Counters;
 use crate::store::records::{MessageRecord, State};
 use crate::texts::{self, Text};
 
-use super::actor::ConversationActor;
+use super::actor::{answer, ConversationActor};
 use super::messages::{Moved, OfferEnded, OfferWithdrawn, Offering, Position, Requeue};
 
 impl Handler<Position> for ConversationActor {
@@ -92,7 +92,9 @@ impl Handler<Moved> for ConversationActor {
         self.rec.department = msg.department;
         self.rec.queue_entered_at_ms = msg.at_ms;
         self.last_position = None;
-        drop(self.persist_record());
+        // Best effort: the queue moved the entry already; a restored actor enqueues in the
+        // department its record names.
+        self.persist_record();
         self.enqueue();
     }
 }
@@ -100,7 +102,7 @@ impl Handler<Moved> for ConversationActor {
 impl Handler<OfferEnded> for ConversationActor {
     type Result = ResponseActFuture<Self, Result<Vec<ChatMessage>, Status>>;
 
-    fn handle(&mut self, msg: OfferEnded, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: OfferEnded, ctx: &mut Context<Self>) -> Self::Result {
         let accepted = msg.answer == OfferAnswer::Accepted;
         if accepted
             && self.rec.state == State::Assigned
@@ -143,6 +145,39 @@ impl Handler<OfferEnded> for ConversationActor {
                 "offer is no longer valid",
             ))));
         }
+        if accepted {
+            // Write first: the assignment is applied (the offer closed, the customer told)
+            // only once its record is durable; a failed write leaves the offer open (the
+            // agent-node may retry the accept, or the offer times out).
+            let mut next = self.next_record();
+            next.state = State::Assigned;
+            next.agent_id = Some(msg.agent_id.clone());
+            next.agent_name = msg.agent_name.clone();
+            next.sticky_agent = None;
+            if next.assigned_at_ms.is_none() {
+                next.assigned_at_ms = Some(self.shared.clock.now_ms());
+            }
+            let ops = Self::record_ops(&next, &[]);
+            let done = self.write_then(ctx, ops, move |act, _ctx| {
+                act.offer = None;
+                act.direct_offer = false;
+                act.shared.tell_queue(
+                    &act.rec.department,
+                    ToQueue::OfferClosed {
+                        conversation_id: act.rec.id.clone(),
+                        reservation_id: msg.reservation_id.clone(),
+                        agent_id: msg.agent_id.clone(),
+                        answer: msg.answer,
+                    },
+                );
+                Counters::inc(&act.shared.counters.offers_accepted);
+                act.assign(msg.agent_id, msg.agent_name, next.assigned_at_ms);
+                let transcript: Vec<ChatMessage> =
+                    act.transcript.iter().map(MessageRecord::to_proto).collect();
+                answer(Ok(transcript))
+            });
+            return Box::pin(actix::fut::wrap_future(done));
+        }
         self.offer = None;
         let direct = std::mem::take(&mut self.direct_offer);
         self.shared.tell_queue(
@@ -155,28 +190,9 @@ impl Handler<OfferEnded> for ConversationActor {
             },
         );
         match msg.answer {
-            OfferAnswer::Accepted => {
-                Counters::inc(&self.shared.counters.offers_accepted);
-                self.assign(msg.agent_id, msg.agent_name);
-                let durable = self.persist_record();
-                let transcript: Vec<ChatMessage> = self
-                    .transcript
-                    .iter()
-                    .map(MessageRecord::to_proto)
-                    .collect();
-                Box::pin(
-                    async move {
-                        durable
-                            .await
-                            .unwrap_or(Err(crate::store::StoreError::Closed))
-                    }
-                    .into_actor(self)
-                    .map(move |durable, _act, _ctx| {
-                        durable.map_err(Status::from)?;
-                        Ok(transcript)
-                    }),
-                )
-            }
+            OfferAnswer::Accepted => Box::pin(actix::fut::ready(Err(Status::internal(
+                "an accepted offer is handled above",
+            )))),
             answer => {
                 Counters::inc(match answer {
                     OfferAnswer::Declined => &self.shared.counters.offers_declined,

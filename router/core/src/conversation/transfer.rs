@@ -10,12 +10,14 @@ use centralino_proto::v1::{
 };
 use tonic::Status;
 
+use std::pin::Pin;
+
 use crate::metrics as m;
 use crate::shared::Counters;
-use crate::store::records::State;
+use crate::store::records::{ConversationRecord, MessageRecord, State};
 use crate::texts::{self, Text};
 
-use super::actor::ConversationActor;
+use super::actor::{answer, Acked, ConversationActor};
 use super::messages::{HandOver, Transfer};
 use crate::dispatch::outbound::reserve_request;
 
@@ -58,16 +60,12 @@ impl ConversationActor {
         Ok(())
     }
 
-    /// Applies a transfer to a queue target (department, language, skill, supervisor).
-    pub(super) fn transfer_to_queue(
-        &mut self,
-        from: Option<String>,
-        target: &TransferTarget,
-        reason: &str,
-        warm: bool,
-    ) -> Result<String, Status> {
+    /// Returns where a transfer to a queue target (department, language, skill,
+    /// supervisor) goes: the department, the language and skill it pins, and the label
+    /// the customer is shown.
+    fn queue_target(&self, target: &TransferTarget) -> Result<QueueTarget, Status> {
         let config = &self.shared.config;
-        let (department, language, skill, label) = match target {
+        Ok(match target {
             TransferTarget::Department(d) => {
                 if config.department(d).is_none() {
                     return Err(Status::not_found(format!("unknown department {d:?}")));
@@ -113,78 +111,135 @@ impl ConversationActor {
             TransferTarget::Agent(_) => {
                 return Err(Status::internal("agent transfers reserve first"))
             }
+        })
+    }
+
+    /// A transfer to a queue target, write first: the record in its new queue (and the
+    /// customer's notice) is written, then applied — out of the old queue, into the new
+    /// one, the agents and the customer told.
+    fn transfer_to_queue(
+        &mut self,
+        ctx: &mut Context<Self>,
+        from: Option<String>,
+        kind: &'static str,
+        target: &TransferTarget,
+        reason: &str,
+        warm: bool,
+    ) -> Acked<()> {
+        let (department, language, skill, label) = match self.queue_target(target) {
+            Ok(target) => target,
+            Err(status) => return answer(Err(status)),
         };
         let now = self.shared.clock.now_ms();
-        self.dequeue();
-        self.rec.department = department;
+        let stays = warm && from.is_some() && self.rec.state == State::Assigned;
+        let mut next = self.next_record();
+        next.department = department;
         if let Some(language) = language {
-            self.rec.serving_language = language;
-            self.rec.pinned_language = true;
+            next.serving_language = language;
+            next.pinned_language = true;
         }
-        self.rec.extra_skill = skill;
-        self.rec.sticky_agent = None;
-        self.rec.queue_entered_at_ms = now;
-        self.transfer_info = Some(TransferInfo {
+        next.extra_skill = skill;
+        next.sticky_agent = None;
+        next.queue_entered_at_ms = now;
+        if !stays {
+            next.state = State::Queued;
+            next.agent_id = None;
+            next.agent_name.clear();
+        }
+        let info = TransferInfo {
             from_agent_id: from.clone().unwrap_or_default(),
             reason: reason.to_string(),
             transfers: self.rec.transfers + 1,
             warm,
-        });
-        match (warm, from) {
-            (true, Some(agent)) if self.rec.state == State::Assigned => {
-                self.warm_from = Some(agent)
-            }
-            (_, from) => {
-                if let Some(agent) = from.or_else(|| self.rec.agent_id.clone()) {
-                    if self.rec.state == State::Assigned {
-                        self.tell_agent_ended(agent, ConversationOutcome::Transferred);
-                    }
+        };
+        let notice = self.stage_notice(&mut next, &label, reason, warm);
+        let ops = Self::record_ops(&next, &notice.message.iter().collect::<Vec<_>>());
+        self.write_then(ctx, ops, move |act, _ctx| {
+            act.dequeue();
+            act.transfer_info = Some(info);
+            if stays {
+                act.warm_from = from;
+            } else if act.rec.state == State::Assigned {
+                if let Some(agent) = from.or_else(|| act.rec.agent_id.clone()) {
+                    act.tell_agent_ended(agent, ConversationOutcome::Transferred);
                 }
-                self.rec.state = State::Queued;
-                self.rec.agent_id = None;
-                self.rec.agent_name.clear();
             }
-        }
-        self.offer = None;
-        self.last_position = None;
-        self.enqueue();
-        Ok(label)
+            act.rec = next;
+            act.offer = None;
+            act.last_position = None;
+            act.enqueue();
+            act.announce_transfer(kind, notice);
+            answer(Ok(()))
+        })
     }
 
-    pub(super) fn announce_transfer(
+    /// Counts one more transfer in `next` and stages what tells the customer: the
+    /// event's id and the system message, written with the transfer.
+    fn stage_notice(
         &mut self,
-        kind: &'static str,
+        next: &mut ConversationRecord,
         to: &str,
         reason: &str,
         warm: bool,
-    ) {
-        self.rec.transfers += 1;
-        Counters::inc(&self.shared.counters.transfers);
-        m::transfer(kind);
+    ) -> Notice {
+        next.transfers += 1;
+        let event_id = self.reserve_event_id();
         let text = self.text(Text::Transferred, &[("to", to)]);
-        self.emit(Kind::Transferred(Transferred {
+        let message = self.stage_system(text);
+        next.next_event_id = self.next_event_id;
+        Notice {
+            event_id,
+            message,
             to: to.to_string(),
             reason: reason.to_string(),
             warm,
-        }));
-        self.system_message(text);
+        }
+    }
+
+    /// Applies a durable transfer's notice: counters, the customer's events, the
+    /// integration event.
+    fn announce_transfer(&mut self, kind: &'static str, notice: Notice) {
+        Counters::inc(&self.shared.counters.transfers);
+        m::transfer(kind);
+        self.emit_at(
+            notice.event_id,
+            Kind::Transferred(Transferred {
+                to: notice.to.clone(),
+                reason: notice.reason.clone(),
+                warm: notice.warm,
+            }),
+        );
+        if let Some(message) = notice.message {
+            self.apply_message(message);
+        }
         self.integration(
             "transferred",
             BTreeMap::from([
-                ("to".to_string(), to.to_string()),
+                ("to".to_string(), notice.to),
                 ("kind".to_string(), kind.to_string()),
-                ("reason".to_string(), reason.to_string()),
-                ("warm".to_string(), warm.to_string()),
+                ("reason".to_string(), notice.reason),
+                ("warm".to_string(), notice.warm.to_string()),
             ]),
         );
-        drop(self.persist_record());
     }
+}
+
+/// A queue target: department, pinned language, extra skill, label.
+type QueueTarget = (String, Option<String>, Option<String>, String);
+
+/// What tells the customer about a transfer, staged before its write.
+struct Notice {
+    event_id: u64,
+    message: Option<MessageRecord>,
+    to: String,
+    reason: String,
+    warm: bool,
 }
 
 impl Handler<Transfer> for ConversationActor {
     type Result = ResponseActFuture<Self, Result<(), Status>>;
 
-    fn handle(&mut self, msg: Transfer, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Transfer, ctx: &mut Context<Self>) -> Self::Result {
         if let Err(status) = self.check_transfer(msg.agent_id.as_deref()) {
             return Box::pin(actix::fut::ready(Err(status)));
         }
@@ -195,10 +250,15 @@ impl Handler<Transfer> for ConversationActor {
                 TransferTarget::Skill(_) => "skill",
                 _ => "supervisor",
             };
-            let result = self
-                .transfer_to_queue(msg.agent_id.clone(), &msg.target, &msg.reason, msg.warm)
-                .map(|label| self.announce_transfer(kind, &label, &msg.reason, msg.warm));
-            return Box::pin(actix::fut::ready(result));
+            let done = self.transfer_to_queue(
+                ctx,
+                msg.agent_id.clone(),
+                kind,
+                &msg.target,
+                &msg.reason,
+                msg.warm,
+            );
+            return Box::pin(actix::fut::wrap_future(done));
         };
         let Some(account) = self.shared.config.agents.iter().find(|a| a.id == target) else {
             return Box::pin(actix::fut::ready(Err(Status::not_found(format!(
@@ -212,12 +272,14 @@ impl Handler<Transfer> for ConversationActor {
         }
         let target_name = account.name.clone();
         let reservation_id = uuid::Uuid::new_v4().simple().to_string();
-        self.transfer_info = Some(TransferInfo {
+        let info = TransferInfo {
             from_agent_id: msg.agent_id.clone().unwrap_or_default(),
             reason: msg.reason.clone(),
             transfers: self.rec.transfers + 1,
             warm: msg.warm,
-        });
+        };
+        // The offer shows the transfer's context.
+        self.transfer_info = Some(info.clone());
         let request = reserve_request(
             &self.queue_entry(),
             &self.rec.department,
@@ -225,76 +287,101 @@ impl Handler<Transfer> for ConversationActor {
             &reservation_id,
             &target,
         );
+        self.transfer_info = None;
         let agents = self.shared.agents.clone();
         Box::pin(
             async move { agents.reserve(request).await }
                 .into_actor(self)
-                .map(move |outcome, act, _ctx| {
+                .then(move |outcome, act, ctx| {
+                    let refused = |status| -> Pin<Box<dyn ActorFuture<Self, Output = _>>> {
+                        Box::pin(actix::fut::ready(Err(status)))
+                    };
                     match outcome {
                         Ok(ReserveOutcome::Held) => {}
                         Ok(ReserveOutcome::Rejected(reason)) => {
-                            act.transfer_info = None;
-                            return Err(Status::failed_precondition(format!(
+                            return refused(Status::failed_precondition(format!(
                                 "agent {target:?} cannot take the conversation now ({reason:?})"
                             )));
                         }
-                        Err(status) => {
-                            act.transfer_info = None;
-                            return Err(status);
-                        }
+                        Err(status) => return refused(status),
                     }
                     let still_valid = match &msg.agent_id {
                         Some(agent) => act.check_agent(agent).is_ok(),
                         None => matches!(act.rec.state, State::Queued | State::Assigned),
                     };
-                    if !still_valid {
-                        let agents = act.shared.agents.clone();
-                        let (t, rid) = (target.clone(), reservation_id.clone());
-                        actix::spawn(async move {
-                            let _ = agents.cancel_reservation(&t, &rid).await;
-                        });
-                        act.transfer_info = None;
-                        return Err(Status::failed_precondition(
+                    if !still_valid || act.warm_from.is_some() || act.direct_offer {
+                        act.cancel_reservation(&target, &reservation_id);
+                        return refused(Status::failed_precondition(
                             "conversation changed meanwhile",
                         ));
                     }
-                    act.dequeue();
                     let from = msg.agent_id.clone().or_else(|| act.rec.agent_id.clone());
-                    if msg.warm && act.rec.state == State::Assigned {
-                        act.warm_from = from;
-                    } else {
-                        if let (Some(agent), State::Assigned) = (from, act.rec.state) {
-                            act.tell_agent_ended(agent, ConversationOutcome::Transferred);
-                        }
-                        act.rec.state = State::Queued;
-                        act.rec.agent_id = None;
-                        act.rec.agent_name.clear();
+                    let stays = msg.warm && act.rec.state == State::Assigned;
+                    let mut next = act.next_record();
+                    if !stays {
+                        next.state = State::Queued;
+                        next.agent_id = None;
+                        next.agent_name.clear();
                     }
-                    act.offer = Some((reservation_id, target));
-                    act.direct_offer = true;
-                    act.announce_transfer("agent", &target_name, &msg.reason, msg.warm);
-                    Ok(())
+                    let notice = act.stage_notice(&mut next, &target_name, &msg.reason, msg.warm);
+                    let ops = Self::record_ops(&next, &notice.message.iter().collect::<Vec<_>>());
+                    let (t, rid) = (target.clone(), reservation_id.clone());
+                    let done = act.write_or(
+                        ctx,
+                        ops,
+                        move |act, _ctx| {
+                            act.dequeue();
+                            act.transfer_info = Some(info);
+                            if stays {
+                                act.warm_from = from;
+                            } else if let (Some(agent), State::Assigned) = (from, act.rec.state) {
+                                act.tell_agent_ended(agent, ConversationOutcome::Transferred);
+                            }
+                            act.rec = next;
+                            act.offer = Some((reservation_id, target));
+                            act.direct_offer = true;
+                            act.announce_transfer("agent", notice);
+                            answer(Ok(()))
+                        },
+                        // Not durable: the held slot is given back.
+                        move |act, _ctx| act.cancel_reservation(&t, &rid),
+                    );
+                    Box::pin(actix::fut::wrap_future(done))
                 }),
         )
+    }
+}
+
+impl ConversationActor {
+    /// Gives back a slot reserved for a transfer that did not happen.
+    fn cancel_reservation(&self, agent: &str, reservation_id: &str) {
+        let agents = self.shared.agents.clone();
+        let (agent, rid) = (agent.to_string(), reservation_id.to_string());
+        actix::spawn(async move {
+            let _ = agents.cancel_reservation(&agent, &rid).await;
+        });
     }
 }
 
 impl Handler<HandOver> for ConversationActor {
     type Result = ();
 
-    fn handle(&mut self, msg: HandOver, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: HandOver, ctx: &mut Context<Self>) {
         if self.rec.state != State::Queued {
             return;
         }
         let now = self.shared.clock.now_ms();
-        self.rec.serving_language = msg.to.clone();
+        let mut next = self.next_record();
+        next.serving_language = msg.to.clone();
         if msg.to == self.rec.language {
             // Pulled back to the customer's own team.
-            drop(self.persist_record());
+            let ops = Self::record_ops(&next, &[]);
+            drop(self.write_then(ctx, ops, move |act, _ctx| {
+                act.rec.serving_language = next.serving_language;
+                answer(Ok(()))
+            }));
             return;
         }
-        Counters::inc(&self.shared.counters.handovers);
-        m::handover(&msg.from, &msg.to);
         let reopens = self.shared.shifts.reopens_at(&self.rec.language, now);
         let when = reopens
             .map(|r| self.shared.shifts.describe(&self.rec.language, r))
@@ -309,16 +396,30 @@ impl Handler<HandOver> for ConversationActor {
                 ("reopens", when.as_str()),
             ],
         );
-        self.emit(Kind::HandedOver(HandedOver {
-            from_language: msg.from.clone(),
-            to_language: msg.to.clone(),
-            reopens_at_unix_ms: reopens.unwrap_or_default(),
+        let event_id = self.reserve_event_id();
+        let notice = self.stage_system(text);
+        next.next_event_id = self.next_event_id;
+        let ops = Self::record_ops(&next, &notice.iter().collect::<Vec<_>>());
+        drop(self.write_then(ctx, ops, move |act, _ctx| {
+            act.rec.serving_language = next.serving_language;
+            Counters::inc(&act.shared.counters.handovers);
+            m::handover(&msg.from, &msg.to);
+            act.emit_at(
+                event_id,
+                Kind::HandedOver(HandedOver {
+                    from_language: msg.from.clone(),
+                    to_language: msg.to.clone(),
+                    reopens_at_unix_ms: reopens.unwrap_or_default(),
+                }),
+            );
+            if let Some(notice) = notice {
+                act.apply_message(notice);
+            }
+            act.integration(
+                "handed_over",
+                BTreeMap::from([("from".to_string(), msg.from), ("to".to_string(), msg.to)]),
+            );
+            answer(Ok(()))
         }));
-        self.system_message(text);
-        self.integration(
-            "handed_over",
-            BTreeMap::from([("from".to_string(), msg.from), ("to".to_string(), msg.to)]),
-        );
-        drop(self.persist_record());
     }
 }

@@ -18,7 +18,6 @@ use crate::metrics as m;
 use crate::queue::AgentUpdate;
 use crate::router::Router;
 use crate::store::records::MessageRecord;
-use crate::store::StoreError;
 
 /// What the router remembers of each agent from availability updates.
 #[derive(Debug, Clone)]
@@ -124,16 +123,6 @@ fn mailbox(e: actix::MailboxError) -> Status {
     Status::unavailable(format!("conversation actor unavailable: {e}"))
 }
 
-async fn durable(d: Option<crate::store::group_commit::Durable>) -> Result<(), Status> {
-    match d {
-        Some(d) => d
-            .await
-            .unwrap_or(Err(StoreError::Closed))
-            .map_err(Status::from),
-        None => Ok(()),
-    }
-}
-
 #[async_trait]
 impl RouterLink for Dispatch {
     async fn call(&self, call: RouterCall) -> Result<RouterReply, Status> {
@@ -170,7 +159,7 @@ impl RouterLink for Dispatch {
                 text,
                 status_note,
             } => {
-                let (seq, d) = conversation
+                reply.seq = conversation
                     .send(AgentSend {
                         agent_id,
                         message_id,
@@ -179,15 +168,16 @@ impl RouterLink for Dispatch {
                     })
                     .await
                     .map_err(mailbox)??;
-                durable(d).await?;
-                reply.seq = seq;
             }
             AgentAction::Close { summary } => {
-                let d = conversation
-                    .send(AgentClose { agent_id, summary })
+                conversation
+                    .send(AgentClose {
+                        agent_id,
+                        summary,
+                        sent_at: std::time::Instant::now(),
+                    })
                     .await
                     .map_err(mailbox)??;
-                durable(Some(d)).await?;
             }
             AgentAction::Release { reason } => {
                 conversation
@@ -211,28 +201,25 @@ impl RouterLink for Dispatch {
                     .map_err(mailbox)??;
             }
             AgentAction::Escalate(escalation) => {
-                let d = conversation
+                conversation
                     .send(Escalate {
                         agent_id,
                         escalation,
                     })
                     .await
                     .map_err(mailbox)??;
-                durable(Some(d)).await?;
             }
             AgentAction::Note { text } => {
-                let d = conversation
+                conversation
                     .send(AddNote { agent_id, text })
                     .await
                     .map_err(mailbox)??;
-                durable(Some(d)).await?;
             }
             AgentAction::MarkSensitive => {
-                let d = conversation
+                conversation
                     .send(MarkSensitive { agent_id })
                     .await
                     .map_err(mailbox)??;
-                durable(Some(d)).await?;
             }
             AgentAction::Transcript => {
                 let (rec, transcript) = conversation.send(GetTranscript).await.map_err(mailbox)?;

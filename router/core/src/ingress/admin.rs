@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use centralino_base::credentials::{self, Scope};
 use centralino_base::oidc::{self, OidcVerifier};
+use centralino_base::rate::with_pushback;
+use centralino_base::throttle::{LoginThrottle, Verdict};
 use centralino_link::AgentAdmin;
 use centralino_link::TransferTarget;
 use centralino_proto::v1::admin_server::Admin;
@@ -17,6 +19,7 @@ use centralino_proto::v1::{
     Snapshot, StreamIntegrationEventsRequest, Transcript, WatchConversationRequest,
 };
 use futures::Stream;
+use parking_lot::Mutex;
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use tokio_stream::wrappers::ReceiverStream;
@@ -24,6 +27,7 @@ use tonic::{Request, Response, Status};
 use tracing::warn;
 
 use crate::conversation::{GetTranscript, Subscribe, Transfer};
+use crate::metrics as m;
 use crate::queue::GetStats;
 use crate::router::Router;
 use crate::store::archive::{Archived, Filter};
@@ -48,13 +52,22 @@ const STREAM_BATCH: usize = 256;
 /// a wrapper that fans `GetSnapshot` out and forwards calls about other routers'
 /// conversations to this service on their owners' internal listeners
 /// ([`for_peers`](Self::for_peers)).
+///
+/// Unknown tokens are throttled per client address like failed agent logins
+/// ([`centralino_base::throttle`]): after [`OPERATOR_FREE_FAILURES`] of them, each further
+/// call from that address is refused for a doubling delay (RESOURCE_EXHAUSTED with the
+/// retry pushback) without its token being looked at; a known token clears the count.
 #[derive(Clone)]
 pub struct AdminApi {
     router: Arc<Router>,
     agents: Arc<dyn AgentAdmin>,
     oidc: Option<Arc<OidcVerifier>>,
     trust_callers: bool,
+    failures: Arc<Mutex<LoginThrottle>>,
 }
+
+/// Unknown operator tokens from one client address before its calls are delayed.
+pub const OPERATOR_FREE_FAILURES: u32 = 10;
 
 /// The scope each Admin call requires (`admin` grants every call, `supervisor` also the
 /// read-only ones).
@@ -70,7 +83,8 @@ pub fn required_scope(method: &str) -> Scope {
 }
 
 impl AdminApi {
-    /// Returns the service over `router` and the local agent-node.
+    /// Returns the service over `router` and the local agent-node, with its own verifier
+    /// of `[oidc]` tokens.
     pub fn new(router: Arc<Router>, agents: Arc<dyn AgentAdmin>) -> Self {
         let oidc = match OidcVerifier::from_config(&router.shared.config.oidc) {
             Ok(v) => v.map(Arc::new),
@@ -79,11 +93,22 @@ impl AdminApi {
                 None
             }
         };
+        Self::with_oidc(router, agents, oidc)
+    }
+
+    /// Returns the service verifying `[oidc]` tokens with `oidc` (the node's agent-side
+    /// verifier, so that one process keeps one key set and one JWKS refresh).
+    pub fn with_oidc(
+        router: Arc<Router>,
+        agents: Arc<dyn AgentAdmin>,
+        oidc: Option<Arc<OidcVerifier>>,
+    ) -> Self {
         Self {
             router,
             agents,
             oidc,
             trust_callers: false,
+            failures: Arc::new(Mutex::new(LoginThrottle::default())),
         }
     }
 
@@ -100,11 +125,11 @@ impl AdminApi {
     /// Checks that `request` carries a token with the scope `method` needs (see
     /// [`required_scope`]): UNAUTHENTICATED without a known token, PERMISSION_DENIED
     /// without the scope. Counted as a rejected request when it fails.
-    pub fn check_scope<T>(&self, request: &Request<T>, method: &str) -> Result<(), Status> {
-        reject(self.authorize(request, method))
+    pub async fn check_scope<T>(&self, request: &Request<T>, method: &str) -> Result<(), Status> {
+        reject(self.authorize(request, method).await)
     }
 
-    fn authorize<T>(&self, request: &Request<T>, method: &str) -> Result<(), Status> {
+    async fn authorize<T>(&self, request: &Request<T>, method: &str) -> Result<(), Status> {
         if self.trust_callers {
             return Ok(());
         }
@@ -117,10 +142,35 @@ impl AdminApi {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer <token>"))?;
-        let (who, scopes) = self.identify(given).ok_or_else(|| {
-            warn!(method, "admin call refused: unknown token");
-            Status::unauthenticated("unknown or invalid token")
-        })?;
+        let client = request.remote_addr().map(|a| a.ip());
+        let key = client.map(|ip| format!("addr:{ip}"));
+        let now = self.router.shared.clock.now_ms();
+        if let Some(key) = &key {
+            if let Verdict::Wait(wait_ms) = self.failures.lock().check(key, now) {
+                m::admin_auth_refused("throttled");
+                warn!(method, client = ?client, wait_ms, "admin call refused: too many unknown tokens from this address");
+                let secs = (wait_ms + 999) / 1000;
+                return Err(with_pushback(
+                    Status::resource_exhausted(format!(
+                        "too many calls with unknown tokens; try again in {secs} s"
+                    )),
+                    wait_ms.max(1) as u64,
+                ));
+            }
+        }
+        let Some((who, scopes)) = self.identify(given).await else {
+            if let Some(key) = &key {
+                self.failures
+                    .lock()
+                    .failed(key, OPERATOR_FREE_FAILURES, now);
+            }
+            m::admin_auth_refused("unknown_token");
+            warn!(method, client = ?client, "admin call refused: unknown token");
+            return Err(Status::unauthenticated("unknown or invalid token"));
+        };
+        if let Some(key) = &key {
+            self.failures.lock().succeeded(key);
+        }
         if scopes.iter().any(|s| s.grants(required)) {
             Ok(())
         } else {
@@ -132,7 +182,7 @@ impl AdminApi {
     }
 
     /// Returns who holds `token` and their scopes, or `None` for an unknown token.
-    fn identify(&self, token: &str) -> Option<(String, BTreeSet<Scope>)> {
+    async fn identify(&self, token: &str) -> Option<(String, BTreeSet<Scope>)> {
         let config = &self.router.shared.config;
         let mut found = None;
         // Every digest is compared (no early exit on a match): timing tells nothing.
@@ -154,7 +204,7 @@ impl AdminApi {
         }
         if let Some(verifier) = &self.oidc {
             if oidc::looks_like_jwt(token) {
-                match verifier.operator(token) {
+                match verifier.operator(token).await {
                     Ok((subject, scopes)) => return Some((format!("oidc:{subject}"), scopes)),
                     Err(e) => warn!(error = %e, "admin JWT refused"),
                 }
@@ -170,7 +220,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<GetSnapshotRequest>,
     ) -> Result<Response<Snapshot>, Status> {
-        reject(self.authorize(&request, "GetSnapshot"))?;
+        reject(self.authorize(&request, "GetSnapshot").await)?;
         let mut queues = Vec::new();
         for (_, queue) in self.router.queues() {
             queues.push(queue.send(GetStats).await.map_err(mailbox)?);
@@ -237,7 +287,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<ListConversationsRequest>,
     ) -> Result<Response<ListConversationsResponse>, Status> {
-        reject(self.authorize(&request, "ListConversations"))?;
+        reject(self.authorize(&request, "ListConversations").await)?;
         let req = request.into_inner();
         let rating = match req.rating.as_str() {
             "" => None,
@@ -275,7 +325,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<GetTranscriptRequest>,
     ) -> Result<Response<Transcript>, Status> {
-        reject(self.authorize(&request, "GetTranscript"))?;
+        reject(self.authorize(&request, "GetTranscript").await)?;
         let id = request.into_inner().conversation_id;
         reject(check_field(&id, "conversation_id", 256, true))?;
         let archived = match self.router.conversation(&id) {
@@ -311,7 +361,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<WatchConversationRequest>,
     ) -> Result<Response<Self::WatchConversationStream>, Status> {
-        reject(self.authorize(&request, "WatchConversation"))?;
+        reject(self.authorize(&request, "WatchConversation").await)?;
         let req = request.into_inner();
         let actor = reject(
             self.router
@@ -334,7 +384,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<ForceTransferRequest>,
     ) -> Result<Response<ForceTransferResponse>, Status> {
-        reject(self.authorize(&request, "ForceTransfer"))?;
+        reject(self.authorize(&request, "ForceTransfer").await)?;
         let req = request.into_inner();
         let target = match (
             req.agent_id.is_empty(),
@@ -376,7 +426,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<StreamIntegrationEventsRequest>,
     ) -> Result<Response<Self::StreamIntegrationEventsStream>, Status> {
-        reject(self.authorize(&request, "StreamIntegrationEvents"))?;
+        reject(self.authorize(&request, "StreamIntegrationEvents").await)?;
         let after = request.into_inner().after_event_id;
         // The outbox holds one sequence for the whole cluster: the stream reads it after
         // `after` and then follows it (woken by the record's signal, not by polling), from
@@ -418,7 +468,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<SetCustomerTierRequest>,
     ) -> Result<Response<SetCustomerTierResponse>, Status> {
-        reject(self.authorize(&request, "SetCustomerTier"))?;
+        reject(self.authorize(&request, "SetCustomerTier").await)?;
         let req = request.into_inner();
         reject(check_field(
             &req.customer_id,
@@ -444,7 +494,7 @@ impl Admin for AdminApi {
         &self,
         request: Request<SetAgentStatusRequest>,
     ) -> Result<Response<SetAgentStatusResponse>, Status> {
-        reject(self.authorize(&request, "SetAgentStatus"))?;
+        reject(self.authorize(&request, "SetAgentStatus").await)?;
         let req = request.into_inner();
         let status = AgentStatus::try_from(req.status)
             .map_err(|_| Status::invalid_argument("unknown status"));

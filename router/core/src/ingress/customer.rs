@@ -26,7 +26,7 @@ use crate::metrics as m;
 use crate::router::Router;
 
 use super::rate::RateLimits;
-use super::validate::{check_field, mailbox, reject, wait_durable, EventStream, MAX_PAGES_VISITED};
+use super::validate::{check_field, mailbox, reject, EventStream, MAX_PAGES_VISITED};
 
 /// Longest identity or visitor token accepted, in bytes (room for an RS256 shop JWT).
 const MAX_TOKEN_BYTES: usize = 4096;
@@ -221,7 +221,7 @@ impl ConversationService for CustomerApi {
                 )));
             }
             self.rates.message(addr, &req.conversation_id)?;
-            let (seq, duplicate, durable) = self
+            let (seq, duplicate) = self
                 .conversation(&req.conversation_id)?
                 .send(CustomerSend {
                     token: req.token,
@@ -230,7 +230,6 @@ impl ConversationService for CustomerApi {
                 })
                 .await
                 .map_err(mailbox)??;
-            wait_durable(durable).await?;
             Ok(Response::new(SendMessageResponse { seq, duplicate }))
         }
         .await;
@@ -243,8 +242,7 @@ impl ConversationService for CustomerApi {
     ) -> Result<Response<RateConversationResponse>, Status> {
         let req = request.into_inner();
         let result = async {
-            let durable = self
-                .conversation(&req.conversation_id)?
+            self.conversation(&req.conversation_id)?
                 .send(Rate {
                     token: req.token,
                     good: req.good,
@@ -252,7 +250,6 @@ impl ConversationService for CustomerApi {
                 })
                 .await
                 .map_err(mailbox)??;
-            wait_durable(Some(durable)).await?;
             Ok(Response::new(RateConversationResponse {}))
         }
         .await;
@@ -289,15 +286,13 @@ impl ConversationService for CustomerApi {
                 ("phone".to_string(), req.phone),
                 ("text".to_string(), req.text),
             ]);
-            let durable = self
-                .conversation(&req.conversation_id)?
+            self.conversation(&req.conversation_id)?
                 .send(LeaveOffline {
                     token: req.token,
                     details,
                 })
                 .await
                 .map_err(mailbox)??;
-            wait_durable(Some(durable)).await?;
             Ok(Response::new(LeaveOfflineMessageResponse {}))
         }
         .await;
@@ -324,15 +319,13 @@ impl ConversationService for CustomerApi {
                 ("phone".to_string(), req.phone),
                 ("preferred_time".to_string(), req.preferred_time),
             ]);
-            let durable = self
-                .conversation(&req.conversation_id)?
+            self.conversation(&req.conversation_id)?
                 .send(Callback {
                     token: req.token,
                     details,
                 })
                 .await
                 .map_err(mailbox)??;
-            wait_durable(Some(durable)).await?;
             Ok(Response::new(RequestCallbackResponse {}))
         }
         .await;
@@ -345,12 +338,14 @@ impl ConversationService for CustomerApi {
     ) -> Result<Response<CloseConversationResponse>, Status> {
         let req = request.into_inner();
         let result = async {
-            let (outcome, durable) = self
+            let outcome = self
                 .conversation(&req.conversation_id)?
-                .send(CustomerClose { token: req.token })
+                .send(CustomerClose {
+                    token: req.token,
+                    sent_at: std::time::Instant::now(),
+                })
                 .await
                 .map_err(mailbox)??;
-            wait_durable(durable).await?;
             Ok(Response::new(CloseConversationResponse {
                 outcome: outcome as i32,
             }))

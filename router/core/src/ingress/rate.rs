@@ -1,13 +1,13 @@
 //! Rate limits on what customers' clients send (issue 10): conversation starts per client
 //! address and per customer id, messages per client address and per conversation, with
-//! [`governor`]'s GCRA limiters. A refusal is RESOURCE_EXHAUSTED with the wait in the
+//! governor's GCRA limiters ([`centralino_base::rate`]). A refusal is RESOURCE_EXHAUSTED with the wait in the
 //! `grpc-retry-pushback-ms` metadata (gRPC's retry pushback), and counted
 //! (`centralino_limits_refusals_total{limit}`).
 //!
-//! Each keyed limiter remembers at most `limits.rate_limit_max_keys` keys: beyond that it
-//! forgets the keys back at their full burst ([`governor::RateLimiter::retain_recent`]),
-//! and if that is not enough, starts afresh (an attacker with very many addresses can at
-//! worst reset the limits, never grow memory).
+//! Each keyed limiter ([`centralino_base::rate::KeyedLimit`], shared with the agent-node's
+//! login limit) remembers at most `limits.rate_limit_max_keys` keys: beyond that it
+//! forgets the keys back at their full burst, and if that is not enough, starts afresh (an
+//! attacker with very many addresses can at worst reset the limits, never grow memory).
 //!
 //! Rates are per minute of the node's clock: on a simulated clock running `speed` times
 //! faster than wall time (the demo, the simulator's runs) the rates and bursts are scaled
@@ -16,48 +16,32 @@
 
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use parking_lot::RwLock;
+use centralino_base::rate::KeyedLimit;
 use tonic::Status;
 
 use crate::config::LimitsConfig;
 use crate::metrics as m;
 
-/// One keyed limiter with a bounded number of keys.
+pub use centralino_base::rate::too_many;
+
+/// One keyed limit, named for its metric label and for the refusal's message.
 struct Keyed<K: Hash + Eq + Clone> {
-    quota: Option<Quota>,
-    limiter: RwLock<Arc<DefaultKeyedRateLimiter<K>>>,
-    max_keys: usize,
+    limit: KeyedLimit<K>,
     name: &'static str,
     what: &'static str,
 }
 
 impl<K: Hash + Eq + Clone> Keyed<K> {
     fn new(
-        (per_minute, burst): (u32, u32),
+        rate: (u32, u32),
         speed: f64,
         max_keys: usize,
         name: &'static str,
         what: &'static str,
     ) -> Self {
-        let quota = (per_minute > 0).then(|| {
-            let per_wall_minute = per_minute as f64 * speed;
-            let period = Duration::from_secs_f64(60.0 / per_wall_minute.max(1e-9));
-            let burst = (burst.max(1) as f64 * speed.max(1.0)).min(u32::MAX as f64) as u32;
-            Quota::with_period(period.max(Duration::from_nanos(1)))
-                .map(|q| q.allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)))
-        });
-        let quota = quota.flatten();
-        let quota_or_any = quota.unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN));
         Self {
-            quota,
-            limiter: RwLock::new(Arc::new(RateLimiter::keyed(quota_or_any))),
-            max_keys: max_keys.max(1),
+            limit: KeyedLimit::new(rate, speed, max_keys),
             name,
             what,
         }
@@ -65,44 +49,16 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
 
     /// Counts one request of `key`; refuses it when `key` is over its rate.
     fn check(&self, key: &K) -> Result<(), Status> {
-        let Some(quota) = self.quota else {
-            return Ok(());
-        };
-        let limiter = self.limiter.read().clone();
-        if limiter.len() >= self.max_keys {
-            limiter.retain_recent();
-            if limiter.len() >= self.max_keys {
-                *self.limiter.write() = Arc::new(RateLimiter::keyed(quota));
-            }
-        }
-        let limiter = self.limiter.read().clone();
-        match limiter.check_key(key) {
-            Ok(()) => Ok(()),
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                m::limit_refused(self.name);
-                Err(too_many(self.what, wait))
-            }
-        }
+        self.limit.check(key).map_err(|wait| {
+            m::limit_refused(self.name);
+            too_many(self.what, wait)
+        })
     }
 
     /// Returns how many keys the limiter remembers.
     fn keys(&self) -> usize {
-        self.limiter.read().len()
+        self.limit.keys()
     }
-}
-
-/// RESOURCE_EXHAUSTED saying what was too frequent, with `wait` as the retry pushback.
-pub fn too_many(what: &str, wait: Duration) -> Status {
-    let wait_ms = (wait.as_millis() as u64).max(1);
-    let mut status =
-        Status::resource_exhausted(format!("too many {what}; retry in {} ms", wait_ms));
-    if let Ok(value) = wait_ms.to_string().parse() {
-        status
-            .metadata_mut()
-            .insert("grpc-retry-pushback-ms", value);
-    }
-    status
 }
 
 /// The customer API's rate limiters.
@@ -118,11 +74,6 @@ impl RateLimits {
     /// faster than wall time (1 on the system clock).
     pub fn new(limits: &LimitsConfig, speed: f64) -> Self {
         let keys = limits.rate_limit_max_keys;
-        let speed = if speed.is_finite() && speed > 0.0 {
-            speed
-        } else {
-            1.0
-        };
         Self {
             starts_addr: Keyed::new(
                 (

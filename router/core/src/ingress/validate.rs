@@ -5,7 +5,6 @@ use centralino_proto::v1::ConversationEvent;
 use tonic::Status;
 
 use crate::metrics as m;
-use crate::store::StoreError;
 
 /// Most pages accepted in a visitor context.
 pub(super) const MAX_PAGES_VISITED: usize = 50;
@@ -46,18 +45,6 @@ pub(super) fn check_field(
         )));
     }
     Ok(())
-}
-
-pub(super) async fn wait_durable(
-    d: Option<crate::store::group_commit::Durable>,
-) -> Result<(), Status> {
-    match d {
-        Some(d) => d
-            .await
-            .unwrap_or(Err(StoreError::Closed))
-            .map_err(Status::from),
-        None => Ok(()),
-    }
 }
 
 /// A stream of conversation events (customers' and supervisors' watch streams).

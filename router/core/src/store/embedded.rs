@@ -22,6 +22,32 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// ENOSPC and EDQUOT on Linux (the raw codes, for kernels' errors io maps to no kind).
+const ENOSPC: i32 = 28;
+const EDQUOT: i32 = 122;
+
+/// Returns whether `e` says the disk (or the user's quota) is full.
+pub fn is_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull
+            | std::io::ErrorKind::QuotaExceeded
+            | std::io::ErrorKind::FileTooLarge
+    ) || matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
+}
+
+/// Maps a redb error: a full disk or quota becomes [`StoreError::Full`]
+/// (RESOURCE_EXHAUSTED), anything else [`StoreError::Backend`].
+fn storage(e: impl Into<redb::Error>) -> StoreError {
+    match e.into() {
+        redb::Error::Io(io) if is_full(&io) => StoreError::Full(io.to_string()),
+        redb::Error::ValueTooLarge(bytes) => StoreError::Full(format!(
+            "a value of {bytes} bytes is larger than redb takes"
+        )),
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the database `centralino.redb` in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
@@ -34,21 +60,21 @@ impl EmbeddedStore {
     }
 
     fn apply_blocking(db: &Database, ops: Vec<Op>) -> Result<(), StoreError> {
-        let tx = db.begin_write().map_err(backend)?;
+        let tx = db.begin_write().map_err(storage)?;
         {
-            let mut table = tx.open_table(KV).map_err(backend)?;
+            let mut table = tx.open_table(KV).map_err(storage)?;
             for op in ops {
                 match op {
                     Op::Put(k, v) => {
-                        table.insert(k.as_str(), v.as_slice()).map_err(backend)?;
+                        table.insert(k.as_str(), v.as_slice()).map_err(storage)?;
                     }
                     Op::Delete(k) => {
-                        table.remove(k.as_str()).map_err(backend)?;
+                        table.remove(k.as_str()).map_err(storage)?;
                     }
                     Op::DeletePrefix(p) => {
                         let keys: Vec<String> = table
                             .range(p.as_str()..)
-                            .map_err(backend)?
+                            .map_err(storage)?
                             .map_while(|item| {
                                 let (k, _) = item.ok()?;
                                 let k = k.value().to_string();
@@ -56,13 +82,13 @@ impl EmbeddedStore {
                             })
                             .collect();
                         for k in keys {
-                            table.remove(k.as_str()).map_err(backend)?;
+                            table.remove(k.as_str()).map_err(storage)?;
                         }
                     }
                 }
             }
         }
-        tx.commit().map_err(backend)
+        tx.commit().map_err(storage)
     }
 }
 
@@ -144,5 +170,26 @@ mod tests {
         assert_eq!(store.get("conv/b").await.unwrap(), None);
         let msgs = store.scan("msg/").await.unwrap();
         assert_eq!(msgs, vec![("msg/b/1".to_string(), b"z".to_vec())]);
+    }
+
+    #[test]
+    fn a_full_disk_is_store_full_and_resource_exhausted() {
+        for io in [
+            std::io::Error::from_raw_os_error(ENOSPC),
+            std::io::Error::from_raw_os_error(EDQUOT),
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        ] {
+            let e = storage(redb::StorageError::Io(io));
+            assert!(matches!(e, StoreError::Full(_)), "{e:?}");
+            assert_eq!(
+                tonic::Status::from(e).code(),
+                tonic::Code::ResourceExhausted
+            );
+        }
+        let other = storage(redb::StorageError::Io(std::io::Error::from(
+            std::io::ErrorKind::PermissionDenied,
+        )));
+        assert!(matches!(other, StoreError::Backend(_)), "{other:?}");
+        assert_eq!(tonic::Status::from(other).code(), tonic::Code::Unavailable);
     }
 }

@@ -132,8 +132,10 @@ struct SimArgs {
     /// The node's simulated "now" at the start, RFC 3339 (read from the node when absent).
     #[arg(long)]
     start: Option<String>,
-    /// The node's configuration (agents' credentials, departments, admin token); the
-    /// built-in example when absent.
+    /// The node's configuration as a client sees it: departments, the agents with their
+    /// plaintext `password`s, and `[node] admin_token` = the operator token the sim sends
+    /// (`deploy/local/cluster.sh` writes one: credentials/sim.toml); the built-in example
+    /// (demo passwords and token, dev-mode nodes) when absent.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Seed of the simulation's random choices.

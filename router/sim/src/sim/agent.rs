@@ -573,7 +573,16 @@ impl Desk {
             Some(Event::Status(_)) => {}
             Some(Event::Error(error)) => self.on_error(error).await,
             Some(Event::Ack(ack)) => {
-                self.requests.remove(&ack.request_id);
+                if let Some(Request::Send {
+                    conversation_id,
+                    message_id,
+                }) = self.requests.remove(&ack.request_id)
+                {
+                    self.shared
+                        .ledger
+                        .lock()
+                        .agent_message_acked(&conversation_id, &message_id);
+                }
             }
             Some(Event::Canned(canned)) => {
                 let request = self.requests.remove(&canned.request_id);
@@ -1389,7 +1398,8 @@ fn summary(language: &str, messages: u32) -> String {
     }
 }
 
-/// The password a simulated agent types: the configured plaintext `password` (dev mode), or
+/// The password a simulated agent types: the configured plaintext `password` (a dev-mode
+/// node's, or a client configuration's such as the `sim.toml` of `deploy/local/cluster.sh`), or
 /// else the example configuration's documented demo password `<agent id>-pw` (its
 /// `password_hash`es are hashes of those).
 fn login_secret(agent: &AgentConfig) -> String {

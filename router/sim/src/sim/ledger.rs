@@ -34,6 +34,10 @@ pub struct Tracked {
     pub seen: u32,
     /// Agent sends only: the server answered the send with an `error` (never delivered).
     pub refused: bool,
+    /// Agent sends only: the server acknowledged the send (an `ack` event). A send whose
+    /// desk stream broke before the answer (its agent-node killed) is not acknowledged: the
+    /// agent was never told it went out, so its loss breaks no promise.
+    pub acked: bool,
     /// Customer messages only: who saw it, as (agent, index of that agent's assignment in
     /// [`ConvRecord::desk_agents`]); the same pair twice is a duplicate delivery.
     pub seen_by: Vec<(String, usize)>,
@@ -548,6 +552,17 @@ impl Ledger {
             tracing::warn!(%conversation_id, agent_id, message_id, "customer message delivered twice to the same agent");
         } else {
             tracked.seen_by.push(viewer);
+        }
+    }
+
+    /// The server acknowledged an agent's send.
+    pub fn agent_message_acked(&mut self, conversation_id: &str, message_id: &str) {
+        if let Some(t) = self
+            .convs
+            .get_mut(conversation_id)
+            .and_then(|r| r.agent_msgs.get_mut(message_id))
+        {
+            t.acked = true;
         }
     }
 

@@ -287,15 +287,16 @@ fn customer_message_expected(r: &ConvRecord, sent_at: Option<std::time::Instant>
 /// How long after an agent's send a refused command makes that send uncertain.
 pub const REFUSAL_WINDOW: Duration = Duration::from_secs(2);
 
-/// Returns true when an agent message had to reach the customer: the server did not answer
-/// the send with an `error` (after a transfer the previous agent's late sends are refused),
+/// Returns true when an agent message had to reach the customer: the server acknowledged the
+/// send and did not answer it with an `error` (after a transfer the previous agent's late
+/// sends are refused),
 /// the customer's stream ran until `closed`, the message was sent well before the customer
 /// asked to close, and the agent got no untied command refusal shortly after sending it.
 fn agent_message_expected(r: &ConvRecord, t: &super::ledger::Tracked) -> bool {
     let Some(sent_at) = t.sent_at else {
         return false;
     };
-    if t.refused {
+    if t.refused || !t.acked {
         return false;
     }
     if r.agent_refusals
@@ -587,6 +588,7 @@ mod tests {
         l.customer_assigned("a", "giulia", 1_000);
         l.customer_message_acked("a", "a:c1"); // before the agent's close: must arrive
         l.agent_message_sent("a", "a:a1"); // long before the customer's close: must arrive
+        l.agent_message_acked("a", "a:a1");
         l.convs
             .get_mut("a")
             .unwrap()
@@ -596,12 +598,23 @@ mod tests {
             .sent_at = Some(Instant::now() - Duration::from_secs(5));
         l.customer_close_requested("a");
         l.agent_message_sent("a", "a:a2"); // after the customer's close: race, not expected
+        l.agent_message_acked("a", "a:a2");
+        // Sent long before the close, but its desk stream broke before the answer (the
+        // agent-node killed): never acknowledged, so not expected.
+        l.agent_message_sent("a", "a:a3");
+        l.convs
+            .get_mut("a")
+            .unwrap()
+            .agent_msgs
+            .get_mut("a:a3")
+            .unwrap()
+            .sent_at = Some(Instant::now() - Duration::from_secs(5));
         l.agent_close_requested("a");
         l.customer_message_acked("a", "a:c2"); // after the agent's close: not expected
         l.desk_released("a", "giulia", Some(ConversationOutcome::Completed));
         l.customer_closed("a", ConversationOutcome::Completed, 9_000, true);
         let r = aggregate(&l, SL);
-        assert_eq!(r.messages_sent, 4);
+        assert_eq!(r.messages_sent, 5);
         assert_eq!(r.messages_delivered, 0);
         assert_eq!(r.messages_lost, 2);
         // A refused agent command right after the send makes that send uncertain.

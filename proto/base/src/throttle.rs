@@ -1,6 +1,8 @@
 //! Login throttling: after a few failed logins for one agent, or from one client address,
 //! further attempts are refused for a delay that doubles with each failure (DESIGN.md §9).
-//! A pure type: callers pass the time, so the rules are unit-tested without a clock.
+//! The agent-node throttles desk logins with it, the router's Admin API unknown operator
+//! tokens per address. A pure type: callers pass the time, so the rules are unit-tested
+//! without a clock.
 
 use std::collections::HashMap;
 
