@@ -35,10 +35,11 @@ use centralino_core::ingress::AdminApi;
 use centralino_core::metrics;
 use centralino_core::router::Router;
 use centralino_core::shared::{Placement, SharedParts};
-use centralino_core::store::archive::Archive;
+use centralino_core::store::archive::{run_retention, Archive};
 use centralino_core::store::events::IntegrationLog;
 use centralino_core::store::group_commit::{CommitLimits, GroupCommit, DEFAULT_MAX_OPS};
 use centralino_core::store::{Instrumented, Store};
+use centralino_record::{MemoryRecord, PgRecord, Record, RecordError};
 
 /// Concurrent calls on one internal connection (an agent-node's calls for all its agents).
 const INTERNAL_MAX_STREAMS: u32 = 1024;
@@ -180,6 +181,7 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
         metrics::cluster_start();
     }
     let tls = Tls::from_config(&config, &node_id)?;
+    let record = connect_record(&config).await?;
     let listener = Listener::bind(&config.node.grpc_addr).await?;
     let grpc_addr = listener.local_addr();
     let internal_listener = Listener::bind(&config.node.internal_addr).await?;
@@ -238,7 +240,7 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
         clock: clock.clone(),
         store: store.clone(),
         commits,
-        archive: Archive::new(Some(config.node.data_dir.clone())),
+        archive: Archive::new(record),
         agents: remote_agents.clone() as Arc<dyn AgentNodeLink>,
         shifts,
         events,
@@ -312,6 +314,11 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
         })
         .await?;
 
+    tokio::spawn(run_retention(
+        router.shared.clone(),
+        config.record.retention_days,
+        stop_rx.clone(),
+    ));
     tokio::spawn(run_feed(
         remote_agents,
         dispatch.clone(),
@@ -439,6 +446,59 @@ impl ClusterRouter {
         }
         for arbiter in self.arbiters {
             arbiter.stop();
+        }
+    }
+}
+
+/// How long a starting router keeps trying to reach PostgreSQL (in Kubernetes it may come
+/// up after the routers), and the longest pause between two attempts.
+const RECORD_CONNECT_BUDGET: Duration = Duration::from_secs(120);
+const RECORD_CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Connects to the system of record, `[record] postgres_url`: required outside dev mode;
+/// tried again with backoff for [`RECORD_CONNECT_BUDGET`]. Dev mode without a URL falls
+/// back to an in-memory record of this router alone.
+async fn connect_record(config: &Config) -> Result<Arc<dyn Record>, StartError> {
+    let record = &config.record;
+    if record.postgres_url.is_empty() {
+        if !config.node.dev_mode {
+            return Err(StartError::Config(
+                "record.postgres_url: cluster mode keeps closed conversations, profiles and \
+                 integration events in PostgreSQL; set CENTRALINO_RECORD__POSTGRES_URL \
+                 (Kubernetes: the Secret centralino-postgres, key postgres-url)"
+                    .into(),
+            ));
+        }
+        warn!(
+            "dev mode without record.postgres_url: the record (closed conversations, \
+             transcripts) is IN MEMORY, this router's alone, and LOST when it stops"
+        );
+        return Ok(Arc::new(MemoryRecord::new()?));
+    }
+    let pg = record.pg();
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(250);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match PgRecord::connect(&pg).await {
+            Ok(r) => {
+                info!(attempt, "record: connected to PostgreSQL");
+                return Ok(Arc::new(r));
+            }
+            Err(e @ RecordError::InvalidInput(_)) => return Err(e.into()),
+            Err(e) if started.elapsed() + pause < RECORD_CONNECT_BUDGET => {
+                warn!(attempt, error = %e, retry_in = ?pause, "record: PostgreSQL not reachable yet");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RECORD_CONNECT_BACKOFF_MAX);
+            }
+            Err(e) => {
+                return Err(StartError::Config(format!(
+                    "record.postgres_url: PostgreSQL not reachable after {attempt} attempts \
+                     in {:?}: {e}",
+                    started.elapsed()
+                )))
+            }
         }
     }
 }

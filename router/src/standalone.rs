@@ -25,7 +25,7 @@ use centralino_core::metrics;
 use centralino_core::recovery::{adopt_partition, Adopted};
 use centralino_core::router::Router;
 use centralino_core::shared::SharedParts;
-use centralino_core::store::archive::Archive;
+use centralino_core::store::archive::{run_retention, Archive};
 use centralino_core::store::embedded::EmbeddedStore;
 use centralino_core::store::events::IntegrationLog;
 use centralino_core::store::group_commit::{CommitLimits, GroupCommit};
@@ -46,15 +46,31 @@ pub enum StartError {
     /// The metrics exporter could not start.
     #[error("metrics exporter: {0}")]
     Metrics(String),
+    /// The system of record could not be opened or reached.
+    #[error("record: {0}")]
+    Record(#[from] centralino_record::RecordError),
 }
 
 /// Where the node keeps its data.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum StoreChoice {
-    /// The embedded store in `node.data_dir` (default).
+    /// The embedded store in `node.data_dir` (default), with the record inside its file.
     Embedded,
-    /// Memory only (benchmarks, tests that need no restart).
+    /// Memory only (benchmarks, tests that need no restart): store and record.
     Memory,
+    /// A store the caller built (tests: a fault-injecting twin around the memory or the
+    /// embedded store); archives stay in memory.
+    Custom(Arc<dyn Store>),
+}
+
+impl std::fmt::Debug for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreChoice::Embedded => "Embedded",
+            StoreChoice::Memory => "Memory",
+            StoreChoice::Custom(_) => "Custom",
+        })
+    }
 }
 
 /// A running standalone node.
@@ -211,14 +227,22 @@ pub async fn start_with_clock(
         install_metrics(addr, config.routing.service_level_secs)?;
         Some(addr)
     };
+    // The record (closed conversations …) lives in the embedded store's file, so that a
+    // retirement archives and removes the live keys in one transaction; `[record]
+    // postgres_url` is cluster mode's.
+    if !config.record.postgres_url.is_empty() {
+        info!(
+            "standalone: the record is kept in the embedded store; record.postgres_url is not used"
+        );
+    }
     let (store, archive): (Arc<dyn Store>, Archive) = match store_choice {
-        StoreChoice::Embedded => (
-            Arc::new(Instrumented::new(EmbeddedStore::open(
-                &config.node.data_dir,
-            )?)),
-            Archive::new(Some(config.node.data_dir.clone())),
-        ),
-        StoreChoice::Memory => (Arc::new(MemoryStore::default()), Archive::new(None)),
+        StoreChoice::Embedded => {
+            let embedded = EmbeddedStore::open(&config.node.data_dir)?;
+            let archive = Archive::in_store_file(&embedded)?;
+            (Arc::new(Instrumented::new(embedded)), archive)
+        }
+        StoreChoice::Memory => (Arc::new(MemoryStore::default()), Archive::memory()?),
+        StoreChoice::Custom(store) => (store, Archive::memory()?),
     };
     let (stop, stop_rx) = watch::channel(false);
     let commits = GroupCommit::with_limits(
@@ -273,6 +297,11 @@ pub async fn start_with_clock(
     });
 
     recover(&router, &agent_node).await?;
+    tokio::spawn(run_retention(
+        router.shared.clone(),
+        config.record.retention_days,
+        stop_rx.clone(),
+    ));
 
     let public_files = config.tls.files().map_err(StartError::Config)?;
     centralino_base::server::check_plaintext(

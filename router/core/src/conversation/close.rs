@@ -16,6 +16,7 @@ use tracing::info;
 use crate::mail::ToQueue;
 use crate::metrics as m;
 use crate::shared::Counters;
+use crate::store::archive::archive_after;
 use crate::store::group_commit::Durable;
 use crate::store::records::{conversation_key, put, Outcome, State};
 
@@ -116,6 +117,7 @@ impl ConversationActor {
         info!(conversation_id = %self.rec.id, ?outcome, "conversation closed");
         let durable = self.shared.commits.submit(ops);
         let durable = self.with_profile_write(durable);
+        let durable = archive_after(&self.shared, durable, &self.rec, &self.transcript);
         // Streams end after the last events (readers have them buffered); a closed
         // conversation takes no new subscriber. While it lingers it keeps only its last
         // events: an older resume point gets the messages from the transcript.

@@ -9,6 +9,7 @@ use tracing::debug;
 
 use crate::metrics as m;
 use crate::shared::Counters;
+use crate::store::archive::rate_after;
 use crate::store::group_commit::Durable;
 use crate::store::records::{MessageRecord, Outcome, Rating, State};
 
@@ -148,7 +149,12 @@ impl Handler<Rate> for ConversationActor {
                 .await
                 .map(|_| ())
         }));
-        Ok(self.with_profile_write(durable))
+        let durable = self.with_profile_write(durable);
+        let given = self.rec.rating.clone().unwrap_or(Rating {
+            good: msg.good,
+            comment: String::new(),
+        });
+        Ok(rate_after(&self.shared, durable, &self.rec.id, &given))
     }
 }
 

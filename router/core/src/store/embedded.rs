@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{Op, Store, StoreError};
 
@@ -33,8 +33,39 @@ impl EmbeddedStore {
         Ok(Self { db: Arc::new(db) })
     }
 
+    /// Returns the database (the embedded record keeps its `record_*` tables in it, see
+    /// [`Self::apply_with`]).
+    pub fn database(&self) -> Arc<Database> {
+        self.db.clone()
+    }
+
+    /// Applies `ops` and runs `also` in the same write transaction: one durable commit, or
+    /// nothing when either fails (standalone retires a closed conversation this way: its
+    /// archive row and the removal of its live keys together).
+    pub async fn apply_with<T: Send + 'static>(
+        &self,
+        ops: Vec<Op>,
+        also: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_write().map_err(backend)?;
+            Self::write_ops(&tx, ops)?;
+            let out = also(&tx)?;
+            tx.commit().map_err(backend)?;
+            Ok(out)
+        })
+        .await
+        .map_err(backend)?
+    }
+
     fn apply_blocking(db: &Database, ops: Vec<Op>) -> Result<(), StoreError> {
         let tx = db.begin_write().map_err(backend)?;
+        Self::write_ops(&tx, ops)?;
+        tx.commit().map_err(backend)
+    }
+
+    fn write_ops(tx: &WriteTransaction, ops: Vec<Op>) -> Result<(), StoreError> {
         {
             let mut table = tx.open_table(KV).map_err(backend)?;
             for op in ops {
@@ -62,7 +93,7 @@ impl EmbeddedStore {
                 }
             }
         }
-        tx.commit().map_err(backend)
+        Ok(())
     }
 }
 
