@@ -116,6 +116,12 @@ impl Archive {
         &self.record
     }
 
+    /// Returns the embedded record when it shares the store's file (standalone; tests
+    /// probe its tables).
+    pub fn embedded(&self) -> Option<&EmbeddedRecord> {
+        self.same_file.as_ref().map(|s| &s.record)
+    }
+
     /// Writes the archive row of a closed conversation (idempotent: when it is archived
     /// already only its rating is brought up to date). Returns whether the row is new.
     pub async fn archive(
