@@ -164,6 +164,7 @@ pub async fn start_with(config: Config, kv: Arc<dyn Kv>) -> Result<ClusterRouter
     // visitor secret on every router.
     problems.extend(config.identity.secret_problems(config.node.dev_mode, true));
     problems.extend(config.credential_problems());
+    problems.extend(record_problem(&config));
     if !problems.is_empty() {
         return Err(StartError::Config(problems.join("; ")));
     }
@@ -455,20 +456,26 @@ impl ClusterRouter {
 const RECORD_CONNECT_BUDGET: Duration = Duration::from_secs(120);
 const RECORD_CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// Returns the problem of a cluster router without `[record] postgres_url` outside dev
+/// mode.
+fn record_problem(config: &Config) -> Option<String> {
+    (config.record.postgres_url.is_empty() && !config.node.dev_mode).then(|| {
+        "record.postgres_url: cluster mode keeps closed conversations, profiles and \
+         integration events in PostgreSQL; set CENTRALINO_RECORD__POSTGRES_URL \
+         (Kubernetes: the Secret centralino-postgres, key postgres-url)"
+            .to_string()
+    })
+}
+
 /// Connects to the system of record, `[record] postgres_url`: required outside dev mode;
 /// tried again with backoff for [`RECORD_CONNECT_BUDGET`]. Dev mode without a URL falls
 /// back to an in-memory record of this router alone.
 async fn connect_record(config: &Config) -> Result<Arc<dyn Record>, StartError> {
     let record = &config.record;
+    if let Some(problem) = record_problem(config) {
+        return Err(StartError::Config(problem));
+    }
     if record.postgres_url.is_empty() {
-        if !config.node.dev_mode {
-            return Err(StartError::Config(
-                "record.postgres_url: cluster mode keeps closed conversations, profiles and \
-                 integration events in PostgreSQL; set CENTRALINO_RECORD__POSTGRES_URL \
-                 (Kubernetes: the Secret centralino-postgres, key postgres-url)"
-                    .into(),
-            ));
-        }
         warn!(
             "dev mode without record.postgres_url: the record (closed conversations, \
              transcripts) is IN MEMORY, this router's alone, and LOST when it stops"

@@ -691,3 +691,49 @@ async fn transcript_customer(record: &Arc<dyn Record>, id: &str) -> Option<Strin
         .expect("archived")
         .customer_id
 }
+
+#[test]
+fn cluster_mode_outside_dev_mode_needs_the_record_and_no_placeholder() {
+    run(|| async {
+        let mut config = cluster_config("router-rec-cfg", &format!("/test-{}", unique_id()));
+        config.node.dev_mode = false;
+        config.node.admin_token.clear();
+        let problems = config.record.problems(false);
+        assert!(problems.is_empty(), "{problems:?}");
+        // A DSN with the example's placeholder password is refused outside dev mode.
+        config.record.postgres_url = "postgres://centralino:CHANGE-ME-db@db:5432/centralino".into();
+        let problems = config.record.problems(false).join("\n");
+        assert!(problems.contains("record.postgres_url"), "{problems}");
+        assert!(
+            config.record.problems(true).is_empty(),
+            "accepted in dev mode"
+        );
+        let problems = config.credential_problems().join("\n");
+        assert!(problems.contains("record.postgres_url"), "{problems}");
+        // Without a DSN a router refuses to start, naming the key (before it joins etcd).
+        let mut dev = cluster_config("router-rec-cfg", &format!("/test-{}", unique_id()));
+        dev.node.dev_mode = false;
+        dev.node.admin_token.clear();
+        dev.record.postgres_url.clear();
+        let kv: Arc<dyn centralino_membership::kv::Kv> =
+            Arc::new(centralino_membership::memory::MemoryKv::new());
+        let err = clustered::start_with(dev, kv)
+            .await
+            .err()
+            .expect("no record, no start");
+        assert!(err.to_string().contains("record.postgres_url"), "{err}");
+        // The environment variable sets it.
+        let text = config_text("");
+        let loaded = centralino_router::config::Config::from_toml(
+            &text,
+            vec![(
+                "CENTRALINO_RECORD__POSTGRES_URL".to_string(),
+                "postgres://u:p@db:5432/c".to_string(),
+            )],
+        )
+        .expect("configuration");
+        assert_eq!(loaded.record.postgres_url, "postgres://u:p@db:5432/c");
+        assert_eq!(loaded.record.pool_size, 10);
+        assert_eq!(loaded.record.retention_days, 0);
+    });
+}
