@@ -623,6 +623,36 @@ fn in_a_cluster_every_router_reads_every_routers_closed_conversations_also_after
             "b lists a's closed conversation"
         );
 
+        // Erasure through b of a customer whose live conversation a owns: b forwards, a
+        // closes and retires it, the record forgets it.
+        let live = retrying(|| {
+            let mut c = via_a.clone();
+            async move { start_conversation(&mut c, "support", "it", "cl-erase").await }
+        })
+        .await;
+        assert_eq!(giulia.take().await, live.conversation_id);
+        assert!(
+            a.router.conversation(&live.conversation_id).is_some(),
+            "owned by a"
+        );
+        let erased = admin_b
+            .erase_customer(authed(EraseCustomerRequest {
+                customer_id: "cl-erase".into(),
+            }))
+            .await
+            .expect("erase through b")
+            .into_inner();
+        assert_eq!(
+            (erased.live_closed, erased.conversations),
+            (1, 1),
+            "{erased:?}"
+        );
+        assert!(giulia.ended(&live.conversation_id, 5).await.is_some());
+        let record_b = b.router.shared.archive.record().clone();
+        assert!(record_b.get(&live.conversation_id).await.unwrap().is_none());
+        let live_key = conversation_key(&live.conversation_id);
+        assert_eq!(b.router.shared.store.get(&live_key).await.unwrap(), None);
+
         // a dies; its lease expires and b adopts its partitions (retiring the closed
         // conversation: no second row, no live keys).
         a.halt().await;

@@ -312,7 +312,18 @@ impl Admin for ClusterAdminApi {
     ) -> Result<Response<Transcript>, Status> {
         self.inner.check_scope(&request, "GetTranscript")?;
         let id = request.get_ref().conversation_id.clone();
-        match self.route(&id)? {
+        let route = match self.route(&id) {
+            Ok(route) => route,
+            // The partition is changing owner (its router died): a closed conversation is
+            // in the record all the same.
+            Err(unavailable) => {
+                return match self.inner.get_transcript(request).await {
+                    Err(status) if status.code() == Code::NotFound => Err(unavailable),
+                    other => other,
+                }
+            }
+        };
+        match route {
             Route::Here => self.inner.get_transcript(request).await,
             Route::There(mut client) => {
                 let copy = Request::from_parts(

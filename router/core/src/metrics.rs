@@ -592,21 +592,6 @@ pub(crate) fn busy_notice(department: &str) {
     counter!("centralino_busy_notices_total", "department" => department.to_string()).increment(1);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wait_buckets_hold_the_service_level_threshold_in_order() {
-        let buckets = wait_buckets(45);
-        assert!(buckets.contains(&45.0), "{buckets:?}");
-        assert!(buckets.windows(2).all(|w| w[0] < w[1]), "{buckets:?}");
-        assert_eq!(buckets.len(), WAIT_BUCKETS.len() + 1);
-        // A threshold that is a default bucket adds none.
-        assert_eq!(wait_buckets(20), WAIT_BUCKETS);
-    }
-}
-
 /// A write to the archive of closed conversations (`op`: archive, rating, retire).
 pub(crate) fn archive_write(op: &'static str, ok: bool) {
     let result = if ok { "ok" } else { "error" };
@@ -621,4 +606,19 @@ pub(crate) fn archive_retention_deleted(n: u64) {
 /// A customer erased on request.
 pub(crate) fn archive_erasure() {
     counter!("centralino_archive_erasures_total").increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_buckets_hold_the_service_level_threshold_in_order() {
+        let buckets = wait_buckets(45);
+        assert!(buckets.contains(&45.0), "{buckets:?}");
+        assert!(buckets.windows(2).all(|w| w[0] < w[1]), "{buckets:?}");
+        assert_eq!(buckets.len(), WAIT_BUCKETS.len() + 1);
+        // A threshold that is a default bucket adds none.
+        assert_eq!(wait_buckets(20), WAIT_BUCKETS);
+    }
 }
