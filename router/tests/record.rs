@@ -21,9 +21,9 @@ use centralino_membership::etcd::testing::EtcdCluster;
 use centralino_proto::v1::admin_client::AdminClient;
 use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
 use centralino_proto::v1::{
-    CloseConversationRequest, ConversationOutcome, EraseCustomerRequest, ExportCustomerRequest,
-    GetTranscriptRequest, ListConversationsRequest, ListConversationsResponse,
-    RateConversationRequest,
+    AgentStatus, CloseConversationRequest, ConversationOutcome, EraseCustomerRequest,
+    ExportCustomerRequest, GetSnapshotRequest, GetTranscriptRequest, ListConversationsRequest,
+    ListConversationsResponse, RateConversationRequest,
 };
 use centralino_record::testing::TestPostgres;
 use centralino_record::{ArchiveFilter, Record};
@@ -585,6 +585,22 @@ fn in_a_cluster_every_router_reads_every_routers_closed_conversations_also_after
         common::cluster::settled(&a).await;
         common::cluster::settled(&b).await;
         let mut giulia = login_at(agents.grpc_addr, "giulia").await.expect("login");
+        // Both routers see her available before the first offer.
+        for addr in [a.grpc_addr, b.grpc_addr] {
+            let seen = wait_until(20, || async move {
+                let mut admin = AdminClient::new(channel_at(addr).await);
+                admin
+                    .get_snapshot(authed(GetSnapshotRequest {}))
+                    .await
+                    .is_ok_and(|s| {
+                        s.into_inner().agents.iter().any(|x| {
+                            x.agent_id == "giulia" && x.status == AgentStatus::Available as i32
+                        })
+                    })
+            })
+            .await;
+            assert!(seen, "giulia available on {addr}");
+        }
 
         // Conversations started through router a until one lives on a (its partition's
         // owner), closed there.
