@@ -310,7 +310,8 @@ pub struct NodeConfig {
     pub grpc_addr: String,
     /// Prometheus `/metrics` listen address; empty disables it.
     pub metrics_addr: String,
-    /// Directory of the embedded store and the transcript archive.
+    /// Directory of the embedded store of standalone mode (live state and the record in one
+    /// redb file); cluster mode keeps nothing durable there.
     pub data_dir: PathBuf,
     /// Bearer token of the admin API with every scope: dev mode only (use `[[operators]]`).
     pub admin_token: String,
