@@ -4,9 +4,10 @@
 //!
 //! The order that loses and doubles nothing (DESIGN §10, issue 11):
 //! 1. the close is written to the live store (etcd, redb) and acknowledged;
-//! 2. then the archive row is written ([`archive_closed`]; idempotent by conversation id),
-//!    so supervisors see the conversation at once; a later rating updates the row
-//!    ([`rate_archived`]);
+//! 2. then the archive row is written ([`archive_closed`], or [`archive_after`] chained to
+//!    the close's durable handle; idempotent by conversation id), so supervisors see the
+//!    conversation at once; a later rating updates the row ([`rate_archived`],
+//!    [`rate_after`]);
 //! 3. at the end of the rating window (or on a restart's or a failover's recovery) the live
 //!    keys are removed ([`retire_closed`]), after archiving once more (a no-op when step 2
 //!    succeeded). A crash between 2 and 3 leaves one row and the live keys; the next owner's
@@ -280,24 +281,37 @@ pub fn archive_after(
     rx
 }
 
+/// Sets the rating of an archived conversation whose rating is durable, in the background.
+/// A failure is logged; retirement brings the row up to date.
+pub fn rate_archived(
+    shared: &Arc<Shared>,
+    id: &str,
+    given: &Rating,
+) -> tokio::task::JoinHandle<()> {
+    let (archive, id, given) = (shared.archive.clone(), id.to_string(), given.clone());
+    tokio::spawn(async move {
+        match tokio::time::timeout(ARCHIVE_ACK_WAIT * 5, archive.rate(&id, &given)).await {
+            Ok(Ok(())) => {}
+            // Not archived yet (the close's archive write failed): retirement writes the
+            // row with the rating.
+            Ok(Err(e)) => {
+                warn!(conversation_id = %id, error = %e, "rating not archived yet (retried at retirement)")
+            }
+            Err(_) => warn!(conversation_id = %id, "archiving a rating timed out"),
+        }
+    })
+}
+
 /// Returns a handle that resolves like `rating` (the rating's durable write), after the
-/// archive row took the rating (or [`ARCHIVE_ACK_WAIT`] passed; retirement brings it up to
-/// date otherwise).
+/// archive row took the rating or [`ARCHIVE_ACK_WAIT`] passed: the one call a rating makes.
 pub fn rate_after(shared: &Arc<Shared>, rating: Durable, id: &str, given: &Rating) -> Durable {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let (archive, id, given) = (shared.archive.clone(), id.to_string(), given.clone());
+    let (shared, id, given) = (shared.clone(), id.to_string(), given.clone());
     tokio::spawn(async move {
         let result = rating.await.unwrap_or(Err(StoreError::Closed));
         if result.is_ok() {
-            match tokio::time::timeout(ARCHIVE_ACK_WAIT, archive.rate(&id, &given)).await {
-                Ok(Ok(())) => {}
-                // Not archived yet (the close's archive write failed): retirement writes
-                // the row with the rating.
-                Ok(Err(e)) => {
-                    warn!(conversation_id = %id, error = %e, "rating not archived yet (retried at retirement)")
-                }
-                Err(_) => warn!(conversation_id = %id, "archiving a rating timed out"),
-            }
+            let rating = rate_archived(&shared, &id, &given);
+            let _ = tokio::time::timeout(ARCHIVE_ACK_WAIT, rating).await;
         }
         let _ = tx.send(result);
     });
