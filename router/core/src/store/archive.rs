@@ -46,6 +46,9 @@ pub const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 const RETIRE_BACKOFF: Duration = Duration::from_secs(5);
 const RETIRE_ATTEMPTS: u32 = 60;
 const DAY_MS: i64 = 24 * 3600 * 1000;
+/// Archived conversations an in-memory archive keeps (the newest): a node on the memory
+/// store does not grow without bound however many conversations close.
+pub const MEMORY_ARCHIVE_KEEP: usize = 1000;
 
 /// The live store and the record sharing one redb file: retirement in one transaction.
 #[derive(Clone)]
@@ -60,6 +63,9 @@ struct SameFile {
 pub struct Archive {
     record: Arc<dyn Record>,
     same_file: Option<SameFile>,
+    /// In memory: the close times and ids of the rows archived here, the oldest deleted
+    /// beyond [`MEMORY_ARCHIVE_KEEP`].
+    bounded: Option<Arc<parking_lot::Mutex<std::collections::BTreeSet<(i64, String)>>>>,
 }
 
 /// An archived conversation as the router reads it back.
@@ -91,6 +97,7 @@ impl Archive {
         Self {
             record,
             same_file: None,
+            bounded: None,
         }
     }
 
@@ -104,12 +111,39 @@ impl Archive {
                 store: store.clone(),
                 record,
             }),
+            bounded: None,
         })
     }
 
-    /// Returns an archive in memory (tests, benchmarks, the memory store).
+    /// Returns an archive in memory (tests, benchmarks, the memory store) that keeps the
+    /// newest [`MEMORY_ARCHIVE_KEEP`] conversations.
     pub fn memory() -> Result<Self, RecordError> {
-        Ok(Self::new(Arc::new(MemoryRecord::new()?)))
+        Ok(Self {
+            bounded: Some(Default::default()),
+            ..Self::new(Arc::new(MemoryRecord::new()?))
+        })
+    }
+
+    /// Forgets the oldest rows of an in-memory archive beyond its bound.
+    async fn bound(&self, row: &ArchivedConversation) -> Result<(), RecordError> {
+        let Some(kept) = &self.bounded else {
+            return Ok(());
+        };
+        let cutoff = {
+            let mut kept = kept.lock();
+            kept.insert((row.closed_at_ms, row.id.clone()));
+            if kept.len() <= MEMORY_ARCHIVE_KEEP {
+                return Ok(());
+            }
+            while kept.len() > MEMORY_ARCHIVE_KEEP {
+                kept.pop_first();
+            }
+            kept.first().map(|(at, _)| *at)
+        };
+        if let Some(cutoff) = cutoff {
+            self.record.delete_older_than(cutoff).await?;
+        }
+        Ok(())
     }
 
     /// Returns the system of record underneath.
@@ -130,9 +164,13 @@ impl Archive {
         rec: &ConversationRecord,
         transcript: &[MessageRecord],
     ) -> Result<bool, RecordError> {
-        let outcome = self.record.archive(row(rec, transcript)?, Vec::new()).await;
+        let row = row(rec, transcript)?;
+        let outcome = self.record.archive(row.clone(), Vec::new()).await;
         crate::metrics::archive_write("archive", outcome.is_ok());
         let outcome = outcome?;
+        if outcome.inserted {
+            self.bound(&row).await?;
+        }
         if !outcome.inserted {
             if let Some(r) = &rec.rating {
                 self.rate(&rec.id, r).await?;
@@ -565,6 +603,28 @@ mod tests {
             archive.find("c4").await.unwrap().unwrap().conversation.id,
             "c4"
         );
+    }
+
+    #[tokio::test]
+    async fn an_archive_in_memory_keeps_the_newest_rows_only() {
+        let archive = Archive::memory().unwrap();
+        let extra = 5;
+        for n in 0..(MEMORY_ARCHIVE_KEEP + extra) {
+            let mut rec = closed(&format!("m{n:05}"));
+            rec.closed_at_ms = Some(n as i64);
+            archive.archive(&rec, &[]).await.unwrap();
+        }
+        assert!(
+            archive.find("m00000").await.unwrap().is_none(),
+            "the oldest is gone"
+        );
+        let newest = format!("m{:05}", MEMORY_ARCHIVE_KEEP + extra - 1);
+        assert!(archive.find(&newest).await.unwrap().is_some());
+        let all = archive
+            .list(&ArchiveFilter::default(), None, centralino_record::MAX_PAGE)
+            .await
+            .unwrap();
+        assert_eq!(all.items.len(), MEMORY_ARCHIVE_KEEP);
     }
 
     #[tokio::test]

@@ -11,6 +11,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 use super::{Op, Store, StoreError};
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+/// The database's page cache (redb's default is 1 GiB).
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// redb-backed [`Store`].
 #[derive(Clone)]
@@ -26,7 +28,12 @@ impl EmbeddedStore {
     /// Opens (or creates) the database `centralino.redb` in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(backend)?;
-        let db = Database::create(dir.join("centralino.redb")).map_err(backend)?;
+        // A bounded page cache: the file grows with the archive (the record's tables live
+        // in it too), the node's memory must not.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(dir.join("centralino.redb"))
+            .map_err(backend)?;
         let tx = db.begin_write().map_err(backend)?;
         tx.open_table(KV).map_err(backend)?;
         tx.commit().map_err(backend)?;
