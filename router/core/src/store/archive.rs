@@ -65,8 +65,11 @@ pub struct Archive {
     same_file: Option<SameFile>,
     /// In memory: the close times and ids of the rows archived here, the oldest deleted
     /// beyond [`MEMORY_ARCHIVE_KEEP`].
-    bounded: Option<Arc<parking_lot::Mutex<std::collections::BTreeSet<(i64, String)>>>>,
+    bounded: Option<Arc<parking_lot::Mutex<Kept>>>,
 }
+
+/// The close times and ids of the rows an in-memory archive holds, oldest first.
+type Kept = std::collections::BTreeSet<(i64, String)>;
 
 /// An archived conversation as the router reads it back.
 #[derive(Debug, Clone)]
