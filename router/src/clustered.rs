@@ -35,11 +35,11 @@ use centralino_core::ingress::AdminApi;
 use centralino_core::metrics;
 use centralino_core::router::Router;
 use centralino_core::shared::{Placement, SharedParts};
-use centralino_core::store::archive::Archive;
+use centralino_core::store::archive::{run_retention, Archive};
 use centralino_core::store::events::IntegrationLog;
 use centralino_core::store::group_commit::{CommitLimits, GroupCommit, DEFAULT_MAX_OPS};
 use centralino_core::store::{Instrumented, Store};
-use centralino_record::{MemoryRecord, PgConfig, PgRecord, Record};
+use centralino_record::{MemoryRecord, PgRecord, Record, RecordError};
 
 /// Concurrent calls on one internal connection (an agent-node's calls for all its agents).
 const INTERNAL_MAX_STREAMS: u32 = 1024;
@@ -164,9 +164,8 @@ pub async fn start_on_etcd(
     start_wrapped(config, Arc::new(etcd), wrap).await
 }
 
-/// outbox11 (minimal, replaced by the `[record]` wiring): starts a router as [`start`]
-/// does, on the system of record `record` (tests hand every router of a cluster the same
-/// PostgreSQL record).
+/// Starts a router as [`start`] does, on the system of record `record` instead of the one
+/// `[record]` names (tests hand every router of a cluster the same PostgreSQL record).
 pub async fn start_with_record(
     config: Config,
     record: Arc<dyn Record>,
@@ -179,25 +178,6 @@ pub async fn start_with_record(
     .await
     .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
     start_on(config, Arc::new(etcd), Some(record), None).await
-}
-
-/// outbox11 (minimal, replaced by the `[record]` wiring): the record of a router started
-/// without one: PostgreSQL at `CENTRALINO_RECORD__POSTGRES_URL` when it is set, else an
-/// in-memory record of this router alone.
-async fn default_record() -> Result<Arc<dyn Record>, StartError> {
-    let record_error = |e: centralino_record::RecordError| {
-        StartError::Store(centralino_core::store::StoreError::Backend(format!(
-            "record: {e}"
-        )))
-    };
-    match std::env::var("CENTRALINO_RECORD__POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Ok(Arc::new(
-            PgRecord::connect(&PgConfig::new(url))
-                .await
-                .map_err(record_error)?,
-        )),
-        _ => Ok(Arc::new(MemoryRecord::new().map_err(record_error)?)),
-    }
 }
 
 /// Starts a router of the cluster coordinated by `kv` (etcd, or the in-memory twin of
@@ -234,6 +214,7 @@ async fn start_on(
     // visitor secret on every router.
     problems.extend(config.identity.secret_problems(config.node.dev_mode, true));
     problems.extend(config.credential_problems());
+    problems.extend(record_problem(&config));
     if !problems.is_empty() {
         return Err(StartError::Config(problems.join("; ")));
     }
@@ -254,6 +235,10 @@ async fn start_on(
         metrics::cluster_start();
     }
     let tls = Tls::from_config(&config, &node_id)?;
+    let record = match record {
+        Some(record) => record,
+        None => connect_record(&config).await?,
+    };
     let listener = Listener::bind(&config.node.grpc_addr).await?;
     let grpc_addr = listener.local_addr();
     let internal_listener = Listener::bind(&config.node.internal_addr).await?;
@@ -311,17 +296,13 @@ async fn start_on(
     let agent_config = config.agent_node();
     let shifts = Arc::new(Shifts::new(&agent_config));
     let remote_agents = RemoteAgents::new(membership.clone(), tls.agent_nodes);
-    let record = match record {
-        Some(record) => record,
-        None => default_record().await?,
-    };
     let events = Arc::new(IntegrationLog::new(record.clone()));
     let router = Router::new(SharedParts {
         config: config.clone(),
         clock: clock.clone(),
         store: store.clone(),
         commits,
-        archive: Archive::new(Some(config.node.data_dir.clone())),
+        archive: Archive::new(record.clone()),
         agents: remote_agents.clone() as Arc<dyn AgentNodeLink>,
         shifts,
         events,
@@ -396,6 +377,11 @@ async fn start_on(
         })
         .await?;
 
+    tokio::spawn(run_retention(
+        router.shared.clone(),
+        config.record.retention_days,
+        stop_rx.clone(),
+    ));
     tokio::spawn(run_feed(
         remote_agents,
         dispatch.clone(),
@@ -523,6 +509,65 @@ impl ClusterRouter {
         }
         for arbiter in self.arbiters {
             arbiter.stop();
+        }
+    }
+}
+
+/// How long a starting router keeps trying to reach PostgreSQL (in Kubernetes it may come
+/// up after the routers), and the longest pause between two attempts.
+const RECORD_CONNECT_BUDGET: Duration = Duration::from_secs(120);
+const RECORD_CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Returns the problem of a cluster router without `[record] postgres_url` outside dev
+/// mode.
+fn record_problem(config: &Config) -> Option<String> {
+    (config.record.postgres_url.is_empty() && !config.node.dev_mode).then(|| {
+        "record.postgres_url: cluster mode keeps closed conversations, profiles and \
+         integration events in PostgreSQL; set CENTRALINO_RECORD__POSTGRES_URL \
+         (Kubernetes: the Secret centralino-postgres, key postgres-url)"
+            .to_string()
+    })
+}
+
+/// Connects to the system of record, `[record] postgres_url`: required outside dev mode;
+/// tried again with backoff for [`RECORD_CONNECT_BUDGET`]. Dev mode without a URL falls
+/// back to an in-memory record of this router alone.
+async fn connect_record(config: &Config) -> Result<Arc<dyn Record>, StartError> {
+    let record = &config.record;
+    if let Some(problem) = record_problem(config) {
+        return Err(StartError::Config(problem));
+    }
+    if record.postgres_url.is_empty() {
+        warn!(
+            "dev mode without record.postgres_url: the record (closed conversations, \
+             transcripts) is IN MEMORY, this router's alone, and LOST when it stops"
+        );
+        return Ok(Arc::new(MemoryRecord::new()?));
+    }
+    let pg = record.pg();
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(250);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match PgRecord::connect(&pg).await {
+            Ok(r) => {
+                info!(attempt, "record: connected to PostgreSQL");
+                return Ok(Arc::new(r));
+            }
+            Err(e @ RecordError::InvalidInput(_)) => return Err(e.into()),
+            Err(e) if started.elapsed() + pause < RECORD_CONNECT_BUDGET => {
+                warn!(attempt, error = %e, retry_in = ?pause, "record: PostgreSQL not reachable yet");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RECORD_CONNECT_BACKOFF_MAX);
+            }
+            Err(e) => {
+                return Err(StartError::Config(format!(
+                    "record.postgres_url: PostgreSQL not reachable after {attempt} attempts \
+                     in {:?}: {e}",
+                    started.elapsed()
+                )))
+            }
         }
     }
 }

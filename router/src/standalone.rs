@@ -25,12 +25,12 @@ use centralino_core::metrics;
 use centralino_core::recovery::{adopt_partition, Adopted};
 use centralino_core::router::Router;
 use centralino_core::shared::SharedParts;
-use centralino_core::store::archive::Archive;
+use centralino_core::store::archive::{run_retention, Archive};
 use centralino_core::store::embedded::EmbeddedStore;
 use centralino_core::store::events::IntegrationLog;
 use centralino_core::store::group_commit::{CommitLimits, GroupCommit};
 use centralino_core::store::{Instrumented, MemoryStore, Store};
-use centralino_record::{EmbeddedRecord, MemoryRecord, Record};
+use centralino_record::Record;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,14 +47,17 @@ pub enum StartError {
     /// The metrics exporter could not start.
     #[error("metrics exporter: {0}")]
     Metrics(String),
+    /// The system of record could not be opened or reached.
+    #[error("record: {0}")]
+    Record(#[from] centralino_record::RecordError),
 }
 
 /// Where the node keeps its data.
 #[derive(Clone)]
 pub enum StoreChoice {
-    /// The embedded store in `node.data_dir` (default).
+    /// The embedded store in `node.data_dir` (default), with the record inside its file.
     Embedded,
-    /// Memory only (benchmarks, tests that need no restart).
+    /// Memory only (benchmarks, tests that need no restart): store and record.
     Memory,
     /// A store the caller built (tests: a fault-injecting twin around the memory or the
     /// embedded store); archives stay in memory.
@@ -228,16 +231,22 @@ pub async fn start_with_clock(
         install_metrics(addr, config.routing.service_level_secs)?;
         Some(addr)
     };
-    let embedded_record = matches!(store_choice, StoreChoice::Embedded);
+    // The record (closed conversations …) lives in the embedded store's file, so that a
+    // retirement archives and removes the live keys in one transaction; `[record]
+    // postgres_url` is cluster mode's.
+    if !config.record.postgres_url.is_empty() {
+        info!(
+            "standalone: the record is kept in the embedded store; record.postgres_url is not used"
+        );
+    }
     let (store, archive): (Arc<dyn Store>, Archive) = match store_choice {
-        StoreChoice::Embedded => (
-            Arc::new(Instrumented::new(EmbeddedStore::open(
-                &config.node.data_dir,
-            )?)),
-            Archive::new(Some(config.node.data_dir.clone())),
-        ),
-        StoreChoice::Memory => (Arc::new(MemoryStore::default()), Archive::new(None)),
-        StoreChoice::Custom(store) => (Arc::new(Instrumented::new(store)), Archive::new(None)),
+        StoreChoice::Embedded => {
+            let embedded = EmbeddedStore::open(&config.node.data_dir)?;
+            let archive = Archive::in_store_file(&embedded)?;
+            (Arc::new(Instrumented::new(embedded)), archive)
+        }
+        StoreChoice::Memory => (Arc::new(MemoryStore::default()), Archive::memory()?),
+        StoreChoice::Custom(store) => (Arc::new(Instrumented::new(store)), Archive::memory()?),
     };
     let (stop, stop_rx) = watch::channel(false);
     let commits = GroupCommit::with_limits(
@@ -254,20 +263,8 @@ pub async fn start_with_clock(
     let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
 
     let agent_node = AgentNode::new(config.agent_node(), clock.clone(), handles.clone());
-    // outbox11 (minimal, replaced by the `[record]` wiring): the system of record beside
-    // the store, embedded in `node.data_dir` (memory with the memory store).
-    let record: Arc<dyn Record> = match embedded_record {
-        true => Arc::new(EmbeddedRecord::open(&config.node.data_dir).map_err(|e| {
-            StartError::Store(centralino_core::store::StoreError::Backend(format!(
-                "record: {e}"
-            )))
-        })?),
-        false => Arc::new(MemoryRecord::new().map_err(|e| {
-            StartError::Store(centralino_core::store::StoreError::Backend(format!(
-                "record: {e}"
-            )))
-        })?),
-    };
+    // One record for the archive, the profiles and the outbox.
+    let record: Arc<dyn Record> = archive.record().clone();
     let events = Arc::new(IntegrationLog::new(record.clone()));
     let router = Router::new(SharedParts {
         config: config.clone(),
@@ -307,6 +304,11 @@ pub async fn start_with_clock(
     });
 
     recover(&router, &agent_node).await?;
+    tokio::spawn(run_retention(
+        router.shared.clone(),
+        config.record.retention_days,
+        stop_rx.clone(),
+    ));
 
     let public_files = config.tls.files().map_err(StartError::Config)?;
     centralino_base::server::check_plaintext(

@@ -1,6 +1,6 @@
 //! Scoped operator tokens on the Admin API: every call needs its scope (read-only: reads;
 //! supervisor: transfers, agents' status, tiers and the reads; integration: the event feed;
-//! admin: everything). Unknown tokens get UNAUTHENTICATED, known tokens without the scope
+//! admin: everything, and alone a customer's export and erasure). Unknown tokens get UNAUTHENTICATED, known tokens without the scope
 //! PERMISSION_DENIED; `node.admin_token` works in dev mode only.
 
 use centralino_testkit as common;
@@ -8,9 +8,9 @@ use centralino_testkit as common;
 use centralino_base::credentials::{hash_password, new_token, Scope};
 use centralino_proto::v1::admin_client::AdminClient;
 use centralino_proto::v1::{
-    AgentStatus, ForceTransferRequest, GetSnapshotRequest, GetTranscriptRequest,
-    ListConversationsRequest, SetAgentStatusRequest, SetCustomerTierRequest,
-    StreamIntegrationEventsRequest, WatchConversationRequest,
+    AgentStatus, EraseCustomerRequest, ExportCustomerRequest, ForceTransferRequest,
+    GetSnapshotRequest, GetTranscriptRequest, ListConversationsRequest, SetAgentStatusRequest,
+    SetCustomerTierRequest, StreamIntegrationEventsRequest, WatchConversationRequest,
 };
 use centralino_router::config::{Config, OperatorConfig};
 use centralino_router::standalone::{self, StoreChoice};
@@ -18,7 +18,7 @@ use common::*;
 use tonic::transport::Channel;
 use tonic::Code;
 
-const CALLS: [&str; 8] = [
+const CALLS: [&str; 10] = [
     "GetSnapshot",
     "ListConversations",
     "GetTranscript",
@@ -27,6 +27,8 @@ const CALLS: [&str; 8] = [
     "StreamIntegrationEvents",
     "SetCustomerTier",
     "SetAgentStatus",
+    "ExportCustomer",
+    "EraseCustomer",
 ];
 
 fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
@@ -123,6 +125,28 @@ async fn call(admin: &mut AdminClient<Channel>, call: &str, token: &str) -> Code
                 .await
                 .map(drop),
         ),
+        "ExportCustomer" => code(
+            admin
+                .export_customer(with_token(
+                    ExportCustomerRequest {
+                        customer_id: "vera".into(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+        ),
+        "EraseCustomer" => code(
+            admin
+                .erase_customer(with_token(
+                    EraseCustomerRequest {
+                        customer_id: "vera".into(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+        ),
         other => panic!("unknown call {other}"),
     }
 }
@@ -132,6 +156,7 @@ fn allowed(scopes: &[Scope], call: &str) -> bool {
     let required = match call {
         "ForceTransfer" | "SetAgentStatus" | "SetCustomerTier" => Scope::Supervisor,
         "StreamIntegrationEvents" => Scope::Integration,
+        "ExportCustomer" | "EraseCustomer" => Scope::Admin,
         _ => Scope::ReadOnly,
     };
     scopes.iter().any(|s| match s {

@@ -14,8 +14,13 @@
 //!   routers reach (mutual TLS, [`AdminApi::for_peers`]); a forwarding header on the public
 //!   port means nothing.
 //!
-//! Archive listings and the integration event stream answer for this router (the record
-//! shared by all routers is another part of the system).
+//! - `ListConversations`, `GetTranscript` of a closed conversation and `ExportCustomer`
+//!   read the record every router shares (PostgreSQL): any router sees every router's
+//!   closed conversations, also after their router died.
+//! - `EraseCustomer` is forwarded to the owners of the customer's live conversations (each
+//!   closes and retires its own), then erased in the record here.
+//!
+//! The integration event stream answers for this router.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,10 +35,12 @@ use centralino_membership::membership::{Membership, Role};
 use centralino_proto::v1::admin_client::AdminClient;
 use centralino_proto::v1::admin_server::Admin;
 use centralino_proto::v1::{
-    ConversationEvent, Counters, ForceTransferRequest, ForceTransferResponse, GetSnapshotRequest,
-    GetTranscriptRequest, ListConversationsRequest, ListConversationsResponse, QueueSnapshot,
-    SetAgentStatusRequest, SetAgentStatusResponse, SetCustomerTierRequest, SetCustomerTierResponse,
-    Snapshot, StreamIntegrationEventsRequest, Transcript, WatchConversationRequest,
+    ConversationEvent, Counters, EraseCustomerRequest, EraseCustomerResponse,
+    ExportCustomerRequest, ExportCustomerResponse, ForceTransferRequest, ForceTransferResponse,
+    GetSnapshotRequest, GetTranscriptRequest, ListConversationsRequest, ListConversationsResponse,
+    QueueSnapshot, SetAgentStatusRequest, SetAgentStatusResponse, SetCustomerTierRequest,
+    SetCustomerTierResponse, Snapshot, StreamIntegrationEventsRequest, Transcript,
+    WatchConversationRequest,
 };
 use futures::Stream;
 use tonic::transport::Channel;
@@ -157,6 +164,15 @@ fn from_owner(status: Status) -> Status {
 }
 
 /// Adds every counter of `b` to `a`.
+/// Adds what one router's erasure did to the total (each row is deleted once, by whichever
+/// router's erasure reaches it first).
+fn add_erased(total: &mut EraseCustomerResponse, part: &EraseCustomerResponse) {
+    total.live_closed += part.live_closed;
+    total.conversations += part.conversations;
+    total.profiles += part.profiles;
+    total.events += part.events;
+}
+
 fn add_counters(a: &mut Counters, b: &Counters) {
     a.conversations_started += b.conversations_started;
     a.conversations_completed += b.conversations_completed;
@@ -296,7 +312,18 @@ impl Admin for ClusterAdminApi {
     ) -> Result<Response<Transcript>, Status> {
         self.inner.check_scope(&request, "GetTranscript").await?;
         let id = request.get_ref().conversation_id.clone();
-        match self.route(&id)? {
+        let route = match self.route(&id) {
+            Ok(route) => route,
+            // The partition is changing owner (its router died): a closed conversation is
+            // in the record all the same.
+            Err(unavailable) => {
+                return match self.inner.get_transcript(request).await {
+                    Err(status) if status.code() == Code::NotFound => Err(unavailable),
+                    other => other,
+                }
+            }
+        };
+        match route {
             Route::Here => self.inner.get_transcript(request).await,
             Route::There(mut client) => {
                 let copy = Request::from_parts(
@@ -371,6 +398,59 @@ impl Admin for ClusterAdminApi {
         request: Request<SetCustomerTierRequest>,
     ) -> Result<Response<SetCustomerTierResponse>, Status> {
         self.inner.set_customer_tier(request).await
+    }
+
+    async fn export_customer(
+        &self,
+        request: Request<ExportCustomerRequest>,
+    ) -> Result<Response<ExportCustomerResponse>, Status> {
+        // The record and the live store are the cluster's: answered here.
+        self.inner.export_customer(request).await
+    }
+
+    async fn erase_customer(
+        &self,
+        request: Request<EraseCustomerRequest>,
+    ) -> Result<Response<EraseCustomerResponse>, Status> {
+        self.inner.check_scope(&request, "EraseCustomer").await?;
+        let customer_id = request.get_ref().customer_id.clone();
+        let mut owners = std::collections::BTreeSet::new();
+        if !customer_id.is_empty() && customer_id.len() <= 256 {
+            for rec in self.inner.live_conversations_of(&customer_id).await? {
+                match self.router.shared.owner(partition_of(&rec.id)) {
+                    Owner::Local => {}
+                    Owner::Remote(addr) => {
+                        owners.insert(addr);
+                    }
+                    Owner::Unknown => {
+                        return Err(Status::unavailable(
+                            "a partition of the customer's conversations is changing owner, retry shortly",
+                        ))
+                    }
+                }
+            }
+        }
+        // Each owner closes and retires its own live conversations (and erases what the
+        // record holds by then); the erasure here comes last and catches the rest.
+        let mut total = EraseCustomerResponse::default();
+        for addr in owners {
+            m::cluster_forwarded();
+            let mut client = AdminClient::new(self.view.channel(&addr)?);
+            let copy = Request::from_parts(
+                request.metadata().clone(),
+                Default::default(),
+                request.get_ref().clone(),
+            );
+            let part = client
+                .erase_customer(forwarded(copy))
+                .await
+                .map_err(from_owner)?
+                .into_inner();
+            add_erased(&mut total, &part);
+        }
+        let here = self.inner.erase_customer(request).await?.into_inner();
+        add_erased(&mut total, &here);
+        Ok(Response::new(total))
     }
 
     async fn set_agent_status(

@@ -60,6 +60,61 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// TLS of the public listener (customers, admin, agent desktops).
     pub tls: centralino_base::config::TlsConfig,
+    /// The system of record in cluster mode (PostgreSQL) and the archive's retention.
+    pub record: RecordConfig,
+}
+
+/// `[record]`: where what outlives a conversation is kept in cluster mode, and how long
+/// archived conversations are kept. Standalone mode keeps the record in its embedded store
+/// and reads only `retention_days`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordConfig {
+    /// The PostgreSQL DSN (`postgres://user:password@host:5432/db?sslmode=verify-full`);
+    /// required in cluster mode outside dev mode. It holds a password: set it with
+    /// `CENTRALINO_RECORD__POSTGRES_URL`, not in the file.
+    pub postgres_url: String,
+    /// Connections per router.
+    pub pool_size: u32,
+    /// Archived conversations older than this many days are deleted (0 keeps them forever).
+    pub retention_days: u32,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        Self {
+            postgres_url: String::new(),
+            pool_size: 10,
+            retention_days: 0,
+        }
+    }
+}
+
+impl RecordConfig {
+    /// Returns the problems of `[record]`: a zero pool, and outside dev mode a DSN that
+    /// still holds the example's placeholder.
+    pub fn problems(&self, dev_mode: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.pool_size == 0 {
+            out.push("record.pool_size: must be at least 1".to_string());
+        }
+        if !dev_mode && centralino_base::credentials::is_placeholder(&self.postgres_url) {
+            out.push(
+                "record.postgres_url: holds a placeholder (CHANGE-ME-…); set the real DSN with \
+                 CENTRALINO_RECORD__POSTGRES_URL (accepted only in dev mode)"
+                    .to_string(),
+            );
+        }
+        out
+    }
+
+    /// Returns the connection settings of [`centralino_record::PgRecord`].
+    pub fn pg(&self) -> centralino_record::PgConfig {
+        centralino_record::PgConfig {
+            pool_size: self.pool_size.max(1),
+            ..centralino_record::PgConfig::new(self.postgres_url.clone())
+        }
+    }
 }
 
 /// An operator of the Admin API (`[[operators]]`): a bearer token, stored as its SHA-256
@@ -253,7 +308,8 @@ pub struct NodeConfig {
     pub grpc_addr: String,
     /// Prometheus `/metrics` listen address; empty disables it.
     pub metrics_addr: String,
-    /// Directory of the embedded store and the transcript archive.
+    /// Directory of the embedded store of standalone mode (live state and the record in one
+    /// redb file); cluster mode keeps nothing durable there.
     pub data_dir: PathBuf,
     /// Bearer token of the admin API with every scope: dev mode only (use `[[operators]]`).
     pub admin_token: String,
@@ -715,6 +771,7 @@ impl Config {
         use centralino_base::credentials::{check_token_hash, is_placeholder};
         let dev = self.node.dev_mode;
         let mut out = self.agent_node().credential_problems();
+        out.extend(self.record.problems(dev));
         if !dev && !self.node.admin_token.is_empty() {
             out.push(if is_placeholder(&self.node.admin_token) {
                 "node.admin_token: the example configuration's placeholder token; node.admin_token \

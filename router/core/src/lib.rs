@@ -8,7 +8,8 @@
 //! - [`routing`]: pure decision functions: skills, steps, sticky, agent selection.
 //! - [`dispatch`]: the router side of the agent-node link (answers, availability fan-out).
 //! - [`store`]: the `Store` trait, its twin, the embedded store, group commit, records, the
-//!   transcript archive and the integration events.
+//!   archive of closed conversations (in the system of record, `centralino-record`) and the
+//!   integration events.
 //! - [`mail`]: the messages between queues and conversation actors, and the [`mail::Mailroom`]
 //!   that carries them (in process or across routers).
 //! - [`recovery`]: rebuilding a partition's conversations from the store.

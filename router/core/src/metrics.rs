@@ -253,6 +253,18 @@ pub fn describe() {
         "centralino_conversations_live",
         "Conversations with a live actor on this node"
     );
+    describe_counter!(
+        "centralino_archive_writes_total",
+        "Writes to the record's archive of closed conversations, by operation (archive, rating, retire) and result (ok, error)"
+    );
+    describe_counter!(
+        "centralino_archive_retention_deleted_total",
+        "Archived conversations deleted by the retention loop"
+    );
+    describe_counter!(
+        "centralino_archive_erasures_total",
+        "Customers erased on request (GDPR)"
+    );
 }
 
 pub(crate) fn conversation_started(department: &str, language: &str) {
@@ -621,6 +633,22 @@ pub(crate) fn recontact(department: &str) {
 
 pub(crate) fn busy_notice(department: &str) {
     counter!("centralino_busy_notices_total", "department" => department.to_string()).increment(1);
+}
+
+/// A write to the archive of closed conversations (`op`: archive, rating, retire).
+pub(crate) fn archive_write(op: &'static str, ok: bool) {
+    let result = if ok { "ok" } else { "error" };
+    counter!("centralino_archive_writes_total", "op" => op, "result" => result).increment(1);
+}
+
+/// Archived conversations deleted by the retention loop.
+pub(crate) fn archive_retention_deleted(n: u64) {
+    counter!("centralino_archive_retention_deleted_total").increment(n);
+}
+
+/// A customer erased on request.
+pub(crate) fn archive_erasure() {
+    counter!("centralino_archive_erasures_total").increment(1);
 }
 
 #[cfg(test)]

@@ -69,10 +69,12 @@ pub async fn adopt_partition(router: &Router, p: u32) -> Result<Adopted, StoreEr
         let mut transcript = transcripts.remove(&rec.id).unwrap_or_default();
         transcript.sort_by_key(|m| m.seq);
         if rec.state == State::Closed {
+            // Archived already when the close was durable (then this adds no second row)
+            // or not yet (a crash right after the close): either way the live keys go.
             match retire_closed(&shared.archive, &shared.commits, &rec, transcript).await {
                 Ok(()) => adopted.archived += 1,
                 Err(e) => {
-                    warn!(conversation_id = %rec.id, error = %e, "closed conversation not archived yet")
+                    warn!(conversation_id = %rec.id, error = %e, "closed conversation not retired yet")
                 }
             }
             continue;

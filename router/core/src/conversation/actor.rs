@@ -19,7 +19,7 @@ use crate::mail::{QueueEntry, ToConversation, ToQueue};
 use crate::metrics as m;
 use crate::registry::Registry;
 use crate::shared::{Counters, EndLinger, Places, Shared};
-use crate::store::archive::retire_closed;
+use crate::store::archive::retire_eventually;
 use crate::store::records::{
     conversation_key, message_key, put, ConversationRecord, MessageRecord, Outcome, ProfileRecord,
     State,
@@ -591,7 +591,6 @@ impl Actor for ConversationActor {
         if self.rec.state != State::Closed {
             return;
         }
-        let shared = self.shared.clone();
         let rec = self.rec.clone();
         let transcript = std::mem::take(&mut self.transcript);
         // Archive, then remove the live keys. Without a runtime (the node is stopping) the
@@ -599,11 +598,8 @@ impl Actor for ConversationActor {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        runtime.spawn(async move {
-            if let Err(e) = retire_closed(&shared.archive, &shared.commits, &rec, transcript).await {
-                warn!(conversation_id = %rec.id, error = %e, "closed conversation not archived yet");
-            }
-        });
+        let (archive, commits) = (self.shared.archive.clone(), self.shared.commits.clone());
+        runtime.spawn(retire_eventually(archive, commits, rec, transcript));
     }
 }
 

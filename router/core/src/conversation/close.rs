@@ -16,6 +16,7 @@ use tracing::info;
 use crate::mail::ToQueue;
 use crate::metrics as m;
 use crate::shared::Counters;
+use crate::store::archive::{archive_closed, ARCHIVE_ACK_WAIT};
 use crate::store::records::{ConversationRecord, Outcome, State};
 
 use super::actor::{Acked, ConversationActor};
@@ -148,6 +149,10 @@ impl ConversationActor {
         }
         info!(conversation_id = %self.rec.id, ?outcome, "conversation closed");
         self.closed_ack = Some((std::time::Instant::now(), proto_outcome));
+        // The archive row is written once the close is durable (now): supervisors list the
+        // conversation right away; the answer waits a little for it (retirement archives
+        // again when it failed).
+        let archiving = archive_closed(&self.shared, &self.rec, &self.transcript);
         // Streams end after the last events (readers have them buffered); a closed
         // conversation takes no new subscriber. While it lingers it keeps only its last
         // events: an older resume point gets the messages from the transcript.
@@ -176,7 +181,12 @@ impl ConversationActor {
         }
         let linger = self.shared.clock.sleep(Duration::from_secs(linger_secs));
         ctx.spawn(actix::fut::wrap_future::<_, Self>(linger).map(|(), _act, ctx| ctx.stop()));
-        self.after_profile(proto_outcome)
+        let acked = self.after_profile(proto_outcome);
+        Box::pin(async move {
+            let outcome = acked.await?;
+            let _ = tokio::time::timeout(ARCHIVE_ACK_WAIT, archiving).await;
+            Ok(outcome)
+        })
     }
 
     /// Answers a close that finds the conversation closed: a close sent while the close

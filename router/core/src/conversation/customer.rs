@@ -9,6 +9,7 @@ use tracing::debug;
 
 use crate::metrics as m;
 use crate::shared::Counters;
+use crate::store::archive::rate_archived;
 use crate::store::records::{message_key, put, Outcome, Rating, State};
 
 use super::actor::{answer, Acked, ConversationActor, DELIVERY_ATTEMPTS, DELIVERY_RETRY};
@@ -173,6 +174,8 @@ impl ConversationActor {
         });
         m::csat(&self.rec.department, good);
         let comment = rating.comment.clone();
+        // The archive row (written at the close) gets the rating too.
+        drop(rate_archived(&self.shared, &self.rec.id, &rating));
         self.rec.rating = Some(rating);
         self.profile.last_rating = if good { "good" } else { "bad" }.to_string();
         self.integration(

@@ -1,5 +1,6 @@
-//! The operator `Admin` service: snapshots, agents' status, transcripts, transfers,
-//! customer tiers and the integration event stream.
+//! The operator `Admin` service: snapshots, agents' status, transcripts (live from the
+//! actors, closed from the record), transfers, customer tiers, the integration event stream,
+//! and a customer's export and erasure (GDPR).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,16 +25,28 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::conversation::{GetTranscript, Subscribe, Transfer};
+use crate::ingress::CustomerApi;
 use crate::metrics as m;
 use crate::queue::GetStats;
 use crate::router::Router;
-use crate::store::archive::{Archived, Filter};
+use crate::shared::{EndLinger, Owner};
+use crate::store::archive::{record_status, retire_closed, Archived};
 use crate::store::events::to_proto;
-use crate::store::profiles::status as record_status;
-use crate::store::records::Outcome;
+use crate::store::records::{
+    conversation_key, decode, messages_prefix, partition_of, profile_key, ConversationRecord,
+    MessageRecord, Outcome, State, CONVERSATIONS,
+};
+use crate::store::Op;
+use centralino_proto::v1::conversation_service_server::ConversationService;
+use centralino_proto::v1::{
+    CloseConversationRequest, EraseCustomerRequest, EraseCustomerResponse, ExportCustomerRequest,
+    ExportCustomerResponse,
+};
+use centralino_record::{ArchiveCursor, ArchiveFilter, RatingFilter};
+use std::time::Duration;
 
 use super::validate::{check_field, mailbox, reject, EventStream};
 
@@ -289,35 +302,17 @@ impl Admin for AdminApi {
     ) -> Result<Response<ListConversationsResponse>, Status> {
         reject(self.authorize(&request, "ListConversations").await)?;
         let req = request.into_inner();
-        let rating = match req.rating.as_str() {
-            "" => None,
-            "good" => Some(Some(true)),
-            "bad" => Some(Some(false)),
-            "unrated" => Some(None),
-            other => {
-                return reject(Err(Status::invalid_argument(format!(
-                    "rating must be good, bad, unrated or empty, not {other:?}"
-                ))))
-            }
-        };
-        let filter = Filter {
-            agent_id: (!req.agent_id.is_empty()).then_some(req.agent_id),
-            department: (!req.department.is_empty()).then_some(req.department),
-            from_ms: (req.from_unix_ms > 0).then_some(req.from_unix_ms),
-            to_ms: (req.to_unix_ms > 0).then_some(req.to_unix_ms),
-            rating,
-        };
-        let limit = match req.limit {
-            0 => 100,
-            n => n.min(1000) as usize,
-        };
-        let archive = self.router.shared.archive.clone();
-        let found = tokio::task::spawn_blocking(move || archive.list(&filter, limit))
+        let (filter, cursor, limit) = reject(list_query(&req))?;
+        let page = self
+            .router
+            .shared
+            .archive
+            .list(&filter, cursor.as_ref(), limit)
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::unavailable(format!("archive: {e}")))?;
+            .map_err(record_status)?;
         Ok(Response::new(ListConversationsResponse {
-            conversations: found.iter().map(summary).collect(),
+            conversations: page.items.iter().map(summary).collect(),
+            next_page_token: page.next.map(|c| c.to_string()).unwrap_or_default(),
         }))
     }
 
@@ -337,14 +332,13 @@ impl Admin for AdminApi {
                     transcript,
                 })
             }
-            None => {
-                let archive = self.router.shared.archive.clone();
-                let key = id.clone();
-                tokio::task::spawn_blocking(move || archive.find(&key))
-                    .await
-                    .map_err(|e| Status::internal(e.to_string()))?
-                    .map_err(|e| Status::unavailable(format!("archive: {e}")))?
-            }
+            None => self
+                .router
+                .shared
+                .archive
+                .find(&id)
+                .await
+                .map_err(record_status)?,
         };
         let archived = reject(archived.ok_or_else(|| Status::not_found("no such conversation")))?;
         Ok(Response::new(Transcript {
@@ -501,6 +495,219 @@ impl Admin for AdminApi {
         let status = reject(status)?;
         reject(self.agents.set_status(&req.agent_id, status).await)?;
         Ok(Response::new(SetAgentStatusResponse {}))
+    }
+
+    async fn export_customer(
+        &self,
+        request: Request<ExportCustomerRequest>,
+    ) -> Result<Response<ExportCustomerResponse>, Status> {
+        reject(self.authorize(&request, "ExportCustomer").await)?;
+        let customer_id = request.into_inner().customer_id;
+        reject(check_field(&customer_id, "customer_id", MAX_ID_BYTES, true))?;
+        let mut doc = self
+            .router
+            .shared
+            .archive
+            .export_customer(&customer_id)
+            .await
+            .map_err(record_status)?;
+        // Live conversations (queued, assigned, closed and not retired yet) are the
+        // customer's data too.
+        let live = self.live_conversations_of(&customer_id).await?;
+        if let Some(obj) = doc.as_object_mut() {
+            let live: Vec<serde_json::Value> = live
+                .into_iter()
+                .map(|mut rec| {
+                    rec.token.clear();
+                    serde_json::to_value(rec).unwrap_or_default()
+                })
+                .collect();
+            obj.insert("live_conversations".into(), serde_json::Value::Array(live));
+        }
+        let json = serde_json::to_string(&doc).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(ExportCustomerResponse { json }))
+    }
+
+    async fn erase_customer(
+        &self,
+        request: Request<EraseCustomerRequest>,
+    ) -> Result<Response<EraseCustomerResponse>, Status> {
+        reject(self.authorize(&request, "EraseCustomer").await)?;
+        let customer_id = request.into_inner().customer_id;
+        reject(check_field(&customer_id, "customer_id", MAX_ID_BYTES, true))?;
+        let live_closed = self.retire_live_of(&customer_id).await?;
+        let shared = &self.router.shared;
+        let report = shared
+            .archive
+            .erase_customer(&customer_id)
+            .await
+            .map_err(record_status)?;
+        // The profile kept in the live store (beside the record's).
+        shared
+            .commits
+            .write(vec![Op::Delete(profile_key(&customer_id))])
+            .await?;
+        info!(
+            live_closed,
+            conversations = report.conversations,
+            profiles = report.profiles,
+            events = report.events,
+            "customer erased on request"
+        );
+        Ok(Response::new(EraseCustomerResponse {
+            live_closed,
+            conversations: report.conversations,
+            profiles: report.profiles,
+            events: report.events,
+        }))
+    }
+}
+
+/// The longest customer id the record takes.
+const MAX_ID_BYTES: usize = centralino_record::MAX_ID_LEN;
+/// How long an erasure waits for a closed conversation's live keys to go.
+const RETIRE_WAIT: Duration = Duration::from_secs(10);
+
+/// Reads a list request: the record's filter, the cursor, the page size.
+fn list_query(
+    req: &ListConversationsRequest,
+) -> Result<(ArchiveFilter, Option<ArchiveCursor>, usize), Status> {
+    let rating = match req.rating.as_str() {
+        "" => None,
+        "good" => Some(RatingFilter::Good),
+        "bad" => Some(RatingFilter::Bad),
+        "rated" => Some(RatingFilter::Rated),
+        "unrated" => Some(RatingFilter::Unrated),
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "rating must be good, bad, rated, unrated or empty, not {other:?}"
+            )))
+        }
+    };
+    for (value, name) in [
+        (&req.agent_id, "agent_id"),
+        (&req.department, "department"),
+        (&req.language, "language"),
+        (&req.customer_id, "customer_id"),
+    ] {
+        check_field(value, name, MAX_ID_BYTES, false)?;
+    }
+    if req.from_unix_ms < 0 || req.to_unix_ms < 0 {
+        return Err(Status::invalid_argument(
+            "from_unix_ms and to_unix_ms must not be negative",
+        ));
+    }
+    if req.from_unix_ms > 0 && req.to_unix_ms > 0 && req.from_unix_ms >= req.to_unix_ms {
+        return Err(Status::invalid_argument(
+            "from_unix_ms must be before to_unix_ms",
+        ));
+    }
+    let cursor = match req.page_token.as_str() {
+        "" => None,
+        token => Some(
+            token
+                .parse::<ArchiveCursor>()
+                .map_err(|e| Status::invalid_argument(format!("page_token: {e}")))?,
+        ),
+    };
+    let some = |v: &String| (!v.is_empty()).then(|| v.clone());
+    let filter = ArchiveFilter {
+        agent_id: some(&req.agent_id),
+        department: some(&req.department),
+        language: some(&req.language),
+        customer_id: some(&req.customer_id),
+        closed_from_ms: (req.from_unix_ms > 0).then_some(req.from_unix_ms),
+        closed_before_ms: (req.to_unix_ms > 0).then_some(req.to_unix_ms),
+        rating,
+    };
+    let limit = match req.limit {
+        0 => 100,
+        n => (n as usize).min(centralino_record::MAX_PAGE),
+    };
+    Ok((filter, cursor, limit))
+}
+
+impl AdminApi {
+    /// Returns the live records (queued, assigned, offline, closed and not retired yet) of
+    /// `customer_id`, from the live store: every partition's (in cluster mode, every
+    /// router's).
+    pub async fn live_conversations_of(
+        &self,
+        customer_id: &str,
+    ) -> Result<Vec<ConversationRecord>, Status> {
+        let store = &self.router.shared.store;
+        let mut out = Vec::new();
+        for (key, bytes) in store.scan(CONVERSATIONS).await? {
+            match decode::<ConversationRecord>(&key, &bytes) {
+                Ok(rec) if rec.customer_id == customer_id => out.push(rec),
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "skipping unreadable conversation record"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Closes the live conversations of `customer_id` in this router's partitions and
+    /// retires them (archive row, then no live keys), so that an erasure after it finds
+    /// everything in the record; returns how many were open. Conversations of partitions
+    /// other routers own are theirs to close (the cluster's Admin service forwards).
+    pub async fn retire_live_of(&self, customer_id: &str) -> Result<u32, Status> {
+        let shared = &self.router.shared;
+        let closer = CustomerApi::new(self.router.clone());
+        let mut closed = 0;
+        for rec in self.live_conversations_of(customer_id).await? {
+            if shared.owner(partition_of(&rec.id)) != Owner::Local {
+                continue;
+            }
+            match self.router.conversation(&rec.id) {
+                Some(actor) => {
+                    if rec.state != State::Closed {
+                        let close = CloseConversationRequest {
+                            conversation_id: rec.id.clone(),
+                            token: rec.token.clone(),
+                        };
+                        match closer.close_conversation(Request::new(close)).await {
+                            Ok(_) => closed += 1,
+                            // Closed meanwhile.
+                            Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
+                            Err(s) => return Err(s),
+                        }
+                    }
+                    // No rating window for an erased customer: the actor retires now.
+                    actor.do_send(EndLinger);
+                }
+                None if rec.state == State::Closed => {
+                    let transcript = shared
+                        .store
+                        .scan(&messages_prefix(&rec.id))
+                        .await?
+                        .iter()
+                        .filter_map(|(k, v)| decode::<MessageRecord>(k, v).ok())
+                        .collect();
+                    retire_closed(&shared.archive, &shared.commits, &rec, transcript)
+                        .await
+                        .map_err(|e| Status::unavailable(e.to_string()))?;
+                }
+                None => {
+                    return Err(Status::unavailable(format!(
+                        "conversation {} is being restored; retry the erasure shortly",
+                        rec.id
+                    )))
+                }
+            }
+            let key = conversation_key(&rec.id);
+            let deadline = tokio::time::Instant::now() + RETIRE_WAIT;
+            while shared.store.get(&key).await?.is_some() {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Status::unavailable(format!(
+                        "conversation {} is not retired yet; retry the erasure",
+                        rec.id
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(closed)
     }
 }
 

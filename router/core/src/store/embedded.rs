@@ -6,11 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{Op, Store, StoreError};
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+/// The database's page cache (redb's default is 1 GiB).
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// redb-backed [`Store`].
 #[derive(Clone)]
@@ -52,15 +54,51 @@ impl EmbeddedStore {
     /// Opens (or creates) the database `centralino.redb` in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(backend)?;
-        let db = Database::create(dir.join("centralino.redb")).map_err(backend)?;
+        // A bounded page cache: the file grows with the archive (the record's tables live
+        // in it too), the node's memory must not.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(dir.join("centralino.redb"))
+            .map_err(backend)?;
         let tx = db.begin_write().map_err(backend)?;
         tx.open_table(KV).map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(Self { db: Arc::new(db) })
     }
 
+    /// Returns the database (the embedded record keeps its `record_*` tables in it, see
+    /// [`Self::apply_with`]).
+    pub fn database(&self) -> Arc<Database> {
+        self.db.clone()
+    }
+
+    /// Applies `ops` and runs `also` in the same write transaction: one durable commit, or
+    /// nothing when either fails (standalone retires a closed conversation this way: its
+    /// archive row and the removal of its live keys together).
+    pub async fn apply_with<T: Send + 'static>(
+        &self,
+        ops: Vec<Op>,
+        also: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_write().map_err(backend)?;
+            Self::write_ops(&tx, ops)?;
+            let out = also(&tx)?;
+            tx.commit().map_err(backend)?;
+            Ok(out)
+        })
+        .await
+        .map_err(backend)?
+    }
+
     fn apply_blocking(db: &Database, ops: Vec<Op>) -> Result<(), StoreError> {
         let tx = db.begin_write().map_err(storage)?;
+        Self::write_ops(&tx, ops)?;
+        tx.commit().map_err(storage)
+    }
+
+    fn write_ops(tx: &WriteTransaction, ops: Vec<Op>) -> Result<(), StoreError> {
         {
             let mut table = tx.open_table(KV).map_err(storage)?;
             for op in ops {
@@ -88,7 +126,7 @@ impl EmbeddedStore {
                 }
             }
         }
-        tx.commit().map_err(storage)
+        Ok(())
     }
 }
 

@@ -55,17 +55,6 @@ pub fn store_error(e: RecordError) -> StoreError {
     }
 }
 
-/// Returns the gRPC status of a record error.
-pub fn status(e: RecordError) -> tonic::Status {
-    match e {
-        RecordError::InvalidInput(m) => tonic::Status::invalid_argument(m),
-        RecordError::NotFound(m) => tonic::Status::not_found(m),
-        RecordError::Conflict(m) => tonic::Status::aborted(m),
-        RecordError::Full(m) => tonic::Status::resource_exhausted(m),
-        other => tonic::Status::unavailable(format!("record: {other}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
