@@ -1072,6 +1072,7 @@ impl Record for EmbeddedRecord {
                 let events = customer_events(&outbox, &customer_id, &ids)?;
                 for mut e in events {
                     e.customer_id = None;
+                    e.conversation_id = None;
                     e.payload = erased_payload();
                     outbox.insert(e.seq, enc(&e)?.as_slice()).map_err(db_err)?;
                     report.events += 1;

@@ -1161,7 +1161,8 @@ impl Record for PgRecord {
         timed("erase_customer", async {
             let mut tx = self.begin().await?;
             let q = format!(
-                "UPDATE outbox_events SET customer_id = NULL, payload = $2 WHERE {CUSTOMER_EVENTS}"
+                "UPDATE outbox_events SET customer_id = NULL, conversation_id = NULL, payload = $2 \
+                 WHERE {CUSTOMER_EVENTS}"
             );
             let events = sqlx::query(&q)
                 .bind(customer_id)

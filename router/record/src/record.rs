@@ -160,7 +160,7 @@ pub trait Record: Send + Sync + 'static {
     async fn export_customer(&self, customer_id: &str) -> Result<Value, RecordError>;
 
     /// Erases a customer in one transaction: deletes the profile and the archived
-    /// conversations and blanks the personal fields (customer id, payload) of the outbox
+    /// conversations and blanks the personal fields (customer id, conversation id, payload) of the outbox
     /// events that `export_customer` would return. The events keep their sequence numbers,
     /// so the sequence stays without gaps.
     async fn erase_customer(&self, customer_id: &str) -> Result<ErasureReport, RecordError>;

@@ -9,7 +9,7 @@ use tracing::debug;
 
 use crate::metrics as m;
 use crate::shared::Counters;
-use crate::store::archive::rate_archived;
+use crate::store::archive::{rate_archived, ARCHIVE_ACK_WAIT};
 use crate::store::records::{message_key, put, Outcome, Rating, State};
 
 use super::actor::{answer, Acked, ConversationActor, DELIVERY_ATTEMPTS, DELIVERY_RETRY};
@@ -174,8 +174,9 @@ impl ConversationActor {
         });
         m::csat(&self.rec.department, good);
         let comment = rating.comment.clone();
-        // The archive row (written at the close) gets the rating too.
-        drop(rate_archived(&self.shared, &self.rec.id, &rating));
+        // The archive row (written at the close) gets the rating too; the answer waits a
+        // little for it.
+        let archiving = rate_archived(&self.shared, &self.rec.id, &rating);
         self.rec.rating = Some(rating);
         self.profile.last_rating = if good { "good" } else { "bad" }.to_string();
         self.integration(
@@ -194,7 +195,12 @@ impl ConversationActor {
                 .await
                 .map(|_| ())
         }));
-        self.after_profile(())
+        let acked = self.after_profile(());
+        Box::pin(async move {
+            acked.await?;
+            let _ = tokio::time::timeout(ARCHIVE_ACK_WAIT, archiving).await;
+            Ok(())
+        })
     }
 
     /// Ends a waiting conversation with a follow-up instead of a chat.

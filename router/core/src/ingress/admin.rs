@@ -537,6 +537,8 @@ impl Admin for AdminApi {
         reject(check_field(&customer_id, "customer_id", MAX_ID_BYTES, true))?;
         let live_closed = self.retire_live_of(&customer_id).await?;
         let shared = &self.router.shared;
+        // The closes' integration events are appended in the background: erase after them.
+        shared.events.flush().await;
         let report = shared
             .archive
             .erase_customer(&customer_id)

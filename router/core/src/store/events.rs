@@ -36,34 +36,58 @@ fn lost(event: &NewEvent, e: &RecordError) {
     warn!(kind = %event.kind, conversation_id = ?event.conversation_id, error = %e, "integration event not appended");
 }
 
+/// What waits for the background appender: an event, or a flush that is answered once
+/// every event queued before it was appended (or given up).
+enum Queued {
+    Event(NewEvent),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// Appends what `rx` receives, in order, batching what waits, until every sender is gone.
-async fn append_loop(record: Arc<dyn Record>, mut rx: mpsc::Receiver<NewEvent>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let events = std::mem::take(&mut batch);
-        let mut pause = APPEND_BACKOFF;
-        for attempt in 1..=APPEND_TRIES {
-            match record.append(events.clone()).await {
-                Ok(_) => break,
-                Err(e) if e.is_transient() && attempt < APPEND_TRIES => {
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-                Err(e) if events.len() > 1 && !e.is_transient() => {
-                    // One refused event must not take the others with it: one at a time.
-                    for event in &events {
-                        if let Err(e) = record.append(vec![event.clone()]).await {
-                            lost(event, &e);
-                        }
-                    }
-                    break;
-                }
-                Err(e) => {
-                    for event in &events {
+async fn append_loop(record: Arc<dyn Record>, mut rx: mpsc::Receiver<Queued>) {
+    let mut queued = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut queued, BATCH).await > 0 {
+        let mut events = Vec::with_capacity(queued.len());
+        let mut flushes = Vec::new();
+        for item in queued.drain(..) {
+            match item {
+                Queued::Event(event) => events.push(event),
+                Queued::Flush(done) => flushes.push(done),
+            }
+        }
+        append_batch(record.as_ref(), events).await;
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn append_batch(record: &dyn Record, events: Vec<NewEvent>) {
+    if events.is_empty() {
+        return;
+    }
+    let mut pause = APPEND_BACKOFF;
+    for attempt in 1..=APPEND_TRIES {
+        match record.append(events.clone()).await {
+            Ok(_) => break,
+            Err(e) if e.is_transient() && attempt < APPEND_TRIES => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(e) if events.len() > 1 && !e.is_transient() => {
+                // One refused event must not take the others with it: one at a time.
+                for event in &events {
+                    if let Err(e) = record.append(vec![event.clone()]).await {
                         lost(event, &e);
                     }
-                    break;
                 }
+                break;
+            }
+            Err(e) => {
+                for event in &events {
+                    lost(event, &e);
+                }
+                break;
             }
         }
     }
@@ -83,7 +107,7 @@ pub struct IntegrationLog {
     record: Arc<dyn Record>,
     /// The background appender of [`IntegrationLog::record`], started on first use; it
     /// stops when the log is dropped (its only sender with it).
-    appender: OnceLock<mpsc::Sender<NewEvent>>,
+    appender: OnceLock<mpsc::Sender<Queued>>,
 }
 
 impl IntegrationLog {
@@ -160,17 +184,29 @@ impl IntegrationLog {
         details: BTreeMap<String, String>,
     ) {
         let event = Self::event(kind, rec, at_ms, details);
-        let sender = self.appender.get_or_init(|| {
+        if let Err(e) = self.sender().try_send(Queued::Event(event)) {
+            crate::metrics::integration_event_lost();
+            warn!(error = %e, "integration event not appended: the appender is behind");
+        }
+    }
+
+    /// Waits until every event recorded before this call was appended (or given up): an
+    /// erasure runs after it, so no event about the customer lands after their erasure.
+    pub async fn flush(&self) {
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        if self.sender().send(Queued::Flush(done)).await.is_ok() {
+            let _ = flushed.await;
+        }
+    }
+
+    fn sender(&self) -> &mpsc::Sender<Queued> {
+        self.appender.get_or_init(|| {
             let (tx, rx) = mpsc::channel(PENDING);
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(append_loop(self.record.clone(), rx));
             }
             tx
-        });
-        if let Err(e) = sender.try_send(event) {
-            crate::metrics::integration_event_lost();
-            warn!(error = %e, "integration event not appended: the appender is behind");
-        }
+        })
     }
 
     /// Returns up to `limit` stored events after event id `after`, in order.
