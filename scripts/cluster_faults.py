@@ -6,7 +6,7 @@ Usage: scripts/cluster_faults.py [--scenario NAME ...] [--keep] [--results PATH]
                                  [--fault-at SECS] [--lease-ttl SECS]
 
 Each scenario runs on a fresh cluster in its own temporary CENTRALINO_LOCAL_DIR:
-cluster up (without dev mode: the nodes run on the credentials cluster.sh makes, and no node's
+cluster up (PostgreSQL, the routers' record, included; without dev mode: the nodes run on the credentials cluster.sh makes, and no node's
 log may carry the dev-mode warning) -> `centralino sim --config $DIR/credentials/sim.toml`
 (the agents' generated passwords and an operator token of the cluster; a sim whose admin
 snapshot is refused fails the scenario) in the background -> the fault, --fault-at seconds into the sim
@@ -27,6 +27,11 @@ Scenarios:
                     budget (drain time = SIGTERM -> process gone).
   kill-agent-node   kill -9 agent-node-1. Invariants; agents logged in again elsewhere
                     (agent_relogins > 0) and kept their conversations (0 lost).
+  postgres-restart  kill -9 the PostgreSQL postmaster (the record), ~5 s later `cluster.sh start
+                    postgres`. Invariants (a close the record could not archive during the
+                    outage is archived later, at the latest when the conversation retires:
+                    nothing is lost); the 3 routers still run afterwards, and conversations keep
+                    being started and completed after the restart (routers' counters grow).
 
 "Invariants" = the sim's report: 0 lost conversations, 0 lost messages, 0 duplicate
 assignments, 0 capacity and skill violations, 0 ordering violations (event ids and transcript
@@ -68,7 +73,10 @@ METRICS = {"router-1": 9464, "router-2": 9465, "router-3": 9466,
 # plus detection and scheduling on a loaded 2-core machine.
 RETRY_SLACK_MS = 1000
 DRAIN_BUDGET_SECS = 30
-SCENARIOS = ["kill-router", "pause-router", "kill-etcd-member", "drain-router", "kill-agent-node"]
+SCENARIOS = ["kill-router", "pause-router", "kill-etcd-member", "drain-router", "kill-agent-node",
+             "postgres-restart"]
+# How long postgres-restart leaves the record down.
+POSTGRES_OUTAGE_SECS = 5
 
 
 def now_ms():
@@ -395,12 +403,46 @@ def kill_agent_node(run):
     return ["--min-agent-relogins", "1"], lambda report: None
 
 
+def postgres_restart(run):
+    pid = run.pid("postgres")
+    os.kill(pid, signal.SIGKILL)
+    killed = time.time()
+    run.logs_to_show = ["router-1", "router-2", "router-3", "postgres"]
+    if not wait_until(lambda: not pid_alive(pid), 10, every=0.05):
+        run.fail(f"postgres (pid {pid}) still running 10 s after SIGKILL")
+    time.sleep(max(0.0, killed + POSTGRES_OUTAGE_SECS - time.time()))
+    routers_during = {name: pid_alive(run.pid(name)) for name in ["router-1", "router-2", "router-3"]}
+    result = run.cluster("start", "postgres", timeout=90)
+    restarted = time.time()
+    run.figures["postgres_down_s"] = round(restarted - killed, 1)
+    if result.returncode != 0:
+        run.fail(f"cluster.sh start postgres failed (exit {result.returncode}):\n{result.stderr[-2000:]}")
+        return [], lambda report: None
+    at_restart = progress_counters()
+    time.sleep(15)
+    later = progress_counters()
+    run.figures["started_plus_completed"] = {"at_restart": at_restart, "restart_plus_15s": later}
+    if later <= at_restart:
+        run.fail(f"no conversation started or completed in the 15 s after the PostgreSQL restart "
+                 f"({at_restart} -> {later})")
+    down = [name for name, alive in routers_during.items() if not alive]
+    if down:
+        run.fail(f"{', '.join(down)} exited while PostgreSQL was down")
+
+    def after(report):
+        gone = [name for name in ["router-1", "router-2", "router-3"] if not pid_alive(run.pid(name))]
+        if gone:
+            run.fail(f"{', '.join(gone)} not running after the PostgreSQL restart")
+    return [], after
+
+
 FAULTS = {
     "kill-router": kill_router,
     "pause-router": pause_router,
     "kill-etcd-member": kill_etcd_member,
     "drain-router": drain_router,
     "kill-agent-node": kill_agent_node,
+    "postgres-restart": postgres_restart,
 }
 
 

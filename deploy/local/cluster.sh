@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
-# A local centralino cluster on 127.0.0.1: 3 etcd members, 3 routers, 2 agent-nodes.
+# A local centralino cluster on 127.0.0.1: 3 etcd members, PostgreSQL (the system of record),
+# 3 routers, 2 agent-nodes.
 #
 #   deploy/local/cluster.sh up                 build if needed, start everything, wait until ready
 #   deploy/local/cluster.sh down               stop every process of the cluster (pid files only)
 #   deploy/local/cluster.sh status             processes and router-1's cluster metrics
-#   deploy/local/cluster.sh start|stop|restart NAME   one process (etcd-1, router-2, agent-node-1 …)
+#   deploy/local/cluster.sh start|stop|restart NAME   one process (etcd-1, postgres, router-2, agent-node-1 …)
 #
-# Ports: etcd clients 2379/2479/2579, peers 2380/2480/2580; routers gRPC 50051-50053, internal
-# 50151-50153, metrics 9464-9466; agent-nodes gRPC 50061-50062, internal 50161-50162, metrics
-# 9474-9475.
+# Ports: etcd clients 2379/2479/2579, peers 2380/2480/2580; PostgreSQL 55432; routers gRPC
+# 50051-50053, internal 50151-50153, metrics 9464-9466; agent-nodes gRPC 50061-50062, internal
+# 50161-50162, metrics 9474-9475.
+#
+# PostgreSQL (Debian's postgresql, installed by scripts/ensure_postgres.sh when missing) keeps
+# the routers' record ([record] postgres_url; cluster routers refuse to start without it outside
+# dev mode, and it runs in dev mode too). `up` makes a fresh server in $CENTRALINO_LOCAL_DIR/postgres
+# (initdb, role centralino with a random password made at every `up`, scram-sha-256 only),
+# listening on 127.0.0.1:55432 and a unix socket in postgres-run/; as root the server runs as
+# the `postgres` user (setpriv, in place, so its pid file holds the postmaster's pid) and the
+# directories above $CENTRALINO_LOCAL_DIR get o+x so that user can reach its data. The routers
+# get CENTRALINO_RECORD__POSTGRES_URL=postgres://centralino:…@127.0.0.1:55432/postgres (not
+# saved in cluster.env; the password is in credentials/postgres.password only). `stop postgres`
+# sends SIGINT (fast shutdown); `start postgres` waits until it accepts connections.
 #
 # Everything between the processes runs with mutual TLS: `up` makes a local CA and one
 # certificate per process with openssl in $CENTRALINO_LOCAL_DIR/pki (kept across restarts):
@@ -30,10 +42,11 @@
 #                        sim sends; no node accepts this file outside dev mode)
 #   admin.token, reader.token   the operators' tokens, one line each
 #                        (grpcurl -H "authorization: Bearer $(cat …/admin.token)" …)
+#   postgres.password    the PostgreSQL role centralino's password (made in dev mode too)
 #
 # Environment:
 #   CENTRALINO_LOCAL_DIR       data, logs and pid files (default /tmp/centralino-local):
-#                              etcd-1/ router-1/ … logs/NAME.log pids/NAME.pid cluster.env
+#                              etcd-1/ postgres/ router-1/ … logs/NAME.log pids/NAME.pid cluster.env
 #   CENTRALINO_CONFIG_FILE     configuration of routers and agent-nodes
 #                              (default deploy/config/centralino.example.toml)
 #   CENTRALINO_BIN_DIR         where router and agent-node are (default $CARGO_TARGET_DIR/release,
@@ -68,6 +81,9 @@ AGENT_NODE_NAMES=(agent-node-1 agent-node-2)
 ETCD_ENDPOINTS=https://127.0.0.1:2379,https://127.0.0.1:2479,https://127.0.0.1:2579
 ETCD_INITIAL_CLUSTER=etcd-1=https://127.0.0.1:2380,etcd-2=https://127.0.0.1:2480,etcd-3=https://127.0.0.1:2580
 PKI=$DIR/pki
+PG_PORT=55432
+PG_DATA=$DIR/postgres
+PG_SOCK=$DIR/postgres-run
 
 log() { printf 'cluster.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -79,7 +95,7 @@ all_names() {
   if only_etcd; then
     echo "${ETCD_NAMES[@]}"
   else
-    echo "${ETCD_NAMES[@]}" "${ROUTER_NAMES[@]}" "${AGENT_NODE_NAMES[@]}"
+    echo "${ETCD_NAMES[@]}" postgres "${ROUTER_NAMES[@]}" "${AGENT_NODE_NAMES[@]}"
   fi
 }
 
@@ -89,9 +105,10 @@ index_of() { echo "${1##*-}"; }
 kind_of() {
   case $1 in
     etcd-[1-3]) echo etcd ;;
+    postgres) echo postgres ;;
     router-[1-3]) echo router ;;
     agent-node-[1-2]) echo agent-node ;;
-    *) die "unknown process name '$1' (etcd-1..3, router-1..3, agent-node-1..2)" ;;
+    *) die "unknown process name '$1' (etcd-1..3, postgres, router-1..3, agent-node-1..2)" ;;
   esac
 }
 
@@ -101,6 +118,7 @@ addr_of() {
   i=$(index_of "$1")
   case $(kind_of "$1") in
     etcd) echo "127.0.0.1:$((2279 + 100 * i))" ;;
+    postgres) echo "127.0.0.1:$PG_PORT" ;;
     router) echo "127.0.0.1:$((50050 + i))" ;;
     agent-node) echo "127.0.0.1:$((50060 + i))" ;;
   esac
@@ -154,6 +172,7 @@ metrics_of() {
   i=$(index_of "$1")
   case $(kind_of "$1") in
     etcd) echo "$(addr_of "$1")" ;;
+    postgres) echo - ;;
     router) echo "127.0.0.1:$((9463 + i))" ;;
     agent-node) echo "127.0.0.1:$((9473 + i))" ;;
   esac
@@ -175,6 +194,7 @@ live_pid() {
     local program
     case $(kind_of "$1") in
       etcd) program=etcd ;;
+      postgres) program=postgres ;;
       router) program=router ;;
       agent-node) program=agent-node ;;
     esac
@@ -198,6 +218,78 @@ ensure_etcd() {
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
     systemctl stop etcd || true
   fi
+}
+
+# The newest installed PostgreSQL's bin directory (Debian: /usr/lib/postgresql/N/bin).
+pg_bin() {
+  local bin
+  for bin in /usr/lib/postgresql/*/bin/postgres; do
+    [[ -x $bin ]] && dirname "$bin"
+  done | sort -V | tail -n 1 | grep .
+}
+
+ensure_postgres() {
+  pg_bin >/dev/null || bash "$ROOT/scripts/ensure_postgres.sh"
+  pg_bin >/dev/null || die "PostgreSQL is still missing (/usr/lib/postgresql/*/bin/postgres)"
+}
+
+# The prefix that runs a command as the postgres user when root (setpriv execs in place: the
+# recorded pid stays the program's).
+as_postgres() {
+  if [[ $(id -u) == 0 ]]; then
+    echo setpriv --reuid=postgres --regid=postgres --init-groups --
+  fi
+}
+
+# A fresh PostgreSQL data directory with the role centralino and this `up`'s password.
+init_postgres() {
+  local pw_file=$CREDS/postgres.password dir
+  [[ -s $pw_file ]] || die "no $pw_file"
+  rm -rf "$PG_DATA" "$PG_SOCK"
+  mkdir -p "$PG_DATA" "$PG_SOCK"
+  chmod 700 "$PG_DATA" "$PG_SOCK"
+  if [[ $(id -u) == 0 ]]; then
+    # The postgres user must reach its directories: o+x on $DIR and every directory above.
+    dir=$(cd "$DIR" && pwd)
+    while [[ -n $dir && $dir != / ]]; do
+      if [[ ! $(stat -c %A "$dir") =~ ^d........[xt]$ ]]; then
+        chmod o+x "$dir"
+        log "chmod o+x $dir (the postgres user reaches $PG_DATA)"
+      fi
+      dir=$(dirname "$dir")
+    done
+    chown postgres:postgres "$PG_DATA" "$PG_SOCK"
+  fi
+  # initdb reads the password from a file the postgres user can read: a copy in the socket
+  # directory (mode 600, owned by postgres), removed right after.
+  (umask 077 && cp "$pw_file" "$PG_SOCK/.pwfile")
+  [[ $(id -u) == 0 ]] && chown postgres:postgres "$PG_SOCK/.pwfile"
+  local initdb_rc=0
+  if [[ $(id -u) == 0 ]]; then
+    (cd "$PG_DATA" && runuser -u postgres -- "$(pg_bin)/initdb" -D "$PG_DATA" --auth=scram-sha-256 \
+      --pwfile="$PG_SOCK/.pwfile" -U centralino >>"$(log_file postgres)" 2>&1) || initdb_rc=$?
+  else
+    (cd "$PG_DATA" && "$(pg_bin)/initdb" -D "$PG_DATA" --auth=scram-sha-256 \
+      --pwfile="$PG_SOCK/.pwfile" -U centralino >>"$(log_file postgres)" 2>&1) || initdb_rc=$?
+  fi
+  rm -f "$PG_SOCK/.pwfile"
+  if ((initdb_rc != 0)); then
+    tail_logs postgres
+    die "initdb failed (exit $initdb_rc)"
+  fi
+  log "made a PostgreSQL data directory in $PG_DATA (role centralino, password in $pw_file)"
+}
+
+pg_ready() {
+  live_pid postgres >/dev/null || { log "postgres exited"; tail_logs postgres; exit 1; }
+  pg_isready -q -h 127.0.0.1 -p "$PG_PORT" -t 2
+}
+
+# The routers' record URL (the password of the last `up`).
+record_url() {
+  local pw
+  pw=$(<"$CREDS/postgres.password") || die "no $CREDS/postgres.password (run up)"
+  printf 'postgres://centralino:%s@127.0.0.1:%s/postgres' "$pw" "$PG_PORT"
 }
 
 ensure_binaries() {
@@ -330,6 +422,7 @@ make_credentials() {
   umask 077
   rm -rf "$CREDS"
   mkdir -p "$CREDS"
+  openssl rand -hex 24 >"$CREDS/postgres.password"
   if dev_mode; then
     cp "$base" "$CREDS/sim.toml"
     umask "$old_umask"
@@ -395,7 +488,7 @@ save_settings() {
         CENTRALINO_NODE__NODE_ID | CENTRALINO_NODE__GRPC_ADDR | CENTRALINO_NODE__ADVERTISE_ADDR | \
           CENTRALINO_NODE__METRICS_ADDR | CENTRALINO_NODE__DATA_DIR | CENTRALINO_CLUSTER__ETCD_ENDPOINTS | \
           CENTRALINO_NODE__INTERNAL_ADDR | CENTRALINO_CLUSTER__TLS__* | CENTRALINO_CLUSTER__ETCD_*_FILE | \
-          CENTRALINO_NODE__DEV_MODE) ;;
+          CENTRALINO_NODE__DEV_MODE | CENTRALINO_RECORD__POSTGRES_URL) ;;
         CENTRALINO_*__* | RUST_LOG | CENTRALINO_LOG_FORMAT) printf 'export %s=%q\n' "$name" "${!name}" ;;
       esac
     done < <(compgen -e | sort)
@@ -420,7 +513,8 @@ start_process() {
   fi
   addr=$(addr_of "$name")
   log_path=$(log_file "$name")
-  mkdir -p "$DIR/pids" "$DIR/logs" "$DIR/$name"
+  mkdir -p "$DIR/pids" "$DIR/logs"
+  [[ $kind == postgres ]] || mkdir -p "$DIR/$name"
   local cmd=()
   local env_vars=()
   case $kind in
@@ -436,6 +530,11 @@ start_process() {
         --cert-file "$PKI/etcd-server.pem" --key-file "$PKI/etcd-server-key.pem"
         --peer-client-cert-auth --peer-trusted-ca-file "$PKI/ca.pem"
         --peer-cert-file "$PKI/etcd-server.pem" --peer-key-file "$PKI/etcd-server-key.pem")
+      ;;
+    postgres)
+      [[ -f $PG_DATA/PG_VERSION ]] || die "no PostgreSQL data in $PG_DATA (run up)"
+      read -r -a cmd <<<"$(as_postgres)"
+      cmd+=("$(pg_bin)/postgres" -D "$PG_DATA" -k "$PG_SOCK" -h 127.0.0.1 -p "$PG_PORT")
       ;;
     router | agent-node)
       local config dev=false
@@ -459,7 +558,7 @@ start_process() {
         "CENTRALINO_NODE__DEV_MODE=$dev"
       )
       if [[ $kind == router ]]; then
-        env_vars+=("CENTRALINO_NODE__DATA_DIR=$DIR/$name")
+        env_vars+=("CENTRALINO_NODE__DATA_DIR=$DIR/$name" "CENTRALINO_RECORD__POSTGRES_URL=$(record_url)")
       fi
       ;;
   esac
@@ -472,6 +571,10 @@ start_process() {
 
 drain_budget() { echo "${CENTRALINO_CLUSTER__DRAIN_BUDGET_SECS:-30}"; }
 
+# The signal that stops NAME gracefully: PostgreSQL's fast shutdown is SIGINT (its SIGTERM
+# waits for every client to disconnect), the others drain on SIGTERM.
+stop_signal() { if [[ $(kind_of "$1") == postgres ]]; then echo INT; else echo TERM; fi; }
+
 # Stops one process: SIGTERM, wait up to the drain budget + 5 s, then SIGKILL.
 stop_process() {
   local name=$1 pid
@@ -479,7 +582,7 @@ stop_process() {
     rm -f "$(pid_file "$name")"
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
+  kill "-$(stop_signal "$name")" "$pid" 2>/dev/null || true
   wait_gone "$name" "$pid" $(($(drain_budget) + 5))
   rm -f "$(pid_file "$name")"
 }
@@ -560,14 +663,20 @@ cmd_up() {
     fi
   done
   ensure_etcd
+  only_etcd || ensure_postgres
   ensure_binaries
   mkdir -p "$DIR/pids" "$DIR/logs"
   ensure_pki
   only_etcd || make_credentials
   save_settings
   for name in "${ETCD_NAMES[@]}"; do start_process "$name"; done
+  if ! only_etcd; then
+    init_postgres
+    start_process postgres
+  fi
   wait_for "etcd (3 members healthy)" etcd_healthy
   only_etcd && return
+  wait_for "PostgreSQL accepts connections on $(addr_of postgres)" pg_ready
   for name in "${ROUTER_NAMES[@]}" "${AGENT_NODE_NAMES[@]}"; do start_process "$name"; done
   wait_for "routers' and agent-nodes' metrics" nodes_ready
   wait_for "router-1: centralino_cluster_partitions_unowned 0" all_partitions_owned
@@ -576,15 +685,16 @@ cmd_up() {
 
 cmd_down() {
   local name pid pids=() names=()
-  # Nodes first (in parallel, so routers drain while etcd is still there), etcd last.
-  for name in "${ROUTER_NAMES[@]}" "${AGENT_NODE_NAMES[@]}" -- "${ETCD_NAMES[@]}"; do
+  # Nodes first (in parallel, so routers drain while etcd and PostgreSQL are still there),
+  # etcd and PostgreSQL last.
+  for name in "${ROUTER_NAMES[@]}" "${AGENT_NODE_NAMES[@]}" -- "${ETCD_NAMES[@]}" postgres; do
     if [[ $name == -- ]]; then
       down_wait pids names
       pids=() names=()
       continue
     fi
     if pid=$(live_pid "$name"); then
-      kill -TERM "$pid" 2>/dev/null || true
+      kill "-$(stop_signal "$name")" "$pid" 2>/dev/null || true
       pids+=("$pid") names+=("$name")
     else
       rm -f "$(pid_file "$name")"
@@ -633,11 +743,18 @@ main() {
       load_settings
       [[ $command == restart ]] && stop_process "$2"
       ensure_pki
-      if [[ $(kind_of "$2") != etcd ]]; then
-        ensure_binaries
-        ensure_credentials
-      fi
+      case $(kind_of "$2") in
+        etcd) ;;
+        postgres) ensure_postgres ;;
+        *)
+          ensure_binaries
+          ensure_credentials
+          ;;
+      esac
       start_process "$2"
+      if [[ $(kind_of "$2") == postgres ]]; then
+        wait_for "PostgreSQL accepts connections on $(addr_of postgres)" pg_ready
+      fi
       ;;
     stop)
       [[ $# -eq 2 ]] || die "usage: $0 stop NAME"
