@@ -320,13 +320,23 @@ mod tests {
             } else {
                 format!("c{n}")
             };
-            tx.send(event("started", &id, n, BTreeMap::new()))
+            tx.send(Queued::Event(event("started", &id, n, BTreeMap::new())))
                 .await
                 .unwrap();
         }
+        // A flush is answered once everything queued before it is appended.
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        tx.send(Queued::Flush(done)).await.unwrap();
+        flushed.await.unwrap();
+        let before_stop = record.read_after(0, 100).await.unwrap().len();
         drop(tx);
         appender.await.unwrap();
         let stored = record.read_after(0, 100).await.unwrap();
+        assert_eq!(
+            before_stop,
+            stored.len(),
+            "the flush came before every event was in"
+        );
         let times: Vec<i64> = stored.iter().map(|e| e.at_ms).collect();
         let want: Vec<i64> = (0..50).filter(|n| *n != 20).collect();
         assert_eq!(times, want, "in order, only the refused one missing");
