@@ -378,7 +378,8 @@ async fn start_on(
         .await?;
 
     tokio::spawn(run_retention(
-        router.shared.clone(),
+        router.shared.archive.clone(),
+        router.shared.clock.clone(),
         config.record.retention_days,
         stop_rx.clone(),
     ));

@@ -305,7 +305,8 @@ pub async fn start_with_clock(
 
     recover(&router, &agent_node).await?;
     tokio::spawn(run_retention(
-        router.shared.clone(),
+        router.shared.archive.clone(),
+        router.shared.clock.clone(),
         config.record.retention_days,
         stop_rx.clone(),
     ));

@@ -152,7 +152,7 @@ impl ConversationActor {
         // The archive row is written once the close is durable (now): supervisors list the
         // conversation right away; the answer waits a little for it (retirement archives
         // again when it failed).
-        let archiving = archive_closed(&self.shared, &self.rec, &self.transcript);
+        let archiving = archive_closed(&self.shared.archive, &self.rec, &self.transcript);
         // Streams end after the last events (readers have them buffered); a closed
         // conversation takes no new subscriber. While it lingers it keeps only its last
         // events: an older resume point gets the messages from the transcript.

@@ -176,7 +176,7 @@ impl ConversationActor {
         let comment = rating.comment.clone();
         // The archive row (written at the close) gets the rating too; the answer waits a
         // little for it.
-        let archiving = rate_archived(&self.shared, &self.rec.id, &rating);
+        let archiving = rate_archived(&self.shared.archive, &self.rec.id, &rating);
         self.rec.rating = Some(rating);
         self.profile.last_rating = if good { "good" } else { "bad" }.to_string();
         self.integration(

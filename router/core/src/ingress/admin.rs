@@ -27,8 +27,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
+use super::customer::CustomerApi;
 use crate::conversation::{GetTranscript, Subscribe, Transfer};
-use crate::ingress::CustomerApi;
 use crate::metrics as m;
 use crate::queue::GetStats;
 use crate::router::Router;

@@ -27,13 +27,13 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::shared::Shared;
 use crate::store::embedded::EmbeddedStore;
-use crate::store::group_commit::{Durable, GroupCommit};
+use crate::store::group_commit::GroupCommit;
 use crate::store::records::{
     conversation_key, messages_prefix, ConversationRecord, MessageRecord, Rating,
 };
 use crate::store::{Op, StoreError};
+use centralino_base::clock::SharedClock;
 
 /// How long a close's acknowledgement waits for its archive row (a slow or unreachable
 /// record does not hold closes up longer; the row is written at retirement then).
@@ -282,11 +282,11 @@ fn archived(row: ArchivedConversation) -> Result<Archived, RecordError> {
 /// Archives a conversation whose close is durable, in the background: the row is there for
 /// supervisors right after the close. A failure is logged; retirement archives again.
 pub fn archive_closed(
-    shared: &Arc<Shared>,
+    archive: &Archive,
     rec: &ConversationRecord,
     transcript: &[MessageRecord],
 ) -> tokio::task::JoinHandle<()> {
-    let (archive, rec, transcript) = (shared.archive.clone(), rec.clone(), transcript.to_vec());
+    let (archive, rec, transcript) = (archive.clone(), rec.clone(), transcript.to_vec());
     tokio::spawn(async move {
         match tokio::time::timeout(ARCHIVE_ACK_WAIT * 5, archive.archive(&rec, &transcript)).await {
             Ok(Ok(_)) => {}
@@ -300,36 +300,10 @@ pub fn archive_closed(
     })
 }
 
-/// Returns a handle that resolves like `close` (the close's durable write), after the
-/// archive row of the closed conversation was written or [`ARCHIVE_ACK_WAIT`] passed: the
-/// one call a close makes once its record is final. A failed close archives nothing.
-pub fn archive_after(
-    shared: &Arc<Shared>,
-    close: Durable,
-    rec: &ConversationRecord,
-    transcript: &[MessageRecord],
-) -> Durable {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let (shared, rec, transcript) = (shared.clone(), rec.clone(), transcript.to_vec());
-    tokio::spawn(async move {
-        let result = close.await.unwrap_or(Err(StoreError::Closed));
-        if result.is_ok() {
-            let archiving = archive_closed(&shared, &rec, &transcript);
-            let _ = tokio::time::timeout(ARCHIVE_ACK_WAIT, archiving).await;
-        }
-        let _ = tx.send(result);
-    });
-    rx
-}
-
 /// Sets the rating of an archived conversation whose rating is durable, in the background.
 /// A failure is logged; retirement brings the row up to date.
-pub fn rate_archived(
-    shared: &Arc<Shared>,
-    id: &str,
-    given: &Rating,
-) -> tokio::task::JoinHandle<()> {
-    let (archive, id, given) = (shared.archive.clone(), id.to_string(), given.clone());
+pub fn rate_archived(archive: &Archive, id: &str, given: &Rating) -> tokio::task::JoinHandle<()> {
+    let (archive, id, given) = (archive.clone(), id.to_string(), given.clone());
     tokio::spawn(async move {
         match tokio::time::timeout(ARCHIVE_ACK_WAIT * 5, archive.rate(&id, &given)).await {
             Ok(Ok(())) => {}
@@ -341,22 +315,6 @@ pub fn rate_archived(
             Err(_) => warn!(conversation_id = %id, "archiving a rating timed out"),
         }
     })
-}
-
-/// Returns a handle that resolves like `rating` (the rating's durable write), after the
-/// archive row took the rating or [`ARCHIVE_ACK_WAIT`] passed: the one call a rating makes.
-pub fn rate_after(shared: &Arc<Shared>, rating: Durable, id: &str, given: &Rating) -> Durable {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let (shared, id, given) = (shared.clone(), id.to_string(), given.clone());
-    tokio::spawn(async move {
-        let result = rating.await.unwrap_or(Err(StoreError::Closed));
-        if result.is_ok() {
-            let rating = rate_archived(&shared, &id, &given);
-            let _ = tokio::time::timeout(ARCHIVE_ACK_WAIT, rating).await;
-        }
-        let _ = tx.send(result);
-    });
-    rx
 }
 
 /// Why a closed conversation could not be retired.
@@ -438,7 +396,12 @@ pub async fn retire_eventually(
 /// Runs the retention loop until `stop` turns true: once an hour (and at start) deletes
 /// the archived conversations closed more than `days` days ago. `days == 0` keeps them
 /// forever (the loop returns at once).
-pub async fn run_retention(shared: Arc<Shared>, days: u32, mut stop: watch::Receiver<bool>) {
+pub async fn run_retention(
+    archive: Archive,
+    clock: SharedClock,
+    days: u32,
+    mut stop: watch::Receiver<bool>,
+) {
     if days == 0 {
         return;
     }
@@ -448,7 +411,7 @@ pub async fn run_retention(shared: Arc<Shared>, days: u32, mut stop: watch::Rece
             _ = every.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        match shared.archive.expire(days, shared.clock.now_ms()).await {
+        match archive.expire(days, clock.now_ms()).await {
             Ok(0) => {}
             Ok(deleted) => info!(deleted, days, "retention: archived conversations deleted"),
             Err(e) => warn!(error = %e, "retention: archived conversations not deleted"),
