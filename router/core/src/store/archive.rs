@@ -66,6 +66,10 @@ pub struct Archive {
     /// In memory: the close times and ids of the rows archived here, the oldest deleted
     /// beyond [`MEMORY_ARCHIVE_KEEP`].
     bounded: Option<Arc<parking_lot::Mutex<Kept>>>,
+    /// Archive writes started at a close and still running, by conversation id: a
+    /// retirement waits for them before it removes the live keys, so that once the keys
+    /// are gone no late archive write can bring a row back (after an erasure).
+    pending: Arc<parking_lot::Mutex<std::collections::HashMap<String, watch::Receiver<bool>>>>,
 }
 
 /// The close times and ids of the rows an in-memory archive holds, oldest first.
@@ -78,6 +82,21 @@ pub struct Archived {
     pub conversation: ConversationRecord,
     /// The transcript.
     pub transcript: Vec<MessageRecord>,
+}
+
+/// Marks an archive write of [`archive_closed`] finished when dropped (also when its task
+/// ends early): tells the waiting retirement and forgets the entry.
+struct Finished(
+    watch::Sender<bool>,
+    Arc<parking_lot::Mutex<std::collections::HashMap<String, watch::Receiver<bool>>>>,
+    String,
+);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        let _ = self.0.send(true);
+        self.1.lock().remove(&self.2);
+    }
 }
 
 /// Returns the gRPC status of a record error: UNAVAILABLE when the record cannot be
@@ -101,6 +120,7 @@ impl Archive {
             record,
             same_file: None,
             bounded: None,
+            pending: Arc::default(),
         }
     }
 
@@ -115,6 +135,7 @@ impl Archive {
                 record,
             }),
             bounded: None,
+            pending: Arc::default(),
         })
     }
 
@@ -287,7 +308,10 @@ pub fn archive_closed(
     transcript: &[MessageRecord],
 ) -> tokio::task::JoinHandle<()> {
     let (archive, rec, transcript) = (archive.clone(), rec.clone(), transcript.to_vec());
+    let (done, running) = watch::channel(false);
+    archive.pending.lock().insert(rec.id.clone(), running);
     tokio::spawn(async move {
+        let _done = Finished(done, archive.pending.clone(), rec.id.clone());
         match tokio::time::timeout(ARCHIVE_ACK_WAIT * 5, archive.archive(&rec, &transcript)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
@@ -339,6 +363,10 @@ pub async fn retire_closed(
     rec: &ConversationRecord,
     transcript: Vec<MessageRecord>,
 ) -> Result<(), RetireError> {
+    let running = archive.pending.lock().get(&rec.id).cloned();
+    if let Some(mut running) = running {
+        let _ = running.wait_for(|done| *done).await;
+    }
     let deletes = vec![
         Op::Delete(conversation_key(&rec.id)),
         Op::DeletePrefix(messages_prefix(&rec.id)),
