@@ -538,6 +538,19 @@ fn a_crash_between_archive_and_live_key_removal_leaves_one_row_and_recovery_remo
         let rows = archive.list(&filter, None, 10).await.unwrap().items;
         assert_eq!(rows.len(), 1, "exactly one archive row");
         let first_close = rows[0].conversation.closed_at_ms;
+        // The close's integration event came with the row, once.
+        let closed_events = || async {
+            node.router
+                .shared
+                .events
+                .stored_after(0, 10_000)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.conversation_id == id && e.kind == "closed")
+                .count()
+        };
+        assert_eq!(closed_events().await, 1, "one closed event with the row");
 
         // The next owner's recovery (the store works again): the live keys go, and no
         // second row is written.
@@ -552,6 +565,11 @@ fn a_crash_between_archive_and_live_key_removal_leaves_one_row_and_recovery_remo
         assert_eq!(rows.len(), 1, "still exactly one archive row");
         assert_eq!(rows[0].conversation.closed_at_ms, first_close);
         assert_eq!(rows[0].transcript.len(), 2);
+        assert_eq!(
+            closed_events().await,
+            1,
+            "the retirement's archive write adds no second closed event"
+        );
         drop((giulia, client, archive));
         node.shutdown().await;
     });

@@ -5,7 +5,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix::prelude::*;
-use std::collections::BTreeMap;
 
 use centralino_proto::v1::{
     conversation_event::Kind, Closed, ConversationOutcome, RatingRequested,
@@ -122,17 +121,14 @@ impl ConversationActor {
                 }
                 self.emit(Kind::RatingRequested(RatingRequested {}));
                 self.update_profile(now);
-                self.integration("closed", BTreeMap::new());
             }
             Outcome::Abandoned => {
                 Counters::inc(&self.shared.counters.abandoned);
                 m::conversation_abandoned(&self.rec);
-                self.integration("abandoned", BTreeMap::new());
             }
             Outcome::Offline => {
                 Counters::inc(&self.shared.counters.offline);
                 m::conversation_ended(&self.rec, "offline");
-                self.integration("offline_message", self.rec.follow_up.clone());
             }
             Outcome::Escalated => {
                 Counters::inc(&self.shared.counters.escalated);
@@ -140,19 +136,20 @@ impl ConversationActor {
                 if self.rec.agent_id.is_some() {
                     self.update_profile(now);
                 }
-                let kind = match self.rec.follow_up.get("kind").map(String::as_str) {
-                    Some("email") => "email_request",
-                    _ => "callback_request",
-                };
-                self.integration(kind, self.rec.follow_up.clone());
             }
         }
         info!(conversation_id = %self.rec.id, ?outcome, "conversation closed");
         self.closed_ack = Some((std::time::Instant::now(), proto_outcome));
-        // The archive row is written once the close is durable (now): supervisors list the
-        // conversation right away; the answer waits a little for it (retirement archives
-        // again when it failed).
-        let archiving = archive_closed(&self.shared.archive, &self.rec, &self.transcript);
+        // The archive row is written once the close is durable (now), with the close's
+        // integration event in its transaction: supervisors list the conversation right
+        // away; the answer waits a little for it (retirement archives again when it failed,
+        // with the same event, so the event lands exactly once).
+        let archiving = archive_closed(
+            &self.shared.archive,
+            &self.shared.events,
+            &self.rec,
+            &self.transcript,
+        );
         // Streams end after the last events (readers have them buffered); a closed
         // conversation takes no new subscriber. While it lingers it keeps only its last
         // events: an older resume point gets the messages from the transcript.

@@ -21,13 +21,14 @@ use std::time::Duration;
 
 use centralino_record::{
     ArchiveCursor, ArchiveFilter, ArchivedConversation, EmbeddedRecord, ErasureReport,
-    MemoryRecord, Page, Rating as RecordRating, Record, RecordError,
+    MemoryRecord, NewEvent, Page, Rating as RecordRating, Record, RecordError,
 };
 use serde_json::Value;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::store::embedded::EmbeddedStore;
+use crate::store::events::IntegrationLog;
 use crate::store::group_commit::GroupCommit;
 use crate::store::records::{
     conversation_key, messages_prefix, ConversationRecord, MessageRecord, Rating,
@@ -189,7 +190,7 @@ impl Archive {
         transcript: &[MessageRecord],
     ) -> Result<bool, RecordError> {
         let row = row(rec, transcript)?;
-        let outcome = self.record.archive(row.clone(), Vec::new()).await;
+        let outcome = self.record.archive(row.clone(), close_events(rec)).await;
         crate::metrics::archive_write("archive", outcome.is_ok());
         let outcome = outcome?;
         if outcome.inserted {
@@ -300,18 +301,29 @@ fn archived(row: ArchivedConversation) -> Result<Archived, RecordError> {
     })
 }
 
+/// The close's integration event, written with the archive row (see
+/// [`IntegrationLog::close_event`]).
+fn close_events(rec: &ConversationRecord) -> Vec<NewEvent> {
+    IntegrationLog::close_event(rec).into_iter().collect()
+}
+
 /// Archives a conversation whose close is durable, in the background: the row is there for
-/// supervisors right after the close. A failure is logged; retirement archives again.
+/// supervisors right after the close, and the close's integration event is appended in the
+/// row's transaction (after the conversation's earlier events: the appender is flushed
+/// first). A failure is logged; retirement archives again, with the same event.
 pub fn archive_closed(
     archive: &Archive,
+    events: &Arc<IntegrationLog>,
     rec: &ConversationRecord,
     transcript: &[MessageRecord],
 ) -> tokio::task::JoinHandle<()> {
     let (archive, rec, transcript) = (archive.clone(), rec.clone(), transcript.to_vec());
+    let events = events.clone();
     let (done, running) = watch::channel(false);
     archive.pending.lock().insert(rec.id.clone(), running);
     tokio::spawn(async move {
         let _done = Finished(done, archive.pending.clone(), rec.id.clone());
+        events.flush().await;
         match tokio::time::timeout(ARCHIVE_ACK_WAIT * 5, archive.archive(&rec, &transcript)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
@@ -382,10 +394,11 @@ pub async fn retire_closed(
                 }
             }
             let row = row(rec, &transcript)?;
+            let events = close_events(rec);
             let outcome = same
                 .store
                 .apply_with(deletes, move |tx| {
-                    EmbeddedRecord::archive_in(tx, &row, Vec::new())
+                    EmbeddedRecord::archive_in(tx, &row, events)
                         .map_err(|e| StoreError::Backend(e.to_string()))
                 })
                 .await?;

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use crate::store::records::ConversationRecord;
+use crate::store::records::{ConversationRecord, Outcome};
 
 /// How often a background append is tried before the event is given up (and counted).
 const APPEND_TRIES: u32 = 5;
@@ -165,6 +165,25 @@ impl IntegrationLog {
                 "details": details,
             }),
         }
+    }
+
+    /// Returns the integration event a close makes (`closed`, `abandoned`,
+    /// `offline_message`, `email_request` or `callback_request`), derived from the closed
+    /// record alone: it is written in the archive row's transaction, and a retirement after
+    /// a crash (which archives again) derives the same event, so it lands exactly once.
+    /// `None` for a record that is not closed.
+    pub fn close_event(rec: &ConversationRecord) -> Option<NewEvent> {
+        let closed_at = rec.closed_at_ms?;
+        let (kind, details) = match rec.outcome.unwrap_or(Outcome::Abandoned) {
+            Outcome::Completed => ("closed", BTreeMap::new()),
+            Outcome::Abandoned => ("abandoned", BTreeMap::new()),
+            Outcome::Offline => ("offline_message", rec.follow_up.clone()),
+            Outcome::Escalated => match rec.follow_up.get("kind").map(String::as_str) {
+                Some("email") => ("email_request", rec.follow_up.clone()),
+                _ => ("callback_request", rec.follow_up.clone()),
+            },
+        };
+        Some(Self::event(kind, rec, closed_at, details))
     }
 
     /// Appends events durably and returns their sequence numbers (their event ids).
