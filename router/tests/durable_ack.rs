@@ -3,7 +3,9 @@
 //! transfer, offline message, escalation or start is acknowledged, shown to the customer's
 //! stream or delivered to the agent; the reply is UNAVAILABLE (RESOURCE_EXHAUSTED for a
 //! full store); the state after the failure — in the store and in the actor — is the state
-//! before; and a retry gets the original outcome.
+//! before; and a retry gets the original outcome. A change the queue makes first (an
+//! overflow, a language handover) whose write fails leaves queue and record as recorded,
+//! and is made again once the store works.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -516,6 +518,111 @@ fn an_offline_message_or_an_escalation_whose_write_fails_changes_nothing() {
             Some(ConversationOutcome::Escalated as i32)
         );
         drop((giulia, client, stream));
+        node.shutdown().await;
+    });
+}
+
+/// A department whose waiting conversations overflow to support after a minute.
+const OVERFLOWING: &str = r#"
+[[departments]]
+name = "returns"
+steps = [ { after_secs = 0, min_proficiency = 1 }, { after_secs = 60, min_proficiency = 1, overflow_to = "support" } ]
+"#;
+
+#[test]
+fn an_overflow_whose_write_fails_stays_where_its_record_says_and_moves_once_the_store_works() {
+    run(|| async {
+        let faults = Arc::new(FaultStore::new(MemoryStore::default()));
+        let clock =
+            centralino_base::clock::ManualClock::new(instant_ms("2026-11-24T11:00:00+01:00"));
+        let node = centralino_router::standalone::start_with_clock(
+            config(OVERFLOWING),
+            centralino_router::standalone::StoreChoice::Custom(faults.clone()),
+            clock.shared(),
+        )
+        .await
+        .expect("node starts");
+        let mut client = customer(&node).await;
+        let chat = start_conversation(&mut client, "returns", "it", "rita")
+            .await
+            .expect("start");
+        let cid = chat.conversation_id.clone();
+        // Nobody logged in: it waits; past a minute the queue overflows it, but the write
+        // of the move fails.
+        faults.fail_prefix(conversation_key(&cid), backend());
+        clock.advance(Duration::from_secs(61));
+        let tried = wait_until(5, || async { faults.injected() > 0 }).await;
+        assert!(tried, "the overflow tried to write the move");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(live(&node, &cid).await.department, "returns");
+        assert_eq!(stored(&faults, &cid).await.department, "returns");
+        // The store works again: the conversation, back in its recorded queue, overflows
+        // now, and support's agent gets it.
+        faults.clear();
+        let moved = wait_until(10, || async {
+            stored(&faults, &cid).await.department == "support"
+        })
+        .await;
+        assert!(moved, "the overflow is written once the store works");
+        assert_eq!(live(&node, &cid).await.department, "support");
+        let mut marco = login(&node, "marco", "pw").await.unwrap();
+        assert_eq!(marco.take().await, cid, "support's agent is offered it");
+        drop((marco, client));
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn a_language_handover_whose_write_fails_stays_with_its_team_and_moves_once_the_store_works() {
+    run(|| async {
+        let faults = Arc::new(FaultStore::new(MemoryStore::default()));
+        let clock =
+            centralino_base::clock::ManualClock::new(instant_ms("2026-11-23T21:59:00+01:00"));
+        let node = centralino_router::standalone::start_with_clock(
+            config_with("", italian_day_shift),
+            centralino_router::standalone::StoreChoice::Custom(faults.clone()),
+            clock.shared(),
+        )
+        .await
+        .expect("node starts");
+        let mut client = customer(&node).await;
+        let chat = start_conversation(&mut client, "support", "it", "late-it")
+            .await
+            .expect("start");
+        let cid = chat.conversation_id.clone();
+        let mut stream = events(&mut client, &chat, 0).await;
+        // 22:00: the Italian team closes and the queue hands the chat to English, but the
+        // write of the handover fails: nothing is shown, the record keeps Italian.
+        faults.fail_prefix(conversation_key(&cid), backend());
+        clock.set(instant_ms("2026-11-23T22:00:00+01:00"));
+        let tried = wait_until(5, || async { faults.injected() > 0 }).await;
+        assert!(tried, "the handover tried to write");
+        let shown = collect_events(&mut stream, 1500).await;
+        assert!(
+            !shown
+                .iter()
+                .any(|e| matches!(e.kind, Some(Kind::HandedOver(_)))),
+            "a handover shown before it was durable: {shown:?}"
+        );
+        assert_eq!(live(&node, &cid).await.serving_language, "it");
+        assert_eq!(stored(&faults, &cid).await.serving_language, "it");
+        // The store works again: the queue hands it over again, durably, and the English
+        // agent gets it.
+        faults.clear();
+        let (handed, _) = next_event(&mut stream, 10, |e| match &e.kind {
+            Some(Kind::HandedOver(h)) => Some((h.clone(), e.at_unix_ms)),
+            _ => None,
+        })
+        .await
+        .expect("handed over once the store works");
+        assert_eq!(
+            (handed.from_language.as_str(), handed.to_language.as_str()),
+            ("it", "en")
+        );
+        assert_eq!(stored(&faults, &cid).await.serving_language, "en");
+        let mut emma = login(&node, "emma", "pw").await.unwrap();
+        assert_eq!(emma.take().await, cid, "the English team is offered it");
+        drop((emma, client, stream));
         node.shutdown().await;
     });
 }

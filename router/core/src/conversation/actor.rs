@@ -88,6 +88,10 @@ pub(super) type ProfileWrite = std::pin::Pin<
 /// What a writing handler answers: resolves once the change's write is durable and the
 /// change applied (then with its outcome), or with the status of the failed write (then
 /// nothing of the change was applied).
+/// How long a conversation whose queue-made change failed to write waits before it goes
+/// back to the queue as recorded (see [`ConversationActor::requeue_as_recorded`]).
+const REQUEUE_AFTER_FAILED_WRITE: Duration = Duration::from_secs(1);
+
 pub type Acked<T> = futures::future::BoxFuture<'static, Result<T, Status>>;
 
 /// Returns an answer that needs no write (a refusal, a duplicate).
@@ -400,6 +404,19 @@ impl ConversationActor {
         entry.place = self.places.queue.take().map(Arc::new);
         self.shared
             .tell_queue(&self.rec.department, ToQueue::Enqueue(Box::new(entry)));
+    }
+
+    /// After a failed write of a change its queue made first (an overflow, a language
+    /// handover): after a pause (a failing store is not hammered), puts the conversation
+    /// back in the queue as its unchanged record says, where the queue's rules fire again.
+    /// Queue and record never disagree for longer than that pause.
+    pub(super) fn requeue_as_recorded(&self, ctx: &mut Context<Self>) {
+        ctx.run_later(REQUEUE_AFTER_FAILED_WRITE, |act, _ctx| {
+            if act.rec.state == State::Queued && act.warm_from.is_none() {
+                act.dequeue();
+                act.enqueue();
+            }
+        });
     }
 
     pub(super) fn dequeue(&self) {

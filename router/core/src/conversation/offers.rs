@@ -84,18 +84,31 @@ impl Handler<OfferWithdrawn> for ConversationActor {
 impl Handler<Moved> for ConversationActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Moved, _ctx: &mut Context<Self>) {
+    /// Overflow, write first: the queue took the entry out already; the conversation
+    /// writes its new department and only then enqueues there. A failed write leaves the
+    /// record as it was, and the conversation goes back to the queue its record names
+    /// ([`ConversationActor::requeue_as_recorded`]).
+    fn handle(&mut self, msg: Moved, ctx: &mut Context<Self>) {
         if self.rec.state != State::Queued {
             return;
         }
-        info!(conversation_id = %self.rec.id, from = %self.rec.department, to = %msg.department, "conversation overflowed");
-        self.rec.department = msg.department;
-        self.rec.queue_entered_at_ms = msg.at_ms;
-        self.last_position = None;
-        // Best effort: the queue moved the entry already; a restored actor enqueues in the
-        // department its record names.
-        self.persist_record();
-        self.enqueue();
+        let mut next = self.next_record();
+        next.department = msg.department;
+        next.queue_entered_at_ms = msg.at_ms;
+        let ops = Self::record_ops(&next, &[]);
+        let written = self.write_or(
+            ctx,
+            ops,
+            move |act, _ctx| {
+                info!(conversation_id = %act.rec.id, from = %act.rec.department, to = %next.department, "conversation overflowed");
+                act.rec = next;
+                act.last_position = None;
+                act.enqueue();
+                answer(Ok(()))
+            },
+            |act, ctx| act.requeue_as_recorded(ctx),
+        );
+        drop(written);
     }
 }
 

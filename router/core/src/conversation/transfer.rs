@@ -376,10 +376,15 @@ impl Handler<HandOver> for ConversationActor {
         if msg.to == self.rec.language {
             // Pulled back to the customer's own team.
             let ops = Self::record_ops(&next, &[]);
-            drop(self.write_then(ctx, ops, move |act, _ctx| {
-                act.rec.serving_language = next.serving_language;
-                answer(Ok(()))
-            }));
+            drop(self.write_or(
+                ctx,
+                ops,
+                move |act, _ctx| {
+                    act.rec.serving_language = next.serving_language;
+                    answer(Ok(()))
+                },
+                |act, ctx| act.requeue_as_recorded(ctx),
+            ));
             return;
         }
         let reopens = self.shared.shifts.reopens_at(&self.rec.language, now);
@@ -400,26 +405,34 @@ impl Handler<HandOver> for ConversationActor {
         let notice = self.stage_system(text);
         next.next_event_id = self.next_event_id;
         let ops = Self::record_ops(&next, &notice.iter().collect::<Vec<_>>());
-        drop(self.write_then(ctx, ops, move |act, _ctx| {
-            act.rec.serving_language = next.serving_language;
-            Counters::inc(&act.shared.counters.handovers);
-            m::handover(&msg.from, &msg.to);
-            act.emit_at(
-                event_id,
-                Kind::HandedOver(HandedOver {
-                    from_language: msg.from.clone(),
-                    to_language: msg.to.clone(),
-                    reopens_at_unix_ms: reopens.unwrap_or_default(),
-                }),
-            );
-            if let Some(notice) = notice {
-                act.apply_message(notice);
-            }
-            act.integration(
-                "handed_over",
-                BTreeMap::from([("from".to_string(), msg.from), ("to".to_string(), msg.to)]),
-            );
-            answer(Ok(()))
-        }));
+        // The queue moved the entry to the new team first; a failed write puts it back as
+        // recorded.
+        let written = self.write_or(
+            ctx,
+            ops,
+            move |act, _ctx| {
+                act.rec.serving_language = next.serving_language;
+                Counters::inc(&act.shared.counters.handovers);
+                m::handover(&msg.from, &msg.to);
+                act.emit_at(
+                    event_id,
+                    Kind::HandedOver(HandedOver {
+                        from_language: msg.from.clone(),
+                        to_language: msg.to.clone(),
+                        reopens_at_unix_ms: reopens.unwrap_or_default(),
+                    }),
+                );
+                if let Some(notice) = notice {
+                    act.apply_message(notice);
+                }
+                act.integration(
+                    "handed_over",
+                    BTreeMap::from([("from".to_string(), msg.from), ("to".to_string(), msg.to)]),
+                );
+                answer(Ok(()))
+            },
+            |act, ctx| act.requeue_as_recorded(ctx),
+        );
+        drop(written);
     }
 }
