@@ -51,5 +51,5 @@ pub use embedded::{EmbeddedRecord, MemoryRecord};
 pub use error::RecordError;
 pub use postgres::{PgConfig, PgRecord};
 pub use record::Record;
-pub use tail::{DirectoryFeed, OutboxTail};
+pub use tail::{DirectoryFeed, Feed, Follower, OutboxTail};
 pub use types::*;
