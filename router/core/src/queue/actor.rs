@@ -197,7 +197,10 @@ impl DepartmentQueue {
         let Some(waiting) = self.entries.get(&id) else {
             return;
         };
-        self.shared.tell_conversation(
+        // The conversation learns of the offer before the agent sees it: the agent's accept
+        // (over the agent-node, through any router) reaches the conversation after the
+        // offer, also when the conversation runs on another router than this queue.
+        let told = self.shared.hand_to_conversation(
             &id,
             ToConversation::Offering {
                 reservation_id: reservation_id.clone(),
@@ -213,38 +216,58 @@ impl DepartmentQueue {
         );
         let link = self.shared.agents.clone();
         ctx.spawn(
-            async move { link.reserve(request).await }
-                .into_actor(self)
-                .map(move |result, act, ctx| {
-                    let outcome = result.unwrap_or_else(|status| {
-                        debug!(%status, "reserve failed");
-                        ReserveOutcome::Rejected(centralino_link::RejectReason::NotAvailable)
-                    });
-                    let rejected = outcome != ReserveOutcome::Held;
-                    act.pool.end_reservation(&agent, rejected);
-                    if !rejected {
-                        Counters::inc(&act.shared.counters.offers);
-                        return;
+            async move {
+                match told.await {
+                    Ok(()) => Some(link.reserve(request).await),
+                    Err(status) => {
+                        debug!(%status, conversation_id = %request.conversation_id, "conversation not told of the offer, agent not reserved");
+                        None
                     }
-                    m::reservation_rejected(&act.department.name);
-                    if let Some(waiting) = act.entries.get_mut(&id) {
-                        if waiting
-                            .offer
-                            .as_ref()
-                            .is_some_and(|(rid, _)| *rid == reservation_id)
-                        {
-                            waiting.offer = None;
-                            waiting.offered_at_ms = None;
-                            act.order.insert(waiting.key, id.clone());
-                            act.shared.tell_conversation(
-                                &id,
-                                ToConversation::OfferWithdrawn { reservation_id },
-                            );
-                        }
-                    }
-                    act.dispatch(ctx);
-                }),
+                }
+            }
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                let Some(result) = result else {
+                    // Nobody was asked: the agent is not at fault. The entry waits for the
+                    // next tick (its conversation may be changing router meanwhile).
+                    act.pool.end_reservation(&agent, false);
+                    act.withdraw(&id, reservation_id);
+                    return;
+                };
+                let outcome = result.unwrap_or_else(|status| {
+                    debug!(%status, "reserve failed");
+                    ReserveOutcome::Rejected(centralino_link::RejectReason::NotAvailable)
+                });
+                let rejected = outcome != ReserveOutcome::Held;
+                act.pool.end_reservation(&agent, rejected);
+                if !rejected {
+                    Counters::inc(&act.shared.counters.offers);
+                    return;
+                }
+                m::reservation_rejected(&act.department.name);
+                act.withdraw(&id, reservation_id);
+                act.dispatch(ctx);
+            }),
         );
+    }
+
+    /// Takes back the offer `reservation_id` of `id` that no agent holds: the entry returns
+    /// to its place in the order, and the conversation forgets the offer.
+    fn withdraw(&mut self, id: &str, reservation_id: String) {
+        let Some(waiting) = self.entries.get_mut(id) else {
+            return;
+        };
+        if waiting
+            .offer
+            .as_ref()
+            .is_some_and(|(rid, _)| *rid == reservation_id)
+        {
+            waiting.offer = None;
+            waiting.offered_at_ms = None;
+            self.order.insert(waiting.key, id.to_string());
+            self.shared
+                .tell_conversation(id, ToConversation::OfferWithdrawn { reservation_id });
+        }
     }
 
     fn overflow(&mut self, id: &str, target: &str, now: i64) {
