@@ -187,6 +187,7 @@ impl DepartmentQueue {
         }
     }
 
+    /// Offers `id` to `agent`: tells the conversation first, then reserves the agent.
     fn reserve(
         &mut self,
         id: String,
@@ -194,9 +195,10 @@ impl DepartmentQueue {
         agent: Arc<str>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(waiting) = self.entries.get(&id) else {
+        if !self.entries.contains_key(&id) {
+            self.pool.end_reservation(&agent, false);
             return;
-        };
+        }
         // The conversation learns of the offer before the agent sees it: the agent's accept
         // (over the agent-node, through any router) reaches the conversation after the
         // offer, also when the conversation runs on another router than this queue.
@@ -207,6 +209,44 @@ impl DepartmentQueue {
                 agent_id: agent.to_string(),
             },
         );
+        ctx.spawn(told.into_actor(self).map(move |told, act, ctx| {
+            let current = act.entries.get(&id).is_some_and(|w| {
+                w.offer
+                    .as_ref()
+                    .is_some_and(|(rid, _)| *rid == reservation_id)
+            });
+            match told {
+                Ok(()) if current => act.reserve_agent(id, reservation_id, agent, ctx),
+                Ok(()) => {
+                    // Dropped while the conversation was told (dequeued, or expired).
+                    act.pool.end_reservation(&agent, false);
+                    act.shared
+                        .tell_conversation(&id, ToConversation::OfferWithdrawn { reservation_id });
+                }
+                Err(status) => {
+                    // Nobody was asked: the agent is not at fault. The entry waits for the
+                    // next tick (its conversation may be changing router meanwhile).
+                    debug!(%status, conversation_id = %id, "conversation not told of the offer, agent not reserved");
+                    act.pool.end_reservation(&agent, false);
+                    act.withdraw(&id, reservation_id);
+                }
+            }
+        }));
+    }
+
+    /// Reserves `agent` for the offer `reservation_id` of `id`, which the conversation
+    /// knows of.
+    fn reserve_agent(
+        &mut self,
+        id: String,
+        reservation_id: String,
+        agent: Arc<str>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(waiting) = self.entries.get(&id) else {
+            self.pool.end_reservation(&agent, false);
+            return;
+        };
         let request = reserve_request(
             &waiting.entry,
             &self.department.name,
@@ -216,38 +256,23 @@ impl DepartmentQueue {
         );
         let link = self.shared.agents.clone();
         ctx.spawn(
-            async move {
-                match told.await {
-                    Ok(()) => Some(link.reserve(request).await),
-                    Err(status) => {
-                        debug!(%status, conversation_id = %request.conversation_id, "conversation not told of the offer, agent not reserved");
-                        None
+            async move { link.reserve(request).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    let outcome = result.unwrap_or_else(|status| {
+                        debug!(%status, "reserve failed");
+                        ReserveOutcome::Rejected(centralino_link::RejectReason::NotAvailable)
+                    });
+                    let rejected = outcome != ReserveOutcome::Held;
+                    act.pool.end_reservation(&agent, rejected);
+                    if !rejected {
+                        Counters::inc(&act.shared.counters.offers);
+                        return;
                     }
-                }
-            }
-            .into_actor(self)
-            .map(move |result, act, ctx| {
-                let Some(result) = result else {
-                    // Nobody was asked: the agent is not at fault. The entry waits for the
-                    // next tick (its conversation may be changing router meanwhile).
-                    act.pool.end_reservation(&agent, false);
+                    m::reservation_rejected(&act.department.name);
                     act.withdraw(&id, reservation_id);
-                    return;
-                };
-                let outcome = result.unwrap_or_else(|status| {
-                    debug!(%status, "reserve failed");
-                    ReserveOutcome::Rejected(centralino_link::RejectReason::NotAvailable)
-                });
-                let rejected = outcome != ReserveOutcome::Held;
-                act.pool.end_reservation(&agent, rejected);
-                if !rejected {
-                    Counters::inc(&act.shared.counters.offers);
-                    return;
-                }
-                m::reservation_rejected(&act.department.name);
-                act.withdraw(&id, reservation_id);
-                act.dispatch(ctx);
-            }),
+                    act.dispatch(ctx);
+                }),
         );
     }
 
