@@ -20,10 +20,12 @@ use centralino_membership::kv::{Compare, Kv, TxnOp};
 use centralino_membership::membership::{Members, Membership, Role};
 use centralino_proto::v1::router_internal_client::RouterInternalClient;
 use centralino_proto::v1::TellRequest;
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tonic::Status;
 use tracing::{debug, info, warn};
 
 use crate::fenced_store::{claim_key, Fences};
@@ -217,6 +219,23 @@ impl Placement for ClusterView {
                 debug!(%addr, %status, "tell to another router failed");
             }
         });
+    }
+
+    fn deliver(
+        &self,
+        addr: String,
+        request: TellRequest,
+    ) -> BoxFuture<'static, Result<(), Status>> {
+        let channel = self.channels.get(&addr);
+        // On the same runtime as `tell`, whichever actor thread awaits the answer.
+        let call = self.runtime.spawn(async move {
+            RouterInternalClient::new(channel?).tell(request).await?;
+            Ok(())
+        });
+        Box::pin(async move {
+            call.await
+                .map_err(|e| Status::unavailable(format!("call to another router lost: {e}")))?
+        })
     }
 }
 

@@ -201,37 +201,40 @@ impl RouterInternal for InternalApi {
         }))
     }
 
+    /// Puts the message in the mailbox of the actor it is for, here or (once) at the owner,
+    /// and answers OK only then: a sender that waits for the answer knows that whatever it
+    /// sends the actor afterwards comes after this message. A message that reaches no actor
+    /// gets NOT_FOUND (the actor is not live), or UNAVAILABLE (its partition is changing
+    /// owner).
     async fn tell(&self, request: Request<TellRequest>) -> Result<Response<Empty>, Status> {
         self.access.check(&request, &[PeerRole::Router], "Tell")?;
         let mut r = request.into_inner();
-        if !r.conversation_id.is_empty() {
+        let partition = if !r.conversation_id.is_empty() {
             let msg: ToConversation = serde_json::from_slice(&r.payload)
                 .map_err(|e| Status::invalid_argument(format!("payload: {e}")))?;
             if let Some(actor) = self.router.conversation(&r.conversation_id) {
                 msg.deliver(&actor);
-            } else if let Owner::Remote(addr) =
-                self.router.shared.owner(partition_of(&r.conversation_id))
-            {
-                if !r.forwarded {
-                    r.forwarded = true;
-                    self.view.router(&addr)?.tell(r).await?;
-                }
+                return Ok(Response::new(Empty {}));
             }
+            partition_of(&r.conversation_id)
         } else {
             let msg: ToQueue = serde_json::from_slice(&r.payload)
                 .map_err(|e| Status::invalid_argument(format!("payload: {e}")))?;
             if let Some(queue) = self.router.queue(&r.department) {
                 msg.deliver(&queue);
-            } else if let Owner::Remote(addr) =
-                self.router.shared.owner(partition_of(&r.department))
-            {
-                if !r.forwarded {
-                    r.forwarded = true;
-                    self.view.router(&addr)?.tell(r).await?;
-                }
+                return Ok(Response::new(Empty {}));
             }
+            partition_of(&r.department)
+        };
+        match self.router.shared.owner(partition) {
+            Owner::Remote(addr) if !r.forwarded => {
+                r.forwarded = true;
+                self.view.router(&addr)?.tell(r).await.map_err(from_peer)?;
+                Ok(Response::new(Empty {}))
+            }
+            Owner::Local => Err(Status::not_found("no such actor on its owner")),
+            _ => Err(no_owner()),
         }
-        Ok(Response::new(Empty {}))
     }
 }
 

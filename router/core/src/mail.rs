@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use centralino_link::OfferAnswer;
 use centralino_proto::v1::{CustomerHistory, TransferInfo, VisitorContext};
+use futures::future::BoxFuture;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
+use tonic::Status;
 
 use crate::config::Config;
 use crate::store::records::ConversationRecord;
@@ -20,6 +22,15 @@ pub trait Mailroom: Send + Sync + 'static {
     fn tell_queue(&self, department: &str, msg: ToQueue);
     /// Sends `msg` to the conversation `id`.
     fn tell_conversation(&self, id: &str, msg: ToConversation);
+    /// Hands `msg` to the conversation `id` and resolves once it is in the actor's mailbox,
+    /// on this router or another: whatever reaches the conversation after that, from any
+    /// router, is handled after `msg`. Fails when the conversation cannot be reached now
+    /// (not live, or its partition changing owner).
+    fn hand_to_conversation(
+        &self,
+        id: &str,
+        msg: ToConversation,
+    ) -> BoxFuture<'static, Result<(), Status>>;
 }
 
 /// What an agent's offer shows about the customer.

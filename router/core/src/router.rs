@@ -9,7 +9,9 @@ use std::sync::{Arc, Weak};
 
 use actix::prelude::*;
 use centralino_proto::v1::TellRequest;
+use futures::future::{self, BoxFuture};
 use parking_lot::RwLock;
+use tonic::Status;
 use tracing::{debug, warn};
 
 use crate::conversation::ConversationActor;
@@ -245,6 +247,48 @@ impl Mailroom for Router {
                 ),
                 Err(e) => warn!(error = %e, "cannot encode a conversation message"),
             }
+        }
+    }
+
+    fn hand_to_conversation(
+        &self,
+        id: &str,
+        msg: ToConversation,
+    ) -> BoxFuture<'static, Result<(), Status>> {
+        if let Some(conversation) = self.conversation(id) {
+            // In this router's mailbox now: anything sent to the actor later queues behind.
+            msg.deliver(&conversation);
+            return Box::pin(future::ready(Ok(())));
+        }
+        let placement = match self.shared.placement() {
+            Some(placement) => placement,
+            None => {
+                return Box::pin(future::ready(Err(Status::not_found(format!(
+                    "no live conversation {id:?}"
+                )))))
+            }
+        };
+        match placement.owner(partition_of(id)) {
+            Owner::Remote(addr) => match serde_json::to_vec(&msg) {
+                Ok(payload) => placement.deliver(
+                    addr,
+                    TellRequest {
+                        conversation_id: id.to_string(),
+                        department: String::new(),
+                        payload,
+                        forwarded: false,
+                    },
+                ),
+                Err(e) => Box::pin(future::ready(Err(Status::internal(format!(
+                    "cannot encode a conversation message: {e}"
+                ))))),
+            },
+            Owner::Local => Box::pin(future::ready(Err(Status::not_found(format!(
+                "no live conversation {id:?}"
+            ))))),
+            Owner::Unknown => Box::pin(future::ready(Err(Status::unavailable(
+                "the conversation's partition is changing owner",
+            )))),
         }
     }
 }

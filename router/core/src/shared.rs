@@ -23,6 +23,8 @@ use crate::store::records::ProfileRecord;
 use crate::store::{Store, StoreError};
 use centralino_proto::v1::TellRequest;
 use centralino_record::{ProfileFn, Record};
+use futures::future::BoxFuture;
+use tonic::Status;
 
 /// Node-wide counters (the admin snapshot; Prometheus has the labelled versions).
 #[derive(Debug, Default)]
@@ -144,6 +146,10 @@ pub trait Placement: Send + Sync + 'static {
     fn owner(&self, partition: u32) -> Owner;
     /// Sends a queue or conversation message to the router at `addr` (fire and forget).
     fn tell(&self, addr: String, request: TellRequest);
+    /// Sends a queue or conversation message to the router at `addr` and resolves once
+    /// that router has put it in the mailbox of the actor it is for; fails when it did not.
+    fn deliver(&self, addr: String, request: TellRequest)
+        -> BoxFuture<'static, Result<(), Status>>;
     /// Whether this router may act as the owner of its partitions right now (its lease is
     /// surely alive). A router that was paused beyond its lease must not push events or
     /// offers until it has stepped down.
@@ -267,6 +273,21 @@ impl Shared {
     pub fn tell_conversation(&self, id: &str, msg: ToConversation) {
         if let Some(mail) = self.mail.upgrade() {
             mail.tell_conversation(id, msg);
+        }
+    }
+
+    /// Hands `msg` to a conversation actor, wherever it runs, and resolves once it is in
+    /// the actor's mailbox (see [`Mailroom::hand_to_conversation`]).
+    pub fn hand_to_conversation(
+        &self,
+        id: &str,
+        msg: ToConversation,
+    ) -> BoxFuture<'static, Result<(), Status>> {
+        match self.mail.upgrade() {
+            Some(mail) => mail.hand_to_conversation(id, msg),
+            None => Box::pin(futures::future::ready(Err(Status::unavailable(
+                "router is shutting down",
+            )))),
         }
     }
 

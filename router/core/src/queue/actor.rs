@@ -187,6 +187,7 @@ impl DepartmentQueue {
         }
     }
 
+    /// Offers `id` to `agent`: tells the conversation first, then reserves the agent.
     fn reserve(
         &mut self,
         id: String,
@@ -194,16 +195,58 @@ impl DepartmentQueue {
         agent: Arc<str>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(waiting) = self.entries.get(&id) else {
+        if !self.entries.contains_key(&id) {
+            self.pool.end_reservation(&agent, false);
             return;
-        };
-        self.shared.tell_conversation(
+        }
+        // The conversation learns of the offer before the agent sees it: the agent's accept
+        // (over the agent-node, through any router) reaches the conversation after the
+        // offer, also when the conversation runs on another router than this queue.
+        let told = self.shared.hand_to_conversation(
             &id,
             ToConversation::Offering {
                 reservation_id: reservation_id.clone(),
                 agent_id: agent.to_string(),
             },
         );
+        ctx.spawn(told.into_actor(self).map(move |told, act, ctx| {
+            let current = act.entries.get(&id).is_some_and(|w| {
+                w.offer
+                    .as_ref()
+                    .is_some_and(|(rid, _)| *rid == reservation_id)
+            });
+            match told {
+                Ok(()) if current => act.reserve_agent(id, reservation_id, agent, ctx),
+                Ok(()) => {
+                    // Dropped while the conversation was told (dequeued, or expired).
+                    act.pool.end_reservation(&agent, false);
+                    act.shared
+                        .tell_conversation(&id, ToConversation::OfferWithdrawn { reservation_id });
+                }
+                Err(status) => {
+                    // Nobody was asked: the agent is not at fault. The entry waits for the
+                    // next tick (its conversation may be changing router meanwhile).
+                    debug!(%status, conversation_id = %id, "conversation not told of the offer, agent not reserved");
+                    act.pool.end_reservation(&agent, false);
+                    act.withdraw(&id, reservation_id);
+                }
+            }
+        }));
+    }
+
+    /// Reserves `agent` for the offer `reservation_id` of `id`, which the conversation
+    /// knows of.
+    fn reserve_agent(
+        &mut self,
+        id: String,
+        reservation_id: String,
+        agent: Arc<str>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(waiting) = self.entries.get(&id) else {
+            self.pool.end_reservation(&agent, false);
+            return;
+        };
         let request = reserve_request(
             &waiting.entry,
             &self.department.name,
@@ -227,24 +270,29 @@ impl DepartmentQueue {
                         return;
                     }
                     m::reservation_rejected(&act.department.name);
-                    if let Some(waiting) = act.entries.get_mut(&id) {
-                        if waiting
-                            .offer
-                            .as_ref()
-                            .is_some_and(|(rid, _)| *rid == reservation_id)
-                        {
-                            waiting.offer = None;
-                            waiting.offered_at_ms = None;
-                            act.order.insert(waiting.key, id.clone());
-                            act.shared.tell_conversation(
-                                &id,
-                                ToConversation::OfferWithdrawn { reservation_id },
-                            );
-                        }
-                    }
+                    act.withdraw(&id, reservation_id);
                     act.dispatch(ctx);
                 }),
         );
+    }
+
+    /// Takes back the offer `reservation_id` of `id` that no agent holds: the entry returns
+    /// to its place in the order, and the conversation forgets the offer.
+    fn withdraw(&mut self, id: &str, reservation_id: String) {
+        let Some(waiting) = self.entries.get_mut(id) else {
+            return;
+        };
+        if waiting
+            .offer
+            .as_ref()
+            .is_some_and(|(rid, _)| *rid == reservation_id)
+        {
+            waiting.offer = None;
+            waiting.offered_at_ms = None;
+            self.order.insert(waiting.key, id.to_string());
+            self.shared
+                .tell_conversation(id, ToConversation::OfferWithdrawn { reservation_id });
+        }
     }
 
     fn overflow(&mut self, id: &str, target: &str, now: i64) {
