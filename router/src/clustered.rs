@@ -38,6 +38,7 @@ use centralino_core::shared::{Placement, SharedParts};
 use centralino_core::store::archive::{run_retention, Archive};
 use centralino_core::store::events::IntegrationLog;
 use centralino_core::store::group_commit::{CommitLimits, GroupCommit, DEFAULT_MAX_OPS};
+use centralino_core::store::profiles::run_profile_migration;
 use centralino_core::store::{Instrumented, Store};
 use centralino_record::{MemoryRecord, PgRecord, Record, RecordError};
 
@@ -377,6 +378,12 @@ async fn start_on(
         })
         .await?;
 
+    tokio::spawn(run_profile_migration(
+        router.shared.store.clone(),
+        router.shared.commits.clone(),
+        router.shared.record.clone(),
+        stop_rx.clone(),
+    ));
     tokio::spawn(run_retention(
         router.shared.archive.clone(),
         router.shared.clock.clone(),

@@ -29,6 +29,7 @@ use centralino_core::store::archive::{run_retention, Archive};
 use centralino_core::store::embedded::EmbeddedStore;
 use centralino_core::store::events::IntegrationLog;
 use centralino_core::store::group_commit::{CommitLimits, GroupCommit};
+use centralino_core::store::profiles::run_profile_migration;
 use centralino_core::store::{Instrumented, MemoryStore, Store};
 use centralino_record::Record;
 
@@ -304,6 +305,12 @@ pub async fn start_with_clock(
     });
 
     recover(&router, &agent_node).await?;
+    tokio::spawn(run_profile_migration(
+        router.shared.store.clone(),
+        router.shared.commits.clone(),
+        router.shared.record.clone(),
+        stop_rx.clone(),
+    ));
     tokio::spawn(run_retention(
         router.shared.archive.clone(),
         router.shared.clock.clone(),

@@ -600,3 +600,74 @@ fn standalone_integration_stream_on_the_embedded_record_survives_a_restart() {
         node.shutdown().await;
     });
 }
+
+/// Profiles an older version kept in the live store (`profile/<id>` keys) move into the
+/// record at start: the history, the last agent (sticky routing) and the tier come along,
+/// the keys go, and a profile the record knows already keeps what it has.
+#[test]
+fn standalone_old_store_profiles_move_into_the_record_at_start() {
+    common::run(|| async {
+        use centralino_router::store::records::{profile_key, put, ClosedContact};
+        use centralino_router::store::{MemoryStore, Op, Store};
+        let store = Arc::new(MemoryStore::default());
+        let old = ProfileRecord {
+            customer_id: "old-cust".into(),
+            display_name: "Olga".into(),
+            last_agent: Some("marco".into()),
+            last_contact_ms: 1_700_000_000_000,
+            contacts: 3,
+            last_agents: vec!["marco".into(), "giulia".into()],
+            summaries: vec!["reso approvato".into()],
+            tier: "vip".into(),
+            closes: vec![ClosedContact {
+                at_ms: 1_700_000_000_000,
+                agent: Some("marco".into()),
+            }],
+            ..Default::default()
+        };
+        store
+            .apply(vec![
+                put(profile_key("old-cust"), &old),
+                Op::Put(profile_key("broken"), b"not json".to_vec()),
+            ])
+            .await
+            .expect("old keys written");
+        let node = common::start_on(common::config(""), store.clone()).await;
+        let record = node.router.shared.record.clone();
+        let moved = common::wait_until(10, || async {
+            store.get(&profile_key("old-cust")).await.unwrap().is_none()
+        })
+        .await;
+        assert!(moved, "the old profile key is removed after the move");
+        let profile = record
+            .get_profile("old-cust")
+            .await
+            .expect("record")
+            .expect("the profile is in the record");
+        let merged = profiles::from_record(&profile).expect("decodes");
+        assert_eq!(merged.last_agent.as_deref(), Some("marco"));
+        assert_eq!(merged.last_agents, old.last_agents);
+        assert_eq!(merged.summaries, old.summaries);
+        assert_eq!(merged.contacts, 3);
+        assert_eq!(merged.tier, "vip");
+        // What does not decode stays where it is, for an operator to look at.
+        assert!(store.get(&profile_key("broken")).await.unwrap().is_some());
+        // Moving the same old profile again (another router, a crash before the delete)
+        // doubles nothing.
+        store
+            .apply(vec![put(profile_key("old-cust"), &old)])
+            .await
+            .unwrap();
+        profiles::migrate_store_profiles(
+            store.as_ref(),
+            &node.router.shared.commits,
+            record.as_ref(),
+        )
+        .await
+        .expect("migrates again");
+        let again =
+            profiles::from_record(&record.get_profile("old-cust").await.unwrap().unwrap()).unwrap();
+        assert_eq!(again, merged);
+        node.shutdown().await;
+    });
+}
