@@ -98,7 +98,7 @@ pub fn merge_old(into: &mut ProfileRecord, old: &ProfileRecord) {
             into.closes.push(close.clone());
         }
     }
-    into.closes.sort_by(|a, b| b.at_ms.cmp(&a.at_ms));
+    into.closes.sort_by_key(|c| std::cmp::Reverse(c.at_ms));
     into.closes.truncate(HISTORY_LEN);
 }
 
