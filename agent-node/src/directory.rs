@@ -160,6 +160,26 @@ async fn run(
     }
 }
 
+/// Keeps `shifts` on the directory's teams until `stop` (a cluster router, which runs no
+/// agent actors; an agent-node's [`crate::node::AgentNode::watch_directory`] does this too).
+pub fn keep_shifts(
+    directory: Directory,
+    shifts: Arc<centralino_base::shifts::Shifts>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let mut changes = directory.subscribe();
+    shifts.set_teams(directory.snapshot().teams.values());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return },
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            shifts.set_teams(directory.snapshot().teams.values());
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
