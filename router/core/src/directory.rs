@@ -118,19 +118,29 @@ pub fn check_document(
     match kind {
         DirectoryKind::Agent => {
             if let Some(obj) = doc.as_object_mut() {
-                if obj.get("password_hash").and_then(Value::as_str) == Some(REDACTED) {
-                    obj.remove("password_hash");
-                }
-                let has_secret = ["password", "password_hash"]
-                    .iter()
-                    .any(|k| obj.get(*k).and_then(Value::as_str).is_some_and(|s| !s.is_empty()));
-                if !has_secret {
-                    if let Some(hash) = existing
-                        .and_then(|e| e.doc.get("password_hash"))
+                const SECRETS: [&str; 2] = ["password", "password_hash"];
+                let stored = |key: &str| {
+                    existing
+                        .and_then(|e| e.doc.get(key))
                         .and_then(Value::as_str)
-                        .filter(|h| !h.is_empty())
-                    {
-                        obj.insert("password_hash".into(), Value::String(hash.to_string()));
+                        .filter(|s| !s.is_empty())
+                        .map(|s| Value::String(s.to_string()))
+                };
+                // A secret shown redacted, or none given at all: the stored one stays.
+                let given = SECRETS.iter().any(|k| {
+                    obj.get(*k)
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| !s.is_empty() && s != REDACTED)
+                });
+                for key in SECRETS {
+                    let redacted = obj.get(key).and_then(Value::as_str) == Some(REDACTED);
+                    if redacted || !given {
+                        obj.remove(key);
+                    }
+                    if !given {
+                        if let Some(value) = stored(key) {
+                            obj.insert(key.into(), value);
+                        }
                     }
                 }
             }
