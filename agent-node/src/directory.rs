@@ -195,7 +195,11 @@ mod tests {
             json!({"name": "Anna", "capacity": 2}),
         )];
         assert_eq!(seed(&record, entries.clone(), 1).await.unwrap(), 1);
-        assert_eq!(seed(&record, entries, 2).await.unwrap(), 0, "seeded already");
+        assert_eq!(
+            seed(&record, entries, 2).await.unwrap(),
+            0,
+            "seeded already"
+        );
         let audit = record.audit_after(0, 10).await.unwrap();
         assert_eq!(audit[0].actor, SEED_ACTOR);
 
@@ -230,7 +234,10 @@ mod tests {
                 assert_eq!(anna.config.skills["sales"], 4);
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "not applied within 1 s");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not applied within 1 s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = stop_tx.send(true);

@@ -56,7 +56,13 @@ pub fn zero(teams: &[TeamConfig], departments: &[String]) {
     for result in ["ok", "denied"] {
         counter!("centralino_agent_logins_total", "result" => result).increment(0);
     }
-    for reason in ["bad_credentials", "throttled", "rate_limited", "busy", "disabled"] {
+    for reason in [
+        "bad_credentials",
+        "throttled",
+        "rate_limited",
+        "busy",
+        "disabled",
+    ] {
         counter!("centralino_agent_login_refusals_total", "reason" => reason).increment(0);
     }
     for answer in ["accepted", "declined", "timed_out", "revoked"] {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use centralino_base::clock::{self, SharedClock};
-use centralino_base::server::{check_plaintext, Access, GrpcServer, Listener};
 use centralino_base::directory::Directory;
+use centralino_base::server::{check_plaintext, Access, GrpcServer, Listener};
 use centralino_base::shifts::Shifts;
 use centralino_base::tls::{own_identity, ClientTls, PeerRole, ServerTls};
 use centralino_link::AgentNodeLink;

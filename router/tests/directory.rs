@@ -320,13 +320,48 @@ async fn scenario(env: Env) {
         .expect_err("a reader writes");
     assert_eq!(err.code(), Code::PermissionDenied, "{err}");
     for (kind, id, bad, needle) in [
-        (DirectoryKind::Agent, "marco", json!({"team": "nope"}), "unknown team"),
-        (DirectoryKind::Agent, "marco", json!({"capacity": 0, "team": "italian"}), "capacity"),
-        (DirectoryKind::Agent, "marco", json!({"skills": {"x": 6}}), "proficiency"),
-        (DirectoryKind::Department, "support", json!({"steps": [{"overflow_to": "nowhere"}]}), "unknown department"),
-        (DirectoryKind::Department, "brand-new", json!({}), "not a configured department"),
-        (DirectoryKind::CannedResponse, "c", json!({"shortcut": "ciao", "text": "x"}), "shortcut"),
-        (DirectoryKind::Team, "italian", json!({"language": "it", "schedule": {"timezone": "Nowhere/Land"}}), "team"),
+        (
+            DirectoryKind::Agent,
+            "marco",
+            json!({"team": "nope"}),
+            "unknown team",
+        ),
+        (
+            DirectoryKind::Agent,
+            "marco",
+            json!({"capacity": 0, "team": "italian"}),
+            "capacity",
+        ),
+        (
+            DirectoryKind::Agent,
+            "marco",
+            json!({"skills": {"x": 6}}),
+            "proficiency",
+        ),
+        (
+            DirectoryKind::Department,
+            "support",
+            json!({"steps": [{"overflow_to": "nowhere"}]}),
+            "unknown department",
+        ),
+        (
+            DirectoryKind::Department,
+            "brand-new",
+            json!({}),
+            "not a configured department",
+        ),
+        (
+            DirectoryKind::CannedResponse,
+            "c",
+            json!({"shortcut": "ciao", "text": "x"}),
+            "shortcut",
+        ),
+        (
+            DirectoryKind::Team,
+            "italian",
+            json!({"language": "it", "schedule": {"timezone": "Nowhere/Land"}}),
+            "team",
+        ),
     ] {
         let err = put(a, &admin, kind, id, &bad, None)
             .await
@@ -349,9 +384,16 @@ async fn scenario(env: Env) {
         marco_desk.offer(2).await.is_none(),
         "billing has nobody with its skill yet"
     );
-    let written = put(a, &admin, DirectoryKind::Agent, "marco", &doc, Some(marco.version))
-        .await
-        .expect("alice adds a skill");
+    let written = put(
+        a,
+        &admin,
+        DirectoryKind::Agent,
+        "marco",
+        &doc,
+        Some(marco.version),
+    )
+    .await
+    .expect("alice adds a skill");
     assert_eq!(written.version, marco.version + 1);
     let took = applied(&env, "marco's billing skill", |s| {
         s.agents["marco"].config.skills.get("billing") == Some(&3)
@@ -369,9 +411,16 @@ async fn scenario(env: Env) {
     let current = get(a, &reader, DirectoryKind::Agent, "marco").await;
     let mut lower = doc_of(&current);
     lower["capacity"] = json!(1);
-    put(b, &admin, DirectoryKind::Agent, "marco", &lower, Some(current.version))
-        .await
-        .expect("alice lowers the capacity");
+    put(
+        b,
+        &admin,
+        DirectoryKind::Agent,
+        "marco",
+        &lower,
+        Some(current.version),
+    )
+    .await
+    .expect("alice lowers the capacity");
     applied(&env, "marco's capacity 1", |s| {
         s.agents["marco"].config.capacity == 1
     })
@@ -388,11 +437,15 @@ async fn scenario(env: Env) {
     let c3 = start(env.customers, "support").await;
     let seen = marco_desk.collect_for(2000).await;
     assert!(
-        !seen.iter().any(|k| matches!(k, agent_event::Kind::Offer(_))),
+        !seen
+            .iter()
+            .any(|k| matches!(k, agent_event::Kind::Offer(_))),
         "no new offer at load 2 of 1: {seen:?}"
     );
     assert!(
-        !seen.iter().any(|k| matches!(k, agent_event::Kind::Ended(_))),
+        !seen
+            .iter()
+            .any(|k| matches!(k, agent_event::Kind::Ended(_))),
         "the chats held are kept: {seen:?}"
     );
     close(&mut marco_desk, &c1).await;
@@ -428,7 +481,9 @@ async fn scenario(env: Env) {
     let c5 = start(env.customers, "returns").await;
     let seen = nina_desk.collect_for(2000).await;
     assert!(
-        !seen.iter().any(|k| matches!(k, agent_event::Kind::Offer(_))),
+        !seen
+            .iter()
+            .any(|k| matches!(k, agent_event::Kind::Offer(_))),
         "a disabled agent gets no offer: {seen:?}"
     );
     assert_eq!(
@@ -455,10 +510,20 @@ async fn scenario(env: Env) {
 
     // ---- a canned response added is found at the next lookup ----
     let canned = json!({"shortcut": "/resi", "department": "returns", "language": "it", "text": "Per i resi ..."});
-    put(a, &admin, DirectoryKind::CannedResponse, "it/returns/resi", &canned, None)
-        .await
-        .expect("alice adds a canned response");
-    applied(&env, "canned response", |s| s.canned.contains_key("it/returns/resi")).await;
+    put(
+        a,
+        &admin,
+        DirectoryKind::CannedResponse,
+        "it/returns/resi",
+        &canned,
+        None,
+    )
+    .await
+    .expect("alice adds a canned response");
+    applied(&env, "canned response", |s| {
+        s.canned.contains_key("it/returns/resi")
+    })
+    .await;
     nina_desk
         .tx
         .send(AgentCommand {
@@ -502,11 +567,21 @@ async fn scenario(env: Env) {
             .count()
     };
     assert!(by("agent/marco", "seed:config") == 1, "{audit:?}");
-    assert_eq!(by("agent/marco", "alice"), 2, "skill and capacity: {audit:?}");
-    assert_eq!(by("agent/nina", "alice"), 3, "created, disabled, enabled: {audit:?}");
+    assert_eq!(
+        by("agent/marco", "alice"),
+        2,
+        "skill and capacity: {audit:?}"
+    );
+    assert_eq!(
+        by("agent/nina", "alice"),
+        3,
+        "created, disabled, enabled: {audit:?}"
+    );
     assert_eq!(by("canned_response/it/returns/resi", "alice"), 1);
     assert!(
-        audit.iter().all(|e| e.at_unix_ms > 0 && !e.action.is_empty()),
+        audit
+            .iter()
+            .all(|e| e.at_unix_ms > 0 && !e.action.is_empty()),
         "{audit:?}"
     );
     assert!(
@@ -546,10 +621,18 @@ fn standalone_directory_survives_a_restart_and_is_not_seeded_again() {
     let dir = tempfile::tempdir().expect("tempdir");
     common::run(|| async move {
         let node = common::start_durable(config.clone(), dir.path()).await;
-        let nina = json!({"name": "Nina", "team": "italian", "password": "pw", "skills": {"lang:it": 5}});
-        put(node.grpc_addr, &tokens.0, DirectoryKind::Agent, "nina", &nina, None)
-            .await
-            .expect("alice creates nina");
+        let nina =
+            json!({"name": "Nina", "team": "italian", "password": "pw", "skills": {"lang:it": 5}});
+        put(
+            node.grpc_addr,
+            &tokens.0,
+            DirectoryKind::Agent,
+            "nina",
+            &nina,
+            None,
+        )
+        .await
+        .expect("alice creates nina");
         set_disabled(node.grpc_addr, &tokens.0, "marco", true).await;
         node.shutdown().await;
         // The same file again: the record is the source of truth now.

@@ -376,12 +376,18 @@ mod tests {
         let before = directory.snapshot();
         directory.apply(Part::Agent, "anna", Some(&doc), true);
         assert!(seen.has_changed().unwrap());
-        assert!(before.enabled_agent("anna").is_some(), "old snapshots stay as they were");
+        assert!(
+            before.enabled_agent("anna").is_some(),
+            "old snapshots stay as they were"
+        );
         assert!(directory.snapshot().enabled_agent("anna").is_none());
         assert!(directory.snapshot().agents["anna"].disabled);
         let canned = json!({"shortcut": "/hi", "text": "Ciao"});
         directory.apply(Part::Canned, "x", Some(&canned), true);
-        assert!(directory.snapshot().canned.is_empty(), "disabled canned responses are left out");
+        assert!(
+            directory.snapshot().canned.is_empty(),
+            "disabled canned responses are left out"
+        );
         directory.apply(Part::Canned, "x", Some(&canned), false);
         assert_eq!(directory.snapshot().canned["x"].text, "Ciao");
         assert_eq!(directory.version(), 4);

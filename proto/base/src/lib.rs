@@ -23,8 +23,8 @@
 pub mod clock;
 pub mod config;
 pub mod credentials;
-pub mod directory;
 mod credentials_example;
+pub mod directory;
 pub mod jwks;
 pub mod metrics;
 pub mod oidc;

@@ -216,8 +216,7 @@ pub fn check_document(
         }
         DirectoryKind::CannedResponse => {
             let canned = directory::parse_canned(&doc)?;
-            if !canned.department.is_empty() && config.department(&canned.department).is_none()
-            {
+            if !canned.department.is_empty() && config.department(&canned.department).is_none() {
                 return Err(format!(
                     "canned response {id:?}: unknown department {:?}",
                     canned.department
@@ -235,7 +234,11 @@ pub fn redacted(kind: DirectoryKind, doc: &Value) -> Value {
     if kind == DirectoryKind::Agent {
         if let Some(obj) = doc.as_object_mut() {
             for key in ["password_hash", "password"] {
-                if obj.get(key).and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+                if obj
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty())
+                {
                     obj.insert(key.into(), Value::String(REDACTED.into()));
                 }
             }
@@ -279,11 +282,36 @@ mod tests {
         let team = config.teams[0].name.clone();
         let dept = config.departments[0].name.clone();
         let cases = [
-            (DirectoryKind::Agent, "x", json!({"team": "nope", "password_hash": ""}), "unknown team"),
-            (DirectoryKind::Agent, "x", json!({"team": team, "password": "pw"}), "dev mode"),
-            (DirectoryKind::Agent, "x", json!({"team": team}), "no secret"),
-            (DirectoryKind::Agent, "x", json!({"team": team, "capacity": 99}), "capacity"),
-            (DirectoryKind::Department, "new", json!({}), "not a configured department"),
+            (
+                DirectoryKind::Agent,
+                "x",
+                json!({"team": "nope", "password_hash": ""}),
+                "unknown team",
+            ),
+            (
+                DirectoryKind::Agent,
+                "x",
+                json!({"team": team, "password": "pw"}),
+                "dev mode",
+            ),
+            (
+                DirectoryKind::Agent,
+                "x",
+                json!({"team": team}),
+                "no secret",
+            ),
+            (
+                DirectoryKind::Agent,
+                "x",
+                json!({"team": team, "capacity": 99}),
+                "capacity",
+            ),
+            (
+                DirectoryKind::Department,
+                "new",
+                json!({}),
+                "not a configured department",
+            ),
             (
                 DirectoryKind::Department,
                 &dept,
@@ -296,8 +324,18 @@ mod tests {
                 json!({"steps": [{"after_secs": 5}, {"after_secs": 1}]}),
                 "increasing",
             ),
-            (DirectoryKind::CannedResponse, "c", json!({"shortcut": "x", "text": "t"}), "shortcut"),
-            (DirectoryKind::Team, "t", json!({"language": "it", "bogus": 1}), "unknown field"),
+            (
+                DirectoryKind::CannedResponse,
+                "c",
+                json!({"shortcut": "x", "text": "t"}),
+                "shortcut",
+            ),
+            (
+                DirectoryKind::Team,
+                "t",
+                json!({"language": "it", "bogus": 1}),
+                "unknown field",
+            ),
             (DirectoryKind::Team, "t", json!("text"), "JSON object"),
         ];
         for (kind, id, doc, needle) in cases {
@@ -324,9 +362,15 @@ mod tests {
         };
         let shown = redacted(DirectoryKind::Agent, &stored.doc);
         assert_eq!(shown["password_hash"], REDACTED);
-        let again =
-            check_document(DirectoryKind::Agent, "x", shown, &config, &snap, Some(&stored))
-                .unwrap();
+        let again = check_document(
+            DirectoryKind::Agent,
+            "x",
+            shown,
+            &config,
+            &snap,
+            Some(&stored),
+        )
+        .unwrap();
         assert_eq!(again["password_hash"], hash);
     }
 
@@ -338,7 +382,10 @@ mod tests {
         snap.departments
             .insert(name.clone(), json!({"auto_accept": true, "skill": "other"}));
         let d = department(&config, &snap, &name).unwrap();
-        assert_eq!(d.auto_accept, config.departments[0].auto_accept, "skill changed: ignored");
+        assert_eq!(
+            d.auto_accept, config.departments[0].auto_accept,
+            "skill changed: ignored"
+        );
         snap.departments.insert(
             name.clone(),
             json!({"auto_accept": !config.departments[0].auto_accept, "skill": config.departments[0].skill}),

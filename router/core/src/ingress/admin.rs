@@ -258,7 +258,9 @@ impl Admin for AdminApi {
     ) -> Result<Response<DirectoryEntry>, Status> {
         reject(self.authorize(&request, "GetDirectoryEntry").await)?;
         let admin = DirectoryAdmin::new(self.router.shared.clone());
-        Ok(Response::new(reject(admin.get(request.into_inner()).await)?))
+        Ok(Response::new(reject(
+            admin.get(request.into_inner()).await,
+        )?))
     }
 
     async fn list_directory_entries(
@@ -267,7 +269,9 @@ impl Admin for AdminApi {
     ) -> Result<Response<ListDirectoryEntriesResponse>, Status> {
         reject(self.authorize(&request, "ListDirectoryEntries").await)?;
         let admin = DirectoryAdmin::new(self.router.shared.clone());
-        Ok(Response::new(reject(admin.list(request.into_inner()).await)?))
+        Ok(Response::new(reject(
+            admin.list(request.into_inner()).await,
+        )?))
     }
 
     async fn set_directory_entry_disabled(
@@ -287,7 +291,9 @@ impl Admin for AdminApi {
     ) -> Result<Response<ListDirectoryAuditResponse>, Status> {
         reject(self.authorize(&request, "ListDirectoryAudit").await)?;
         let admin = DirectoryAdmin::new(self.router.shared.clone());
-        Ok(Response::new(reject(admin.audit(request.into_inner()).await)?))
+        Ok(Response::new(reject(
+            admin.audit(request.into_inner()).await,
+        )?))
     }
 
     async fn get_snapshot(

@@ -142,7 +142,11 @@ impl DirectoryAdmin {
             .await
             .map_err(record_status)?
             .ok_or_else(|| {
-                Status::not_found(format!("no {} {:?} in the directory", kind.as_str(), req.id))
+                Status::not_found(format!(
+                    "no {} {:?} in the directory",
+                    kind.as_str(),
+                    req.id
+                ))
             })?;
         Ok(to_proto(&entry))
     }
@@ -206,7 +210,8 @@ impl DirectoryAdmin {
                 let mut detail = row.detail;
                 if row.subject.starts_with("agent/") {
                     if let Some(obj) = detail.as_object_mut() {
-                        if let Some(doc) = obj.get("doc").map(|d| redacted(DirectoryKind::Agent, d)) {
+                        if let Some(doc) = obj.get("doc").map(|d| redacted(DirectoryKind::Agent, d))
+                        {
                             obj.insert("doc".into(), doc);
                         }
                     }
