@@ -103,3 +103,37 @@ impl Shifts {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::ScheduleConfig;
+
+    #[test]
+    fn a_changed_schedule_applies_to_the_next_question() {
+        let mut config = AgentNodeConfig::default();
+        config.teams.push(TeamConfig {
+            name: "italian".into(),
+            language: "it".into(),
+            schedule: None,
+        });
+        let shifts = Shifts::new(&config);
+        // 2026-01-05 is a Monday; 03:00 UTC.
+        let at = 1_767_582_000_000;
+        assert!(shifts.team_open("italian", at), "no schedule: always open");
+        let office = ScheduleConfig {
+            timezone: "UTC".into(),
+            weekly: BTreeMap::from([("daily".to_string(), vec!["09:00-17:00".to_string()])]),
+            ..Default::default()
+        };
+        config.teams[0].schedule = Some(office);
+        shifts.set_teams(&config.teams);
+        assert!(!shifts.team_open("italian", at), "closed at 03:00 now");
+        assert!(!shifts.language_open("it", at));
+        assert_eq!(
+            shifts.reopens_at("it", at),
+            Some(at + 6 * 3_600_000),
+            "opens at 09:00"
+        );
+    }
+}
