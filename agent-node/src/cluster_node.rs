@@ -158,20 +158,17 @@ pub async fn start_with(
     };
     let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
     let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
-    let record = connect_record(&config.record).await?;
     let node = AgentNode::new(config.clone(), clock, handles);
     let feed = Arc::new(AvailabilityHub::default());
     let routers = RemoteRouters::new(membership.clone(), feed.clone(), router_tls);
     node.set_router(routers.clone());
+    let directory_feed = routers.clone();
     node.set_login_hook(ClusterLogin::new(membership.clone(), routers));
 
     let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
-    // The agent directory: the routers' record, followed (a change applies here within a
-    // second); without `[record] postgres_url` the configuration file's, fixed.
-    if let Some(record) = record {
-        drop(crate::directory::follow(record, node.directory().clone(), stop_rx.clone()).await);
-        node.apply_directory();
-    }
+    // The agent directory: the routers' live directory over the internal plane (a change
+    // applies here within a second), the configuration file's until the first router answers.
+    drop(directory_feed.follow_directory(node.directory().clone(), stop_rx.clone()));
     drop(node.watch_directory(stop_rx.clone()));
     let grpc = GrpcServer::new()
         .describe(centralino_proto::PUBLIC_FILE_DESCRIPTOR_SET)
@@ -220,46 +217,6 @@ pub async fn start_with(
         sweeper,
         arbiters,
     })
-}
-
-/// Attempts to reach the record before the agent-node gives up starting.
-const RECORD_ATTEMPTS: u32 = 30;
-
-/// Connects to the routers' system of record for the agent directory (`[record]
-/// postgres_url`), retrying while PostgreSQL is not reachable yet; None without a DSN.
-async fn connect_record(
-    link: &centralino_base::config::RecordLink,
-) -> Result<Option<Arc<dyn centralino_record::Record>>, String> {
-    if link.postgres_url.is_empty() {
-        warn!(
-            "no record.postgres_url: the agent directory is the configuration file's, and \
-             changes made through the Admin API do not reach this agent-node"
-        );
-        return Ok(None);
-    }
-    let pg = centralino_record::PgConfig {
-        pool_size: link.pool_size.max(1),
-        ..centralino_record::PgConfig::new(link.postgres_url.clone())
-    };
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match centralino_record::PgRecord::connect(&pg).await {
-            Ok(record) => {
-                info!(attempt, "record: connected to PostgreSQL (agent directory)");
-                return Ok(Some(Arc::new(record)));
-            }
-            Err(e) if attempt < RECORD_ATTEMPTS => {
-                warn!(attempt, error = %e, "record: PostgreSQL not reachable yet");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => {
-                return Err(format!(
-                    "record.postgres_url: PostgreSQL not reachable after {attempt} attempts: {e}"
-                ))
-            }
-        }
-    }
 }
 
 impl RunningAgentNode {

@@ -6,7 +6,8 @@
 //! change reaches every node's live directory within a second and lands in the audit log
 //! under the operator's name; bad documents are refused and change nothing; a reader
 //! cannot write. One scenario, run on a standalone node (in-process agent-node) and on a
-//! cluster (real etcd, a throwaway PostgreSQL, two routers and one agent-node).
+//! cluster (real etcd, a throwaway PostgreSQL, two routers and one agent-node that gets the
+//! directory from the routers over the internal plane).
 
 use centralino_testkit as common;
 
@@ -691,7 +692,6 @@ async fn cluster(tokens: &(String, String, String, String)) -> Cluster {
             });
         }
         operators(&mut config, tokens);
-        config.record.postgres_url = pg.url();
         config
     };
     let a = clustered::start_with_record(config("router-a"), connect().await)
@@ -700,7 +700,7 @@ async fn cluster(tokens: &(String, String, String, String)) -> Cluster {
     let b = clustered::start_with_record(config("router-b"), connect().await)
         .await
         .expect("router b starts");
-    // The agent-node reads the directory from the routers' PostgreSQL ([record] postgres_url).
+    // The agent-node has no access to PostgreSQL: the routers stream the directory to it.
     let agents = cluster_node::start(agent_node_config(&config("agent-node-1")))
         .await
         .expect("agent-node starts");

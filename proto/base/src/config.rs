@@ -35,31 +35,6 @@ pub struct AgentNodeConfig {
     /// Limits on logins (the login keys of the shared `[limits]` section; keys only a
     /// router reads are ignored here).
     pub limits: LoginLimits,
-    /// Where a cluster agent-node reads the agent directory: the routers' system of record
-    /// (the connection keys of the shared `[record]` section; keys only a router reads are
-    /// ignored here).
-    pub record: RecordLink,
-}
-
-/// The connection keys of `[record]` an agent-node reads (cluster mode): the agent
-/// directory is in the routers' PostgreSQL, and every agent-node follows it there.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RecordLink {
-    /// The PostgreSQL DSN (`CENTRALINO_RECORD__POSTGRES_URL`); empty: the directory is
-    /// the configuration file's, fixed until a restart (dev mode only).
-    pub postgres_url: String,
-    /// Connections of this node (it only reads the directory: a few suffice).
-    pub pool_size: u32,
-}
-
-impl Default for RecordLink {
-    fn default() -> Self {
-        Self {
-            postgres_url: String::new(),
-            pool_size: 2,
-        }
-    }
 }
 
 /// Limits on agent logins, from `[limits]` (issue 10).

@@ -67,6 +67,88 @@ pub enum Part {
     Canned,
 }
 
+impl Part {
+    /// Returns the kind's name (the record's, e.g. `canned_response`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Part::Agent => "agent",
+            Part::Team => "team",
+            Part::Department => "department",
+            Part::Canned => "canned_response",
+        }
+    }
+
+    /// Returns the kind named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Part::Agent, Part::Team, Part::Department, Part::Canned]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+}
+
+/// One document of a snapshot, as [`Snapshot::documents`] lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// Its kind.
+    pub part: Part,
+    /// Its id.
+    pub id: String,
+    /// The document.
+    pub doc: Value,
+    /// Whether it is disabled (agents only: other kinds are left out when disabled).
+    pub disabled: bool,
+}
+
+impl Snapshot {
+    /// Returns every document of this snapshot (to hand it to another node).
+    pub fn documents(&self) -> Vec<Document> {
+        let json = |v: Result<Value, serde_json::Error>| v.unwrap_or(Value::Null);
+        let mut out = Vec::new();
+        for (id, a) in &self.agents {
+            out.push(Document {
+                part: Part::Agent,
+                id: id.clone(),
+                doc: json(serde_json::to_value(&*a.config)),
+                disabled: a.disabled,
+            });
+        }
+        for (id, t) in &self.teams {
+            out.push(Document {
+                part: Part::Team,
+                id: id.clone(),
+                doc: json(serde_json::to_value(t)),
+                disabled: false,
+            });
+        }
+        for (id, c) in &self.canned {
+            out.push(Document {
+                part: Part::Canned,
+                id: id.clone(),
+                doc: json(serde_json::to_value(c)),
+                disabled: false,
+            });
+        }
+        for (id, d) in &self.departments {
+            out.push(Document {
+                part: Part::Department,
+                id: id.clone(),
+                doc: d.clone(),
+                disabled: false,
+            });
+        }
+        out
+    }
+
+    /// Returns the snapshot of `documents` (those that do not read are left out).
+    pub fn from_documents(documents: impl IntoIterator<Item = Document>) -> Self {
+        let directory = Directory::default();
+        for d in documents {
+            directory.apply(d.part, &d.id, Some(&d.doc), d.disabled);
+        }
+        (*directory.snapshot()).clone()
+    }
+}
+
 /// The live directory: a cheap handle, shared by everything on the node that reads it.
 #[derive(Clone)]
 pub struct Directory {
@@ -391,6 +473,30 @@ mod tests {
         directory.apply(Part::Canned, "x", Some(&canned), false);
         assert_eq!(directory.snapshot().canned["x"].text, "Ciao");
         assert_eq!(directory.version(), 4);
+    }
+
+    #[test]
+    fn a_snapshot_travels_as_documents() {
+        let directory = Directory::default();
+        directory.apply(Part::Agent, "anna", Some(&json!({"capacity": 2})), true);
+        directory.apply(Part::Team, "it", Some(&json!({"language": "it"})), false);
+        directory.apply(
+            Part::Canned,
+            "c",
+            Some(&json!({"shortcut": "/a", "text": "t"})),
+            false,
+        );
+        directory.apply(
+            Part::Department,
+            "sales",
+            Some(&json!({"auto_accept": true})),
+            false,
+        );
+        let snapshot = directory.snapshot();
+        let copy = Snapshot::from_documents(snapshot.documents());
+        assert_eq!(copy.documents(), snapshot.documents());
+        assert!(copy.agents["anna"].disabled);
+        assert_eq!(Part::parse("canned_response"), Some(Part::Canned));
     }
 
     #[test]

@@ -760,10 +760,6 @@ impl Config {
                 max_logins_waiting: self.limits.max_logins_waiting,
                 rate_limit_max_keys: self.limits.rate_limit_max_keys,
             },
-            record: centralino_base::config::RecordLink {
-                postgres_url: self.record.postgres_url.clone(),
-                pool_size: self.record.pool_size.clamp(1, 4),
-            },
         }
     }
 
