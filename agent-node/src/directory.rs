@@ -80,13 +80,13 @@ pub async fn load(record: &Arc<dyn Record>) -> Result<(Snapshot, i64), RecordErr
             None => break,
         }
     }
-    let directory = Directory::default();
+    let mut snapshot = Snapshot::default();
     for kind in DirectoryKind::ALL {
         for entry in record.list_entries(kind, true).await? {
-            directory.apply(part_of(kind), &entry.id, Some(&entry.doc), entry.disabled);
+            snapshot.set(part_of(kind), &entry.id, Some(&entry.doc), entry.disabled);
         }
     }
-    Ok(((*directory.snapshot()).clone(), position))
+    Ok((snapshot, position))
 }
 
 /// Loads the record's directory into `directory` (retrying until the record answers or

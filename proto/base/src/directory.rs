@@ -100,6 +100,53 @@ pub struct Document {
 }
 
 impl Snapshot {
+    /// Sets (`Some`) or removes (`None`) one document in place, as [`Directory::apply`]
+    /// describes.
+    pub fn set(&mut self, part: Part, id: &str, doc: Option<&Value>, disabled: bool) {
+        let hidden = disabled && part != Part::Agent;
+        let doc = doc.filter(|_| !hidden);
+        match part {
+            Part::Agent => match doc.map(|d| parse_agent(id, d)) {
+                Some(Ok(config)) => {
+                    self.agents.insert(
+                        id.to_string(),
+                        AgentEntry {
+                            config: Arc::new(config),
+                            disabled,
+                        },
+                    );
+                }
+                _ => {
+                    self.agents.remove(id);
+                }
+            },
+            Part::Team => match doc.map(|d| parse_team(id, d)) {
+                Some(Ok(team)) => {
+                    self.teams.insert(id.to_string(), team);
+                }
+                _ => {
+                    self.teams.remove(id);
+                }
+            },
+            Part::Canned => match doc.map(parse_canned) {
+                Some(Ok(canned)) => {
+                    self.canned.insert(id.to_string(), canned);
+                }
+                _ => {
+                    self.canned.remove(id);
+                }
+            },
+            Part::Department => match doc {
+                Some(doc) => {
+                    self.departments.insert(id.to_string(), doc.clone());
+                }
+                None => {
+                    self.departments.remove(id);
+                }
+            },
+        }
+    }
+
     /// Returns every document of this snapshot (to hand it to another node).
     pub fn documents(&self) -> Vec<Document> {
         let json = |v: Result<Value, serde_json::Error>| v.unwrap_or(Value::Null);
@@ -141,11 +188,11 @@ impl Snapshot {
 
     /// Returns the snapshot of `documents` (those that do not read are left out).
     pub fn from_documents(documents: impl IntoIterator<Item = Document>) -> Self {
-        let directory = Directory::default();
+        let mut snapshot = Snapshot::default();
         for d in documents {
-            directory.apply(d.part, &d.id, Some(&d.doc), d.disabled);
+            snapshot.set(d.part, &d.id, Some(&d.doc), d.disabled);
         }
-        (*directory.snapshot()).clone()
+        snapshot
     }
 }
 
@@ -214,54 +261,7 @@ impl Directory {
         {
             let mut current = self.current.write();
             let mut next = (**current).clone();
-            let hidden = disabled && part != Part::Agent;
-            match (part, doc.filter(|_| !hidden)) {
-                (Part::Agent, Some(doc)) => match parse_agent(id, doc) {
-                    Ok(config) => {
-                        next.agents.insert(
-                            id.to_string(),
-                            AgentEntry {
-                                config: Arc::new(config),
-                                disabled,
-                            },
-                        );
-                    }
-                    Err(_) => {
-                        next.agents.remove(id);
-                    }
-                },
-                (Part::Team, Some(doc)) => match parse_team(id, doc) {
-                    Ok(team) => {
-                        next.teams.insert(id.to_string(), team);
-                    }
-                    Err(_) => {
-                        next.teams.remove(id);
-                    }
-                },
-                (Part::Canned, Some(doc)) => match parse_canned(doc) {
-                    Ok(canned) => {
-                        next.canned.insert(id.to_string(), canned);
-                    }
-                    Err(_) => {
-                        next.canned.remove(id);
-                    }
-                },
-                (Part::Department, Some(doc)) => {
-                    next.departments.insert(id.to_string(), doc.clone());
-                }
-                (Part::Agent, None) => {
-                    next.agents.remove(id);
-                }
-                (Part::Team, None) => {
-                    next.teams.remove(id);
-                }
-                (Part::Canned, None) => {
-                    next.canned.remove(id);
-                }
-                (Part::Department, None) => {
-                    next.departments.remove(id);
-                }
-            }
+            next.set(part, id, doc, disabled);
             *current = Arc::new(next);
         }
         self.bump();
