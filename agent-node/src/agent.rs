@@ -167,6 +167,18 @@ pub enum Action {
     MarkSensitive,
 }
 
+/// The agent's document changed in the directory: name, team, skills and capacity apply
+/// from the next offer on; a disabled agent gets no offers and is logged out once nothing
+/// holds a slot.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UpdateAccount {
+    /// The agent's document now.
+    pub config: Arc<AgentConfig>,
+    /// Whether the directory disables the agent.
+    pub disabled: bool,
+}
+
 /// Returns the agent's current availability.
 #[derive(Message)]
 #[rtype(result = "Availability")]
@@ -176,6 +188,8 @@ pub struct GetAvailability;
 pub struct AgentActor {
     config: Arc<AgentConfig>,
     skills: Arc<std::collections::BTreeMap<String, u8>>,
+    /// The directory disables the agent: capacity 0 for new offers, logged out once free.
+    disabled: bool,
     desk: DeskConfig,
     clock: SharedClock,
     router: Arc<dyn RouterLink>,
@@ -222,6 +236,7 @@ impl AgentActor {
         let on_shift = shifts.team_open(&config.team, now);
         Self {
             skills: Arc::new(config.skills.clone()),
+            disabled: false,
             slots: Slots::new(config.capacity, desk.max_missed_offers, now),
             offer_timers: HashMap::new(),
             pending: HashMap::new(),
@@ -483,15 +498,35 @@ impl AgentActor {
         Ok(())
     }
 
+    /// Logs a disabled agent out once nothing holds a slot: the desktop stream ends with
+    /// PERMISSION_DENIED and the agent goes offline (the node forgets the actor later).
+    fn logout_if_disabled(&mut self, ctx: &mut Context<Self>) {
+        if !self.disabled || self.slots.load() > 0 || self.status == AgentStatus::Offline {
+            return;
+        }
+        if let Some(timer) = self.grace_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        if let Some((_, tx)) = self.session.take() {
+            let _ = tx.try_send(Err(Status::permission_denied(
+                "the agent is disabled: logged out",
+            )));
+            m::agent_logged_in(&self.config.team, false);
+        }
+        info!(agent_id = %self.config.id, "disabled agent logged out");
+        self.set_status(AgentStatus::Offline, "disabled");
+    }
+
     /// Keeps the slot of `conversation_id` for its wrap-up, then frees it.
     fn start_wrap_up(&mut self, conversation_id: String, ctx: &mut Context<Self>) {
         let wrap_up = self
             .clock
             .sleep(Duration::from_secs(self.desk.wrap_up_secs));
-        ctx.spawn(wrap_up.into_actor(self).map(move |(), act, _ctx| {
+        ctx.spawn(wrap_up.into_actor(self).map(move |(), act, ctx| {
             let now = act.clock.now_ms();
             if act.slots.end_wrap_up(&conversation_id, now) {
                 act.publish();
+                act.logout_if_disabled(ctx);
             }
         }));
     }
@@ -948,6 +983,47 @@ impl Handler<Act> for AgentActor {
                 Action::MarkSensitive => router.mark_sensitive(&cid, &agent_id).await,
             }
         })
+    }
+}
+
+impl Handler<UpdateAccount> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: UpdateAccount, ctx: &mut Context<Self>) {
+        let capacity = if msg.disabled { 0 } else { msg.config.capacity };
+        let same = msg.disabled == self.disabled
+            && capacity == self.slots.capacity()
+            && msg.config.skills == *self.skills
+            && msg.config.name == self.config.name
+            && msg.config.team == self.config.team;
+        if same {
+            return;
+        }
+        info!(agent_id = %self.config.id, capacity, disabled = msg.disabled, "agent changed in the directory");
+        // The team's metric counts the session under its old team until it ends.
+        let team_changed = msg.config.team != self.config.team;
+        if team_changed && self.session.is_some() {
+            m::agent_logged_in(&self.config.team, false);
+            m::agent_logged_in(&msg.config.team, true);
+        }
+        self.skills = Arc::new(msg.config.skills.clone());
+        self.slots.set_capacity(capacity);
+        self.disabled = msg.disabled;
+        self.config = msg.config;
+        if team_changed {
+            let now = self.clock.now_ms();
+            let on_shift = self.shifts.team_open(&self.config.team, now);
+            if on_shift != self.on_shift {
+                self.on_shift = on_shift;
+                self.off_shift_since_ms = (!on_shift).then_some(now);
+            }
+        }
+        if self.disabled {
+            // Open offers are not chats yet: withdrawn like at a status change.
+            self.revoke_all_offers(OfferAnswer::Revoked, ctx);
+        }
+        self.publish();
+        self.logout_if_disabled(ctx);
     }
 }
 

@@ -162,9 +162,14 @@ pub async fn start_with(
     let feed = Arc::new(AvailabilityHub::default());
     let routers = RemoteRouters::new(membership.clone(), feed.clone(), router_tls);
     node.set_router(routers.clone());
+    let directory_feed = routers.clone();
     node.set_login_hook(ClusterLogin::new(membership.clone(), routers));
 
     let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
+    // The agent directory: the routers' live directory over the internal plane (a change
+    // applies here within a second), the configuration file's until the first router answers.
+    drop(directory_feed.follow_directory(node.directory().clone(), stop_rx.clone()));
+    drop(node.watch_directory(stop_rx.clone()));
     let grpc = GrpcServer::new()
         .describe(centralino_proto::PUBLIC_FILE_DESCRIPTOR_SET)
         .public(AgentDeskServer::new(AgentDeskService::new(node.clone())))

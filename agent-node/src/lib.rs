@@ -9,6 +9,8 @@
 //! - [`remote`]: cluster glue: the `AgentNodeInternal` service, the link to the routers over
 //!   gRPC, one login per agent across agent-nodes.
 //! - [`cluster_node`]: the agent-node process of a cluster.
+//! - [`directory`]: the follower of the agent directory in the system of record, and the
+//!   seeding of an empty directory from the configuration file.
 //! - [`throttle`]: login throttling (pure; it lives in the base crate, shared with the router's Admin API).
 //! - [`metrics`]: the agent-node's metrics.
 
@@ -16,6 +18,7 @@
 
 pub mod agent;
 pub mod cluster_node;
+pub mod directory;
 pub mod gateway;
 pub mod metrics;
 pub mod node;

@@ -33,8 +33,12 @@ pub fn describe() {
         "Agent logins, by result (ok, denied)"
     );
     describe_counter!(
+        "centralino_agent_directory_changes_total",
+        "Changes of the agent directory applied on this node, by kind (agent, team, department, canned_response)"
+    );
+    describe_counter!(
         "centralino_agent_login_refusals_total",
-        "Logins refused, by reason (bad_credentials, throttled: after failures, rate_limited: too many from one address, busy: too many waiting for a password check)"
+        "Logins refused, by reason (bad_credentials, throttled: after failures, rate_limited: too many from one address, busy: too many waiting for a password check, disabled: the directory disables the agent)"
     );
 }
 
@@ -52,7 +56,13 @@ pub fn zero(teams: &[TeamConfig], departments: &[String]) {
     for result in ["ok", "denied"] {
         counter!("centralino_agent_logins_total", "result" => result).increment(0);
     }
-    for reason in ["bad_credentials", "throttled", "rate_limited", "busy"] {
+    for reason in [
+        "bad_credentials",
+        "throttled",
+        "rate_limited",
+        "busy",
+        "disabled",
+    ] {
         counter!("centralino_agent_login_refusals_total", "reason" => reason).increment(0);
     }
     for answer in ["accepted", "declined", "timed_out", "revoked"] {
@@ -100,4 +110,9 @@ pub(crate) fn desktop_cut() {
 
 pub(crate) fn desktop_events_dropped() {
     counter!("centralino_agent_desktop_events_dropped_total").increment(1);
+}
+
+/// Counts a directory change applied on this node.
+pub fn directory_change(kind: &'static str) {
+    counter!("centralino_agent_directory_changes_total", "kind" => kind).increment(1);
 }

@@ -18,6 +18,7 @@ use crate::throttle::{LoginThrottle, Verdict, ADDRESS_FREE_FAILURES, AGENT_FREE_
 use centralino_base::clock::SharedClock;
 use centralino_base::config::{AgentConfig, AgentNodeConfig, CannedConfig};
 use centralino_base::credentials;
+use centralino_base::directory::Directory;
 use centralino_base::oidc::OidcVerifier;
 use centralino_base::rate::{too_many, with_pushback, KeyedLimit};
 use centralino_base::shifts::Shifts;
@@ -39,7 +40,8 @@ pub trait LoginHook: Send + Sync + 'static {
 pub struct AgentNode {
     login_hook: OnceLock<Arc<dyn LoginHook>>,
     config: AgentNodeConfig,
-    accounts: HashMap<String, Arc<AgentConfig>>,
+    /// Who may log in, with their skills and capacity: the live directory.
+    directory: Directory,
     clock: SharedClock,
     router: OnceLock<Arc<dyn RouterLink>>,
     agents: Mutex<HashMap<String, Addr<AgentActor>>>,
@@ -122,15 +124,11 @@ impl AgentNode {
                 None
             }
         };
-        let accounts = config
-            .agents
-            .iter()
-            .map(|a| (a.id.clone(), Arc::new(a.clone())))
-            .collect();
+        let directory = Directory::from_config(&config);
         Arc::new(Self {
             login_hook: OnceLock::new(),
             config,
-            accounts,
+            directory,
             clock,
             router: OnceLock::new(),
             agents: Mutex::new(HashMap::new()),
@@ -149,6 +147,61 @@ impl AgentNode {
     /// services to share.
     pub fn oidc(&self) -> Option<Arc<OidcVerifier>> {
         self.oidc.clone()
+    }
+
+    /// Returns the live directory this node reads (the follower of the record writes
+    /// into it; see [`crate::directory::follow`]).
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Applies every change of the directory to this node until `stop`: the team
+    /// schedules of the shifts, and each logged-in agent's document (skills, capacity,
+    /// disabled) to its actor.
+    pub fn watch_directory(
+        self: &Arc<Self>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let node = Arc::downgrade(self);
+        let mut changes = self.directory.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { return },
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                let Some(node) = node.upgrade() else { return };
+                node.apply_directory();
+            }
+        })
+    }
+
+    /// Applies the current directory to the shifts and the live agent actors.
+    pub fn apply_directory(&self) {
+        let snapshot = self.directory.snapshot();
+        self.shifts.set_teams(snapshot.teams.values());
+        let agents: Vec<(String, Addr<AgentActor>)> = self
+            .agents
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (agent_id, addr) in agents {
+            match snapshot.agents.get(&agent_id) {
+                Some(entry) => addr.do_send(agent::UpdateAccount {
+                    config: entry.config.clone(),
+                    disabled: entry.disabled,
+                }),
+                // Not in the directory (any more): as good as disabled.
+                None => addr.do_send(agent::UpdateAccount {
+                    config: Arc::new(AgentConfig {
+                        id: agent_id.clone(),
+                        ..AgentConfig::default()
+                    }),
+                    disabled: true,
+                }),
+            }
+        }
     }
 
     /// Sets where offer answers, agent messages and availability go.
@@ -175,6 +228,7 @@ impl AgentNode {
         // Credentials first: a wrong password claims nothing.
         let account = self.verify(credentials, client).await?;
         let id = account.id.clone();
+        self.refuse_disabled(&id)?;
         let Some(hook) = self.login_hook.get() else {
             return Ok((self.actor_for(account)?, id));
         };
@@ -259,7 +313,19 @@ impl AgentNode {
     ) -> Result<(Addr<AgentActor>, String), Status> {
         let account = self.verify(credentials, client).await?;
         let id = account.id.clone();
+        self.refuse_disabled(&id)?;
         Ok((self.actor_for(account)?, id))
+    }
+
+    /// PERMISSION_DENIED when the directory disables `agent_id` (checked after the
+    /// credentials: a wrong password learns nothing).
+    fn refuse_disabled(&self, agent_id: &str) -> Result<(), Status> {
+        if self.directory.snapshot().enabled_agent(agent_id).is_some() {
+            return Ok(());
+        }
+        crate::metrics::login_refused("disabled");
+        warn!(%agent_id, "login refused: the agent is disabled");
+        Err(Status::permission_denied("the agent is disabled"))
     }
 
     /// Checks credentials behind the address's rate limit and the throttle: a password
@@ -360,7 +426,12 @@ impl AgentNode {
         password: &str,
     ) -> Result<Arc<AgentConfig>, Refusal> {
         let bad = |reason: &str| Refusal::Bad(reason.to_string());
-        let account = self.accounts.get(agent_id).cloned();
+        let account = self
+            .directory
+            .snapshot()
+            .agents
+            .get(agent_id)
+            .map(|a| a.config.clone());
         let hash = match &account {
             Some(a) if !a.password_hash.is_empty() => a.password_hash.clone(),
             Some(a) => {
@@ -413,9 +484,11 @@ impl AgentNode {
         if !agent_id.is_empty() && agent_id != id {
             return Err(format!("the token is agent {id:?}'s"));
         }
-        self.accounts
+        self.directory
+            .snapshot()
+            .agents
             .get(&id)
-            .cloned()
+            .map(|a| a.config.clone())
             .ok_or_else(|| format!("the token's agent {id:?} is not configured"))
     }
 
@@ -450,9 +523,11 @@ impl AgentNode {
     /// disconnect grace to log in again before the conversations are requeued.
     pub fn restore(&self, agent_id: &str, conversation_ids: Vec<String>) -> Result<(), Status> {
         let account = self
-            .accounts
+            .directory
+            .snapshot()
+            .agents
             .get(agent_id)
-            .cloned()
+            .map(|a| a.config.clone())
             .ok_or_else(|| Status::not_found(format!("unknown agent {agent_id:?}")))?;
         self.actor_for(account)?
             .do_send(agent::Restore(conversation_ids));
@@ -471,9 +546,9 @@ impl AgentNode {
         self.agents.lock().get(agent_id).cloned()
     }
 
-    /// Returns whether `agent_id` is a configured agent.
+    /// Returns whether `agent_id` is an agent of the directory (disabled ones too).
     pub fn is_configured(&self, agent_id: &str) -> bool {
-        self.accounts.contains_key(agent_id)
+        self.directory.snapshot().agents.contains_key(agent_id)
     }
 
     /// Sets an agent's status on behalf of a supervisor or a telephony integration.
@@ -509,11 +584,12 @@ impl AgentNode {
 
     /// Returns the canned responses matching `query` (a shortcut prefix such as `/sped`, or
     /// words of the text), for `department` and `language` when they are not empty.
-    pub fn find_canned(&self, query: &str, department: &str, language: &str) -> Vec<&CannedConfig> {
+    pub fn find_canned(&self, query: &str, department: &str, language: &str) -> Vec<CannedConfig> {
         let query = query.trim().to_lowercase();
-        self.config
+        self.directory
+            .snapshot()
             .canned
-            .iter()
+            .values()
             .filter(|c| {
                 department.is_empty() || c.department.is_empty() || c.department == department
             })
@@ -523,12 +599,19 @@ impl AgentNode {
                     || c.shortcut.to_lowercase().starts_with(&query)
                     || (!query.starts_with('/') && c.text.to_lowercase().contains(&query))
             })
+            .cloned()
             .collect()
     }
 
-    /// Returns the configured agents (for snapshots of agents never logged in).
-    pub fn accounts(&self) -> impl Iterator<Item = &AgentConfig> {
-        self.config.agents.iter()
+    /// Returns the agents of the directory, disabled ones too (for snapshots of agents
+    /// never logged in).
+    pub fn accounts(&self) -> Vec<AgentConfig> {
+        self.directory
+            .snapshot()
+            .agents
+            .values()
+            .map(|a| (*a.config).clone())
+            .collect()
     }
 }
 
@@ -547,7 +630,7 @@ impl centralino_link::AgentAdmin for AgentNode {
     }
 
     fn accounts(&self) -> Vec<AgentConfig> {
-        AgentNode::accounts(self).cloned().collect()
+        AgentNode::accounts(self)
     }
 
     async fn set_status(&self, agent_id: &str, status: AgentStatus) -> Result<(), Status> {

@@ -30,6 +30,8 @@ const ROUTER_RETRY_BUDGET: Duration = Duration::from_secs(20);
 const ROUTER_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// Availability updates buffered per watching router before it must re-read everything.
 const AVAILABILITY_BUFFER: usize = 4096;
+/// Pause before the directory stream is opened again (on another router) after it ended.
+const DIRECTORY_RETRY: Duration = Duration::from_millis(300);
 
 /// Availability updates of this node's agents, fanned out to every watching router.
 pub struct AvailabilityHub {
@@ -258,6 +260,74 @@ impl RemoteRouters {
                     tokio::time::sleep(ROUTER_RETRY_PAUSE).await;
                 }
                 other => return other,
+            }
+        }
+    }
+
+    /// Follows the agent directory of the routers into `directory` until `stop`: a
+    /// `WatchDirectory` stream on some router gives its live directory now and after every
+    /// change; when the stream ends (the router stopped), another router's is opened.
+    pub fn follow_directory(
+        self: &Arc<Self>,
+        directory: centralino_base::directory::Directory,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let routers = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    ended = routers.watch_directory(&directory) => {
+                        debug!(reason = %ended, "directory stream ended, opening another");
+                    }
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(DIRECTORY_RETRY) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        })
+    }
+
+    /// Reads one router's directory stream into `directory` until it ends; returns why.
+    async fn watch_directory(&self, directory: &centralino_base::directory::Directory) -> Status {
+        use centralino_base::directory::{Document, Part, Snapshot};
+        let channel = match self.pick().and_then(|addr| self.channels.get(&addr)) {
+            Ok(channel) => channel,
+            Err(status) => return status,
+        };
+        let mut stream = match RouterInternalClient::new(channel)
+            .watch_directory(pb::Empty {})
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(status) => return status,
+        };
+        let mut pending = Vec::new();
+        loop {
+            let chunk = match stream.message().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => return Status::unavailable("the router ended the stream"),
+                Err(status) => return status,
+            };
+            for d in chunk.documents {
+                let (Some(part), Ok(doc)) = (
+                    Part::parse(&d.kind),
+                    serde_json::from_str::<serde_json::Value>(&d.json),
+                ) else {
+                    warn!(kind = %d.kind, id = %d.id, "unreadable directory document from a router");
+                    continue;
+                };
+                pending.push(Document {
+                    part,
+                    id: d.id,
+                    doc,
+                    disabled: d.disabled,
+                });
+            }
+            if chunk.last {
+                directory.replace(Snapshot::from_documents(std::mem::take(&mut pending)));
+                crate::metrics::directory_change("snapshot");
             }
         }
     }

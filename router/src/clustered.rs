@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use centralino_base::clock::{self, SharedClock};
+use centralino_base::directory::Directory;
 use centralino_base::server::{check_plaintext, Access, GrpcServer, Listener};
 use centralino_base::shifts::Shifts;
 use centralino_base::tls::{own_identity, ClientTls, PeerRole, ServerTls};
@@ -296,6 +297,28 @@ async fn start_on(
 
     let agent_config = config.agent_node();
     let shifts = Arc::new(Shifts::new(&agent_config));
+    // The agent directory: seeded from the file when the record's is empty, then followed
+    // (every router and agent-node applies each change within a second).
+    centralino_agent_node::directory::seed(
+        &record,
+        centralino_core::directory::seed_entries(&config),
+        clock.now_ms(),
+    )
+    .await?;
+    let directory = Directory::from_config(&agent_config);
+    drop(
+        centralino_agent_node::directory::follow(
+            record.clone(),
+            directory.clone(),
+            stop_rx.clone(),
+        )
+        .await,
+    );
+    drop(centralino_agent_node::directory::keep_shifts(
+        directory.clone(),
+        shifts.clone(),
+        stop_rx.clone(),
+    ));
     let remote_agents = RemoteAgents::new(membership.clone(), tls.agent_nodes);
     let events = Arc::new(IntegrationLog::new(record.clone()));
     let router = Router::new(SharedParts {
@@ -308,6 +331,7 @@ async fn start_on(
         shifts,
         events,
         record,
+        directory: directory.clone(),
         arbiters: handles.clone(),
     });
     let view = ClusterView::new(
@@ -323,7 +347,7 @@ async fn start_on(
 
     // Agents do not log in here: the admin API sees them as the agent-nodes publish them
     // and sends status changes to the node each agent is logged in on.
-    let agent_admin = ClusterAgentAdmin::new(remote_agents.clone(), agent_config.agents.clone());
+    let agent_admin = ClusterAgentAdmin::new(remote_agents.clone(), directory);
     let local_admin = AdminApi::new(router.clone(), agent_admin);
 
     let mut stop_server = stop_rx.clone();

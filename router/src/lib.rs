@@ -13,6 +13,6 @@ pub mod clustered;
 pub mod standalone;
 
 pub use centralino_core::{
-    config, conversation, dispatch, identity, ingress, mail, metrics, queue, recovery, registry,
-    router, routing, shared, store, texts,
+    config, conversation, directory, dispatch, identity, ingress, mail, metrics, queue, recovery,
+    registry, router, routing, shared, store, texts,
 };

@@ -266,6 +266,25 @@ pub async fn start_with_clock(
     let agent_node = AgentNode::new(config.agent_node(), clock.clone(), handles.clone());
     // One record for the archive, the profiles and the outbox.
     let record: Arc<dyn Record> = archive.record().clone();
+    // The agent directory: the configuration file seeds an empty record, then the record
+    // is the source of truth; the follower applies every change to the node's live view.
+    centralino_agent_node::directory::seed(
+        &record,
+        centralino_core::directory::seed_entries(&config),
+        clock.now_ms(),
+    )
+    .await?;
+    let directory = agent_node.directory().clone();
+    drop(
+        centralino_agent_node::directory::follow(
+            record.clone(),
+            directory.clone(),
+            stop_rx.clone(),
+        )
+        .await,
+    );
+    agent_node.apply_directory();
+    drop(agent_node.watch_directory(stop_rx.clone()));
     let events = Arc::new(IntegrationLog::new(record.clone()));
     let router = Router::new(SharedParts {
         config: config.clone(),
@@ -277,6 +296,7 @@ pub async fn start_with_clock(
         shifts: agent_node.shifts().clone(),
         events,
         record,
+        directory,
         arbiters: handles.clone(),
     });
     for department in &config.departments {

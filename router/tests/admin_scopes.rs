@@ -1,6 +1,7 @@
 //! Scoped operator tokens on the Admin API: every call needs its scope (read-only: reads;
 //! supervisor: transfers, agents' status, tiers and the reads; integration: the event feed;
-//! admin: everything, and alone a customer's export and erasure). Unknown tokens get UNAUTHENTICATED, known tokens without the scope
+//! admin: everything, and alone a customer's export and erasure and changes of the agent
+//! directory). Unknown tokens get UNAUTHENTICATED, known tokens without the scope
 //! PERMISSION_DENIED; `node.admin_token` works in dev mode only.
 
 use centralino_testkit as common;
@@ -12,13 +13,17 @@ use centralino_proto::v1::{
     GetSnapshotRequest, GetTranscriptRequest, ListConversationsRequest, SetAgentStatusRequest,
     SetCustomerTierRequest, StreamIntegrationEventsRequest, WatchConversationRequest,
 };
+use centralino_proto::v1::{
+    DirectoryKind, GetDirectoryEntryRequest, ListDirectoryAuditRequest,
+    ListDirectoryEntriesRequest, PutDirectoryEntryRequest, SetDirectoryEntryDisabledRequest,
+};
 use centralino_router::config::{Config, OperatorConfig};
 use centralino_router::standalone::{self, StoreChoice};
 use common::*;
 use tonic::transport::Channel;
 use tonic::Code;
 
-const CALLS: [&str; 10] = [
+const CALLS: [&str; 15] = [
     "GetSnapshot",
     "ListConversations",
     "GetTranscript",
@@ -29,6 +34,11 @@ const CALLS: [&str; 10] = [
     "SetAgentStatus",
     "ExportCustomer",
     "EraseCustomer",
+    "PutDirectoryEntry",
+    "GetDirectoryEntry",
+    "ListDirectoryEntries",
+    "SetDirectoryEntryDisabled",
+    "ListDirectoryAudit",
 ];
 
 fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
@@ -147,6 +157,63 @@ async fn call(admin: &mut AdminClient<Channel>, call: &str, token: &str) -> Code
                 .await
                 .map(drop),
         ),
+        "PutDirectoryEntry" => code(
+            admin
+                .put_directory_entry(with_token(
+                    PutDirectoryEntryRequest {
+                        kind: DirectoryKind::Team as i32,
+                        id: "night".into(),
+                        json: r#"{"language": "it"}"#.into(),
+                        expected_version: None,
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+        ),
+        "GetDirectoryEntry" => code(
+            admin
+                .get_directory_entry(with_token(
+                    GetDirectoryEntryRequest {
+                        kind: DirectoryKind::Agent as i32,
+                        id: "giulia".into(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+        ),
+        "ListDirectoryEntries" => code(
+            admin
+                .list_directory_entries(with_token(
+                    ListDirectoryEntriesRequest {
+                        kind: DirectoryKind::Agent as i32,
+                        include_disabled: true,
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+        ),
+        "SetDirectoryEntryDisabled" => code(
+            admin
+                .set_directory_entry_disabled(with_token(
+                    SetDirectoryEntryDisabledRequest {
+                        kind: DirectoryKind::Agent as i32,
+                        id: "nobody".into(),
+                        disabled: true,
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+        ),
+        "ListDirectoryAudit" => code(
+            admin
+                .list_directory_audit(with_token(ListDirectoryAuditRequest::default(), token))
+                .await
+                .map(drop),
+        ),
         other => panic!("unknown call {other}"),
     }
 }
@@ -156,7 +223,9 @@ fn allowed(scopes: &[Scope], call: &str) -> bool {
     let required = match call {
         "ForceTransfer" | "SetAgentStatus" | "SetCustomerTier" => Scope::Supervisor,
         "StreamIntegrationEvents" => Scope::Integration,
-        "ExportCustomer" | "EraseCustomer" => Scope::Admin,
+        "ExportCustomer" | "EraseCustomer" | "PutDirectoryEntry" | "SetDirectoryEntryDisabled" => {
+            Scope::Admin
+        }
         _ => Scope::ReadOnly,
     };
     scopes.iter().any(|s| match s {

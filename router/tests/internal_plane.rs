@@ -291,6 +291,32 @@ fn internal_calls_check_the_callers_role() {
             })
             .await;
         assert_eq!(asked.err().map(|s| s.code()), Some(Code::PermissionDenied));
+        // The agent directory is streamed to agent-nodes only.
+        let watched = RouterInternalClient::new(from_router.clone())
+            .watch_directory(Empty {})
+            .await;
+        assert_eq!(
+            watched.err().map(|s| s.code()),
+            Some(Code::PermissionDenied)
+        );
+        let mut directory =
+            RouterInternalClient::new(tls_channel(c.router.internal_addr, &node_cert))
+                .watch_directory(Empty {})
+                .await
+                .expect("an agent-node watches the directory")
+                .into_inner();
+        let first = directory
+            .message()
+            .await
+            .expect("a directory chunk")
+            .expect("the stream is open");
+        assert!(
+            first
+                .documents
+                .iter()
+                .any(|d| d.kind == "agent" && d.id == "giulia"),
+            "the directory reaches the agent-node: {first:?}"
+        );
         let linked = RouterInternalClient::new(from_router)
             .link(transcript_of("c1", "giulia"))
             .await;

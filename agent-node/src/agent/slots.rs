@@ -136,6 +136,12 @@ impl Slots {
         self.capacity
     }
 
+    /// Sets the chat capacity (a change of the directory). Slots taken beyond it stay
+    /// taken: only new offers see the lower capacity.
+    pub fn set_capacity(&mut self, capacity: u32) {
+        self.capacity = capacity;
+    }
+
     /// Returns the slots taken: held offers, active chats and wrap-ups.
     pub fn load(&self) -> u32 {
         (self.held.len() + self.active.len() + self.wrap_ups.len()) as u32

@@ -3,6 +3,8 @@
 //! Module map:
 //! - [`clock`]: controllable time (system, simulated, and a manual twin for tests).
 //! - [`schedule`], [`shifts`]: team working hours, time zones, holidays, language fallback.
+//! - [`directory`]: the live agent directory (agents, teams, canned responses,
+//!   departments) that follows the system of record.
 //! - [`config`]: the shared part of the configuration file and its loading (TOML plus
 //!   `CENTRALINO_*` overrides).
 //! - [`credentials`], [`oidc`]: password hashes, operator tokens and scopes, placeholder
@@ -22,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 mod credentials_example;
+pub mod directory;
 pub mod jwks;
 pub mod metrics;
 pub mod oidc;

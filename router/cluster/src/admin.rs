@@ -42,6 +42,11 @@ use centralino_proto::v1::{
     SetCustomerTierResponse, Snapshot, StreamIntegrationEventsRequest, Transcript,
     WatchConversationRequest,
 };
+use centralino_proto::v1::{
+    DirectoryEntry, GetDirectoryEntryRequest, ListDirectoryAuditRequest,
+    ListDirectoryAuditResponse, ListDirectoryEntriesRequest, ListDirectoryEntriesResponse,
+    PutDirectoryEntryRequest, SetDirectoryEntryDisabledRequest,
+};
 use futures::Stream;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
@@ -304,6 +309,43 @@ impl Admin for ClusterAdminApi {
         request: Request<ListConversationsRequest>,
     ) -> Result<Response<ListConversationsResponse>, Status> {
         self.inner.list_conversations(request).await
+    }
+
+    // The directory is in the record every router shares: answered here, never forwarded.
+
+    async fn put_directory_entry(
+        &self,
+        request: Request<PutDirectoryEntryRequest>,
+    ) -> Result<Response<DirectoryEntry>, Status> {
+        self.inner.put_directory_entry(request).await
+    }
+
+    async fn get_directory_entry(
+        &self,
+        request: Request<GetDirectoryEntryRequest>,
+    ) -> Result<Response<DirectoryEntry>, Status> {
+        self.inner.get_directory_entry(request).await
+    }
+
+    async fn list_directory_entries(
+        &self,
+        request: Request<ListDirectoryEntriesRequest>,
+    ) -> Result<Response<ListDirectoryEntriesResponse>, Status> {
+        self.inner.list_directory_entries(request).await
+    }
+
+    async fn set_directory_entry_disabled(
+        &self,
+        request: Request<SetDirectoryEntryDisabledRequest>,
+    ) -> Result<Response<DirectoryEntry>, Status> {
+        self.inner.set_directory_entry_disabled(request).await
+    }
+
+    async fn list_directory_audit(
+        &self,
+        request: Request<ListDirectoryAuditRequest>,
+    ) -> Result<Response<ListDirectoryAuditResponse>, Status> {
+        self.inner.list_directory_audit(request).await
     }
 
     async fn get_transcript(

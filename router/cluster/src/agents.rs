@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use centralino_base::config::AgentConfig;
+use centralino_base::directory::Directory;
 use centralino_link::grpc::{
     availability_from_proto, outcome_from_proto, reserve_to_proto, Channels,
 };
@@ -154,13 +155,13 @@ impl AgentNodeLink for RemoteAgents {
 /// in on, whichever router the Admin call reached.
 pub struct ClusterAgentAdmin {
     agents: Arc<RemoteAgents>,
-    accounts: Vec<AgentConfig>,
+    directory: Directory,
 }
 
 impl ClusterAgentAdmin {
-    /// Returns the view over `agents`, for the configured `accounts`.
-    pub fn new(agents: Arc<RemoteAgents>, accounts: Vec<AgentConfig>) -> Arc<Self> {
-        Arc::new(Self { agents, accounts })
+    /// Returns the view over `agents`, for the agents of the live `directory`.
+    pub fn new(agents: Arc<RemoteAgents>, directory: Directory) -> Arc<Self> {
+        Arc::new(Self { agents, directory })
     }
 }
 
@@ -179,11 +180,16 @@ impl AgentAdmin for ClusterAgentAdmin {
     }
 
     fn accounts(&self) -> Vec<AgentConfig> {
-        self.accounts.clone()
+        self.directory
+            .snapshot()
+            .agents
+            .values()
+            .map(|a| (*a.config).clone())
+            .collect()
     }
 
     async fn set_status(&self, agent_id: &str, status: AgentStatus) -> Result<(), Status> {
-        if !self.accounts.iter().any(|a| a.id == agent_id) {
+        if !self.directory.snapshot().agents.contains_key(agent_id) {
             return Err(Status::not_found(format!("unknown agent {agent_id:?}")));
         }
         let mut client = self.agents.client(agent_id)?.ok_or_else(|| {

@@ -106,6 +106,46 @@ impl Claims {
     }
 }
 
+/// Chunks of the directory a `WatchDirectory` stream holds for its agent-node.
+const DIRECTORY_STREAM_BUFFER: usize = 16;
+/// Documents per `WatchDirectory` chunk (well below gRPC's message size limit).
+const DIRECTORY_CHUNK: usize = 200;
+
+/// Sends one state of the directory in chunks; false when the agent-node is gone.
+async fn send_directory(
+    tx: &tokio::sync::mpsc::Sender<Result<DirectoryChunk, Status>>,
+    snapshot: &centralino_base::directory::Snapshot,
+) -> bool {
+    let documents: Vec<DirectoryDocument> = snapshot
+        .documents()
+        .into_iter()
+        .map(|d| DirectoryDocument {
+            kind: d.part.as_str().to_string(),
+            id: d.id,
+            json: d.doc.to_string(),
+            disabled: d.disabled,
+        })
+        .collect();
+    let mut chunks: Vec<Vec<DirectoryDocument>> = documents
+        .chunks(DIRECTORY_CHUNK)
+        .map(<[DirectoryDocument]>::to_vec)
+        .collect();
+    if chunks.is_empty() {
+        chunks.push(Vec::new());
+    }
+    let n = chunks.len();
+    for (i, documents) in chunks.into_iter().enumerate() {
+        let chunk = DirectoryChunk {
+            documents,
+            last: i + 1 == n,
+        };
+        if tx.send(Ok(chunk)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
 /// The `RouterInternal` service of a clustered router.
 pub struct InternalApi {
     router: Arc<Router>,
@@ -199,6 +239,34 @@ impl RouterInternal for InternalApi {
         Ok(Response::new(AgentConversationsResponse {
             conversation_ids,
         }))
+    }
+
+    type WatchDirectoryStream = Pin<Box<dyn Stream<Item = Result<DirectoryChunk, Status>> + Send>>;
+
+    async fn watch_directory(
+        &self,
+        request: Request<Empty>,
+    ) -> Result<Response<Self::WatchDirectoryStream>, Status> {
+        self.access
+            .check(&request, &[PeerRole::AgentNode], "WatchDirectory")?;
+        let directory = self.router.shared.directory.clone();
+        let mut changes = directory.subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel(DIRECTORY_STREAM_BUFFER);
+        tokio::spawn(async move {
+            loop {
+                changes.borrow_and_update();
+                if !send_directory(&tx, &directory.snapshot()).await {
+                    return;
+                }
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { return },
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     /// Puts the message in the mailbox of the actor it is for, here or (once) at the owner,

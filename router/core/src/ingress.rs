@@ -5,10 +5,12 @@
 //! - [`validate`]: field checks and status mapping.
 //! - [`customer`]: [`CustomerApi`] (`ConversationService`).
 //! - [`admin`]: [`AdminApi`] (`Admin`).
+//! - [`directory`]: the Admin API's agent-directory calls.
 //! - [`rate`]: rate limits on customers' requests.
 
 pub mod admin;
 pub mod customer;
+pub mod directory;
 pub mod rate;
 pub mod validate;
 

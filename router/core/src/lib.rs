@@ -19,12 +19,16 @@
 //!   [`router`]: a router's registries of conversations and queues, its mailroom.
 //! - [`texts`]: customer-facing texts per language.
 //! - [`identity`]: who a customer is: shop identity tokens and anonymous visitor tokens.
+//! - [`directory`]: the router's reading of the live agent directory: the seed from the
+//!   configuration file, the checks of documents written through the Admin API, the
+//!   departments' settings as they are now.
 //! - [`config`], [`metrics`]: configuration and metrics.
 
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod conversation;
+pub mod directory;
 pub mod dispatch;
 pub mod identity;
 pub mod ingress;

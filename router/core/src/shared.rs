@@ -3,6 +3,7 @@
 //! conversations reach each other. It knows no actor type: the registries of actors are the
 //! [`crate::router::Router`]'s.
 
+use centralino_base::directory::Directory;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -179,6 +180,9 @@ pub struct SharedParts {
     /// The system of record: customer profiles, the integration-event outbox (what
     /// outlives a conversation).
     pub record: Arc<dyn Record>,
+    /// The live agent directory (agents, teams, canned responses, departments), following
+    /// the record.
+    pub directory: Directory,
     /// Actor threads.
     pub arbiters: Vec<ArbiterHandle>,
 }
@@ -203,6 +207,8 @@ pub struct Shared {
     pub events: Arc<IntegrationLog>,
     /// The system of record: customer profiles, the integration-event outbox.
     pub record: Arc<dyn Record>,
+    /// The live agent directory, following the record.
+    pub directory: Directory,
     /// Counters for snapshots.
     pub counters: Counters,
     /// Identity keys: shop identity tokens and visitor tokens.
@@ -229,6 +235,7 @@ impl Shared {
             shifts: parts.shifts,
             events: parts.events,
             record: parts.record,
+            directory: parts.directory,
             counters: Counters::default(),
             identity,
             lingering: Lingering::default(),

@@ -65,6 +65,13 @@ impl ConversationActor {
     /// the customer is shown.
     fn queue_target(&self, target: &TransferTarget) -> Result<QueueTarget, Status> {
         let config = &self.shared.config;
+        let directory = self.shared.directory.snapshot();
+        let anyone_has = |skill: &str| {
+            directory
+                .agents
+                .values()
+                .any(|a| !a.disabled && a.config.skills.contains_key(skill))
+        };
         Ok(match target {
             TransferTarget::Department(d) => {
                 if config.department(d).is_none() {
@@ -86,7 +93,7 @@ impl ConversationActor {
                 )
             }
             TransferTarget::Skill(k) => {
-                if !config.agents.iter().any(|a| a.skills.contains_key(k)) {
+                if !anyone_has(k) {
                     return Err(Status::not_found(format!("no agent has the skill {k:?}")));
                 }
                 (
@@ -98,7 +105,7 @@ impl ConversationActor {
             }
             TransferTarget::Supervisor => {
                 let skill = config.routing.supervisor_skill.clone();
-                if !config.agents.iter().any(|a| a.skills.contains_key(&skill)) {
+                if !anyone_has(&skill) {
                     return Err(Status::not_found("no supervisor is configured"));
                 }
                 (
@@ -260,7 +267,8 @@ impl Handler<Transfer> for ConversationActor {
             );
             return Box::pin(actix::fut::wrap_future(done));
         };
-        let Some(account) = self.shared.config.agents.iter().find(|a| a.id == target) else {
+        let directory = self.shared.directory.snapshot();
+        let Some(account) = directory.enabled_agent(&target) else {
             return Box::pin(actix::fut::ready(Err(Status::not_found(format!(
                 "unknown agent {target:?}"
             )))));

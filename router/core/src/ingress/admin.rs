@@ -48,7 +48,13 @@ use centralino_proto::v1::{
 use centralino_record::{ArchiveCursor, ArchiveFilter, RatingFilter};
 use std::time::Duration;
 
+use super::directory::DirectoryAdmin;
 use super::validate::{check_field, mailbox, reject, EventStream};
+use centralino_proto::v1::{
+    DirectoryEntry, GetDirectoryEntryRequest, ListDirectoryAuditRequest,
+    ListDirectoryAuditResponse, ListDirectoryEntriesRequest, ListDirectoryEntriesResponse,
+    PutDirectoryEntryRequest, SetDirectoryEntryDisabledRequest,
+};
 
 /// Integration events an event stream holds for its reader before it waits for them.
 const STREAM_BUFFER: usize = 256;
@@ -88,9 +94,13 @@ pub fn required_scope(method: &str) -> Scope {
     match method {
         "ForceTransfer" | "SetAgentStatus" | "SetCustomerTier" => Scope::Supervisor,
         "StreamIntegrationEvents" => Scope::Integration,
-        "GetSnapshot" | "ListConversations" | "GetTranscript" | "WatchConversation" => {
-            Scope::ReadOnly
-        }
+        "GetSnapshot"
+        | "ListConversations"
+        | "GetTranscript"
+        | "WatchConversation"
+        | "GetDirectoryEntry"
+        | "ListDirectoryEntries"
+        | "ListDirectoryAudit" => Scope::ReadOnly,
         _ => Scope::Admin,
     }
 }
@@ -139,12 +149,14 @@ impl AdminApi {
     /// [`required_scope`]): UNAUTHENTICATED without a known token, PERMISSION_DENIED
     /// without the scope. Counted as a rejected request when it fails.
     pub async fn check_scope<T>(&self, request: &Request<T>, method: &str) -> Result<(), Status> {
-        reject(self.authorize(request, method).await)
+        reject(self.authorize(request, method).await).map(|_| ())
     }
 
-    async fn authorize<T>(&self, request: &Request<T>, method: &str) -> Result<(), Status> {
+    /// Returns who the caller is (the operator's name, `oidc:<subject>`, `admin_token`;
+    /// `peer-router` for a trusted forward) when they may call `method`.
+    async fn authorize<T>(&self, request: &Request<T>, method: &str) -> Result<String, Status> {
         if self.trust_callers {
-            return Ok(());
+            return Ok("peer-router".to_string());
         }
         let required = required_scope(method);
         let given = request
@@ -185,7 +197,7 @@ impl AdminApi {
             self.failures.lock().succeeded(key);
         }
         if scopes.iter().any(|s| s.grants(required)) {
-            Ok(())
+            Ok(who)
         } else {
             warn!(method, operator = %who, %required, "admin call refused: missing scope");
             Err(Status::permission_denied(format!(
@@ -229,6 +241,61 @@ impl AdminApi {
 
 #[tonic::async_trait]
 impl Admin for AdminApi {
+    async fn put_directory_entry(
+        &self,
+        request: Request<PutDirectoryEntryRequest>,
+    ) -> Result<Response<DirectoryEntry>, Status> {
+        let who = reject(self.authorize(&request, "PutDirectoryEntry").await)?;
+        let admin = DirectoryAdmin::new(self.router.shared.clone());
+        Ok(Response::new(reject(
+            admin.put(&who, request.into_inner()).await,
+        )?))
+    }
+
+    async fn get_directory_entry(
+        &self,
+        request: Request<GetDirectoryEntryRequest>,
+    ) -> Result<Response<DirectoryEntry>, Status> {
+        reject(self.authorize(&request, "GetDirectoryEntry").await)?;
+        let admin = DirectoryAdmin::new(self.router.shared.clone());
+        Ok(Response::new(reject(
+            admin.get(request.into_inner()).await,
+        )?))
+    }
+
+    async fn list_directory_entries(
+        &self,
+        request: Request<ListDirectoryEntriesRequest>,
+    ) -> Result<Response<ListDirectoryEntriesResponse>, Status> {
+        reject(self.authorize(&request, "ListDirectoryEntries").await)?;
+        let admin = DirectoryAdmin::new(self.router.shared.clone());
+        Ok(Response::new(reject(
+            admin.list(request.into_inner()).await,
+        )?))
+    }
+
+    async fn set_directory_entry_disabled(
+        &self,
+        request: Request<SetDirectoryEntryDisabledRequest>,
+    ) -> Result<Response<DirectoryEntry>, Status> {
+        let who = reject(self.authorize(&request, "SetDirectoryEntryDisabled").await)?;
+        let admin = DirectoryAdmin::new(self.router.shared.clone());
+        Ok(Response::new(reject(
+            admin.set_disabled(&who, request.into_inner()).await,
+        )?))
+    }
+
+    async fn list_directory_audit(
+        &self,
+        request: Request<ListDirectoryAuditRequest>,
+    ) -> Result<Response<ListDirectoryAuditResponse>, Status> {
+        reject(self.authorize(&request, "ListDirectoryAudit").await)?;
+        let admin = DirectoryAdmin::new(self.router.shared.clone());
+        Ok(Response::new(reject(
+            admin.audit(request.into_inner()).await,
+        )?))
+    }
+
     async fn get_snapshot(
         &self,
         request: Request<GetSnapshotRequest>,

@@ -68,6 +68,8 @@ impl Waiting {
 pub struct DepartmentQueue {
     shared: Arc<Shared>,
     department: DepartmentConfig,
+    /// The directory version `department` was read at.
+    department_version: u64,
     pool: AgentPool,
     entries: HashMap<String, Waiting>,
     order: BTreeMap<QueueKey, String>,
@@ -88,6 +90,7 @@ impl DepartmentQueue {
     pub fn new(shared: Arc<Shared>, department: DepartmentConfig, depth: Arc<AtomicUsize>) -> Self {
         Self {
             pool: AgentPool::new(department.strategy, department.skill()),
+            department_version: shared.directory.version(),
             shared,
             department,
             entries: HashMap::new(),
@@ -112,9 +115,27 @@ impl DepartmentQueue {
         Some(waiting)
     }
 
+    /// Reads the department's settings again when the directory changed: steps, strategy,
+    /// auto-accept apply from the next decision on.
+    fn refresh_department(&mut self) {
+        let version = self.shared.directory.version();
+        if version == self.department_version {
+            return;
+        }
+        self.department_version = version;
+        let snapshot = self.shared.directory.snapshot();
+        if let Some(d) =
+            crate::directory::department(&self.shared.config, &snapshot, &self.department.name)
+        {
+            self.pool.set_strategy(d.strategy);
+            self.department = d;
+        }
+    }
+
     /// Runs routing decisions for waiting conversations, oldest first within priority, and
     /// applies them: counters and metrics, dropped sticky agents, reservations, overflows.
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        self.refresh_department();
         if !self.shared.serving() {
             // Paused beyond the lease: no offers until this router has stepped down.
             return;

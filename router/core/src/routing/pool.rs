@@ -155,9 +155,23 @@ impl AgentPool {
         }
     }
 
-    /// Applies an availability update; ignores agents without the department skill and
-    /// updates older than the one already seen.
+    /// Sets the selection strategy (a change of the department in the directory): every
+    /// agent is indexed again under it.
+    pub fn set_strategy(&mut self, strategy: Strategy) {
+        if self.strategy == strategy {
+            return;
+        }
+        self.strategy = strategy;
+        let ids: Vec<Arc<str>> = self.agents.keys().cloned().collect();
+        for id in ids {
+            self.reindex(&id);
+        }
+    }
+
+    /// Applies an availability update; ignores updates older than the one already seen.
+    /// An agent without the department skill is not in the view (one who lost it leaves).
     pub fn update(&mut self, availability: Availability) {
+        let id: Arc<str> = Arc::from(availability.agent_id.as_str());
         if availability
             .skills
             .get(&self.department_skill)
@@ -165,9 +179,16 @@ impl AgentPool {
             .unwrap_or(0)
             == 0
         {
+            let newer = self
+                .agents
+                .get(&id)
+                .is_some_and(|a| a.availability.version <= availability.version);
+            if newer {
+                self.unindex(&id);
+                self.agents.remove(&id);
+            }
             return;
         }
-        let id: Arc<str> = Arc::from(availability.agent_id.as_str());
         match self.agents.get_mut(&id) {
             Some(agent) if agent.availability.version > availability.version => return,
             Some(agent) => {
