@@ -167,7 +167,7 @@ pub enum Action {
     MarkSensitive,
 }
 
-/// The agent's document changed in the directory: name, team, skills and capacity apply
+/// The directory changed (the agent's document, or a team's schedule): name, team, skills and capacity apply
 /// from the next offer on; a disabled agent gets no offers and is logged out once nothing
 /// holds a slot.
 #[derive(Message)]
@@ -990,6 +990,9 @@ impl Handler<UpdateAccount> for AgentActor {
     type Result = ();
 
     fn handle(&mut self, msg: UpdateAccount, ctx: &mut Context<Self>) {
+        // Any change of the directory may be the team's schedule: follow it now, not at
+        // the next periodic check.
+        self.check_shift();
         let capacity = if msg.disabled { 0 } else { msg.config.capacity };
         let same = msg.disabled == self.disabled
             && capacity == self.slots.capacity()
