@@ -1005,6 +1005,14 @@ def _to_empty_dir(w, vname):
     w["spec"]["template"]["spec"]["volumes"] = volumes + [{"name": vname, "emptyDir": {}}]
 
 
+def _with_dsn(text):
+    """The configuration with a literal postgres_url under [record] (added when absent)."""
+    line = 'postgres_url = "postgres://centralino:pw@db:5432/centralino"\n'
+    if re.search(r"^\[record\]\s*$", text, re.M):
+        return re.sub(r"^\[record\]\s*$\n?", "[record]\n" + line, text, count=1, flags=re.M)
+    return text + "\n[record]\n" + line
+
+
 def _edit_dsn(docs, edit):
     secret = _find(docs, "Secret", PG_SECRET)
     url = base64.b64decode(secret["data"]["postgres-url"]).decode()
@@ -1088,8 +1096,7 @@ MUTATIONS = {
     "a DSN naming a host the certificate does not": lambda d: _edit_dsn(
         d, lambda u: u.replace("@centralino-postgres:", "@centralino-postgres.default.svc:")),
     "a DSN in the ConfigMap": lambda d: _find(d, "ConfigMap", "centralino-config")["data"].update(
-        {"centralino.toml": _find(d, "ConfigMap", "centralino-config")["data"]["centralino.toml"]
-         + '\n[record]\npostgres_url = "postgres://centralino:pw@db:5432/centralino"\n'}),
+        {"centralino.toml": _with_dsn(_find(d, "ConfigMap", "centralino-config")["data"]["centralino.toml"])}),
     "a router mounting the PostgreSQL server's key": lambda d: _volume(
         _find(d, "StatefulSet", "centralino-router"), "postgres-ca")["secret"].pop("items"),
     "PostgreSQL's data on an emptyDir": lambda d: _to_empty_dir(_find(d, "StatefulSet", "centralino-postgres"), "data"),

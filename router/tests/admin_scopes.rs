@@ -1,7 +1,7 @@
 //! Scoped operator tokens on the Admin API: every call needs its scope (read-only: reads;
 //! supervisor: transfers, agents' status, tiers and the reads; integration: the event feed;
-//! admin: everything, and alone a customer's export and erasure and changes of the agent
-//! directory). Unknown tokens get UNAUTHENTICATED, known tokens without the scope
+//! admin: everything, and alone a customer's export and erasure, changes of the agent
+//! directory and operator tokens). Unknown tokens get UNAUTHENTICATED, known tokens without the scope
 //! PERMISSION_DENIED; `node.admin_token` works in dev mode only.
 
 use centralino_testkit as common;
@@ -14,6 +14,9 @@ use centralino_proto::v1::{
     SetCustomerTierRequest, StreamIntegrationEventsRequest, WatchConversationRequest,
 };
 use centralino_proto::v1::{
+    CreateOperatorTokenRequest, ListOperatorTokensRequest, RevokeOperatorTokenRequest,
+};
+use centralino_proto::v1::{
     DirectoryKind, GetDirectoryEntryRequest, ListDirectoryAuditRequest,
     ListDirectoryEntriesRequest, PutDirectoryEntryRequest, SetDirectoryEntryDisabledRequest,
 };
@@ -23,7 +26,7 @@ use common::*;
 use tonic::transport::Channel;
 use tonic::Code;
 
-const CALLS: [&str; 15] = [
+const CALLS: [&str; 18] = [
     "GetSnapshot",
     "ListConversations",
     "GetTranscript",
@@ -39,6 +42,9 @@ const CALLS: [&str; 15] = [
     "ListDirectoryEntries",
     "SetDirectoryEntryDisabled",
     "ListDirectoryAudit",
+    "CreateOperatorToken",
+    "ListOperatorTokens",
+    "RevokeOperatorToken",
 ];
 
 fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
@@ -214,6 +220,35 @@ async fn call(admin: &mut AdminClient<Channel>, call: &str, token: &str) -> Code
                 .await
                 .map(drop),
         ),
+        "CreateOperatorToken" => code(
+            admin
+                .create_operator_token(with_token(
+                    CreateOperatorTokenRequest {
+                        name: format!("probe-{}", uuid::Uuid::new_v4().simple()),
+                        scopes: vec!["read-only".into()],
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+        ),
+        "ListOperatorTokens" => code(
+            admin
+                .list_operator_tokens(with_token(ListOperatorTokensRequest {}, token))
+                .await
+                .map(drop),
+        ),
+        "RevokeOperatorToken" => code(
+            admin
+                .revoke_operator_token(with_token(
+                    RevokeOperatorTokenRequest {
+                        name: "nobody".into(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+        ),
         other => panic!("unknown call {other}"),
     }
 }
@@ -223,9 +258,13 @@ fn allowed(scopes: &[Scope], call: &str) -> bool {
     let required = match call {
         "ForceTransfer" | "SetAgentStatus" | "SetCustomerTier" => Scope::Supervisor,
         "StreamIntegrationEvents" => Scope::Integration,
-        "ExportCustomer" | "EraseCustomer" | "PutDirectoryEntry" | "SetDirectoryEntryDisabled" => {
-            Scope::Admin
-        }
+        "ExportCustomer"
+        | "EraseCustomer"
+        | "PutDirectoryEntry"
+        | "SetDirectoryEntryDisabled"
+        | "CreateOperatorToken"
+        | "ListOperatorTokens"
+        | "RevokeOperatorToken" => Scope::Admin,
         _ => Scope::ReadOnly,
     };
     scopes.iter().any(|s| match s {

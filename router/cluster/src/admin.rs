@@ -43,6 +43,10 @@ use centralino_proto::v1::{
     WatchConversationRequest,
 };
 use centralino_proto::v1::{
+    CreateOperatorTokenRequest, CreateOperatorTokenResponse, ListOperatorTokensRequest,
+    ListOperatorTokensResponse, RevokeOperatorTokenRequest, RevokeOperatorTokenResponse,
+};
+use centralino_proto::v1::{
     DirectoryEntry, GetDirectoryEntryRequest, ListDirectoryAuditRequest,
     ListDirectoryAuditResponse, ListDirectoryEntriesRequest, ListDirectoryEntriesResponse,
     PutDirectoryEntryRequest, SetDirectoryEntryDisabledRequest,
@@ -346,6 +350,27 @@ impl Admin for ClusterAdminApi {
         request: Request<ListDirectoryAuditRequest>,
     ) -> Result<Response<ListDirectoryAuditResponse>, Status> {
         self.inner.list_directory_audit(request).await
+    }
+
+    async fn create_operator_token(
+        &self,
+        request: Request<CreateOperatorTokenRequest>,
+    ) -> Result<Response<CreateOperatorTokenResponse>, Status> {
+        self.inner.create_operator_token(request).await
+    }
+
+    async fn list_operator_tokens(
+        &self,
+        request: Request<ListOperatorTokensRequest>,
+    ) -> Result<Response<ListOperatorTokensResponse>, Status> {
+        self.inner.list_operator_tokens(request).await
+    }
+
+    async fn revoke_operator_token(
+        &self,
+        request: Request<RevokeOperatorTokenRequest>,
+    ) -> Result<Response<RevokeOperatorTokenResponse>, Status> {
+        self.inner.revoke_operator_token(request).await
     }
 
     async fn get_transcript(

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod customer;
 pub mod directory;
 pub mod rate;
+pub mod tokens;
 pub mod validate;
 
 pub use admin::AdminApi;

@@ -39,6 +39,7 @@ pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]
 /// Describes every router metric once per process.
 pub fn describe() {
     centralino_base::metrics::describe();
+    centralino_record::metrics::describe();
     describe_counter!(
         "centralino_admin_auth_refusals_total",
         "Admin API calls refused before authorization, by reason (unknown_token, throttled: too many unknown tokens from one address)"

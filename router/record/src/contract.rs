@@ -63,6 +63,7 @@ pub async fn check_all(a: Arc<dyn Record>, b: Arc<dyn Record>, probe: &dyn Probe
     rating_updates_the_row(&*a, &*b).await;
     list_filters_and_pages(&*a, &*b).await;
     retention_deletes_only_old_rows(&*a, &*b).await;
+    event_retention_deletes_only_old_events(&*a, &*b).await;
     concurrent_profile_updates_all_survive(a.clone(), b.clone()).await;
     tier_is_never_undone(a.clone(), b.clone()).await;
     outbox_sequence_is_contiguous_across_writers(a.clone(), b.clone()).await;
@@ -376,6 +377,39 @@ pub async fn list_filters_and_pages(a: &dyn Record, b: &dyn Record) {
 }
 
 /// Retention deletes the rows closed before the bound and nothing else.
+/// Event retention deletes the events that happened before the cut, whatever their place
+/// in the sequence, and nothing else; the sequence goes on.
+pub async fn event_retention_deletes_only_old_events(a: &dyn Record, b: &dyn Record) {
+    let before = ok("last seq", a.last_seq().await);
+    let at = |kind: &str, at_ms: i64| NewEvent {
+        at_ms,
+        ..event(kind, Some("ret-events"), None)
+    };
+    // Out of time order on purpose: a newer one first.
+    let seqs = ok(
+        "append",
+        a.append(vec![
+            at("ret.new", BASE_MS + 10),
+            at("ret.old1", 1_000),
+            at("ret.old2", 2_000),
+        ])
+        .await,
+    );
+    assert_eq!(ok("retention", b.delete_events_older_than(2_500).await), 2);
+    let left = ok("read", a.read_after(before, 100).await);
+    assert_eq!(
+        left.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["ret.new"],
+        "only the newer event stays"
+    );
+    assert_eq!(
+        ok("retention again", b.delete_events_older_than(2_500).await),
+        0
+    );
+    let next = ok("append", a.append(vec![at("ret.next", BASE_MS + 20)]).await);
+    assert_eq!(next, [seqs[2] + 1], "the sequence goes on after a deletion");
+}
+
 pub async fn retention_deletes_only_old_rows(a: &dyn Record, b: &dyn Record) {
     let keep = ok("list", a.list(&ArchiveFilter::default(), None, 1000).await)
         .items

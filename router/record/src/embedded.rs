@@ -44,6 +44,9 @@ const BY_CUSTOMER: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("record_conversations_by_customer");
 const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("record_profiles");
 const OUTBOX: TableDefinition<i64, &[u8]> = TableDefinition::new("record_outbox");
+/// The outbox by event time, for retention: (at_ms, seq).
+const OUTBOX_BY_TIME: TableDefinition<(i64, i64), ()> =
+    TableDefinition::new("record_outbox_by_time");
 const COUNTERS: TableDefinition<&str, i64> = TableDefinition::new("record_counters");
 const DIRECTORY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("record_directory");
 const DIRECTORY_CHANGES: TableDefinition<i64, &[u8]> =
@@ -102,7 +105,49 @@ pub struct EmbeddedRecord {
 #[derive(Clone)]
 pub struct MemoryRecord(EmbeddedRecord);
 
+/// Outbox events an in-memory record keeps (the newest): its memory stays bounded.
+pub const MEMORY_OUTBOX_KEEP: i64 = 100_000;
+/// How often (in sequence numbers) an in-memory record trims its outbox.
+const MEMORY_OUTBOX_TRIM_EVERY: i64 = 1024;
+
 impl MemoryRecord {
+    /// Forgets the outbox events older than the newest [`MEMORY_OUTBOX_KEEP`] once the
+    /// sequence `seqs` reached crosses a trim point (every 1,024 events).
+    async fn bound_outbox(&self, seqs: &[i64]) -> Result<(), RecordError> {
+        let (Some(first), Some(last)) = (seqs.first(), seqs.last()) else {
+            return Ok(());
+        };
+        let crossed = last / MEMORY_OUTBOX_TRIM_EVERY != (first - 1) / MEMORY_OUTBOX_TRIM_EVERY;
+        if !crossed || *last <= MEMORY_OUTBOX_KEEP {
+            return Ok(());
+        }
+        let keep_from = last - MEMORY_OUTBOX_KEEP + 1;
+        self.0
+            .run("trim_outbox", move |db| {
+                let tx = begin(db)?;
+                {
+                    let mut table = tx.open_table(OUTBOX).map_err(db_err)?;
+                    let mut by_time = tx.open_table(OUTBOX_BY_TIME).map_err(db_err)?;
+                    let old: Vec<(i64, i64)> = table
+                        .range(..keep_from)
+                        .map_err(db_err)?
+                        .map(|item| {
+                            let (k, v) = item.map_err(db_err)?;
+                            let e: OutboxEvent = dec(v.value())?;
+                            Ok((k.value(), e.at_ms))
+                        })
+                        .collect::<Result<_, RecordError>>()?;
+                    for (seq, at) in old {
+                        table.remove(seq).map_err(db_err)?;
+                        by_time.remove((at, seq)).map_err(db_err)?;
+                    }
+                }
+                tx.commit().map_err(db_err)?;
+                Ok(())
+            })
+            .await
+    }
+
     /// Returns an empty in-memory record.
     pub fn new() -> Result<Self, RecordError> {
         let db = Database::builder()
@@ -161,6 +206,7 @@ impl EmbeddedRecord {
         tx.open_table(BY_CUSTOMER).map_err(db_err)?;
         tx.open_table(PROFILES).map_err(db_err)?;
         tx.open_table(OUTBOX).map_err(db_err)?;
+        tx.open_table(OUTBOX_BY_TIME).map_err(db_err)?;
         tx.open_table(COUNTERS).map_err(db_err)?;
         tx.open_table(DIRECTORY).map_err(db_err)?;
         tx.open_table(DIRECTORY_CHANGES).map_err(db_err)?;
@@ -289,15 +335,34 @@ fn append_in(tx: &WriteTransaction, events: Vec<NewEvent>) -> Result<Vec<i64>, R
     }
     let first = reserve(tx, OUTBOX_COUNTER, events.len())?;
     let mut table = tx.open_table(OUTBOX).map_err(db_err)?;
+    let mut by_time = tx.open_table(OUTBOX_BY_TIME).map_err(db_err)?;
     let mut seqs = Vec::with_capacity(events.len());
     for (i, e) in events.into_iter().enumerate() {
         let seq = first + i as i64;
+        by_time.insert((e.at_ms, seq), ()).map_err(db_err)?;
         table
             .insert(seq, enc(&OutboxEvent::new(seq, e))?.as_slice())
             .map_err(db_err)?;
         seqs.push(seq);
     }
     Ok(seqs)
+}
+
+/// Deletes the outbox events before `before_ms` (by the time index); returns how many.
+fn delete_events_before(tx: &WriteTransaction, before_ms: i64) -> Result<u64, RecordError> {
+    let mut by_time = tx.open_table(OUTBOX_BY_TIME).map_err(db_err)?;
+    let mut table = tx.open_table(OUTBOX).map_err(db_err)?;
+    let old: Vec<(i64, i64)> = by_time
+        .range(..(before_ms, i64::MIN))
+        .map_err(db_err)?
+        .map(|item| item.map(|(k, _)| k.value()).map_err(db_err))
+        .collect::<Result<_, RecordError>>()?;
+    let mut n = 0;
+    for (at, seq) in old {
+        by_time.remove((at, seq)).map_err(db_err)?;
+        n += u64::from(table.remove(seq).map_err(db_err)?.is_some());
+    }
+    Ok(n)
 }
 
 fn audit_in(
@@ -619,6 +684,16 @@ impl Record for EmbeddedRecord {
                     }
                 }
             }
+            tx.commit().map_err(db_err)?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn delete_events_older_than(&self, before_ms: i64) -> Result<u64, RecordError> {
+        self.run("delete_events_older_than", move |db| {
+            let tx = begin(db)?;
+            let n = delete_events_before(&tx, before_ms)?;
             tx.commit().map_err(db_err)?;
             Ok(n)
         })
@@ -1092,7 +1167,9 @@ impl Record for MemoryRecord {
         row: ArchivedConversation,
         events: Vec<NewEvent>,
     ) -> Result<ArchiveOutcome, RecordError> {
-        self.0.archive(row, events).await
+        let outcome = self.0.archive(row, events).await?;
+        self.bound_outbox(&outcome.seqs).await?;
+        Ok(outcome)
     }
     async fn set_rating(&self, id: &str, good: bool, comment: &str) -> Result<(), RecordError> {
         self.0.set_rating(id, good, comment).await
@@ -1110,6 +1187,9 @@ impl Record for MemoryRecord {
     }
     async fn delete_older_than(&self, closed_before_ms: i64) -> Result<u64, RecordError> {
         self.0.delete_older_than(closed_before_ms).await
+    }
+    async fn delete_events_older_than(&self, before_ms: i64) -> Result<u64, RecordError> {
+        self.0.delete_events_older_than(before_ms).await
     }
     async fn get_profile(&self, customer_id: &str) -> Result<Option<CustomerProfile>, RecordError> {
         self.0.get_profile(customer_id).await
@@ -1129,7 +1209,9 @@ impl Record for MemoryRecord {
         self.0.set_tier(customer_id, tier).await
     }
     async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<i64>, RecordError> {
-        self.0.append(events).await
+        let seqs = self.0.append(events).await?;
+        self.bound_outbox(&seqs).await?;
+        Ok(seqs)
     }
     async fn read_after(&self, seq: i64, limit: usize) -> Result<Vec<OutboxEvent>, RecordError> {
         self.0.read_after(seq, limit).await

@@ -706,6 +706,18 @@ impl Record for PgRecord {
         .await
     }
 
+    async fn delete_events_older_than(&self, before_ms: i64) -> Result<u64, RecordError> {
+        timed("delete_events_older_than", async {
+            Ok(sqlx::query("DELETE FROM outbox_events WHERE at_ms < $1")
+                .bind(before_ms)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(pg_err)?
+                .rows_affected())
+        })
+        .await
+    }
+
     async fn get_profile(&self, customer_id: &str) -> Result<Option<CustomerProfile>, RecordError> {
         check_id("customer id", customer_id)?;
         timed("get_profile", async {

@@ -77,6 +77,11 @@ pub trait Record: Send + Sync + 'static {
     /// Returns up to `limit` events with a sequence number above `seq`, in order.
     async fn read_after(&self, seq: i64, limit: usize) -> Result<Vec<OutboxEvent>, RecordError>;
 
+    /// Deletes the outbox events that happened before `before_ms` (retention) and returns
+    /// how many; the sequence goes on where it was (a follower further behind resumes from
+    /// the oldest kept).
+    async fn delete_events_older_than(&self, before_ms: i64) -> Result<u64, RecordError>;
+
     /// Returns the highest sequence number used (0 before the first event).
     async fn last_seq(&self) -> Result<i64, RecordError>;
 

@@ -13,6 +13,9 @@ pub async fn run(name: &str, a: Arc<dyn Record>, b: Arc<dyn Record>, probe: &dyn
         "retention_deletes_only_old_rows" => {
             contract::retention_deletes_only_old_rows(&*a, &*b).await
         }
+        "event_retention_deletes_only_old_events" => {
+            contract::event_retention_deletes_only_old_events(&*a, &*b).await
+        }
         "concurrent_profile_updates_all_survive" => {
             contract::concurrent_profile_updates_all_survive(a, b).await
         }

@@ -28,7 +28,8 @@ mod on_memory {
     use super::*;
     contract_tests!(memory();
         archive_is_idempotent, rating_updates_the_row, list_filters_and_pages,
-        retention_deletes_only_old_rows, concurrent_profile_updates_all_survive,
+        retention_deletes_only_old_rows, event_retention_deletes_only_old_events,
+        concurrent_profile_updates_all_survive,
         tier_is_never_undone, outbox_sequence_is_contiguous_across_writers,
         tail_wakes_on_a_new_event, directory_versions_audit_and_feed, operator_tokens,
         export_and_erase, bad_input_changes_nothing, check_all,
@@ -39,7 +40,8 @@ mod on_embedded {
     use super::*;
     contract_tests!(embedded();
         archive_is_idempotent, rating_updates_the_row, list_filters_and_pages,
-        retention_deletes_only_old_rows, concurrent_profile_updates_all_survive,
+        retention_deletes_only_old_rows, event_retention_deletes_only_old_events,
+        concurrent_profile_updates_all_survive,
         tier_is_never_undone, outbox_sequence_is_contiguous_across_writers,
         tail_wakes_on_a_new_event, directory_versions_audit_and_feed, operator_tokens,
         export_and_erase, bad_input_changes_nothing, check_all,
@@ -163,4 +165,37 @@ async fn archive_and_live_key_removal_in_one_transaction() {
         ),
         Err(centralino_record::RecordError::InvalidInput(_))
     ));
+}
+
+/// The in-memory record keeps the newest 100,000 outbox events (its memory is bounded);
+/// followers further behind resume from the oldest kept.
+#[tokio::test]
+async fn the_memory_outbox_keeps_the_newest_events_only() {
+    use centralino_record::embedded::MEMORY_OUTBOX_KEEP;
+    let record = MemoryRecord::new().expect("memory record");
+    let batch = 2_000;
+    let batches = MEMORY_OUTBOX_KEEP as usize / batch + 3;
+    for b in 0..batches {
+        let events = (0..batch)
+            .map(|i| centralino_record::contract::event(&format!("bulk.{b}.{i}"), None, None))
+            .collect();
+        record.append(events).await.expect("append");
+    }
+    let last = record.last_seq().await.expect("last seq");
+    assert_eq!(last, (batches * batch) as i64);
+    let kept = record
+        .as_embedded()
+        .rows_mentioning("bulk.")
+        .await
+        .expect("count");
+    assert!(
+        kept <= MEMORY_OUTBOX_KEEP as usize + 1024 && kept >= MEMORY_OUTBOX_KEEP as usize,
+        "{kept} events kept"
+    );
+    let oldest = record.read_after(0, 1).await.expect("read");
+    assert!(
+        oldest[0].seq > last - MEMORY_OUTBOX_KEEP - 1024,
+        "{}",
+        oldest[0].seq
+    );
 }

@@ -49,7 +49,12 @@ use centralino_record::{ArchiveCursor, ArchiveFilter, RatingFilter};
 use std::time::Duration;
 
 use super::directory::DirectoryAdmin;
+use super::tokens::{stored_scopes, TokenAdmin};
 use super::validate::{check_field, mailbox, reject, EventStream};
+use centralino_proto::v1::{
+    CreateOperatorTokenRequest, CreateOperatorTokenResponse, ListOperatorTokensRequest,
+    ListOperatorTokensResponse, RevokeOperatorTokenRequest, RevokeOperatorTokenResponse,
+};
 use centralino_proto::v1::{
     DirectoryEntry, GetDirectoryEntryRequest, ListDirectoryAuditRequest,
     ListDirectoryAuditResponse, ListDirectoryEntriesRequest, ListDirectoryEntriesResponse,
@@ -220,6 +225,13 @@ impl AdminApi {
         if found.is_some() {
             return found;
         }
+        // Tokens created at run time, in the record (one indexed lookup; a record that
+        // cannot answer refuses the token rather than guess).
+        match self.router.shared.record.token_by_digest(&digest).await {
+            Ok(Some(stored)) => return Some((stored.name.clone(), stored_scopes(&stored))),
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "operator token not looked up in the record"),
+        }
         let dev_token = &config.node.admin_token;
         if config.node.dev_mode
             && !dev_token.is_empty()
@@ -241,6 +253,37 @@ impl AdminApi {
 
 #[tonic::async_trait]
 impl Admin for AdminApi {
+    async fn create_operator_token(
+        &self,
+        request: Request<CreateOperatorTokenRequest>,
+    ) -> Result<Response<CreateOperatorTokenResponse>, Status> {
+        let who = reject(self.authorize(&request, "CreateOperatorToken").await)?;
+        let admin = TokenAdmin::new(self.router.shared.clone());
+        Ok(Response::new(reject(
+            admin.create(&who, request.into_inner()).await,
+        )?))
+    }
+
+    async fn list_operator_tokens(
+        &self,
+        request: Request<ListOperatorTokensRequest>,
+    ) -> Result<Response<ListOperatorTokensResponse>, Status> {
+        reject(self.authorize(&request, "ListOperatorTokens").await)?;
+        let admin = TokenAdmin::new(self.router.shared.clone());
+        Ok(Response::new(reject(admin.list().await)?))
+    }
+
+    async fn revoke_operator_token(
+        &self,
+        request: Request<RevokeOperatorTokenRequest>,
+    ) -> Result<Response<RevokeOperatorTokenResponse>, Status> {
+        let who = reject(self.authorize(&request, "RevokeOperatorToken").await)?;
+        let admin = TokenAdmin::new(self.router.shared.clone());
+        Ok(Response::new(reject(
+            admin.revoke(&who, request.into_inner()).await,
+        )?))
+    }
+
     async fn put_directory_entry(
         &self,
         request: Request<PutDirectoryEntryRequest>,

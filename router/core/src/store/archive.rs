@@ -252,11 +252,15 @@ impl Archive {
     /// Deletes archived conversations closed more than `days` days before `now_ms`; returns
     /// how many.
     pub async fn expire(&self, days: u32, now_ms: i64) -> Result<u64, RecordError> {
-        let deleted = self
-            .record
-            .delete_older_than(now_ms - i64::from(days) * DAY_MS)
-            .await?;
+        let cutoff = now_ms - i64::from(days) * DAY_MS;
+        let deleted = self.record.delete_older_than(cutoff).await?;
         crate::metrics::archive_retention_deleted(deleted);
+        // The integration events of the same age go too (the outbox does not grow forever;
+        // a consumer further behind resumes from the oldest kept).
+        let events = self.record.delete_events_older_than(cutoff).await?;
+        if events > 0 {
+            info!(events, days, "retention: integration events deleted");
+        }
         Ok(deleted)
     }
 }
