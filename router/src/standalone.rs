@@ -299,9 +299,24 @@ pub async fn start_with_clock(
         directory,
         arbiters: handles.clone(),
     });
-    for department in &config.departments {
-        router.start_queue(department.clone());
-    }
+    router.start_missing_queues();
+    // Departments created at run time get their queue within a second of the change.
+    let (queues_for, mut directory_changes, mut stop_queues) = (
+        router.clone(),
+        router.shared.directory.subscribe(),
+        stop_rx.clone(),
+    );
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = directory_changes.changed() => if changed.is_err() { return },
+                _ = stop_queues.wait_for(|s| *s) => return,
+            }
+            for department in queues_for.start_missing_queues() {
+                info!(%department, "queue of a new department started");
+            }
+        }
+    });
     let dispatch = Dispatch::new(router.clone());
     agent_node.set_router(dispatch.clone());
     if metrics_addr.is_some() {

@@ -347,9 +347,15 @@ async fn scenario(env: Env) {
         ),
         (
             DirectoryKind::Department,
-            "brand-new",
+            "brand new",
             json!({}),
-            "not a configured department",
+            "the name must be",
+        ),
+        (
+            DirectoryKind::Department,
+            "support",
+            json!({"skill": "sales"}),
+            "skill cannot change",
         ),
         (
             DirectoryKind::CannedResponse,
@@ -509,6 +515,89 @@ async fn scenario(env: Env) {
     take(&mut nina_desk, &c5, "nina (enabled again)").await;
     close(&mut nina_desk, &c5).await;
 
+    // ---- a department created at run time: its queue starts, its skill routes ----
+    let mut customers = ConversationServiceClient::new(channel_at(env.customers).await);
+    let unknown = start_conversation(&mut customers, "warranty", "it", &unique_id())
+        .await
+        .expect_err("no such department yet");
+    assert_eq!(unknown.code(), Code::InvalidArgument, "{unknown}");
+    put(
+        a,
+        &admin,
+        DirectoryKind::Department,
+        "warranty",
+        &json!({"display_name": "Garanzia", "steps": [{"after_secs": 0, "min_proficiency": 1}]}),
+        Some(0),
+    )
+    .await
+    .expect("alice creates a department");
+    applied(&env, "warranty", |s| s.departments.contains_key("warranty")).await;
+    // Its queue runs (in a cluster on its partition's owner) and shows in the snapshot.
+    let started = tokio::time::Instant::now();
+    loop {
+        let snapshot = admin_at(b)
+            .await
+            .get_snapshot(with_token(GetSnapshotRequest {}, &reader))
+            .await
+            .expect("snapshot")
+            .into_inner();
+        if snapshot.queues.iter().any(|q| q.department == "warranty") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the new department's queue did not start: {:?}",
+            snapshot.queues
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let walter = json!({
+        "name": "Walter", "team": "italian", "password": "pw", "capacity": 1,
+        "skills": {"lang:it": 5, "warranty": 3},
+    });
+    put(b, &admin, DirectoryKind::Agent, "walter", &walter, Some(0))
+        .await
+        .expect("alice creates walter");
+    applied(&env, "walter", |s| s.agents.contains_key("walter")).await;
+    let mut walter_desk = login(env.desk, "walter").await.expect("walter logs in");
+    let c6 = start(env.customers, "warranty").await;
+    take(&mut walter_desk, &c6, "walter (a new department)").await;
+    close(&mut walter_desk, &c6).await;
+    // A new department's skill is fixed once it exists, like the file's.
+    let err = put(
+        a,
+        &admin,
+        DirectoryKind::Department,
+        "warranty",
+        &json!({"skill": "sales"}),
+        None,
+    )
+    .await
+    .expect_err("a skill change");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    // Disabled, it takes no new conversation.
+    admin_at(a)
+        .await
+        .set_directory_entry_disabled(with_token(
+            SetDirectoryEntryDisabledRequest {
+                kind: DirectoryKind::Department as i32,
+                id: "warranty".into(),
+                disabled: true,
+            },
+            &admin,
+        ))
+        .await
+        .expect("alice disables the department");
+    applied(&env, "warranty disabled", |s| {
+        !s.departments.contains_key("warranty")
+    })
+    .await;
+    let refused = start_conversation(&mut customers, "warranty", "it", &unique_id())
+        .await
+        .expect_err("a disabled department");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused}");
+    drop(walter_desk);
+
     // ---- a canned response added is found at the next lookup ----
     let canned = json!({"shortcut": "/resi", "department": "returns", "language": "it", "text": "Per i resi ..."});
     put(
@@ -635,6 +724,16 @@ fn standalone_directory_survives_a_restart_and_is_not_seeded_again() {
         .await
         .expect("alice creates nina");
         set_disabled(node.grpc_addr, &tokens.0, "marco", true).await;
+        put(
+            node.grpc_addr,
+            &tokens.0,
+            DirectoryKind::Department,
+            "warranty",
+            &json!({"display_name": "Garanzia"}),
+            None,
+        )
+        .await
+        .expect("alice creates a department");
         node.shutdown().await;
         // The same file again: the record is the source of truth now.
         let restarted = common::restart_durable(config, dir.path()).await;
@@ -643,6 +742,9 @@ fn standalone_directory_survives_a_restart_and_is_not_seeded_again() {
         assert!(snapshot.enabled_agent("nina").is_some(), "nina survives");
         assert!(snapshot.agents["marco"].disabled, "marco stays disabled");
         login(node.grpc_addr, "nina").await.expect("nina logs in");
+        // The department created at run time has its queue from the start.
+        assert!(node.router.queue("warranty").is_some(), "its queue runs");
+        start(node.grpc_addr, "warranty").await;
         assert_eq!(
             login(node.grpc_addr, "marco").await.err().map(|s| s.code()),
             Some(Code::PermissionDenied)

@@ -30,6 +30,7 @@ use tracing::{debug, info, warn};
 
 use crate::fenced_store::{claim_key, Fences};
 use centralino_core::conversation::{Requeue, Retire};
+use centralino_core::directory::department_names;
 use centralino_core::metrics as m;
 use centralino_core::queue::{self};
 use centralino_core::recovery::adopt_partition;
@@ -247,8 +248,6 @@ pub struct Partitions {
     fences: Arc<Fences>,
     kv: Arc<dyn Kv>,
     prefix: String,
-    /// Departments by the partition of their queue.
-    departments: HashMap<u32, Vec<String>>,
     draining: watch::Receiver<bool>,
 }
 
@@ -261,13 +260,6 @@ impl Partitions {
         fences: Arc<Fences>,
         draining: watch::Receiver<bool>,
     ) -> Self {
-        let mut departments: HashMap<u32, Vec<String>> = HashMap::new();
-        for d in &router.shared.config.departments {
-            departments
-                .entry(partition_of(&d.name))
-                .or_default()
-                .push(d.name.clone());
-        }
         Self {
             kv: membership.kv().clone(),
             prefix: membership.prefix().to_string(),
@@ -275,8 +267,43 @@ impl Partitions {
             view,
             membership,
             fences,
-            departments,
             draining,
+        }
+    }
+
+    /// Returns every department's name by the partition that runs its queue: the
+    /// configuration file's and those created at run time through the directory.
+    fn departments(&self) -> HashMap<u32, Vec<String>> {
+        let shared = &self.router.shared;
+        let mut by_partition: HashMap<u32, Vec<String>> = HashMap::new();
+        for name in department_names(&shared.config, &shared.directory.snapshot()) {
+            by_partition
+                .entry(partition_of(&name))
+                .or_default()
+                .push(name);
+        }
+        by_partition
+    }
+
+    /// Returns the departments whose queues run with partition `p`.
+    fn departments_of(&self, p: u32) -> Vec<String> {
+        self.departments().remove(&p).unwrap_or_default()
+    }
+
+    /// Starts the queues of departments created at run time whose partition this router
+    /// serves (the others' owners start theirs); waiting conversations elsewhere find them
+    /// through the partition's owner like any queue.
+    fn start_created_queues(&self) {
+        for (p, departments) in self.departments() {
+            if self.view.local(p) != Local::Active {
+                continue;
+            }
+            for department in departments {
+                if self.router.queue(&department).is_none() {
+                    info!(partition = p, %department, "cluster: queue of a new department started");
+                    self.start_queue(&department);
+                }
+            }
         }
     }
 
@@ -292,6 +319,7 @@ impl Partitions {
         let mut epochs = self.membership.epochs();
         let mut claims = self.kv.watch_prefix(&self.claims_prefix());
         let mut epoch = *epochs.borrow();
+        let mut directory = self.router.shared.directory.subscribe();
         loop {
             let current = *epochs.borrow();
             if current != epoch {
@@ -310,6 +338,8 @@ impl Partitions {
             if let Err(e) = self.reconcile(draining).await {
                 warn!(error = %e, "cluster: reconcile failed");
             }
+            directory.borrow_and_update();
+            self.start_created_queues();
             let (owned, unowned) = self.view.counts();
             m::cluster_partitions(owned, unowned);
             if draining && self.fences.held().is_empty() {
@@ -321,6 +351,7 @@ impl Partitions {
                 Some(()) = claims.recv() => {}
                 _ = epochs.changed() => {}
                 _ = self.draining.changed() => {}
+                _ = directory.changed() => {}
                 Some(p) = lost.recv() => {
                     warn!(partition = p, "cluster: write fenced, partition lost");
                     self.lose(p);
@@ -427,7 +458,7 @@ impl Partitions {
                 .filter(|c| c.value.active)
                 .map(|c| (c.value.node.clone(), c.revision))
         };
-        for (p, departments) in &self.departments {
+        for (p, departments) in &self.departments() {
             let (b, a) = (active(&before[*p as usize]), active(&after[*p as usize]));
             if a.is_some() && a != b {
                 self.requeue(departments);
@@ -481,7 +512,7 @@ impl Partitions {
                 return Ok(());
             }
         };
-        let departments = self.departments.get(&p).cloned().unwrap_or_default();
+        let departments = self.departments_of(p);
         for department in &departments {
             self.start_queue(department);
         }
@@ -519,7 +550,7 @@ impl Partitions {
     }
 
     fn start_queue(&self, department: &str) {
-        if let Some(config) = self.router.shared.config.department(department).cloned() {
+        if let Some(config) = self.router.shared.department(department) {
             self.router.start_queue(config);
         }
     }
@@ -534,7 +565,7 @@ impl Partitions {
 
     /// Stops the queues and conversation actors of `p` (their state is in the store).
     async fn stop_actors(&self, p: u32) {
-        for department in self.departments.get(&p).into_iter().flatten() {
+        for department in &self.departments_of(p) {
             if let Some(queue) = self.router.remove_queue(department) {
                 queue.do_send(queue::Shutdown);
             }
@@ -573,7 +604,7 @@ impl Partitions {
         }
         self.fences.release(p);
         self.view.set_local(p, Local::None);
-        for department in self.departments.get(&p).into_iter().flatten() {
+        for department in &self.departments_of(p) {
             if let Some(queue) = self.router.remove_queue(department) {
                 queue.do_send(queue::Shutdown);
             }

@@ -4,10 +4,11 @@
 //! are now ([`department`]).
 //!
 //! What changes at run time: agents (created, updated, disabled), teams (language,
-//! schedule, holidays), canned responses, and a configured department's routing steps,
-//! strategy, auto-accept and display name. Departments themselves (their queues and, in
-//! cluster mode, their partitions) are laid out at start: a department the configuration
-//! file does not name is refused, and so is a change of a department's skill.
+//! schedule, holidays), canned responses, and departments: created (every router starts
+//! its queue — in a cluster the owner of the department's partition — within a second),
+//! and their routing steps, strategy, auto-accept and display name changed. A
+//! department's skill is fixed once it exists; a department of the configuration file
+//! stays (disabling one created at run time takes no new conversations).
 
 use centralino_base::directory::{self, Snapshot};
 use centralino_record::{DirectoryEntry, DirectoryKind};
@@ -59,13 +60,38 @@ pub fn seed_entries(config: &Config) -> Vec<(DirectoryKind, String, Value)> {
 /// Returns the settings of the department `name` as the directory holds them now (the
 /// configuration file's when the directory has none, or one that no longer reads).
 pub fn department(config: &Config, snapshot: &Snapshot, name: &str) -> Option<DepartmentConfig> {
-    let configured = config.department(name)?;
     let live = snapshot
         .departments
         .get(name)
-        .and_then(|doc| parse_department(name, doc).ok())
-        .filter(|d| d.skill() == configured.skill());
-    Some(live.unwrap_or_else(|| configured.clone()))
+        .and_then(|doc| parse_department(name, doc).ok());
+    match config.department(name) {
+        Some(configured) => Some(
+            live.filter(|d| d.skill() == configured.skill())
+                .unwrap_or_else(|| configured.clone()),
+        ),
+        // Created at run time (a disabled one is not in the snapshot).
+        None => live,
+    }
+}
+
+/// Returns the names of every department now: the configuration file's and those created
+/// at run time through the directory (enabled ones).
+pub fn department_names(
+    config: &Config,
+    snapshot: &Snapshot,
+) -> std::collections::BTreeSet<String> {
+    config
+        .departments
+        .iter()
+        .map(|d| d.name.clone())
+        .chain(
+            snapshot
+                .departments
+                .keys()
+                .filter(|name| department(config, snapshot, name).is_some())
+                .cloned(),
+        )
+        .collect()
 }
 
 /// Reads a department document (the fields of `[[departments]]`; `name` may be left out,
@@ -93,9 +119,9 @@ fn parse_department(name: &str, doc: &Value) -> Result<DepartmentConfig, String>
 ///   read back, where the hash shows as [`REDACTED`], can be written again); a new agent
 ///   needs a secret unless `[oidc]` is configured (the token's agent claim names the id).
 /// - team: [`directory::parse_team`] (language, schedule, holidays).
-/// - department: a configured department (see the module comment), its skill unchanged,
+/// - department: new (a name of `A-Z a-z 0-9 _ -`) or existing with its skill unchanged,
 ///   steps with proficiency 1–5 and increasing `after_secs`, overflow targets that are
-///   other configured departments.
+///   other departments.
 /// - canned response: [`directory::parse_canned`]; its department, when set, exists.
 pub fn check_document(
     kind: DirectoryKind,
@@ -176,16 +202,23 @@ pub fn check_document(
         }
         DirectoryKind::Department => {
             let d = parse_department(id, &doc)?;
-            let Some(configured) = config.department(id) else {
+            // The skill is fixed once the department exists (conversations waiting in it
+            // were placed by it); a new department takes any.
+            let existing = department(config, snapshot, id);
+            if let Some(existing) = &existing {
+                if d.skill() != existing.skill() {
+                    return Err(format!(
+                        "department {id:?}: the skill cannot change at run time ({:?})",
+                        existing.skill()
+                    ));
+                }
+            }
+            if !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+            {
                 return Err(format!(
-                    "department {id:?}: not a configured department (departments' queues \
-                     and partitions are laid out at start: add it to the configuration file)"
-                ));
-            };
-            if d.skill() != configured.skill() {
-                return Err(format!(
-                    "department {id:?}: the skill cannot change at run time ({:?})",
-                    configured.skill()
+                    "department {id:?}: the name must be of A-Z a-z 0-9 _ -"
                 ));
             }
             let mut last = None;
@@ -205,7 +238,7 @@ pub fn check_document(
                     if target == id {
                         return Err(format!("department {id:?} overflows to itself"));
                     }
-                    if config.department(target).is_none() {
+                    if department(config, snapshot, target).is_none() {
                         return Err(format!(
                             "department {id:?}: overflow_to unknown department {target:?}"
                         ));
@@ -216,7 +249,9 @@ pub fn check_document(
         }
         DirectoryKind::CannedResponse => {
             let canned = directory::parse_canned(&doc)?;
-            if !canned.department.is_empty() && config.department(&canned.department).is_none() {
+            if !canned.department.is_empty()
+                && department(config, snapshot, &canned.department).is_none()
+            {
                 return Err(format!(
                     "canned response {id:?}: unknown department {:?}",
                     canned.department
@@ -278,7 +313,7 @@ mod tests {
     fn bad_documents_are_refused_with_the_reason() {
         let mut config = config();
         config.node.dev_mode = false;
-        let snap = snapshot(&config);
+        let mut snap = snapshot(&config);
         let team = config.teams[0].name.clone();
         let dept = config.departments[0].name.clone();
         let cases = [
@@ -308,9 +343,15 @@ mod tests {
             ),
             (
                 DirectoryKind::Department,
-                "new",
+                "new one",
                 json!({}),
-                "not a configured department",
+                "the name must be",
+            ),
+            (
+                DirectoryKind::Department,
+                &dept,
+                json!({"skill": "something-else"}),
+                "skill cannot change",
             ),
             (
                 DirectoryKind::Department,
@@ -342,6 +383,39 @@ mod tests {
             let err = check_document(kind, id, doc.clone(), &config, &snap, None).unwrap_err();
             assert!(err.contains(needle), "{kind:?} {doc}: {err}");
         }
+        // A new department is accepted; once in the directory it is a department like the
+        // file's (an overflow target, its skill fixed).
+        let created = check_document(
+            DirectoryKind::Department,
+            "warranty",
+            json!({}),
+            &config,
+            &snap,
+            None,
+        )
+        .expect("a new department");
+        snap.departments.insert("warranty".into(), created);
+        assert!(department(&config, &snap, "warranty").is_some());
+        assert!(department_names(&config, &snap).contains("warranty"));
+        check_document(
+            DirectoryKind::Department,
+            &dept,
+            json!({"steps": [{"after_secs": 0, "min_proficiency": 1, "overflow_to": "warranty"}]}),
+            &config,
+            &snap,
+            None,
+        )
+        .expect("overflow to a department created at run time");
+        let err = check_document(
+            DirectoryKind::Department,
+            "warranty",
+            json!({"skill": "sales"}),
+            &config,
+            &snap,
+            None,
+        )
+        .unwrap_err();
+        assert!(err.contains("skill cannot change"), "{err}");
     }
 
     #[test]

@@ -74,6 +74,24 @@ impl Router {
         self.add_queue(&name, addr, depth);
     }
 
+    /// Starts the queue of every department that has none here yet: the configuration
+    /// file's and those created at run time through the directory (standalone runs them
+    /// all). Returns the names started.
+    pub fn start_missing_queues(&self) -> Vec<String> {
+        let snapshot = self.shared.directory.snapshot();
+        let mut started = Vec::new();
+        for name in crate::directory::department_names(&self.shared.config, &snapshot) {
+            if self.queue(&name).is_some() {
+                continue;
+            }
+            if let Some(d) = crate::directory::department(&self.shared.config, &snapshot, &name) {
+                self.start_queue(d);
+                started.push(name);
+            }
+        }
+        started
+    }
+
     /// Adds the queue of a department (started here or just claimed in a cluster).
     pub fn add_queue(
         &self,

@@ -311,6 +311,12 @@ impl Shared {
         }
     }
 
+    /// Returns the department `name` as it is now (the file's, changed or created at run
+    /// time through the directory), `None` when there is none.
+    pub fn department(&self, name: &str) -> Option<crate::config::DepartmentConfig> {
+        crate::directory::department(&self.config, &self.directory.snapshot(), name)
+    }
+
     /// Changes a customer's profile with `change` in one transaction of the record, under
     /// the profile's lock there: concurrent updates from any router all take effect, one
     /// after the other (no lost update), and none of them touches the tier (see

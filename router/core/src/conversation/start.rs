@@ -52,7 +52,7 @@ pub async fn start_conversation(
         language: &req.language,
         current_page: &visitor.current_page,
     };
-    let placement = admission::place(&ask, config)?;
+    let placement = admission::place(&ask, config, |d| shared.department(d).is_some())?;
     admission::check_room(
         &placement.department,
         &config.limits,

@@ -74,7 +74,7 @@ impl ConversationActor {
         };
         Ok(match target {
             TransferTarget::Department(d) => {
-                if config.department(d).is_none() {
+                if self.shared.department(d).is_none() {
                     return Err(Status::not_found(format!("unknown department {d:?}")));
                 }
                 (d.clone(), None, None, d.clone())

@@ -317,7 +317,7 @@ impl DepartmentQueue {
     }
 
     fn overflow(&mut self, id: &str, target: &str, now: i64) {
-        if self.shared.config.department(target).is_none() {
+        if self.shared.department(target).is_none() {
             return;
         }
         if self.remove(id).is_none() {
