@@ -68,18 +68,12 @@ pub async fn seed(
 /// Reads the whole directory from the record; returns it with the change-feed position it
 /// is at least as new as.
 pub async fn load(record: &Arc<dyn Record>) -> Result<(Snapshot, i64), RecordError> {
-    // The position first: a change after it is both in the listing and replayed from the
-    // feed, which is harmless (applying re-reads the document).
-    let mut position = 0;
-    loop {
-        let changes = record
-            .directory_changes_after(position, centralino_record::MAX_PAGE)
-            .await?;
-        match changes.last() {
-            Some(last) => position = last.seq,
-            None => break,
-        }
-    }
+    // The position first: the feed's signal carries a sequence number every change up to
+    // which is committed (never one ahead of a commit), so the listing read after it holds
+    // them all. A change after it is both in the listing and replayed from the feed, which
+    // is harmless (applying re-reads the document); a signal lagging behind only replays
+    // more. No need to read the whole feed from the start.
+    let position = *record.directory_signal().borrow();
     let mut snapshot = Snapshot::default();
     for kind in DirectoryKind::ALL {
         for entry in record.list_entries(kind, true).await? {

@@ -480,16 +480,25 @@ impl AgentNode {
             .oidc
             .as_ref()
             .ok_or_else(|| "an ID token, but [oidc] is not configured".to_string())?;
-        let id = verifier.agent_id(token).await.map_err(|e| e.to_string())?;
-        if !agent_id.is_empty() && agent_id != id {
-            return Err(format!("the token is agent {id:?}'s"));
-        }
-        self.directory
-            .snapshot()
+        let claimed = verifier.agent_id(token).await.map_err(|e| e.to_string())?;
+        // The agent whose oidc_subject the claim is, else the agent the claim names.
+        let snapshot = self.directory.snapshot();
+        let account = snapshot
             .agents
-            .get(&id)
+            .values()
+            .find(|a| !a.config.oidc_subject.is_empty() && a.config.oidc_subject == claimed)
+            .or_else(|| {
+                snapshot
+                    .agents
+                    .get(&claimed)
+                    .filter(|a| a.config.oidc_subject.is_empty())
+            })
             .map(|a| a.config.clone())
-            .ok_or_else(|| format!("the token's agent {id:?} is not configured"))
+            .ok_or_else(|| format!("the token's agent {claimed:?} is not configured"))?;
+        if !agent_id.is_empty() && agent_id != account.id {
+            return Err(format!("the token is agent {:?}'s", account.id));
+        }
+        Ok(account)
     }
 
     /// Returns the actor of a configured agent, starting it when needed.

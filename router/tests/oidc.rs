@@ -589,3 +589,71 @@ fn a_start_without_a_reachable_jwks_url_or_file_fails_clearly() {
         node.shutdown().await;
     });
 }
+
+/// An agent whose identity provider's subject is not their id logs in with it: the file's
+/// `oidc_subject`, or one set at run time through the directory. The subject mapping is
+/// explicit: a token naming such an agent by id does not log in, and two agents cannot
+/// share a subject.
+#[test]
+fn an_oidc_subject_maps_an_opaque_identity_to_its_agent() {
+    use centralino_proto::v1::admin_client::AdminClient;
+    use centralino_proto::v1::{DirectoryKind, PutDirectoryEntryRequest};
+    let keys = keys();
+    let extra = format!(
+        "{}\n[[agents]]\nid = \"sara\"\nname = \"Sara\"\nteam = \"italian\"\noidc_subject = \"00u-opaque-42\"\nskills = {{ \"lang:it\" = 4, support = 3 }}\n",
+        oidc_section(&keys)
+    );
+    let config = config(&extra);
+    run(|| async move {
+        let node = start(config).await;
+        let t = sign(&keys.ec, Algorithm::ES256, "ec1", &claims("00u-opaque-42"));
+        assert_eq!(token_login(&node, "", &t).await.expect("subject"), "sara");
+        assert_eq!(
+            token_login(&node, "sara", &t).await.expect("with id"),
+            "sara"
+        );
+        let by_id = sign(&keys.ec, Algorithm::ES256, "ec1", &claims("sara"));
+        assert_eq!(
+            code(token_login(&node, "", &by_id).await),
+            Code::Unauthenticated,
+            "an agent with a subject is not named by id"
+        );
+        // At run time: the directory maps another subject to another agent.
+        let mut admin = AdminClient::new(channel(&node).await);
+        let put = |id: &str, subject: &str| PutDirectoryEntryRequest {
+            kind: DirectoryKind::Agent as i32,
+            id: id.to_string(),
+            json: json!({"name": id, "team": "italian", "oidc_subject": subject,
+                         "skills": {"lang:it": 3}})
+            .to_string(),
+            expected_version: None,
+        };
+        admin
+            .put_directory_entry(authed(put("tina", "00u-opaque-77")))
+            .await
+            .expect("tina with a subject");
+        let taken = admin
+            .put_directory_entry(authed(put("ugo", "00u-opaque-77")))
+            .await
+            .expect_err("a subject already taken");
+        assert_eq!(taken.code(), Code::InvalidArgument, "{taken}");
+        let tina = sign(
+            &keys.rsa,
+            Algorithm::RS256,
+            "rsa1",
+            &claims("00u-opaque-77"),
+        );
+        let logged = wait_until(5, || {
+            let node = &node;
+            let tina = tina.clone();
+            async move {
+                token_login(node, "", &tina)
+                    .await
+                    .is_ok_and(|id| id == "tina")
+            }
+        })
+        .await;
+        assert!(logged, "tina logs in with her subject");
+        node.shutdown().await;
+    });
+}

@@ -461,6 +461,10 @@ pub struct AgentConfig {
     pub capacity: u32,
     /// Skills with proficiency 1–5, e.g. `{ "lang:it" = 5, sales = 3 }`.
     pub skills: BTreeMap<String, u8>,
+    /// With `[oidc]`: the value of the ID token's agent claim (`oidc.agent_claim`, `sub` by
+    /// default) that logs in as this agent when it is not the agent's id — an identity
+    /// provider's opaque subject. Empty: the claim must be the id.
+    pub oidc_subject: String,
 }
 
 impl Default for AgentConfig {
@@ -473,6 +477,7 @@ impl Default for AgentConfig {
             team: String::new(),
             capacity: 3,
             skills: BTreeMap::new(),
+            oidc_subject: String::new(),
         }
     }
 }

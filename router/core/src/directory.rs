@@ -174,6 +174,18 @@ pub fn check_document(
             if !agent.team.is_empty() && !snapshot.teams.contains_key(&agent.team) {
                 return Err(format!("agent {id:?}: unknown team {:?}", agent.team));
             }
+            if !agent.oidc_subject.is_empty() {
+                if let Some(other) = snapshot
+                    .agents
+                    .values()
+                    .find(|a| a.config.id != id && a.config.oidc_subject == agent.oidc_subject)
+                {
+                    return Err(format!(
+                        "agent {id:?}: oidc_subject is agent {:?}'s already",
+                        other.config.id
+                    ));
+                }
+            }
             if !dev && !agent.password.is_empty() {
                 return Err(format!(
                     "agent {id:?}: plaintext passwords are accepted only in dev mode; \
