@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use centralino_base::directory::{Part, Snapshot};
 use centralino_proto::v1::{
     DirectoryAuditEntry, DirectoryEntry as EntryProto, DirectoryKind as KindProto,
     GetDirectoryEntryRequest, ListDirectoryAuditRequest, ListDirectoryAuditResponse,
@@ -113,7 +114,10 @@ impl DirectoryAdmin {
             .get_entry(kind, &req.id)
             .await
             .map_err(record_status)?;
-        let snapshot = self.shared.directory.snapshot();
+        // Checked against the record itself, not this router's live view (which follows it
+        // a little behind): a write right after another one — here or on another router —
+        // sees it (a team just made, a subject just taken).
+        let snapshot = self.current().await?;
         let doc = check_document(
             kind,
             &req.id,
@@ -129,6 +133,29 @@ impl DirectoryAdmin {
             .map_err(record_status)?;
         info!(operator, kind = kind.as_str(), id = %entry.id, version = entry.version, "directory entry written");
         Ok(to_proto(&entry))
+    }
+
+    /// Returns the directory as the record holds it now.
+    async fn current(&self) -> Result<Snapshot, Status> {
+        let mut snapshot = Snapshot::default();
+        for kind in DirectoryKind::ALL {
+            let part = match kind {
+                DirectoryKind::Agent => Part::Agent,
+                DirectoryKind::Team => Part::Team,
+                DirectoryKind::Department => Part::Department,
+                DirectoryKind::CannedResponse => Part::Canned,
+            };
+            let entries = self
+                .shared
+                .record
+                .list_entries(kind, true)
+                .await
+                .map_err(record_status)?;
+            for entry in entries {
+                snapshot.set(part, &entry.id, Some(&entry.doc), entry.disabled);
+            }
+        }
+        Ok(snapshot)
     }
 
     /// Returns a document.
