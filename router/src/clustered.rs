@@ -420,6 +420,8 @@ async fn start_on(
         router.clone(),
         stop_rx.clone(),
     ));
+    // The first tick now: the teams' gauges are in the very first scrape.
+    dispatch.tick();
     let mut stop_ticker = stop_rx.clone();
     let tick = clock
         .wall(TEAM_TICK)

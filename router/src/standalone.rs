@@ -325,6 +325,9 @@ pub async fn start_with_clock(
         centralino_agent_node::metrics::zero(&config.teams, &departments);
         metrics::standalone_cluster(PARTITIONS);
     }
+    // The first tick now, not on the ticker's schedule: the teams' gauges (open, on duty)
+    // are in the very first scrape.
+    dispatch.tick();
     let mut stop_ticker = stop_rx.clone();
     let tick = clock
         .wall(TEAM_TICK)
