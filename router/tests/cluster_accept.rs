@@ -10,7 +10,6 @@
 use centralino_testkit as common;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use centralino_agent_node::cluster_node::{self, RunningAgentNode};
 use centralino_core::conversation::GetRecord;
@@ -21,7 +20,8 @@ use centralino_proto::v1::{agent_command, agent_event, AcceptOffer, AgentStatus}
 use centralino_router::clustered::{self, ClusterRouter};
 use centralino_router::config::Config;
 use common::cluster::{
-    agent_node_config, channel_at, cluster_config, login_at, owned, retrying, settled, unique_id,
+    agent_node_config, channel_at, cluster_config, login_at, retrying, settled, split_settled,
+    unique_id,
 };
 use common::{start_conversation, Desk};
 
@@ -34,32 +34,6 @@ fn etcd_config(endpoints: &[String], node: &str, prefix: &str) -> Config {
     // seen here is the router's.
     config.desk.offer_timeout_secs = 60;
     config
-}
-
-/// Waits until the two routers split the partitions between them and the split has held
-/// for two seconds (the hand-overs after the second router joined have landed).
-async fn stable(a: &ClusterRouter, b: &ClusterRouter) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut last = (0, 0);
-    let mut since = tokio::time::Instant::now();
-    loop {
-        let now = (owned(a), owned(b));
-        if now != last {
-            last = now;
-            since = tokio::time::Instant::now();
-        } else if now.0 + now.1 == 256
-            && now.0 > 0
-            && now.1 > 0
-            && since.elapsed() > Duration::from_secs(2)
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "partitions did not settle between the routers: {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Starts a conversation of `customer` in [`DEPARTMENT`] through the router at `addr`
@@ -153,7 +127,7 @@ fn an_accept_lands_when_the_queue_runs_on_another_router() {
         .expect("agent-node starts");
         settled(&a).await;
         settled(&b).await;
-        stable(&a, &b).await;
+        split_settled(&a, &b).await;
 
         // `queue` runs the department's queue, `other` does not; a conversation started
         // through a router gets an id in that router's partitions.

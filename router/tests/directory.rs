@@ -20,23 +20,21 @@ use centralino_base::credentials::{new_token, Scope};
 use centralino_base::directory::{Directory, Snapshot};
 use centralino_membership::etcd::testing::EtcdCluster;
 use centralino_proto::v1::admin_client::AdminClient;
-use centralino_proto::v1::agent_desk_client::AgentDeskClient;
 use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
 use centralino_proto::v1::{
     agent_command, agent_event, AcceptOffer, AgentCommand, DirectoryEntry, DirectoryKind,
     FindCanned, GetDirectoryEntryRequest, GetSnapshotRequest, ListDirectoryAuditRequest,
-    ListDirectoryEntriesRequest, Login, Offer, PutDirectoryEntryRequest,
-    SetDirectoryEntryDisabledRequest,
+    ListDirectoryEntriesRequest, Offer, PutDirectoryEntryRequest, SetDirectoryEntryDisabledRequest,
 };
 use centralino_record::testing::TestPostgres;
 use centralino_record::{PgConfig, PgRecord, Record};
 use centralino_router::clustered::{self, ClusterRouter};
 use centralino_router::config::{Config, DepartmentConfig, OperatorConfig};
-use common::cluster::{agent_node_config, channel_at, cluster_config, settled, unique_id};
+use common::cluster::{
+    agent_node_config, channel_at, cluster_config, login_at as login, settled, unique_id,
+};
 use common::{start_conversation, Desk};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::Code;
@@ -170,30 +168,6 @@ async fn applied(env: &Env, what: &str, ok: impl Fn(&Snapshot) -> bool) -> Durat
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// Logs `agent_id` in with password `pw`; the login's status when refused.
-async fn login(addr: SocketAddr, agent_id: &str) -> Result<Desk, tonic::Status> {
-    let mut client = AgentDeskClient::new(channel_at(addr).await);
-    let (tx, rx) = mpsc::channel(64);
-    tx.send(AgentCommand {
-        request_id: String::new(),
-        kind: Some(agent_command::Kind::Login(Login {
-            agent_id: agent_id.to_string(),
-            password: "pw".to_string(),
-            ..Default::default()
-        })),
-    })
-    .await
-    .expect("queue login");
-    let events = client.session(ReceiverStream::new(rx)).await?.into_inner();
-    let mut desk = Desk { tx, events };
-    desk.next(10, |k| {
-        matches!(k, agent_event::Kind::LoggedIn(_)).then_some(())
-    })
-    .await
-    .ok_or_else(|| tonic::Status::internal("no logged_in event"))?;
-    Ok(desk)
 }
 
 /// Starts a conversation in `department` (Italian), retrying while a partition changes

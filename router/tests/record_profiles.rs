@@ -30,7 +30,8 @@ use centralino_router::shared::{Owner, Shared};
 use centralino_router::store::profiles;
 use centralino_router::store::records::{partition_of, ProfileRecord};
 use common::cluster::{
-    agent_node_config, channel_at, cluster_config, login_at, owned, retrying, settled, unique_id,
+    agent_node_config, channel_at, cluster_config, login_at, retrying, settled, split_settled,
+    unique_id,
 };
 use common::{authed, start_conversation, Desk};
 use tokio_stream::StreamExt;
@@ -445,32 +446,6 @@ fn split_ids() -> (String, String) {
     panic!("no pair of router ids splits the two queues")
 }
 
-/// Waits until the two routers split the partitions between them and the split has held
-/// for a while (the hand-overs after the second router joined have landed).
-async fn stable(a: &ClusterRouter, b: &ClusterRouter) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut last = (0, 0);
-    let mut since = tokio::time::Instant::now();
-    loop {
-        let now = (owned(a), owned(b));
-        if now != last {
-            last = now;
-            since = tokio::time::Instant::now();
-        } else if now.0 + now.1 == 256
-            && now.0 > 0
-            && now.1 > 0
-            && since.elapsed() > Duration::from_secs(2)
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "partitions did not settle between the routers: {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn cluster() -> Cluster {
     let etcd = EtcdCluster::start(1)
         .await
@@ -501,7 +476,7 @@ async fn cluster() -> Cluster {
     .expect("agent-node starts");
     settled(&a).await;
     settled(&b).await;
-    stable(&a, &b).await;
+    split_settled(&a, &b).await;
     let record = connect().await;
     Cluster {
         _etcd: etcd,

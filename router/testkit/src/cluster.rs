@@ -126,7 +126,7 @@ pub async fn login_at(addr: SocketAddr, agent_id: &str) -> Result<Desk, tonic::S
     .expect("queue login");
     let events = client.session(ReceiverStream::new(rx)).await?.into_inner();
     let mut desk = Desk { tx, events };
-    desk.next(5, |k| {
+    desk.next(10, |k| {
         matches!(k, agent_event::Kind::LoggedIn(_)).then_some(())
     })
     .await
@@ -139,6 +139,32 @@ pub fn owned(router: &ClusterRouter) -> usize {
     (0..PARTITIONS)
         .filter(|p| router.router.shared.owner(*p) == Owner::Local)
         .count()
+}
+
+/// Waits until the two routers split the partitions between them and the split has held
+/// for two seconds (the hand-overs after the second router joined have landed).
+pub async fn split_settled(a: &ClusterRouter, b: &ClusterRouter) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut last = (0, 0);
+    let mut since = tokio::time::Instant::now();
+    loop {
+        let now = (owned(a), owned(b));
+        if now != last {
+            last = now;
+            since = tokio::time::Instant::now();
+        } else if now.0 + now.1 == PARTITIONS as usize
+            && now.0 > 0
+            && now.1 > 0
+            && since.elapsed() > Duration::from_secs(2)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "partitions did not settle between the routers: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Waits until every partition has an active owner, as seen by `router`.
