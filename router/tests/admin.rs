@@ -264,7 +264,6 @@ fn a_supervisor_watches_a_live_conversation_reads_its_transcript_and_forces_a_tr
                     centralino_proto::v1::force_transfer_request::Target::AgentId("giulia".into()),
                 ),
                 reason: "escalation by supervisor".into(),
-                ..Default::default()
             }))
             .await
             .expect("forced transfer");

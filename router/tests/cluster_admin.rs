@@ -293,7 +293,6 @@ fn every_router_answers_for_the_whole_cluster() {
                 centralino_proto::v1::force_transfer_request::Target::Department("support".into()),
             ),
             reason: "forged".into(),
-            ..Default::default()
         };
         let anonymous = admin(b.grpc_addr)
             .await
