@@ -394,3 +394,67 @@ fn request_bytes_that_do_not_decode_are_invalid_argument() {
         node.shutdown().await;
     });
 }
+
+/// `ForceTransferRequest` as it was before its target became a oneof (plain fields 2-4).
+#[derive(Clone, PartialEq, prost::Message)]
+struct OldForceTransfer {
+    #[prost(string, tag = "1")]
+    conversation_id: String,
+    #[prost(string, tag = "2")]
+    agent_id: String,
+    #[prost(string, tag = "5")]
+    reason: String,
+}
+
+#[test]
+fn force_transfer_takes_one_target_and_older_clients_still_work() {
+    run(|| async {
+        let node = start(config("")).await;
+        let mut client = customer(&node).await;
+        let chat = start_conversation(&mut client, "support", "it", "anna")
+            .await
+            .unwrap();
+        let mut giulia = login(&node, "giulia", "pw").await.unwrap();
+        giulia
+            .set_status_and_wait(centralino_proto::v1::AgentStatus::Away)
+            .await;
+        // The old shape on the wire: field 2 set, which is now `target.agent_id`.
+        let mut grpc = tonic::client::Grpc::new(channel(&node).await);
+        grpc.ready().await.expect("ready");
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+            "/centralino.v1.Admin/ForceTransfer",
+        );
+        let got: Result<
+            tonic::Response<centralino_proto::v1::ForceTransferResponse>,
+            tonic::Status,
+        > = grpc
+            .unary(
+                authed(OldForceTransfer {
+                    conversation_id: chat.conversation_id.clone(),
+                    agent_id: "giulia".into(),
+                    reason: "old client".into(),
+                }),
+                path,
+                StrictCodec::<OldForceTransfer, centralino_proto::v1::ForceTransferResponse>::default(),
+            )
+            .await;
+        let status = got.expect_err("giulia is away: the named agent cannot take it");
+        // Read as a transfer to giulia (refused because she is away), not as a request
+        // without a target (INVALID_ARGUMENT).
+        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+        assert!(status.message().contains("giulia"), "{status:?}");
+        // Without a target.
+        let none = admin(&node)
+            .await
+            .force_transfer(authed(centralino_proto::v1::ForceTransferRequest {
+                conversation_id: chat.conversation_id.clone(),
+                target: None,
+                reason: String::new(),
+            }))
+            .await
+            .expect_err("no target");
+        assert_eq!(none.code(), Code::InvalidArgument);
+        drop((giulia, client));
+        node.shutdown().await;
+    });
+}
