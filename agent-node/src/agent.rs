@@ -894,29 +894,47 @@ impl Handler<Ended> for AgentActor {
 }
 
 impl Handler<Send> for AgentActor {
-    type Result = ResponseFuture<Result<u64, Status>>;
+    type Result = ResponseActFuture<Self, Result<u64, Status>>;
 
     fn handle(&mut self, msg: Send, _ctx: &mut Context<Self>) -> Self::Result {
         if !self.slots.is_active(&msg.conversation_id) {
-            return Box::pin(async {
-                Err(Status::permission_denied(
-                    "conversation is not assigned to this agent",
-                ))
-            });
+            return Box::pin(actix::fut::ready(Err(Status::permission_denied(
+                "conversation is not assigned to this agent",
+            ))));
         }
         let router = self.router.clone();
         let agent_id = self.config.id.clone();
-        Box::pin(async move {
-            router
-                .agent_message(
-                    &msg.conversation_id,
-                    &agent_id,
-                    &msg.message_id,
-                    &msg.text,
-                    msg.status_note,
-                )
-                .await
-        })
+        Box::pin(
+            async move {
+                let seq = router
+                    .agent_message(
+                        &msg.conversation_id,
+                        &agent_id,
+                        &msg.message_id,
+                        &msg.text,
+                        msg.status_note,
+                    )
+                    .await?;
+                Ok((seq, msg, agent_id))
+            }
+            .into_actor(self)
+            .map(|result: Result<(u64, Send, String), Status>, act, _ctx| {
+                let (seq, msg, agent_id) = result?;
+                // The agent's own message comes back as the other participants' do (shown
+                // once: a retry of a stored message is not shown again).
+                let message = ChatMessage {
+                    message_id: msg.message_id,
+                    seq,
+                    sender: centralino_proto::v1::Sender::Agent as i32,
+                    author: agent_id,
+                    text: msg.text,
+                    at_unix_ms: act.clock.now_ms(),
+                    status_note: msg.status_note,
+                };
+                act.push_message(msg.conversation_id, message);
+                Ok(seq)
+            }),
+        )
     }
 }
 
@@ -1045,11 +1063,35 @@ pub fn slow_desktop() -> Status {
     )
 }
 
+/// Returns the gRPC specification's name of `code` ("PERMISSION_DENIED").
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
 /// Returns an error event for the desktop.
 pub fn error_event(status: &Status) -> AgentEvent {
     AgentEvent {
         kind: Some(agent_event::Kind::Error(CommandError {
-            code: format!("{:?}", status.code()),
+            code: code_name(status.code()).to_string(),
             message: status.message().to_string(),
             request_id: String::new(),
         })),

@@ -12,7 +12,7 @@ use centralino_proto::v1::agent_command::Kind;
 use centralino_proto::v1::agent_desk_server::AgentDesk;
 use centralino_proto::v1::{
     agent_event, transfer, Ack, AgentCommand, AgentEvent, AgentStatus, CannedResponse,
-    CannedResponses, EscalationKind,
+    EscalationKind,
 };
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -29,7 +29,8 @@ const DESKTOP_BUFFER: usize = 1024;
 /// How long a new desk stream may wait before its `login` command; then it is refused
 /// with DEADLINE_EXCEEDED (a stream that never logs in must not hold a slot).
 pub const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Longest accepted message text, in bytes.
+/// Longest accepted message text, in bytes: the same cap as a customer's message (the
+/// router's default `limits.max_message_bytes`).
 pub const MAX_AGENT_TEXT_BYTES: usize = 8 * 1024;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -94,7 +95,7 @@ impl AgentDesk for AgentDeskService {
                 let request_id = command.request_id.clone();
                 let reply = match command.kind {
                     Some(Kind::FindCanned(find)) => {
-                        let items = node
+                        let canned = node
                             .find_canned(&find.query, &find.department, &find.language)
                             .into_iter()
                             .map(|c| CannedResponse {
@@ -104,10 +105,18 @@ impl AgentDesk for AgentDeskService {
                                 text: c.text.clone(),
                             })
                             .collect();
-                        agent_event::Kind::Canned(CannedResponses { request_id, items })
+                        agent_event::Kind::Ack(Ack {
+                            request_id,
+                            seq: 0,
+                            canned,
+                        })
                     }
                     kind => match handle_command(&addr, kind).await {
-                        Ok(()) => agent_event::Kind::Ack(Ack { request_id }),
+                        Ok(seq) => agent_event::Kind::Ack(Ack {
+                            request_id,
+                            seq,
+                            canned: Vec::new(),
+                        }),
                         Err(status) => match error_event(&status).kind {
                             Some(agent_event::Kind::Error(mut e)) => {
                                 e.request_id = request_id;
@@ -202,12 +211,39 @@ fn escalation(e: centralino_proto::v1::Escalate) -> Result<(String, Escalation),
     ))
 }
 
+/// Runs one command; answers the sequence number of a sent message (0 for the others).
 async fn handle_command(
+    addr: &actix::Addr<agent::AgentActor>,
+    kind: Option<Kind>,
+) -> Result<u64, Status> {
+    let sent = match kind {
+        Some(Kind::Send(s)) => s,
+        other => return other_command(addr, other).await.map(|()| 0),
+    };
+    non_empty(&sent.conversation_id, "conversation_id")?;
+    non_empty(&sent.message_id, "message_id")?;
+    non_empty(&sent.text, "text")?;
+    if sent.text.len() > MAX_AGENT_TEXT_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "text is longer than {MAX_AGENT_TEXT_BYTES} bytes"
+        )));
+    }
+    addr.send(agent::Send {
+        conversation_id: sent.conversation_id,
+        message_id: sent.message_id,
+        text: sent.text,
+        status_note: sent.status_note,
+    })
+    .await
+    .map_err(mailbox_error)?
+}
+
+async fn other_command(
     addr: &actix::Addr<agent::AgentActor>,
     kind: Option<Kind>,
 ) -> Result<(), Status> {
     match kind {
-        Some(Kind::FindCanned(_)) => Ok(()),
+        Some(Kind::FindCanned(_)) | Some(Kind::Send(_)) => Ok(()),
         Some(Kind::Transfer(t)) => {
             let target = transfer_target(t.target)?;
             if t.reason.len() > MAX_AGENT_TEXT_BYTES {
@@ -252,25 +288,6 @@ async fn handle_command(
             addr.send(agent::Decline(d.reservation_id))
                 .await
                 .map_err(mailbox_error)?
-        }
-        Some(Kind::Send(s)) => {
-            non_empty(&s.conversation_id, "conversation_id")?;
-            non_empty(&s.message_id, "message_id")?;
-            non_empty(&s.text, "text")?;
-            if s.text.len() > MAX_AGENT_TEXT_BYTES {
-                return Err(Status::invalid_argument(format!(
-                    "text is longer than {MAX_AGENT_TEXT_BYTES} bytes"
-                )));
-            }
-            addr.send(agent::Send {
-                conversation_id: s.conversation_id,
-                message_id: s.message_id,
-                text: s.text,
-                status_note: s.status_note,
-            })
-            .await
-            .map_err(mailbox_error)?
-            .map(|_| ())
         }
         Some(Kind::Close(c)) => {
             non_empty(&c.conversation_id, "conversation_id")?;

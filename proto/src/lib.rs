@@ -4,6 +4,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod codec;
+
 /// Generated messages, clients and servers of `centralino.v1`.
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]

@@ -251,20 +251,19 @@ fn a_supervisor_watches_a_live_conversation_reads_its_transcript_and_forces_a_tr
             .await
             .force_transfer(authed(ForceTransferRequest {
                 conversation_id: chat.conversation_id.clone(),
-                agent_id: "giulia".into(),
-                department: "sales".into(),
                 ..Default::default()
             }))
             .await
-            .expect_err("two targets at once");
+            .expect_err("no target");
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         admin(&node)
             .await
             .force_transfer(authed(ForceTransferRequest {
                 conversation_id: chat.conversation_id.clone(),
-                agent_id: "giulia".into(),
+                target: Some(
+                    centralino_proto::v1::force_transfer_request::Target::AgentId("giulia".into()),
+                ),
                 reason: "escalation by supervisor".into(),
-                ..Default::default()
             }))
             .await
             .expect("forced transfer");
@@ -350,7 +349,11 @@ fn admin_calls_need_the_admin_token() {
             admin
                 .force_transfer(ForceTransferRequest {
                     conversation_id: "x".into(),
-                    agent_id: "giulia".into(),
+                    target: Some(
+                        centralino_proto::v1::force_transfer_request::Target::AgentId(
+                            "giulia".into(),
+                        ),
+                    ),
                     ..Default::default()
                 })
                 .await

@@ -100,7 +100,11 @@ async fn call(admin: &mut AdminClient<Channel>, call: &str, token: &str) -> Code
                 .force_transfer(with_token(
                     ForceTransferRequest {
                         conversation_id: "nope".into(),
-                        agent_id: "giulia".into(),
+                        target: Some(
+                            centralino_proto::v1::force_transfer_request::Target::AgentId(
+                                "giulia".into(),
+                            ),
+                        ),
                         ..Default::default()
                     },
                     token,

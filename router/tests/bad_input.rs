@@ -91,7 +91,7 @@ fn bad_customer_requests_are_rejected_and_change_nothing() {
         );
 
         // Sending messages.
-        let big = "x".repeat(4097);
+        let big = "x".repeat(8193);
         assert_eq!(
             code(send_text(&mut client, &a, "m2", &big).await),
             Code::InvalidArgument,
@@ -356,7 +356,7 @@ fn bad_agent_commands_get_an_error_event_and_change_nothing() {
             .await
             .expect("error event for the second accept");
         assert!(
-            error.code.contains("FailedPrecondition") || error.code.contains("NotFound"),
+            error.code.contains("FAILED_PRECONDITION") || error.code.contains("NOT_FOUND"),
             "second accept: {error:?}"
         );
         // Accepting an offer that never existed.
@@ -368,7 +368,7 @@ fn bad_agent_commands_get_an_error_event_and_change_nothing() {
         let error = command_error(&mut giulia)
             .await
             .expect("error event for an unknown offer");
-        assert!(error.code.contains("NotFound"), "unknown offer: {error:?}");
+        assert!(error.code.contains("NOT_FOUND"), "unknown offer: {error:?}");
 
         // Another agent writes into giulia's conversation.
         let mut marco = login(&node, "marco", "pw").await.unwrap();
@@ -379,7 +379,7 @@ fn bad_agent_commands_get_an_error_event_and_change_nothing() {
             .await
             .expect("error event for marco");
         assert!(
-            error.code.contains("PermissionDenied"),
+            error.code.contains("PERMISSION_DENIED"),
             "marco writing into giulia's chat: {error:?}"
         );
         marco.close(&a.conversation_id, "not mine").await;
@@ -387,7 +387,7 @@ fn bad_agent_commands_get_an_error_event_and_change_nothing() {
             .await
             .expect("error event for marco's close");
         assert!(
-            error.code.contains("PermissionDenied"),
+            error.code.contains("PERMISSION_DENIED"),
             "marco closing giulia's chat: {error:?}"
         );
 

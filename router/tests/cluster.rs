@@ -104,7 +104,11 @@ fn conversations_route_across_routers_and_survive_a_router_leaving() {
             .expect("send through router B");
         let got = giulia
             .next(5, |k| match k {
-                agent_event::Kind::Message(m) => m.message.map(|m| m.text),
+                // The customer's, not the agent's own echoed back.
+                agent_event::Kind::Message(m) => m
+                    .message
+                    .filter(|m| m.sender != centralino_proto::v1::Sender::Agent as i32)
+                    .map(|m| m.text),
                 _ => None,
             })
             .await;
@@ -148,7 +152,11 @@ fn conversations_route_across_routers_and_survive_a_router_leaving() {
         .await;
         let got = giulia
             .next(10, |k| match k {
-                agent_event::Kind::Message(m) => m.message.map(|m| m.text),
+                // The customer's, not the agent's own echoed back.
+                agent_event::Kind::Message(m) => m
+                    .message
+                    .filter(|m| m.sender != centralino_proto::v1::Sender::Agent as i32)
+                    .map(|m| m.text),
                 _ => None,
             })
             .await;

@@ -289,9 +289,10 @@ fn every_router_answers_for_the_whole_cluster() {
         // still needed.
         let transfer = ForceTransferRequest {
             conversation_id: sales.conversation_id.clone(),
-            department: "support".into(),
+            target: Some(
+                centralino_proto::v1::force_transfer_request::Target::Department("support".into()),
+            ),
             reason: "forged".into(),
-            ..Default::default()
         };
         let anonymous = admin(b.grpc_addr)
             .await
@@ -491,7 +492,11 @@ fn forwarded_admin_calls_are_for_routers_on_the_internal_plane_only() {
         let refused = AdminClient::new(as_node.clone())
             .force_transfer(ForceTransferRequest {
                 conversation_id: "c1".into(),
-                department: "support".into(),
+                target: Some(
+                    centralino_proto::v1::force_transfer_request::Target::Department(
+                        "support".into(),
+                    ),
+                ),
                 ..Default::default()
             })
             .await;
@@ -587,7 +592,11 @@ fn a_plaintext_internal_plane_checks_the_forwarded_token_again() {
         let forged = AdminClient::new(plain.clone())
             .force_transfer(forged(tonic::Request::new(ForceTransferRequest {
                 conversation_id: "c1".into(),
-                department: "support".into(),
+                target: Some(
+                    centralino_proto::v1::force_transfer_request::Target::Department(
+                        "support".into(),
+                    ),
+                ),
                 ..Default::default()
             })))
             .await;

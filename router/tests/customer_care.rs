@@ -130,25 +130,25 @@ fn canned_responses_are_found_by_shortcut_prefix() {
             .await;
         let found = giulia
             .next(3, |k| match k {
-                agent_event::Kind::Canned(c) if c.request_id == "c1" => Some(c),
+                agent_event::Kind::Ack(a) if a.request_id == "c1" => Some(a),
                 _ => None,
             })
             .await
             .expect("canned responses answer the request");
-        let mut shortcuts: Vec<&str> = found.items.iter().map(|c| c.shortcut.as_str()).collect();
+        let mut shortcuts: Vec<&str> = found.canned.iter().map(|c| c.shortcut.as_str()).collect();
         shortcuts.sort();
         assert_eq!(
             shortcuts,
             vec!["/spedizione", "/spedizione-estero"],
             "only Italian support responses starting with /sped: {:?}",
-            found.items
+            found.canned
         );
         assert!(found
-            .items
+            .canned
             .iter()
             .all(|c| c.language == "it" && c.department == "support"));
         assert!(found
-            .items
+            .canned
             .iter()
             .any(|c| c.text == "La spedizione richiede 2-3 giorni lavorativi."));
         drop(giulia);

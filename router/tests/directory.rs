@@ -602,7 +602,7 @@ async fn scenario(env: Env) {
         .expect("find");
     let items = nina_desk
         .next(10, |k| match k {
-            agent_event::Kind::Canned(c) if c.request_id == "find-1" => Some(c.items),
+            agent_event::Kind::Ack(a) if a.request_id == "find-1" => Some(a.canned),
             _ => None,
         })
         .await

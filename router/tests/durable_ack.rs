@@ -197,11 +197,11 @@ fn an_agent_message_whose_write_fails_is_not_acknowledged_or_shown() {
 
         faults.fail_prefix(messages_prefix(&cid), backend());
         let reply = giulia.call("r1", agent_send(&cid, "a1", "eccomi")).await;
-        assert_eq!(reply.code(), "Unavailable");
+        assert_eq!(reply.code(), "UNAVAILABLE");
         faults.clear();
         faults.fail_prefix(messages_prefix(&cid), full());
         let reply = giulia.call("r2", agent_send(&cid, "a1", "eccomi")).await;
-        assert_eq!(reply.code(), "ResourceExhausted");
+        assert_eq!(reply.code(), "RESOURCE_EXHAUSTED");
         faults.clear();
         assert!(texts(&collect_events(&mut stream, 400).await).is_empty());
         assert!(stored_texts(&faults, &cid).await.is_empty());
@@ -254,7 +254,7 @@ fn a_close_whose_write_fails_leaves_the_conversation_open() {
                 }),
             )
             .await;
-        assert_eq!(reply.code(), "Unavailable");
+        assert_eq!(reply.code(), "UNAVAILABLE");
         faults.clear();
 
         // Still open everywhere: the actor, the store, the counters; nobody was told.
@@ -378,7 +378,7 @@ fn a_transfer_whose_write_fails_stays_with_the_agent() {
         };
         faults.fail_prefix(conversation_key(&cid), full());
         let reply = giulia.call("t1", transfer()).await;
-        assert_eq!(reply.code(), "ResourceExhausted");
+        assert_eq!(reply.code(), "RESOURCE_EXHAUSTED");
         faults.clear();
         let after = live(&node, &cid).await;
         assert_eq!(
@@ -487,7 +487,7 @@ fn an_offline_message_or_an_escalation_whose_write_fails_changes_nothing() {
             })
         };
         faults.fail_prefix(conversation_key(&cid), backend());
-        assert_eq!(giulia.call("e1", escalate()).await.code(), "Unavailable");
+        assert_eq!(giulia.call("e1", escalate()).await.code(), "UNAVAILABLE");
         faults.clear();
         let still = live(&node, &cid).await;
         assert_eq!((still.state, still.outcome), (State::Assigned, None));

@@ -213,6 +213,35 @@ fn before_10_italian_goes_to_english_and_from_10_to_the_italian_team() {
     });
 }
 
+#[test]
+fn an_italian_customer_served_by_the_english_team_before_10_is_told_so_in_italian() {
+    run(|| async {
+        let config = config_with("", italian_day_shift);
+        let (node, _clock) = start_manual(config, "2026-11-24T09:30:00+01:00").await;
+        let mut client = customer(&node).await;
+        let early = start_conversation(&mut client, "support", "it", "early")
+            .await
+            .unwrap();
+        assert!(!early.offline, "the English team serves Italian customers");
+        let mut stream = events(&mut client, &early, 0).await;
+        let text = system_message(&mut stream, 3)
+            .await
+            .expect("a system message at the start says who serves the customer");
+        assert!(
+            text.contains("inglese") && text.contains("10:00"),
+            "in Italian, naming English and the Italian team's opening: {text:?}"
+        );
+        // An English customer at the same time is told nothing of the kind.
+        let english = start_conversation(&mut client, "support", "en", "early-en")
+            .await
+            .unwrap();
+        let mut english_events = events(&mut client, &english, 0).await;
+        assert_eq!(system_message(&mut english_events, 1).await, None);
+        drop((stream, english_events, client));
+        node.shutdown().await;
+    });
+}
+
 /// An Italian conversation waits in English from 09:59 with no English agent; at 10:00 the
 /// Italian team opens. Returns the offer giulia gets within a few seconds, if any.
 async fn waiting_in_english_at_opening(pull_back: bool) -> Option<centralino_proto::v1::Offer> {
@@ -342,7 +371,7 @@ fn active_chats_finish_with_their_agent_after_22_by_default() {
             .await;
         assert_eq!(
             reply.code(),
-            "FailedPrecondition",
+            "FAILED_PRECONDITION",
             "an off-shift agent takes no transfer: {reply:?}"
         );
         let giulia_events = giulia.collect_for(300).await;

@@ -279,7 +279,9 @@ fn operators_call_the_admin_api_with_a_jwt_and_its_scopes() {
         let supervisor = sign(&keys.ec, Algorithm::ES256, "ec1", &supervisor);
         let mut req = tonic::Request::new(ForceTransferRequest {
             conversation_id: "nope".into(),
-            agent_id: "giulia".into(),
+            target: Some(
+                centralino_proto::v1::force_transfer_request::Target::AgentId("giulia".into()),
+            ),
             ..Default::default()
         });
         req.metadata_mut()

@@ -20,9 +20,11 @@ fn texts(events: &[ConversationEvent]) -> Vec<String> {
 
 async fn agent_text(desk: &mut Desk, conversation_id: &str) -> Option<String> {
     desk.next(3, |k| match k {
-        agent_event::Kind::Message(m) if m.conversation_id == conversation_id => {
-            m.message.map(|m| m.text)
-        }
+        // The customer's, not the agent's own echoed back.
+        agent_event::Kind::Message(m) if m.conversation_id == conversation_id => m
+            .message
+            .filter(|m| m.sender != Sender::Agent as i32)
+            .map(|m| m.text),
         _ => None,
     })
     .await

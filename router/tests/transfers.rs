@@ -198,7 +198,7 @@ fn a_transfer_to_a_full_agent_is_refused_and_changes_nothing() {
         let reply = giulia
             .call("t1", transfer(&chat.conversation_id, agent("marco"), false))
             .await;
-        assert_eq!(reply.code(), "FailedPrecondition", "{reply:?}");
+        assert_eq!(reply.code(), "FAILED_PRECONDITION", "{reply:?}");
         let seen = collect_events(&mut stream, 300).await;
         assert!(
             !seen
@@ -244,7 +244,7 @@ fn transfers_to_unknown_targets_are_not_found() {
         let reply = giulia
             .call("a", transfer(&chat.conversation_id, agent("nobody"), false))
             .await;
-        assert_eq!(reply.code(), "NotFound", "{reply:?}");
+        assert_eq!(reply.code(), "NOT_FOUND", "{reply:?}");
         let reply = giulia
             .call(
                 "d",
@@ -255,7 +255,7 @@ fn transfers_to_unknown_targets_are_not_found() {
                 ),
             )
             .await;
-        assert_eq!(reply.code(), "NotFound", "{reply:?}");
+        assert_eq!(reply.code(), "NOT_FOUND", "{reply:?}");
         let reply = giulia
             .call(
                 "s",
@@ -266,12 +266,12 @@ fn transfers_to_unknown_targets_are_not_found() {
                 ),
             )
             .await;
-        assert_eq!(reply.code(), "NotFound", "{reply:?}");
+        assert_eq!(reply.code(), "NOT_FOUND", "{reply:?}");
         let reply = giulia
             .call("x", transfer("no-such-conversation", agent("marco"), false))
             .await;
         assert!(
-            matches!(reply.code(), "PermissionDenied" | "NotFound"),
+            matches!(reply.code(), "PERMISSION_DENIED" | "NOT_FOUND"),
             "{reply:?}"
         );
         let seen = collect_events(&mut stream, 200).await;
@@ -315,7 +315,7 @@ fn ping_pong_beyond_max_transfers_is_refused() {
         let reply = giulia
             .call("3", transfer(&cid, agent("marco"), false))
             .await;
-        assert_eq!(reply.code(), "FailedPrecondition", "{reply:?}");
+        assert_eq!(reply.code(), "FAILED_PRECONDITION", "{reply:?}");
         let reply = giulia
             .call(
                 "4",
@@ -324,7 +324,7 @@ fn ping_pong_beyond_max_transfers_is_refused() {
             .await;
         assert_eq!(
             reply.code(),
-            "FailedPrecondition",
+            "FAILED_PRECONDITION",
             "the limit holds for every kind of target: {reply:?}"
         );
         drop((giulia, marco, stream));
@@ -457,7 +457,7 @@ fn escalation_to_a_callback_needs_a_phone_and_ends_the_chat() {
                 agent_command::Kind::Escalate(escalate(&cid, EscalationKind::Callback, "", "")),
             )
             .await;
-        assert_eq!(reply.code(), "InvalidArgument", "{reply:?}");
+        assert_eq!(reply.code(), "INVALID_ARGUMENT", "{reply:?}");
         let seen = collect_events(&mut stream, 200).await;
         assert!(
             !seen.iter().any(|e| matches!(e.kind, Some(Kind::Closed(_)))),
@@ -515,7 +515,7 @@ fn escalation_to_email_emits_an_email_request() {
                 )),
             )
             .await;
-        assert_eq!(reply.code(), "InvalidArgument", "{reply:?}");
+        assert_eq!(reply.code(), "INVALID_ARGUMENT", "{reply:?}");
         let reply = giulia
             .call(
                 "e2",
@@ -608,7 +608,7 @@ fn a_transfer_to_another_language_goes_to_that_team() {
                 transfer(&chat.conversation_id, Target::Language("xx".into()), false),
             )
             .await;
-        assert_eq!(reply.code(), "InvalidArgument", "{reply:?}");
+        assert_eq!(reply.code(), "INVALID_ARGUMENT", "{reply:?}");
         let (reply, early) = giulia
             .call_keep(
                 "l",
@@ -642,7 +642,7 @@ fn a_transfer_to_another_language_goes_to_that_team() {
             .await;
         assert_eq!(
             reply.code(),
-            "PermissionDenied",
+            "PERMISSION_DENIED",
             "giulia no longer holds the chat: {reply:?}"
         );
         drop((giulia, emma, stream));

@@ -519,3 +519,23 @@ fn a_desktop_that_stops_reading_is_cut_with_resume_and_a_login_resumes() {
         assert_eq!(again.status, AgentStatus::Available as i32);
     });
 }
+
+#[test]
+fn error_events_name_the_grpc_status_as_the_specification_does() {
+    for (status, name) in [
+        (Status::permission_denied("x"), "PERMISSION_DENIED"),
+        (Status::not_found("x"), "NOT_FOUND"),
+        (Status::invalid_argument("x"), "INVALID_ARGUMENT"),
+        (Status::already_exists("x"), "ALREADY_EXISTS"),
+        (Status::failed_precondition("x"), "FAILED_PRECONDITION"),
+        (Status::unavailable("x"), "UNAVAILABLE"),
+    ] {
+        match error_event(&status).kind {
+            Some(agent_event::Kind::Error(e)) => {
+                assert_eq!(e.code, name);
+                assert_eq!(e.message, "x");
+            }
+            other => panic!("not an error event: {other:?}"),
+        }
+    }
+}

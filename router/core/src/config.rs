@@ -354,7 +354,8 @@ impl Default for NodeConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Longest message text, in bytes.
+    /// Longest message text, in bytes (8,192 by default): a customer's message and an
+    /// agent's alike (the agent-node refuses longer ones before they reach the router).
     pub max_message_bytes: usize,
     /// Longest id or name field, in bytes.
     pub max_field_bytes: usize,
@@ -423,7 +424,7 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
-            max_message_bytes: 4096,
+            max_message_bytes: 8192,
             max_field_bytes: 256,
             max_queue_length: 1000,
             max_transcript_messages: 500,

@@ -479,12 +479,23 @@ impl ConversationActor {
         }
     }
 
-    pub(super) fn duplicate(&self, message_id: &str) -> Option<u64> {
-        self.transcript
+    /// Returns the answer to a message whose id is in the transcript already: its seq for
+    /// a retry (the same text), ALREADY_EXISTS for another text under the same id (the new
+    /// text is not taken); `None` for a new id.
+    pub(super) fn duplicate(&self, message_id: &str, text: &str) -> Option<Result<u64, Status>> {
+        let stored = self
+            .transcript
             .iter()
             .rev()
-            .find(|m| m.message_id == message_id)
-            .map(|m| m.seq)
+            .find(|m| m.message_id == message_id)?;
+        Some(if stored.text == text {
+            Ok(stored.seq)
+        } else {
+            Err(Status::already_exists(format!(
+                "message_id {message_id:?} was used for another text (seq {}); send a new message with a new id",
+                stored.seq
+            )))
+        })
     }
 
     /// Applies a durable assignment to `agent_id` (first assigned at `assigned_at`, as

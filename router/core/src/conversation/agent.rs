@@ -36,8 +36,16 @@ impl Handler<AgentSend> for ConversationActor {
             return answer(Err(status));
         }
         // A retry of a durable message (see the customer's side).
-        if let Some(seq) = self.duplicate(&msg.message_id) {
-            return answer(Ok(seq));
+        match self.duplicate(&msg.message_id, &msg.text) {
+            Some(Ok(seq)) => return answer(Ok(seq)),
+            Some(Err(status)) => return answer(Err(status)),
+            None => {}
+        }
+        let max = self.shared.config.limits.max_message_bytes;
+        if msg.text.len() > max {
+            return answer(Err(Status::invalid_argument(format!(
+                "text is longer than {max} bytes"
+            ))));
         }
         let record = match self.stage_message(
             Sender::Agent,

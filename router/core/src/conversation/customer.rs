@@ -25,8 +25,10 @@ impl Handler<CustomerSend> for ConversationActor {
         // A retry of a durable message (the writes are serialised: a retry sent while the
         // first attempt was in flight waits for it and lands here, or finds the number
         // free again if that write failed).
-        if let Some(seq) = self.duplicate(&msg.message_id) {
-            return answer(Ok((seq, true)));
+        match self.duplicate(&msg.message_id, &msg.text) {
+            Some(Ok(seq)) => return answer(Ok((seq, true))),
+            Some(Err(status)) => return answer(Err(status)),
+            None => {}
         }
         if self.rec.state == State::Closed {
             return answer(Err(Status::failed_precondition("conversation is closed")));

@@ -63,6 +63,16 @@ impl Handler<Offering> for ConversationActor {
         }
         self.direct_offer = false;
         self.offer = Some((msg.reservation_id, msg.agent_id));
+        if self.rec.state == State::Queued && self.last_position.is_none() {
+            // An agent was free at once, before the queue's round of positions: the
+            // customer still sees `queued` first (first in line, no wait), then `offered`.
+            self.last_position = Some((1, 0));
+            self.emit(Kind::Queued(Queued {
+                department: self.rec.department.clone(),
+                position: 1,
+                estimated_wait_seconds: 0,
+            }));
+        }
         self.emit(Kind::Offered(Offered {}));
     }
 }

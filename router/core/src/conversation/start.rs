@@ -100,7 +100,7 @@ pub async fn start_conversation(
         &token,
         now,
     );
-    let transcript = first_messages(router, &req, admitted.returning, &id, now);
+    let transcript = first_messages(router, &req, &admitted, &id, now);
     // The contact is counted in the record first: a failure there starts nothing; a failed
     // conversation write after it leaves one contact counted too many (never one lost).
     let (name, language) = (req.display_name.clone(), req.language.clone());
@@ -237,14 +237,17 @@ fn record(
 }
 
 /// Returns the first messages of the transcript: a welcome back for a returning customer,
-/// then the customer's first message, if any.
+/// a notice in the customer's language when another language's team serves them (their
+/// own is closed, e.g. the Italian team before 10:00: the 22:00 handover's text), then the
+/// customer's first message, if any.
 fn first_messages(
     router: &Router,
     req: &StartConversationRequest,
-    returning: bool,
+    admitted: &Admission,
     id: &str,
     now: i64,
 ) -> Vec<MessageRecord> {
+    let returning = admitted.returning;
     let mut transcript = Vec::new();
     let mut push = |sender: Sender, message_id: String, text: String| {
         let seq = transcript.len() as u64 + 1;
@@ -270,6 +273,33 @@ fn first_messages(
                 &req.language,
                 Text::WelcomeBack,
                 &[("name", req.display_name.trim())],
+            ),
+        );
+    }
+    if let Some(serving) = admitted
+        .serving_language
+        .as_deref()
+        .filter(|serving| *serving != req.language)
+    {
+        let shifts = &router.shared.shifts;
+        let reopens = shifts
+            .reopens_at(&req.language, now)
+            .map(|r| shifts.describe(&req.language, r))
+            .unwrap_or_default();
+        let language = texts::language_name(serving, &req.language);
+        let from = texts::language_name(&req.language, &req.language);
+        push(
+            Sender::System,
+            format!("{id}-served-in"),
+            texts::render(
+                &router.shared.config,
+                &req.language,
+                Text::Handover,
+                &[
+                    ("language", language.as_str()),
+                    ("from", from.as_str()),
+                    ("reopens", reopens.as_str()),
+                ],
             ),
         );
     }

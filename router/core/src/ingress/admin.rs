@@ -13,7 +13,7 @@ use centralino_link::AgentAdmin;
 use centralino_link::TransferTarget;
 use centralino_proto::v1::admin_server::Admin;
 use centralino_proto::v1::{
-    AgentSnapshot, AgentStatus, ConversationOutcome, ConversationSummary,
+    force_transfer_request, AgentSnapshot, AgentStatus, ConversationOutcome, ConversationSummary,
     Counters as CountersProto, ForceTransferRequest, ForceTransferResponse, GetSnapshotRequest,
     GetTranscriptRequest, IntegrationEvent, ListConversationsRequest, ListConversationsResponse,
     SetAgentStatusRequest, SetAgentStatusResponse, SetCustomerTierRequest, SetCustomerTierResponse,
@@ -490,20 +490,7 @@ impl Admin for AdminApi {
     ) -> Result<Response<ForceTransferResponse>, Status> {
         reject(self.authorize(&request, "ForceTransfer").await)?;
         let req = request.into_inner();
-        let target = match (
-            req.agent_id.is_empty(),
-            req.department.is_empty(),
-            req.language.is_empty(),
-        ) {
-            (false, true, true) => TransferTarget::Agent(req.agent_id),
-            (true, false, true) => TransferTarget::Department(req.department),
-            (true, true, false) => TransferTarget::Language(req.language),
-            _ => {
-                return reject(Err(Status::invalid_argument(
-                    "give exactly one of agent_id, department, language",
-                )))
-            }
-        };
+        let target = reject(force_target(req.target))?;
         let actor = reject(
             self.router
                 .conversation(&req.conversation_id)
@@ -854,4 +841,33 @@ fn summary(a: &Archived) -> ConversationSummary {
         messages: a.transcript.len() as u32,
         transfers: c.transfers,
     }
+}
+
+/// Returns where a `ForceTransfer` goes: the same targets as the desk's `Transfer`.
+fn force_target(target: Option<force_transfer_request::Target>) -> Result<TransferTarget, Status> {
+    use force_transfer_request::Target;
+    let target = match target {
+        Some(Target::AgentId(a)) => TransferTarget::Agent(a),
+        Some(Target::Department(d)) => TransferTarget::Department(d),
+        Some(Target::Language(l)) => TransferTarget::Language(l),
+        Some(Target::Skill(s)) => TransferTarget::Skill(s),
+        Some(Target::Supervisor(true)) => TransferTarget::Supervisor,
+        Some(Target::Supervisor(false)) | None => {
+            return Err(Status::invalid_argument(
+                "give a target: agent_id, department, language, skill or supervisor",
+            ))
+        }
+    };
+    if let TransferTarget::Agent(v)
+    | TransferTarget::Department(v)
+    | TransferTarget::Language(v)
+    | TransferTarget::Skill(v) = &target
+    {
+        if v.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "the transfer target must not be empty",
+            ));
+        }
+    }
+    Ok(target)
 }

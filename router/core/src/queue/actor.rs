@@ -36,12 +36,15 @@ const GAUGE_INTERVAL: Duration = Duration::from_millis(500);
 const DEFAULT_HANDLE_SECS: f64 = 180.0;
 /// How long past the offer timeout a queue waits for an offer's end before dropping it.
 const LOST_OFFER_MARGIN: Duration = Duration::from_secs(5);
-/// Customers told their position individually; the rest get updates less often.
+/// Customers at the front of the queue, told their position on every round.
 const POSITIONS_TOLD: usize = 200;
+/// Most customers behind the front told a changed position in one round (every
+/// [`POSITION_INTERVAL`]): bounds a round's work and messages however long the queue.
+const POSITIONS_PER_ROUND: usize = 1000;
 
 struct Waiting {
-    /// Whether the customer has been told a position since entering this queue.
-    told: bool,
+    /// The position and estimated wait the customer was last told in this queue.
+    told: Option<(u32, u32)>,
     entry: QueueEntry,
     key: QueueKey,
     offer: Option<(String, Arc<str>)>,
@@ -78,9 +81,9 @@ pub struct DepartmentQueue {
     dirty: bool,
     positions_dirty: bool,
     last_positions: Instant,
+    /// Where the next round's batch of positions behind the front starts.
+    positions_cursor: usize,
     handle_secs: f64,
-    /// Serving capacity per language, refreshed on each round of position updates.
-    capacity_cache: HashMap<String, u32>,
     oldest_wait_secs: f64,
     last_gauges: Instant,
 }
@@ -100,8 +103,8 @@ impl DepartmentQueue {
             dirty: false,
             positions_dirty: false,
             last_positions: Instant::now(),
+            positions_cursor: 0,
             handle_secs: DEFAULT_HANDLE_SECS,
-            capacity_cache: HashMap::new(),
             oldest_wait_secs: 0.0,
             last_gauges: Instant::now(),
         }
@@ -334,56 +337,63 @@ impl DepartmentQueue {
         );
     }
 
-    fn serving_capacity(&mut self, language: &str) -> u32 {
-        if let Some(c) = self.capacity_cache.get(language) {
-            return *c;
-        }
-        let c = self.pool.serving_capacity(language).max(1);
-        self.capacity_cache.insert(language.to_string(), c);
-        c
-    }
-
     /// Tells waiting customers their position and estimated wait among the conversations of
-    /// their serving language: the first [`POSITIONS_TOLD`] on every round, the rest once
-    /// when they arrive (their place only changes slowly).
+    /// their serving language: the first [`POSITIONS_TOLD`] on every round, everybody else
+    /// whenever their position or wait differs from what they were last told. The work of
+    /// a round is bounded: at most [`POSITIONS_PER_ROUND`] of those behind the front are
+    /// told (taken in turns from a rotating start, so nobody waits on others' changes); the
+    /// rest follow in the next rounds.
     fn tell_positions(&mut self) {
         self.positions_dirty = false;
-        self.capacity_cache.clear();
         self.last_positions = Instant::now();
-        let mut per_language: HashMap<String, u32> = HashMap::new();
-        let mut updates = Vec::new();
+        let mut per_language: HashMap<&str, u32> = HashMap::new();
+        // Per serving language: agents who can serve it, their free slots.
+        let mut agents: HashMap<&str, (u32, u32)> = HashMap::new();
+        let mut front = Vec::new();
+        let mut behind = Vec::new();
+        let pool = &self.pool;
         for (rank, id) in self.order.values().enumerate() {
             let Some(waiting) = self.entries.get(id) else {
                 continue;
             };
+            let language = waiting.entry.serving_language.as_str();
             let position = {
-                let p = per_language
-                    .entry(waiting.entry.serving_language.clone())
-                    .or_insert(0);
+                let p = per_language.entry(language).or_insert(0);
                 *p += 1;
                 *p
             };
-            if rank < POSITIONS_TOLD || !waiting.told {
-                updates.push((id.clone(), waiting.entry.serving_language.clone(), position));
+            let (capacity, free) = *agents.entry(language).or_insert_with(|| {
+                (
+                    pool.serving_capacity(language).max(1),
+                    pool.free_slots(language),
+                )
+            });
+            let ewt = routing::estimated_wait_secs(position, free, capacity, self.handle_secs);
+            if rank < POSITIONS_TOLD {
+                front.push((id.clone(), position, ewt));
+            } else if waiting.told != Some((position, ewt)) {
+                behind.push((id.as_str(), position, ewt));
             }
         }
-        for (id, language, position) in updates {
-            let ewt = self.estimate(&language, position);
+        if behind.len() > POSITIONS_PER_ROUND {
+            // In turns: this round's batch starts where the last one ended.
+            let start = self.positions_cursor % behind.len();
+            behind.rotate_left(start);
+            behind.truncate(POSITIONS_PER_ROUND);
+            self.positions_cursor = start + POSITIONS_PER_ROUND;
+            self.positions_dirty = true;
+        }
+        let behind: Vec<(String, u32, u32)> = behind
+            .into_iter()
+            .map(|(id, position, ewt)| (id.to_string(), position, ewt))
+            .collect();
+        for (id, position, ewt) in front.into_iter().chain(behind) {
             if let Some(waiting) = self.entries.get_mut(&id) {
-                waiting.told = true;
+                waiting.told = Some((position, ewt));
             }
             self.shared
                 .tell_conversation(&id, self.position(position, ewt));
         }
-    }
-
-    /// Estimated wait of the `position`-th conversation served in `language`: the agents
-    /// who can serve it now (skills, language, shift), their free slots and the recent
-    /// handling time of the department.
-    fn estimate(&mut self, language: &str, position: u32) -> u32 {
-        let capacity = self.serving_capacity(language);
-        let free = self.pool.free_slots(language);
-        routing::estimated_wait_secs(position, free, capacity, self.handle_secs)
     }
 
     fn position(&self, position: u32, estimated_wait_secs: u32) -> ToConversation {
@@ -465,6 +475,9 @@ impl DepartmentQueue {
             self.dirty = true;
         }
         for (key, id) in expired {
+            if let Some(waiting) = self.entries.get_mut(&id) {
+                waiting.told = None;
+            }
             self.order.insert(key, id);
         }
     }
@@ -566,7 +579,7 @@ impl Handler<Enqueue> for DepartmentQueue {
                 offer: None,
                 offered_at_ms: None,
                 excluded: Vec::new(),
-                told: false,
+                told: None,
             },
         );
         self.depth.store(self.entries.len(), Ordering::SeqCst);
@@ -628,6 +641,8 @@ impl Handler<OfferClosed> for DepartmentQueue {
         if let Some(waiting) = self.entries.get_mut(&msg.conversation_id) {
             waiting.offer = None;
             waiting.offered_at_ms = None;
+            // Back in line: the customer (told `requeued`) learns the position again.
+            waiting.told = None;
             self.order.insert(waiting.key, msg.conversation_id.clone());
             if let Some(agent) = self.pool.agent_id(&msg.agent_id) {
                 if !waiting.excluded.contains(&agent) {

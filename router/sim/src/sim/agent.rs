@@ -573,23 +573,22 @@ impl Desk {
             Some(Event::Status(_)) => {}
             Some(Event::Error(error)) => self.on_error(error).await,
             Some(Event::Ack(ack)) => {
-                if let Some(Request::Send {
-                    conversation_id,
-                    message_id,
-                }) = self.requests.remove(&ack.request_id)
-                {
-                    self.shared
-                        .ledger
-                        .lock()
-                        .agent_message_acked(&conversation_id, &message_id);
-                }
-            }
-            Some(Event::Canned(canned)) => {
-                let request = self.requests.remove(&canned.request_id);
-                let Some(Request::Canned { conversation_id }) = request else {
-                    return;
+                let conversation_id = match self.requests.remove(&ack.request_id) {
+                    Some(Request::Send {
+                        conversation_id,
+                        message_id,
+                    }) => {
+                        self.shared
+                            .ledger
+                            .lock()
+                            .agent_message_acked(&conversation_id, &message_id);
+                        return;
+                    }
+                    // `find_canned` is answered by an ack carrying the responses found.
+                    Some(Request::Canned { conversation_id }) => conversation_id,
+                    _ => return,
                 };
-                let text = canned.items.first().map(|c| c.text.clone());
+                let text = ack.canned.first().map(|c| c.text.clone());
                 {
                     let mut ledger = self.shared.ledger.lock();
                     ledger.diag.canned_lookups += 1;
@@ -711,7 +710,7 @@ impl Desk {
         // named agent full) are expected; anything else deserves attention.
         let expected = matches!(
             error.code.as_str(),
-            "PermissionDenied" | "FailedPrecondition" | "NotFound"
+            "PERMISSION_DENIED" | "FAILED_PRECONDITION" | "NOT_FOUND"
         );
         if expected {
             debug!(agent_id = %me, code = %error.code, message = %error.message, ?request, "command refused");
