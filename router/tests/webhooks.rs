@@ -10,9 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use centralino_core::webhooks::{
-    verify, EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
-};
+use centralino_core::webhooks::{verify, EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use centralino_record::NewEvent;
 use centralino_router::config::Config;
 use centralino_router::standalone::RunningNode;
@@ -264,7 +262,10 @@ fn a_flaky_receiver_gets_every_event_at_least_once_in_order_and_signed() {
             "every event, in event-id order of first delivery"
         );
         let attempts = receiver.attempts();
-        assert!(attempts.iter().all(|a| a.signed), "every attempt is signed: {attempts:?}");
+        assert!(
+            attempts.iter().all(|a| a.signed),
+            "every attempt is signed: {attempts:?}"
+        );
         // First arrivals (any answer) are in order too: one event at a time.
         let mut seen = BTreeSet::new();
         let firsts: Vec<i64> = attempts
@@ -272,9 +273,16 @@ fn a_flaky_receiver_gets_every_event_at_least_once_in_order_and_signed() {
             .filter(|a| seen.insert(a.event_id))
             .map(|a| a.event_id)
             .collect();
-        assert_eq!(firsts, ids, "an attempt only repeats an event id already seen");
+        assert_eq!(
+            firsts, ids,
+            "an attempt only repeats an event id already seen"
+        );
         for id in [3, 6, 9, 12] {
-            assert_eq!(receiver.tries_of(id), 3, "event {id}: two failures, then ok");
+            assert_eq!(
+                receiver.tries_of(id),
+                3,
+                "event {id}: two failures, then ok"
+            );
         }
         assert_eq!(receiver.tries_of(5), 2, "event 5: a timeout, then ok");
         let rated = attempts.iter().find(|a| a.event_id == 8).unwrap();
@@ -302,7 +310,11 @@ fn a_flaky_receiver_gets_every_event_at_least_once_in_order_and_signed() {
         assert_eq!(outcome("status"), 8.0);
         assert_eq!(outcome("timeout"), 1.0);
         assert_eq!(
-            series(&scrape, "centralino_webhook_dead_letters_total", "endpoint=\"crm\""),
+            series(
+                &scrape,
+                "centralino_webhook_dead_letters_total",
+                "endpoint=\"crm\""
+            ),
             0.0
         );
         assert_eq!(
@@ -343,7 +355,11 @@ kinds = ["closed", "doomed"]"#;
         let arrived = wait_until(20, || async { receiver.delivered().len() == 3 }).await;
         assert!(arrived, "attempts: {:?}", receiver.attempts());
         assert_eq!(receiver.delivered(), vec![ids[0], ids[3], ids[5]]);
-        assert_eq!(receiver.tries_of(ids[1]), 3, "max_attempts, then dead-lettered");
+        assert_eq!(
+            receiver.tries_of(ids[1]),
+            3,
+            "max_attempts, then dead-lettered"
+        );
         assert_eq!(receiver.tries_of(ids[4]), 3);
         assert_eq!(receiver.tries_of(ids[2]), 0, "the kinds filter holds");
         let saved = wait_until(5, || async {
@@ -353,7 +369,11 @@ kinds = ["closed", "doomed"]"#;
         assert!(saved, "the cursor moves past dead letters");
         let scrape = scrape(metrics_addr).await;
         assert_eq!(
-            series(&scrape, "centralino_webhook_dead_letters_total", "endpoint=\"crm\""),
+            series(
+                &scrape,
+                "centralino_webhook_dead_letters_total",
+                "endpoint=\"crm\""
+            ),
             2.0
         );
         assert_eq!(

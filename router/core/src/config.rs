@@ -131,7 +131,9 @@ impl WebhookConfig {
         if let Err(e) = centralino_base::jwks::JwksUrl::parse(&self.url, dev_mode) {
             out.push(format!("{key}.url: {e}"));
         } else if self.url.split("//").nth(1).is_some_and(|rest| {
-            rest.split(['/', '?', '#']).next().is_some_and(|a| a.contains('@'))
+            rest.split(['/', '?', '#'])
+                .next()
+                .is_some_and(|a| a.contains('@'))
         }) {
             out.push(format!(
                 "{key}.url: must not carry credentials; the signature authenticates"
@@ -158,7 +160,9 @@ impl WebhookConfig {
             out.push(format!("{key}.max_attempts: must be at least 1"));
         }
         if self.backoff_cap_ms < self.backoff_ms {
-            out.push(format!("{key}.backoff_cap_ms: must not be below backoff_ms"));
+            out.push(format!(
+                "{key}.backoff_cap_ms: must not be below backoff_ms"
+            ));
         }
         out
     }
@@ -1101,14 +1105,20 @@ mod tests {
     #[test]
     fn webhooks_need_https_a_real_secret_and_unique_names() {
         let hook = |name: &str, url: &str, secret: &str| {
-            format!(
-                "\n[[webhooks]]\nname = \"{name}\"\nurl = \"{url}\"\nsecret = \"{secret}\"\n"
-            )
+            format!("\n[[webhooks]]\nname = \"{name}\"\nurl = \"{url}\"\nsecret = \"{secret}\"\n")
         };
         let text = format!(
             "{EXAMPLE_CONFIG}{}{}",
-            hook("crm", "https://crm.example.com/hook", PLACEHOLDER_WEBHOOK_SECRET),
-            hook("mail", "http://127.0.0.1:9000/hook", PLACEHOLDER_WEBHOOK_SECRET),
+            hook(
+                "crm",
+                "https://crm.example.com/hook",
+                PLACEHOLDER_WEBHOOK_SECRET
+            ),
+            hook(
+                "mail",
+                "http://127.0.0.1:9000/hook",
+                PLACEHOLDER_WEBHOOK_SECRET
+            ),
         );
         let mut config = Config::from_toml(&text, Vec::new()).unwrap();
         assert_eq!(config.webhooks.len(), 2);
@@ -1116,7 +1126,11 @@ mod tests {
         assert_eq!(config.webhooks[0].timeout_ms, 5_000, "default");
         config.node.dev_mode = false;
         let problems = config.credential_problems().join("\n");
-        assert_eq!(problems.matches("placeholder; set your own").count(), 2, "{problems}");
+        assert_eq!(
+            problems.matches("placeholder; set your own").count(),
+            2,
+            "{problems}"
+        );
         // The secret from the environment (a Secret) replaces the placeholder.
         let real = format!("hex:{}", "ab".repeat(32));
         let env = vec![
@@ -1136,10 +1150,22 @@ mod tests {
         config.webhooks.push(config.webhooks[1].clone());
         config.webhooks[0].name = String::new();
         let problems = config.credential_problems().join("\n");
-        assert!(problems.contains("webhooks[1] (name \"mail\").url: plain http://"), "{problems}");
-        assert!(problems.contains("webhooks[1] (name \"mail\").secret: 1 bytes"), "{problems}");
-        assert!(problems.contains("webhooks[0] (name \"\").name: must not be empty"), "{problems}");
-        assert!(problems.contains("webhooks[2] (name \"mail\").name: configured twice"), "{problems}");
+        assert!(
+            problems.contains("webhooks[1] (name \"mail\").url: plain http://"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("webhooks[1] (name \"mail\").secret: 1 bytes"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("webhooks[0] (name \"\").name: must not be empty"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("webhooks[2] (name \"mail\").name: configured twice"),
+            "{problems}"
+        );
         // Dev mode accepts plain http anywhere and the placeholder.
         config.node.dev_mode = true;
         config.webhooks[1].secret = PLACEHOLDER_WEBHOOK_SECRET.into();

@@ -1081,12 +1081,18 @@ pub async fn webhook_claims_fence_the_cursor(a: &dyn Record, b: &dyn Record) {
         None,
         "a live claim is not taken over"
     );
-    assert!(ok("set", a.set_webhook_cursor("crm-hook", "router-1", 7).await));
+    assert!(ok(
+        "set",
+        a.set_webhook_cursor("crm-hook", "router-1", 7).await
+    ));
     assert!(
         !ok("set", b.set_webhook_cursor("crm-hook", "router-2", 9).await),
         "only the holder moves the cursor"
     );
-    assert!(ok("set", a.set_webhook_cursor("crm-hook", "router-1", 3).await));
+    assert!(ok(
+        "set",
+        a.set_webhook_cursor("crm-hook", "router-1", 3).await
+    ));
     assert_eq!(
         ok("cursor", b.webhook_cursor("crm-hook").await),
         7,
@@ -1098,7 +1104,10 @@ pub async fn webhook_claims_fence_the_cursor(a: &dyn Record, b: &dyn Record) {
         "the holder renews from either handle and reads its cursor"
     );
     assert!(
-        !ok("set", a.set_webhook_cursor("other-hook", "router-1", 1).await),
+        !ok(
+            "set",
+            a.set_webhook_cursor("other-hook", "router-1", 1).await
+        ),
         "no claim, no cursor"
     );
     assert_eq!(ok("cursor", a.webhook_cursor("other-hook").await), 0);
@@ -1108,22 +1117,37 @@ pub async fn webhook_claims_fence_the_cursor(a: &dyn Record, b: &dyn Record) {
         ok("claim", a.claim_webhook("short-hook", "router-1", 1).await),
         Some(0)
     );
-    assert!(ok("set", a.set_webhook_cursor("short-hook", "router-1", 4).await));
+    assert!(ok(
+        "set",
+        a.set_webhook_cursor("short-hook", "router-1", 4).await
+    ));
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(
-        ok("take over", b.claim_webhook("short-hook", "router-2", TTL).await),
+        ok(
+            "take over",
+            b.claim_webhook("short-hook", "router-2", TTL).await
+        ),
         Some(4),
         "an expired claim is taken over at its cursor"
     );
     assert!(
-        !ok("set", a.set_webhook_cursor("short-hook", "router-1", 5).await),
+        !ok(
+            "set",
+            a.set_webhook_cursor("short-hook", "router-1", 5).await
+        ),
         "the old holder is fenced off"
     );
     assert_eq!(
-        ok("claim", a.claim_webhook("short-hook", "router-1", TTL).await),
+        ok(
+            "claim",
+            a.claim_webhook("short-hook", "router-1", TTL).await
+        ),
         None
     );
-    assert!(ok("set", b.set_webhook_cursor("short-hook", "router-2", 5).await));
+    assert!(ok(
+        "set",
+        b.set_webhook_cursor("short-hook", "router-2", 5).await
+    ));
     assert_eq!(ok("cursor", a.webhook_cursor("short-hook").await), 5);
 
     // Bad input is refused and changes nothing.

@@ -122,7 +122,10 @@ fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: {e}", path.display()))?;
     if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate in the file", path.display()));
+        return Err(format!(
+            "{}: no PEM certificate in the file",
+            path.display()
+        ));
     }
     let mut roots = rustls::RootCertStore::empty();
     for cert in certs {
@@ -136,7 +139,11 @@ fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
 impl Client {
     /// Returns a client of `endpoint` whose attempts last at most `timeout`, checking an
     /// https server's certificate against `ca_file` when given, else the WebPKI roots.
-    pub fn new(endpoint: Endpoint, ca_file: Option<&Path>, timeout: Duration) -> Result<Self, String> {
+    pub fn new(
+        endpoint: Endpoint,
+        ca_file: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let tls = if endpoint.https {
             let config = rustls::ClientConfig::builder_with_provider(Arc::new(
                 rustls::crypto::ring::default_provider(),
@@ -165,7 +172,8 @@ impl Client {
     }
 
     async fn attempt(&self, headers: &[(&str, String)], body: Bytes) -> Result<(), AttemptError> {
-        let transport = |what: &str, e: &dyn std::fmt::Display| AttemptError::Transport(format!("{what}: {e}"));
+        let transport =
+            |what: &str, e: &dyn std::fmt::Display| AttemptError::Transport(format!("{what}: {e}"));
         let tcp = tokio::net::TcpStream::connect((self.endpoint.host.as_str(), self.endpoint.port))
             .await
             .map_err(|e| transport("cannot connect", &e))?;
@@ -184,7 +192,12 @@ impl Client {
         }
     }
 
-    async fn send<S>(&self, stream: S, headers: &[(&str, String)], body: Bytes) -> Result<(), AttemptError>
+    async fn send<S>(
+        &self,
+        stream: S,
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> Result<(), AttemptError>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
     {

@@ -34,8 +34,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::client::{Client, Endpoint};
 use super::body::{event_json, EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use super::client::{Client, Endpoint};
 use super::signature::sign;
 use crate::config::{parse_secret, WebhookConfig};
 use crate::metrics;
@@ -82,8 +82,8 @@ impl Webhook {
     /// [`crate::config::Config::credential_problems`] at start; refused here again).
     pub fn from_config(config: &WebhookConfig, dev_mode: bool) -> Result<Self, String> {
         let name = &config.name;
-        let endpoint =
-            Endpoint::parse(&config.url, dev_mode).map_err(|e| format!("webhook {name:?}: url: {e}"))?;
+        let endpoint = Endpoint::parse(&config.url, dev_mode)
+            .map_err(|e| format!("webhook {name:?}: url: {e}"))?;
         let secret = parse_secret(&config.secret)
             .map_err(|e| format!("webhook {name:?}: secret: {e}"))?
             .ok_or_else(|| format!("webhook {name:?}: secret: required"))?;
@@ -138,9 +138,7 @@ pub fn start(
         .collect::<Result<Vec<_>, _>>()?;
     Ok(hooks
         .into_iter()
-        .map(|hook| {
-            tokio::spawn(run(hook, record.clone(), holder.to_string(), stop.clone()))
-        })
+        .map(|hook| tokio::spawn(run(hook, record.clone(), holder.to_string(), stop.clone())))
         .collect())
 }
 
@@ -251,7 +249,9 @@ async fn run(
                 }
             }
             Ok(None) => debug!(endpoint = %hook.name, "webhook: another router delivers"),
-            Err(e) => warn!(endpoint = %hook.name, error = %e, "webhook: cannot claim the endpoint"),
+            Err(e) => {
+                warn!(endpoint = %hook.name, error = %e, "webhook: cannot claim the endpoint")
+            }
         }
         if pause(CLAIM_RETRY, &mut stop).await {
             return;
@@ -300,12 +300,17 @@ async fn deliver_after(
             return Ended::Lost;
         }
         if done > saved {
-            match record.set_webhook_cursor(&hook.name, claim.holder, done).await {
+            match record
+                .set_webhook_cursor(&hook.name, claim.holder, done)
+                .await
+            {
                 Ok(true) => saved = done,
                 Ok(false) => return Ended::Lost,
                 // The next batch's write moves the cursor on; until then a restart sends
                 // these events again, which at least once allows.
-                Err(e) => warn!(endpoint = %hook.name, error = %e, "webhook: cannot save the cursor"),
+                Err(e) => {
+                    warn!(endpoint = %hook.name, error = %e, "webhook: cannot save the cursor")
+                }
             }
         }
         if let Ok(last) = record.last_seq().await {
@@ -401,7 +406,11 @@ mod tests {
         assert_eq!(backoff(base, cap, 5, 1.0), cap, "capped");
         assert_eq!(backoff(base, cap, 200, 1.0), cap, "no overflow");
         assert_eq!(backoff(base, cap, 2, 0.5), Duration::from_millis(100));
-        assert_eq!(backoff(base, cap, 2, 0.0), Duration::from_millis(100), "jitter at least half");
+        assert_eq!(
+            backoff(base, cap, 2, 0.0),
+            Duration::from_millis(100),
+            "jitter at least half"
+        );
     }
 
     #[test]
@@ -417,11 +426,19 @@ mod tests {
         assert!(hook.wants("closed"));
         assert!(!hook.wants("started"));
         config.kinds.clear();
-        assert!(Webhook::from_config(&config, false).unwrap().wants("started"));
+        assert!(Webhook::from_config(&config, false)
+            .unwrap()
+            .wants("started"));
         config.secret = "hex:00".into();
-        assert!(Webhook::from_config(&config, false).is_err(), "short secret");
+        assert!(
+            Webhook::from_config(&config, false).is_err(),
+            "short secret"
+        );
         config.secret = crate::config::PLACEHOLDER_WEBHOOK_SECRET.into();
         config.url = "http://crm.example.com/hook".into();
-        assert!(Webhook::from_config(&config, false).is_err(), "plain http off loopback");
+        assert!(
+            Webhook::from_config(&config, false).is_err(),
+            "plain http off loopback"
+        );
     }
 }

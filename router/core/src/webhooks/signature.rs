@@ -77,9 +77,8 @@ pub fn verify(
                     return Err(SignatureError::Malformed("t given twice"));
                 }
             }
-            "v1" => tags.push(
-                hex::decode(value).map_err(|_| SignatureError::Malformed("v1 is not hex"))?,
-            ),
+            "v1" => tags
+                .push(hex::decode(value).map_err(|_| SignatureError::Malformed("v1 is not hex"))?),
             _ => {} // other schemes: ignored
         }
     }
@@ -174,7 +173,15 @@ mod tests {
 
     #[test]
     fn malformed_headers_are_refused() {
-        for header in ["", "t=1", "v1=00", "t=x,v1=00", "t=1,v1=zz", "t=1,t=2,v1=00", "nonsense"] {
+        for header in [
+            "",
+            "t=1",
+            "v1=00",
+            "t=x,v1=00",
+            "t=1,v1=zz",
+            "t=1,t=2,v1=00",
+            "nonsense",
+        ] {
             assert!(
                 matches!(
                     verify(SECRET, header, BODY, 1, 300),
