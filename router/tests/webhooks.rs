@@ -430,3 +430,99 @@ fn a_restarted_node_resumes_from_its_cursor() {
         node.shutdown().await;
     });
 }
+
+/// Two routers on one record (the cluster's PostgreSQL, here its in-memory twin): only the
+/// claim's holder delivers, so each event arrives once; when it stops, the other takes the
+/// claim over once it expires and goes on from the cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_router_delivers_an_endpoint_and_another_takes_over_when_it_stops() {
+    use centralino_core::config::WebhookConfig;
+    use centralino_record::{MemoryRecord, Record};
+    use tokio::sync::watch;
+
+    let receiver = Receiver::start(Arc::new(|_: &str, _: i64, _: usize| Answer::Ok)).await;
+    let record: Arc<dyn Record> = Arc::new(MemoryRecord::new().expect("memory record"));
+    let hook = WebhookConfig {
+        name: "crm".into(),
+        url: receiver.url(),
+        secret: format!("hex:{SECRET_HEX}"),
+        timeout_ms: 300,
+        backoff_ms: 20,
+        backoff_cap_ms: 200,
+        ..WebhookConfig::default()
+    };
+    let start = |holder: &str, stop| {
+        centralino_core::webhooks::start(&[hook.clone()], false, record.clone(), holder, stop)
+            .expect("webhooks start")
+    };
+    let (stop_a, stop_rx_a) = watch::channel(false);
+    let (stop_b, stop_rx_b) = watch::channel(false);
+    let a = start("router-a", stop_rx_a);
+    // router-a holds the claim: only the holder may write the cursor.
+    let a_holds = wait_until(5, || async {
+        record
+            .set_webhook_cursor("crm", "router-a", 0)
+            .await
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(a_holds, "router-a claimed the endpoint");
+    let b = start("router-b", stop_rx_b);
+
+    let first = record
+        .append((1..=5).map(|n| event("closed", n)).collect())
+        .await
+        .expect("append");
+    assert!(wait_until(10, || async { receiver.delivered().len() == 5 }).await);
+    assert!(
+        wait_until(5, || async {
+            record.webhook_cursor("crm").await.ok() == Some(5)
+        })
+        .await
+    );
+    for id in &first {
+        assert_eq!(receiver.tries_of(*id), 1, "event {id}: one router delivers");
+    }
+
+    // router-a stops; router-b takes the claim over when it expires.
+    stop_a.send(true).expect("stop router-a");
+    for task in a {
+        task.await.expect("router-a's loop ends");
+    }
+    let later = record
+        .append((6..=8).map(|n| event("closed", n)).collect())
+        .await
+        .expect("append");
+    let ttl = centralino_core::webhooks::delivery::CLAIM_TTL.as_secs();
+    assert!(
+        wait_until(ttl + 10, || async { receiver.delivered().len() == 8 }).await,
+        "router-b did not take over: {:?}",
+        receiver.delivered()
+    );
+    assert_eq!(receiver.delivered(), (1..=8).collect::<Vec<i64>>());
+    for id in first.iter().chain(&later) {
+        assert_eq!(
+            receiver.tries_of(*id),
+            1,
+            "event {id}: sent once across the takeover"
+        );
+    }
+    assert!(
+        record
+            .set_webhook_cursor("crm", "router-b", 8)
+            .await
+            .expect("cursor"),
+        "router-b holds the claim now"
+    );
+    assert!(
+        !record
+            .set_webhook_cursor("crm", "router-a", 8)
+            .await
+            .expect("cursor"),
+        "router-a is fenced off"
+    );
+    stop_b.send(true).expect("stop router-b");
+    for task in b {
+        task.await.expect("router-b's loop ends");
+    }
+}
