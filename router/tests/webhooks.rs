@@ -452,8 +452,14 @@ async fn one_router_delivers_an_endpoint_and_another_takes_over_when_it_stops() 
         ..WebhookConfig::default()
     };
     let start = |holder: &str, stop| {
-        centralino_core::webhooks::start(&[hook.clone()], false, record.clone(), holder, stop)
-            .expect("webhooks start")
+        centralino_core::webhooks::start(
+            std::slice::from_ref(&hook),
+            false,
+            record.clone(),
+            holder,
+            stop,
+        )
+        .expect("webhooks start")
     };
     let (stop_a, stop_rx_a) = watch::channel(false);
     let (stop_b, stop_rx_b) = watch::channel(false);
