@@ -1066,8 +1066,8 @@ pub async fn operator_tokens(a: &dyn Record, b: &dyn Record) {
 }
 
 /// A webhook endpoint has one deliverer at a time: a claim holds until it expires unless
-/// its holder renews it; only the holder moves the cursor, never back; a claim taken over
-/// after expiry keeps the cursor; bad input changes nothing.
+/// its holder renews it (or releases it); only the holder moves the cursor, never back; a
+/// claim taken over after expiry or release keeps the cursor; bad input changes nothing.
 pub async fn webhook_claims_fence_the_cursor(a: &dyn Record, b: &dyn Record) {
     const TTL: i64 = 60_000;
     assert_eq!(ok("cursor", a.webhook_cursor("crm-hook").await), 0);
@@ -1149,6 +1149,33 @@ pub async fn webhook_claims_fence_the_cursor(a: &dyn Record, b: &dyn Record) {
         b.set_webhook_cursor("short-hook", "router-2", 5).await
     ));
     assert_eq!(ok("cursor", a.webhook_cursor("short-hook").await), 5);
+
+    // A released claim (a clean stop) is taken over at once, at its cursor.
+    assert!(
+        !ok("release", a.release_webhook("crm-hook", "router-2").await),
+        "only the holder releases"
+    );
+    assert_eq!(
+        ok("claim", b.claim_webhook("crm-hook", "router-2", TTL).await),
+        None,
+        "a refused release changed nothing"
+    );
+    assert!(ok(
+        "release",
+        a.release_webhook("crm-hook", "router-1").await
+    ));
+    assert_eq!(
+        ok(
+            "take over",
+            b.claim_webhook("crm-hook", "router-2", TTL).await
+        ),
+        Some(7),
+        "a released claim is taken over at its cursor"
+    );
+    assert!(!ok(
+        "set",
+        a.set_webhook_cursor("crm-hook", "router-1", 8).await
+    ));
 
     // Bad input is refused and changes nothing.
     for (endpoint, holder, ttl) in [("", "r", TTL), ("e", "", TTL), ("e", "r", 0)] {

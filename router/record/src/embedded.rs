@@ -1168,6 +1168,31 @@ impl Record for EmbeddedRecord {
         .await
     }
 
+    async fn release_webhook(&self, endpoint: &str, holder: &str) -> Result<bool, RecordError> {
+        check_id("webhook endpoint", endpoint)?;
+        check_id("webhook holder", holder)?;
+        let (endpoint, holder) = (endpoint.to_string(), holder.to_string());
+        self.run("release_webhook", move |db| {
+            let tx = begin(db)?;
+            {
+                let mut table = tx.open_table(WEBHOOKS).map_err(db_err)?;
+                let Some(mut row) = webhook_row(&table, &endpoint)? else {
+                    return Ok(false);
+                };
+                if row.holder != holder {
+                    return Ok(false);
+                }
+                row.expires_at_ms = 0;
+                table
+                    .insert(endpoint.as_str(), enc(&row)?.as_slice())
+                    .map_err(db_err)?;
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn webhook_cursor(&self, endpoint: &str) -> Result<i64, RecordError> {
         check_id("webhook endpoint", endpoint)?;
         let endpoint = endpoint.to_string();
@@ -1403,6 +1428,9 @@ impl Record for MemoryRecord {
         seq: i64,
     ) -> Result<bool, RecordError> {
         self.0.set_webhook_cursor(endpoint, holder, seq).await
+    }
+    async fn release_webhook(&self, endpoint: &str, holder: &str) -> Result<bool, RecordError> {
+        self.0.release_webhook(endpoint, holder).await
     }
     async fn webhook_cursor(&self, endpoint: &str) -> Result<i64, RecordError> {
         self.0.webhook_cursor(endpoint).await

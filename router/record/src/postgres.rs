@@ -1178,6 +1178,24 @@ impl Record for PgRecord {
         .await
     }
 
+    async fn release_webhook(&self, endpoint: &str, holder: &str) -> Result<bool, RecordError> {
+        check_id("webhook endpoint", endpoint)?;
+        check_id("webhook holder", holder)?;
+        timed("release_webhook", async {
+            let n = sqlx::query(
+                "UPDATE webhook_cursors SET expires_at_ms = 0 WHERE endpoint = $1 AND holder = $2",
+            )
+            .bind(endpoint)
+            .bind(holder)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(pg_err)?
+            .rows_affected();
+            Ok(n > 0)
+        })
+        .await
+    }
+
     async fn webhook_cursor(&self, endpoint: &str) -> Result<i64, RecordError> {
         check_id("webhook endpoint", endpoint)?;
         timed("webhook_cursor", async {

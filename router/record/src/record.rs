@@ -181,6 +181,11 @@ pub trait Record: Send + Sync + 'static {
         seq: i64,
     ) -> Result<bool, RecordError>;
 
+    /// Releases `holder`'s claim on `endpoint` (a clean stop), keeping the cursor, so another
+    /// holder takes it over at once; returns false and changes nothing when `holder` does not
+    /// hold it.
+    async fn release_webhook(&self, endpoint: &str, holder: &str) -> Result<bool, RecordError>;
+
     /// Returns `endpoint`'s cursor (0 when it was never claimed).
     async fn webhook_cursor(&self, endpoint: &str) -> Result<i64, RecordError>;
 
