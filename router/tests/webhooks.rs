@@ -432,8 +432,8 @@ fn a_restarted_node_resumes_from_its_cursor() {
 }
 
 /// Two routers on one record (the cluster's PostgreSQL, here its in-memory twin): only the
-/// claim's holder delivers, so each event arrives once; when it stops, the other takes the
-/// claim over once it expires and goes on from the cursor.
+/// claim's holder delivers, so each event arrives once; when it stops cleanly it releases
+/// the claim, and the other takes it over at once and goes on from the cursor.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_router_delivers_an_endpoint_and_another_takes_over_when_it_stops() {
     use centralino_core::config::WebhookConfig;
@@ -490,8 +490,10 @@ async fn one_router_delivers_an_endpoint_and_another_takes_over_when_it_stops() 
         assert_eq!(receiver.tries_of(*id), 1, "event {id}: one router delivers");
     }
 
-    // router-a stops; router-b takes the claim over when it expires.
+    // router-a stops (releasing its claim); router-b takes it over without waiting for it
+    // to expire.
     stop_a.send(true).expect("stop router-a");
+    let stopped = tokio::time::Instant::now();
     for task in a {
         task.await.expect("router-a's loop ends");
     }
@@ -504,6 +506,11 @@ async fn one_router_delivers_an_endpoint_and_another_takes_over_when_it_stops() 
         wait_until(ttl + 10, || async { receiver.delivered().len() == 8 }).await,
         "router-b did not take over: {:?}",
         receiver.delivered()
+    );
+    assert!(
+        stopped.elapsed() < centralino_core::webhooks::delivery::CLAIM_TTL,
+        "the released claim was taken over before it would have expired ({:?})",
+        stopped.elapsed()
     );
     assert_eq!(receiver.delivered(), (1..=8).collect::<Vec<i64>>());
     for id in first.iter().chain(&later) {

@@ -6,7 +6,8 @@
 //! one row of the system of record ([`Record::claim_webhook`],
 //! [`Record::set_webhook_cursor`]). A router takes the claim when it is free or expired,
 //! renews it every [`RENEW_EVERY`] (it lasts [`CLAIM_TTL`] by the record's clock), and
-//! stops delivering when a renewal or a cursor write finds the claim taken over: the
+//! releases it on a clean stop (so another router takes over at once, not after the TTL),
+//! and stops delivering when a renewal or a cursor write finds the claim taken over: the
 //! cursor write is fenced by the claim, so a router that lost it cannot move the cursor.
 //! We chose this over an etcd lease (the membership crate) or a PostgreSQL advisory lock
 //! because the cursor must live in the record anyway, and one row holding both makes the
@@ -242,7 +243,14 @@ async fn run(
                 let ended = deliver_after(&hook, &record, &mut claim, cursor, &mut stop).await;
                 metrics::webhook_delivering(&hook.name, false);
                 match ended {
-                    Ended::Stopped => return,
+                    Ended::Stopped => {
+                        // A clean stop hands the endpoint over at once (a rolling restart
+                        // does not wait for the claim to expire).
+                        if let Err(e) = record.release_webhook(&hook.name, &holder).await {
+                            warn!(endpoint = %hook.name, error = %e, "webhook: cannot release the claim; it expires by itself");
+                        }
+                        return;
+                    }
                     Ended::Lost => {
                         warn!(endpoint = %hook.name, "webhook: another router took the claim over; delivery stops here")
                     }
