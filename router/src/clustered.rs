@@ -414,6 +414,18 @@ async fn start_on(
         config.record.retention_days,
         stop_rx.clone(),
     ));
+    // Webhooks: every router runs the loops; the endpoint's claim in the record picks the
+    // one that delivers.
+    drop(
+        centralino_core::webhooks::start(
+            &config.webhooks,
+            config.node.dev_mode,
+            router.shared.record.clone(),
+            &node_id,
+            stop_rx.clone(),
+        )
+        .map_err(StartError::Config)?,
+    );
     tokio::spawn(run_feed(
         remote_agents,
         dispatch.clone(),

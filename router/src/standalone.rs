@@ -174,6 +174,12 @@ pub(crate) fn install_metrics(addr: SocketAddr, service_level_secs: u64) -> Resu
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
+                        Matcher::Full("centralino_webhook_delivery_seconds".into()),
+                        metrics::WEBHOOK_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
                         Matcher::Suffix("_seconds".into()),
                         metrics::WAIT_BUCKETS,
                     )
@@ -355,6 +361,17 @@ pub async fn start_with_clock(
         config.record.retention_days,
         stop_rx.clone(),
     ));
+    // Webhooks: this process alone opens the embedded record, so it holds every claim.
+    drop(
+        centralino_core::webhooks::start(
+            &config.webhooks,
+            config.node.dev_mode,
+            router.shared.record.clone(),
+            centralino_core::webhooks::delivery::STANDALONE_HOLDER,
+            stop_rx.clone(),
+        )
+        .map_err(StartError::Config)?,
+    );
 
     let public_files = config.tls.files().map_err(StartError::Config)?;
     centralino_base::server::check_plaintext(

@@ -62,6 +62,110 @@ pub struct Config {
     pub tls: centralino_base::config::TlsConfig,
     /// The system of record in cluster mode (PostgreSQL) and the archive's retention.
     pub record: RecordConfig,
+    /// Webhook endpoints: integration events POSTed as signed JSON (see
+    /// [`crate::webhooks`]).
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// The webhook secret of the example configuration: accepted in dev mode only.
+pub const PLACEHOLDER_WEBHOOK_SECRET: &str =
+    "hex:6578616d706c652d776562686f6f6b2d7365637265742d6368616e67652d6d65";
+
+/// One `[[webhooks]]` endpoint: integration events POSTed to `url` as JSON, signed with
+/// `secret`, retried with backoff, at least once (see [`crate::webhooks`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The endpoint's name: unique, in metrics (`endpoint` label) and in the record (its
+    /// cursor); renaming an endpoint starts it again from the oldest kept event.
+    pub name: String,
+    /// Where events are POSTed: `https://` (plain `http://` only on loopback or in dev mode).
+    pub url: String,
+    /// HMAC-SHA256 key of the signature, `hex:<digits>` or `base64:<text>` with at least 32
+    /// bytes (set it from a Secret: `CENTRALINO_WEBHOOKS__0__SECRET`).
+    pub secret: String,
+    /// Event kinds sent (e.g. `["closed", "offline_message"]`); empty: every kind.
+    pub kinds: Vec<String>,
+    /// How long one attempt may take, connect to answer, in milliseconds.
+    pub timeout_ms: u64,
+    /// Attempts per event before it is dead-lettered (counted, logged, skipped).
+    pub max_attempts: u32,
+    /// The pause after the first failed attempt, in milliseconds; it doubles with each
+    /// further attempt (with jitter) up to `backoff_cap_ms`.
+    pub backoff_ms: u64,
+    /// The longest pause between attempts, in milliseconds.
+    pub backoff_cap_ms: u64,
+    /// PEM CA bundle the endpoint's certificate is checked against (default: the WebPKI
+    /// roots).
+    pub ca_file: PathBuf,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            url: String::new(),
+            secret: String::new(),
+            kinds: Vec::new(),
+            timeout_ms: 5_000,
+            max_attempts: 8,
+            backoff_ms: 500,
+            backoff_cap_ms: 60_000,
+            ca_file: PathBuf::new(),
+        }
+    }
+}
+
+impl WebhookConfig {
+    /// Returns the problems of this endpoint (`key` names it in the messages): a missing
+    /// name, a URL that is not https (outside loopback and dev mode), a malformed secret,
+    /// the example's placeholder secret outside dev mode, zero timeouts or attempts.
+    pub fn problems(&self, key: &str, dev_mode: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.name.trim().is_empty() {
+            out.push(format!("{key}.name: must not be empty"));
+        } else if self.name.len() > centralino_record::MAX_ID_LEN {
+            out.push(format!("{key}.name: too long"));
+        }
+        // The rule of the webhook client's endpoints (and of the JWKS URL).
+        if let Err(e) = centralino_base::jwks::JwksUrl::parse(&self.url, dev_mode) {
+            out.push(format!("{key}.url: {e}"));
+        } else if self.url.split("//").nth(1).is_some_and(|rest| {
+            rest.split(['/', '?', '#'])
+                .next()
+                .is_some_and(|a| a.contains('@'))
+        }) {
+            out.push(format!(
+                "{key}.url: must not carry credentials; the signature authenticates"
+            ));
+        }
+        match parse_secret(&self.secret) {
+            Ok(Some(_)) => {}
+            Ok(None) => out.push(format!(
+                "{key}.secret: required (hex:$(openssl rand -hex 32)); set it with \
+                 CENTRALINO_WEBHOOKS__<index>__SECRET"
+            )),
+            Err(e) => out.push(format!("{key}.secret: {e}")),
+        }
+        if !dev_mode && self.secret.trim() == PLACEHOLDER_WEBHOOK_SECRET {
+            out.push(format!(
+                "{key}.secret: the example configuration's placeholder; set your own \
+                 (hex:$(openssl rand -hex 32)) (accepted only in dev mode)"
+            ));
+        }
+        if self.timeout_ms == 0 {
+            out.push(format!("{key}.timeout_ms: must be positive"));
+        }
+        if self.max_attempts == 0 {
+            out.push(format!("{key}.max_attempts: must be at least 1"));
+        }
+        if self.backoff_cap_ms < self.backoff_ms {
+            out.push(format!(
+                "{key}.backoff_cap_ms: must not be below backoff_ms"
+            ));
+        }
+        out
+    }
 }
 
 /// `[record]`: where what outlives a conversation is kept in cluster mode, and how long
@@ -785,6 +889,14 @@ impl Config {
                     .to_string()
             });
         }
+        let mut hooks = BTreeSet::new();
+        for (i, hook) in self.webhooks.iter().enumerate() {
+            let key = format!("webhooks[{i}] (name {:?})", hook.name);
+            out.extend(hook.problems(&key, dev));
+            if !hooks.insert(hook.name.as_str()) {
+                out.push(format!("{key}.name: configured twice"));
+            }
+        }
         let mut names = BTreeSet::new();
         for (i, op) in self.operators.iter().enumerate() {
             let key = format!("operators[{i}] (name {:?})", op.name);
@@ -989,5 +1101,77 @@ mod tests {
         )];
         let config = Config::from_toml(EXAMPLE_CONFIG, env).unwrap();
         assert_eq!(config.limits.max_queue_length, 7);
+    }
+
+    #[test]
+    fn webhooks_need_https_a_real_secret_and_unique_names() {
+        let hook = |name: &str, url: &str, secret: &str| {
+            format!("\n[[webhooks]]\nname = \"{name}\"\nurl = \"{url}\"\nsecret = \"{secret}\"\n")
+        };
+        let text = format!(
+            "{EXAMPLE_CONFIG}{}{}",
+            hook(
+                "crm",
+                "https://crm.example.com/hook",
+                PLACEHOLDER_WEBHOOK_SECRET
+            ),
+            hook(
+                "mail",
+                "http://127.0.0.1:9000/hook",
+                PLACEHOLDER_WEBHOOK_SECRET
+            ),
+        );
+        let mut config = Config::from_toml(&text, Vec::new()).unwrap();
+        assert_eq!(config.webhooks.len(), 2);
+        assert_eq!(config.webhooks[0].max_attempts, 8, "default");
+        assert_eq!(config.webhooks[0].timeout_ms, 5_000, "default");
+        config.node.dev_mode = false;
+        let problems = config.credential_problems().join("\n");
+        assert_eq!(
+            problems.matches("placeholder; set your own").count(),
+            2,
+            "{problems}"
+        );
+        // The secret from the environment (a Secret) replaces the placeholder.
+        let real = format!("hex:{}", "ab".repeat(32));
+        let env = vec![
+            ("CENTRALINO_WEBHOOKS__0__SECRET".to_string(), real.clone()),
+            ("CENTRALINO_WEBHOOKS__1__SECRET".to_string(), real.clone()),
+        ];
+        let mut config = Config::from_toml(&text, env).unwrap();
+        config.node.dev_mode = false;
+        assert!(
+            !config.credential_problems().join("\n").contains("webhooks"),
+            "{:?}",
+            config.credential_problems()
+        );
+        // Plain http off loopback, a short secret, an empty name, a name twice.
+        config.webhooks[1].url = "http://crm.example.com/hook".into();
+        config.webhooks[1].secret = "hex:00".into();
+        config.webhooks.push(config.webhooks[1].clone());
+        config.webhooks[0].name = String::new();
+        let problems = config.credential_problems().join("\n");
+        assert!(
+            problems.contains("webhooks[1] (name \"mail\").url: plain http://"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("webhooks[1] (name \"mail\").secret: 1 bytes"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("webhooks[0] (name \"\").name: must not be empty"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("webhooks[2] (name \"mail\").name: configured twice"),
+            "{problems}"
+        );
+        // Dev mode accepts plain http anywhere and the placeholder.
+        config.node.dev_mode = true;
+        config.webhooks[1].secret = PLACEHOLDER_WEBHOOK_SECRET.into();
+        let problems = config.credential_problems().join("\n");
+        assert!(!problems.contains(".url:"), "{problems}");
+        assert!(!problems.contains("placeholder"), "{problems}");
     }
 }

@@ -22,6 +22,8 @@
 //! - [`directory`]: the router's reading of the live agent directory: the seed from the
 //!   configuration file, the checks of documents written through the Admin API, the
 //!   departments' settings as they are now.
+//! - [`webhooks`]: integration events POSTed to the configured endpoints, signed, retried,
+//!   at least once, one deliverer per endpoint across the cluster.
 //! - [`config`], [`metrics`]: configuration and metrics.
 
 #![forbid(unsafe_code)]
@@ -43,3 +45,4 @@ pub mod routing;
 pub mod shared;
 pub mod store;
 pub mod texts;
+pub mod webhooks;

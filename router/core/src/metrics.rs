@@ -33,6 +33,10 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
     0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
+/// Histogram buckets for webhook attempts (seconds).
+pub const WEBHOOK_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 /// Histogram buckets for batch sizes.
 pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 
@@ -43,6 +47,27 @@ pub fn describe() {
     describe_counter!(
         "centralino_admin_auth_refusals_total",
         "Admin API calls refused before authorization, by reason (unknown_token, throttled: too many unknown tokens from one address)"
+    );
+    describe_counter!(
+        "centralino_webhook_deliveries_total",
+        "Webhook delivery attempts, by endpoint and outcome (delivered; status: a non-2xx answer; timeout; transport: connect, TLS or HTTP failed)"
+    );
+    describe_counter!(
+        "centralino_webhook_dead_letters_total",
+        "Integration events given up for a webhook endpoint after every attempt (logged with their event id), by endpoint"
+    );
+    describe_histogram!(
+        "centralino_webhook_delivery_seconds",
+        Unit::Seconds,
+        "How long a webhook attempt took, connect to answer, by endpoint"
+    );
+    describe_gauge!(
+        "centralino_webhook_lag_events",
+        "Integration events not yet delivered to a webhook endpoint (the outbox's last event id minus the endpoint's cursor), by endpoint; set by the router delivering it"
+    );
+    describe_gauge!(
+        "centralino_webhook_delivering",
+        "1 on the router that holds a webhook endpoint's claim and delivers it, 0 elsewhere, by endpoint"
     );
     describe_counter!(
         "centralino_integration_events_lost_total",
@@ -383,6 +408,33 @@ pub fn integration_event_lost() {
     counter!("centralino_integration_events_lost_total").increment(1);
 }
 
+/// A webhook attempt's outcome (`delivered`, or an [`crate::webhooks::client::AttemptError`]
+/// label) and duration.
+pub(crate) fn webhook_attempt(endpoint: &str, outcome: &'static str, secs: f64) {
+    counter!("centralino_webhook_deliveries_total", "endpoint" => endpoint.to_string(), "outcome" => outcome)
+        .increment(1);
+    histogram!("centralino_webhook_delivery_seconds", "endpoint" => endpoint.to_string())
+        .record(secs);
+}
+
+/// An event given up for a webhook endpoint.
+pub(crate) fn webhook_dead_letter(endpoint: &str) {
+    counter!("centralino_webhook_dead_letters_total", "endpoint" => endpoint.to_string())
+        .increment(1);
+}
+
+/// Events not yet delivered to a webhook endpoint.
+pub(crate) fn webhook_lag(endpoint: &str, events: i64) {
+    gauge!("centralino_webhook_lag_events", "endpoint" => endpoint.to_string())
+        .set(events.max(0) as f64);
+}
+
+/// Whether this router delivers a webhook endpoint now.
+pub(crate) fn webhook_delivering(endpoint: &str, delivering: bool) {
+    gauge!("centralino_webhook_delivering", "endpoint" => endpoint.to_string())
+        .set(if delivering { 1.0 } else { 0.0 });
+}
+
 /// A partition claimed.
 pub fn cluster_claim() {
     counter!("centralino_cluster_claims_total").increment(1);
@@ -457,6 +509,17 @@ pub fn zero(config: &crate::config::Config) {
         ] {
             counter!(name, "department" => dept.clone()).increment(0);
         }
+    }
+    for hook in &config.webhooks {
+        let endpoint = hook.name.clone();
+        for outcome in ["delivered", "status", "timeout", "transport"] {
+            counter!("centralino_webhook_deliveries_total", "endpoint" => endpoint.clone(), "outcome" => outcome)
+                .increment(0);
+        }
+        counter!("centralino_webhook_dead_letters_total", "endpoint" => endpoint.clone())
+            .increment(0);
+        let _ = histogram!("centralino_webhook_delivery_seconds", "endpoint" => endpoint.clone());
+        webhook_delivering(&endpoint, false);
     }
     for kind in ["agent", "department", "language", "skill", "supervisor"] {
         counter!("centralino_transfers_total", "kind" => kind).increment(0);

@@ -70,6 +70,7 @@ pub async fn check_all(a: Arc<dyn Record>, b: Arc<dyn Record>, probe: &dyn Probe
     tail_wakes_on_a_new_event(a.clone(), b.clone()).await;
     directory_versions_audit_and_feed(a.clone(), b.clone()).await;
     operator_tokens(&*a, &*b).await;
+    webhook_claims_fence_the_cursor(&*a, &*b).await;
     export_and_erase(&*a, &*b, probe).await;
     bad_input_changes_nothing(&*a, &*b).await;
 }
@@ -1061,6 +1062,135 @@ pub async fn operator_tokens(a: &dyn Record, b: &dyn Record) {
             .iter()
             .all(|e| !e.detail.to_string().contains("d1gest")),
         "no digest in the audit log"
+    );
+}
+
+/// A webhook endpoint has one deliverer at a time: a claim holds until it expires unless
+/// its holder renews it (or releases it); only the holder moves the cursor, never back; a
+/// claim taken over after expiry or release keeps the cursor; bad input changes nothing.
+pub async fn webhook_claims_fence_the_cursor(a: &dyn Record, b: &dyn Record) {
+    const TTL: i64 = 60_000;
+    assert_eq!(ok("cursor", a.webhook_cursor("crm-hook").await), 0);
+    assert_eq!(
+        ok("claim", a.claim_webhook("crm-hook", "router-1", TTL).await),
+        Some(0),
+        "a first claim holds, at cursor 0"
+    );
+    assert_eq!(
+        ok("claim", b.claim_webhook("crm-hook", "router-2", TTL).await),
+        None,
+        "a live claim is not taken over"
+    );
+    assert!(ok(
+        "set",
+        a.set_webhook_cursor("crm-hook", "router-1", 7).await
+    ));
+    assert!(
+        !ok("set", b.set_webhook_cursor("crm-hook", "router-2", 9).await),
+        "only the holder moves the cursor"
+    );
+    assert!(ok(
+        "set",
+        a.set_webhook_cursor("crm-hook", "router-1", 3).await
+    ));
+    assert_eq!(
+        ok("cursor", b.webhook_cursor("crm-hook").await),
+        7,
+        "the cursor never moves back"
+    );
+    assert_eq!(
+        ok("renew", b.claim_webhook("crm-hook", "router-1", TTL).await),
+        Some(7),
+        "the holder renews from either handle and reads its cursor"
+    );
+    assert!(
+        !ok(
+            "set",
+            a.set_webhook_cursor("other-hook", "router-1", 1).await
+        ),
+        "no claim, no cursor"
+    );
+    assert_eq!(ok("cursor", a.webhook_cursor("other-hook").await), 0);
+
+    // A claim that expires is taken over, with the cursor where it was.
+    assert_eq!(
+        ok("claim", a.claim_webhook("short-hook", "router-1", 1).await),
+        Some(0)
+    );
+    assert!(ok(
+        "set",
+        a.set_webhook_cursor("short-hook", "router-1", 4).await
+    ));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        ok(
+            "take over",
+            b.claim_webhook("short-hook", "router-2", TTL).await
+        ),
+        Some(4),
+        "an expired claim is taken over at its cursor"
+    );
+    assert!(
+        !ok(
+            "set",
+            a.set_webhook_cursor("short-hook", "router-1", 5).await
+        ),
+        "the old holder is fenced off"
+    );
+    assert_eq!(
+        ok(
+            "claim",
+            a.claim_webhook("short-hook", "router-1", TTL).await
+        ),
+        None
+    );
+    assert!(ok(
+        "set",
+        b.set_webhook_cursor("short-hook", "router-2", 5).await
+    ));
+    assert_eq!(ok("cursor", a.webhook_cursor("short-hook").await), 5);
+
+    // A released claim (a clean stop) is taken over at once, at its cursor.
+    assert!(
+        !ok("release", a.release_webhook("crm-hook", "router-2").await),
+        "only the holder releases"
+    );
+    assert_eq!(
+        ok("claim", b.claim_webhook("crm-hook", "router-2", TTL).await),
+        None,
+        "a refused release changed nothing"
+    );
+    assert!(ok(
+        "release",
+        a.release_webhook("crm-hook", "router-1").await
+    ));
+    assert_eq!(
+        ok(
+            "take over",
+            b.claim_webhook("crm-hook", "router-2", TTL).await
+        ),
+        Some(7),
+        "a released claim is taken over at its cursor"
+    );
+    assert!(!ok(
+        "set",
+        a.set_webhook_cursor("crm-hook", "router-1", 8).await
+    ));
+
+    // Bad input is refused and changes nothing.
+    for (endpoint, holder, ttl) in [("", "r", TTL), ("e", "", TTL), ("e", "r", 0)] {
+        assert!(
+            matches!(
+                a.claim_webhook(endpoint, holder, ttl).await,
+                Err(RecordError::InvalidInput(_))
+            ),
+            "claim({endpoint:?}, {holder:?}, {ttl}) must be refused"
+        );
+    }
+    assert_eq!(
+        ok("claim", b.claim_webhook("e", "router-2", TTL).await),
+        Some(0),
+        "the refused claims took nothing"
     );
 }
 

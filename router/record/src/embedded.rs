@@ -7,7 +7,8 @@
 //! Tables: `conversations` (id → JSON) with the indexes `conversations_by_closed`
 //! ((closed_at_ms, id)) and `conversations_by_customer` ((customer_id, id)); `profiles`;
 //! `outbox` (seq → JSON); `counters` (the outbox, directory-feed and audit sequences);
-//! `directory` ((kind, id) → JSON); `directory_changes`; `audit`; `tokens`.
+//! `directory` ((kind, id) → JSON); `directory_changes`; `audit`; `tokens`; `webhooks`
+//! (endpoint → claim and cursor).
 //! A list scans `conversations_by_closed` from the cursor backwards and filters, which is
 //! fine for one standalone node's archive.
 
@@ -28,7 +29,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::error::{
-    check_actor, check_conversation, check_events, check_id, check_limit, check_opt_id, RecordError,
+    check_actor, check_conversation, check_events, check_id, check_limit, check_opt_id, check_ttl,
+    RecordError,
 };
 use crate::record::{erased_payload, export_json, Record};
 use crate::types::{
@@ -53,6 +55,8 @@ const DIRECTORY_CHANGES: TableDefinition<i64, &[u8]> =
     TableDefinition::new("record_directory_changes");
 const AUDIT: TableDefinition<i64, &[u8]> = TableDefinition::new("record_audit");
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("record_tokens");
+/// Webhook endpoint → its claim and cursor ([`WebhookRow`] as JSON).
+const WEBHOOKS: TableDefinition<&str, &[u8]> = TableDefinition::new("record_webhooks");
 
 const OUTBOX_COUNTER: &str = "outbox";
 const DIRECTORY_COUNTER: &str = "directory";
@@ -212,6 +216,7 @@ impl EmbeddedRecord {
         tx.open_table(DIRECTORY_CHANGES).map_err(db_err)?;
         tx.open_table(AUDIT).map_err(db_err)?;
         tx.open_table(TOKENS).map_err(db_err)?;
+        tx.open_table(WEBHOOKS).map_err(db_err)?;
         tx.commit().map_err(db_err)?;
         let rtx = db.begin_read().map_err(db_err)?;
         let outbox = counter(&rtx, OUTBOX_COUNTER)?;
@@ -305,6 +310,31 @@ impl EmbeddedRecord {
             Ok(n)
         })
         .await
+    }
+}
+
+/// A webhook endpoint's claim and cursor.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WebhookRow {
+    seq: i64,
+    holder: String,
+    expires_at_ms: i64,
+}
+
+/// The record's clock for webhook claims (milliseconds since the Unix epoch).
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn webhook_row(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    endpoint: &str,
+) -> Result<Option<WebhookRow>, RecordError> {
+    match table.get(endpoint).map_err(db_err)? {
+        Some(v) => Ok(Some(dec(v.value())?)),
+        None => Ok(None),
     }
 }
 
@@ -1071,6 +1101,109 @@ impl Record for EmbeddedRecord {
         .await
     }
 
+    async fn claim_webhook(
+        &self,
+        endpoint: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<Option<i64>, RecordError> {
+        check_id("webhook endpoint", endpoint)?;
+        check_id("webhook holder", holder)?;
+        check_ttl(ttl_ms)?;
+        let (endpoint, holder) = (endpoint.to_string(), holder.to_string());
+        self.run("claim_webhook", move |db| {
+            let now = wall_ms();
+            let tx = begin(db)?;
+            let seq = {
+                let mut table = tx.open_table(WEBHOOKS).map_err(db_err)?;
+                let row = webhook_row(&table, &endpoint)?;
+                let seq = match &row {
+                    None => 0,
+                    Some(r) if r.holder == holder || r.expires_at_ms < now => r.seq,
+                    Some(_) => return Ok(None),
+                };
+                let row = WebhookRow {
+                    seq,
+                    holder,
+                    expires_at_ms: now.saturating_add(ttl_ms),
+                };
+                table
+                    .insert(endpoint.as_str(), enc(&row)?.as_slice())
+                    .map_err(db_err)?;
+                seq
+            };
+            tx.commit().map_err(db_err)?;
+            Ok(Some(seq))
+        })
+        .await
+    }
+
+    async fn set_webhook_cursor(
+        &self,
+        endpoint: &str,
+        holder: &str,
+        seq: i64,
+    ) -> Result<bool, RecordError> {
+        check_id("webhook endpoint", endpoint)?;
+        check_id("webhook holder", holder)?;
+        let (endpoint, holder) = (endpoint.to_string(), holder.to_string());
+        self.run("set_webhook_cursor", move |db| {
+            let tx = begin(db)?;
+            {
+                let mut table = tx.open_table(WEBHOOKS).map_err(db_err)?;
+                let Some(mut row) = webhook_row(&table, &endpoint)? else {
+                    return Ok(false);
+                };
+                if row.holder != holder {
+                    return Ok(false);
+                }
+                row.seq = row.seq.max(seq);
+                table
+                    .insert(endpoint.as_str(), enc(&row)?.as_slice())
+                    .map_err(db_err)?;
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn release_webhook(&self, endpoint: &str, holder: &str) -> Result<bool, RecordError> {
+        check_id("webhook endpoint", endpoint)?;
+        check_id("webhook holder", holder)?;
+        let (endpoint, holder) = (endpoint.to_string(), holder.to_string());
+        self.run("release_webhook", move |db| {
+            let tx = begin(db)?;
+            {
+                let mut table = tx.open_table(WEBHOOKS).map_err(db_err)?;
+                let Some(mut row) = webhook_row(&table, &endpoint)? else {
+                    return Ok(false);
+                };
+                if row.holder != holder {
+                    return Ok(false);
+                }
+                row.expires_at_ms = 0;
+                table
+                    .insert(endpoint.as_str(), enc(&row)?.as_slice())
+                    .map_err(db_err)?;
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn webhook_cursor(&self, endpoint: &str) -> Result<i64, RecordError> {
+        check_id("webhook endpoint", endpoint)?;
+        let endpoint = endpoint.to_string();
+        self.run("webhook_cursor", move |db| {
+            let tx = db.begin_read().map_err(db_err)?;
+            let table = tx.open_table(WEBHOOKS).map_err(db_err)?;
+            Ok(webhook_row(&table, &endpoint)?.map_or(0, |r| r.seq))
+        })
+        .await
+    }
+
     async fn export_customer(&self, customer_id: &str) -> Result<Value, RecordError> {
         check_id("customer id", customer_id)?;
         let customer_id = customer_id.to_string();
@@ -1279,6 +1412,28 @@ impl Record for MemoryRecord {
     }
     async fn delete_token(&self, name: &str, by: &ChangedBy) -> Result<bool, RecordError> {
         self.0.delete_token(name, by).await
+    }
+    async fn claim_webhook(
+        &self,
+        endpoint: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<Option<i64>, RecordError> {
+        self.0.claim_webhook(endpoint, holder, ttl_ms).await
+    }
+    async fn set_webhook_cursor(
+        &self,
+        endpoint: &str,
+        holder: &str,
+        seq: i64,
+    ) -> Result<bool, RecordError> {
+        self.0.set_webhook_cursor(endpoint, holder, seq).await
+    }
+    async fn release_webhook(&self, endpoint: &str, holder: &str) -> Result<bool, RecordError> {
+        self.0.release_webhook(endpoint, holder).await
+    }
+    async fn webhook_cursor(&self, endpoint: &str) -> Result<i64, RecordError> {
+        self.0.webhook_cursor(endpoint).await
     }
     async fn export_customer(&self, customer_id: &str) -> Result<Value, RecordError> {
         self.0.export_customer(customer_id).await

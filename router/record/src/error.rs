@@ -50,6 +50,16 @@ pub(crate) fn check_id(what: &str, id: &str) -> Result<(), RecordError> {
     Ok(())
 }
 
+/// Checks a webhook claim's time to live.
+pub(crate) fn check_ttl(ttl_ms: i64) -> Result<(), RecordError> {
+    if ttl_ms <= 0 {
+        return Err(RecordError::InvalidInput(format!(
+            "claim ttl must be positive, not {ttl_ms} ms"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a page size.
 pub(crate) fn check_limit(limit: usize) -> Result<usize, RecordError> {
     if limit == 0 {

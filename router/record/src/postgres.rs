@@ -27,7 +27,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::error::{
-    check_actor, check_conversation, check_events, check_id, check_limit, check_opt_id, RecordError,
+    check_actor, check_conversation, check_events, check_id, check_limit, check_opt_id, check_ttl,
+    RecordError,
 };
 use crate::record::{erased_payload, export_json, Record};
 use crate::types::{
@@ -1118,6 +1119,93 @@ impl Record for PgRecord {
             }
             tx.commit().await.map_err(pg_err)?;
             Ok(existed)
+        })
+        .await
+    }
+
+    async fn claim_webhook(
+        &self,
+        endpoint: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<Option<i64>, RecordError> {
+        check_id("webhook endpoint", endpoint)?;
+        check_id("webhook holder", holder)?;
+        check_ttl(ttl_ms)?;
+        timed("claim_webhook", async {
+            // The database's clock decides expiry, so routers' clocks need not agree.
+            sqlx::query_scalar::<_, i64>(
+                "WITH now AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms) \
+                 INSERT INTO webhook_cursors AS w (endpoint, seq, holder, expires_at_ms) \
+                 SELECT $1, 0, $2, now.ms + $3 FROM now \
+                 ON CONFLICT (endpoint) DO UPDATE \
+                 SET holder = EXCLUDED.holder, expires_at_ms = EXCLUDED.expires_at_ms \
+                 WHERE w.holder = EXCLUDED.holder OR w.expires_at_ms < EXCLUDED.expires_at_ms - $3 \
+                 RETURNING w.seq",
+            )
+            .bind(endpoint)
+            .bind(holder)
+            .bind(ttl_ms)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(pg_err)
+        })
+        .await
+    }
+
+    async fn set_webhook_cursor(
+        &self,
+        endpoint: &str,
+        holder: &str,
+        seq: i64,
+    ) -> Result<bool, RecordError> {
+        check_id("webhook endpoint", endpoint)?;
+        check_id("webhook holder", holder)?;
+        timed("set_webhook_cursor", async {
+            let n = sqlx::query(
+                "UPDATE webhook_cursors SET seq = GREATEST(seq, $3) \
+                 WHERE endpoint = $1 AND holder = $2",
+            )
+            .bind(endpoint)
+            .bind(holder)
+            .bind(seq)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(pg_err)?
+            .rows_affected();
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn release_webhook(&self, endpoint: &str, holder: &str) -> Result<bool, RecordError> {
+        check_id("webhook endpoint", endpoint)?;
+        check_id("webhook holder", holder)?;
+        timed("release_webhook", async {
+            let n = sqlx::query(
+                "UPDATE webhook_cursors SET expires_at_ms = 0 WHERE endpoint = $1 AND holder = $2",
+            )
+            .bind(endpoint)
+            .bind(holder)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(pg_err)?
+            .rows_affected();
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn webhook_cursor(&self, endpoint: &str) -> Result<i64, RecordError> {
+        check_id("webhook endpoint", endpoint)?;
+        timed("webhook_cursor", async {
+            let seq: Option<i64> =
+                sqlx::query_scalar("SELECT seq FROM webhook_cursors WHERE endpoint = $1")
+                    .bind(endpoint)
+                    .fetch_optional(&self.inner.pool)
+                    .await
+                    .map_err(pg_err)?;
+            Ok(seq.unwrap_or(0))
         })
         .await
     }

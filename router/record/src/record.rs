@@ -157,6 +157,38 @@ pub trait Record: Send + Sync + 'static {
     /// Deletes a token (audited when it existed) and returns whether it existed.
     async fn delete_token(&self, name: &str, by: &ChangedBy) -> Result<bool, RecordError>;
 
+    // ---- webhook delivery ----
+
+    /// Claims (or renews) the delivery of the webhook endpoint `endpoint` for `holder`, for
+    /// `ttl_ms` milliseconds by the record's clock, and returns the endpoint's cursor (the
+    /// last event id delivered or dead-lettered, 0 at first) when `holder` holds the claim
+    /// now; `None` while another holder's claim has not expired. One row per endpoint holds
+    /// the claim and the cursor, so [`Record::set_webhook_cursor`] is fenced by the claim.
+    async fn claim_webhook(
+        &self,
+        endpoint: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<Option<i64>, RecordError>;
+
+    /// Moves `endpoint`'s cursor to `seq` (never back) when `holder` still holds its claim
+    /// and returns true; returns false and changes nothing when another holder took the
+    /// claim over (or there is none).
+    async fn set_webhook_cursor(
+        &self,
+        endpoint: &str,
+        holder: &str,
+        seq: i64,
+    ) -> Result<bool, RecordError>;
+
+    /// Releases `holder`'s claim on `endpoint` (a clean stop), keeping the cursor, so another
+    /// holder takes it over at once; returns false and changes nothing when `holder` does not
+    /// hold it.
+    async fn release_webhook(&self, endpoint: &str, holder: &str) -> Result<bool, RecordError>;
+
+    /// Returns `endpoint`'s cursor (0 when it was never claimed).
+    async fn webhook_cursor(&self, endpoint: &str) -> Result<i64, RecordError>;
+
     // ---- GDPR ----
 
     /// Returns everything held about a customer as one JSON object: `customer_id`,

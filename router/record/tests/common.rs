@@ -28,6 +28,9 @@ pub async fn run(name: &str, a: Arc<dyn Record>, b: Arc<dyn Record>, probe: &dyn
             contract::directory_versions_audit_and_feed(a, b).await
         }
         "operator_tokens" => contract::operator_tokens(&*a, &*b).await,
+        "webhook_claims_fence_the_cursor" => {
+            contract::webhook_claims_fence_the_cursor(&*a, &*b).await
+        }
         "export_and_erase" => contract::export_and_erase(&*a, &*b, probe).await,
         "bad_input_changes_nothing" => contract::bad_input_changes_nothing(&*a, &*b).await,
         "check_all" => contract::check_all(a, b, probe).await,

@@ -31,6 +31,7 @@ contract_tests!(postgres();
         concurrent_profile_updates_all_survive,
     tier_is_never_undone, outbox_sequence_is_contiguous_across_writers,
     tail_wakes_on_a_new_event, directory_versions_audit_and_feed, operator_tokens,
+        webhook_claims_fence_the_cursor,
     export_and_erase, bad_input_changes_nothing, check_all,
 );
 
