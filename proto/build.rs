@@ -26,10 +26,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&protox::compile(PUBLIC, ["proto"])?),
     )?;
     let fds = protox::compile(&files, ["proto"])?;
-    std::fs::write(
-        out_dir.join("centralino_descriptor.bin"),
-        prost::Message::encode_to_vec(&fds),
-    )?;
+    let encoded = prost::Message::encode_to_vec(&fds);
+    std::fs::write(out_dir.join("centralino_descriptor.bin"), &encoded)?;
+    // The proto3 JSON mapping (serde impls) of every message, for the browser API.
+    pbjson_build::Builder::new()
+        .register_descriptors(&encoded)?
+        .out_dir(&out_dir)
+        .build(&[".centralino"])?;
     // Decode errors are the client's (INVALID_ARGUMENT), not the server's (see codec.rs).
     tonic_prost_build::configure()
         .codec_path("crate::codec::StrictCodec")

@@ -10,6 +10,9 @@ pub mod codec;
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("centralino.v1");
+    // serde impls in the proto3 JSON mapping (pbjson): lowerCamelCase names, enums by
+    // name, 64-bit integers as strings.
+    include!(concat!(env!("OUT_DIR"), "/centralino.v1.serde.rs"));
 }
 
 /// Encoded file descriptor set of every centralino proto, the internal API included.

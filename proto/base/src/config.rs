@@ -35,6 +35,8 @@ pub struct AgentNodeConfig {
     /// Limits on logins (the login keys of the shared `[limits]` section; keys only a
     /// router reads are ignored here).
     pub limits: LoginLimits,
+    /// The browser side of the public listener.
+    pub web: WebConfig,
 }
 
 /// Limits on agent logins, from `[limits]` (issue 10).
@@ -525,6 +527,7 @@ impl AgentNodeConfig {
     /// Returns a list of problems with the configuration (empty when it is valid).
     pub fn problems(&self) -> Vec<String> {
         let mut problems = self.limits.problems();
+        problems.extend(self.web.problems());
         let mut seen = std::collections::BTreeSet::new();
         for agent in &self.agents {
             if agent.id.trim().is_empty() {
@@ -736,5 +739,56 @@ mod tests {
         cluster.lease_ttl_secs = 0;
         assert_eq!(cluster.settings_problems().len(), 1);
         assert_eq!(cluster.problems().len(), 2);
+    }
+}
+
+/// The browser side of a public listener (`[web]`): the JSON/SSE API, gRPC-web and the
+/// pages are served on the gRPC address itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Origins (`https://shop.example`) whose pages may call the API from the browser
+    /// (CORS). Empty: only pages served by the node itself (same origin).
+    pub allowed_origins: Vec<String>,
+    /// Serve the widget, the demo shop, the agent console and the wallboard.
+    pub pages: bool,
+    /// Agent desk sessions over HTTP that may be open at once on one node.
+    pub max_desk_sessions: usize,
+    /// An HTTP desk session whose event stream has had no reader this long ends, as a
+    /// dropped desk stream does.
+    pub desk_session_idle_secs: u64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            pages: true,
+            max_desk_sessions: 10_000,
+            desk_session_idle_secs: 60,
+        }
+    }
+}
+
+impl WebConfig {
+    /// Returns what is wrong with this section.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for origin in &self.allowed_origins {
+            let scheme_ok = origin.starts_with("https://") || origin.starts_with("http://");
+            let host = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
+            if !scheme_ok || host.is_empty() || host.contains('/') || origin == "*" {
+                out.push(format!(
+                    "web.allowed_origins: {origin:?} is not an origin (scheme://host[:port], no path, no wildcard)"
+                ));
+            }
+        }
+        if self.max_desk_sessions == 0 {
+            out.push("web.max_desk_sessions must be positive".to_string());
+        }
+        if self.desk_session_idle_secs == 0 {
+            out.push("web.desk_session_idle_secs must be positive".to_string());
+        }
+        out
     }
 }

@@ -124,7 +124,12 @@ pub struct GrpcServer {
     descriptors: Vec<&'static [u8]>,
     tls: Option<ServerTls>,
     max_concurrent_streams: u32,
+    web: Option<WebRoutes>,
 }
+
+/// Wraps the gRPC routes of a public listener into its whole router (the browser routes,
+/// CORS); see `centralino_web::Web::wrap`.
+pub type WebRoutes = Box<dyn FnOnce(axum::Router) -> axum::Router + Send>;
 
 impl Default for GrpcServer {
     fn default() -> Self {
@@ -145,7 +150,15 @@ impl GrpcServer {
             descriptors: vec![tonic_health::pb::FILE_DESCRIPTOR_SET],
             tls: None,
             max_concurrent_streams: MAX_CONCURRENT_STREAMS,
+            web: None,
         }
+    }
+
+    /// Serves browsers too: HTTP/1.1 next to HTTP/2, gRPC-web on the gRPC services, and
+    /// the router `web` makes of the gRPC routes (the JSON/SSE API and the pages).
+    pub fn web(mut self, web: WebRoutes) -> Self {
+        self.web = Some(web);
+        self
     }
 
     /// Serves TLS with `tls` (plaintext when None).
@@ -246,26 +259,69 @@ impl GrpcServer {
                 .await;
         }
         let routes = self.routes.add_service(v1).add_service(v1alpha);
-        let router = tonic::transport::Server::builder()
+        let builder = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
             .max_concurrent_streams(self.max_concurrent_streams)
-            .timeout(REQUEST_TIMEOUT)
-            .layer(tonic::service::InterceptorLayer::new(peer_extensions))
-            .add_routes(routes);
+            .timeout(REQUEST_TIMEOUT);
         let incoming: Pin<Box<dyn Stream<Item = std::io::Result<Conn>> + Send>> = match self.tls {
             None => Box::pin(listener.map(|accepted| accepted.map(Conn::plain))),
             Some(tls) => Box::pin(tls_incoming(listener, tls)),
         };
+        let serving = match self.web {
+            None => {
+                let router = builder
+                    .layer(tonic::service::InterceptorLayer::new(peer_extensions))
+                    .add_routes(routes);
+                Box::pin(async move {
+                    router
+                        .serve_with_incoming_shutdown(incoming, shutdown)
+                        .await
+                })
+                    as Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>
+            }
+            Some(web) => {
+                let whole = web(routes.into_axum_router()).fallback(not_found);
+                let router = builder
+                    .accept_http1(true)
+                    .layer(tonic::service::InterceptorLayer::new(peer_extensions))
+                    .layer(tonic_web::GrpcWebLayer::new())
+                    .add_routes(Routes::from(whole));
+                Box::pin(async move {
+                    router
+                        .serve_with_incoming_shutdown(incoming, shutdown)
+                        .await
+                })
+            }
+        };
         Ok(tokio::spawn(async move {
-            if let Err(e) = router
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await
-            {
+            if let Err(e) = serving.await {
                 warn!(error = %e, "gRPC server stopped with an error");
             }
         }))
     }
+}
+
+/// A path nothing serves: UNIMPLEMENTED for a gRPC call, 404 for a browser.
+async fn not_found(request: axum::extract::Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let grpc = request
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        let (parts, ()) = tonic::Status::unimplemented("no such method")
+            .into_http::<()>()
+            .into_parts();
+        return axum::response::Response::from_parts(parts, axum::body::Body::empty());
+    }
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        [("content-type", "application/json")],
+        r#"{"code":"NOT_FOUND","message":"nothing is served at this path"}"#,
+    )
+        .into_response()
 }
 
 /// Copies what the connection knows into each request: the client's address in tonic's

@@ -65,6 +65,9 @@ pub struct Config {
     /// Webhook endpoints: integration events POSTed as signed JSON (see
     /// [`crate::webhooks`]).
     pub webhooks: Vec<WebhookConfig>,
+    /// The browser side of the public listener: CORS origins, the pages, desk sessions
+    /// over HTTP.
+    pub web: centralino_base::config::WebConfig,
 }
 
 /// The webhook secret of the example configuration: accepted in dev mode only.
@@ -865,6 +868,7 @@ impl Config {
                 max_logins_waiting: self.limits.max_logins_waiting,
                 rate_limit_max_keys: self.limits.rate_limit_max_keys,
             },
+            web: self.web.clone(),
         }
     }
 
