@@ -285,7 +285,7 @@ impl GrpcServer {
                 let router = builder
                     .accept_http1(true)
                     .layer(tonic::service::InterceptorLayer::new(peer_extensions))
-                    .layer(tonic_web::GrpcWebLayer::new())
+                    .layer(BrowserLayer)
                     .add_routes(Routes::from(whole));
                 Box::pin(async move {
                     router
@@ -299,6 +299,60 @@ impl GrpcServer {
                 warn!(error = %e, "gRPC server stopped with an error");
             }
         }))
+    }
+}
+
+/// Puts gRPC-web in front of a public listener's routes for the requests that are gRPC-web
+/// or HTTP/2 (which tonic-web passes through), and lets plain HTTP/1.1 requests (the JSON
+/// API, the pages) reach the routes as they are: tonic-web alone answers those 400.
+#[derive(Debug, Clone, Copy)]
+struct BrowserLayer;
+
+impl<S: Clone> tower::Layer<S> for BrowserLayer {
+    type Service = Browser<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Browser {
+            web: tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), inner.clone()),
+            plain: inner,
+        }
+    }
+}
+
+/// See [`BrowserLayer`].
+#[derive(Debug, Clone)]
+struct Browser<S> {
+    web: tonic_web::GrpcWebService<S>,
+    plain: S,
+}
+
+impl<S> Service<Request<Body>> for Browser<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Each call readies its own clone (`oneshot`).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        use tower::ServiceExt;
+        let grpc_web = request
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/grpc-web"));
+        if grpc_web || request.version() == tonic::codegen::http::Version::HTTP_2 {
+            Box::pin(self.web.clone().oneshot(request))
+        } else {
+            Box::pin(self.plain.clone().oneshot(request))
+        }
     }
 }
 
