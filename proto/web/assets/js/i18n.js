@@ -83,6 +83,25 @@ const TEXTS = {
 
     // console
     'console.title': 'Centralino — console operatore',
+    'console.skip': 'Vai alle chat',
+    'console.loginMissing': 'Scrivi ID operatore e password, oppure un ID token.',
+    'console.loginFailed': 'Accesso non riuscito: {reason}',
+    'console.sessionEnded': 'La sessione è terminata: {reason}',
+    'console.offerRevoked': 'Offerta ritirata: {reason}',
+    'console.statusChanged': 'Stato: {status} ({reason})',
+    'console.customer': 'Cliente',
+    'console.system': 'Sistema',
+    'console.agentLabel': 'Operatore',
+    'console.sending': 'Invio…',
+    'console.retrying': 'Nuovo tentativo…',
+    'console.sent': '✓ Inviato',
+    'console.delivered': '✓✓ Consegnato',
+    'console.failed': 'Non inviato: {reason}',
+    'console.targetMissing': 'Indica la destinazione.',
+    'console.transferDone': 'Trasferimento richiesto.',
+    'console.phoneMissing': 'Indica il telefono.',
+    'console.emailMissing': 'Indica l’email.',
+    'console.noteMissing': 'Scrivi la nota.',
     'console.login': 'Accedi',
     'console.agentId': 'ID operatore',
     'console.password': 'Password',
@@ -285,6 +304,25 @@ const TEXTS = {
     'lang.en': 'English',
 
     'console.title': 'Centralino — agent console',
+    'console.skip': 'Skip to the chats',
+    'console.loginMissing': 'Enter the agent id and password, or an ID token.',
+    'console.loginFailed': 'Login failed: {reason}',
+    'console.sessionEnded': 'The session has ended: {reason}',
+    'console.offerRevoked': 'Offer withdrawn: {reason}',
+    'console.statusChanged': 'Status: {status} ({reason})',
+    'console.customer': 'Customer',
+    'console.system': 'System',
+    'console.agentLabel': 'Agent',
+    'console.sending': 'Sending…',
+    'console.retrying': 'Retrying…',
+    'console.sent': '✓ Sent',
+    'console.delivered': '✓✓ Delivered',
+    'console.failed': 'Not sent: {reason}',
+    'console.targetMissing': 'Enter the target.',
+    'console.transferDone': 'Transfer requested.',
+    'console.phoneMissing': 'Enter the phone number.',
+    'console.emailMissing': 'Enter the email address.',
+    'console.noteMissing': 'Write the note.',
     'console.login': 'Log in',
     'console.agentId': 'Agent id',
     'console.password': 'Password',
@@ -476,4 +514,21 @@ export function formatReopening(lang, unixMs, now = Date.now()) {
     hour: '2-digit',
     minute: '2-digit',
   }).format(at);
+}
+
+/**
+ * Fills the texts of a page: `data-i18n="key"` sets the text, `data-i18n-placeholder`,
+ * `data-i18n-title` and `data-i18n-aria-label` set those attributes.
+ */
+export function applyTexts(root, lang) {
+  for (const node of root.querySelectorAll('[data-i18n]')) node.textContent = t(lang, node.dataset.i18n);
+  for (const [data, attr] of [
+    ['i18nPlaceholder', 'placeholder'],
+    ['i18nTitle', 'title'],
+    ['i18nAriaLabel', 'aria-label'],
+  ]) {
+    const selector = `[data-${data.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}]`;
+    for (const node of root.querySelectorAll(selector)) node.setAttribute(attr, t(lang, node.dataset[data]));
+  }
+  if (root.documentElement) root.documentElement.lang = lang;
 }
