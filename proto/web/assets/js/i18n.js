@@ -477,16 +477,23 @@ export function formatWait(lang, seconds) {
   return t(lang, 'widget.wait.minutes', { n: Math.round(s / 60) });
 }
 
+/** The locale to format for `lang`: the browser's own variant of it when it has one (en-GB). */
+export function localeFor(lang) {
+  const nav = (typeof navigator !== 'undefined' && (navigator.languages || [navigator.language])) || [];
+  const match = nav.find((tag) => tag && tag.toLowerCase().split(/[-_]/)[0] === lang);
+  return match || lang;
+}
+
 /** Time of day ("14:05") in the language's style. */
 export function formatTime(lang, unixMs) {
-  return new Intl.DateTimeFormat(lang, { hour: '2-digit', minute: '2-digit' }).format(
+  return new Intl.DateTimeFormat(localeFor(lang), { hour: '2-digit', minute: '2-digit' }).format(
     new Date(Number(unixMs)),
   );
 }
 
 /** Date and time ("lun 3 feb, 14:05") in the language's style. */
 export function formatDateTime(lang, unixMs) {
-  return new Intl.DateTimeFormat(lang, {
+  return new Intl.DateTimeFormat(localeFor(lang), {
     weekday: 'short',
     day: 'numeric',
     month: 'short',
@@ -507,7 +514,7 @@ export function formatReopening(lang, unixMs, now = Date.now()) {
   const time = formatTime(lang, unixMs);
   if (days === 0) return t(lang, 'widget.when.today', { time });
   if (days === 1) return t(lang, 'widget.when.tomorrow', { time });
-  return new Intl.DateTimeFormat(lang, {
+  return new Intl.DateTimeFormat(localeFor(lang), {
     weekday: 'long',
     day: 'numeric',
     month: 'long',

@@ -221,8 +221,8 @@ function renderAgents(snapshot) {
   }
   const box = $('agents');
   // Keep a status select the supervisor is using.
-  const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest('[data-testid="agent-row"]');
-  if (focused && box.contains(focused)) return;
+  const focused = document.activeElement;
+  if (focused && focused.tagName === 'SELECT' && box.contains(focused)) return;
   clear(box);
   const list = $('agent-ids');
   clear(list);
@@ -540,6 +540,7 @@ function init() {
     token = $('wall-token').value.trim();
     saveJson(store, TOKEN_KEY, token || null);
     connect();
+    if (token) loadArchive();
   });
   $('wall-disconnect').addEventListener('click', () => {
     disconnect();

@@ -373,6 +373,7 @@ class Widget {
         role: 'dialog',
         'aria-modal': 'false',
         'aria-labelledby': 'cw-title',
+        tabindex: '-1',
         lang: s.lang,
         hidden: !s.open,
         on: {
@@ -636,6 +637,14 @@ class Widget {
 
   /** Updates everything that depends on the state (visibility, queue, header, banner). */
   update() {
+    const focused = this.root.activeElement;
+    this.render();
+    // The focused control was just hidden (a form sent, the chat ended): move focus on
+    // inside the panel, so the keyboard (Escape, Tab) keeps working.
+    if (focused && focused.closest('[hidden]') && this.state.open) this.focusFirst();
+  }
+
+  render() {
     const s = this.state;
     this.rootBox.dataset.open = String(s.open);
     this.panel.hidden = !s.open;
@@ -672,7 +681,10 @@ class Widget {
       }
     }
 
-    show(this.log, !inForm);
+    // An out-of-hours conversation without messages shows just its form.
+    const hasMessages = s.entries.some((e) => e.type === 'msg');
+    const logShown = !inForm && (hasMessages || !s.offlineInfo);
+    show(this.log, logShown);
 
     // Busy alternatives.
     const busy = Boolean(s.busy) && s.phase === 'waiting' && !s.view;
@@ -720,6 +732,7 @@ class Widget {
     show(this.ratingFields, !s.rated);
     show(this.ratingDoneText, s.rated);
     show(this.closedBox, ended);
+    show(this.closedText, !logShown);
 
     // Composer.
     const canWrite = this.live && (s.phase === 'waiting' || s.phase === 'chat');
@@ -843,6 +856,7 @@ class Widget {
         return;
       }
     }
+    this.panel.focus();
   }
 
   // ---------- actions ----------
