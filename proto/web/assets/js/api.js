@@ -8,7 +8,8 @@
 // - `openStream(url, options)` reads an SSE stream with fetch() + ReadableStream (so the
 //   `Authorization: Bearer` header can be sent), parses `id:` / `event:` / `data:` lines,
 //   reconnects with backoff sending `Last-Event-ID`, and stops after a stop event (`closed`
-//   by default) once the server ends the stream.
+//   by default) once the server ends the stream. A last `event: error` (`{code, message}`:
+//   the server's stream failed) reconnects when the code is retryable and ends otherwise.
 
 /** An error answer of the API (or a network failure). */
 export class ApiError extends Error {
@@ -323,8 +324,16 @@ export function openStream(url, options = {}) {
       if (!response.ok) throw await errorFromResponse(response);
       if (!response.body) throw new ApiError('the browser cannot read streams', 'UNIMPLEMENTED');
       onState('open');
+      let streamError = null;
       const parser = new SseParser(
         (event) => {
+          // A status that ended the server's stream: `event: error`, `{"code", "message"}`
+          // (the desk's own CommandError events carry `{"error": {...}}` and pass on).
+          const d = event.data;
+          if (event.kind === 'error' && d && typeof d.code === 'string' && !('error' in d)) {
+            streamError = new ApiError(d.message || d.code, d.code);
+            return;
+          }
           attempt = 0;
           if (event.id && event.id !== '0') lastEventId = event.id;
           if (stopKinds.includes(event.kind)) {
@@ -358,6 +367,7 @@ export function openStream(url, options = {}) {
         parser.push(decoder.decode(chunk.value, { stream: true }));
       }
       // An event cut off without its closing blank line is dropped, as the SSE rules say.
+      if (streamError && !closed) throw streamError;
       if (!stopSeen && !closed) throw new ApiError('the stream ended', 'UNAVAILABLE');
     } finally {
       clearTimeout(idleTimer);

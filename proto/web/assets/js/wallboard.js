@@ -95,7 +95,8 @@ function connect() {
     token: () => token,
     stopKinds: [],
     onEvent: ({ kind, data }) => {
-      if (kind === 'snapshot' || (data && (data.queues || data.agents || data.counters))) renderSnapshot(data && data.snapshot ? data.snapshot : data || {});
+      // `event: snapshot`, data the Snapshot (a stream-ending `error` never reaches here).
+      if (data && typeof data === 'object' && (kind === 'snapshot' || kind === 'message')) renderSnapshot(data.snapshot || data);
     },
     onState: (s, detail) => {
       const conn = $('wall-connection');
