@@ -282,7 +282,8 @@ function showDesk() {
 function renderHeader() {
   $('agent-name').textContent = state.displayName || state.agentId;
   const select = $('status');
-  if (state.status && [...select.options].some((o) => o.value === state.status)) select.value = state.status;
+  const status = state.status || 'AGENT_STATUS_UNSPECIFIED';
+  select.value = [...select.options].some((o) => o.value === status) ? status : 'AGENT_STATUS_UNSPECIFIED';
   select.dataset.current = state.status || '';
   select.title = tr(`status.${state.status || 'AGENT_STATUS_UNSPECIFIED'}`);
 }
@@ -1135,8 +1136,16 @@ function openTransfer(conversationId) {
   });
 }
 
+function syncEscalate() {
+  const callback = $('escalate-kind').value === 'ESCALATION_KIND_CALLBACK';
+  show($('escalate-phone').closest('.field'), callback);
+  show($('escalate-time').closest('.field'), callback);
+  show($('escalate-email').closest('.field'), !callback);
+}
+
 function openEscalate(conversationId) {
   for (const id of ['escalate-phone', 'escalate-email', 'escalate-time', 'escalate-note']) $(id).value = '';
+  syncEscalate();
   runDialog('escalate-dialog', 'escalate-form', 'escalate-error', async () => {
     const kind = $('escalate-kind').value;
     const body = {
@@ -1208,6 +1217,10 @@ function setLanguage(next) {
   saveJson(localStore(), LANG_KEY, lang);
   $('ui-lang').value = lang;
   applyTexts(document, lang);
+  const conn = $('connection');
+  if (conn.dataset.state && conn.dataset.state !== 'failed' && conn.dataset.state !== 'ended') {
+    conn.textContent = tr(`console.connection.${conn.dataset.state}`);
+  }
   // Rebuild the generated parts in the new language.
   views.clear();
   clear($('chat-panels'));
@@ -1222,6 +1235,7 @@ function init() {
   $('logout').addEventListener('click', logout);
   $('status').addEventListener('change', setStatus);
   $('transfer-kind').addEventListener('change', syncTransferTarget);
+  $('escalate-kind').addEventListener('change', syncEscalate);
   $('layout-tabs').addEventListener('click', () => {
     state.layout = 'tabs';
     save();

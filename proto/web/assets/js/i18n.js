@@ -224,6 +224,7 @@ const TEXTS = {
     'wall.none': 'Nessun dato.',
     'wall.csat': 'Soddisfazione',
     'wall.noQueues': 'Nessuna coda.',
+    'wall.watchEnded': 'Conversazione terminata.',
   },
   en: {
     'widget.launcher': 'Chat with us',
@@ -444,6 +445,7 @@ const TEXTS = {
     'wall.none': 'No data.',
     'wall.csat': 'Satisfaction',
     'wall.noQueues': 'No queue.',
+    'wall.watchEnded': 'The conversation has ended.',
   },
 };
 

@@ -383,7 +383,8 @@ function startWatch(e) {
       log.scrollTop = log.scrollHeight;
     },
     onState: (s, detail) => {
-      $('watch-state').textContent = s === 'failed' ? detail.message : s;
+      const names = { connecting: 'console.connection.connecting', open: 'console.connection.open', retrying: 'console.connection.retrying', ended: 'wall.watchEnded' };
+      $('watch-state').textContent = s === 'failed' ? `${detail.code}: ${detail.message}` : tr(names[s] || 'wall.watchEnded');
       if (s === 'failed' || s === 'ended') show($('watch-stop'), false);
     },
   });
