@@ -92,6 +92,16 @@ pub struct Deliver {
     pub message: ChatMessage,
 }
 
+/// The customer is typing (or stopped): an ephemeral event for the desktop.
+#[derive(Message)]
+#[rtype(result = "Result<(), Status>")]
+pub struct CustomerTyping {
+    /// Conversation the customer types in.
+    pub conversation_id: String,
+    /// Typing now.
+    pub typing: bool,
+}
+
 /// The conversation ended on the customer's side.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -165,6 +175,8 @@ pub enum Action {
     Note(String),
     /// Warn the customer about sensitive data.
     MarkSensitive,
+    /// Show the customer that the agent is typing (or stopped); not stored.
+    Typing(bool),
 }
 
 /// The directory changed (the agent's document, or a team's schedule): name, team, skills and capacity apply
@@ -352,6 +364,20 @@ impl AgentActor {
                 message: Some(message),
             },
         ));
+    }
+
+    /// Sends an ephemeral event (typing) to the desktop when there is room for it: unlike
+    /// [`Self::push`], a full stream drops it (counted) without cutting the desktop.
+    fn push_ephemeral(&mut self, kind: agent_event::Kind) {
+        let Some((session_id, tx)) = &self.session else {
+            return;
+        };
+        if self.cut_session == Some(*session_id)
+            || tx.capacity() <= 1
+            || tx.try_send(Ok(AgentEvent { kind: Some(kind) })).is_err()
+        {
+            m::desktop_events_dropped();
+        }
     }
 
     /// Sends an event to the desktop. A desktop that does not keep up (its buffer full but
@@ -885,6 +911,25 @@ impl Handler<Deliver> for AgentActor {
     }
 }
 
+impl Handler<CustomerTyping> for AgentActor {
+    type Result = Result<(), Status>;
+
+    fn handle(&mut self, msg: CustomerTyping, _ctx: &mut Context<Self>) -> Self::Result {
+        if !self.slots.is_active(&msg.conversation_id) {
+            return Err(Status::failed_precondition(
+                "agent does not hold this conversation",
+            ));
+        }
+        self.push_ephemeral(agent_event::Kind::CustomerTyping(
+            centralino_proto::v1::CustomerTyping {
+                conversation_id: msg.conversation_id,
+                typing: msg.typing,
+            },
+        ));
+        Ok(())
+    }
+}
+
 impl Handler<Ended> for AgentActor {
     type Result = ();
 
@@ -999,6 +1044,7 @@ impl Handler<Act> for AgentActor {
                 Action::Escalate(escalation) => router.escalate(&cid, &agent_id, escalation).await,
                 Action::Note(text) => router.add_note(&cid, &agent_id, &text).await,
                 Action::MarkSensitive => router.mark_sensitive(&cid, &agent_id).await,
+                Action::Typing(typing) => router.agent_typing(&cid, &agent_id, typing).await,
             }
         })
     }
