@@ -3,25 +3,33 @@
 //! with `event_id` 0. They are ephemeral (not in the transcript, not replayed on resume,
 //! taking no event id), rate-limited per conversation and side (the excess is dropped, not
 //! refused), and travel between processes in cluster mode (customer → router → agent-node,
-//! agent → agent-node → any router → the conversation's owner).
+//! agent → agent-node → any router → the conversation's owner), where only the agent's own
+//! agent-node may carry the agent's typing and only routers the customer's.
 
 use centralino_testkit as common;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use centralino_agent_node::cluster_node::{self, RunningAgentNode};
+use centralino_base::tls::{ClientTls, PeerIdentity, PeerRole};
+use centralino_link::grpc::channel_with;
 use centralino_membership::etcd::testing::EtcdCluster;
+use centralino_membership::memory::MemoryKv;
+use centralino_proto::v1::agent_node_internal_client::AgentNodeInternalClient;
 use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
+use centralino_proto::v1::router_internal_client::RouterInternalClient;
 use centralino_proto::v1::{
-    agent_command, agent_event, conversation_event::Kind, transfer::Target, AgentTyping,
-    ConversationEvent, ConversationOutcome, SendMessageRequest, SendTypingRequest, Sender,
-    StartConversationResponse, Transfer,
+    agent_command, agent_event, conversation_event::Kind, link_request, transfer::Target,
+    AgentTyping, ConversationEvent, ConversationOutcome, CustomerTypingRequest, LinkRequest,
+    LinkTyping, SendMessageRequest, SendTypingRequest, Sender, StartConversationResponse, Transfer,
 };
 use centralino_router::clustered::{self, ClusterRouter};
 use centralino_router::config::Config;
 use common::cluster::{
-    agent_node_config, channel_at, cluster_config, login_at, retrying, settled, split_settled,
-    unique_id,
+    agent_node_config, channel_at, cluster_config, login_at, peer_tls, pki, retrying, settled,
+    split_settled, unique_id,
 };
 use common::*;
 use tonic::transport::Channel;
@@ -561,5 +569,130 @@ fn in_a_cluster_typing_crosses_routers_and_the_agent_node_both_ways() {
         a.stop().await;
         b.stop().await;
         drop(etcd);
+    });
+}
+
+fn tls_channel(addr: SocketAddr, tls: &ClientTls) -> Channel {
+    channel_with(&addr.to_string(), Some(tls)).expect("channel")
+}
+
+fn as_peer(role: PeerRole, id: &str, server: PeerRole) -> ClientTls {
+    peer_tls(pki(), Some(PeerIdentity::new(role, id)), server)
+}
+
+/// The agent's typing as an agent-node sends it to a router.
+fn link_typing(conversation_id: &str, agent_id: &str) -> LinkRequest {
+    LinkRequest {
+        conversation_id: conversation_id.into(),
+        agent_id: agent_id.into(),
+        forwarded: false,
+        call: Some(link_request::Call::Typing(LinkTyping { typing: true })),
+    }
+}
+
+#[test]
+fn on_the_internal_plane_only_the_agents_own_node_carries_their_typing() {
+    run(|| async {
+        const PREFIX: &str = "/typing-internal";
+        let kv = Arc::new(MemoryKv::new());
+        let router = clustered::start_with(cluster_config("router-a", PREFIX), kv.clone())
+            .await
+            .expect("router starts");
+        let node = |id: &'static str| {
+            let kv = kv.clone();
+            async move {
+                cluster_node::start_with(agent_node_config(&cluster_config(id, PREFIX)), kv)
+                    .await
+                    .expect("agent-node starts")
+            }
+        };
+        let node_1 = node("agent-node-1").await;
+        let node_2 = node("agent-node-2").await;
+        settled(&router).await;
+        let mut giulia = login_at(node_1.grpc_addr, "giulia").await.expect("login");
+        let customers = ConversationServiceClient::new(channel_at(router.grpc_addr).await);
+        let chat = retrying(|| {
+            let mut client = customers.clone();
+            async move { start_conversation(&mut client, "sales", "it", "cust-1").await }
+        })
+        .await;
+        let offer = giulia.offer(30).await.expect("offer");
+        giulia.accept(&offer).await;
+        let cid = chat.conversation_id.clone();
+        let mut stream = events(&mut customers.clone(), &chat, 0).await;
+
+        // Another agent-node (a valid certificate of the cluster) forging giulia's typing,
+        // and for an agent nobody is logged in as: refused, the customer sees nothing.
+        let forger = as_peer(PeerRole::AgentNode, "agent-node-2", PeerRole::Router);
+        let mut forged = RouterInternalClient::new(tls_channel(router.internal_addr, &forger));
+        for agent in ["giulia", "marco"] {
+            let refused = forged.link(link_typing(&cid, agent)).await;
+            assert_eq!(
+                refused.err().map(|s| s.code()),
+                Some(Code::PermissionDenied),
+                "{agent}"
+            );
+        }
+        let seen = drain(&mut stream, 500).await;
+        assert!(
+            !seen.iter().any(|e| matches!(e.kind, Some(Kind::Typing(_)))),
+            "a forged typing reached the customer: {seen:?}"
+        );
+
+        // Only routers show a customer's typing on an agent-node; a router's call for an
+        // agent not logged in there, or a conversation the agent does not hold, is refused.
+        let typing_for = |agent: &str, conversation: &str| CustomerTypingRequest {
+            agent_id: agent.into(),
+            conversation_id: conversation.into(),
+            typing: true,
+        };
+        let node_cert = as_peer(PeerRole::AgentNode, "agent-node-2", PeerRole::AgentNode);
+        let refused = AgentNodeInternalClient::new(tls_channel(node_1.internal_addr, &node_cert))
+            .customer_typing(typing_for("giulia", &cid))
+            .await;
+        assert_eq!(
+            refused.err().map(|s| s.code()),
+            Some(Code::PermissionDenied)
+        );
+        let router_cert = as_peer(PeerRole::Router, "router-b", PeerRole::AgentNode);
+        let elsewhere =
+            AgentNodeInternalClient::new(tls_channel(node_2.internal_addr, &router_cert))
+                .customer_typing(typing_for("giulia", &cid))
+                .await;
+        assert_eq!(elsewhere.err().map(|s| s.code()), Some(Code::NotFound));
+        let mut on_node_1 =
+            AgentNodeInternalClient::new(tls_channel(node_1.internal_addr, &router_cert));
+        let not_held = on_node_1
+            .customer_typing(typing_for("giulia", "someone-elses"))
+            .await;
+        assert_eq!(
+            not_held.err().map(|s| s.code()),
+            Some(Code::FailedPrecondition)
+        );
+        let seen = giulia.collect_for(500).await;
+        assert!(
+            !seen
+                .iter()
+                .any(|k| matches!(k, agent_event::Kind::CustomerTyping(_))),
+            "{seen:?}"
+        );
+
+        // The genuine paths work: giulia's node carries her typing, a router shows the
+        // customer's on her desk.
+        let holder = as_peer(PeerRole::AgentNode, "agent-node-1", PeerRole::Router);
+        RouterInternalClient::new(tls_channel(router.internal_addr, &holder))
+            .link(link_typing(&cid, "giulia"))
+            .await
+            .expect("the holder's node carries her typing");
+        let typing = stream_sees_typing(&mut stream, 5).await.expect("shown");
+        assert_eq!(typing.event_id, 0);
+        on_node_1
+            .customer_typing(typing_for("giulia", &cid))
+            .await
+            .expect("a router shows the customer's typing");
+        assert_eq!(desk_sees_typing(&mut giulia, &cid, 5).await, Some(true));
+        drop((giulia, stream, node_2));
+        node_1.shutdown().await;
+        router.stop().await;
     });
 }
