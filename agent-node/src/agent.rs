@@ -24,15 +24,19 @@ use tracing::{debug, info, warn};
 use crate::metrics as m;
 use centralino_base::clock::{Clock, SharedClock};
 use centralino_base::config::{ActivePolicy, AgentConfig, DeskConfig, HandoverConfig};
+use centralino_base::rate::KeyedLimit;
 use centralino_base::shifts::Shifts;
 use centralino_link::{
     Availability, Escalation, OfferAnswer, ReserveOutcome, ReserveRequest, RouterLink,
-    TransferTarget,
+    TransferTarget, TYPING_BURST, TYPING_PER_MINUTE,
 };
 use slots::{Accepting, Cancelled, OfferError, Presence, Reserved, Slots};
 
 /// Simulated time between two checks of the agent's shift.
 const SHIFT_CHECK: Duration = Duration::from_secs(30);
+/// Conversations whose typing rate an agent actor remembers (beyond that it forgets the
+/// quiet ones: see [`KeyedLimit`]).
+const TYPING_KEYS_PER_AGENT: usize = 32;
 /// Bounds of the wall time between two shift checks.
 const SHIFT_CHECK_WALL: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(5));
 
@@ -232,6 +236,9 @@ pub struct AgentActor {
     me: Option<Addr<AgentActor>>,
     /// The session cut for reading too slowly, until its detach is handled.
     cut_session: Option<u64>,
+    /// The agent's typing indicators per conversation: the excess is dropped here, before
+    /// it crosses to a router (a few keys at most, one per chat held recently).
+    typing: KeyedLimit<String>,
 }
 
 impl AgentActor {
@@ -273,6 +280,11 @@ impl AgentActor {
             off_shift_since_ms: (!on_shift).then_some(now),
             me: None,
             cut_session: None,
+            typing: KeyedLimit::new(
+                (TYPING_PER_MINUTE, TYPING_BURST),
+                1.0,
+                TYPING_KEYS_PER_AGENT,
+            ),
         }
     }
 
@@ -1026,6 +1038,13 @@ impl Handler<Act> for AgentActor {
                     "conversation is not assigned to this agent",
                 ))
             });
+        }
+        if matches!(msg.action, Action::Typing(_))
+            && self.typing.check(&msg.conversation_id).is_err()
+        {
+            // Best effort: acknowledged, not forwarded.
+            m::typing_dropped();
+            return Box::pin(async { Ok(()) });
         }
         let router = self.router.clone();
         let agent_id = self.config.id.clone();

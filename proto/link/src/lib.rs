@@ -20,6 +20,15 @@ use centralino_proto::v1::{
 };
 use tonic::Status;
 
+/// Typing indicators forwarded per minute per conversation and side (2 per second, wall
+/// time: people type at wall speed also on a simulated clock); the excess is dropped.
+/// Applied by the conversation's router, and for each agent already on their agent-node
+/// (the excess then never crosses the network).
+pub const TYPING_PER_MINUTE: u32 = 120;
+/// Typing indicators forwarded at once before [`TYPING_PER_MINUTE`] applies (a start and a
+/// stop).
+pub const TYPING_BURST: u32 = 2;
+
 /// A router's request to hold one chat slot of an agent for a conversation (DESIGN.md §4).
 #[derive(Debug, Clone)]
 pub struct ReserveRequest {

@@ -17,11 +17,7 @@ use crate::store::records::State;
 use super::actor::ConversationActor;
 use super::messages::{AgentTyping, CustomerTyping};
 
-/// Typing indicators forwarded per minute per conversation and side (2 per second), wall
-/// time: people type at wall speed also on a simulated clock.
-pub const TYPING_PER_MINUTE: u32 = 120;
-/// Typing indicators forwarded at once before the rate applies (a start and a stop).
-pub const TYPING_BURST: u32 = 2;
+pub use centralino_link::{TYPING_BURST, TYPING_PER_MINUTE};
 
 /// The two rate limits of a conversation's typing indicators.
 pub struct TypingLimits {
