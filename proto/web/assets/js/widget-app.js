@@ -183,10 +183,9 @@ class Widget {
     document.body.append(this.host);
     this.root = this.host.attachShadow({ mode: 'open' });
     this.build();
-    if (this.state.conversationId && this.state.phase !== 'ended') this.openStream();
-    else if (this.state.conversationId && this.state.ratingRequested && !this.state.rated) {
-      // Closed already: nothing to stream, the rating form is still shown.
-    }
+    // A conversation still open resumes its stream from the last event id; a closed one only
+    // shows its end (and the rating form, when one was asked and not sent yet).
+    if (this.live) this.openStream();
     this.flushOutbox();
     window.addEventListener('online', () => {
       if (this.stream) this.stream.reconnectNow();
@@ -1194,7 +1193,7 @@ class Widget {
     this.stream = openStream(joinUrl(this.apiBase, this.convPath('/events')), {
       token: () => this.state.token,
       lastEventId: s.lastEventId,
-      stopKinds: ['closed'],
+      stopKinds: ['closed', 'rating_requested'],
       isFatal: (err, attempt) =>
         ['UNAUTHENTICATED', 'PERMISSION_DENIED', 'INVALID_ARGUMENT'].includes(err.code) ||
         (err.code === 'NOT_FOUND' && attempt >= 4),
