@@ -137,7 +137,7 @@ function indent(text) {
 // ---------- helpers ----------
 
 async function newPage(label, options = {}) {
-  const context = await ctx.browser.newContext({ viewport: { width: 1280, height: 860 }, locale: 'it-IT', ...options });
+  const context = await ctx.browser.newContext({ viewport: { width: 1280, height: 860 }, locale: 'it-IT', timezoneId: 'Europe/Rome', ...options });
   context.setDefaultTimeout(TIMEOUT);
   const page = await context.newPage();
   page.on('pageerror', (err) => browserLog.push(`[${label}] page error: ${err.message}`));
@@ -284,7 +284,8 @@ test(T.wallboard, [], async () => {
   await wall.getByTestId('wall-connect').click();
   await eventually('wallboard: the snapshot stream is open (wall-connection data-state="open")', async () =>
     (await wall.getByTestId('wall-connection').getAttribute('data-state')) === 'open');
-  await visible(wall.locator('[data-testid="kpi-tiles"] [data-testid="kpi"]'), 'wallboard: KPI tiles from the first snapshot');
+  await visible(wall.locator('[data-testid="queue-row"][data-department="support"]'), 'wallboard: the support queue row from the first snapshot');
+  await visible(wall.locator('[data-testid="agent-row"][data-agent-id="giulia"]'), "wallboard: giulia's row among the agents");
   const errorBox = wall.getByTestId('wall-error');
   assert.equal(await errorBox.isVisible(), false, `wallboard shows an error: ${await errorBox.innerText().catch(() => '')}`);
   ctx.depthBefore = await wallDepth(wall, 'support');
