@@ -206,6 +206,13 @@ async function exactlyOnce(page, selector, expected, where) {
   });
 }
 
+/** Asserts `selector` matches exactly `expected.length` elements (the texts in the message). */
+async function countIs(page, selector, expected, where) {
+  const shown = await texts(page, selector);
+  assert.equal(shown.length, expected.length,
+    `${where}: ${expected.length} message elements expected, ${shown.length} shown\n  expected: ${JSON.stringify(expected)}\n  shown: ${JSON.stringify(shown)}`);
+}
+
 async function api(path, body, token) {
   const res = await fetch(`${BASE}${path}`, {
     method: 'POST',
@@ -224,7 +231,9 @@ async function api(path, body, token) {
 }
 
 const widget = (page, testid) => page.getByTestId(testid);
-const customerMsgs = '[data-testid="cw-msg"] [data-testid="cw-msg-text"]';
+// The customer's and agents' messages (system messages, such as the transfer's, apart).
+const customerMsgs = '[data-testid="cw-msg"]:not([data-sender="system"]) [data-testid="cw-msg-text"]';
+const widgetSystemMsgs = '[data-testid="cw-msg"][data-sender="system"] [data-testid="cw-msg-text"]';
 
 /** The support queue's depth on the wallboard (0 when the row is absent). */
 async function wallDepth(page, department) {
@@ -271,6 +280,7 @@ const T = {
   typingToCustomer: 'typing: the agent types, the widget shows the agent typing',
   reload: 'customer reloads mid-chat: every message shown once, nothing lost, messages flow both ways',
   transfer: 'agent: warm transfer to a second agent, who accepts; their messages reach the customer',
+  consoleReload: 'agent reloads the console mid-chat: the session resumes, every message once, messages flow both ways',
   close: 'agent closes with a wrap-up summary; the customer sees the end and rates',
   offline: 'customer out of hours: the offline form with the reopening time, submitted',
   phone: 'phone (375×667): the widget panel fits the viewport, the input is reachable',
@@ -346,6 +356,8 @@ test(T.offer, [T.prechat], async () => {
   const first = await eventually('console: the offer countdown shows seconds', seconds);
   assert.ok(first > 0 && first <= 30, `countdown starts within the offer timeout (30 s), got ${first}`);
   await eventually(`console: the countdown goes down from ${first}`, async () => (await seconds()) < first, 4000);
+  const visitor = await agent.getByTestId('offer-visitor').first().innerText();
+  assert.match(visitor, /\//, `the offer shows the visitor's pages (offer-visitor): ${JSON.stringify(visitor)}`);
   ctx.conversationId = await offer.first().getAttribute('data-conversation-id');
   assert.ok(ctx.conversationId, 'the offer carries data-conversation-id');
   await screenshot(agent, 'console-offer');
@@ -362,10 +374,17 @@ test(T.offer, [T.prechat], async () => {
 
 test(T.wallDown, [T.wallUp, T.offer], async () => {
   await eventually('wallboard: support queue depth back to 0', async () => (await wallDepth(ctx.wall, 'support')) === 0);
+  const status = ctx.wall.locator(`[data-testid="agent-row"][data-agent-id="${AGENT1.id}"] [data-testid="agent-status"]`);
+  await eventually(`wallboard: ${AGENT1.id} shown available (agent-status data-status)`, async () =>
+    (await status.getAttribute('data-status')) === 'AGENT_STATUS_AVAILABLE');
+  const load = ctx.wall.locator(`[data-testid="agent-row"][data-agent-id="${AGENT1.id}"] [data-testid="agent-load"]`);
+  await eventually(`wallboard: ${AGENT1.id} holds one chat (agent-load 1/5)`, async () => /^1\s*\/\s*5$/.test((await load.innerText()).trim()));
   await screenshot(ctx.wall, 'wallboard');
 });
 
-const chatMsgs = () => `[data-testid="chat"][data-conversation-id="${ctx.conversationId}"] [data-testid="chat-msg-text"]`;
+const chatMsgs = () => `[data-testid="chat"][data-conversation-id="${ctx.conversationId}"] [data-testid="chat-msg"]:not([data-sender="system"]) [data-testid="chat-msg-text"]`;
+const chatSystemMsgs = () => `[data-testid="chat"][data-conversation-id="${ctx.conversationId}"] [data-testid="chat-msg"][data-sender="system"] [data-testid="chat-msg-text"]`;
+ctx.system = []; // the system messages of the conversation
 const chatOf = (page) => page.locator(`[data-testid="chat"][data-conversation-id="${ctx.conversationId}"]`);
 ctx.sent = [CUSTOMER.question]; // every message of the conversation, in order
 
@@ -450,15 +469,14 @@ test(T.reload, [T.messages], async () => {
   await new Promise((r) => setTimeout(r, 2500));
   await exactlyOnce(customer, customerMsgs, ctx.sent, 'widget 2.5 s after the reload');
   await exactlyOnce(agent, chatMsgs(), ctx.sent, 'console after the customer reloaded');
-  const total = await customer.locator('[data-testid="cw-msg"]').count();
-  assert.equal(total, ctx.sent.length, `widget: ${ctx.sent.length} message elements, no more (got ${total})`);
+  await countIs(customer, customerMsgs, ctx.sent, 'widget after the reload');
   // And it goes on both ways.
   await customerSends('Dopo il reload funziona ancora?');
   await exactlyOnce(agent, chatMsgs(), ctx.sent, 'console after a message sent after the reload');
   await agentSends(agent, 'Sì, la vedo benissimo.');
   await exactlyOnce(customer, customerMsgs, ctx.sent, 'widget after the reply following the reload');
-  assert.equal(await customer.locator('[data-testid="cw-msg"]').count(), ctx.sent.length, 'widget: message elements equal the messages sent');
-  assert.equal(await agent.locator(`${chatMsgs()}`).count(), ctx.sent.length, 'console: message elements equal the messages sent');
+  await countIs(customer, customerMsgs, ctx.sent, 'widget after the reload and the replies');
+  await countIs(agent, chatMsgs(), ctx.sent, 'console after the customer reloaded and the replies');
   await screenshot(customer, 'widget-after-reload');
 });
 
@@ -489,14 +507,43 @@ test(T.transfer, [T.offer], async () => {
   await visible(chatOf(agent2), `console (${AGENT2.id}): the transferred chat`);
   // The second agent gets the transcript so far.
   await exactlyOnce(agent2, chatMsgs(), ctx.sent, `console (${AGENT2.id}) transcript`);
+  await countIs(agent2, chatMsgs(), ctx.sent, `console (${AGENT2.id}) transcript`);
+  // The node's system message about the transfer, once on both sides.
+  const system = await eventually('widget: a system message about the transfer names the second agent', async () =>
+    (await texts(ctx.customer, widgetSystemMsgs)).find((t) => t.includes(AGENT2.name)));
+  ctx.system.push(system.trim());
+  await exactlyOnce(ctx.customer, widgetSystemMsgs, ctx.system, 'widget system messages');
+  await exactlyOnce(agent2, chatSystemMsgs(), ctx.system, `console (${AGENT2.id}) system messages`);
   const fromAgent2 = 'Buongiorno, sono Francesca della logistica: ci penso io.';
   await agentSends(agent2, fromAgent2);
   await exactlyOnce(ctx.customer, customerMsgs, ctx.sent, "widget after the second agent's message");
   await eventually(`widget: the header names ${AGENT2.name}`, async () => (await widget(ctx.customer, 'cw-agent-name').innerText()).includes(AGENT2.name));
+  await eventually('widget: the transfer notice (cw-notice "Ti stiamo trasferendo")', async () =>
+    (await ctx.customer.getByTestId('cw-notice').allInnerTexts()).some((t) => /trasferendo/.test(t)));
+  await visible(chatOf(agent1).getByTestId('chat-ended'), `console (${AGENT1.id}): the chat ends for the first agent once transferred`);
+  assert.match(await chatOf(agent1).getByTestId('chat-ended').innerText(), /trasferita/, `console (${AGENT1.id}): the outcome reads "trasferita"`);
+  await screenshot(agent1, 'console-after-transfer');
   await customerSends('Grazie Francesca!');
   await exactlyOnce(agent2, chatMsgs(), ctx.sent, `console (${AGENT2.id}) after the customer's reply`);
   await screenshot(agent2, 'console-agent2');
   await screenshot(ctx.customer, 'widget-transferred');
+});
+
+test(T.consoleReload, [T.transfer], async () => {
+  const agent2 = ctx.agent2;
+  await agent2.reload({ waitUntil: 'load' });
+  await visible(chatOf(agent2), `console (${AGENT2.id}): the chat panel after the reload`);
+  assert.equal(await agent2.getByTestId('login-form').isVisible(), false, 'the console stays logged in after a reload');
+  await eventually('console: the event stream is open again', async () => (await agent2.getByTestId('connection').getAttribute('data-state')) === 'open');
+  await exactlyOnce(agent2, chatMsgs(), ctx.sent, `console (${AGENT2.id}) after the reload`);
+  await new Promise((r) => setTimeout(r, 2000));
+  await exactlyOnce(agent2, chatMsgs(), ctx.sent, `console (${AGENT2.id}) 2 s after the reload`);
+  await countIs(agent2, chatMsgs(), ctx.sent, `console (${AGENT2.id}) after the reload`);
+  await countIs(agent2, chatSystemMsgs(), ctx.system, `console (${AGENT2.id}) system messages after the reload`);
+  await customerSends('Ci siete ancora?');
+  await exactlyOnce(agent2, chatMsgs(), ctx.sent, `console (${AGENT2.id}) after a customer message following the reload`);
+  await agentSends(agent2, 'Sì, eccomi.');
+  await exactlyOnce(ctx.customer, customerMsgs, ctx.sent, 'widget after the agent wrote from the reloaded console');
 });
 
 test(T.close, [T.transfer], async () => {
@@ -579,15 +626,21 @@ test(T.phone, [], async () => {
   await widget(page, 'cw-launcher').tap();
   const panel = widget(page, 'cw-panel');
   await visible(panel, 'widget panel on the phone');
+  // Inside the viewport once the panel's opening animation (160 ms) has run.
   const fits = async (locator, what) => {
-    const box = await locator.boundingBox();
-    assert.ok(box, `${what}: no box`);
     const eps = 1;
-    assert.ok(box.x >= -eps && box.y >= -eps && box.x + box.width <= 375 + eps && box.y + box.height <= 667 + eps,
-      `${what} inside the 375×667 viewport, got x=${box.x} y=${box.y} w=${box.width} h=${box.height}`);
+    let box = null;
+    await eventually(`${what} inside the 375×667 viewport`, async () => {
+      box = await locator.boundingBox();
+      return box && box.x >= -eps && box.y >= -eps && box.x + box.width <= 375 + eps && box.y + box.height <= 667 + eps;
+    }, 3000).catch((err) => {
+      err.message += box ? `: x=${box.x} y=${box.y} w=${box.width} h=${box.height}` : ': no box';
+      throw err;
+    });
     return box;
   };
-  await fits(panel, 'the widget panel');
+  const panelBox = await fits(panel, 'the widget panel');
+  assert.ok(panelBox.width >= 374 && panelBox.height >= 666, `below 480 px the panel takes the whole screen, got ${panelBox.width}×${panelBox.height}`);
   await fits(widget(page, 'cw-name'), 'the name field');
   await fits(widget(page, 'cw-start'), 'the start button');
   await widget(page, 'cw-name').fill('Paolo Telefono');
