@@ -8,7 +8,9 @@ use centralino_testkit as common;
 use std::time::Duration;
 
 use centralino_base::credentials::{new_token, Scope};
-use centralino_proto::v1::{agent_command, AcceptOffer, AgentSend, GetSnapshotRequest, Snapshot};
+use centralino_proto::v1::{
+    agent_command, AcceptOffer, AgentSend, AgentTyping, GetSnapshotRequest, Snapshot,
+};
 use centralino_router::config::OperatorConfig;
 use centralino_router::standalone::RunningNode;
 use common::*;
@@ -177,6 +179,37 @@ fn a_customer_chats_over_json_and_sse_and_resumes_where_it_left_off() {
             .await;
         let assigned = stream.next_of("assigned", 5).await.expect("assigned");
         assert_eq!(assigned.data["assigned"]["agentId"], "giulia");
+
+        // Typing both ways: shown, never stored, no event id (a resume point never moves).
+        let (status, typing) = post(
+            &format!("{}/v1/conversations/{id}/typing", base(&node)),
+            Some(&token),
+            json!({"typing": true}),
+        )
+        .await;
+        assert_eq!(
+            (status, typing["forwarded"].clone()),
+            (200, json!(true)),
+            "{typing}"
+        );
+        giulia
+            .next(5, |k| match k {
+                centralino_proto::v1::agent_event::Kind::CustomerTyping(t) => {
+                    t.typing.then_some(())
+                }
+                _ => None,
+            })
+            .await
+            .expect("the desk shows the customer typing");
+        giulia
+            .send(agent_command::Kind::Typing(AgentTyping {
+                conversation_id: id.clone(),
+                typing: true,
+            }))
+            .await;
+        let shown = stream.next_of("typing", 5).await.expect("agent typing");
+        assert_eq!(shown.id, None, "ephemeral events carry no id");
+        assert_eq!(shown.data["typing"]["agentDisplayName"], "Giulia");
 
         let url = format!("{}/v1/conversations/{id}/messages", base(&node));
         let (status, sent) = post(
