@@ -382,7 +382,7 @@ enum Item {
 struct Numbered {
     #[serde(skip)]
     seq: u64,
-    event: AgentEvent,
+    event: Box<AgentEvent>,
 }
 
 /// Events after `after` and before `resumed_at` are no longer kept.
@@ -437,7 +437,7 @@ impl Reader {
                 if let Some((seq, event)) = state.after(self.cursor) {
                     let item = Item::Event(Numbered {
                         seq: *seq,
-                        event: event.clone(),
+                        event: Box::new(event.clone()),
                     });
                     self.cursor = *seq;
                     drop(state);
@@ -806,7 +806,7 @@ mod tests {
     fn an_item_is_the_event_json_or_a_gap() {
         let item = Item::Event(Numbered {
             seq: 7,
-            event: ack(3),
+            event: Box::new(ack(3)),
         });
         let value = serde_json::to_value(&item).expect("json");
         assert!(value.get("ack").is_some(), "{value}");
