@@ -645,3 +645,79 @@ fn an_unread_session_ends_and_a_desk_elsewhere_ends_it() {
         node.shutdown().await;
     });
 }
+
+#[test]
+fn a_cluster_agent_node_serves_the_http_desk() {
+    use centralino_agent_node::cluster_node;
+    use centralino_membership::memory::MemoryKv;
+    use centralino_router::clustered;
+    use common::cluster::{agent_node_config, channel_at, cluster_config, retrying, settled};
+
+    const PREFIX: &str = "/web-desk";
+    run(|| async {
+        let kv = Arc::new(MemoryKv::new());
+        let router = clustered::start_with(cluster_config("router-a", PREFIX), kv.clone())
+            .await
+            .expect("router starts");
+        let agents = cluster_node::start_with(
+            agent_node_config(&cluster_config("agent-node-1", PREFIX)),
+            kv.clone(),
+        )
+        .await
+        .expect("agent-node starts");
+        settled(&router).await;
+
+        // The agent-node's public listener: the desk over HTTP next to gRPC.
+        let web = agents.grpc_addr;
+        let (status, _) = call(
+            web,
+            "POST",
+            "/v1/agent/sessions",
+            None,
+            Some(json!({"agentId": "giulia", "password": "wrong"})),
+        )
+        .await;
+        assert_eq!(status, 401);
+        let giulia = open(web, "giulia", "pw").await.expect("login over HTTP");
+        let mut events = Events::open(web, &giulia, None).await;
+        let first = events.next(5).await.expect("loggedIn");
+        assert_eq!((first.id, first.event.as_str()), (Some(1), "logged_in"));
+
+        let via_router =
+            centralino_proto::v1::conversation_service_client::ConversationServiceClient::new(
+                channel_at(router.grpc_addr).await,
+            );
+        let started = retrying(|| {
+            let mut c = via_router.clone();
+            async move { start_conversation(&mut c, "sales", "it", "cust-web").await }
+        })
+        .await;
+        let offer = events
+            .next_of("offer", 30)
+            .await
+            .expect("the offer over SSE");
+        assert_eq!(
+            offer.data["offer"]["conversationId"],
+            started.conversation_id
+        );
+        let reservation = offer.data["offer"]["reservationId"]
+            .as_str()
+            .expect("reservationId")
+            .to_string();
+        let (status, _) = command(
+            web,
+            &giulia,
+            json!({"requestId": "a", "accept": {"reservationId": reservation}}),
+        )
+        .await;
+        assert_eq!(status, 202);
+        let assigned = events.next_of("assigned", 5).await.expect("assigned");
+        assert_eq!(
+            assigned.data["assigned"]["conversationId"],
+            started.conversation_id
+        );
+        drop(events);
+        agents.shutdown().await;
+        router.stop().await;
+    });
+}
