@@ -281,8 +281,14 @@ fn a_browser_desk_takes_a_chat_resumes_and_logs_out() {
             .await
             .expect("start");
         let mut customer_events = common::events(&mut client, &started, 0).await;
-        let offer = events.next_of("offer", 5).await.expect("an offer");
-        assert_eq!(offer.id, Some(2));
+        let mut seen = vec![first.clone()];
+        let offer = loop {
+            let event = events.next(5).await.expect("an offer");
+            seen.push(event.clone());
+            if event.event == "offer" {
+                break event;
+            }
+        };
         assert_eq!(
             offer.data["offer"]["conversationId"],
             started.conversation_id
@@ -299,7 +305,6 @@ fn a_browser_desk_takes_a_chat_resumes_and_logs_out() {
         )
         .await;
         assert_eq!((status, body), (202, json!({"accepted": true})));
-        let mut seen = vec![first.clone(), offer.clone()];
         let mut acked = false;
         let mut assigned = false;
         while !(acked && assigned) {
@@ -352,14 +357,17 @@ fn a_browser_desk_takes_a_chat_resumes_and_logs_out() {
 
         // A second reader replaces the first: the first stream ends. It resumes after the
         // offer and gets exactly what followed, then live events.
-        let mut resumed = Events::open(web, &giulia, Some(2)).await;
+        let offer_id = offer.id.expect("the offer's id");
+        let mut resumed = Events::open(web, &giulia, Some(offer_id)).await;
         let (ended, _) = events.until_end(3).await;
         assert!(ended, "the replaced reader's stream ends");
         let mut replay = Vec::new();
-        for _ in 2..seen.len() {
+        let after_offer = seen[offer_id as usize..].to_vec();
+        assert!(!after_offer.is_empty());
+        for _ in 0..after_offer.len() {
             replay.push(resumed.next(5).await.expect("a replayed event"));
         }
-        assert_eq!(replay, seen[2..].to_vec(), "exactly the events after id 2");
+        assert_eq!(replay, after_offer, "exactly the events after the offer");
         let (status, _) = command(
             web,
             &giulia,
@@ -635,5 +643,81 @@ fn an_unread_session_ends_and_a_desk_elsewhere_ends_it() {
         assert!(gone, "calls after the desk ended are 404");
         drop(grpc_marco);
         node.shutdown().await;
+    });
+}
+
+#[test]
+fn a_cluster_agent_node_serves_the_http_desk() {
+    use centralino_agent_node::cluster_node;
+    use centralino_membership::memory::MemoryKv;
+    use centralino_router::clustered;
+    use common::cluster::{agent_node_config, channel_at, cluster_config, retrying, settled};
+
+    const PREFIX: &str = "/web-desk";
+    run(|| async {
+        let kv = Arc::new(MemoryKv::new());
+        let router = clustered::start_with(cluster_config("router-a", PREFIX), kv.clone())
+            .await
+            .expect("router starts");
+        let agents = cluster_node::start_with(
+            agent_node_config(&cluster_config("agent-node-1", PREFIX)),
+            kv.clone(),
+        )
+        .await
+        .expect("agent-node starts");
+        settled(&router).await;
+
+        // The agent-node's public listener: the desk over HTTP next to gRPC.
+        let web = agents.grpc_addr;
+        let (status, _) = call(
+            web,
+            "POST",
+            "/v1/agent/sessions",
+            None,
+            Some(json!({"agentId": "giulia", "password": "wrong"})),
+        )
+        .await;
+        assert_eq!(status, 401);
+        let giulia = open(web, "giulia", "pw").await.expect("login over HTTP");
+        let mut events = Events::open(web, &giulia, None).await;
+        let first = events.next(5).await.expect("loggedIn");
+        assert_eq!((first.id, first.event.as_str()), (Some(1), "logged_in"));
+
+        let via_router =
+            centralino_proto::v1::conversation_service_client::ConversationServiceClient::new(
+                channel_at(router.grpc_addr).await,
+            );
+        let started = retrying(|| {
+            let mut c = via_router.clone();
+            async move { start_conversation(&mut c, "sales", "it", "cust-web").await }
+        })
+        .await;
+        let offer = events
+            .next_of("offer", 30)
+            .await
+            .expect("the offer over SSE");
+        assert_eq!(
+            offer.data["offer"]["conversationId"],
+            started.conversation_id
+        );
+        let reservation = offer.data["offer"]["reservationId"]
+            .as_str()
+            .expect("reservationId")
+            .to_string();
+        let (status, _) = command(
+            web,
+            &giulia,
+            json!({"requestId": "a", "accept": {"reservationId": reservation}}),
+        )
+        .await;
+        assert_eq!(status, 202);
+        let assigned = events.next_of("assigned", 5).await.expect("assigned");
+        assert_eq!(
+            assigned.data["assigned"]["conversationId"],
+            started.conversation_id
+        );
+        drop(events);
+        agents.shutdown().await;
+        router.stop().await;
     });
 }

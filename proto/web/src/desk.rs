@@ -382,7 +382,7 @@ enum Item {
 struct Numbered {
     #[serde(skip)]
     seq: u64,
-    event: AgentEvent,
+    event: Box<AgentEvent>,
 }
 
 /// Events after `after` and before `resumed_at` are no longer kept.
@@ -437,7 +437,7 @@ impl Reader {
                 if let Some((seq, event)) = state.after(self.cursor) {
                     let item = Item::Event(Numbered {
                         seq: *seq,
-                        event: event.clone(),
+                        event: Box::new(event.clone()),
                     });
                     self.cursor = *seq;
                     drop(state);
@@ -584,6 +584,201 @@ mod tests {
         }
     }
 
+    /// A desk that confirms any login and answers every command with `burst` acks.
+    struct FakeDesk {
+        burst: usize,
+    }
+
+    #[tonic::async_trait]
+    impl DeskOpener for FakeDesk {
+        async fn open(
+            &self,
+            _client: Option<SocketAddr>,
+            mut commands: CommandStream,
+        ) -> Result<DeskEventStream, Status> {
+            match commands.next().await {
+                Some(Ok(AgentCommand {
+                    kind: Some(CommandKind::Login(login)),
+                    ..
+                })) if login.password == "pw" => {}
+                _ => return Err(Status::unauthenticated("bad login")),
+            }
+            let burst = self.burst;
+            let logged_in = futures::stream::iter([Ok(AgentEvent {
+                kind: Some(EventKind::LoggedIn(LoggedIn {
+                    agent_id: "giulia".into(),
+                    ..Default::default()
+                })),
+            })]);
+            let acks = commands.flat_map(move |command| {
+                let id = command.map(|c| c.request_id).unwrap_or_default();
+                futures::stream::iter((0..burst).map(move |n| {
+                    Ok(AgentEvent {
+                        kind: Some(EventKind::Ack(Ack {
+                            request_id: format!("{id}-{n}"),
+                            seq: 0,
+                            canned: Vec::new(),
+                        })),
+                    })
+                }))
+            });
+            Ok(logged_in.chain(acks).boxed())
+        }
+    }
+
+    async fn call(
+        router: &Router,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Response {
+        use tower::ServiceExt;
+        let mut request = axum::http::Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(axum::body::Body::from(body.to_string()))
+            .expect("request");
+        router.clone().oneshot(request).await.expect("infallible")
+    }
+
+    /// Reads SSE blocks from `body` until `count` events with data came.
+    async fn sse_blocks(body: axum::body::Body, count: usize) -> Vec<String> {
+        let mut stream = body.into_data_stream();
+        let mut text = String::new();
+        let mut blocks = Vec::new();
+        while blocks.len() < count {
+            let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next())
+                .await
+                .expect("events in time")
+                .expect("the stream goes on")
+                .expect("a chunk");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                if block.contains("data:") {
+                    blocks.push(block);
+                }
+            }
+        }
+        blocks
+    }
+
+    #[tokio::test]
+    async fn a_resume_older_than_the_ring_begins_with_a_gap() {
+        let config = crate::WebConfig::default();
+        let router = routes(Arc::new(FakeDesk { burst: 1100 }), &config);
+        let refused = call(
+            &router,
+            "POST",
+            "/v1/agent/sessions",
+            None,
+            &[],
+            r#"{"agentId":"giulia","password":"no"}"#,
+        )
+        .await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        let created = call(
+            &router,
+            "POST",
+            "/v1/agent/sessions",
+            None,
+            &[],
+            r#"{"agentId":"giulia","password":"pw"}"#,
+        )
+        .await;
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let body = axum::body::to_bytes(created.into_body(), 4096)
+            .await
+            .expect("body");
+        let created: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        let sid = created["sessionId"].as_str().expect("sid").to_string();
+        let token = created["sessionToken"].as_str().expect("token").to_string();
+        let commands = format!("/v1/agent/sessions/{sid}/commands");
+        let queued = call(
+            &router,
+            "POST",
+            &commands,
+            Some(&token),
+            &[],
+            r#"{"requestId":"b","findCanned":{}}"#,
+        )
+        .await;
+        assert_eq!(queued.status(), StatusCode::ACCEPTED);
+        // 1 + 1100 events: the ring keeps 78..=1101.
+        let events = format!("/v1/agent/sessions/{sid}/events");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let too_far = call(
+                &router,
+                "GET",
+                &format!("{events}?after=1101"),
+                Some(&token),
+                &[],
+                "",
+            )
+            .await;
+            if too_far.status() == StatusCode::OK {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the burst is pumped"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let resumed = call(
+            &router,
+            "GET",
+            &events,
+            Some(&token),
+            &[("last-event-id", "5")],
+            "",
+        )
+        .await;
+        assert_eq!(resumed.status(), StatusCode::OK);
+        let blocks = sse_blocks(resumed.into_body(), 3).await;
+        assert!(blocks[0].contains("event: gap"), "{}", blocks[0]);
+        assert!(blocks[0].contains(r#""after":5"#), "{}", blocks[0]);
+        assert!(blocks[0].contains(r#""resumedAt":78"#), "{}", blocks[0]);
+        assert!(!blocks[0].contains("id:"), "a gap has no id: {}", blocks[0]);
+        assert!(blocks[1].contains("id: 78\n"), "{}", blocks[1]);
+        assert!(blocks[1].contains(r#""requestId":"b-76""#), "{}", blocks[1]);
+        assert!(blocks[2].contains("id: 79\n"), "{}", blocks[2]);
+        // Within the ring there is no gap.
+        let inside = call(
+            &router,
+            "GET",
+            &events,
+            Some(&token),
+            &[("last-event-id", "1000")],
+            "",
+        )
+        .await;
+        let blocks = sse_blocks(inside.into_body(), 1).await;
+        assert!(blocks[0].contains("id: 1001\n"), "{}", blocks[0]);
+        let out = call(
+            &router,
+            "GET",
+            &events,
+            Some(&token),
+            &[("last-event-id", "2000")],
+            "",
+        )
+        .await;
+        assert_eq!(
+            out.status(),
+            StatusCode::BAD_REQUEST,
+            "a resume point in the future"
+        );
+    }
+
     #[test]
     fn the_ring_keeps_the_last_events_in_order() {
         let mut ring = ring();
@@ -611,7 +806,7 @@ mod tests {
     fn an_item_is_the_event_json_or_a_gap() {
         let item = Item::Event(Numbered {
             seq: 7,
-            event: ack(3),
+            event: Box::new(ack(3)),
         });
         let value = serde_json::to_value(&item).expect("json");
         assert!(value.get("ack").is_some(), "{value}");
