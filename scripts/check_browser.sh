@@ -96,6 +96,7 @@ CENTRALINO_CLOCK__MODE=simulated CENTRALINO_CLOCK__SPEED=1 CENTRALINO_CLOCK__STA
   --data-dir "$offline_dir" > "$offline_dir/router.log" 2>&1 &
 offline_pid=$!
 reopens_at_ms=$(( $(date -d '2026-11-23T10:00:00+01:00' +%s) * 1000 ))
+echo "check_browser: chat node on 127.0.0.1:$chat_port (pid $chat_pid), out-of-hours node on 127.0.0.1:$offline_port (pid $offline_pid)"
 
 # Both answer their pages (the demo shop at /) before the browser starts.
 python3 - "http://127.0.0.1:$chat_port/" "http://127.0.0.1:$offline_port/" <<'PYEOF'
@@ -111,6 +112,14 @@ for url in sys.argv[1:]:
     else:
         sys.exit(f"check_browser: the node at {url} did not answer within 60 s")
 PYEOF
+# ... and it is them answering (a port taken meanwhile would leave the node dead).
+for pid in $chat_pid $offline_pid; do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "check_browser: a node exited at start:" >&2
+    tail -n 40 "$chat_dir/router.log" "$offline_dir/router.log" >&2 || true
+    exit 1
+  fi
+done
 
 mkdir -p target/screenshots
 rm -f target/screenshots/*.png

@@ -8,7 +8,7 @@
 // CENTRALINO_BROWSER_OFFLINE_BASE, CENTRALINO_BROWSER_SCREENSHOTS, CENTRALINO_BROWSER_CHROMIUM,
 // CENTRALINO_BROWSER_REOPENS_AT_UNIX_MS, CENTRALINO_BROWSER_OPERATOR_TOKEN (default
 // "demo-operator-token"), CENTRALINO_BROWSER_TIMEOUT_MS (one wait, default 15000),
-// CENTRALINO_BROWSER_ONLY (comma-separated test names to run, for debugging).
+// CENTRALINO_BROWSER_ONLY (test names to run, separated by '|', for debugging).
 //
 // `--base` is a standalone dev-mode node with the example configuration whose clock reads a
 // time the Italian team is open, with no agent logged in; `--offline-base` a node out of
@@ -45,7 +45,7 @@ const OFFLINE_BASE = opts['offline-base'].replace(/\/$/, '');
 const SHOTS = opts.screenshots;
 const TIMEOUT = Number(opts.timeout);
 const OPERATOR_TOKEN = opts['operator-token'];
-const ONLY = new Set(opts.only.split(',').map((s) => s.trim()).filter(Boolean));
+const ONLY = new Set(opts.only.split('|').map((s) => s.trim()).filter(Boolean));
 mkdirSync(SHOTS, { recursive: true });
 
 // The example configuration's agents (dev mode: the documented demo passwords).
@@ -213,8 +213,8 @@ async function countIs(page, selector, expected, where) {
     `${where}: ${expected.length} message elements expected, ${shown.length} shown\n  expected: ${JSON.stringify(expected)}\n  shown: ${JSON.stringify(shown)}`);
 }
 
-async function api(path, body, token) {
-  const res = await fetch(`${BASE}${path}`, {
+async function api(path, body, token, base = BASE) {
+  const res = await fetch(`${base}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
     body: JSON.stringify(body || {}),
@@ -618,6 +618,13 @@ test(T.offline, [], async () => {
     return widget(page, 'cw-offline-done').isVisible();
   });
   await screenshot(page, 'widget-offline-sent');
+  // The node recorded the conversation as an offline message.
+  const conversationId = await page.evaluate(() => JSON.parse(sessionStorage.getItem('centralino.widget.v1') || '{}').conversationId);
+  assert.ok(conversationId, 'the widget keeps the conversation id in session storage');
+  await eventually('admin get-transcript: the conversation is recorded with the outcome CONVERSATION_OUTCOME_OFFLINE', async () => {
+    const t = await api('/v1/admin/get-transcript', { conversationId }, OPERATOR_TOKEN, OFFLINE_BASE);
+    return t.conversation && t.conversation.outcome === 'CONVERSATION_OUTCOME_OFFLINE';
+  });
 });
 
 test(T.phone, [], async () => {
