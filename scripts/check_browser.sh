@@ -46,6 +46,11 @@ fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   apt_install nodejs npm
 fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if (( node_major < 20 )); then
+  echo "check_browser: playwright-core needs Node.js 20 or newer, this is $(node --version)" >&2
+  exit 1
+fi
 if ! command -v python3 >/dev/null 2>&1; then
   apt_install python3
 fi
