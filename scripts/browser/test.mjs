@@ -426,7 +426,10 @@ test(T.typingToAgent, [T.messages], async () => {
   const indicator = chatOf(ctx.agent1).getByTestId('chat-typing');
   assert.equal(await indicator.isVisible(), false, 'no customer typing indicator before typing');
   const input = widget(customer, 'cw-input');
-  await typeSlowly(input, 'Sto scrivendo il numero');
+  // Typing for longer than the widget's 2 s throttle: right after a message (typing true,
+  // then false on send) the node's typing limit (a burst of 2, then 2 a second) may drop
+  // the next "typing: true", which the widget only repeats 2 s later.
+  await typeSlowly(input, 'Sto cercando il numero dell’ordine nella email di conferma, un attimo solo…');
   await visible(indicator, 'console: the customer typing indicator (chat-typing) while the customer types', 8000);
   await screenshot(ctx.agent1, 'console-customer-typing');
   await input.fill('');
@@ -439,7 +442,7 @@ test(T.typingToCustomer, [T.messages], async () => {
   const customer = ctx.customer;
   const indicator = widget(customer, 'cw-typing');
   const input = chatOf(ctx.agent1).getByTestId('chat-input');
-  await typeSlowly(input, 'Un attimo, verifico');
+  await typeSlowly(input, 'Un attimo, verifico lo stato della spedizione con il corriere e le scrivo.');
   await visible(indicator, 'widget: the agent typing indicator (cw-typing) while the agent types', 8000);
   assert.match(await indicator.innerText(), /sta scrivendo/, 'the widget says the agent is typing');
   await screenshot(customer, 'widget-agent-typing');
