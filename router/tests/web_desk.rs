@@ -721,3 +721,54 @@ fn a_cluster_agent_node_serves_the_http_desk() {
         router.stop().await;
     });
 }
+
+#[test]
+fn http_logins_count_against_the_address_rate_like_grpc_ones() {
+    let mut config = config("");
+    config.limits.logins_per_minute_per_addr = 60;
+    config.limits.login_burst_per_addr = 2;
+    run(|| async {
+        let node = start(config).await;
+        let web = serve_desk(&node, WebConfig::default()).await;
+        // The desk sees the browser's address: the HTTP logins use its burst up.
+        let giulia = open(web, "giulia", "pw").await.expect("giulia");
+        let marco = open(web, "marco", "pw").await.expect("marco");
+        let response = send(
+            web,
+            "POST",
+            "/v1/agent/sessions",
+            None,
+            &[],
+            Some(json!({"agentId": "emma", "password": "pw"})),
+        )
+        .await;
+        assert_eq!(response.status().as_u16(), 429);
+        assert!(
+            response.headers().get("retry-after").is_some(),
+            "the login's pushback becomes Retry-After"
+        );
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["code"], "RESOURCE_EXHAUSTED");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("logins from this address"),
+            "{body}"
+        );
+        // ... and a gRPC login from the same address is refused as well.
+        let grpc = login(&node, "emma", "pw")
+            .await
+            .err()
+            .expect("rate limited");
+        assert_eq!(grpc.code(), tonic::Code::ResourceExhausted);
+        drop((giulia, marco));
+        node.shutdown().await;
+    });
+}
