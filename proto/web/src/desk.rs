@@ -23,7 +23,9 @@
 //!   the same way. At most `[web] max_desk_sessions` are open at once.
 //!
 //! A call for a session that does not exist (or has ended) is 404; one without the
-//! session's token 401.
+//! session's token 401 (the id is looked up first: ids are 128 random bits, so a 404
+//! tells a stranger nothing). A resume point past the session's last event is
+//! OUT_OF_RANGE (400): it belongs to another session.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
