@@ -359,8 +359,14 @@ fn a_browser_desk_takes_a_chat_resumes_and_logs_out() {
         // offer and gets exactly what followed, then live events.
         let offer_id = offer.id.expect("the offer's id");
         let mut resumed = Events::open(web, &giulia, Some(offer_id)).await;
-        let (ended, _) = events.until_end(3).await;
+        let (ended, last) = events.until_end(3).await;
         assert!(ended, "the replaced reader's stream ends");
+        let farewell = last.last().expect("a last event");
+        assert_eq!(farewell.event, "error", "{farewell:?}");
+        assert!(
+            farewell.data["code"] == "FAILED_PRECONDITION",
+            "a final code, so the old tab does not take the stream back: {farewell:?}"
+        );
         let mut replay = Vec::new();
         let after_offer = seen[offer_id as usize..].to_vec();
         assert!(!after_offer.is_empty());

@@ -424,7 +424,14 @@ impl Reader {
             {
                 let state = self.session.state();
                 if state.reader != self.generation {
-                    return None;
+                    drop(state);
+                    // A final code (not one a client retries): two tabs of one session
+                    // must not keep replacing each other.
+                    self.done = true;
+                    let status = Status::failed_precondition(
+                        "another reader took over this desk session's events",
+                    );
+                    return Some((Err(status), self));
                 }
                 let oldest = state.oldest();
                 if self.cursor + 1 < oldest && self.cursor < state.last_seq {
