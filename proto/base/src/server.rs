@@ -285,7 +285,7 @@ impl GrpcServer {
                 let router = builder
                     .accept_http1(true)
                     .layer(tonic::service::InterceptorLayer::new(peer_extensions))
-                    .layer(tonic_web::GrpcWebLayer::new())
+                    .layer(tower::layer::layer_fn(GrpcWebWhenAsked::new))
                     .add_routes(Routes::from(whole));
                 Box::pin(async move {
                     router
@@ -299,6 +299,57 @@ impl GrpcServer {
                 warn!(error = %e, "gRPC server stopped with an error");
             }
         }))
+    }
+}
+
+/// gRPC-web for the requests that are gRPC-web (`application/grpc-web*`); every other
+/// request (gRPC over HTTP/2, the JSON API and the pages over HTTP/1.1 or HTTP/2) goes to the
+/// routes as it came. tonic-web's layer alone answers 400 to any HTTP/1.1 request that is
+/// not gRPC-web, which would shut HTTP/1.1 browsers out of the JSON API.
+#[derive(Clone)]
+struct GrpcWebWhenAsked<S> {
+    web: tonic_web::GrpcWebService<S>,
+    plain: S,
+}
+
+impl<S: Clone> GrpcWebWhenAsked<S> {
+    fn new(inner: S) -> Self {
+        use tower::Layer;
+        Self {
+            web: tonic_web::GrpcWebLayer::new().layer(inner.clone()),
+            plain: inner,
+        }
+    }
+}
+
+impl<S> Service<Request<Body>> for GrpcWebWhenAsked<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.plain.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let grpc_web = request
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/grpc-web"));
+        if grpc_web {
+            Box::pin(tower::ServiceExt::oneshot(self.web.clone(), request))
+        } else {
+            // The ready one answers; a clone takes its place for the next call.
+            let clone = self.plain.clone();
+            let ready = std::mem::replace(&mut self.plain, clone);
+            Box::pin(tower::ServiceExt::oneshot(ready, request))
+        }
     }
 }
 
