@@ -392,7 +392,7 @@ def run_schemathesis(node, admin_token, max_examples, report_dir):
            "--exclude-path-regex", STREAMS,
            "--header", f"Authorization: Bearer {admin_token}",
            "--max-examples", str(max_examples),
-           "--phases", "examples,coverage,fuzzing",
+           "--phases", "examples,coverage,fuzzing,stateful",
            "--workers", "2",
            "--seed", "12",
            "--request-timeout", "10",
@@ -401,7 +401,9 @@ def run_schemathesis(node, admin_token, max_examples, report_dir):
     print("  " + " ".join(c if "Bearer" not in c else "Authorization: Bearer ***" for c in cmd))
     started = time.time()
     try:
-        done = subprocess.run(cmd, timeout=300, env=dict(os.environ, NO_COLOR="1"))
+        # Its own cache (.schemathesis, .hypothesis) goes next to the report.
+        report_dir.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(cmd, timeout=300, cwd=report_dir, env=dict(os.environ, NO_COLOR="1"))
     except subprocess.TimeoutExpired as e:
         raise Failed("schemathesis did not finish within 300 s") from e
     print(f"  schemathesis finished in {time.time() - started:.0f} s with {done.returncode}")
@@ -416,7 +418,7 @@ def main():
     parser.add_argument("--bin-dir", type=Path, default=default_bin,
                         help="where router and centralino are (default: target/release, "
                              "else target/debug)")
-    parser.add_argument("--max-examples", type=int, default=15,
+    parser.add_argument("--max-examples", type=int, default=30,
                         help="schemathesis test cases per operation and phase")
     parser.add_argument("--keep", action="store_true", help="keep the node's directory")
     parser.add_argument("--no-desk", action="store_true",

@@ -473,6 +473,40 @@ pub const ROUTES: &[Route] = &[
     },
 ];
 
+/// Example request bodies by operation id (each one decodes into its message: see the
+/// tests).
+pub const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "startConversation",
+        r#"{"department":"sales","language":"it","displayName":"Anna","firstMessage":"Buongiorno"}"#,
+    ),
+    ("sendMessage", r#"{"messageId":"m1","text":"Ciao"}"#),
+    ("sendTyping", r#"{"typing":true}"#),
+    ("rateConversation", r#"{"good":true,"comment":"Grazie"}"#),
+    ("closeConversation", "{}"),
+    (
+        "leaveOfflineMessage",
+        r#"{"name":"Anna","email":"anna@example.com","text":"Richiamatemi"}"#,
+    ),
+    (
+        "requestCallback",
+        r#"{"phone":"+39 02 1234567","preferredTime":"domani mattina"}"#,
+    ),
+    (
+        "openDeskSession",
+        r#"{"agentId":"giulia","password":"secret"}"#,
+    ),
+    (
+        "sendDeskCommand",
+        r#"{"requestId":"r1","setStatus":{"status":"AGENT_STATUS_AVAILABLE"}}"#,
+    ),
+    ("getSnapshot", "{}"),
+    (
+        "setAgentStatus",
+        r#"{"agentId":"giulia","status":"AGENT_STATUS_AVAILABLE"}"#,
+    ),
+];
+
 /// The error answers every operation documents: (HTTP status, what it means).
 const ERRORS: [(u16, &str, &str); 8] = [
     (400, "BadRequest", "INVALID_ARGUMENT, FAILED_PRECONDITION or OUT_OF_RANGE: the request is wrong or does not apply now."),
@@ -966,11 +1000,43 @@ fn operation(route: &Route) -> Value {
             "description": "An empty body is the default message. Field names are lowerCamelCase (the proto names are accepted too).",
             "content": { "application/json": { "schema": schema_ref(request) } },
         });
+        if let Some(example) = EXAMPLES
+            .iter()
+            .find(|(id, _)| *id == route.id)
+            .and_then(|(_, text)| serde_json::from_str::<Value>(text).ok())
+        {
+            op["requestBody"]["content"]["application/json"]["example"] = example;
+        }
     }
     if let Some(rpc) = route.rpc {
         op["description"] = json!(format!("Calls the gRPC method `{rpc}`."));
     }
     op
+}
+
+/// Links from the started conversation (its id and token) to the calls about it, so a
+/// client generator, or a stateful test, can follow them.
+fn link_conversation_calls(paths: &mut Map<String, Value>, routes: &[&Route]) {
+    let mut links = Map::new();
+    for route in routes.iter().filter(|r| r.auth == Auth::Conversation) {
+        links.insert(
+            route.id.to_string(),
+            json!({
+                "operationId": route.id,
+                "parameters": { "path.id": "$response.body#/conversationId" },
+                "requestBody": { "token": "$response.body#/token" },
+                "description": "The conversation just started, with its token.",
+            }),
+        );
+    }
+    let start = paths
+        .get_mut("/v1/conversations")
+        .and_then(|item| item.get_mut("post"))
+        .and_then(|op| op.get_mut("responses"))
+        .and_then(|r| r.get_mut("200"));
+    if let (Some(start), false) = (start, links.is_empty()) {
+        start["links"] = Value::Object(links);
+    }
 }
 
 /// Builds the document from an encoded file descriptor set.
@@ -987,6 +1053,7 @@ pub fn build(descriptors: &[u8]) -> Result<Value, OpenApiError> {
         let item = paths.entry(route.path).or_insert_with(|| json!({}));
         item[route.method] = operation(route);
     }
+    link_conversation_calls(&mut paths, &routes);
     let mut responses = Map::new();
     for (_, name, description) in ERRORS {
         responses.insert(
@@ -1308,6 +1375,52 @@ mod tests {
                 .as_array()
                 .map(Vec::len),
             Some(17)
+        );
+    }
+
+    #[test]
+    fn the_examples_are_valid_messages() {
+        use centralino_proto::v1::*;
+        fn decodes<T: serde::de::DeserializeOwned + Default>(id: &str) {
+            let text = EXAMPLES
+                .iter()
+                .find(|(i, _)| *i == id)
+                .map(|(_, t)| *t)
+                .unwrap_or_else(|| panic!("no example for {id}"));
+            crate::call::decode::<T>(&Bytes::from(text), id)
+                .unwrap_or_else(|e| panic!("{id}: {}", e.message()));
+        }
+        decodes::<StartConversationRequest>("startConversation");
+        decodes::<SendMessageRequest>("sendMessage");
+        decodes::<RateConversationRequest>("rateConversation");
+        decodes::<CloseConversationRequest>("closeConversation");
+        decodes::<LeaveOfflineMessageRequest>("leaveOfflineMessage");
+        decodes::<RequestCallbackRequest>("requestCallback");
+        decodes::<Login>("openDeskSession");
+        decodes::<AgentCommand>("sendDeskCommand");
+        decodes::<GetSnapshotRequest>("getSnapshot");
+        decodes::<SetAgentStatusRequest>("setAgentStatus");
+        let doc = doc();
+        let types = types();
+        for (id, _) in EXAMPLES {
+            let route = ROUTES
+                .iter()
+                .find(|r| r.id == *id)
+                .expect("an example of a route");
+            if describable(&types, route) {
+                assert!(
+                    doc["paths"][route.path][route.method]["requestBody"]["content"]
+                        ["application/json"]["example"]
+                        .is_object(),
+                    "{id}"
+                );
+            }
+        }
+        // The started conversation links to the calls about it.
+        let links = &doc["paths"]["/v1/conversations"]["post"]["responses"]["200"]["links"];
+        assert_eq!(
+            links["sendMessage"]["parameters"]["path.id"],
+            "$response.body#/conversationId"
         );
     }
 
