@@ -24,15 +24,19 @@ use tracing::{debug, info, warn};
 use crate::metrics as m;
 use centralino_base::clock::{Clock, SharedClock};
 use centralino_base::config::{ActivePolicy, AgentConfig, DeskConfig, HandoverConfig};
+use centralino_base::rate::KeyedLimit;
 use centralino_base::shifts::Shifts;
 use centralino_link::{
     Availability, Escalation, OfferAnswer, ReserveOutcome, ReserveRequest, RouterLink,
-    TransferTarget,
+    TransferTarget, TYPING_BURST, TYPING_PER_MINUTE,
 };
 use slots::{Accepting, Cancelled, OfferError, Presence, Reserved, Slots};
 
 /// Simulated time between two checks of the agent's shift.
 const SHIFT_CHECK: Duration = Duration::from_secs(30);
+/// Conversations whose typing rate an agent actor remembers (beyond that it forgets the
+/// quiet ones: see [`KeyedLimit`]).
+const TYPING_KEYS_PER_AGENT: usize = 32;
 /// Bounds of the wall time between two shift checks.
 const SHIFT_CHECK_WALL: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(5));
 
@@ -90,6 +94,16 @@ pub struct Deliver {
     pub conversation_id: String,
     /// The message.
     pub message: ChatMessage,
+}
+
+/// The customer is typing (or stopped): an ephemeral event for the desktop.
+#[derive(Message)]
+#[rtype(result = "Result<(), Status>")]
+pub struct CustomerTyping {
+    /// Conversation the customer types in.
+    pub conversation_id: String,
+    /// Typing now.
+    pub typing: bool,
 }
 
 /// The conversation ended on the customer's side.
@@ -165,6 +179,8 @@ pub enum Action {
     Note(String),
     /// Warn the customer about sensitive data.
     MarkSensitive,
+    /// Show the customer that the agent is typing (or stopped); not stored.
+    Typing(bool),
 }
 
 /// The directory changed (the agent's document, or a team's schedule): name, team, skills and capacity apply
@@ -220,6 +236,9 @@ pub struct AgentActor {
     me: Option<Addr<AgentActor>>,
     /// The session cut for reading too slowly, until its detach is handled.
     cut_session: Option<u64>,
+    /// The agent's typing indicators per conversation: the excess is dropped here, before
+    /// it crosses to a router (a few keys at most, one per chat held recently).
+    typing: KeyedLimit<String>,
 }
 
 impl AgentActor {
@@ -261,6 +280,11 @@ impl AgentActor {
             off_shift_since_ms: (!on_shift).then_some(now),
             me: None,
             cut_session: None,
+            typing: KeyedLimit::new(
+                (TYPING_PER_MINUTE, TYPING_BURST),
+                1.0,
+                TYPING_KEYS_PER_AGENT,
+            ),
         }
     }
 
@@ -352,6 +376,20 @@ impl AgentActor {
                 message: Some(message),
             },
         ));
+    }
+
+    /// Sends an ephemeral event (typing) to the desktop when there is room for it: unlike
+    /// [`Self::push`], a full stream drops it (counted) without cutting the desktop.
+    fn push_ephemeral(&mut self, kind: agent_event::Kind) {
+        let Some((session_id, tx)) = &self.session else {
+            return;
+        };
+        if self.cut_session == Some(*session_id)
+            || tx.capacity() <= 1
+            || tx.try_send(Ok(AgentEvent { kind: Some(kind) })).is_err()
+        {
+            m::desktop_events_dropped();
+        }
     }
 
     /// Sends an event to the desktop. A desktop that does not keep up (its buffer full but
@@ -885,6 +923,25 @@ impl Handler<Deliver> for AgentActor {
     }
 }
 
+impl Handler<CustomerTyping> for AgentActor {
+    type Result = Result<(), Status>;
+
+    fn handle(&mut self, msg: CustomerTyping, _ctx: &mut Context<Self>) -> Self::Result {
+        if !self.slots.is_active(&msg.conversation_id) {
+            return Err(Status::failed_precondition(
+                "agent does not hold this conversation",
+            ));
+        }
+        self.push_ephemeral(agent_event::Kind::CustomerTyping(
+            centralino_proto::v1::CustomerTyping {
+                conversation_id: msg.conversation_id,
+                typing: msg.typing,
+            },
+        ));
+        Ok(())
+    }
+}
+
 impl Handler<Ended> for AgentActor {
     type Result = ();
 
@@ -982,6 +1039,13 @@ impl Handler<Act> for AgentActor {
                 ))
             });
         }
+        if matches!(msg.action, Action::Typing(_))
+            && self.typing.check(&msg.conversation_id).is_err()
+        {
+            // Best effort: acknowledged, not forwarded.
+            m::typing_dropped();
+            return Box::pin(async { Ok(()) });
+        }
         let router = self.router.clone();
         let agent_id = self.config.id.clone();
         let cid = msg.conversation_id;
@@ -999,6 +1063,7 @@ impl Handler<Act> for AgentActor {
                 Action::Escalate(escalation) => router.escalate(&cid, &agent_id, escalation).await,
                 Action::Note(text) => router.add_note(&cid, &agent_id, &text).await,
                 Action::MarkSensitive => router.mark_sensitive(&cid, &agent_id).await,
+                Action::Typing(typing) => router.agent_typing(&cid, &agent_id, typing).await,
             }
         })
     }

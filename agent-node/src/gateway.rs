@@ -268,6 +268,7 @@ async fn other_command(
             act(addr, n.conversation_id, Action::Note(n.text)).await
         }
         Some(Kind::MarkSensitive(m)) => act(addr, m.conversation_id, Action::MarkSensitive).await,
+        Some(Kind::Typing(t)) => act(addr, t.conversation_id, Action::Typing(t.typing)).await,
         None => Err(Status::invalid_argument("empty command")),
         Some(Kind::Login(_)) => Err(Status::failed_precondition("already logged in")),
         Some(Kind::SetStatus(s)) => {

@@ -25,6 +25,10 @@ pub fn describe() {
         "Events not delivered because a desktop stream was full"
     );
     describe_counter!(
+        "centralino_agent_typing_dropped_total",
+        "Agents' typing indicators dropped on the agent-node, over about 2 per second per conversation (acknowledged, not forwarded)"
+    );
+    describe_counter!(
         "centralino_agent_desktop_cuts_total",
         "Desktop streams cut because the desktop did not keep up (it logs in again to resume)"
     );
@@ -69,6 +73,7 @@ pub fn zero(teams: &[TeamConfig], departments: &[String]) {
         counter!("centralino_agent_offer_answers_total", "answer" => answer).increment(0);
     }
     counter!("centralino_agent_desktop_events_dropped_total").increment(0);
+    counter!("centralino_agent_typing_dropped_total").increment(0);
 }
 
 pub(crate) fn agent_logged_in(team: &str, connected: bool) {
@@ -110,6 +115,11 @@ pub(crate) fn desktop_cut() {
 
 pub(crate) fn desktop_events_dropped() {
     counter!("centralino_agent_desktop_events_dropped_total").increment(1);
+}
+
+/// An agent's typing indicator dropped by the rate limit.
+pub(crate) fn typing_dropped() {
+    counter!("centralino_agent_typing_dropped_total").increment(1);
 }
 
 /// Counts a directory change applied on this node.

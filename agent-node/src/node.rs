@@ -697,6 +697,23 @@ impl AgentNodeLink for AgentNode {
         .map_err(mailbox_error)?
     }
 
+    async fn customer_typing(
+        &self,
+        agent_id: &str,
+        conversation_id: &str,
+        typing: bool,
+    ) -> Result<(), Status> {
+        let addr = self
+            .agent(agent_id)
+            .ok_or_else(|| Status::not_found("agent is not on this node"))?;
+        addr.send(agent::CustomerTyping {
+            conversation_id: conversation_id.to_string(),
+            typing,
+        })
+        .await
+        .map_err(mailbox_error)?
+    }
+
     async fn conversation_ended(
         &self,
         agent_id: &str,

@@ -113,6 +113,17 @@ impl AgentNodeInternal for InternalService {
         Ok(Response::new(pb::Empty {}))
     }
 
+    async fn customer_typing(
+        &self,
+        request: Request<pb::CustomerTypingRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = request.into_inner();
+        self.node
+            .customer_typing(&r.agent_id, &r.conversation_id, r.typing)
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
     async fn conversation_ended(
         &self,
         request: Request<ConversationEndedRequest>,

@@ -351,19 +351,22 @@ async fn start_on(
     let local_admin = AdminApi::new(router.clone(), agent_admin);
 
     let mut stop_server = stop_rx.clone();
+    let customers = Arc::new(ClusterCustomerApi::new(router.clone(), view.clone()));
+    let admin = Arc::new(ClusterAdminApi::new(
+        local_admin.clone(),
+        router.clone(),
+        view.clone(),
+        membership.clone(),
+        node_id.clone(),
+    ));
+    let web = centralino_web::Web::new(&config.web)
+        .customer(customers.clone())
+        .admin(admin.clone());
     let grpc = GrpcServer::new()
         .describe(centralino_proto::PUBLIC_FILE_DESCRIPTOR_SET)
-        .public(ConversationServiceServer::new(ClusterCustomerApi::new(
-            router.clone(),
-            view.clone(),
-        )))
-        .public(AdminServer::new(ClusterAdminApi::new(
-            local_admin.clone(),
-            router.clone(),
-            view.clone(),
-            membership.clone(),
-            node_id.clone(),
-        )))
+        .public(ConversationServiceServer::from_arc(customers))
+        .public(AdminServer::from_arc(admin))
+        .web(Box::new(move |grpc| web.wrap(grpc)))
         .tls(tls.public);
     let health = grpc.health();
     let server = grpc

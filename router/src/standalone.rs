@@ -388,20 +388,26 @@ pub async fn start_with_clock(
     let listener = Listener::bind(&config.node.grpc_addr).await?;
     let grpc_addr = listener.local_addr();
     let mut stop_server = stop_rx.clone();
+    // One instance of each service behind both transports (gRPC and JSON), so they share
+    // the rate limits and stream counts.
+    let customers = Arc::new(CustomerApi::new(router.clone()));
+    let admin = Arc::new(AdminApi::with_oidc(
+        router.clone(),
+        agent_node.clone(),
+        agent_node.oidc(),
+    ));
+    let web = centralino_web::Web::new(&config.web)
+        .customer(customers.clone())
+        .admin(admin.clone());
     let server = GrpcServer::new()
         .tls(public_tls)
         .describe(centralino_proto::PUBLIC_FILE_DESCRIPTOR_SET)
-        .public(ConversationServiceServer::new(CustomerApi::new(
-            router.clone(),
-        )))
+        .public(ConversationServiceServer::from_arc(customers))
         .public(AgentDeskServer::new(AgentDeskService::new(
             agent_node.clone(),
         )))
-        .public(AdminServer::new(AdminApi::with_oidc(
-            router.clone(),
-            agent_node.clone(),
-            agent_node.oidc(),
-        )))
+        .public(AdminServer::from_arc(admin))
+        .web(Box::new(move |grpc| web.wrap(grpc)))
         .start(listener, async move {
             let _ = stop_server.wait_for(|s| *s).await;
         })

@@ -34,6 +34,10 @@ enum Call {
         load: u32,
         on_shift: bool,
     },
+    Typing {
+        conversation_id: String,
+        typing: bool,
+    },
 }
 
 /// A router that records calls and confirms every assignment.
@@ -56,6 +60,12 @@ impl RouterLink for Recorder {
                 let _ = self.0.send(Call::Released {
                     conversation_id: call.conversation_id,
                     reason,
+                });
+            }
+            AgentAction::Typing { typing } => {
+                let _ = self.0.send(Call::Typing {
+                    conversation_id: call.conversation_id,
+                    typing,
                 });
             }
             AgentAction::Message { .. } => {
@@ -538,4 +548,85 @@ fn error_events_name_the_grpc_status_as_the_specification_does() {
             other => panic!("not an error event: {other:?}"),
         }
     }
+}
+
+#[test]
+fn typing_is_shown_for_held_chats_and_its_excess_stays_on_the_node() {
+    run(async {
+        let mut rig = Rig::start(T0, 2, desk(10, 3, 60, 0), Vec::new()).await;
+        assert_eq!(rig.reserve("r1", "c1", true).await, ReserveOutcome::Held);
+        rig.desktop_sees("the assignment", |k| match k {
+            agent_event::Kind::Assigned(a) if a.conversation_id == "c1" => Some(()),
+            _ => None,
+        })
+        .await;
+        // The customer's typing: shown for a held chat, refused for another.
+        rig.agent
+            .send(CustomerTyping {
+                conversation_id: "c1".into(),
+                typing: true,
+            })
+            .await
+            .expect("typing")
+            .expect("shown");
+        let shown = rig
+            .desktop_sees("the customer typing", |k| match k {
+                agent_event::Kind::CustomerTyping(t) => Some(t),
+                _ => None,
+            })
+            .await;
+        assert_eq!((shown.conversation_id.as_str(), shown.typing), ("c1", true));
+        let other = rig
+            .agent
+            .send(CustomerTyping {
+                conversation_id: "c9".into(),
+                typing: true,
+            })
+            .await
+            .expect("typing");
+        assert_eq!(
+            other.map_err(|s| s.code()),
+            Err(tonic::Code::FailedPrecondition)
+        );
+
+        // The agent's typing: a quick series is acknowledged in full, but only the burst
+        // (and what the rate refills meanwhile) reaches the router.
+        rig.forget_router_calls();
+        let started = std::time::Instant::now();
+        for i in 0..10 {
+            rig.agent
+                .send(Act {
+                    conversation_id: "c1".into(),
+                    action: Action::Typing(i % 2 == 0),
+                })
+                .await
+                .expect("act")
+                .expect("acknowledged");
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let mut forwarded = 0;
+        while let Ok(call) = rig.router.try_recv() {
+            if matches!(call, Call::Typing { ref conversation_id, .. } if conversation_id == "c1") {
+                forwarded += 1;
+            }
+        }
+        let allowed = TYPING_BURST as usize + (elapsed * 2.0).ceil() as usize + 1;
+        assert!(
+            (TYPING_BURST as usize..=allowed).contains(&forwarded) && forwarded < 10,
+            "{forwarded} of 10 forwarded in {elapsed:.2} s"
+        );
+        // Not for a chat the agent does not hold.
+        let refused = rig
+            .agent
+            .send(Act {
+                conversation_id: "c9".into(),
+                action: Action::Typing(true),
+            })
+            .await
+            .expect("act");
+        assert_eq!(
+            refused.map_err(|s| s.code()),
+            Err(tonic::Code::PermissionDenied)
+        );
+    });
 }

@@ -4,7 +4,8 @@
 //! A [`KeyedLimit`] remembers at most `max_keys` keys: beyond that it forgets the keys
 //! back at their full burst ([`governor::RateLimiter::retain_recent`]), and if that is not
 //! enough, starts afresh (an attacker with very many keys can at worst reset the limit,
-//! never grow memory).
+//! never grow memory). A [`DirectLimit`] limits one thing, and lives (and goes away) with
+//! the actor that owns it.
 //!
 //! Rates are per minute of the node's clock: on a simulated clock running `speed` times
 //! faster than wall time, rates and bursts are scaled by `speed`. The limiters themselves
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use parking_lot::RwLock;
 use tonic::Status;
 
@@ -35,19 +36,7 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
     /// `burst`, on a clock running `speed` times faster than wall time, remembering at most
     /// `max_keys` keys.
     pub fn new((per_minute, burst): (u32, u32), speed: f64, max_keys: usize) -> Self {
-        let speed = if speed.is_finite() && speed > 0.0 {
-            speed
-        } else {
-            1.0
-        };
-        let quota = (per_minute > 0).then(|| {
-            let per_wall_minute = per_minute as f64 * speed;
-            let period = Duration::from_secs_f64(60.0 / per_wall_minute.max(1e-9));
-            let burst = (burst.max(1) as f64 * speed.max(1.0)).min(u32::MAX as f64) as u32;
-            Quota::with_period(period.max(Duration::from_nanos(1)))
-                .map(|q| q.allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)))
-        });
-        let quota = quota.flatten();
+        let quota = quota((per_minute, burst), speed);
         let quota_or_any = quota.unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN));
         Self {
             quota,
@@ -82,6 +71,51 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
     /// Returns how many keys the limit remembers.
     pub fn keys(&self) -> usize {
         self.limiter.read().len()
+    }
+}
+
+/// Returns the quota of `per_minute` requests (None for 0: no limit) with bursts of
+/// `burst`, on a clock running `speed` times faster than wall time.
+fn quota((per_minute, burst): (u32, u32), speed: f64) -> Option<Quota> {
+    let speed = if speed.is_finite() && speed > 0.0 {
+        speed
+    } else {
+        1.0
+    };
+    if per_minute == 0 {
+        return None;
+    }
+    let per_wall_minute = per_minute as f64 * speed;
+    let period = Duration::from_secs_f64(60.0 / per_wall_minute.max(1e-9));
+    let burst = (burst.max(1) as f64 * speed.max(1.0)).min(u32::MAX as f64) as u32;
+    Quota::with_period(period.max(Duration::from_nanos(1)))
+        .map(|q| q.allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)))
+}
+
+/// One rate limit for one thing (no key), small enough to live inside the actor it limits
+/// (a conversation's typing indicators): it goes away with its owner. A rate of 0 is no
+/// limit.
+pub struct DirectLimit {
+    limiter: Option<DefaultDirectRateLimiter>,
+}
+
+impl DirectLimit {
+    /// Returns a limit of `per_minute` requests (0: no limit) with bursts of `burst`, on a
+    /// clock running `speed` times faster than wall time.
+    pub fn new(rate: (u32, u32), speed: f64) -> Self {
+        Self {
+            limiter: quota(rate, speed).map(RateLimiter::direct),
+        }
+    }
+
+    /// Counts one request; when over the rate, returns how long to wait.
+    pub fn check(&self) -> Result<(), Duration> {
+        match &self.limiter {
+            None => Ok(()),
+            Some(limiter) => limiter
+                .check()
+                .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
+        }
     }
 }
 
@@ -142,6 +176,22 @@ mod tests {
         assert!(!off.enabled());
         for _ in 0..10_000 {
             off.check(&1u32).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_direct_limit_lets_its_burst_through_then_waits() {
+        let limit = DirectLimit::new((120, 2), 1.0);
+        limit.check().unwrap();
+        limit.check().unwrap();
+        let wait = limit.check().unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
+        let off = DirectLimit::new((0, 1), 1.0);
+        for _ in 0..1000 {
+            off.check().unwrap();
         }
     }
 

@@ -285,7 +285,7 @@ impl GrpcServer {
                 let router = builder
                     .accept_http1(true)
                     .layer(tonic::service::InterceptorLayer::new(peer_extensions))
-                    .layer(tower::layer::layer_fn(GrpcWebWhenAsked::new))
+                    .layer(BrowserLayer)
                     .add_routes(Routes::from(whole));
                 Box::pin(async move {
                     router
@@ -302,27 +302,31 @@ impl GrpcServer {
     }
 }
 
-/// gRPC-web for the requests that are gRPC-web (`application/grpc-web*`); every other
-/// request (gRPC over HTTP/2, the JSON API and the pages over HTTP/1.1 or HTTP/2) goes to the
-/// routes as it came. tonic-web's layer alone answers 400 to any HTTP/1.1 request that is
-/// not gRPC-web, which would shut HTTP/1.1 browsers out of the JSON API.
-#[derive(Clone)]
-struct GrpcWebWhenAsked<S> {
-    web: tonic_web::GrpcWebService<S>,
-    plain: S,
-}
+/// Puts gRPC-web in front of a public listener's routes for the requests that are gRPC-web
+/// or HTTP/2 (which tonic-web passes through), and lets plain HTTP/1.1 requests (the JSON
+/// API, the pages) reach the routes as they are: tonic-web alone answers those 400.
+#[derive(Debug, Clone, Copy)]
+struct BrowserLayer;
 
-impl<S: Clone> GrpcWebWhenAsked<S> {
-    fn new(inner: S) -> Self {
-        use tower::Layer;
-        Self {
-            web: tonic_web::GrpcWebLayer::new().layer(inner.clone()),
+impl<S: Clone> tower::Layer<S> for BrowserLayer {
+    type Service = Browser<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Browser {
+            web: tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), inner.clone()),
             plain: inner,
         }
     }
 }
 
-impl<S> Service<Request<Body>> for GrpcWebWhenAsked<S>
+/// See [`BrowserLayer`].
+#[derive(Debug, Clone)]
+struct Browser<S> {
+    web: tonic_web::GrpcWebService<S>,
+    plain: S,
+}
+
+impl<S> Service<Request<Body>> for Browser<S>
 where
     S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -332,23 +336,22 @@ where
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.plain.poll_ready(cx)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Each call readies its own clone (`oneshot`).
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
+        use tower::ServiceExt;
         let grpc_web = request
             .headers()
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/grpc-web"));
-        if grpc_web {
-            Box::pin(tower::ServiceExt::oneshot(self.web.clone(), request))
+        if grpc_web || request.version() == tonic::codegen::http::Version::HTTP_2 {
+            Box::pin(self.web.clone().oneshot(request))
         } else {
-            // The ready one answers; a clone takes its place for the next call.
-            let clone = self.plain.clone();
-            let ready = std::mem::replace(&mut self.plain, clone);
-            Box::pin(tower::ServiceExt::oneshot(ready, request))
+            Box::pin(self.plain.clone().oneshot(request))
         }
     }
 }
@@ -710,8 +713,8 @@ mod tests {
     #[tokio::test]
     async fn http1_requests_that_are_not_grpc_web_reach_the_routes() {
         use tonic::codegen::http::{StatusCode, Version};
-        use tower::ServiceExt;
-        let service = GrpcWebWhenAsked::new(tower::service_fn(echo_path));
+        use tower::{Layer, ServiceExt};
+        let service = BrowserLayer.layer(tower::service_fn(echo_path));
         for version in [Version::HTTP_11, Version::HTTP_2] {
             let mut request = Request::new(Body::empty());
             *request.version_mut() = version;

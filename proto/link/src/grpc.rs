@@ -284,6 +284,7 @@ pub fn call_to_proto(call: RouterCall) -> pb::LinkRequest {
         }),
         AgentAction::Note { text } => Call::AddNote(pb::LinkNote { text }),
         AgentAction::MarkSensitive => Call::MarkSensitive(pb::Empty {}),
+        AgentAction::Typing { typing } => Call::Typing(pb::LinkTyping { typing }),
         AgentAction::Transcript => Call::Transcript(pb::Empty {}),
     };
     pb::LinkRequest {
@@ -325,6 +326,7 @@ pub fn call_from_proto(request: pb::LinkRequest) -> Result<RouterCall, Status> {
         }),
         Some(Call::AddNote(n)) => AgentAction::Note { text: n.text },
         Some(Call::MarkSensitive(_)) => AgentAction::MarkSensitive,
+        Some(Call::Typing(t)) => AgentAction::Typing { typing: t.typing },
         Some(Call::Transcript(_)) => AgentAction::Transcript,
         None => return Err(Status::invalid_argument("link call missing")),
     };
@@ -405,6 +407,8 @@ mod tests {
         }));
         round_trip(AgentAction::Note { text: "vip".into() });
         round_trip(AgentAction::MarkSensitive);
+        round_trip(AgentAction::Typing { typing: true });
+        round_trip(AgentAction::Typing { typing: false });
         round_trip(AgentAction::Transcript);
     }
 

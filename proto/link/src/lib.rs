@@ -20,6 +20,15 @@ use centralino_proto::v1::{
 };
 use tonic::Status;
 
+/// Typing indicators forwarded per minute per conversation and side (2 per second, wall
+/// time: people type at wall speed also on a simulated clock); the excess is dropped.
+/// Applied by the conversation's router, and for each agent already on their agent-node
+/// (the excess then never crosses the network).
+pub const TYPING_PER_MINUTE: u32 = 120;
+/// Typing indicators forwarded at once before [`TYPING_PER_MINUTE`] applies (a start and a
+/// stop).
+pub const TYPING_BURST: u32 = 2;
+
 /// A router's request to hold one chat slot of an agent for a conversation (DESIGN.md §4).
 #[derive(Debug, Clone)]
 pub struct ReserveRequest {
@@ -166,6 +175,15 @@ pub trait AgentNodeLink: Send + Sync + 'static {
         conversation_id: &str,
         message: ChatMessage,
     ) -> Result<(), Status>;
+    /// Shows the agent that the customer is typing (or stopped). Ephemeral: one attempt,
+    /// never retried; FAILED_PRECONDITION or NOT_FOUND when the agent does not hold the
+    /// conversation here.
+    async fn customer_typing(
+        &self,
+        agent_id: &str,
+        conversation_id: &str,
+        typing: bool,
+    ) -> Result<(), Status>;
     /// Tells the assigned agent that the conversation ended on the customer's side.
     async fn conversation_ended(
         &self,
@@ -238,6 +256,11 @@ pub enum AgentAction {
     },
     /// The customer is told not to type sensitive data into the chat.
     MarkSensitive,
+    /// The agent is typing (or stopped): shown on the customer's stream, not stored.
+    Typing {
+        /// Typing now.
+        typing: bool,
+    },
     /// The transcript so far (a desktop that logs in again catches up).
     Transcript,
 }
@@ -366,6 +389,18 @@ pub trait RouterLink: Send + Sync + 'static {
     /// Tells the customer not to type sensitive data into the chat.
     async fn mark_sensitive(&self, conversation_id: &str, agent_id: &str) -> Result<(), Status> {
         self.act(conversation_id, agent_id, AgentAction::MarkSensitive)
+            .await
+            .map(drop)
+    }
+
+    /// Shows the customer that the agent is typing (or stopped); best effort.
+    async fn agent_typing(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+        typing: bool,
+    ) -> Result<(), Status> {
+        self.act(conversation_id, agent_id, AgentAction::Typing { typing })
             .await
             .map(drop)
     }

@@ -16,7 +16,8 @@ use axum::Router;
 use centralino_proto::v1::conversation_service_server::ConversationService;
 use centralino_proto::v1::{
     CloseConversationRequest, LeaveOfflineMessageRequest, RateConversationRequest,
-    RequestCallbackRequest, SendMessageRequest, StartConversationRequest, StreamEventsRequest,
+    RequestCallbackRequest, SendMessageRequest, SendTypingRequest, StartConversationRequest,
+    StreamEventsRequest,
 };
 use serde::Deserialize;
 use tonic::Status;
@@ -38,6 +39,7 @@ pub fn routes<S: ConversationService>(service: Arc<S>) -> Router {
         .route("/v1/conversations", post(start::<S>))
         .route("/v1/conversations/{id}/events", get(events::<S>))
         .route("/v1/conversations/{id}/messages", post(send::<S>))
+        .route("/v1/conversations/{id}/typing", post(typing::<S>))
         .route("/v1/conversations/{id}/rating", post(rate::<S>))
         .route("/v1/conversations/{id}/close", post(close::<S>))
         .route("/v1/conversations/{id}/offline-message", post(offline::<S>))
@@ -118,6 +120,7 @@ macro_rules! conversation_call {
 }
 
 conversation_call!(send, SendMessageRequest, send_message);
+conversation_call!(typing, SendTypingRequest, send_typing);
 conversation_call!(rate, RateConversationRequest, rate_conversation);
 conversation_call!(close, CloseConversationRequest, close_conversation);
 conversation_call!(offline, LeaveOfflineMessageRequest, leave_offline_message);

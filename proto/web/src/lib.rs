@@ -50,15 +50,17 @@ impl Web {
         }
     }
 
-    /// Adds the customer API over `service`.
-    pub fn customer<S: ConversationService>(mut self, service: S) -> Self {
-        self.router = self.router.merge(customer::routes(Arc::new(service)));
+    /// Adds the customer API over `service`: the instance the gRPC server has (made with
+    /// `ConversationServiceServer::from_arc`), so both transports share its limits.
+    pub fn customer<S: ConversationService>(mut self, service: Arc<S>) -> Self {
+        self.router = self.router.merge(customer::routes(service));
         self
     }
 
-    /// Adds the Admin API over `service`.
-    pub fn admin<S: Admin>(mut self, service: S) -> Self {
-        self.router = self.router.merge(admin::routes(Arc::new(service)));
+    /// Adds the Admin API over `service` (the gRPC server's instance, as for
+    /// [`customer`](Self::customer)).
+    pub fn admin<S: Admin>(mut self, service: Arc<S>) -> Self {
+        self.router = self.router.merge(admin::routes(service));
         self
     }
 

@@ -25,7 +25,7 @@ use centralino_membership::membership::{Membership, Role};
 use centralino_proto::v1::agent_node_internal_client::AgentNodeInternalClient;
 use centralino_proto::v1::{
     AgentStatus, CancelReservationRequest, ChatMessage, ConversationEndedRequest,
-    ConversationOutcome, DeliverRequest, Empty, SetAgentStatusRequest,
+    ConversationOutcome, CustomerTypingRequest, DeliverRequest, Empty, SetAgentStatusRequest,
 };
 use parking_lot::RwLock;
 use tokio::task::JoinHandle;
@@ -125,6 +125,25 @@ impl AgentNodeLink for RemoteAgents {
                 agent_id: agent_id.to_string(),
                 conversation_id: conversation_id.to_string(),
                 message: Some(message),
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn customer_typing(
+        &self,
+        agent_id: &str,
+        conversation_id: &str,
+        typing: bool,
+    ) -> Result<(), Status> {
+        let mut client = self
+            .client(agent_id)?
+            .ok_or_else(|| Status::not_found("agent is not on any agent-node"))?;
+        client
+            .customer_typing(CustomerTypingRequest {
+                agent_id: agent_id.to_string(),
+                conversation_id: conversation_id.to_string(),
+                typing,
             })
             .await?;
         Ok(())

@@ -422,6 +422,20 @@ impl ConversationService for ClusterCustomerApi {
         }
     }
 
+    async fn send_typing(
+        &self,
+        request: Request<SendTypingRequest>,
+    ) -> Result<Response<SendTypingResponse>, Status> {
+        let id = request.get_ref().conversation_id.clone();
+        match self.route(&request, &id)? {
+            Route::Here => self.inner.send_typing(request).await,
+            Route::There(mut client) => client
+                .send_typing(forwarded(request))
+                .await
+                .map_err(from_peer),
+        }
+    }
+
     async fn rate_conversation(
         &self,
         request: Request<RateConversationRequest>,

@@ -9,6 +9,7 @@
 //!   actor.
 //! - [`customer`], [`agent`], [`offers`], [`transfer`], [`events`], [`close`]: its handlers,
 //!   by who sends the message.
+//! - [`typing`]: typing indicators both ways, ephemeral and rate-limited.
 
 pub mod actor;
 pub mod agent;
@@ -19,10 +20,12 @@ pub mod messages;
 pub mod offers;
 pub mod start;
 pub mod transfer;
+pub mod typing;
 
 pub use actor::ConversationActor;
 pub use messages::{
-    AddNote, AgentClose, AgentSend, Callback, CustomerClose, CustomerSend, Escalate, EventTx,
-    EventsKept, GetRecord, GetTranscript, HandOver, LeaveOffline, MarkSensitive, Moved, OfferEnded,
-    OfferWithdrawn, Offering, Position, Rate, Release, Requeue, Retire, Subscribe, Transfer,
+    AddNote, AgentClose, AgentSend, AgentTyping, Callback, CustomerClose, CustomerSend,
+    CustomerTyping, Escalate, EventTx, EventsKept, GetRecord, GetTranscript, HandOver,
+    LeaveOffline, MarkSensitive, Moved, OfferEnded, OfferWithdrawn, Offering, Position, Rate,
+    Release, Requeue, Retire, Subscribe, Transfer,
 };

@@ -70,6 +70,10 @@ pub fn describe() {
         "1 on the router that holds a webhook endpoint's claim and delivers it, 0 elsewhere, by endpoint"
     );
     describe_counter!(
+        "centralino_conversation_typing_total",
+        "Typing indicators, by side (customer, agent) and outcome (forwarded; rate_limited: dropped, over about 2 per second per conversation and side; no_agent: the customer typed while nobody serves the conversation)"
+    );
+    describe_counter!(
         "centralino_integration_events_lost_total",
         "Integration events the record refused after every retry (logged with their conversation)"
     );
@@ -467,6 +471,15 @@ pub(crate) fn store_request(op: &'static str, secs: f64, ok: bool) {
 /// service-level threshold.
 pub fn zero(config: &crate::config::Config) {
     centralino_base::metrics::zero();
+    for (side, outcome) in [
+        ("customer", "forwarded"),
+        ("customer", "rate_limited"),
+        ("customer", "no_agent"),
+        ("agent", "forwarded"),
+        ("agent", "rate_limited"),
+    ] {
+        typing_counter(side, outcome).increment(0);
+    }
     for reason in ["unknown_token", "throttled"] {
         counter!("centralino_admin_auth_refusals_total", "reason" => reason).increment(0);
     }
@@ -626,6 +639,15 @@ pub(crate) fn limit_refused(limit: &'static str) {
 /// A closed conversation stopped early to bound the closed conversations kept.
 pub(crate) fn linger_evicted() {
     counter!("centralino_limits_linger_evictions_total").increment(1);
+}
+
+fn typing_counter(side: &'static str, outcome: &'static str) -> metrics::Counter {
+    counter!("centralino_conversation_typing_total", "side" => side, "outcome" => outcome)
+}
+
+/// A typing indicator of `side` ended with `outcome` (forwarded, rate_limited, no_agent).
+pub(crate) fn typing(side: &'static str, outcome: &'static str) {
+    typing_counter(side, outcome).increment(1);
 }
 
 /// A stream cut because its reader fell behind.

@@ -948,6 +948,7 @@ pub fn event_name(event: &ConversationEvent) -> &'static str {
         Some(Kind::Busy(_)) => "busy",
         Some(Kind::Transferred(_)) => "transferred",
         Some(Kind::HandedOver(_)) => "handed_over",
+        Some(Kind::Typing(_)) => "typing",
         None => "none",
     }
 }

@@ -79,6 +79,8 @@ pub struct ConversationActor {
     /// When the close was applied (after its write) and its outcome: a close sent before
     /// then was in flight with it and gets the same answer.
     pub(super) closed_ack: Option<(std::time::Instant, ConversationOutcome)>,
+    /// Rate limits of the typing indicators, one per side (they go away with the actor).
+    pub(super) typing: super::typing::TypingLimits,
 }
 
 pub(super) type ProfileWrite = std::pin::Pin<
@@ -148,6 +150,7 @@ impl ConversationActor {
             places: Places::default(),
             linger_ticket: None,
             closed_ack: None,
+            typing: super::typing::TypingLimits::default(),
         }
     }
 

@@ -35,6 +35,26 @@ pub struct CustomerSend {
     pub text: String,
 }
 
+/// The customer is typing (or stopped); answers whether it was forwarded to the agent.
+#[derive(Message)]
+#[rtype(result = "Result<bool, Status>")]
+pub struct CustomerTyping {
+    /// Customer token.
+    pub token: String,
+    /// Typing now.
+    pub typing: bool,
+}
+
+/// From an agent: typing (or stopped), shown on the customer's stream, not stored.
+#[derive(Message)]
+#[rtype(result = "Result<(), Status>")]
+pub struct AgentTyping {
+    /// Agent id (must be the assigned agent).
+    pub agent_id: String,
+    /// Typing now.
+    pub typing: bool,
+}
+
 /// The customer closes the conversation.
 #[derive(Message)]
 #[rtype(result = "Result<ConversationOutcome, Status>")]

@@ -11,8 +11,8 @@ use parking_lot::RwLock;
 use tonic::Status;
 
 use crate::conversation::{
-    AddNote, AgentClose, AgentSend, Escalate, GetTranscript, MarkSensitive, OfferEnded, Release,
-    Transfer,
+    AddNote, AgentClose, AgentSend, AgentTyping, Escalate, GetTranscript, MarkSensitive,
+    OfferEnded, Release, Transfer,
 };
 use crate::metrics as m;
 use crate::queue::AgentUpdate;
@@ -218,6 +218,12 @@ impl RouterLink for Dispatch {
             AgentAction::MarkSensitive => {
                 conversation
                     .send(MarkSensitive { agent_id })
+                    .await
+                    .map_err(mailbox)??;
+            }
+            AgentAction::Typing { typing } => {
+                conversation
+                    .send(AgentTyping { agent_id, typing })
                     .await
                     .map_err(mailbox)??;
             }

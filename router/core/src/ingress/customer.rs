@@ -10,7 +10,8 @@ use centralino_proto::v1::{
     CloseConversationRequest, CloseConversationResponse, LeaveOfflineMessageRequest,
     LeaveOfflineMessageResponse, RateConversationRequest, RateConversationResponse,
     RequestCallbackRequest, RequestCallbackResponse, SendMessageRequest, SendMessageResponse,
-    StartConversationRequest, StartConversationResponse, StreamEventsRequest,
+    SendTypingRequest, SendTypingResponse, StartConversationRequest, StartConversationResponse,
+    StreamEventsRequest,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
@@ -19,7 +20,8 @@ use tracing::info;
 
 use crate::conversation::start::start_conversation;
 use crate::conversation::{
-    Callback, ConversationActor, CustomerClose, CustomerSend, LeaveOffline, Rate, Subscribe,
+    Callback, ConversationActor, CustomerClose, CustomerSend, CustomerTyping, LeaveOffline, Rate,
+    Subscribe,
 };
 use crate::identity::wall_clock_secs;
 use crate::metrics as m;
@@ -231,6 +233,28 @@ impl ConversationService for CustomerApi {
                 .await
                 .map_err(mailbox)??;
             Ok(Response::new(SendMessageResponse { seq, duplicate }))
+        }
+        .await;
+        reject(result)
+    }
+
+    async fn send_typing(
+        &self,
+        request: Request<SendTypingRequest>,
+    ) -> Result<Response<SendTypingResponse>, Status> {
+        // Rate-limited per conversation in the actor (dropped, not refused: typing is best
+        // effort), which also checks the token as for a message.
+        let req = request.into_inner();
+        let result = async {
+            let forwarded = self
+                .conversation(&req.conversation_id)?
+                .send(CustomerTyping {
+                    token: req.token,
+                    typing: req.typing,
+                })
+                .await
+                .map_err(mailbox)??;
+            Ok(Response::new(SendTypingResponse { forwarded }))
         }
         .await;
         reject(result)

@@ -606,7 +606,8 @@ impl Desk {
                 let text = text.unwrap_or_else(|| answer(&chat.language, chat.sent));
                 self.send_text(&conversation_id, text, false).await;
             }
-            None => {}
+            // The simulated agents do not watch typing indicators.
+            Some(Event::CustomerTyping(_)) | None => {}
         }
     }
 

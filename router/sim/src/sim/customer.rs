@@ -750,7 +750,10 @@ impl Customer {
                     self.next = Some((Instant::now() + self.shared.wall(think), action));
                 }
             }
-            Some(Kind::Queued(_) | Kind::Offered(_) | Kind::RatingRequested(_)) | None => {}
+            Some(
+                Kind::Queued(_) | Kind::Offered(_) | Kind::RatingRequested(_) | Kind::Typing(_),
+            )
+            | None => {}
         }
     }
 

@@ -1,0 +1,545 @@
+//! The browser API of a standalone node (issue 12): the customer calls and the Admin calls
+//! as JSON, event streams as Server-Sent Events resumable with `Last-Event-ID`, gRPC-web on
+//! the same listener, and the same identity rules and limits as gRPC (a wrong token, bad
+//! input, an oversized body: a clear status, nothing changed).
+
+use centralino_testkit as common;
+
+use std::time::Duration;
+
+use centralino_base::credentials::{new_token, Scope};
+use centralino_proto::v1::{
+    agent_command, AcceptOffer, AgentSend, AgentTyping, GetSnapshotRequest, Snapshot,
+};
+use centralino_router::config::OperatorConfig;
+use centralino_router::standalone::RunningNode;
+use common::*;
+use futures::StreamExt;
+use prost::Message;
+use serde_json::{json, Value};
+
+/// One parsed Server-Sent Event.
+#[derive(Debug, Clone)]
+struct SseEvent {
+    id: Option<String>,
+    kind: String,
+    data: Value,
+}
+
+/// Reads Server-Sent Events off an HTTP response.
+struct SseReader {
+    body: futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>,
+    buffer: String,
+}
+
+impl SseReader {
+    fn new(response: reqwest::Response) -> Self {
+        Self {
+            body: response
+                .bytes_stream()
+                .map(|r| r.map(|b| b.to_vec()))
+                .boxed(),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event within `secs` seconds (None at the end or on timeout); comments
+    /// (keepalives) are skipped.
+    async fn next(&mut self, secs: u64) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent {
+                    id: None,
+                    kind: "message".into(),
+                    data: Value::Null,
+                };
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        event.id = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event.kind = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                event.data = serde_json::from_str(&data).expect("event data is JSON");
+                return Some(event);
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.body.next())
+                .await
+                .ok()??
+                .ok()?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The next event of `kind` within `secs` seconds, skipping others.
+    async fn next_of(&mut self, kind: &str, secs: u64) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let event = self.next(left.as_secs().max(1)).await?;
+            if event.kind == kind {
+                return Some(event);
+            }
+        }
+    }
+}
+
+fn base(node: &RunningNode) -> String {
+    format!("http://{}", node.grpc_addr)
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .http1_only()
+        .build()
+        .expect("http client")
+}
+
+/// POSTs `body` as JSON; returns the status and the answer's JSON.
+async fn post(url: &str, bearer: Option<&str>, body: Value) -> (u16, Value) {
+    let mut request = http().post(url).header("content-type", "application/json");
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let response = request
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, json)
+}
+
+/// Starts a conversation over JSON and returns its id and token.
+async fn start_json(node: &RunningNode, department: &str) -> (String, String) {
+    let (status, body) = post(
+        &format!("{}/v1/conversations", base(node)),
+        None,
+        json!({"department": department, "language": "it", "displayName": "Anna",
+               "visitor": {"currentPage": "/prodotti"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["conversationId"].as_str().expect("id").to_string();
+    let token = body["token"].as_str().expect("token").to_string();
+    (id, token)
+}
+
+async fn events(node: &RunningNode, id: &str, token: &str, last: Option<&str>) -> SseReader {
+    let mut request = http()
+        .get(format!("{}/v1/conversations/{id}/events", base(node)))
+        .bearer_auth(token);
+    if let Some(last) = last {
+        request = request.header("last-event-id", last);
+    }
+    let response = request.send().await.expect("events");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    SseReader::new(response)
+}
+
+#[test]
+fn a_customer_chats_over_json_and_sse_and_resumes_where_it_left_off() {
+    run(|| async {
+        let node = start(config("")).await;
+        let mut giulia = login(&node, "giulia", "pw").await.expect("login");
+        let (id, token) = start_json(&node, "support").await;
+        let mut stream = events(&node, &id, &token, None).await;
+        let queued = stream.next_of("queued", 5).await.expect("queued");
+        assert_eq!(queued.data["queued"]["position"], 1, "{:?}", queued.data);
+        assert!(queued.id.is_some(), "stored events carry their id");
+
+        let reservation = giulia
+            .next(5, |k| match k {
+                centralino_proto::v1::agent_event::Kind::Offer(o) => Some(o.reservation_id),
+                _ => None,
+            })
+            .await
+            .expect("offer");
+        giulia
+            .send(agent_command::Kind::Accept(AcceptOffer {
+                reservation_id: reservation,
+            }))
+            .await;
+        let assigned = stream.next_of("assigned", 5).await.expect("assigned");
+        assert_eq!(assigned.data["assigned"]["agentId"], "giulia");
+
+        // Typing both ways: shown, never stored, no event id (a resume point never moves).
+        let (status, typing) = post(
+            &format!("{}/v1/conversations/{id}/typing", base(&node)),
+            Some(&token),
+            json!({"typing": true}),
+        )
+        .await;
+        assert_eq!(
+            (status, typing["forwarded"].clone()),
+            (200, json!(true)),
+            "{typing}"
+        );
+        giulia
+            .next(5, |k| match k {
+                centralino_proto::v1::agent_event::Kind::CustomerTyping(t) => {
+                    t.typing.then_some(())
+                }
+                _ => None,
+            })
+            .await
+            .expect("the desk shows the customer typing");
+        giulia
+            .send(agent_command::Kind::Typing(AgentTyping {
+                conversation_id: id.clone(),
+                typing: true,
+            }))
+            .await;
+        let shown = stream.next_of("typing", 5).await.expect("agent typing");
+        assert_eq!(shown.id, None, "ephemeral events carry no id");
+        assert_eq!(shown.data["typing"]["agentDisplayName"], "Giulia");
+
+        let url = format!("{}/v1/conversations/{id}/messages", base(&node));
+        let (status, sent) = post(
+            &url,
+            Some(&token),
+            json!({"messageId": "m1", "text": "Buongiorno"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{sent}");
+        assert!(sent["seq"].as_str().is_some(), "int64 as a string: {sent}");
+        // A retry with the same id is a duplicate; another text under it is refused.
+        let (status, again) = post(
+            &url,
+            Some(&token),
+            json!({"messageId": "m1", "text": "Buongiorno"}),
+        )
+        .await;
+        assert_eq!((status, again["duplicate"].clone()), (200, json!(true)));
+        let (status, other) = post(
+            &url,
+            Some(&token),
+            json!({"messageId": "m1", "text": "Altro"}),
+        )
+        .await;
+        assert_eq!(status, 409, "{other}");
+        assert_eq!(other["code"], "ALREADY_EXISTS");
+
+        let mine = stream.next_of("message", 5).await.expect("own message");
+        assert_eq!(mine.data["message"]["text"], "Buongiorno");
+        let resume_at = mine.id.clone().expect("id");
+        drop(stream);
+
+        // While nobody listens, the agent answers; a resumed stream gets exactly that.
+        giulia
+            .send(agent_command::Kind::Send(AgentSend {
+                conversation_id: id.clone(),
+                message_id: "a1".into(),
+                text: "Come posso aiutarla?".into(),
+                status_note: false,
+            }))
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut resumed = events(&node, &id, &token, Some(&resume_at)).await;
+        let next = resumed
+            .next(5)
+            .await
+            .expect("the event after the resume point");
+        assert_eq!(next.kind, "message");
+        assert_eq!(next.data["message"]["text"], "Come posso aiutarla?");
+        let n: u64 = next.id.as_deref().expect("id").parse().expect("number");
+        assert!(n > resume_at.parse::<u64>().expect("number"));
+
+        // `?after=` works as Last-Event-ID does (for clients that cannot set headers).
+        let response = http()
+            .get(format!(
+                "{}/v1/conversations/{id}/events?after={resume_at}",
+                base(&node)
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("events");
+        let mut by_query = SseReader::new(response);
+        let same = by_query.next(5).await.expect("event");
+        assert_eq!(same.id, next.id);
+
+        let (status, closed) = post(
+            &format!("{}/v1/conversations/{id}/close", base(&node)),
+            Some(&token),
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 200, "{closed}");
+        assert!(closed["outcome"]
+            .as_str()
+            .expect("enum by name")
+            .starts_with("CONVERSATION_OUTCOME_"));
+        let end = resumed.next_of("closed", 5).await.expect("closed");
+        assert!(end.data["closed"]["outcome"].is_string());
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn wrong_tokens_and_bad_input_get_a_clear_status_and_change_nothing() {
+    run(|| async {
+        let node = start(config("")).await;
+        let (id, token) = start_json(&node, "support").await;
+        let url = format!("{}/v1/conversations/{id}/messages", base(&node));
+
+        let (status, body) = post(
+            &url,
+            Some("not-the-token"),
+            json!({"messageId": "m", "text": "x"}),
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("PERMISSION_DENIED")),
+            "{body}"
+        );
+        let (status, body) = post(&url, None, json!({"messageId": "m", "text": "x"})).await;
+        assert!(matches!(status, 401 | 403), "{status} {body}");
+
+        for (bad, why) in [
+            (json!({"messageId": "m", "text": ""}), "empty text"),
+            (json!({"messageId": "m", "text": 7}), "text is a number"),
+            (
+                json!({"messageId": "m", "text": "x", "extra": 1}),
+                "an unknown field",
+            ),
+            (
+                json!({"conversationId": "other", "messageId": "m", "text": "x"}),
+                "another id",
+            ),
+            (
+                json!({"messageId": "m", "text": "x".repeat(8193)}),
+                "over 8,192 bytes",
+            ),
+        ] {
+            let (status, body) = post(&url, Some(&token), bad).await;
+            assert_eq!(status, 400, "{why}: {body}");
+            assert_eq!(body["code"], "INVALID_ARGUMENT", "{why}");
+            assert!(!body["message"].as_str().unwrap_or("").is_empty(), "{why}");
+        }
+        let response = http()
+            .post(&url)
+            .bearer_auth(&token)
+            .body("{not json")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status().as_u16(), 400);
+        let response = http()
+            .post(&url)
+            .bearer_auth(&token)
+            .body(vec![b' '; 70 * 1024])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status().as_u16(), 413, "bodies are capped");
+
+        let (status, body) = post(
+            &format!("{}/v1/conversations/no-such/messages", base(&node)),
+            Some(&token),
+            json!({"messageId": "m", "text": "x"}),
+        )
+        .await;
+        assert_eq!((status, body["code"].as_str()), (404, Some("NOT_FOUND")));
+        let response = http()
+            .get(format!("{}/v1/conversations/{id}/events", base(&node)))
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .expect("events");
+        assert_eq!(response.status().as_u16(), 403);
+        let response = http()
+            .get(format!("{}/v1/conversations/{id}/events", base(&node)))
+            .bearer_auth(&token)
+            .header("last-event-id", "yesterday")
+            .send()
+            .await
+            .expect("events");
+        assert_eq!(response.status().as_u16(), 400);
+        let response = http()
+            .get(format!("{}/v1/no-such-route", base(&node)))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status().as_u16(), 404);
+
+        // Nothing of the above reached the transcript.
+        assert!(transcript_texts(&node, &id).await.is_empty());
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn admin_calls_over_json_check_the_operator_token_and_its_scope() {
+    let (reader, hash) = new_token();
+    let config = config_with("", |c| {
+        c.operators.push(OperatorConfig {
+            name: "reader".into(),
+            token_hash: hash,
+            scopes: vec![Scope::ReadOnly],
+        })
+    });
+    run(|| async move {
+        let node = start(config).await;
+        let url = format!("{}/v1/admin/get-snapshot", base(&node));
+        let (status, body) = post(&url, None, json!({})).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("UNAUTHENTICATED")),
+            "{body}"
+        );
+        let (status, body) = post(&url, Some("nope"), json!({})).await;
+        assert!(matches!(status, 401 | 403), "{status} {body}");
+        let (status, snapshot) = post(&url, Some(ADMIN), json!({})).await;
+        assert_eq!(status, 200, "{snapshot}");
+        assert!(snapshot.is_object());
+
+        let (status, body) = post(
+            &format!("{}/v1/admin/set-agent-status", base(&node)),
+            Some(ADMIN),
+            json!({"agentId": "nobody", "status": "AGENT_STATUS_AWAY"}),
+        )
+        .await;
+        assert_eq!(status, 404, "{body}");
+        // A reader may look, not act: the scope rule of gRPC.
+        let (status, body) = post(
+            &format!("{}/v1/admin/set-agent-status", base(&node)),
+            Some(&reader),
+            json!({"agentId": "giulia", "status": "AGENT_STATUS_AWAY"}),
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("PERMISSION_DENIED")),
+            "{body}"
+        );
+        let (status, _) = post(&url, Some(&reader), json!({})).await;
+        assert_eq!(status, 200, "a reader reads the snapshot");
+        let (status, body) = post(
+            &format!("{}/v1/admin/set-agent-status", base(&node)),
+            Some(ADMIN),
+            json!({"agentId": "giulia", "status": "NO_SUCH_STATUS"}),
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("INVALID_ARGUMENT")),
+            "{body}"
+        );
+
+        // The snapshot stream: the first snapshot at once, then the change when a
+        // conversation queues.
+        let response = http()
+            .get(format!("{}/v1/admin/snapshot/stream", base(&node)))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("stream");
+        assert_eq!(response.status().as_u16(), 200);
+        let mut stream = SseReader::new(response);
+        let first = stream.next_of("snapshot", 5).await.expect("first snapshot");
+        let depth = |s: &Value| -> u64 {
+            s["queues"]
+                .as_array()
+                .map(|qs| qs.iter().map(|q| q["depth"].as_u64().unwrap_or(0)).sum())
+                .unwrap_or(0)
+        };
+        assert_eq!(depth(&first.data), 0, "{}", first.data);
+        let _ = start_json(&node, "support").await;
+        let mut saw = false;
+        for _ in 0..10 {
+            let Some(next) = stream.next_of("snapshot", 3).await else {
+                break;
+            };
+            if depth(&next.data) == 1 {
+                saw = true;
+                break;
+            }
+        }
+        assert!(saw, "the stream shows the queued conversation");
+        let response = http()
+            .get(format!("{}/v1/admin/snapshot/stream", base(&node)))
+            .send()
+            .await
+            .expect("stream");
+        assert_eq!(response.status().as_u16(), 401);
+        node.shutdown().await;
+    });
+}
+
+/// Encodes one gRPC-web frame.
+fn frame(flag: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![flag];
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn grpc_web_calls_reach_the_same_services_with_the_same_rules() {
+    run(|| async {
+        let node = start(config("")).await;
+        let call = |token: Option<&'static str>| {
+            let url = format!("{}/centralino.v1.Admin/GetSnapshot", base(&node));
+            async move {
+                let mut request = http()
+                    .post(url)
+                    .header("content-type", "application/grpc-web+proto")
+                    .header("x-grpc-web", "1")
+                    .body(frame(0, &GetSnapshotRequest {}.encode_to_vec()));
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                let response = request.send().await.expect("grpc-web");
+                assert_eq!(response.status().as_u16(), 200);
+                let header_status = response
+                    .headers()
+                    .get("grpc-status")
+                    .map(|v| v.to_str().unwrap_or("").to_string());
+                let body = response.bytes().await.expect("body").to_vec();
+                (header_status, body)
+            }
+        };
+        // Without a token: the status comes in the headers (a trailers-only answer).
+        let (status, _) = call(None).await;
+        assert_eq!(status.as_deref(), Some("16"), "UNAUTHENTICATED");
+
+        let (_, body) = call(Some(ADMIN)).await;
+        let mut at = 0;
+        let mut message = None;
+        let mut trailers = String::new();
+        while at + 5 <= body.len() {
+            let flag = body[at];
+            let len = u32::from_be_bytes([body[at + 1], body[at + 2], body[at + 3], body[at + 4]])
+                as usize;
+            let payload = &body[at + 5..at + 5 + len];
+            if flag & 0x80 == 0 {
+                message = Some(Snapshot::decode(payload).expect("a Snapshot"));
+            } else {
+                trailers = String::from_utf8_lossy(payload).to_string();
+            }
+            at += 5 + len;
+        }
+        assert!(message.is_some(), "a message frame");
+        assert!(trailers.contains("grpc-status:0"), "{trailers}");
+        node.shutdown().await;
+    });
+}
