@@ -1392,6 +1392,7 @@ mod tests {
         }
         decodes::<StartConversationRequest>("startConversation");
         decodes::<SendMessageRequest>("sendMessage");
+        decodes::<SendTypingRequest>("sendTyping");
         decodes::<RateConversationRequest>("rateConversation");
         decodes::<CloseConversationRequest>("closeConversation");
         decodes::<LeaveOfflineMessageRequest>("leaveOfflineMessage");
