@@ -11,8 +11,10 @@ fetches `GET /v1/openapi.json` and:
 2. checks the Server-Sent Events routes by hand (schemathesis cannot test streams): a bad
    operator token on every admin stream and a wrong conversation token on the customer's
    event stream are refused with a JSON Error body; with the right tokens the first event's
-   `data:` is a valid ConversationEvent / Snapshot; the desk's login refusal is an Error;
-3. runs schemathesis over every customer and admin operation but the streams (an operator
+   `data:` is a valid ConversationEvent / Snapshot;
+3. walks a desk session by hand (a refused login, a login, a command, the first event, the
+   logout), each answer against the document (--no-desk leaves it out);
+4. runs schemathesis over every customer and admin operation but the streams (an operator
    token in `Authorization`), with not_a_server_error, status_code_conformance,
    content_type_conformance and response_schema_conformance, a bounded number of examples
    each.
@@ -307,7 +309,7 @@ def expect_error(schemas, what, status, headers, body, want_status, want_codes):
     print(f"  {what}: {status} {value['code']}")
 
 
-def check_streams(node, doc, schemas, admin_token, reader_token, desk):
+def check_streams(node, doc, schemas, admin_token, reader_token):
     base = node.base
     bad = "not-a-token-" + uuid.uuid4().hex
     # A bad operator token on every admin stream (and a unary admin call) is 401 JSON.
@@ -365,22 +367,61 @@ def check_streams(node, doc, schemas, admin_token, reader_token, desk):
     check(snapshot.get("event") == "snapshot", f"snapshot stream: first event {snapshot}")
     schemas.validate(json.loads(snapshot["data"]), "Snapshot", "snapshot stream data:")
     print("  GET /v1/admin/snapshot/stream: first event is a valid Snapshot")
-    # A closed conversation's answer, then its stream is still readable.
+    # Closing answers the outcome.
     status, headers, body = request(base + f"/v1/conversations/{cid}/close", "POST", {},
                                     token=token)
     check(status == 200, f"close: HTTP {status}: {body[:300]!r}")
     schemas.validate(json.loads(body), "CloseConversationResponse", "close")
 
-    # The desk's login refusal is an Error too.
-    check("/v1/agent/sessions" in doc["paths"], "the desk routes are not in the document")
-    if desk:
-        expect_error(schemas, "POST /v1/agent/sessions with a wrong password",
-                     *request(base + "/v1/agent/sessions", "POST",
-                              {"agentId": "giulia", "password": "wrong " + uuid.uuid4().hex}),
-                     401, {"UNAUTHENTICATED"})
-        expect_error(schemas, "GET /v1/agent/sessions/{sid}/events with a bad token",
-                     *request(base + "/v1/agent/sessions/s-nope/events", token=bad),
-                     (401, 404), {"UNAUTHENTICATED", "NOT_FOUND"})
+
+def check_desk(node, doc, schemas, password):
+    """The desk session by hand (schemathesis cannot log in): a refused login, a login, a
+    command, the first event, the logout; each answer against the document."""
+    base = node.base
+    bad = "not-a-token-" + uuid.uuid4().hex
+    for path in ["/v1/agent/sessions", "/v1/agent/sessions/{sid}/events",
+                 "/v1/agent/sessions/{sid}/commands", "/v1/agent/sessions/{sid}"]:
+        check(path in doc["paths"], f"{path} is not in the document")
+    expect_error(schemas, "POST /v1/agent/sessions with a wrong password",
+                 *request(base + "/v1/agent/sessions", "POST",
+                          {"agentId": "giulia", "password": "wrong " + uuid.uuid4().hex}),
+                 401, {"UNAUTHENTICATED"})
+    expect_error(schemas, "POST /v1/agent/sessions with an unknown field",
+                 *request(base + "/v1/agent/sessions", "POST", {"agentId": "giulia", "x": 1}),
+                 400, {"INVALID_ARGUMENT"})
+    status, headers, body = request(base + "/v1/agent/sessions", "POST",
+                                    {"agentId": "giulia", "password": password})
+    check(status == 201, f"POST /v1/agent/sessions: HTTP {status}: {body[:300]!r}")
+    created = json.loads(body)
+    schemas.validate(created, "DeskSession", "POST /v1/agent/sessions")
+    sid, token = created.get("sessionId"), created.get("sessionToken")
+    check(sid and token and created.get("loggedIn") is not None,
+          f"POST /v1/agent/sessions answered {created}")
+    print("  POST /v1/agent/sessions: 201, a valid DeskSession")
+    session = f"/v1/agent/sessions/{sid}"
+    expect_error(schemas, "GET /v1/agent/sessions/{sid}/events with a wrong token",
+                 *request(base + session + "/events", token=bad), (401, 403),
+                 {"UNAUTHENTICATED", "PERMISSION_DENIED"})
+    expect_error(schemas, "POST /v1/agent/sessions/{sid}/commands with a wrong token",
+                 *request(base + session + "/commands", "POST", {"requestId": "r0"}, token=bad),
+                 (401, 403), {"UNAUTHENTICATED", "PERMISSION_DENIED"})
+    status, headers, body = request(
+        base + session + "/commands", "POST",
+        {"requestId": "r1", "setStatus": {"status": "AGENT_STATUS_AVAILABLE"}}, token=token)
+    check(status == 202, f"POST {session}/commands: HTTP {status}: {body[:300]!r}")
+    schemas.validate(json.loads(body), "CommandAccepted", "POST /v1/agent/sessions/{sid}/commands")
+    print("  POST /v1/agent/sessions/{sid}/commands: 202, a valid CommandAccepted")
+    status, ctype, event = first_event(base + session + "/events", token)
+    check(ctype.startswith("text/event-stream"), f"GET {session}/events: {ctype!r}")
+    schemas.validate(json.loads(event["data"]), "AgentEvent", "desk events data:")
+    check(event.get("event") == "logged_in", f"desk events: first event {event}")
+    print(f"  GET /v1/agent/sessions/{{sid}}/events: first event `{event['event']}` is a valid "
+          "AgentEvent")
+    status, headers, body = request(base + session, "DELETE", token=token)
+    check(status == 204 and not body, f"DELETE {session}: HTTP {status}: {body[:300]!r}")
+    expect_error(schemas, "DELETE /v1/agent/sessions/{sid} again",
+                 *request(base + session, "DELETE", token=token), (401, 404),
+                 {"UNAUTHENTICATED", "NOT_FOUND"})
 
 
 def run_schemathesis(node, admin_token, max_examples, report_dir):
@@ -445,7 +486,12 @@ def main():
         validate_document(doc)
         schemas = Schemas(doc)
         print("==> the event streams and the error bodies, by hand")
-        check_streams(node, doc, schemas, admin_token, reader_token, not args.no_desk)
+        check_streams(node, doc, schemas, admin_token, reader_token)
+        if args.no_desk:
+            print("==> the desk routes: not called (--no-desk)")
+        else:
+            print("==> the desk session, by hand")
+            check_desk(node, doc, schemas, password)
         print("==> schemathesis over the customer and admin operations")
         run_schemathesis(node, admin_token, args.max_examples,
                          ROOT / "target" / "schemathesis")
