@@ -758,6 +758,11 @@ fn field_schema(types: &Types, field: &prost_types::FieldDescriptorProto) -> Val
         }
         return json!({ "type": "array", "items": scalar_schema(field) });
     }
+    // pbjson reads `null` as "not set" for a message field and a proto3 `optional` one
+    // (for the other fields it refuses it).
+    if field.r#type() == Type::Message || field.proto3_optional() {
+        return json!({ "anyOf": [scalar_schema(field), { "type": "null" }] });
+    }
     scalar_schema(field)
 }
 
@@ -1357,8 +1362,37 @@ mod tests {
         assert_eq!(snapshot["nowUnixMs"]["type"], "string");
         // int64 of a nested request message, proto3 optional.
         assert_eq!(
-            schemas["PutDirectoryEntryRequest"]["properties"]["expectedVersion"]["pattern"],
+            schemas["PutDirectoryEntryRequest"]["properties"]["expectedVersion"]["anyOf"][0]
+                ["pattern"],
             "^-?[0-9]+$"
+        );
+        // null is "not set" for a message field and an optional one, as pbjson reads it.
+        assert_eq!(
+            schemas["StartConversationRequest"]["properties"]["visitor"]["anyOf"],
+            json!([{ "$ref": "#/components/schemas/VisitorContext" }, { "type": "null" }])
+        );
+        let null = |text: &'static str| Bytes::from_static(text.as_bytes());
+        crate::call::decode::<centralino_proto::v1::StartConversationRequest>(
+            &null(r#"{"visitor":null}"#),
+            "x",
+        )
+        .expect("null message");
+        crate::call::decode::<centralino_proto::v1::PutDirectoryEntryRequest>(
+            &null(r#"{"expectedVersion":null}"#),
+            "x",
+        )
+        .expect("null optional");
+        assert!(
+            crate::call::decode::<centralino_proto::v1::StartConversationRequest>(
+                &null(r#"{"language":null}"#),
+                "x"
+            )
+            .is_err(),
+            "a null string is refused, and so not documented"
+        );
+        assert_eq!(
+            schemas["StartConversationRequest"]["properties"]["language"]["type"],
+            "string"
         );
         // A message inside a request body refuses unknown fields too.
         let start = &schemas["StartConversationRequest"];
