@@ -170,9 +170,17 @@ pub async fn start_with(
     // applies here within a second), the configuration file's until the first router answers.
     drop(directory_feed.follow_directory(node.directory().clone(), stop_rx.clone()));
     drop(node.watch_directory(stop_rx.clone()));
+    let desk_service = AgentDeskService::new(node.clone());
+    let web_config = config.web.clone();
     let grpc = GrpcServer::new()
         .describe(centralino_proto::PUBLIC_FILE_DESCRIPTOR_SET)
-        .public(AgentDeskServer::new(AgentDeskService::new(node.clone())))
+        .public(AgentDeskServer::new(desk_service.clone()))
+        // Browsers: the desk as HTTP sessions, gRPC-web, the pages.
+        .web(Box::new(move |grpc| {
+            centralino_web::Web::new(&web_config)
+                .desk(Arc::new(desk_service))
+                .wrap(grpc)
+        }))
         .tls(public_tls);
     let health = grpc.health();
     let mut stop_internal = stop_rx.clone();

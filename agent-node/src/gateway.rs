@@ -3,7 +3,11 @@
 //! The first command must be `login`; afterwards each command is forwarded to the agent's
 //! actor. A bad command is answered with an `error` event and changes nothing; the stream
 //! stays open. When the stream ends the agent's disconnect grace starts.
+//!
+//! [`AgentDeskService::run_session`] runs a session over any stream of commands: the gRPC
+//! handler's, and the HTTP desk sessions of `centralino-web` (as a [`DeskOpener`]).
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,6 +18,9 @@ use centralino_proto::v1::{
     agent_event, transfer, Ack, AgentCommand, AgentEvent, AgentStatus, CannedResponse,
     EscalationKind,
 };
+use centralino_web::desk::{CommandStream, DeskEventStream};
+use centralino_web::DeskOpener;
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -50,16 +57,18 @@ impl AgentDeskService {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<AgentEvent, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl AgentDesk for AgentDeskService {
-    type SessionStream = EventStream;
-
-    async fn session(
+impl AgentDeskService {
+    /// Runs one desk session for a client at `client` over `commands`, whatever carries
+    /// them (the gRPC stream, an HTTP desk session): the first command must be `login`
+    /// within [`LOGIN_TIMEOUT`]; then each command is answered with an `ack` or an
+    /// `error` event. Returns the session's events, or the login's refusal. When
+    /// `commands` ends the agent's disconnect grace starts.
+    pub async fn run_session(
         &self,
-        request: Request<Streaming<AgentCommand>>,
-    ) -> Result<Response<Self::SessionStream>, Status> {
-        let client = request.remote_addr().map(|a| a.ip());
-        let mut commands = request.into_inner();
+        client: Option<SocketAddr>,
+        mut commands: BoxStream<'static, Result<AgentCommand, Status>>,
+    ) -> Result<EventStream, Status> {
+        let client = client.map(|a| a.ip());
         let first = tokio::time::timeout(LOGIN_TIMEOUT, commands.next())
             .await
             .map_err(|_| {
@@ -133,7 +142,35 @@ impl AgentDesk for AgentDeskService {
             info!(%agent_id, session_id, "agent desktop stream ended");
             addr.do_send(agent::Detach { session_id });
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Box::pin(ReceiverStream::new(rx)))
+    }
+}
+
+#[tonic::async_trait]
+impl AgentDesk for AgentDeskService {
+    type SessionStream = EventStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<AgentCommand>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let client = request.remote_addr();
+        let events = self
+            .run_session(client, request.into_inner().boxed())
+            .await?;
+        Ok(Response::new(events))
+    }
+}
+
+/// The HTTP desk sessions of `centralino-web` run the same desk as the gRPC stream.
+#[tonic::async_trait]
+impl DeskOpener for AgentDeskService {
+    async fn open(
+        &self,
+        client: Option<SocketAddr>,
+        commands: CommandStream,
+    ) -> Result<DeskEventStream, Status> {
+        self.run_session(client, commands).await
     }
 }
 

@@ -396,16 +396,16 @@ pub async fn start_with_clock(
         agent_node.clone(),
         agent_node.oidc(),
     ));
+    let desk = AgentDeskService::new(agent_node.clone());
     let web = centralino_web::Web::new(&config.web)
         .customer(customers.clone())
-        .admin(admin.clone());
+        .admin(admin.clone())
+        .desk(Arc::new(desk.clone()));
     let server = GrpcServer::new()
         .tls(public_tls)
         .describe(centralino_proto::PUBLIC_FILE_DESCRIPTOR_SET)
         .public(ConversationServiceServer::from_arc(customers))
-        .public(AgentDeskServer::new(AgentDeskService::new(
-            agent_node.clone(),
-        )))
+        .public(AgentDeskServer::new(desk))
         .public(AdminServer::from_arc(admin))
         .web(Box::new(move |grpc| web.wrap(grpc)))
         .start(listener, async move {
@@ -413,6 +413,14 @@ pub async fn start_with_clock(
         })
         .await?;
     info!(%grpc_addr, metrics = ?metrics_addr, data_dir = %config.node.data_dir.display(), "centralino node listening");
+    if config.web.pages {
+        info!(
+            shop = %format!("http://{grpc_addr}/"),
+            console = %format!("http://{grpc_addr}/console"),
+            wallboard = %format!("http://{grpc_addr}/wallboard"),
+            "pages served (https:// when [tls] is set)"
+        );
+    }
     Ok(RunningNode {
         grpc_addr,
         metrics_addr,
