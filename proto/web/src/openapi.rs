@@ -248,7 +248,9 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/agent/sessions/{sid}/events",
         params: SESSION_ID,
         id: "streamDeskEvents",
-        summary: "The desk session's events as Server-Sent Events (one reader at a time).",
+        summary:
+            "The desk session's events as Server-Sent Events (one reader at a time); a resume \
+                  past what is kept begins with `event: gap` (data: a DeskGap).",
         tag: "agent desk",
         rpc: None,
         request: None,
@@ -885,6 +887,22 @@ fn extra_schemas(out: &mut Map<String, Value>) {
                 "sessionId": { "type": "string" },
                 "sessionToken": { "type": "string" },
                 "loggedIn": schema_ref("centralino.v1.LoggedIn"),
+            },
+        }),
+    );
+    out.insert(
+        "DeskGap".into(),
+        json!({
+            "type": "object",
+            "description": "The `gap` event of a desk stream: the events after `after` and before `resumedAt` are no longer kept (reload the desk's state); the stream goes on from `resumedAt`.",
+            "properties": {
+                "gap": {
+                    "type": "object",
+                    "properties": {
+                        "after": { "type": "integer", "minimum": 0 },
+                        "resumedAt": { "type": "integer", "minimum": 0 },
+                    },
+                },
             },
         }),
     );
