@@ -4,9 +4,10 @@
 //! demo). Prometheus has the same numbers as `centralino_conversation_wait_seconds` and
 //! `centralino_conversations_abandoned_total`, over any window; this is the day's.
 //!
-//! Memory is bounded: one entry per department × language seen today, where a language
-//! no configured team speaks counts as [`OTHER_LANGUAGE`] (customers choose the language
-//! they send), and at most [`MAX_ENTRIES`] entries in all. The counts start again from
+//! Memory is bounded: one entry per department × language seen today. Conversations start
+//! only in a configured department and a language a configured team speaks (admission
+//! refuses others); should another language reach here anyway it counts as
+//! [`OTHER_LANGUAGE`], and there are at most [`MAX_ENTRIES`] entries in all. The counts start again from
 //! zero at local midnight.
 
 use std::collections::{BTreeMap, BTreeSet};
