@@ -1059,6 +1059,33 @@ mod tests {
     }
 
     #[test]
+    fn the_day_time_zone_is_configured_or_the_first_teams_and_checked() {
+        let mut config = Config::from_toml(EXAMPLE_CONFIG, Vec::new()).unwrap();
+        assert_eq!(config.day_timezone(), Ok(chrono_tz::Europe::Rome));
+        config.routing.day_timezone = String::new();
+        for team in &mut config.teams {
+            team.schedule = None;
+        }
+        assert_eq!(config.day_timezone(), Ok(chrono_tz::Tz::UTC));
+        if let Some(team) = config.teams.first_mut() {
+            team.schedule = Some(centralino_base::schedule::ScheduleConfig {
+                timezone: "America/New_York".into(),
+                ..Default::default()
+            });
+        }
+        assert_eq!(config.day_timezone(), Ok(chrono_tz::America::New_York));
+        config.routing.day_timezone = "Mars/Olympus".into();
+        assert!(
+            config
+                .problems()
+                .iter()
+                .any(|p| p.contains("routing.day_timezone") && p.contains("Mars/Olympus")),
+            "{:?}",
+            config.problems()
+        );
+    }
+
+    #[test]
     fn identity_secrets_are_checked() {
         let example = Config::from_toml(EXAMPLE_CONFIG, Vec::new()).unwrap();
         assert_eq!(example.identity.shop_secret, PLACEHOLDER_SHOP_SECRET);
