@@ -98,6 +98,20 @@ fn answered_waits_abandons_and_midnight_per_department_and_language() {
             "a client's language made its own entry: {:?}",
             snap.service
         );
+        // The proto3 JSON the browser API serves (pbjson: lowerCamelCase, 64-bit integers
+        // as strings, zeros left out).
+        let json = serde_json::to_value(it).expect("json");
+        assert_eq!(json["department"], "support");
+        assert_eq!(json["language"], "it");
+        assert_eq!(json["answered"], "1");
+        assert_eq!(json["answeredInTarget"], "1");
+        assert_eq!(json["waitMsTotal"], "10000");
+        assert_eq!(json["asaSeconds"], 10.0);
+        assert_eq!(json["serviceLevel"], 1.0);
+        assert_eq!(json["targetSeconds"], 20);
+        assert_eq!(json["day"], "2026-03-10");
+        let json = serde_json::to_value(&snap).expect("json");
+        assert_eq!(json["service"].as_array().map(Vec::len), Some(3));
         // The node-wide counters are as before.
         let counters = snap.counters.expect("counters");
         assert_eq!(counters.conversations_abandoned, 1);
