@@ -519,6 +519,12 @@ impl ConversationActor {
         if self.rec.assigned_at_ms.is_none() {
             self.rec.assigned_at_ms = Some(now);
             m::conversation_assigned(&self.rec, now);
+            self.shared.today.answered(
+                &self.rec.department,
+                &self.rec.language,
+                now - self.rec.started_at_ms,
+                now,
+            );
         }
         if self.rec.sticky_agent.as_deref() == Some(agent_id.as_str()) {
             Counters::inc(&self.shared.counters.sticky_hits);
