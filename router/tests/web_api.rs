@@ -92,6 +92,18 @@ impl SseReader {
     }
 }
 
+/// The JSON body of a response.
+trait JsonBody {
+    async fn json_body(self) -> Value;
+}
+
+impl JsonBody for reqwest::Response {
+    async fn json_body(self) -> Value {
+        let text = self.text().await.expect("body");
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+    }
+}
+
 fn base(node: &RunningNode) -> String {
     format!("http://{}", node.grpc_addr)
 }
@@ -351,6 +363,8 @@ fn wrong_tokens_and_bad_input_get_a_clear_status_and_change_nothing() {
             .await
             .expect("request");
         assert_eq!(response.status().as_u16(), 413, "bodies are capped");
+        let body: Value = response.json_body().await;
+        assert_eq!(body["code"], "RESOURCE_EXHAUSTED", "{body}");
 
         let (status, body) = post(
             &format!("{}/v1/conversations/no-such/messages", base(&node)),

@@ -81,12 +81,32 @@ impl Web {
         if self.config.pages {
             router = router.merge(pages::routes());
         }
-        let router = grpc.merge(router.layer(DefaultBodyLimit::max(call::MAX_BODY_BYTES)));
+        let router = grpc.merge(
+            router
+                .layer(axum::middleware::map_response(too_large_as_json))
+                .layer(DefaultBodyLimit::max(call::MAX_BODY_BYTES)),
+        );
         match cors(&self.config) {
             Some(layer) => router.layer(layer),
             None => router,
         }
     }
+}
+
+/// A body over [`call::MAX_BODY_BYTES`] is refused before any handler runs; its answer gets
+/// the JSON error body every other refusal has.
+async fn too_large_as_json(response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if response.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return response;
+    }
+    let status = tonic::Status::resource_exhausted(format!(
+        "the request body is larger than {} bytes",
+        call::MAX_BODY_BYTES
+    ));
+    let mut answer = status::HttpError(status).into_response();
+    *answer.status_mut() = axum::http::StatusCode::PAYLOAD_TOO_LARGE;
+    answer
 }
 
 /// The CORS policy of `[web] allowed_origins` (None: same origin only). Credentials are

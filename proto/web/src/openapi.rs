@@ -510,12 +510,13 @@ pub const EXAMPLES: &[(&str, &str)] = &[
 ];
 
 /// The error answers every operation documents: (HTTP status, what it means).
-const ERRORS: [(u16, &str, &str); 8] = [
+const ERRORS: [(u16, &str, &str); 9] = [
     (400, "BadRequest", "INVALID_ARGUMENT, FAILED_PRECONDITION or OUT_OF_RANGE: the request is wrong or does not apply now."),
     (401, "Unauthenticated", "UNAUTHENTICATED: no token, or not a valid one."),
     (403, "PermissionDenied", "PERMISSION_DENIED: the token does not allow this call."),
     (404, "NotFound", "NOT_FOUND: no such conversation, session or entry."),
     (409, "Conflict", "ALREADY_EXISTS or ABORTED: the request conflicts with what is there."),
+    (413, "PayloadTooLarge", "RESOURCE_EXHAUSTED: the body is larger than 64 KiB."),
     (429, "TooManyRequests", "RESOURCE_EXHAUSTED: a limit was reached; `Retry-After` says when to try again."),
     (503, "Unavailable", "UNAVAILABLE: the node cannot serve the call now (draining, a peer unreachable)."),
     (504, "DeadlineExceeded", "DEADLINE_EXCEEDED: the call took too long."),
