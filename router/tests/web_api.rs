@@ -761,3 +761,98 @@ fn grpc_web_streams_resume_and_refuse_bad_input() {
         node.shutdown().await;
     });
 }
+
+#[test]
+fn cors_lets_the_configured_origins_in_and_nobody_else() {
+    let config = config_with("", |c| {
+        c.web.allowed_origins = vec!["https://shop.example".into()];
+    });
+    run(|| async move {
+        let node = start(config).await;
+        let url = format!("{}/v1/conversations", base(&node));
+        let preflight = |origin: &'static str| {
+            let url = url.clone();
+            async move {
+                http()
+                    .request(reqwest::Method::OPTIONS, url)
+                    .header("origin", origin)
+                    .header("access-control-request-method", "POST")
+                    .header(
+                        "access-control-request-headers",
+                        "authorization, content-type",
+                    )
+                    .send()
+                    .await
+                    .expect("preflight")
+            }
+        };
+        let allowed = preflight("https://shop.example").await;
+        assert_eq!(
+            allowed
+                .headers()
+                .get("access-control-allow-origin")
+                .map(|v| v.as_bytes()),
+            Some(&b"https://shop.example"[..])
+        );
+        assert!(
+            allowed
+                .headers()
+                .get("access-control-allow-credentials")
+                .is_none(),
+            "cookies are never allowed"
+        );
+        let other = preflight("https://evil.example").await;
+        assert!(other.headers().get("access-control-allow-origin").is_none());
+        // A real call from the shop's page carries the header on the answer too.
+        let response = http()
+            .post(&url)
+            .header("origin", "https://shop.example")
+            .header("content-type", "application/json")
+            .body(r#"{"department":"support","language":"it"}"#)
+            .send()
+            .await
+            .expect("start");
+        assert_eq!(response.status().as_u16(), 200);
+        assert!(response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_some());
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn the_pages_are_served_with_a_strict_content_security_policy() {
+    run(|| async {
+        let node = start(config("")).await;
+        for path in ["/", "/checkout", "/console", "/wallboard"] {
+            let response = http()
+                .get(format!("{}{path}", base(&node)))
+                .send()
+                .await
+                .expect("page");
+            assert_eq!(response.status().as_u16(), 200, "{path}");
+            let csp = response
+                .headers()
+                .get("content-security-policy")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+            let html = response.text().await.expect("html");
+            assert!(!html.contains("<script>"), "{path}: no inline script");
+        }
+        let widget = http()
+            .get(format!("{}/widget.js", base(&node)))
+            .send()
+            .await
+            .expect("widget");
+        assert_eq!(widget.status().as_u16(), 200);
+        assert!(widget
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/javascript")));
+        node.shutdown().await;
+    });
+}
