@@ -413,6 +413,14 @@ pub async fn start_with_clock(
         })
         .await?;
     info!(%grpc_addr, metrics = ?metrics_addr, data_dir = %config.node.data_dir.display(), "centralino node listening");
+    if config.web.pages {
+        info!(
+            shop = %format!("http://{grpc_addr}/"),
+            console = %format!("http://{grpc_addr}/console"),
+            wallboard = %format!("http://{grpc_addr}/wallboard"),
+            "pages served (https:// when [tls] is set)"
+        );
+    }
     Ok(RunningNode {
         grpc_addr,
         metrics_addr,

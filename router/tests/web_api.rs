@@ -92,6 +92,18 @@ impl SseReader {
     }
 }
 
+/// The JSON body of a response.
+trait JsonBody {
+    async fn json_body(self) -> Value;
+}
+
+impl JsonBody for reqwest::Response {
+    async fn json_body(self) -> Value {
+        let text = self.text().await.expect("body");
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+    }
+}
+
 fn base(node: &RunningNode) -> String {
     format!("http://{}", node.grpc_addr)
 }
@@ -351,6 +363,8 @@ fn wrong_tokens_and_bad_input_get_a_clear_status_and_change_nothing() {
             .await
             .expect("request");
         assert_eq!(response.status().as_u16(), 413, "bodies are capped");
+        let body: Value = response.json_body().await;
+        assert_eq!(body["code"], "RESOURCE_EXHAUSTED", "{body}");
 
         let (status, body) = post(
             &format!("{}/v1/conversations/no-such/messages", base(&node)),
@@ -540,6 +554,305 @@ fn grpc_web_calls_reach_the_same_services_with_the_same_rules() {
         }
         assert!(message.is_some(), "a message frame");
         assert!(trailers.contains("grpc-status:0"), "{trailers}");
+        node.shutdown().await;
+    });
+}
+
+/// Splits a gRPC-web answer into its message payloads and its trailers.
+fn frames(body: &[u8]) -> (Vec<Vec<u8>>, String) {
+    let mut at = 0;
+    let mut messages = Vec::new();
+    let mut trailers = String::new();
+    while at + 5 <= body.len() {
+        let flag = body[at];
+        let len =
+            u32::from_be_bytes([body[at + 1], body[at + 2], body[at + 3], body[at + 4]]) as usize;
+        let payload = &body[at + 5..(at + 5 + len).min(body.len())];
+        if flag & 0x80 == 0 {
+            messages.push(payload.to_vec());
+        } else {
+            trailers.push_str(&String::from_utf8_lossy(payload));
+        }
+        at += 5 + len;
+    }
+    (messages, trailers)
+}
+
+/// The grpc-status of a gRPC-web answer: from the headers (trailers-only) or the trailer frame.
+fn grpc_code(header: Option<String>, body: &[u8]) -> String {
+    header.unwrap_or_else(|| {
+        frames(body)
+            .1
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("grpc-status:")
+                    .map(|v| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// Calls `method` over gRPC-web with `payload` (already encoded); returns the headers'
+/// grpc-status, if any, and the body.
+async fn grpc_web(node: &RunningNode, method: &str, payload: Vec<u8>) -> (Option<String>, Vec<u8>) {
+    let response = http()
+        .post(format!("{}/{method}", base(node)))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(frame(0, &payload))
+        .send()
+        .await
+        .expect("grpc-web");
+    assert_eq!(response.status().as_u16(), 200);
+    let status = response
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap_or("").to_string());
+    (status, response.bytes().await.expect("body").to_vec())
+}
+
+#[test]
+fn grpc_web_streams_resume_and_refuse_bad_input() {
+    use centralino_proto::v1::{
+        ConversationEvent, SendMessageRequest, StartConversationRequest, StartConversationResponse,
+        StreamEventsRequest,
+    };
+    run(|| async {
+        let node = start(config("")).await;
+        let (_, body) = grpc_web(
+            &node,
+            "centralino.v1.ConversationService/StartConversation",
+            StartConversationRequest {
+                department: "support".into(),
+                language: "it".into(),
+                display_name: "Anna".into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        )
+        .await;
+        let (messages, trailers) = frames(&body);
+        assert!(trailers.contains("grpc-status:0"), "{trailers}");
+        let started = StartConversationResponse::decode(&messages[0][..]).expect("response");
+        for (id, text) in [("m1", "uno"), ("m2", "due")] {
+            let (_, body) = grpc_web(
+                &node,
+                "centralino.v1.ConversationService/SendMessage",
+                SendMessageRequest {
+                    conversation_id: started.conversation_id.clone(),
+                    token: started.token.clone(),
+                    message_id: id.into(),
+                    text: text.into(),
+                }
+                .encode_to_vec(),
+            )
+            .await;
+            assert!(frames(&body).1.contains("grpc-status:0"));
+        }
+        // A server stream over gRPC-web, read until the messages, then resumed after the
+        // first: exactly the second comes again.
+        let stream = |after: u64| {
+            StreamEventsRequest {
+                conversation_id: started.conversation_id.clone(),
+                token: started.token.clone(),
+                after_event_id: after,
+            }
+            .encode_to_vec()
+        };
+        let response = http()
+            .post(format!(
+                "{}/centralino.v1.ConversationService/StreamEvents",
+                base(&node)
+            ))
+            .header("content-type", "application/grpc-web+proto")
+            .body(frame(0, &stream(0)))
+            .send()
+            .await
+            .expect("stream");
+        let mut body = response.bytes_stream();
+        let mut buffer = Vec::new();
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while events
+            .iter()
+            .filter(|e: &&ConversationEvent| {
+                matches!(
+                    e.kind,
+                    Some(centralino_proto::v1::conversation_event::Kind::Message(_))
+                )
+            })
+            .count()
+            < 2
+        {
+            let chunk = tokio::time::timeout_at(deadline, body.next())
+                .await
+                .expect("events in time")
+                .expect("more body")
+                .expect("chunk");
+            buffer.extend_from_slice(&chunk);
+            let (messages, _) = frames(&buffer);
+            events = messages
+                .iter()
+                .map(|m| ConversationEvent::decode(&m[..]).expect("an event"))
+                .collect();
+        }
+        let first_message = events
+            .iter()
+            .find(|e| {
+                matches!(
+                    e.kind,
+                    Some(centralino_proto::v1::conversation_event::Kind::Message(_))
+                )
+            })
+            .expect("a message")
+            .event_id;
+        drop(body);
+        let response = http()
+            .post(format!(
+                "{}/centralino.v1.ConversationService/StreamEvents",
+                base(&node)
+            ))
+            .header("content-type", "application/grpc-web+proto")
+            .body(frame(0, &stream(first_message)))
+            .send()
+            .await
+            .expect("stream");
+        let mut body = response.bytes_stream();
+        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
+            .await
+            .expect("in time")
+            .expect("body")
+            .expect("chunk");
+        let (messages, _) = frames(&chunk);
+        let resumed = ConversationEvent::decode(&messages[0][..]).expect("an event");
+        match resumed.kind {
+            Some(centralino_proto::v1::conversation_event::Kind::Message(m)) => {
+                assert_eq!(m.text, "due")
+            }
+            other => panic!("expected the second message, got {other:?}"),
+        }
+
+        // A wrong token and bytes that do not decode: the gRPC statuses.
+        let (status, body) = grpc_web(
+            &node,
+            "centralino.v1.ConversationService/SendMessage",
+            SendMessageRequest {
+                conversation_id: started.conversation_id.clone(),
+                token: "wrong".into(),
+                message_id: "m3".into(),
+                text: "tre".into(),
+            }
+            .encode_to_vec(),
+        )
+        .await;
+        assert_eq!(grpc_code(status, &body), "7", "PERMISSION_DENIED");
+        let (status, body) = grpc_web(
+            &node,
+            "centralino.v1.ConversationService/SendMessage",
+            vec![0xff, 0xff, 0xff],
+        )
+        .await;
+        assert_eq!(grpc_code(status, &body), "3", "INVALID_ARGUMENT");
+        assert_eq!(
+            transcript_texts(&node, &started.conversation_id).await,
+            ["uno", "due"]
+        );
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn cors_lets_the_configured_origins_in_and_nobody_else() {
+    let config = config_with("", |c| {
+        c.web.allowed_origins = vec!["https://shop.example".into()];
+    });
+    run(|| async move {
+        let node = start(config).await;
+        let url = format!("{}/v1/conversations", base(&node));
+        let preflight = |origin: &'static str| {
+            let url = url.clone();
+            async move {
+                http()
+                    .request(reqwest::Method::OPTIONS, url)
+                    .header("origin", origin)
+                    .header("access-control-request-method", "POST")
+                    .header(
+                        "access-control-request-headers",
+                        "authorization, content-type",
+                    )
+                    .send()
+                    .await
+                    .expect("preflight")
+            }
+        };
+        let allowed = preflight("https://shop.example").await;
+        assert_eq!(
+            allowed
+                .headers()
+                .get("access-control-allow-origin")
+                .map(|v| v.as_bytes()),
+            Some(&b"https://shop.example"[..])
+        );
+        assert!(
+            allowed
+                .headers()
+                .get("access-control-allow-credentials")
+                .is_none(),
+            "cookies are never allowed"
+        );
+        let other = preflight("https://evil.example").await;
+        assert!(other.headers().get("access-control-allow-origin").is_none());
+        // A real call from the shop's page carries the header on the answer too.
+        let response = http()
+            .post(&url)
+            .header("origin", "https://shop.example")
+            .header("content-type", "application/json")
+            .body(r#"{"department":"support","language":"it"}"#)
+            .send()
+            .await
+            .expect("start");
+        assert_eq!(response.status().as_u16(), 200);
+        assert!(response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_some());
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn the_pages_are_served_with_a_strict_content_security_policy() {
+    run(|| async {
+        let node = start(config("")).await;
+        for path in ["/", "/checkout", "/console", "/wallboard"] {
+            let response = http()
+                .get(format!("{}{path}", base(&node)))
+                .send()
+                .await
+                .expect("page");
+            assert_eq!(response.status().as_u16(), 200, "{path}");
+            let csp = response
+                .headers()
+                .get("content-security-policy")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+            let html = response.text().await.expect("html");
+            assert!(!html.contains("<script>"), "{path}: no inline script");
+        }
+        let widget = http()
+            .get(format!("{}/widget.js", base(&node)))
+            .send()
+            .await
+            .expect("widget");
+        assert_eq!(widget.status().as_u16(), 200);
+        assert!(widget
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/javascript")));
         node.shutdown().await;
     });
 }

@@ -359,8 +359,14 @@ fn a_browser_desk_takes_a_chat_resumes_and_logs_out() {
         // offer and gets exactly what followed, then live events.
         let offer_id = offer.id.expect("the offer's id");
         let mut resumed = Events::open(web, &giulia, Some(offer_id)).await;
-        let (ended, _) = events.until_end(3).await;
+        let (ended, last) = events.until_end(3).await;
         assert!(ended, "the replaced reader's stream ends");
+        let farewell = last.last().expect("a last event");
+        assert_eq!(farewell.event, "error", "{farewell:?}");
+        assert!(
+            farewell.data["code"] == "FAILED_PRECONDITION",
+            "a final code, so the old tab does not take the stream back: {farewell:?}"
+        );
         let mut replay = Vec::new();
         let after_offer = seen[offer_id as usize..].to_vec();
         assert!(!after_offer.is_empty());
@@ -719,5 +725,56 @@ fn a_cluster_agent_node_serves_the_http_desk() {
         drop(events);
         agents.shutdown().await;
         router.stop().await;
+    });
+}
+
+#[test]
+fn http_logins_count_against_the_address_rate_like_grpc_ones() {
+    let mut config = config("");
+    config.limits.logins_per_minute_per_addr = 60;
+    config.limits.login_burst_per_addr = 2;
+    run(|| async {
+        let node = start(config).await;
+        let web = serve_desk(&node, WebConfig::default()).await;
+        // The desk sees the browser's address: the HTTP logins use its burst up.
+        let giulia = open(web, "giulia", "pw").await.expect("giulia");
+        let marco = open(web, "marco", "pw").await.expect("marco");
+        let response = send(
+            web,
+            "POST",
+            "/v1/agent/sessions",
+            None,
+            &[],
+            Some(json!({"agentId": "emma", "password": "pw"})),
+        )
+        .await;
+        assert_eq!(response.status().as_u16(), 429);
+        assert!(
+            response.headers().get("retry-after").is_some(),
+            "the login's pushback becomes Retry-After"
+        );
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["code"], "RESOURCE_EXHAUSTED");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("logins from this address"),
+            "{body}"
+        );
+        // ... and a gRPC login from the same address is refused as well.
+        let grpc = login(&node, "emma", "pw")
+            .await
+            .err()
+            .expect("rate limited");
+        assert_eq!(grpc.code(), tonic::Code::ResourceExhausted);
+        drop((giulia, marco));
+        node.shutdown().await;
     });
 }

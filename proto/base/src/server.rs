@@ -694,6 +694,54 @@ mod tests {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_reflection::pb::{v1, v1alpha};
 
+    /// Answers each request with its path in `x-path` and a JSON content type.
+    fn echo_path(request: Request<Body>) -> std::future::Ready<Result<Response<Body>, Infallible>> {
+        let mut response = Response::new(Body::empty());
+        let path = request
+            .uri()
+            .path()
+            .parse()
+            .expect("a path is a header value");
+        response.headers_mut().insert("x-path", path);
+        response.headers_mut().insert(
+            "content-type",
+            "application/json".parse().expect("header value"),
+        );
+        std::future::ready(Ok(response))
+    }
+
+    #[tokio::test]
+    async fn http1_requests_that_are_not_grpc_web_reach_the_routes() {
+        use tonic::codegen::http::{StatusCode, Version};
+        use tower::{Layer, ServiceExt};
+        let service = BrowserLayer.layer(tower::service_fn(echo_path));
+        for version in [Version::HTTP_11, Version::HTTP_2] {
+            let mut request = Request::new(Body::empty());
+            *request.version_mut() = version;
+            *request.uri_mut() = "/v1/openapi.json".parse().expect("uri");
+            let response = service.clone().oneshot(request).await.expect("answered");
+            assert_eq!(response.status(), StatusCode::OK, "{version:?}");
+            assert_eq!(
+                response.headers().get("x-path").map(|v| v.as_bytes()),
+                Some(&b"/v1/openapi.json"[..])
+            );
+        }
+        // A gRPC-web call goes through tonic-web, which answers in gRPC-web.
+        let mut request = Request::new(Body::empty());
+        *request.version_mut() = Version::HTTP_11;
+        *request.method_mut() = tonic::codegen::http::Method::POST;
+        *request.uri_mut() = "/centralino.v1.Admin/GetSnapshot".parse().expect("uri");
+        request.headers_mut().insert(
+            "content-type",
+            "application/grpc-web+proto".parse().expect("header value"),
+        );
+        let response = service.clone().oneshot(request).await.expect("answered");
+        assert_eq!(
+            response.headers().get("content-type").map(|v| v.as_bytes()),
+            Some(&b"application/grpc-web+proto"[..])
+        );
+    }
+
     /// A service under another name, to stand for an internal API.
     #[derive(Clone)]
     struct Internal(HealthServer<HealthService>);

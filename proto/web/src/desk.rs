@@ -23,7 +23,9 @@
 //!   the same way. At most `[web] max_desk_sessions` are open at once.
 //!
 //! A call for a session that does not exist (or has ended) is 404; one without the
-//! session's token 401.
+//! session's token 401 (the id is looked up first: ids are 128 random bits, so a 404
+//! tells a stranger nothing). A resume point past the session's last event is
+//! OUT_OF_RANGE (400): it belongs to another session.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -422,7 +424,14 @@ impl Reader {
             {
                 let state = self.session.state();
                 if state.reader != self.generation {
-                    return None;
+                    drop(state);
+                    // A final code (not one a client retries): two tabs of one session
+                    // must not keep replacing each other.
+                    self.done = true;
+                    let status = Status::failed_precondition(
+                        "another reader took over this desk session's events",
+                    );
+                    return Some((Err(status), self));
                 }
                 let oldest = state.oldest();
                 if self.cursor + 1 < oldest && self.cursor < state.last_seq {
@@ -587,6 +596,8 @@ mod tests {
     /// A desk that confirms any login and answers every command with `burst` acks.
     struct FakeDesk {
         burst: usize,
+        /// Never reads a command after the login.
+        stalled: bool,
     }
 
     #[tonic::async_trait]
@@ -604,12 +615,22 @@ mod tests {
                 _ => return Err(Status::unauthenticated("bad login")),
             }
             let burst = self.burst;
+            let stalled = self.stalled;
             let logged_in = futures::stream::iter([Ok(AgentEvent {
                 kind: Some(EventKind::LoggedIn(LoggedIn {
                     agent_id: "giulia".into(),
                     ..Default::default()
                 })),
             })]);
+            if stalled {
+                // Holds the commands unread, like a desk that has fallen behind.
+                let held = futures::stream::once(async move {
+                    let _commands = commands;
+                    futures::future::pending::<()>().await;
+                })
+                .filter_map(|()| async { None });
+                return Ok(logged_in.chain(held).boxed());
+            }
             let acks = commands.flat_map(move |command| {
                 let id = command.map(|c| c.request_id).unwrap_or_default();
                 futures::stream::iter((0..burst).map(move |n| {
@@ -673,7 +694,13 @@ mod tests {
     #[tokio::test]
     async fn a_resume_older_than_the_ring_begins_with_a_gap() {
         let config = crate::WebConfig::default();
-        let router = routes(Arc::new(FakeDesk { burst: 1100 }), &config);
+        let router = routes(
+            Arc::new(FakeDesk {
+                burst: 1100,
+                stalled: false,
+            }),
+            &config,
+        );
         let refused = call(
             &router,
             "POST",
@@ -777,6 +804,62 @@ mod tests {
             StatusCode::BAD_REQUEST,
             "a resume point in the future"
         );
+    }
+
+    #[tokio::test]
+    async fn a_desk_that_falls_behind_gets_resource_exhausted() {
+        let config = crate::WebConfig::default();
+        let desk = FakeDesk {
+            burst: 1,
+            stalled: true,
+        };
+        let router = routes(Arc::new(desk), &config);
+        let created = call(
+            &router,
+            "POST",
+            "/v1/agent/sessions",
+            None,
+            &[],
+            r#"{"password":"pw"}"#,
+        )
+        .await;
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let body = axum::body::to_bytes(created.into_body(), 4096)
+            .await
+            .expect("body");
+        let created: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        let sid = created["sessionId"].as_str().expect("sid").to_string();
+        let token = created["sessionToken"].as_str().expect("token").to_string();
+        let commands = format!("/v1/agent/sessions/{sid}/commands");
+        let command = r#"{"requestId":"x","findCanned":{}}"#;
+        for n in 0..COMMAND_BUFFER {
+            let queued = call(&router, "POST", &commands, Some(&token), &[], command).await;
+            assert_eq!(queued.status(), StatusCode::ACCEPTED, "command {n}");
+        }
+        let full = call(&router, "POST", &commands, Some(&token), &[], command).await;
+        assert_eq!(full.status(), StatusCode::TOO_MANY_REQUESTS);
+        let login = call(
+            &router,
+            "POST",
+            &commands,
+            Some(&token),
+            &[],
+            r#"{"login":{"password":"pw"}}"#,
+        )
+        .await;
+        assert_eq!(
+            login.status(),
+            StatusCode::BAD_REQUEST,
+            "login is no command"
+        );
+        let session = format!("/v1/agent/sessions/{sid}");
+        let other = hex::encode([7u8; 32]);
+        let wrong = call(&router, "DELETE", &session, Some(&other), &[], "").await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+        let ended = call(&router, "DELETE", &session, Some(&token), &[], "").await;
+        assert_eq!(ended.status(), StatusCode::NO_CONTENT);
+        let gone = call(&router, "POST", &commands, Some(&token), &[], command).await;
+        assert_eq!(gone.status(), StatusCode::NOT_FOUND);
     }
 
     #[test]

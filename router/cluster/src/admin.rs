@@ -38,9 +38,9 @@ use centralino_proto::v1::{
     ConversationEvent, Counters, EraseCustomerRequest, EraseCustomerResponse,
     ExportCustomerRequest, ExportCustomerResponse, ForceTransferRequest, ForceTransferResponse,
     GetSnapshotRequest, GetTranscriptRequest, ListConversationsRequest, ListConversationsResponse,
-    QueueSnapshot, SetAgentStatusRequest, SetAgentStatusResponse, SetCustomerTierRequest,
-    SetCustomerTierResponse, Snapshot, StreamIntegrationEventsRequest, Transcript,
-    WatchConversationRequest,
+    QueueSnapshot, ServiceToday, SetAgentStatusRequest, SetAgentStatusResponse,
+    SetCustomerTierRequest, SetCustomerTierResponse, Snapshot, StreamIntegrationEventsRequest,
+    Transcript, WatchConversationRequest,
 };
 use centralino_proto::v1::{
     CreateOperatorTokenRequest, CreateOperatorTokenResponse, ListOperatorTokensRequest,
@@ -224,6 +224,66 @@ impl Reporter {
     }
 }
 
+/// Merges the routers' service of today by department and language: the raw counts summed
+/// (each conversation is counted by the one router it was answered or abandoned on), who
+/// waits now as the department's owner reports it (the first report when no reporter owns
+/// it), the derived ASA and service level computed again from the sums. Only the latest
+/// day counts: around midnight a router still on yesterday is left out.
+fn merge_service(
+    parts: &[(Reporter, Snapshot)],
+    owner_of: impl Fn(&str) -> Owner,
+) -> Vec<ServiceToday> {
+    let day = parts
+        .iter()
+        .flat_map(|(_, s)| s.service.iter().map(|t| t.day.as_str()))
+        .max()
+        .unwrap_or("")
+        .to_string();
+    // (department, language) -> (merged, whether its waiting came from the owner, or
+    // whether some report gave it at all).
+    let mut merged: BTreeMap<(String, String), (ServiceToday, Option<bool>)> = BTreeMap::new();
+    for (reporter, snapshot) in parts {
+        for t in snapshot.service.iter().filter(|t| t.day == day) {
+            let by_owner = reporter.is(&owner_of(&t.department));
+            let (m, waiting_from) = merged
+                .entry((t.department.clone(), t.language.clone()))
+                .or_insert_with(|| {
+                    (
+                        ServiceToday {
+                            department: t.department.clone(),
+                            language: t.language.clone(),
+                            target_seconds: t.target_seconds,
+                            day: day.clone(),
+                            ..Default::default()
+                        },
+                        None,
+                    )
+                });
+            m.answered += t.answered;
+            m.answered_in_target += t.answered_in_target;
+            m.abandoned += t.abandoned;
+            m.wait_ms_total += t.wait_ms_total;
+            m.target_seconds = m.target_seconds.max(t.target_seconds);
+            let take = match *waiting_from {
+                None => true,
+                Some(from_owner) => by_owner && !from_owner,
+            };
+            if take {
+                m.waiting = t.waiting;
+                m.oldest_wait_seconds = t.oldest_wait_seconds;
+                *waiting_from = Some(by_owner);
+            }
+        }
+    }
+    merged
+        .into_values()
+        .map(|(mut m, _)| {
+            centralino_core::today::derive(&mut m);
+            m
+        })
+        .collect()
+}
+
 /// Merges the parts of a snapshot: for each department the queue its owner (as
 /// `owner_of` tells) reports, or the first report when no reporter owns it (as during a
 /// hand-over); counters summed.
@@ -277,6 +337,7 @@ impl Admin for ClusterAdminApi {
             Snapshot {
                 queues: std::mem::take(&mut local.queues),
                 counters: local.counters.take(),
+                service: std::mem::take(&mut local.service),
                 ..Default::default()
             },
         )];
@@ -293,9 +354,9 @@ impl Admin for ClusterAdminApi {
             warn!(?missing, "snapshot: routers missing from the cluster view");
             m::cluster_snapshot_missing(missing.len());
         }
-        let (queues, counters) = merge(parts, |department| {
-            self.router.shared.owner(partition_of(department))
-        });
+        let owner_of = |department: &str| self.router.shared.owner(partition_of(department));
+        let service = merge_service(&parts, owner_of);
+        let (queues, counters) = merge(parts, owner_of);
         routers.sort();
         missing.sort();
         Ok(Response::new(Snapshot {
@@ -305,6 +366,7 @@ impl Admin for ClusterAdminApi {
             now_unix_ms: local.now_unix_ms,
             routers,
             routers_missing: missing,
+            service,
         }))
     }
 
@@ -602,5 +664,90 @@ mod tests {
         );
         assert_eq!(counters.conversations_started, 7);
         assert_eq!(counters.transfers, 4);
+    }
+
+    fn service(
+        department: &str,
+        language: &str,
+        day: &str,
+        raw: [u64; 4],
+        waiting: u32,
+        oldest: u32,
+    ) -> ServiceToday {
+        ServiceToday {
+            department: department.to_string(),
+            language: language.to_string(),
+            waiting,
+            oldest_wait_seconds: oldest,
+            answered: raw[0],
+            answered_in_target: raw[1],
+            abandoned: raw[2],
+            wait_ms_total: raw[3],
+            target_seconds: 20,
+            day: day.to_string(),
+            ..Default::default()
+        }
+    }
+
+    fn service_part(reporter: Reporter, service: Vec<ServiceToday>) -> (Reporter, Snapshot) {
+        let snapshot = Snapshot {
+            service,
+            ..Default::default()
+        };
+        (reporter, snapshot)
+    }
+
+    #[test]
+    fn merge_service_sums_the_raw_counts_and_derives_again() {
+        let today = "2026-03-11";
+        let got = merge_service(
+            &[
+                // This router owns "support"; "sales" is the other router's.
+                service_part(
+                    Reporter::Here,
+                    vec![
+                        service("sales", "it", today, [2, 1, 0, 30_000], 9, 99),
+                        service("support", "en", today, [1, 1, 1, 4_000], 3, 12),
+                    ],
+                ),
+                service_part(
+                    Reporter::At("10.0.0.2:7001".into()),
+                    vec![
+                        service("sales", "it", today, [2, 2, 2, 10_000], 1, 15),
+                        service("support", "en", today, [0, 0, 0, 0], 0, 0),
+                    ],
+                ),
+                // A router still on yesterday: left out.
+                service_part(
+                    Reporter::At("10.0.0.3:7001".into()),
+                    vec![service("sales", "it", "2026-03-10", [50, 50, 0, 1], 0, 0)],
+                ),
+            ],
+            owner_of,
+        );
+        assert_eq!(got.len(), 2);
+        let sales = &got[0];
+        assert_eq!(
+            (sales.department.as_str(), sales.language.as_str()),
+            ("sales", "it")
+        );
+        assert_eq!(
+            (
+                sales.answered,
+                sales.answered_in_target,
+                sales.abandoned,
+                sales.wait_ms_total
+            ),
+            (4, 3, 2, 40_000)
+        );
+        // Who waits: as the owner reports it.
+        assert_eq!((sales.waiting, sales.oldest_wait_seconds), (1, 15));
+        assert_eq!(sales.asa_seconds, 10.0);
+        assert_eq!(sales.service_level, 0.5);
+        assert_eq!((sales.day.as_str(), sales.target_seconds), (today, 20));
+        let support = &got[1];
+        assert_eq!((support.waiting, support.oldest_wait_seconds), (3, 12));
+        assert_eq!((support.answered, support.abandoned), (1, 1));
+        assert_eq!((support.asa_seconds, support.service_level), (4.0, 0.5));
     }
 }

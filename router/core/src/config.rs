@@ -658,6 +658,9 @@ pub struct RoutingConfig {
     pub rating_window_secs: u64,
     /// Service-level threshold for metrics and reports (seconds).
     pub service_level_secs: u64,
+    /// IANA time zone whose local midnight starts the admin snapshot's "today" (ASA and
+    /// service level of the day); when empty, the first `[[teams]]` schedule's, else UTC.
+    pub day_timezone: String,
     /// Most transfers of one conversation (stops ping-pong).
     pub max_transfers: u32,
     /// Skill that marks supervisors (transfer target "supervisor").
@@ -678,6 +681,7 @@ impl Default for RoutingConfig {
             sticky_wait_secs: 60,
             rating_window_secs: 600,
             service_level_secs: 20,
+            day_timezone: String::new(),
             max_transfers: 3,
             supervisor_skill: "supervisor".to_string(),
             busy_queue_length: 20,
@@ -934,9 +938,34 @@ impl Config {
         self.teams.iter().map(|t| t.language.as_str()).collect()
     }
 
+    /// Returns the time zone of the snapshot's "today": `routing.day_timezone`, else the
+    /// first team's schedule's, else UTC; an unknown name is an error.
+    pub fn day_timezone(&self) -> Result<chrono_tz::Tz, String> {
+        let name = if self.routing.day_timezone.trim().is_empty() {
+            self.teams
+                .iter()
+                .find_map(|t| t.schedule.as_ref().map(|s| s.timezone.as_str()))
+                .unwrap_or("")
+        } else {
+            self.routing.day_timezone.as_str()
+        };
+        let name = name.trim();
+        if name.is_empty() {
+            return Ok(chrono_tz::Tz::UTC);
+        }
+        name.parse::<chrono_tz::Tz>().map_err(|_| {
+            format!(
+                "routing.day_timezone: unknown time zone {name:?}: expected an IANA name such as \"Europe/Rome\""
+            )
+        })
+    }
+
     /// Returns a list of problems (empty when the configuration is valid).
     pub fn problems(&self) -> Vec<String> {
         let mut problems = self.agent_node().problems();
+        if let Err(problem) = self.day_timezone() {
+            problems.push(problem);
+        }
         if self.departments.is_empty() {
             problems.push("at least one department is required".to_string());
         }
@@ -1026,6 +1055,33 @@ mod tests {
         assert!(
             err.to_string().contains("unknown department \"nope\""),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_day_time_zone_is_configured_or_the_first_teams_and_checked() {
+        let mut config = Config::from_toml(EXAMPLE_CONFIG, Vec::new()).unwrap();
+        assert_eq!(config.day_timezone(), Ok(chrono_tz::Europe::Rome));
+        config.routing.day_timezone = String::new();
+        for team in &mut config.teams {
+            team.schedule = None;
+        }
+        assert_eq!(config.day_timezone(), Ok(chrono_tz::Tz::UTC));
+        if let Some(team) = config.teams.first_mut() {
+            team.schedule = Some(centralino_base::schedule::ScheduleConfig {
+                timezone: "America/New_York".into(),
+                ..Default::default()
+            });
+        }
+        assert_eq!(config.day_timezone(), Ok(chrono_tz::America::New_York));
+        config.routing.day_timezone = "Mars/Olympus".into();
+        assert!(
+            config
+                .problems()
+                .iter()
+                .any(|p| p.contains("routing.day_timezone") && p.contains("Mars/Olympus")),
+            "{:?}",
+            config.problems()
         );
     }
 

@@ -45,4 +45,5 @@ pub mod routing;
 pub mod shared;
 pub mod store;
 pub mod texts;
+pub mod today;
 pub mod webhooks;

@@ -12,5 +12,5 @@ pub mod messages;
 
 pub use actor::DepartmentQueue;
 pub use messages::{
-    AgentUpdate, Dequeue, Enqueue, GetOrder, GetStats, Handled, OfferClosed, Shutdown,
+    AgentUpdate, Dequeue, Enqueue, GetOrder, GetStats, GetWaiting, Handled, OfferClosed, Shutdown,
 };

@@ -211,6 +211,8 @@ pub struct Shared {
     pub directory: Directory,
     /// Counters for snapshots.
     pub counters: Counters,
+    /// Today's answered and abandoned conversations per department × language.
+    pub today: crate::today::Today,
     /// Identity keys: shop identity tokens and visitor tokens.
     pub identity: Identity,
     /// Closed conversations still lingering.
@@ -225,6 +227,12 @@ impl Shared {
     /// Returns the shared state; mail goes through `mail` (the router that owns it).
     pub fn new(parts: SharedParts, mail: Weak<dyn Mailroom>) -> Self {
         let identity = Identity::from_config(&parts.config.identity);
+        // The configuration check refuses an unknown time zone before start.
+        let today = crate::today::Today::new(
+            parts.config.day_timezone().unwrap_or(chrono_tz::Tz::UTC),
+            parts.config.routing.service_level_secs,
+            parts.config.languages(),
+        );
         Self {
             config: parts.config,
             clock: parts.clock,
@@ -237,6 +245,7 @@ impl Shared {
             record: parts.record,
             directory: parts.directory,
             counters: Counters::default(),
+            today,
             identity,
             lingering: Lingering::default(),
             placement: OnceLock::new(),

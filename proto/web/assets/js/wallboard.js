@@ -143,7 +143,7 @@ function renderKpis(snapshot) {
   }
   // Fields the Snapshot may carry besides counters (e.g. ASA, service level): shown as they come.
   for (const [key, value] of Object.entries(snapshot)) {
-    if (['queues', 'agents', 'counters', 'nowUnixMs', 'routers', 'routersMissing'].includes(key)) continue;
+    if (['queues', 'agents', 'counters', 'nowUnixMs', 'routers', 'routersMissing', 'service'].includes(key)) continue;
     if (typeof value === 'number' || typeof value === 'string') box.append(tile(key, formatValue(key, value)));
   }
   const order = Object.keys(COUNTER_LABELS).filter((k) => k in counters);
@@ -210,6 +210,66 @@ function renderQueues(snapshot) {
     );
   }
   show($('no-queues'), queues.length === 0);
+}
+
+/** Column labels of the service table (ServiceToday in admin.proto). */
+const SERVICE_LABELS = {
+  department: { en: 'Department', it: 'Reparto' },
+  language: { en: 'Language', it: 'Lingua' },
+  waiting: { en: 'Waiting', it: 'In attesa' },
+  oldestWaitSeconds: { en: 'Oldest wait', it: 'Attesa più lunga' },
+  answered: { en: 'Answered', it: 'Risposte' },
+  abandoned: { en: 'Abandoned', it: 'Abbandonate' },
+  asaSeconds: { en: 'ASA', it: 'ASA' },
+  serviceLevel: { en: 'Service level', it: 'Livello di servizio' },
+};
+
+/** Today's service per department and language: queue now, ASA and service level. */
+function renderService(snapshot) {
+  const rows = (snapshot.service || []).slice();
+  const head = $('service-head');
+  clear(head);
+  const target = rows.map((r) => num(r.targetSeconds)).find((n) => n > 0);
+  const columns = Object.keys(SERVICE_LABELS);
+  head.append(
+    el(
+      'tr',
+      {},
+      columns.map((key) => {
+        const known = SERVICE_LABELS[key];
+        let text = known[lang] || known.en;
+        if (key === 'serviceLevel' && target) text = `${text} (${target} s)`;
+        return el('th', { class: ['department', 'language'].includes(key) ? '' : 'num', text });
+      }),
+    ),
+  );
+  const body = $('service-body');
+  clear(body);
+  rows.sort((a, b) => `${a.department}/${a.language}`.localeCompare(`${b.department}/${b.language}`));
+  for (const r of rows) {
+    const answered = num(r.answered);
+    const settled = answered + num(r.abandoned);
+    const oldest = num(r.oldestWaitSeconds);
+    body.append(
+      el(
+        'tr',
+        { 'data-testid': 'service-row', dataset: { department: r.department || '', language: r.language || '' } },
+        el('td', { text: r.department || '—' }),
+        el('td', { text: r.language || '—' }),
+        el('td', { class: 'num', 'data-testid': 'service-waiting', text: String(num(r.waiting)) }),
+        el('td', { class: `num ${waitClass(oldest)}`, text: num(r.waiting) ? clock(oldest) : '—' }),
+        el('td', { class: 'num', 'data-testid': 'service-answered', text: String(answered) }),
+        el('td', { class: 'num', text: String(num(r.abandoned)) }),
+        el('td', { class: 'num', 'data-testid': 'service-asa', text: answered ? clock(Number(r.asaSeconds || 0)) : '—' }),
+        el('td', {
+          class: 'num',
+          'data-testid': 'service-level',
+          text: settled ? `${Math.round(100 * Number(r.serviceLevel || 0))}%` : '—',
+        }),
+      ),
+    );
+  }
+  show($('no-service'), rows.length === 0);
 }
 
 function renderAgents(snapshot) {
@@ -284,6 +344,7 @@ function renderSnapshot(snapshot) {
   lastSnapshot = snapshot;
   renderKpis(snapshot);
   renderQueues(snapshot);
+  renderService(snapshot);
   renderAgents(snapshot);
   const at = num(snapshot.nowUnixMs) || Date.now();
   $('wall-updated').textContent = tr('wall.updated', { time: formatTime(lang, at) });

@@ -80,7 +80,7 @@ pub struct ConversationActor {
     /// then was in flight with it and gets the same answer.
     pub(super) closed_ack: Option<(std::time::Instant, ConversationOutcome)>,
     /// Rate limits of the typing indicators, one per side (they go away with the actor).
-    pub(super) typing: super::typing::TypingLimits,
+    pub(super) typing: TypingLimits,
 }
 
 pub(super) type ProfileWrite = std::pin::Pin<
@@ -150,7 +150,7 @@ impl ConversationActor {
             places: Places::default(),
             linger_ticket: None,
             closed_ack: None,
-            typing: super::typing::TypingLimits::default(),
+            typing: TypingLimits::default(),
         }
     }
 
@@ -519,6 +519,12 @@ impl ConversationActor {
         if self.rec.assigned_at_ms.is_none() {
             self.rec.assigned_at_ms = Some(now);
             m::conversation_assigned(&self.rec, now);
+            self.shared.today.answered(
+                &self.rec.department,
+                &self.rec.language,
+                now - self.rec.started_at_ms,
+                now,
+            );
         }
         if self.rec.sticky_agent.as_deref() == Some(agent_id.as_str()) {
             Counters::inc(&self.shared.counters.sticky_hits);
@@ -747,6 +753,25 @@ impl ToConversation {
             }),
             Self::HandOver { from, to } => conversation.do_send(HandOver { from, to }),
             Self::Requeue { department } => conversation.do_send(Requeue { department }),
+        }
+    }
+}
+
+/// The two rate limits of a conversation's typing indicators.
+pub struct TypingLimits {
+    pub(super) customer: centralino_base::rate::DirectLimit,
+    pub(super) agent: centralino_base::rate::DirectLimit,
+}
+
+impl Default for TypingLimits {
+    fn default() -> Self {
+        let rate = (
+            centralino_link::TYPING_PER_MINUTE,
+            centralino_link::TYPING_BURST,
+        );
+        Self {
+            customer: centralino_base::rate::DirectLimit::new(rate, 1.0),
+            agent: centralino_base::rate::DirectLimit::new(rate, 1.0),
         }
     }
 }

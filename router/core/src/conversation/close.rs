@@ -125,6 +125,9 @@ impl ConversationActor {
             Outcome::Abandoned => {
                 Counters::inc(&self.shared.counters.abandoned);
                 m::conversation_abandoned(&self.rec);
+                self.shared
+                    .today
+                    .abandoned(&self.rec.department, &self.rec.language, now);
             }
             Outcome::Offline => {
                 Counters::inc(&self.shared.counters.offline);

@@ -7,7 +7,6 @@
 
 use actix::prelude::*;
 
-use centralino_base::rate::DirectLimit;
 use centralino_proto::v1::{conversation_event::Kind, ConversationEvent, Typing};
 use tracing::debug;
 
@@ -18,22 +17,6 @@ use super::actor::ConversationActor;
 use super::messages::{AgentTyping, CustomerTyping};
 
 pub use centralino_link::{TYPING_BURST, TYPING_PER_MINUTE};
-
-/// The two rate limits of a conversation's typing indicators.
-pub struct TypingLimits {
-    customer: DirectLimit,
-    agent: DirectLimit,
-}
-
-impl Default for TypingLimits {
-    fn default() -> Self {
-        let rate = (TYPING_PER_MINUTE, TYPING_BURST);
-        Self {
-            customer: DirectLimit::new(rate, 1.0),
-            agent: DirectLimit::new(rate, 1.0),
-        }
-    }
-}
 
 impl Handler<CustomerTyping> for ConversationActor {
     type Result = Result<bool, tonic::Status>;

@@ -30,7 +30,7 @@ use tracing::{info, warn};
 use super::customer::CustomerApi;
 use crate::conversation::{GetTranscript, Subscribe, Transfer};
 use crate::metrics as m;
-use crate::queue::GetStats;
+use crate::queue::{GetStats, GetWaiting};
 use crate::router::Router;
 use crate::shared::{EndLinger, Owner};
 use crate::store::archive::{record_status, retire_closed, Archived};
@@ -345,8 +345,12 @@ impl Admin for AdminApi {
     ) -> Result<Response<Snapshot>, Status> {
         reject(self.authorize(&request, "GetSnapshot").await)?;
         let mut queues = Vec::new();
-        for (_, queue) in self.router.queues() {
+        let mut waiting = Vec::new();
+        for (department, queue) in self.router.queues() {
             queues.push(queue.send(GetStats).await.map_err(mailbox)?);
+            for (language, count, oldest) in queue.send(GetWaiting).await.map_err(mailbox)? {
+                waiting.push((department.clone(), language, count, oldest));
+            }
         }
         let live = self.agents.availability().await;
         let mut agents: Vec<AgentSnapshot> = live
@@ -396,13 +400,15 @@ impl Admin for AdminApi {
             language_handovers: get(&c.handovers),
             recontacts: get(&c.recontacts),
         };
+        let now = self.router.shared.clock.now_ms();
         Ok(Response::new(Snapshot {
             queues,
             agents,
             counters: Some(counters),
-            now_unix_ms: self.router.shared.clock.now_ms(),
+            now_unix_ms: now,
             routers: Vec::new(),
             routers_missing: Vec::new(),
+            service: self.router.shared.today.report(now, waiting),
         }))
     }
 

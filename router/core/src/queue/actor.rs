@@ -22,7 +22,7 @@ use crate::routing::{self, Action, AgentPool, Decision, QueueKey, StickyDrop, Un
 use crate::shared::{Counters, Shared};
 
 use super::messages::{
-    AgentUpdate, Dequeue, Enqueue, GetOrder, GetStats, Handled, OfferClosed, Shutdown,
+    AgentUpdate, Dequeue, Enqueue, GetOrder, GetStats, GetWaiting, Handled, OfferClosed, Shutdown,
 };
 
 /// Shortest and longest wall time between two queue ticks (steps, sticky waits, positions).
@@ -710,6 +710,28 @@ impl Handler<GetStats> for DepartmentQueue {
             oldest_wait_seconds: (self.oldest_wait_ms() / 1000) as u32,
             offering: self.entries.values().filter(|w| w.offer.is_some()).count() as u32,
         })
+    }
+}
+
+impl Handler<GetWaiting> for DepartmentQueue {
+    type Result = MessageResult<GetWaiting>;
+
+    fn handle(&mut self, _msg: GetWaiting, _ctx: &mut Context<Self>) -> Self::Result {
+        let now = self.shared.clock.now_ms();
+        let mut per_language: BTreeMap<&str, (u32, i64)> = BTreeMap::new();
+        for waiting in self.entries.values() {
+            let e = per_language
+                .entry(self.shared.today.language_key(&waiting.entry.language))
+                .or_insert((0, now));
+            e.0 = e.0.saturating_add(1);
+            e.1 = e.1.min(waiting.entry.enqueued_at_ms);
+        }
+        MessageResult(
+            per_language
+                .into_iter()
+                .map(|(l, (n, oldest))| (l.to_string(), n, ((now - oldest).max(0) / 1000) as u32))
+                .collect(),
+        )
     }
 }
 

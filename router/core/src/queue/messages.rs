@@ -45,6 +45,12 @@ pub struct Handled(pub f64);
 #[rtype(result = "QueueSnapshot")]
 pub struct GetStats;
 
+/// Returns, per customer language, how many conversations wait and the longest wait in
+/// seconds (the snapshot's service of today).
+#[derive(Message)]
+#[rtype(result = "Vec<(String, u32, u32)>")]
+pub struct GetWaiting;
+
 /// Stops the queue: its partition moves to another router, which rebuilds it from the
 /// conversations that enqueue again there.
 #[derive(Message)]

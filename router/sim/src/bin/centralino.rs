@@ -291,6 +291,11 @@ fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot start the node: {e}"))?;
         eprintln!("node: gRPC on {}", node.grpc_addr);
+        eprintln!(
+            "node: watch the day live at http://{}/wallboard (operator token: demo-operator-token); \
+             the shop at http://{}/, the agent console at http://{}/console",
+            node.grpc_addr, node.grpc_addr, node.grpc_addr
+        );
         if let Some(metrics) = node.metrics_addr {
             eprintln!("node: metrics at http://{metrics}/metrics");
         }
