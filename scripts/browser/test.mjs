@@ -242,6 +242,12 @@ async function wallDepth(page, department) {
   return values.reduce((n, v) => n + Number(v.trim() || 0), 0);
 }
 
+/** A cell of the wallboard's "today by department and language" row ('' when absent). */
+async function serviceCell(page, department, language, testid) {
+  const cell = page.locator(`[data-testid="service-row"][data-department="${department}"][data-language="${language}"] [data-testid="${testid}"]`);
+  return (await cell.count()) ? (await cell.first().innerText()).trim() : '';
+}
+
 /** Logs an agent in on /console and sets them available. */
 async function consoleLogin(page, agent, { available = true } = {}) {
   await page.goto(`${BASE}/console`);
@@ -337,6 +343,8 @@ test(T.prechat, [], async () => {
 
 test(T.wallUp, [T.wallboard, T.prechat], async () => {
   await eventually('wallboard: support queue depth 1', async () => (await wallDepth(ctx.wall, 'support')) === 1);
+  await eventually('wallboard: today by department and language, support/it waiting 1 (service-waiting)', async () =>
+    (await serviceCell(ctx.wall, 'support', 'it', 'service-waiting')) === '1');
   await screenshot(ctx.wall, 'wallboard-queued');
 });
 
@@ -374,6 +382,9 @@ test(T.offer, [T.prechat], async () => {
 
 test(T.wallDown, [T.wallUp, T.offer], async () => {
   await eventually('wallboard: support queue depth back to 0', async () => (await wallDepth(ctx.wall, 'support')) === 0);
+  await eventually('wallboard: today by department and language, support/it waiting 0 and answered 1', async () =>
+    (await serviceCell(ctx.wall, 'support', 'it', 'service-waiting')) === '0' &&
+    (await serviceCell(ctx.wall, 'support', 'it', 'service-answered')) === '1');
   const status = ctx.wall.locator(`[data-testid="agent-row"][data-agent-id="${AGENT1.id}"] [data-testid="agent-status"]`);
   await eventually(`wallboard: ${AGENT1.id} shown available (agent-status data-status)`, async () =>
     (await status.getAttribute('data-status')) === 'AGENT_STATUS_AVAILABLE');
