@@ -86,16 +86,23 @@ impl AgentDeskService {
             password: &login.password,
             id_token: &login.id_token,
         };
-        let (addr, agent_id) = self.node.login(credentials, client).await?;
+        let (mut addr, agent_id) = self.node.login(credentials, client).await?;
         let (tx, rx) = mpsc::channel(DESKTOP_BUFFER);
         let session_id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-        let logged_in = addr
-            .send(agent::Attach {
-                session_id,
-                tx: tx.clone(),
-            })
-            .await
-            .map_err(mailbox_error)?;
+        let attach = || agent::Attach {
+            session_id,
+            tx: tx.clone(),
+        };
+        let logged_in = match addr.send(attach()).await {
+            Ok(logged_in) => logged_in,
+            // The idle agent's actor was retired (`forget_idle`, its claim released) between
+            // the login and the attach: log in once more, which starts and claims a new one.
+            Err(_) => {
+                let (again, _) = self.node.login(credentials, client).await?;
+                addr = again;
+                addr.send(attach()).await.map_err(mailbox_error)?
+            }
+        };
         info!(%agent_id, session_id, held = logged_in.conversation_ids.len(), "agent logged in");
         let node = self.node.clone();
         tokio::spawn(async move {
