@@ -289,6 +289,7 @@ const T = {
   consoleReload: 'agent reloads the console mid-chat: the session resumes, every message once, messages flow both ways',
   close: 'agent closes with a wrap-up summary; the customer sees the end and rates',
   offline: 'customer out of hours: the offline form with the reopening time, submitted',
+  checkout: 'customer on /checkout: the page rule routes the chat to sales',
   phone: 'phone (375×667): the widget panel fits the viewport, the input is reachable',
 };
 
@@ -680,6 +681,27 @@ test(T.phone, [], async () => {
   await widget(page, 'cw-end').tap();
   await widget(page, 'cw-confirm-yes').tap();
   await visible(widget(page, 'cw-closed'), 'widget: ended on the phone');
+});
+
+test(T.checkout, [], async () => {
+  const page = await newPage('checkout');
+  await page.goto(`${BASE}/`);
+  await page.getByTestId('shop-checkout-link').click();
+  await page.waitForURL(`${BASE}/checkout`);
+  await widget(page, 'cw-launcher').click();
+  await visible(widget(page, 'cw-prechat'), 'pre-chat form on /checkout');
+  assert.equal(await widget(page, 'cw-department').inputValue(), 'support', 'the widget on /checkout asks for support (data-department)');
+  await widget(page, 'cw-name').fill('Carla Cassa');
+  await widget(page, 'cw-start').click();
+  await visible(widget(page, 'cw-composer'), 'widget: the composer after start on /checkout');
+  // The node's [[rules]] page_contains "/checkout" → sales, whatever the widget asked.
+  const served = await eventually('widget: the node names the department it serves', async () =>
+    page.evaluate(() => JSON.parse(sessionStorage.getItem('centralino.widget.v1') || '{}').servedDepartment));
+  assert.equal(served, 'sales', 'the conversation started on /checkout is served by sales');
+  await screenshot(page, 'widget-checkout');
+  await widget(page, 'cw-end').click();
+  await widget(page, 'cw-confirm-yes').click();
+  await visible(widget(page, 'cw-closed'), 'widget: ended on /checkout');
 });
 
 await run();
