@@ -634,6 +634,11 @@ function onEnded(payload) {
   if (!chat) return;
   chat.ended = true;
   chat.outcome = payload.outcome || '';
+  // An ended chat has nobody typing (a last `typing: false` may have been dropped).
+  clearTimeout(customerTypingTimers.get(chat.conversationId));
+  customerTypingTimers.delete(chat.conversationId);
+  const view = views.get(chat.conversationId);
+  if (view && view.typing) view.typing.hidden = true;
   for (const m of chat.messages) {
     if (m.state === 'sending' || m.state === 'retrying') m.state = 'failed';
   }
