@@ -170,7 +170,8 @@ impl KeySet {
     }
 }
 
-/// Where a JWKS is downloaded from: `http(s)://host[:port]/path`.
+/// Where a JWKS is downloaded from, or a webhook posted to: `http(s)://host[:port]/path`,
+/// the one rule for the node's outgoing HTTP URLs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksUrl {
     url: hyper::Uri,
@@ -213,6 +214,28 @@ impl JwksUrl {
             host,
             port,
         })
+    }
+}
+
+impl JwksUrl {
+    /// The URL as parsed.
+    pub fn uri(&self) -> &hyper::Uri {
+        &self.url
+    }
+
+    /// Whether it is `https://`.
+    pub fn https(&self) -> bool {
+        self.https
+    }
+
+    /// The host, without IPv6 brackets.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port (443 or 80 when none is given).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 }
 

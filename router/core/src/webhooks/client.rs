@@ -30,39 +30,17 @@ impl Endpoint {
     /// Parses `url`; plain `http://` only when `allow_http` (dev mode) or the host is a
     /// loopback address (`localhost`, `127.0.0.0/8`, `::1`), as for the JWKS URL.
     pub fn parse(url: &str, allow_http: bool) -> Result<Self, String> {
-        let uri: hyper::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-        let https = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return Err("must start with https:// (or http:// on loopback)".to_string()),
-        };
+        let parsed = centralino_base::jwks::JwksUrl::parse(url, allow_http)?;
+        let uri = parsed.uri();
         let authority = uri.authority().ok_or("has no host")?.to_string();
         if authority.contains('@') {
             return Err("must not carry credentials; the signature authenticates".to_string());
         }
-        let host = uri
-            .host()
-            .filter(|h| !h.is_empty())
-            .ok_or("has no host")?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if !https && !allow_http && !loopback {
-            return Err(
-                "plain http:// is accepted only on loopback addresses or in dev mode; use https://"
-                    .to_string(),
-            );
-        }
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
         Ok(Self {
-            https,
-            host,
-            port,
+            https: parsed.https(),
+            host: parsed.host().to_string(),
+            port: parsed.port(),
             authority,
             path,
         })
