@@ -1157,3 +1157,25 @@ impl Handler<Stop> for AgentActor {
         ctx.stop();
     }
 }
+
+/// Stops the actor because the agent's login claim went to another agent-node (this node
+/// lost its lease meanwhile): the desktop's stream ends with FAILED_PRECONDITION, so the
+/// desktop logs in again, and nothing is released (the other node holds the conversations).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Evict;
+
+impl Handler<Evict> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Evict, ctx: &mut Context<Self>) {
+        if let Some((_, tx)) = self.session.take() {
+            let _ = tx.try_send(Err(Status::failed_precondition(
+                "the agent's login moved to another agent-node: log in again",
+            )));
+            m::agent_logged_in(&self.config.team, false);
+        }
+        warn!(agent_id = %self.config.id, "agent evicted: logged in on another agent-node");
+        ctx.stop();
+    }
+}

@@ -14,7 +14,9 @@ use tracing::{info, warn};
 
 use crate::gateway::AgentDeskService;
 use crate::node::AgentNode;
-use crate::remote::{AvailabilityHub, ClusterLogin, InternalService, RemoteRouters};
+use crate::remote::{
+    keep_claims, AvailabilityHub, ClusterLogin, Fence, InternalService, RemoteRouters,
+};
 use centralino_base::clock;
 use centralino_base::config::AgentNodeConfig;
 use centralino_base::server::{check_plaintext, Access, GrpcServer, Listener};
@@ -160,12 +162,20 @@ pub async fn start_with(
     let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
     let node = AgentNode::new(config.clone(), clock, handles);
     let feed = Arc::new(AvailabilityHub::default());
-    let routers = RemoteRouters::new(membership.clone(), feed.clone(), router_tls);
+    let fence = Fence::new(membership.clone());
+    let routers = RemoteRouters::new(membership.clone(), fence.clone(), feed.clone(), router_tls);
     node.set_router(routers.clone());
     let directory_feed = routers.clone();
-    node.set_login_hook(ClusterLogin::new(membership.clone(), routers));
+    let login = ClusterLogin::new(membership.clone(), fence, routers);
+    node.set_login_hook(login.clone());
 
     let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
+    // After a lost lease: the agents claimed again under the new one before the fence lifts.
+    drop(tokio::spawn(keep_claims(
+        node.clone(),
+        login,
+        stop_rx.clone(),
+    )));
     // The agent directory: the routers' live directory over the internal plane (a change
     // applies here within a second), the configuration file's until the first router answers.
     drop(directory_feed.follow_directory(node.directory().clone(), stop_rx.clone()));

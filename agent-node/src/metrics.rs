@@ -44,6 +44,14 @@ pub fn describe() {
         "centralino_agent_login_refusals_total",
         "Logins refused, by reason (bad_credentials, throttled: after failures, rate_limited: too many from one address, busy: too many waiting for a password check, disabled: the directory disables the agent)"
     );
+    describe_counter!(
+        "centralino_agent_fenced_refusals_total",
+        "Router calls (reservations, deliveries, typing, status) refused because this agent-node was fenced: its lease not surely alive, or its agents not yet claimed again under a new lease"
+    );
+    describe_counter!(
+        "centralino_agent_claims_rebound_total",
+        "Agents' login claims after a lost lease, by result (bound: bound to the new lease; evicted: another agent-node holds it now, the agent's desktop logs in again)"
+    );
 }
 
 /// Makes the agent-node's labelled series visible from the start (at zero): per team, per
@@ -74,6 +82,22 @@ pub fn zero(teams: &[TeamConfig], departments: &[String]) {
     }
     counter!("centralino_agent_desktop_events_dropped_total").increment(0);
     counter!("centralino_agent_typing_dropped_total").increment(0);
+    counter!("centralino_agent_fenced_refusals_total").increment(0);
+    for result in ["bound", "evicted"] {
+        counter!("centralino_agent_claims_rebound_total", "result" => result).increment(0);
+    }
+}
+
+/// A router call refused because the node was fenced.
+pub(crate) fn fenced_refusal() {
+    counter!("centralino_agent_fenced_refusals_total").increment(1);
+}
+
+/// The claims bound again (and the agents evicted) after a lost lease.
+pub(crate) fn claims_rebound(bound: usize, evicted: usize) {
+    counter!("centralino_agent_claims_rebound_total", "result" => "bound").increment(bound as u64);
+    counter!("centralino_agent_claims_rebound_total", "result" => "evicted")
+        .increment(evicted as u64);
 }
 
 pub(crate) fn agent_logged_in(team: &str, connected: bool) {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use actix::prelude::*;
 use async_trait::async_trait;
@@ -34,7 +35,17 @@ pub trait LoginHook: Send + Sync + 'static {
     async fn claim(&self, agent_id: &str) -> Result<Vec<String>, Status>;
     /// Gives the claim up (the agent went offline here).
     async fn release(&self, agent_id: &str);
+    /// Returns why this node must not act for its agents now (in a cluster: its lease is
+    /// not surely alive, or its agents' claims are not yet bound to the current lease), or
+    /// None when it may.
+    fn fenced(&self) -> Option<&'static str> {
+        None
+    }
 }
+
+/// How long a call from a router waits for this node's fence to lift before it is refused
+/// (UNAVAILABLE: the router tries again or another agent).
+const FENCE_WAIT: Duration = Duration::from_secs(1);
 
 /// The agents of one node.
 pub struct AgentNode {
@@ -263,6 +274,65 @@ impl AgentNode {
             }
         }
         Ok((addr, id))
+    }
+
+    /// Returns why this node must not act for its agents now, None when it may (see
+    /// [`LoginHook::fenced`]; a standalone node never is fenced).
+    pub fn fenced(&self) -> Option<&'static str> {
+        self.login_hook.get().and_then(|hook| hook.fenced())
+    }
+
+    /// Waits up to `wait` for the fence to lift; UNAVAILABLE when it does not.
+    pub async fn unfenced(&self, wait: Duration) -> Result<(), Status> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let Some(why) = self.fenced() else {
+                return Ok(());
+            };
+            if tokio::time::Instant::now() >= deadline {
+                crate::metrics::fenced_refusal();
+                return Err(Status::unavailable(format!("agent-node fenced: {why}")));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// UNAVAILABLE (counted) when fenced now.
+    pub fn refuse_fenced(&self) -> Result<(), Status> {
+        match self.fenced() {
+            None => Ok(()),
+            Some(why) => {
+                crate::metrics::fenced_refusal();
+                Err(Status::unavailable(format!("agent-node fenced: {why}")))
+            }
+        }
+    }
+
+    /// Returns the ids of the agents this node hosts.
+    pub fn agent_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.agents.lock().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Drops `agent_id` from this node without releasing anything: the agent's claim went
+    /// to another node, which holds their conversations now. The desktop's stream ends
+    /// with FAILED_PRECONDITION and the desktop logs in again.
+    pub fn evict(&self, agent_id: &str) {
+        if let Some(addr) = self.agents.lock().remove(agent_id) {
+            addr.do_send(agent::Evict);
+        }
+    }
+
+    /// Publishes every agent's availability again (after the fence lifted: routers that
+    /// found an agent unreachable meanwhile count it in again).
+    pub async fn republish(&self) {
+        let Some(router) = self.router.get() else {
+            return;
+        };
+        for a in self.availability().await {
+            router.availability(a);
+        }
     }
 
     /// Forgets agents that are offline with nothing held (their grace ran out or they
@@ -664,6 +734,8 @@ pub fn mailbox_error(e: MailboxError) -> Status {
 #[async_trait]
 impl AgentNodeLink for AgentNode {
     async fn reserve(&self, request: ReserveRequest) -> Result<ReserveOutcome, Status> {
+        // No reservation while fenced: another node may hold the agent by now.
+        self.refuse_fenced()?;
         match self.agent(&request.agent_id) {
             None => Ok(ReserveOutcome::Rejected(RejectReason::NotLoggedIn)),
             Some(addr) => addr
@@ -686,6 +758,7 @@ impl AgentNodeLink for AgentNode {
         conversation_id: &str,
         message: ChatMessage,
     ) -> Result<(), Status> {
+        self.unfenced(FENCE_WAIT).await?;
         let addr = self
             .agent(agent_id)
             .ok_or_else(|| Status::not_found("agent is not on this node"))?;
@@ -703,6 +776,7 @@ impl AgentNodeLink for AgentNode {
         conversation_id: &str,
         typing: bool,
     ) -> Result<(), Status> {
+        self.refuse_fenced()?;
         let addr = self
             .agent(agent_id)
             .ok_or_else(|| Status::not_found("agent is not on this node"))?;

@@ -3,7 +3,7 @@
 //! and the login rule that an agent is logged in on one agent-node only.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 use crate::node::AgentNode;
 use centralino_link::grpc::*;
 use centralino_link::{AgentNodeLink, Availability, RouterCall, RouterLink, RouterReply};
+use centralino_membership::kv::{Compare, TxnOp};
 use centralino_membership::membership::{Membership, Role};
 
 /// How long a call to the routers keeps trying other routers after UNAVAILABLE.
@@ -32,6 +33,53 @@ const ROUTER_RETRY_PAUSE: Duration = Duration::from_millis(100);
 const AVAILABILITY_BUFFER: usize = 4096;
 /// Pause before the directory stream is opened again (on another router) after it ended.
 const DIRECTORY_RETRY: Duration = Duration::from_millis(300);
+
+/// Whether this agent-node may act for its agents: only while its lease is surely alive
+/// and every agent's login claim is bound to that lease. A node that was paused or cut off
+/// from etcd for longer than its lease may have lost its claims to another node, so until
+/// it has registered again and re-claimed its agents ([`keep_claims`]) it makes no
+/// offers, takes no reservations, delivers nothing and calls no router for them — the way
+/// routers fence their partitions.
+pub struct Fence {
+    membership: Arc<Membership>,
+    /// The lease epoch under which every agent's claim was last bound to the lease.
+    claimed_epoch: AtomicU64,
+}
+
+impl Fence {
+    /// Returns the fence over `membership`'s lease.
+    pub fn new(membership: Arc<Membership>) -> Arc<Self> {
+        Arc::new(Self {
+            claimed_epoch: AtomicU64::new(membership.epoch()),
+            membership,
+        })
+    }
+
+    /// Why the node must not act now, or None.
+    pub fn reason(&self) -> Option<&'static str> {
+        if !self.membership.lease_fresh() {
+            Some("its lease is not surely alive")
+        } else if self.claimed_epoch.load(Ordering::SeqCst) != self.membership.epoch() {
+            Some("it is claiming its agents again under a new lease")
+        } else {
+            None
+        }
+    }
+
+    /// Waits up to `wait` for the fence to lift; UNAVAILABLE when it does not.
+    async fn wait(&self, wait: Duration) -> Result<(), Status> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let Some(why) = self.reason() else {
+                return Ok(());
+            };
+            if Instant::now() >= deadline {
+                return Err(Status::unavailable(format!("agent-node fenced: {why}")));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
 
 /// Availability updates of this node's agents, fanned out to every watching router.
 pub struct AvailabilityHub {
@@ -144,6 +192,7 @@ impl AgentNodeInternal for InternalService {
         let r = request.into_inner();
         let status = pb::AgentStatus::try_from(r.status)
             .map_err(|_| Status::invalid_argument("unknown status"))?;
+        self.node.refuse_fenced()?;
         self.node.set_status(&r.agent_id, status).await?;
         Ok(Response::new(pb::Empty {}))
     }
@@ -210,21 +259,25 @@ where
 /// of the conversation), moving on to the next router on UNAVAILABLE.
 pub struct RemoteRouters {
     membership: Arc<Membership>,
+    fence: Arc<Fence>,
     channels: Channels,
     next: AtomicUsize,
     feed: Arc<AvailabilityHub>,
 }
 
 impl RemoteRouters {
-    /// Returns the link; availability updates go to `feed`.
-    /// Routers are dialled over TLS with `tls` (the internal plane), plaintext without.
+    /// Returns the link; availability updates go to `feed`; no call leaves while `fence`
+    /// is up. Routers are dialled over TLS with `tls` (the internal plane), plaintext
+    /// without.
     pub fn new(
         membership: Arc<Membership>,
+        fence: Arc<Fence>,
         feed: Arc<AvailabilityHub>,
         tls: Option<centralino_base::tls::ClientTls>,
     ) -> Arc<Self> {
         Arc::new(Self {
             membership,
+            fence,
             channels: Channels::with_tls(tls),
             next: AtomicUsize::new(0),
             feed,
@@ -254,11 +307,16 @@ impl RemoteRouters {
         Ok(routers[i].clone())
     }
 
-    /// Calls `Link` on some router, trying others while the answer is retryable.
+    /// Calls `Link` on some router, trying others while the answer is retryable. While
+    /// the node is fenced the call waits (within the same budget) instead of leaving.
     async fn link(&self, request: LinkRequest) -> Result<LinkResponse, Status> {
         let started = Instant::now();
         loop {
-            let result = match self.pick().and_then(|addr| self.channels.get(&addr)) {
+            let picked = self.fence.reason().map_or_else(
+                || self.pick(),
+                |why| Err(Status::unavailable(format!("agent-node fenced: {why}"))),
+            );
+            let result = match picked.and_then(|addr| self.channels.get(&addr)) {
                 Ok(channel) => RouterInternalClient::new(channel)
                     .link(request.clone())
                     .await
@@ -392,18 +450,32 @@ impl RouterLink for RemoteRouters {
 }
 
 /// The cluster's login rule: an agent is logged in on one agent-node at a time (a key
-/// bound to this node's lease), and an agent who comes from another node gets their
-/// conversations back.
+/// bound to this node's lease, its create_revision the fencing token routers check), and an
+/// agent who comes from another node gets their conversations back.
 pub struct ClusterLogin {
     membership: Arc<Membership>,
+    fence: Arc<Fence>,
     routers: Arc<RemoteRouters>,
+}
+
+/// What [`ClusterLogin::bind`] found.
+enum Bound {
+    /// The claim is this node's, bound to the current lease.
+    Ours,
+    /// Another node holds the claim.
+    Theirs(String),
 }
 
 impl ClusterLogin {
     /// Returns the rule.
-    pub fn new(membership: Arc<Membership>, routers: Arc<RemoteRouters>) -> Arc<Self> {
+    pub fn new(
+        membership: Arc<Membership>,
+        fence: Arc<Fence>,
+        routers: Arc<RemoteRouters>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             membership,
+            fence,
             routers,
         })
     }
@@ -411,43 +483,100 @@ impl ClusterLogin {
     fn key(&self, agent_id: &str) -> String {
         centralino_membership::membership::agent_claim_key(self.membership.prefix(), agent_id)
     }
+
+    /// Makes `agent_id`'s claim this node's under the current lease when nobody else holds
+    /// it: creates it when absent, binds it to the current lease when it is ours from
+    /// before a lost lease (only if it was not re-created meanwhile: a compare on its
+    /// create_revision, so a claim another node just made is never overwritten).
+    async fn bind(&self, agent_id: &str) -> Result<Bound, Status> {
+        let me = self.membership.me();
+        let kv = self.membership.kv();
+        let key = self.key(agent_id);
+        let unavailable =
+            |e: centralino_membership::kv::KvError| Status::unavailable(e.to_string());
+        loop {
+            let lease = self.membership.lease();
+            let existing = match kv
+                .create_if_absent(&key, me.id.clone().into_bytes(), Some(lease))
+                .await
+                .map_err(unavailable)?
+            {
+                Ok(_) => return Ok(Bound::Ours),
+                Err(existing) => existing,
+            };
+            let holder = String::from_utf8_lossy(&existing.value).to_string();
+            if holder != me.id {
+                return Ok(Bound::Theirs(holder));
+            }
+            if existing.lease == lease {
+                return Ok(Bound::Ours);
+            }
+            // Ours from before a lost lease: bind it to the current one.
+            let rebound = kv
+                .txn(
+                    vec![Compare::CreateRevision {
+                        key: key.clone(),
+                        revision: existing.create_revision,
+                    }],
+                    vec![TxnOp::Put {
+                        key: key.clone(),
+                        value: me.id.clone().into_bytes(),
+                        lease: Some(lease),
+                    }],
+                )
+                .await
+                .map_err(unavailable)?;
+            if rebound {
+                return Ok(Bound::Ours);
+            }
+            // It expired or was re-created in between: look again.
+        }
+    }
+
+    /// Binds `agent_id`'s claim to the current lease after a lost lease; false when
+    /// another node holds it now (the agent logged in there meanwhile).
+    pub async fn reclaim(&self, agent_id: &str) -> Result<bool, Status> {
+        match self.bind(agent_id).await? {
+            Bound::Ours => Ok(true),
+            Bound::Theirs(holder) => {
+                warn!(%agent_id, %holder, "the agent's claim went to another agent-node while this one was fenced");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Marks every agent's claim bound under `epoch`: the fence lifts (if the lease is
+    /// fresh).
+    pub fn claimed(&self, epoch: u64) {
+        self.fence.claimed_epoch.store(epoch, Ordering::SeqCst);
+    }
 }
 
 #[async_trait]
 impl crate::node::LoginHook for ClusterLogin {
     async fn claim(&self, agent_id: &str) -> Result<Vec<String>, Status> {
-        let me = self.membership.me();
-        let lease = self.membership.lease();
-        let kv = self.membership.kv();
-        let key = self.key(agent_id);
         // A node that died holds its agents until its lease expires: wait that long for
         // the claim before refusing the login.
-        let deadline = Instant::now() + Duration::from_secs(self.membership.ttl_secs() as u64 + 1);
+        let ttl = Duration::from_secs(self.membership.ttl_secs() as u64 + 1);
+        let deadline = Instant::now() + ttl;
         loop {
-            let claimed = kv
-                .create_if_absent(&key, me.id.clone().into_bytes(), Some(lease))
-                .await
-                .map_err(|e| Status::unavailable(e.to_string()))?;
-            let existing = match claimed {
-                Ok(_) => break,
-                Err(existing) => existing,
-            };
-            let holder = String::from_utf8_lossy(&existing.value).to_string();
-            if holder == me.id {
-                if existing.lease != lease {
-                    // Ours from before a lost lease: bind it to the current one.
-                    kv.put(&key, me.id.clone().into_bytes(), Some(lease))
-                        .await
-                        .map_err(|e| Status::unavailable(e.to_string()))?;
+            // Not while fenced: a claim under a lease that is going would vanish with it.
+            self.fence.wait(ttl).await?;
+            let epoch = self.membership.epoch();
+            let bound = self.bind(agent_id).await?;
+            if self.membership.epoch() != epoch {
+                // The lease was lost meanwhile: claim again under the new one.
+                continue;
+            }
+            match bound {
+                Bound::Ours => break,
+                Bound::Theirs(holder) if Instant::now() >= deadline => {
+                    return Err(Status::failed_precondition(format!(
+                        "agent {agent_id:?} is logged in on agent-node {holder:?}"
+                    )));
                 }
-                break;
+                Bound::Theirs(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
-            if Instant::now() >= deadline {
-                return Err(Status::failed_precondition(format!(
-                    "agent {agent_id:?} is logged in on agent-node {holder:?}"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let conversations = self.routers.conversations_of(agent_id).await?;
         info!(%agent_id, held = conversations.len(), "agent claimed on this node");
@@ -461,5 +590,68 @@ impl crate::node::LoginHook for ClusterLogin {
                 let _ = kv.delete_if(&claim.key, claim.create_revision).await;
             }
         }
+    }
+
+    fn fenced(&self) -> Option<&'static str> {
+        self.fence.reason()
+    }
+}
+
+/// Keeps the agents' claims bound to this node's lease until `stop`: after a lost lease
+/// (the epoch moved on) and once the new lease is in place, every agent's claim is bound
+/// to it again, an agent whose claim another node took meanwhile is evicted here, and the
+/// fence lifts; then the agents' availability is published again.
+pub async fn keep_claims(
+    node: Arc<AgentNode>,
+    login: Arc<ClusterLogin>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let membership = login.membership.clone();
+    let mut epochs = membership.epochs();
+    loop {
+        tokio::select! {
+            _ = epochs.changed() => {}
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let epoch = membership.epoch();
+        if login.fence.claimed_epoch.load(Ordering::SeqCst) == epoch || !membership.lease_fresh() {
+            continue;
+        }
+        let started = Instant::now();
+        let mut bound = 0usize;
+        let mut evicted = 0usize;
+        let mut failed = None;
+        for agent_id in node.agent_ids() {
+            match login.reclaim(&agent_id).await {
+                Ok(true) => bound += 1,
+                Ok(false) => {
+                    node.evict(&agent_id);
+                    evicted += 1;
+                }
+                Err(status) => {
+                    failed = Some(status);
+                    break;
+                }
+            }
+        }
+        if let Some(status) = failed {
+            warn!(%status, "cannot claim the agents again yet; the node stays fenced");
+            continue;
+        }
+        if membership.epoch() != epoch {
+            continue;
+        }
+        login.claimed(epoch);
+        crate::metrics::claims_rebound(bound, evicted);
+        info!(
+            epoch,
+            lease = membership.lease(),
+            bound,
+            evicted,
+            ms = started.elapsed().as_millis() as u64,
+            "cluster: agents claimed again under the new lease, fence lifted"
+        );
+        node.republish().await;
     }
 }

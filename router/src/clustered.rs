@@ -319,7 +319,7 @@ async fn start_on(
         shifts.clone(),
         stop_rx.clone(),
     ));
-    let remote_agents = RemoteAgents::new(membership.clone(), tls.agent_nodes);
+    let remote_agents = RemoteAgents::new(membership.clone(), claims.clone(), tls.agent_nodes);
     let events = Arc::new(IntegrationLog::new(record.clone()));
     let router = Router::new(SharedParts {
         config: config.clone(),

@@ -46,11 +46,16 @@ struct Seen {
     last: Availability,
     /// Since when the agent's node is gone.
     orphaned: Option<Instant>,
+    /// Added to the versions the agent's node publishes: one for every "disconnected"
+    /// this router published for the agent itself (its node gone), so that what the node
+    /// publishes after it is back — the same versions as before — is not taken for stale.
+    bump: u64,
 }
 
 /// [`AgentNodeLink`] over gRPC to the agent-nodes.
 pub struct RemoteAgents {
     membership: Arc<Membership>,
+    claims: Arc<crate::peer::Claims>,
     channels: Channels,
     agents: RwLock<HashMap<String, Seen>>,
 }
@@ -58,12 +63,15 @@ pub struct RemoteAgents {
 impl RemoteAgents {
     /// Returns the link; agent-nodes are dialled over TLS with `tls` (the internal plane),
     /// plaintext without.
+    /// A reservation goes only to the node holding the agent's login claim (`claims`).
     pub fn new(
         membership: Arc<Membership>,
+        claims: Arc<crate::peer::Claims>,
         tls: Option<centralino_base::tls::ClientTls>,
     ) -> Arc<Self> {
         Arc::new(Self {
             membership,
+            claims,
             channels: Channels::with_tls(tls),
             agents: RwLock::new(HashMap::new()),
         })
@@ -71,6 +79,14 @@ impl RemoteAgents {
 
     /// Returns a client of the node `agent_id` is logged in on.
     fn client(&self, agent_id: &str) -> Result<Option<AgentNodeInternalClient<Channel>>, Status> {
+        Ok(self.node_client(agent_id)?.map(|(_, client)| client))
+    }
+
+    /// Returns the node `agent_id` is logged in on and a client of it.
+    fn node_client(
+        &self,
+        agent_id: &str,
+    ) -> Result<Option<(String, AgentNodeInternalClient<Channel>)>, Status> {
         let node = match self.agents.read().get(agent_id) {
             Some(seen) if seen.orphaned.is_none() => seen.node.clone(),
             _ => return Ok(None),
@@ -83,8 +99,9 @@ impl RemoteAgents {
         else {
             return Ok(None);
         };
-        Ok(Some(AgentNodeInternalClient::new(
-            self.channels.get(&member.addr)?,
+        Ok(Some((
+            node,
+            AgentNodeInternalClient::new(self.channels.get(&member.addr)?),
         )))
     }
 }
@@ -92,9 +109,16 @@ impl RemoteAgents {
 #[async_trait]
 impl AgentNodeLink for RemoteAgents {
     async fn reserve(&self, request: ReserveRequest) -> Result<ReserveOutcome, Status> {
-        let Some(mut client) = self.client(&request.agent_id)? else {
+        let Some((node, mut client)) = self.node_client(&request.agent_id)? else {
             return Ok(ReserveOutcome::Rejected(RejectReason::NotLoggedIn));
         };
+        // The claim is the authority on where the agent is: an availability feed from a
+        // node that lost it (paused or cut off past its lease) gets no reservation.
+        if !self.claims.held_by(&request.agent_id, &node).await? {
+            m::cluster_claim_refusal("reserve");
+            warn!(agent_id = %request.agent_id, %node, "no reservation: that agent-node does not hold the agent's login claim");
+            return Ok(ReserveOutcome::Rejected(RejectReason::NotLoggedIn));
+        }
         let r = client.reserve(reserve_to_proto(request)).await?;
         Ok(outcome_from_proto(r.into_inner().result))
     }
@@ -305,9 +329,11 @@ async fn follow(agents: Arc<RemoteAgents>, dispatch: Arc<Dispatch>, node: String
             Ok(mut stream) => loop {
                 match stream.message().await {
                     Ok(Some(update)) => {
-                        let a = availability_from_proto(&update);
+                        let mut a = availability_from_proto(&update);
                         {
                             let mut seen = agents.agents.write();
+                            let bump = seen.get(&a.agent_id).map_or(0, |s| s.bump);
+                            a.version += bump;
                             // An agent offline here but live on another node (a login
                             // refused here, a node that forgets her) stays where she is.
                             let elsewhere = seen
@@ -324,6 +350,7 @@ async fn follow(agents: Arc<RemoteAgents>, dispatch: Arc<Dispatch>, node: String
                                     node: node.clone(),
                                     last: a.clone(),
                                     orphaned: None,
+                                    bump,
                                 },
                             );
                         }
@@ -350,6 +377,7 @@ fn orphan(agents: &RemoteAgents, dispatch: &Dispatch, node: &str) {
         for s in seen.values_mut() {
             if s.node == node && s.orphaned.is_none() {
                 s.orphaned = Some(Instant::now());
+                s.bump += 1;
                 s.last.version += 1;
                 s.last.status = AgentStatus::Disconnected;
                 updates.push(s.last.clone());

@@ -47,21 +47,26 @@ const CLAIM_FRESH: Duration = Duration::from_secs(1);
 const CLAIM_CACHE: usize = 50_000;
 
 /// Checks that the agent-node making a call holds the login claim of the agent it acts for
-/// (the claims agent-nodes write in the coordination store at login).
+/// (the claims agent-nodes write in the coordination store at login), and that a
+/// reservation goes to the node holding it. Only a confirmed holder is remembered (for
+/// [`CLAIM_FRESH`]); any other answer reads the store again, so a new holder counts at once.
+/// Within that second an agent-node that lost the claim refuses by itself: it is fenced
+/// from before its lease could expire until it has claimed its agents again.
 pub struct Claims {
     kv: Arc<dyn Kv>,
     prefix: String,
-    checked: Mutex<HashMap<(String, String), Instant>>,
+    /// agent id → (holder, when it was read).
+    checked: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 impl Claims {
     /// Returns the check over the claims under cluster `prefix` in `kv`.
-    pub fn new(kv: Arc<dyn Kv>, prefix: &str) -> Self {
-        Self {
+    pub fn new(kv: Arc<dyn Kv>, prefix: &str) -> Arc<Self> {
+        Arc::new(Self {
             kv,
             prefix: prefix.to_string(),
             checked: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// OK when `peer` (an agent-node) holds `agent_id`'s claim; PERMISSION_DENIED when
@@ -70,14 +75,36 @@ impl Claims {
         if agent_id.is_empty() || agent_id.len() > 256 {
             return Err(Status::invalid_argument("agent_id"));
         }
-        let key = (agent_id.to_string(), peer.node_id.clone());
-        if self
-            .checked
-            .lock()
-            .get(&key)
-            .is_some_and(|at| at.elapsed() < CLAIM_FRESH)
-        {
-            return Ok(());
+        let holder = self.holder(agent_id, |holder| peer.is_node(holder)).await?;
+        match holder {
+            Some(holder) if peer.is_node(&holder) => Ok(()),
+            holder => {
+                m::cluster_claim_refusal("link");
+                warn!(%peer, %agent_id, ?holder, "internal call refused: the agent is not logged in on the calling agent-node");
+                Err(Status::permission_denied(format!(
+                    "agent {agent_id:?} is not logged in on {peer}"
+                )))
+            }
+        }
+    }
+
+    /// Returns whether agent-node `node_id` holds `agent_id`'s claim.
+    pub async fn held_by(&self, agent_id: &str, node_id: &str) -> Result<bool, Status> {
+        let holder = self.holder(agent_id, |holder| holder == node_id).await?;
+        Ok(holder.as_deref() == Some(node_id))
+    }
+
+    /// Returns the holder of `agent_id`'s claim: the remembered one when `wanted` and
+    /// fresh, else read from the store.
+    async fn holder(
+        &self,
+        agent_id: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Option<String>, Status> {
+        if let Some((holder, at)) = self.checked.lock().get(agent_id) {
+            if at.elapsed() < CLAIM_FRESH && wanted(holder) {
+                return Ok(Some(holder.clone()));
+            }
         }
         let claim = self
             .kv
@@ -87,22 +114,19 @@ impl Claims {
                 Status::unavailable(format!("cannot read the agent's login claim: {e}"))
             })?;
         let holder = claim.map(|c| String::from_utf8_lossy(&c.value).to_string());
-        match holder {
-            Some(holder) if peer.is_node(&holder) => {
-                let mut checked = self.checked.lock();
+        let mut checked = self.checked.lock();
+        match &holder {
+            Some(h) if wanted(h) => {
                 if checked.len() >= CLAIM_CACHE {
-                    checked.retain(|_, at| at.elapsed() < CLAIM_FRESH);
+                    checked.retain(|_, (_, at)| at.elapsed() < CLAIM_FRESH);
                 }
-                checked.insert(key, Instant::now());
-                Ok(())
+                checked.insert(agent_id.to_string(), (h.clone(), Instant::now()));
             }
-            holder => {
-                warn!(%peer, %agent_id, ?holder, "internal call refused: the agent is not logged in on the calling agent-node");
-                Err(Status::permission_denied(format!(
-                    "agent {agent_id:?} is not logged in on {peer}"
-                )))
+            _ => {
+                checked.remove(agent_id);
             }
         }
+        Ok(holder)
     }
 }
 
@@ -152,7 +176,7 @@ pub struct InternalApi {
     dispatch: Arc<Dispatch>,
     view: Arc<ClusterView>,
     access: Access,
-    claims: Claims,
+    claims: Arc<Claims>,
 }
 
 impl InternalApi {
@@ -164,7 +188,7 @@ impl InternalApi {
         dispatch: Arc<Dispatch>,
         view: Arc<ClusterView>,
         access: Access,
-        claims: Claims,
+        claims: Arc<Claims>,
     ) -> Self {
         Self {
             router,

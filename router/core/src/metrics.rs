@@ -266,6 +266,10 @@ pub fn describe() {
         "centralino_cluster_fenced_writes_total",
         "Writes refused because this router no longer owns the partition"
     );
+    describe_counter!(
+        "centralino_cluster_agent_claim_refusals_total",
+        "Agent-node calls refused (link) and reservations not sent (reserve) because that agent-node does not hold the agent's login claim"
+    );
     describe_histogram!(
         "centralino_store_request_seconds",
         Unit::Seconds,
@@ -364,6 +368,9 @@ pub fn standalone_cluster(partitions: u32) {
     ] {
         counter!(name).increment(0);
     }
+    for call in ["link", "reserve"] {
+        counter!("centralino_cluster_agent_claim_refusals_total", "call" => call).increment(0);
+    }
 }
 
 /// Cluster mode: the series start at zero.
@@ -382,6 +389,9 @@ pub fn cluster_start() {
         "centralino_cluster_fenced_writes_total",
     ] {
         counter!(name).increment(0);
+    }
+    for call in ["link", "reserve"] {
+        counter!("centralino_cluster_agent_claim_refusals_total", "call" => call).increment(0);
     }
     for op in [
         "etcd_get",
@@ -447,6 +457,12 @@ pub fn cluster_claim() {
 /// A partition handed over to its next owner.
 pub fn cluster_handoff() {
     counter!("centralino_cluster_handoffs_total").increment(1);
+}
+
+/// An agent-node call refused, or a reservation not sent (`call`), because that node does
+/// not hold the agent's login claim.
+pub fn cluster_claim_refusal(call: &'static str) {
+    counter!("centralino_cluster_agent_claim_refusals_total", "call" => call).increment(1);
 }
 
 /// A request forwarded to the owner of its partition.
