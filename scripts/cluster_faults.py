@@ -19,10 +19,17 @@ Scenarios:
                     afterwards router-1 reports partitions_unowned 0. Failover time = max over the
                     outages that started after the kill of (end - kill); p50 as well.
   pause-router      SIGSTOP router-2 for lease TTL + 3 s, then SIGCONT. Invariants; same outage
-                    bound; router-2 still runs, owns partitions again within 15 s, and its log
-                    mentions the lost lease.
-  kill-etcd-member  kill -9 etcd-3. Invariants; conversations keep being started and completed
-                    after the kill (routers' counters grow).
+                    bound; router-2 still runs, logs "lease lost, stepping down" after the
+                    SIGCONT (not the start-up line), owns partitions again within 15 s; its
+                    centralino_cluster_fenced_writes_total is reported.
+  kill-etcd-member  kill -9 the etcd *leader* (asked over the members' status API), so a leader
+                    election happens. Invariants; a new leader among the other two within 10 s;
+                    conversations keep being started and completed after the kill.
+  pause-etcd        SIGSTOP all three etcd members for ETCD_PAUSE_SECS (30 s), then SIGCONT:
+                    etcd unavailable. Invariants (nothing acknowledged falsely: every
+                    acknowledged message is delivered, no chat double-assigned); every router
+                    and agent-node still runs afterwards; conversations are completed again
+                    after the pause (the sim drains for longer in this scenario).
   drain-router      SIGTERM router-3 under load. Invariants; router-3 exits within the drain
                     budget (drain time = SIGTERM -> process gone).
   kill-agent-node   kill -9 agent-node-1. Invariants; agents logged in again elsewhere
@@ -32,6 +39,10 @@ Scenarios:
                     outage is archived later, at the latest when the conversation retires:
                     nothing is lost); the 3 routers still run afterwards, and conversations keep
                     being started and completed after the restart (routers' counters grow).
+
+Every scenario also checks liveness after its fault: conversations are completed after the
+fault is over (the routers that answered before and after count; a cluster that stops
+assigning would pass the invariants, since abandonment is a final state).
 
 "Invariants" = the sim's report: 0 lost conversations, 0 lost messages, 0 duplicate
 assignments, 0 capacity and skill violations, 0 ordering violations (event ids and transcript
@@ -73,8 +84,12 @@ METRICS = {"router-1": 9464, "router-2": 9465, "router-3": 9466,
 # plus detection and scheduling on a loaded 2-core machine.
 RETRY_SLACK_MS = 1000
 DRAIN_BUDGET_SECS = 30
-SCENARIOS = ["kill-router", "pause-router", "kill-etcd-member", "drain-router", "kill-agent-node",
-             "postgres-restart"]
+SCENARIOS = ["kill-router", "pause-router", "kill-etcd-member", "pause-etcd", "drain-router",
+             "kill-agent-node", "postgres-restart"]
+# How long pause-etcd keeps every etcd member stopped.
+ETCD_PAUSE_SECS = 30
+# The sim's drain (simulated) per scenario where the default is too short for the fault.
+SCENARIO_DRAIN = {"pause-etcd": "40m"}
 # How long postgres-restart leaves the record down.
 POSTGRES_OUTAGE_SECS = 5
 
@@ -206,7 +221,7 @@ class Run:
             os.path.join(bin_dir(), "centralino"), "sim",
             "--router", ROUTERS, "--agent-node", AGENT_NODES,
             "--config", os.path.join(self.dir, "credentials", "sim.toml"), "--speed", str(self.args.speed),
-            "--duration", self.args.duration, "--drain", self.args.drain,
+            "--duration", self.args.duration, "--drain", SCENARIO_DRAIN.get(self.scenario, self.args.drain),
             "--conversations", str(self.args.conversations),
             "--seed", str(self.args.seed),
             "--report-json", self.report_path, "--quiet",
@@ -348,13 +363,69 @@ def pause_router(run):
         if not pid_alive(pid):
             run.fail("router-2 is not running after the pause")
         with open(os.path.join(run.dir, "logs", "router-2.log"), encoding="utf-8", errors="replace") as f:
-            lease_lines = [line.strip() for line in f if "lease" in line.lower()]
-        run.figures["router2_lease_log_lines"] = len(lease_lines)
-        if not lease_lines:
-            run.fail("router-2's log does not mention the lost lease")
-        else:
-            run.figures["router2_lease_log_sample"] = lease_lines[-1][-200:]
+            lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in f]
+        stepped_down = [line for line in lines if "lease lost, stepping down" in line]
+        rejoined = [line for line in lines if "joined again with a new lease" in line]
+        run.figures["router2_step_downs"] = len(stepped_down)
+        if not stepped_down:
+            run.fail("router-2's log has no 'lease lost, stepping down' after the pause")
+        elif not rejoined:
+            run.fail("router-2 stepped down but its log has no 'joined again with a new lease'")
+        fenced = (metrics("router-2") or {}).get("centralino_cluster_fenced_writes_total")
+        if fenced is None:
+            run.fail("router-2 does not expose centralino_cluster_fenced_writes_total")
+        run.figures["router2_fenced_writes"] = fenced
     return ["--max-outage-ms", str(outage_bound_ms(run.args))], after
+
+
+def etcd_status(run, name):
+    """The member status of etcd member `name` (its client port), or None."""
+    port = {"etcd-1": 2379, "etcd-2": 2479, "etcd-3": 2579}[name]
+    pki = os.path.join(run.dir, "pki")
+    try:
+        out = subprocess.run(
+            ["curl", "-sf", "--max-time", "2", "--cacert", f"{pki}/ca.pem", "--cert", f"{pki}/etcd-client.pem",
+             "--key", f"{pki}/etcd-client-key.pem", "-X", "POST", "-d", "{}",
+             f"https://127.0.0.1:{port}/v3/maintenance/status"],
+            capture_output=True, text=True, timeout=5).stdout
+        status = json.loads(out)
+        return {"member_id": status["header"]["member_id"], "leader": status.get("leader", "0")}
+    except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
+        return None
+
+
+def etcd_leader(run, members=("etcd-1", "etcd-2", "etcd-3")):
+    """(name of the leader, its member id) as the members see it, or (None, None)."""
+    statuses = {name: etcd_status(run, name) for name in members}
+    for name, status in statuses.items():
+        if status and status["leader"] not in ("0", "") and status["leader"] == status["member_id"]:
+            return name, status["member_id"]
+    return None, None
+
+
+def completed_by_router():
+    out = {}
+    for name in ["router-1", "router-2", "router-3"]:
+        m = metrics(name)
+        if m is not None:
+            out[name] = m.get("centralino_conversations_completed_total", 0)
+    return out
+
+
+def liveness_after_fault(run, timeout=20):
+    """Conversations are completed after the fault: the completed counters of the routers that
+    answer now and later grow within `timeout` seconds."""
+    at = completed_by_router()
+    began = time.time()
+
+    def grew():
+        later = completed_by_router()
+        return sum(later[r] - at[r] for r in at if r in later) >= 1
+    if wait_until(grew, timeout, every=0.5):
+        run.figures["first_completion_after_fault_s"] = round(time.time() - began, 1)
+    else:
+        run.fail(f"no conversation completed in the {timeout} s after the fault (routers' "
+                 f"centralino_conversations_completed_total {at} -> {completed_by_router()})")
 
 
 def progress_counters():
@@ -367,8 +438,22 @@ def progress_counters():
 
 def kill_etcd_member(run):
     before = progress_counters()
-    os.kill(run.pid("etcd-3"), signal.SIGKILL)
-    run.logs_to_show = ["router-1", "router-2", "router-3", "etcd-1", "etcd-2", "etcd-3"]
+    leader, leader_id = etcd_leader(run)
+    if leader is None:
+        run.fail("no etcd member reports itself the leader")
+        return [], lambda report: None
+    run.figures["etcd_killed"] = leader
+    os.kill(run.pid(leader), signal.SIGKILL)
+    run.logs_to_show = ["router-1", "router-2", "router-3", "agent-node-1", "agent-node-2",
+                        "etcd-1", "etcd-2", "etcd-3"]
+    others = tuple(n for n in ("etcd-1", "etcd-2", "etcd-3") if n != leader)
+    killed = time.time()
+    elected = wait_until(lambda: (l := etcd_leader(run, others))[0] and l[1] != leader_id and l, 10, every=0.2)
+    if not elected:
+        run.fail(f"no new etcd leader among {', '.join(others)} within 10 s of killing {leader}")
+    else:
+        run.figures["etcd_new_leader"] = elected[0]
+        run.figures["etcd_election_s"] = round(time.time() - killed, 1)
     at_kill = progress_counters()
     time.sleep(15)
     later = progress_counters()
@@ -376,6 +461,32 @@ def kill_etcd_member(run):
     if later <= at_kill:
         run.fail(f"no conversation started or completed in the 15 s after the etcd kill ({at_kill} -> {later})")
     return [], lambda report: None
+
+
+def pause_etcd(run):
+    pids = {name: run.pid(name) for name in ("etcd-1", "etcd-2", "etcd-3")}
+    run.logs_to_show = ["router-1", "router-2", "router-3", "agent-node-1", "agent-node-2", "etcd-1"]
+    for pid in pids.values():
+        os.kill(pid, signal.SIGSTOP)
+    paused = time.time()
+    try:
+        time.sleep(ETCD_PAUSE_SECS)
+    finally:
+        for pid in pids.values():
+            os.kill(pid, signal.SIGCONT)
+    run.figures["etcd_paused_s"] = round(time.time() - paused, 1)
+    if not wait_until(lambda: etcd_leader(run)[0], 15, every=0.2):
+        run.fail("etcd has no leader 15 s after the pause")
+    nodes_during = {name: pid_alive(run.pid(name)) for name in NODES}
+
+    def after(report):
+        gone = [name for name in NODES if not pid_alive(run.pid(name))]
+        if gone or not all(nodes_during.values()):
+            run.fail(f"not running after the etcd pause: {', '.join(gone) or nodes_during}")
+        for name in ["agent-node-1", "agent-node-2"]:
+            m = metrics(name) or {}
+            run.figures[f"{name}_fenced_refusals"] = m.get("centralino_agent_fenced_refusals_total")
+    return [], after
 
 
 def drain_router(run):
@@ -440,6 +551,7 @@ FAULTS = {
     "kill-router": kill_router,
     "pause-router": pause_router,
     "kill-etcd-member": kill_etcd_member,
+    "pause-etcd": pause_etcd,
     "drain-router": drain_router,
     "kill-agent-node": kill_agent_node,
     "postgres-restart": postgres_restart,
@@ -455,6 +567,7 @@ def run_scenario(name, args):
             if run.sleep_until_fault():
                 run.figures["fault_at_s"] = round(time.time() - run.sim_started, 1)
                 extra, after = FAULTS[name](run)
+                liveness_after_fault(run)
                 report = run.wait_sim()
                 if report is not None:
                     run.check_report(report, extra)

@@ -66,7 +66,7 @@ const MAX_HANDLING: Duration = Duration::from_secs(25 * 60);
 const CLOSE_RETRY: Duration = Duration::from_secs(120);
 /// ... and at least this much wall time.
 const CLOSE_RETRY_WALL: Duration = Duration::from_secs(5);
-/// Close requests per conversation before the agent stops trying.
+/// Close requests per conversation after which the agent says it does not close (and tries on).
 const MAX_CLOSE_ATTEMPTS: u32 = 3;
 /// Most desktop sessions (logins) per agent in one run.
 const MAX_SESSIONS: u32 = 50;
@@ -1210,9 +1210,10 @@ impl Desk {
             );
             return;
         }
-        if chat.close_attempts >= MAX_CLOSE_ATTEMPTS {
-            warn!(agent_id = %self.agent.id, conversation_id = %id, "conversation does not close: no `ended` after the close requests");
-            return;
+        // An agent keeps closing a chat that does not close (the cluster may refuse
+        // everything for a while: etcd unavailable); said once.
+        if chat.close_attempts == MAX_CLOSE_ATTEMPTS {
+            warn!(agent_id = %self.agent.id, conversation_id = %id, "conversation does not close yet: no `ended` after the close requests, trying on");
         }
         chat.close_attempts += 1;
         let summary = summary(&chat.language, chat.sent);

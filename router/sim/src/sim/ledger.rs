@@ -490,10 +490,12 @@ impl Ledger {
         }
     }
 
-    /// The server answered NOT_FOUND about an open conversation.
+    /// The server answered NOT_FOUND about an open conversation. One whose final state the
+    /// server already acknowledged to the customer (a close, an offline message, a callback
+    /// answered OK) has not vanished: its new owner after a failover just no longer keeps it.
     pub fn vanished(&mut self, conversation_id: &str) {
         if let Some(r) = self.convs.get_mut(conversation_id) {
-            if !r.saw_closed_event {
+            if !r.saw_closed_event && r.outcome.is_none() {
                 r.vanished = true;
             }
         }
@@ -1072,6 +1074,20 @@ mod tests {
         l.desk_released("c1", "giulia", None);
         l.desk_assigned("c1", "elena");
         assert_eq!(l.duplicate_assignments, 1);
+    }
+
+    #[test]
+    fn not_found_is_a_loss_only_before_the_server_acknowledged_a_final_state() {
+        let mut l = Ledger::default();
+        l.started("open", "cust-1", "Anna", "it", "sales", 0, None);
+        l.started("left", "cust-2", "Bruno", "it", "sales", 0, None);
+        l.vanished("open");
+        assert!(!l.convs["open"].is_final(), "gone while open: lost");
+        // The offline message was answered OK, then a failover: the new owner has no
+        // closed conversations.
+        l.customer_closed("left", ConversationOutcome::Offline, 10, false);
+        l.vanished("left");
+        assert!(l.convs["left"].is_final());
     }
 
     #[test]

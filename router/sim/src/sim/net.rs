@@ -29,8 +29,9 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(4);
 /// Pause between attempts after UNAVAILABLE.
 pub const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// How long (wall time) a customer call keeps retrying across the routers on UNAVAILABLE
-/// before giving up; covers a failover (lease expiry and partition claim).
-pub const RETRY_BUDGET: Duration = Duration::from_secs(20);
+/// before giving up; covers a failover (lease expiry and partition claim) and etcd
+/// unavailable for 30 s (the cluster refuses everything meanwhile; a widget keeps trying).
+pub const RETRY_BUDGET: Duration = Duration::from_secs(45);
 /// HTTP/2 keep-alive ping interval and timeout: a stopped or vanished server breaks the
 /// streams within a few seconds.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(2);
