@@ -46,4 +46,5 @@ pub mod shared;
 pub mod store;
 pub mod texts;
 pub mod today;
+pub mod tombstones;
 pub mod webhooks;

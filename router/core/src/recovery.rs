@@ -69,6 +69,11 @@ pub async fn adopt_partition(router: &Router, p: u32) -> Result<Adopted, StoreEr
         let mut transcript = transcripts.remove(&rec.id).unwrap_or_default();
         transcript.sort_by_key(|m| m.seq);
         if rec.state == State::Closed {
+            // A customer whose stream broke around the close may still resume it.
+            let linger = shared.clock.wall(std::time::Duration::from_secs(
+                shared.config.routing.rating_window_secs,
+            ));
+            shared.tombstones.keep(&rec, &transcript, linger);
             // Archived already when the close was durable (then this adds no second row)
             // or not yet (a crash right after the close): either way the live keys go.
             match retire_closed(&shared.archive, &shared.commits, &rec, transcript).await {

@@ -217,6 +217,8 @@ pub struct Shared {
     pub identity: Identity,
     /// Closed conversations still lingering.
     pub lingering: Lingering,
+    /// Closed conversations found at a partition's adoption, for late resumes.
+    pub tombstones: crate::tombstones::Tombstones,
     placement: OnceLock<Arc<dyn Placement>>,
     mail: Weak<dyn Mailroom>,
     arbiters: Vec<ArbiterHandle>,
@@ -227,6 +229,8 @@ impl Shared {
     /// Returns the shared state; mail goes through `mail` (the router that owns it).
     pub fn new(parts: SharedParts, mail: Weak<dyn Mailroom>) -> Self {
         let identity = Identity::from_config(&parts.config.identity);
+        let tombstones =
+            crate::tombstones::Tombstones::new(parts.config.limits.max_closed_lingering);
         // The configuration check refuses an unknown time zone before start.
         let today = crate::today::Today::new(
             parts.config.day_timezone().unwrap_or(chrono_tz::Tz::UTC),
@@ -248,6 +252,7 @@ impl Shared {
             today,
             identity,
             lingering: Lingering::default(),
+            tombstones,
             placement: OnceLock::new(),
             mail,
             arbiters: parts.arbiters,

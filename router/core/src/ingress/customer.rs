@@ -182,7 +182,25 @@ impl ConversationService for CustomerApi {
         let connection = self.client_addr(&request);
         let req = request.into_inner();
         let result = async {
-            let actor = self.conversation(&req.conversation_id)?;
+            let actor = match self.conversation(&req.conversation_id) {
+                Ok(actor) => actor,
+                // Closed just before its partition moved here: the transcript's last
+                // messages and `closed`, then the stream ends.
+                Err(status) if status.code() == tonic::Code::NotFound => {
+                    let Some(events) = self.router.shared.tombstones.resume(
+                        &req.conversation_id,
+                        &req.token,
+                        req.after_event_id,
+                    )?
+                    else {
+                        return Err(status);
+                    };
+                    return Ok(Response::new(
+                        Box::pin(tokio_stream::iter(events.into_iter().map(Ok))) as EventStream,
+                    ));
+                }
+                Err(status) => return Err(status),
+            };
             // One connection may hold only so many streams (all conversations together).
             let held = match connection {
                 Some(connection) => Some(self.streams.open(connection)?),

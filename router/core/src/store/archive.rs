@@ -465,12 +465,12 @@ pub async fn run_retention(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::records::{Outcome, State, Visitor};
     use crate::store::{MemoryStore, Store};
 
-    fn closed(id: &str) -> ConversationRecord {
+    pub(crate) fn closed(id: &str) -> ConversationRecord {
         ConversationRecord {
             id: id.into(),
             token: "secret-token".into(),
@@ -506,7 +506,7 @@ mod tests {
         }
     }
 
-    fn message(seq: u64) -> MessageRecord {
+    pub(crate) fn message(seq: u64) -> MessageRecord {
         MessageRecord {
             event_id: seq,
             message_id: format!("m{seq}"),
