@@ -2,9 +2,10 @@
 //! coordination store ([`Kv`]: etcd, or its in-memory twin), keeps the lease alive, and
 //! watches everyone else's keys.
 //!
-//! A process that cannot renew its lease for a whole TTL (etcd unreachable, or the process
-//! was paused) assumes it lost it: the lease epoch moves on, the owner of partitions steps
-//! down, and the process registers again with a fresh lease.
+//! A process whose last renewal is older than a TTL (etcd unreachable, or the process was
+//! paused) acts as owner of nothing ([`Membership::lease_fresh`]) until a renewal gets
+//! through; when etcd then says the lease is gone, the lease epoch moves on, the owner of
+//! partitions steps down, and the process registers again with a fresh lease.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -257,9 +258,9 @@ impl Membership {
     }
 }
 
-/// Renews the lease every third of its TTL. When renewal has not succeeded for a whole TTL
-/// (or etcd says the lease is gone), the lease is lost: the epoch moves on and the process
-/// registers again.
+/// Renews the lease every third of its TTL. When etcd says the lease is gone (it expired
+/// while renewals did not arrive, or was revoked), the lease is lost: the epoch moves on and
+/// the process registers again.
 async fn keep_alive(this: Arc<Membership>) {
     let period = Duration::from_millis((this.ttl_secs as u64 * 1000 / 3).max(200));
     let ttl = Duration::from_secs(this.ttl_secs as u64);
@@ -271,21 +272,29 @@ async fn keep_alive(this: Arc<Membership>) {
             _ = stop.wait_for(|s| *s) => return,
         }
         let sent = Instant::now();
+        // The lease is lost when etcd says it is gone, not when renewals were slow: a
+        // renewal that etcd answers with TTL left proves the lease (and every key under it)
+        // lived on, however late it came — through a leader election, or after this
+        // process was paused or cut off for less than the TTL. Meanwhile `lease_fresh` is
+        // false from one TTL after the last renewal sent, so the process acted for nothing.
+        // A process paused or cut off longer finds the lease gone at its next renewal.
         let lost = match this.kv.keep_alive(this.lease()).await {
             Ok(left) if left > 0 => {
-                // A pause (SIGSTOP) longer than the TTL shows as a late renewal: the lease
-                // may have expired and been granted back to nobody, so step down anyway.
-                let late = renewed.elapsed() > ttl;
-                renewed = Instant::now();
-                if !late {
-                    *this.renewed_at.lock() = sent;
+                if renewed.elapsed() > ttl {
+                    info!(
+                        lease = this.lease(),
+                        late_ms = renewed.elapsed().as_millis() as u64,
+                        "cluster: lease renewed late but alive, resuming"
+                    );
                 }
-                late
+                renewed = Instant::now();
+                *this.renewed_at.lock() = sent;
+                false
             }
             Ok(_) => true,
             Err(e) => {
                 warn!(error = %e, "cluster: lease renewal failed");
-                renewed.elapsed() > ttl
+                false
             }
         };
         if !lost {
@@ -411,6 +420,92 @@ mod tests {
         };
         assert_eq!(registered.lease, a.lease());
         assert!(a.lease_fresh());
+        a.leave().await;
+    }
+
+    /// The twin, where the next keep-alive after `slow` is set takes `delay`, the lease
+    /// extended meanwhile: what a new etcd leader does with every lease when it takes over
+    /// while the renewal waits for the election.
+    struct SlowRenewals {
+        kv: Arc<MemoryKv>,
+        slow: std::sync::atomic::AtomicBool,
+        delay: Duration,
+    }
+
+    #[async_trait::async_trait]
+    impl Kv for SlowRenewals {
+        async fn grant(&self, ttl_secs: i64) -> Result<i64, KvError> {
+            self.kv.grant(ttl_secs).await
+        }
+        async fn keep_alive(&self, lease: i64) -> Result<i64, KvError> {
+            if self.slow.swap(false, Ordering::SeqCst) {
+                self.kv.keep_alive(lease).await?;
+                tokio::time::sleep(self.delay).await;
+            }
+            self.kv.keep_alive(lease).await
+        }
+        async fn revoke(&self, lease: i64) -> Result<(), KvError> {
+            self.kv.revoke(lease).await
+        }
+        async fn get(&self, key: &str) -> Result<Option<crate::kv::KeyValue>, KvError> {
+            self.kv.get(key).await
+        }
+        async fn get_prefix(
+            &self,
+            prefix: &str,
+        ) -> Result<(Vec<crate::kv::KeyValue>, i64), KvError> {
+            self.kv.get_prefix(prefix).await
+        }
+        async fn put(&self, key: &str, value: Vec<u8>, lease: Option<i64>) -> Result<(), KvError> {
+            self.kv.put(key, value, lease).await
+        }
+        async fn txn(
+            &self,
+            compares: Vec<crate::kv::Compare>,
+            ops: Vec<crate::kv::TxnOp>,
+        ) -> Result<bool, KvError> {
+            self.kv.txn(compares, ops).await
+        }
+        async fn create_if_absent(
+            &self,
+            key: &str,
+            value: Vec<u8>,
+            lease: Option<i64>,
+        ) -> Result<Result<crate::kv::KeyValue, crate::kv::KeyValue>, KvError> {
+            self.kv.create_if_absent(key, value, lease).await
+        }
+        fn watch_prefix(&self, prefix: &str) -> tokio::sync::mpsc::Receiver<()> {
+            self.kv.watch_prefix(prefix)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_renewal_of_a_live_lease_fences_for_a_while_but_loses_nothing() {
+        let kv = Arc::new(SlowRenewals {
+            kv: Arc::new(MemoryKv::new()),
+            slow: std::sync::atomic::AtomicBool::new(false),
+            delay: Duration::from_millis(2500),
+        });
+        let a = Membership::join(kv.clone(), PREFIX, member("router-a", Role::Router), 3)
+            .await
+            .unwrap();
+        let lease = a.lease();
+        kv.slow.store(true, Ordering::SeqCst);
+        // The renewal comes back later than the TTL: not surely alive meanwhile …
+        let deadline = Instant::now() + WAIT;
+        while a.lease_fresh() {
+            assert!(Instant::now() < deadline, "never stale");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // … then fresh again under the same lease and epoch: the lease lived on.
+        let deadline = Instant::now() + WAIT;
+        while !a.lease_fresh() {
+            assert!(Instant::now() < deadline, "never fresh again");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(a.lease(), lease, "same lease");
+        assert_eq!(a.epoch(), 0, "no step-down");
         a.leave().await;
     }
 
