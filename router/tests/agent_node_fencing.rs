@@ -9,31 +9,26 @@ use centralino_testkit as common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use centralino_agent_node::cluster_node::{self, RunningAgentNode};
+use centralino_agent_node::cluster_node::RunningAgentNode;
 use centralino_membership::kv::Kv;
 use centralino_membership::membership::{agent_claim_key, member_key, Role};
 use centralino_membership::memory::MemoryKv;
 use centralino_proto::v1::agent_event;
 use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
-use centralino_router::clustered::{self, ClusterRouter};
+use centralino_router::clustered::ClusterRouter;
 use common::cluster::{
-    agent_node_config, channel_at as channel, cluster_config, login_at, retrying, settled,
+    channel_at as channel, login_at, retrying, settled, twin_agent_node, twin_router,
 };
 use common::start_conversation;
 
 const PREFIX: &str = "/fencing";
 
 async fn router(kv: &Arc<MemoryKv>, node: &str) -> ClusterRouter {
-    clustered::start_with(cluster_config(node, PREFIX), kv.clone())
-        .await
-        .expect("router starts")
+    twin_router(kv, node, PREFIX).await
 }
 
 async fn agent_node(kv: &Arc<MemoryKv>, node: &str) -> RunningAgentNode {
-    let config = agent_node_config(&cluster_config(node, PREFIX));
-    cluster_node::start_with(config, kv.clone())
-        .await
-        .expect("agent-node starts")
+    twin_agent_node(kv, node, PREFIX).await
 }
 
 /// The lease `node` is registered under now.

@@ -220,3 +220,26 @@ where
         }
     }
 }
+
+/// Starts router `node` of the cluster under `prefix` on the in-memory twin of etcd `kv`.
+pub async fn twin_router(
+    kv: &std::sync::Arc<centralino_membership::memory::MemoryKv>,
+    node: &str,
+    prefix: &str,
+) -> ClusterRouter {
+    centralino_router::clustered::start_with(cluster_config(node, prefix), kv.clone())
+        .await
+        .expect("router starts")
+}
+
+/// Starts agent-node `node` of the cluster under `prefix` on the in-memory twin of etcd `kv`.
+pub async fn twin_agent_node(
+    kv: &std::sync::Arc<centralino_membership::memory::MemoryKv>,
+    node: &str,
+    prefix: &str,
+) -> centralino_agent_node::cluster_node::RunningAgentNode {
+    let config = agent_node_config(&cluster_config(node, prefix));
+    centralino_agent_node::cluster_node::start_with(config, kv.clone())
+        .await
+        .expect("agent-node starts")
+}
